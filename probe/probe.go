@@ -1,0 +1,189 @@
+// Package probe is the raw-socket engine of ipsecpath: it crafts, fragments, sends and captures
+// probes, runs the far-end agent and its control channel, and turns what arrived into verdicts.
+package probe
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ID names a probe class, as in the JSON result and --probes (a contract: DESIGN.md).
+type ID string
+
+// The probe classes. The -frag forms are at least FragProbeSize bytes on the wire and
+// IP-fragmented by us, so they can be compared with the unfragmented form.
+const (
+	IKE       ID = "ike"        // IKE on UDP 500, a real first message
+	IKEFrag   ID = "ike-frag"   // the same, made large like Kerberos-authenticated IKE, IP-fragmented
+	NATT      ID = "natt"       // UDP 4500 with the non-ESP marker
+	NATTFrag  ID = "natt-frag"  // the same, IP-fragmented
+	ESP       ID = "esp"        // IP protocol 50
+	ESPFrag   ID = "esp-frag"   // IP protocol 50, fragmented
+	AH        ID = "ah"         // IP protocol 51
+	AHFrag    ID = "ah-frag"    // IP protocol 51, fragmented
+	ICMPLarge ID = "icmp-large" // ICMP echo with a 5000-byte payload, like `ping -l 5000`
+	PMTU      ID = "pmtu"       // largest DF packet that arrives
+)
+
+// FragProbeSize is the least size on the wire of a -frag probe, IP header included.
+const FragProbeSize = 3000
+
+// DefaultTCPPorts are the TCP services checked unless --tcp says otherwise: SMB and the
+// Luna HSM's NTLS.
+var DefaultTCPPorts = []int{445, 1792}
+
+// TCP returns the probe id for a TCP port, e.g. "tcp:445".
+func TCP(port int) ID { return ID("tcp:" + strconv.Itoa(port)) }
+
+// fixedIDs are the probe ids other than tcp:PORT, in report order.
+var fixedIDs = []ID{IKE, IKEFrag, NATT, NATTFrag, ESP, ESPFrag, AH, AHFrag, ICMPLarge}
+
+// DefaultIDs returns every probe id in report order, with tcp:PORT for each of tcpPorts,
+// and pmtu last.
+func DefaultIDs(tcpPorts []int) []ID {
+	ids := append([]ID(nil), fixedIDs...)
+	for _, p := range tcpPorts {
+		ids = append(ids, TCP(p))
+	}
+	return append(ids, PMTU)
+}
+
+// TCPPort returns the port of a tcp:PORT id, and false for any other id.
+func (id ID) TCPPort() (int, bool) {
+	s, ok := strings.CutPrefix(string(id), "tcp:")
+	if !ok {
+		return 0, false
+	}
+	p, err := strconv.Atoi(s)
+	if err != nil || p < 1 || p > 65535 {
+		return 0, false
+	}
+	return p, true
+}
+
+// Fragmented reports whether id is the IP-fragmented form of a class.
+func (id ID) Fragmented() bool { return strings.HasSuffix(string(id), "-frag") }
+
+// Unfragmented returns the unfragmented form of a -frag id ("esp-frag" → "esp"), else id.
+func (id ID) Unfragmented() ID { return ID(strings.TrimSuffix(string(id), "-frag")) }
+
+// Valid reports whether id is a probe id of the contract.
+func (id ID) Valid() bool {
+	if _, ok := id.TCPPort(); ok {
+		return true
+	}
+	if id == PMTU {
+		return true
+	}
+	for _, k := range fixedIDs {
+		if id == k {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseIDs parses a comma-separated --probes list ("ike,esp-frag,tcp:445"). "all" or an
+// empty list means DefaultIDs(tcpPorts). Unknown ids are an error that names them and the
+// valid ones; duplicates are dropped.
+func ParseIDs(list string, tcpPorts []int) ([]ID, error) {
+	list = strings.TrimSpace(list)
+	if list == "" || list == "all" {
+		return DefaultIDs(tcpPorts), nil
+	}
+	var ids []ID
+	seen := map[ID]bool{}
+	for _, f := range strings.Split(list, ",") {
+		id := ID(strings.TrimSpace(f))
+		if id == "" {
+			continue
+		}
+		if id == "tcp" { // every --tcp port
+			for _, p := range tcpPorts {
+				if t := TCP(p); !seen[t] {
+					seen[t] = true
+					ids = append(ids, t)
+				}
+			}
+			continue
+		}
+		if !id.Valid() {
+			return nil, fmt.Errorf("unknown probe %q (valid: %s, tcp:PORT, pmtu, all)", id, joinIDs(fixedIDs))
+		}
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("no probes in %q", list)
+	}
+	return ids, nil
+}
+
+// ParseTCPPorts parses a --tcp list ("445,1792").
+func ParseTCPPorts(list string) ([]int, error) {
+	var ports []int
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		p, err := strconv.Atoi(f)
+		if err != nil || p < 1 || p > 65535 {
+			return nil, fmt.Errorf("bad TCP port %q (want 1-65535)", f)
+		}
+		ports = append(ports, p)
+	}
+	return ports, nil
+}
+
+func joinIDs(ids []ID) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = string(id)
+	}
+	return strings.Join(s, ", ")
+}
+
+// CheckTarget refuses addresses no probe may go to: unspecified, multicast, broadcast, and
+// IPv6 (the probes are IPv4 for now).
+func CheckTarget(a netip.Addr) error {
+	switch {
+	case !a.IsValid():
+		return fmt.Errorf("no target address")
+	case !a.Is4() && !a.Is4In6():
+		return fmt.Errorf("target %s: only IPv4 targets are supported", a)
+	case a.IsUnspecified():
+		return fmt.Errorf("target %s: unspecified address", a)
+	case a.IsMulticast():
+		return fmt.Errorf("target %s: multicast address refused", a)
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return fmt.Errorf("target %s: broadcast address refused", a)
+	}
+	return nil
+}
+
+// Seen is one IPv4 packet or fragment as captured by AF_PACKET, before reassembly: what the
+// agent (or the initiator, for reverse probes and answers) reports having received.
+type Seen struct {
+	At       time.Time  `json:"at"`
+	Src      netip.Addr `json:"src"`
+	Dst      netip.Addr `json:"dst"`
+	Proto    uint8      `json:"proto"`     // IP protocol
+	IPID     uint16     `json:"ip_id"`     // IP identification
+	Offset   int        `json:"offset"`    // fragment offset in bytes
+	More     bool       `json:"mf"`        // more-fragments flag
+	DF       bool       `json:"df"`        // don't-fragment flag
+	TTL      uint8      `json:"ttl"`       // as it arrived
+	TotalLen int        `json:"total_len"` // IP total length
+	// Head is up to HeadLen bytes after the IP header of a first fragment (Offset 0): the
+	// transport header and the start of its payload, where every probe carries its nonce.
+	Head []byte `json:"head,omitempty"`
+}
+
+// HeadLen is how many bytes after the IP header Seen keeps from a first fragment.
+const HeadLen = 64
