@@ -1,0 +1,754 @@
+package probe
+
+// The verdict engine: what was sent, what the far end saw and what came back, per probe and
+// direction, turned into a report.Result. Pure: no sockets, no clock, so every rule is
+// table-tested (verdict_test.go). The rules are DESIGN.md's:
+//
+//	pass          it arrived: with an agent, the agent (or, reverse, our own capture) saw every
+//	              fragment of at least one attempt; without an agent, the target itself answered
+//	              (an IKE response, an echo reply, a SYN-ACK, or the target kernel's own ICMP
+//	              protocol/port unreachable, which proves arrival)
+//	dropped       silence: nothing arrived and nothing came back
+//	blocked       an ICMP destination unreachable came back from a device on the path (or an
+//	              administratively-prohibited from anyone), or a TCP RST came back that did not
+//	              come from the target (the agent never saw the SYN; without an agent, the RST's
+//	              TTL shows it came from closer than the target)
+//	frag-dropped  the unfragmented form of the same protocol passes and the fragmented one
+//	              arrives not at all
+//	partial       some fragments arrived, not all: the detail says which
+//	error         the probe could not run: the detail says why
+//	skipped       not run, or no honest verdict is possible without an agent: the detail says why
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/report"
+)
+
+// Reply kinds: what answered a probe (Reply.Kind, and report.Evidence.Answer).
+const (
+	AnswerIKE       = "ike"        // an IKE message from the target (UDP 500 or 4500)
+	AnswerEchoReply = "echo-reply" // an ICMP echo reply
+	AnswerSYNACK    = "syn-ack"    // a TCP SYN-ACK: the port is open
+	AnswerRST       = "rst"        // a TCP RST (from the target: the port is closed)
+)
+
+// ICMP codes of a time exceeded (RFC 792); destination unreachable codes are ICMPCode*.
+const (
+	codeTTLExceeded       = 0
+	codeReassemblyTimeout = 1
+)
+
+// Reply is an answer to a probe from the far end (or from whatever answered in its name).
+type Reply struct {
+	Kind string        // AnswerIKE, AnswerEchoReply, AnswerSYNACK, AnswerRST
+	From netip.Addr    // source address of the answer
+	TTL  uint8         // IP TTL as it arrived here
+	RTT  time.Duration // from the send of the attempt it answers
+}
+
+// ICMPAnswer is an ICMP error that came back for a probe, matched by its quoted header, with
+// the TTL it arrived with (which says how far away its sender is).
+type ICMPAnswer struct {
+	ICMPError
+	TTL uint8
+}
+
+// Attempt is one send of a probe (retries are further attempts): the fragments as we cut
+// them (one entry for an unfragmented packet) and, with an agent or for reverse probes, the
+// ones the receiving end captured.
+type Attempt struct {
+	Sent []report.Fragment
+	Seen []report.Fragment
+}
+
+// complete reports whether every fragment sent in a was seen (matched by offset).
+func (a Attempt) complete() bool {
+	if len(a.Sent) == 0 {
+		return false
+	}
+	for _, s := range a.Sent {
+		if !hasOffset(a.Seen, s.Offset) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasOffset(fs []report.Fragment, off int) bool {
+	for _, f := range fs {
+		if f.Offset == off {
+			return true
+		}
+	}
+	return false
+}
+
+// Outcome is everything one probe produced in one direction: the input of Judge.
+type Outcome struct {
+	Probe     ID
+	Direction report.Direction
+	// Target is the address the probe went to: the target forward, the initiator reverse.
+	Target netip.Addr
+	// Observed is true when the receiving end captured what arrived (the agent forward, our
+	// own capture reverse): Attempts[i].Seen is then evidence, an empty Seen means "not seen".
+	Observed bool
+	// Err is set when the probe could not run; Skip, when it was not run, says why.
+	Err  error
+	Skip string
+	// Reference marks an outcome run only to compare with (e.g. a small echo for icmp-large,
+	// or the unfragmented form of an asked-for -frag probe): Judge does not report it.
+	Reference bool
+
+	Size         int    // bytes on the wire of one attempt, IP header included
+	FragmentSize int    // largest fragment cut, IP header included (0: not fragmented)
+	Nonce        uint32 // what tied observations to this probe
+	SrcPort      int
+	DstPort      int
+	Attempts     []Attempt
+	Replies      []Reply      // answers that came back (forward)
+	ICMP         []ICMPAnswer // ICMP errors matched to this probe (forward)
+	// PathMTU is the pmtu probe's finding (nil: the search did not run or found nothing).
+	PathMTU *report.PathMTU
+}
+
+// smallEcho is the id of the reference probe for icmp-large: a small ICMP echo. It is never
+// reported; it tells "the target answers ping" from "large pings get lost".
+const smallEcho ID = "icmp-small"
+
+// reference returns the id of the outcome a probe is compared with, or "".
+func reference(id ID) ID {
+	switch {
+	case id == ICMPLarge:
+		return smallEcho
+	case id.Fragmented():
+		return id.Unfragmented()
+	}
+	return ""
+}
+
+// Judge turns the outcomes of one run into results, in the order of outs, leaving out the
+// Reference outcomes. Each -frag outcome is compared with its unfragmented form in the same
+// direction (icmp-large with a small echo), and a TCP RST without an agent is compared with
+// the TTL of the target's other answers.
+func Judge(outs []Outcome) []report.Result {
+	// First the outcomes nothing else is compared with, then those compared with them.
+	judged := make(map[string]report.Result, len(outs))
+	key := func(id ID, d report.Direction) string { return string(d) + "/" + string(id) }
+	for i := range outs {
+		if reference(outs[i].Probe) == "" {
+			judged[key(outs[i].Probe, outs[i].Direction)] = judge(&outs[i], nil, hopsFromTarget(outs))
+		}
+	}
+	res := make([]report.Result, 0, len(outs))
+	for i := range outs {
+		o := &outs[i]
+		r, ok := judged[key(o.Probe, o.Direction)]
+		if !ok {
+			var base *report.Result
+			if b, ok := judged[key(reference(o.Probe), o.Direction)]; ok {
+				base = &b
+			}
+			r = judge(o, base, hopsFromTarget(outs))
+		}
+		if !o.Reference {
+			res = append(res, r)
+		}
+	}
+	return res
+}
+
+// initialTTL guesses the TTL a packet left its sender with from the TTL it arrived with:
+// the common initial values are 64 (Linux, BSD, macOS), 128 (Windows) and 255 (network gear).
+func initialTTL(ttl uint8) int {
+	switch {
+	case ttl <= 64:
+		return 64
+	case ttl <= 128:
+		return 128
+	}
+	return 255
+}
+
+// hopCount is how many routers a packet that arrived with ttl crossed.
+func hopCount(ttl uint8) int { return initialTTL(ttl) - int(ttl) }
+
+// targetTTL is what other answers from the target say about its distance.
+type targetTTL struct {
+	ok   bool
+	ttl  uint8  // the TTL they arrived with
+	hops int    // routers crossed
+	from string // which probe's answer it is
+}
+
+// hopsFromTarget finds a forward answer that certainly came from the target itself: an IKE
+// response, an echo reply, a SYN-ACK, or the target's own ICMP protocol/port unreachable.
+func hopsFromTarget(outs []Outcome) targetTTL {
+	for _, o := range outs {
+		if o.Direction != report.Forward {
+			continue
+		}
+		for _, r := range o.Replies {
+			if r.Kind != AnswerRST && r.From == o.Target && r.TTL > 0 {
+				return targetTTL{ok: true, ttl: r.TTL, hops: hopCount(r.TTL), from: string(o.Probe) + " " + r.Kind}
+			}
+		}
+		for _, e := range o.ICMP {
+			if e.From == o.Target && e.TTL > 0 && e.Type == icmpUnreach &&
+				(e.Code == ICMPCodeProtoUnreach || e.Code == ICMPCodePortUnreach) {
+				return targetTTL{ok: true, ttl: e.TTL, hops: hopCount(e.TTL), from: string(o.Probe) + " ICMP " + icmpName(e.Type, e.Code)}
+			}
+		}
+	}
+	return targetTTL{}
+}
+
+// judge decides one outcome. base is the verdict of the form it is compared with (nil: none).
+func judge(o *Outcome, base *report.Result, ref targetTTL) report.Result {
+	r := report.Result{Probe: string(o.Probe), Direction: o.Direction}
+	if o.Direction == "" {
+		r.Direction = report.Forward
+	}
+	r.Evidence = evidence(o)
+	if base != nil {
+		r.Evidence.Compared = base.Probe
+	}
+	what := describe(o.Probe)
+	switch {
+	case o.Err != nil:
+		r.Verdict = report.Error
+		r.Detail = fmt.Sprintf("Could not run the %s probe: %v.", what, o.Err)
+		return r
+	case o.Skip != "":
+		r.Verdict = report.Skipped
+		r.Detail = o.Skip
+		return r
+	case o.Probe == PMTU:
+		return judgePMTU(o, r)
+	}
+	if o.Direction == report.Reverse {
+		return judgeSeen(o, r, base, what, "the agent's "+what+" toward this host", "arrived here")
+	}
+	if o.Observed {
+		return judgeForwardAgent(o, r, base, what)
+	}
+	return judgeOneEnded(o, r, base, what, ref)
+}
+
+// judgeForwardAgent decides a forward probe the agent watched for.
+func judgeForwardAgent(o *Outcome, r report.Result, base *report.Result, what string) report.Result {
+	saw := anySeen(o)
+	r.Evidence.AgentSaw = &saw
+	if saw {
+		r = judgeSeen(o, r, base, what, what, "reached the agent")
+		if e := firstBlocking(o); e != nil {
+			r.Evidence.Extra = fmt.Sprintf("%s also came back from %s, but the agent saw the probe arrive", icmpName(e.Type, e.Code), e.From)
+		}
+		return r
+	}
+	// Not seen at all: whatever came back explains why.
+	if e := firstBlocking(o); e != nil {
+		return blockedByICMP(o, r, *e, what)
+	}
+	if rst := firstReply(o, AnswerRST); rst != nil && o.Probe.isTCP() {
+		r.Verdict = report.Blocked
+		r.Evidence.Answer, r.Evidence.AnsweredBy = AnswerRST, rst.From.String()
+		r.Detail = fmt.Sprintf("A TCP reset came back in the name of %s but the agent never saw the SYN: a device on the path (firewall or IPS) resets %s; permit it there.",
+			rst.From, what)
+		return r
+	}
+	if len(o.Replies) > 0 {
+		a := o.Replies[0]
+		r.Evidence.Answer, r.Evidence.AnsweredBy = a.Kind, a.From.String()
+		r.Evidence.Extra = fmt.Sprintf("a %s came back from %s although the agent saw nothing: something on the path answers in the target's name, or the agent captures on another interface", a.Kind, a.From)
+	}
+	return silent(o, r, base, what, "never reached the agent")
+}
+
+// judgeSeen decides from what the receiving end captured (agent forward, ours reverse).
+func judgeSeen(o *Outcome, r report.Result, base *report.Result, what, subject, arrived string) report.Result {
+	complete, partial := 0, -1
+	for i, a := range o.Attempts {
+		if a.complete() {
+			complete++
+		} else if len(a.Seen) > 0 && partial < 0 {
+			partial = i
+		}
+	}
+	n := len(o.Attempts)
+	switch {
+	case complete > 0:
+		r.Verdict = report.Pass
+		if complete == n {
+			r.Detail = fmt.Sprintf("%s %s%s.", capitalize(subject), arrived, fragNote(o))
+		} else {
+			r.Detail = fmt.Sprintf("%s %s in %d of %d attempts%s: the others were lost, which looks like packet loss on the path, not a filter.",
+				capitalize(subject), arrived, complete, n, fragNote(o))
+		}
+		return r
+	case partial >= 0:
+		a := o.Attempts[partial]
+		seen, missing := splitFragments(a)
+		r.Verdict = report.Partial
+		r.Detail = fmt.Sprintf("Of %s only the fragment(s) at offset %s %s, not %s: a device on the path drops %s; allow IP fragments there.",
+			subject, offsets(seen), arrived, offsets(missing), whichFragments(seen, missing))
+		return r
+	}
+	if o.Direction == report.Reverse {
+		return silent(o, r, base, what, "never arrived here")
+	}
+	return silent(o, r, base, what, "never reached the agent")
+}
+
+// silent decides a probe nothing of which arrived: dropped, or frag-dropped when the
+// unfragmented form passes.
+func silent(o *Outcome, r report.Result, base *report.Result, what, never string) report.Result {
+	dir := ""
+	if o.Direction == report.Reverse {
+		dir = " from the responder's side"
+	}
+	if base != nil && base.Verdict == report.Pass && fragmentedProbe(o.Probe) {
+		r.Verdict = report.FragDropped
+		r.Detail = fmt.Sprintf("The fragmented %s %s while the unfragmented form (%s) arrived: a device on the path drops IP fragments%s; allow fragments there, or keep packets under the path MTU (IKE fragmentation, a lower tunnel MTU).",
+			what, never, base.Probe, dir)
+		return r
+	}
+	r.Verdict = report.Dropped
+	extra := ""
+	if base != nil && base.Verdict != report.Pass && base.Verdict != report.Skipped {
+		extra = fmt.Sprintf(" (the unfragmented form is %s too, so fragments are not the cause)", base.Verdict)
+	}
+	r.Detail = fmt.Sprintf("%s %s and nothing came back: a device on the path silently drops it%s%s; %s.",
+		capitalize(what), never, dir, extra, permitAdvice(o.Probe))
+	return r
+}
+
+// judgeOneEnded decides a forward probe without an agent: only answers count.
+func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string, ref targetTTL) report.Result {
+	// An answer from the target itself proves arrival.
+	for _, a := range o.Replies {
+		if a.Kind == AnswerRST || a.From != o.Target {
+			continue
+		}
+		r.Verdict = report.Pass
+		r.Evidence.Answer, r.Evidence.AnsweredBy = a.Kind, a.From.String()
+		r.Evidence.RTTms = ms(a.RTT)
+		r.Evidence.Inferred = "the target answered (" + a.Kind + ")"
+		r.Detail = fmt.Sprintf("%s reached %s: it answered with %s%s.", capitalize(what), a.From, answerName(a.Kind), fragNote(o))
+		if o.Probe == ICMPLarge {
+			r.Detail = fmt.Sprintf("%s reached %s and its equally large reply came back: fragments pass both ways%s.", capitalize(what), a.From, fragNote(o))
+		}
+		return r
+	}
+	for _, e := range o.ICMP {
+		if e.From == o.Target && e.Type == icmpUnreach && (e.Code == ICMPCodeProtoUnreach || e.Code == ICMPCodePortUnreach) {
+			r.Verdict = report.Pass
+			r.Evidence.ICMP = icmpEvidence(e)
+			r.Evidence.Inferred = "the target's kernel answered " + icmpName(e.Type, e.Code) + ", so the probe arrived"
+			r.Detail = fmt.Sprintf("%s reached %s: its kernel answered %s (nothing there listens for it, but the path carries it).",
+				capitalize(what), e.From, icmpName(e.Type, e.Code))
+			return r
+		}
+	}
+	for _, e := range o.ICMP {
+		if e.From == o.Target && e.Type == icmpTimeExceeded && e.Code == codeReassemblyTimeout {
+			r.Verdict = report.Partial
+			r.Evidence.ICMP = icmpEvidence(e)
+			r.Evidence.Inferred = "the target reported a fragment reassembly timeout: it got the first fragment but not all"
+			r.Detail = fmt.Sprintf("%s reassembly timed out at %s: the first fragment arrived, later ones did not; a device on the path drops non-first fragments (run with --agent to see which).",
+				capitalize(what), e.From)
+			return r
+		}
+	}
+	if e := firstBlocking(o); e != nil {
+		return blockedByICMP(o, r, *e, what)
+	}
+	if rst := firstReply(o, AnswerRST); rst != nil {
+		return judgeRST(o, r, *rst, what, ref)
+	}
+	// Silence. Only where the far end answers by itself does silence say something.
+	switch {
+	case o.Probe == ICMPLarge:
+		if base != nil && base.Verdict == report.Pass {
+			r.Verdict = report.FragDropped
+			r.Detail = fmt.Sprintf("%s got no reply while a small echo did: fragments are dropped on the path, one way or the other (run with --agent to tell which direction).", capitalize(what))
+			r.Evidence.Inferred = "compared with a small echo to the same target, which was answered"
+			return r
+		}
+		r.Verdict = report.Skipped
+		r.Detail = "No verdict without an agent: the target does not answer even a small ping, so silence says nothing about fragments."
+		return r
+	case o.Probe.isESPorAH():
+		if base != nil && base.Verdict == report.Pass {
+			r.Verdict = report.FragDropped
+			r.Evidence.Inferred = "compared with the unfragmented form, which the target's kernel answered"
+			r.Detail = fmt.Sprintf("The fragmented %s got no answer while the unfragmented form (%s) did: a device on the path drops IP fragments; allow fragments there.", what, base.Probe)
+			return r
+		}
+		r.Verdict = report.Skipped
+		r.Detail = fmt.Sprintf("No verdict without an agent: a target that handles %s stays silent, so silence proves nothing; run 'ipsecpath responder' there and pass --agent.", what)
+		return r
+	}
+	r.Evidence.Inferred = "no answer from the target within the timeout"
+	if base != nil && base.Verdict == report.Pass {
+		r.Verdict = report.FragDropped
+		r.Detail = fmt.Sprintf("The fragmented %s got no answer while the unfragmented form (%s) did: a device on the path drops IP fragments; allow fragments there, or enable IKE fragmentation.", what, base.Probe)
+		return r
+	}
+	r.Verdict = report.Dropped
+	switch {
+	case o.Probe.isTCP():
+		r.Detail = fmt.Sprintf("No SYN-ACK, RST or ICMP came back for %s: a host answers a SYN either way, so the path or a host firewall drops it; %s.", what, permitAdvice(o.Probe))
+	default:
+		r.Detail = fmt.Sprintf("No answer to %s: the path drops it, or no IKE gateway listens at %s (run with --agent to tell them apart).", what, o.Target)
+	}
+	return r
+}
+
+// judgeRST decides a TCP RST without an agent by comparing its TTL with the target's.
+func judgeRST(o *Outcome, r report.Result, rst Reply, what string, ref targetTTL) report.Result {
+	r.Evidence.Answer, r.Evidence.AnsweredBy = AnswerRST, rst.From.String()
+	r.Evidence.RTTms = ms(rst.RTT)
+	if !ref.ok {
+		r.Verdict = report.Skipped
+		r.Evidence.Inferred = fmt.Sprintf("RST arrived with TTL %d; nothing else from the target answered to compare it with", rst.TTL)
+		r.Detail = fmt.Sprintf("A TCP reset came back for %s, from the target or from a firewall answering in its name: nothing else from the target answered to tell them apart; run with --agent.", what)
+		return r
+	}
+	hops := hopCount(rst.TTL)
+	if hops < ref.hops {
+		r.Verdict = report.Blocked
+		r.Evidence.Inferred = fmt.Sprintf("RST arrived with TTL %d (%d hops away), the target's own answers (%s) with TTL %d (%d hops): the RST came from a device %d hop(s) closer",
+			rst.TTL, hops, ref.from, ref.ttl, ref.hops, ref.hops-hops)
+		r.Hop = &report.Hop{TTL: hops + 1}
+		r.Detail = fmt.Sprintf("A TCP reset for %s came from a device %d hop(s) before the target (its TTL gives it away), not from the target: a firewall on the path rejects it; permit it there.",
+			what, ref.hops-hops)
+		return r
+	}
+	r.Verdict = report.Pass
+	r.Evidence.Inferred = fmt.Sprintf("RST arrived with TTL %d (%d hops away), like the target's own answers (%s, TTL %d): the target itself refused",
+		rst.TTL, hops, ref.from, ref.ttl)
+	r.Detail = fmt.Sprintf("%s reached the target, which answered with a reset: nothing listens on that port, but the path carries it.", capitalize(what))
+	return r
+}
+
+// blockedByICMP decides a probe an ICMP error came back for.
+func blockedByICMP(o *Outcome, r report.Result, e ICMPAnswer, what string) report.Result {
+	r.Evidence.ICMP = icmpEvidence(e)
+	name := icmpName(e.Type, e.Code)
+	if e.Type == icmpTimeExceeded {
+		r.Verdict = report.Dropped
+		r.Hop = icmpHop(e)
+		r.Detail = fmt.Sprintf("%s came back from %s for %s: the packet's TTL ran out there (a routing loop?); check the routes at %s.", name, e.From, what, e.From)
+		return r
+	}
+	r.Verdict = report.Blocked
+	r.Hop = icmpHop(e)
+	switch {
+	case e.Code == ICMPCodeFragNeeded:
+		r.Detail = fmt.Sprintf("%s cannot forward %s of %d bytes with DF set (next-hop MTU %d): keep packets under that size or let them be fragmented.", e.From, what, o.Size, e.MTU)
+	case e.From == o.Target:
+		r.Detail = fmt.Sprintf("The target %s itself rejected %s with %s: its own firewall refuses it; permit it on the target.", e.From, what, name)
+	default:
+		r.Detail = fmt.Sprintf("%s rejected %s with %s: that device's filter blocks it; %s there.", e.From, what, name, permitAdvice(o.Probe))
+	}
+	return r
+}
+
+// judgePMTU decides the pmtu probe from the path MTU search.
+func judgePMTU(o *Outcome, r report.Result) report.Result {
+	p := o.PathMTU
+	if p == nil {
+		r.Verdict = report.Error
+		r.Detail = "The path MTU search found no size that arrives."
+		return r
+	}
+	r.Hop = p.Hop
+	r.Evidence.Size = p.MTU
+	r.Evidence.Attempts = p.Probes
+	if p.Blackhole {
+		r.Verdict = report.Dropped
+		at := ""
+		if p.Hop != nil && p.Hop.Addr != "" {
+			at = " after " + p.Hop.Addr
+		}
+		r.Detail = fmt.Sprintf("Path MTU black hole%s: packets above %d bytes with DF set vanish without an ICMP fragmentation-needed, so PMTU discovery fails; let ICMP type 3 code 4 through, or clamp the MSS / lower the tunnel MTU.", at, p.MTU)
+		return r
+	}
+	r.Verdict = report.Pass
+	r.Detail = fmt.Sprintf("Path MTU is %d bytes and routers report smaller links with ICMP, so PMTU discovery works.", p.MTU)
+	return r
+}
+
+// evidence fills what every verdict rests on.
+func evidence(o *Outcome) report.Evidence {
+	ev := report.Evidence{
+		Size:         o.Size,
+		Attempts:     len(o.Attempts),
+		FragmentSize: o.FragmentSize,
+		ProbeID:      o.Nonce,
+		SourcePort:   o.SrcPort,
+		DestPort:     o.DstPort,
+	}
+	if len(o.Attempts) > 0 {
+		ev.FragmentsSent = o.Attempts[0].Sent
+		if len(ev.FragmentsSent) < 2 {
+			ev.FragmentsSent = nil // an unfragmented packet: Size says it all
+		}
+	}
+	// The seen fragments of the best attempt: a complete one, else the first with any.
+	best := -1
+	for i, a := range o.Attempts {
+		if a.complete() {
+			best = i
+			break
+		}
+		if best < 0 && len(a.Seen) > 0 {
+			best = i
+		}
+	}
+	if best >= 0 && o.Observed {
+		ev.FragmentsSeen = o.Attempts[best].Seen
+	}
+	for _, a := range o.Replies {
+		if a.From == o.Target && a.Kind != AnswerRST {
+			ev.Answer, ev.AnsweredBy, ev.RTTms = a.Kind, a.From.String(), ms(a.RTT)
+			break
+		}
+	}
+	return ev
+}
+
+func anySeen(o *Outcome) bool {
+	for _, a := range o.Attempts {
+		if len(a.Seen) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// firstBlocking returns the first ICMP error that says a device refused the probe: any
+// destination unreachable except a protocol/port unreachable from the target itself (that one
+// proves arrival), or a TTL exceeded in transit.
+func firstBlocking(o *Outcome) *ICMPAnswer {
+	for i, e := range o.ICMP {
+		switch e.Type {
+		case icmpUnreach:
+			if e.From == o.Target && (e.Code == ICMPCodeProtoUnreach || e.Code == ICMPCodePortUnreach) {
+				continue
+			}
+			return &o.ICMP[i]
+		case icmpTimeExceeded:
+			if e.Code == codeTTLExceeded {
+				return &o.ICMP[i]
+			}
+		}
+	}
+	return nil
+}
+
+func firstReply(o *Outcome, kind string) *Reply {
+	for i, a := range o.Replies {
+		if a.Kind == kind {
+			return &o.Replies[i]
+		}
+	}
+	return nil
+}
+
+// icmpHop localises the device that sent an ICMP error: its address, and its distance in
+// hops from the TTL the error arrived with (0 when that is unknown).
+func icmpHop(e ICMPAnswer) *report.Hop {
+	h := &report.Hop{Addr: e.From.String()}
+	if e.TTL > 0 {
+		h.TTL = hopCount(e.TTL) + 1
+	}
+	return h
+}
+
+func icmpEvidence(e ICMPAnswer) *report.ICMP {
+	return &report.ICMP{Type: int(e.Type), Code: int(e.Code), From: e.From.String(), MTU: e.MTU, Text: icmpName(e.Type, e.Code)}
+}
+
+// icmpName names an ICMP error the way a network engineer says it.
+func icmpName(typ, code uint8) string {
+	switch typ {
+	case icmpUnreach:
+		switch code {
+		case ICMPCodeNetUnreach:
+			return "ICMP network unreachable"
+		case ICMPCodeHostUnreach:
+			return "ICMP host unreachable"
+		case ICMPCodeProtoUnreach:
+			return "ICMP protocol unreachable"
+		case ICMPCodePortUnreach:
+			return "ICMP port unreachable"
+		case ICMPCodeFragNeeded:
+			return "ICMP fragmentation needed"
+		case ICMPCodeNetProhibited:
+			return "ICMP network administratively prohibited"
+		case ICMPCodeHostProhibited:
+			return "ICMP host administratively prohibited"
+		case ICMPCodeAdminProhibited:
+			return "ICMP administratively prohibited"
+		}
+		return "ICMP destination unreachable (code " + strconv.Itoa(int(code)) + ")"
+	case icmpTimeExceeded:
+		if code == codeReassemblyTimeout {
+			return "ICMP fragment reassembly time exceeded"
+		}
+		return "ICMP time exceeded in transit"
+	}
+	return fmt.Sprintf("ICMP type %d code %d", typ, code)
+}
+
+func answerName(kind string) string {
+	switch kind {
+	case AnswerIKE:
+		return "an IKE response"
+	case AnswerEchoReply:
+		return "an echo reply"
+	case AnswerSYNACK:
+		return "a SYN-ACK (the port is open)"
+	}
+	return kind
+}
+
+// describe names a probe in a network engineer's words.
+func describe(id ID) string {
+	if p, ok := id.TCPPort(); ok {
+		return "TCP " + strconv.Itoa(p)
+	}
+	switch id {
+	case IKE:
+		return "IKE (UDP 500)"
+	case IKEFrag:
+		return "large IKE (UDP 500)"
+	case NATT:
+		return "NAT-T IKE (UDP 4500)"
+	case NATTFrag:
+		return "large NAT-T (UDP 4500)"
+	case ESP:
+		return "ESP (IP protocol 50)"
+	case ESPFrag:
+		return "large ESP (IP protocol 50)"
+	case AH:
+		return "AH (IP protocol 51)"
+	case AHFrag:
+		return "large AH (IP protocol 51)"
+	case ICMPLarge:
+		return "a 5000-byte ICMP echo"
+	case smallEcho:
+		return "a small ICMP echo"
+	case PMTU:
+		return "the path MTU probe"
+	}
+	return string(id)
+}
+
+// permitAdvice says what to open for a probe.
+func permitAdvice(id ID) string {
+	if p, ok := id.TCPPort(); ok {
+		return "permit TCP port " + strconv.Itoa(p)
+	}
+	switch id.Unfragmented() {
+	case IKE:
+		return "permit UDP 500 (and its fragments) both ways"
+	case NATT:
+		return "permit UDP 4500 both ways"
+	case ESP:
+		return "permit IP protocol 50 (and its fragments) both ways"
+	case AH:
+		return "permit IP protocol 51 (and its fragments) both ways"
+	case ICMPLarge, smallEcho:
+		return "permit ICMP echo and its fragments"
+	}
+	return "permit it"
+}
+
+func (id ID) isTCP() bool { _, ok := id.TCPPort(); return ok }
+
+func (id ID) isESPorAH() bool {
+	u := id.Unfragmented()
+	return u == ESP || u == AH
+}
+
+// fragmentedProbe reports whether id is sent IP-fragmented: the -frag forms and icmp-large.
+func fragmentedProbe(id ID) bool { return id.Fragmented() || id == ICMPLarge }
+
+// fragNote says how many fragments arrived, for fragmented probes.
+func fragNote(o *Outcome) string {
+	if len(o.Attempts) == 0 || len(o.Attempts[0].Sent) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" (all %d fragments)", len(o.Attempts[0].Sent))
+}
+
+// splitFragments returns the fragments of a that were seen and those that were not.
+func splitFragments(a Attempt) (seen, missing []report.Fragment) {
+	for _, s := range a.Sent {
+		if hasOffset(a.Seen, s.Offset) {
+			seen = append(seen, s)
+		} else {
+			missing = append(missing, s)
+		}
+	}
+	return seen, missing
+}
+
+func offsets(fs []report.Fragment) string {
+	if len(fs) == 0 {
+		return "none"
+	}
+	o := make([]int, len(fs))
+	for i, f := range fs {
+		o[i] = f.Offset
+	}
+	sort.Ints(o)
+	s := make([]string, len(o))
+	for i, v := range o {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ", ")
+}
+
+// whichFragments names the pattern of loss: non-first fragments, the first one, the last one.
+func whichFragments(seen, missing []report.Fragment) string {
+	firstSeen := hasOffset(seen, 0)
+	switch {
+	case firstSeen && len(seen) == 1:
+		return "non-first fragments"
+	case !firstSeen && len(missing) == 1:
+		return "first fragments (the ones with the transport header)"
+	}
+	lastMissing := false
+	for _, m := range missing {
+		if !m.More {
+			lastMissing = true
+		}
+	}
+	if lastMissing && len(missing) == 1 {
+		return "last fragments"
+	}
+	return "some fragments"
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	if s[0] >= 'a' && s[0] <= 'z' {
+		return string(s[0]-'a'+'A') + s[1:]
+	}
+	return s
+}
+
+func ms(d time.Duration) float64 {
+	return float64(d.Microseconds()) / 1000
+}

@@ -1,0 +1,421 @@
+package probe
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/report"
+)
+
+// The expectations below are written from the fault each case stands for (which device does
+// what to which packet), not from the engine's output.
+
+var (
+	vTarget = netip.MustParseAddr("203.0.113.10") // the far end
+	vRouter = netip.MustParseAddr("192.0.2.66")   // a router two hops out
+	vNear   = netip.MustParseAddr("198.51.100.1") // the first router
+)
+
+// frags cuts a fragmented probe of n fragments of 1256 payload bytes each (offsets 0,
+// 1256, …), the last without MF.
+func frags(n int) []report.Fragment {
+	fs := make([]report.Fragment, n)
+	for i := range fs {
+		fs[i] = report.Fragment{Offset: i * 1256, Length: 1256, More: i < n-1}
+	}
+	return fs
+}
+
+func one() []report.Fragment { return []report.Fragment{{Offset: 0, Length: 100}} }
+
+// att is attempts, each seeing the fragments at the given indexes of sent.
+func att(sent []report.Fragment, seen ...[]int) []Attempt {
+	as := make([]Attempt, len(seen))
+	for i, idx := range seen {
+		as[i].Sent = sent
+		for _, k := range idx {
+			as[i].Seen = append(as[i].Seen, sent[k])
+		}
+	}
+	return as
+}
+
+func all(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
+	return s
+}
+
+var none = []int{}
+
+func fwd(id ID, agent bool, a []Attempt) Outcome {
+	return Outcome{Probe: id, Direction: report.Forward, Target: vTarget, Observed: agent, Attempts: a}
+}
+
+func rev(id ID, a []Attempt) Outcome {
+	return Outcome{Probe: id, Direction: report.Reverse, Target: netip.MustParseAddr("198.51.100.10"), Observed: true, Attempts: a}
+}
+
+func ica(typ, code uint8, from netip.Addr, ttl uint8) ICMPAnswer {
+	return ICMPAnswer{ICMPError: ICMPError{Type: typ, Code: code, From: from}, TTL: ttl}
+}
+
+func with(o Outcome, f func(*Outcome)) Outcome { f(&o); return o }
+
+func ref(o Outcome) Outcome { o.Reference = true; return o }
+
+func TestJudge(t *testing.T) {
+	type want struct {
+		probe   ID
+		dir     report.Direction
+		verdict report.Verdict
+		detail  []string // substrings the detail must hold
+		hop     string   // hop address, when the verdict localises one
+	}
+	F, R := report.Forward, report.Reverse
+	adminProhibited := ica(3, 13, vRouter, 63)
+	cases := []struct {
+		name string
+		outs []Outcome
+		want []want
+	}{
+		{
+			name: "agent saw everything: pass both ways",
+			outs: []Outcome{
+				fwd(ESP, true, att(one(), all(1))),
+				fwd(ESPFrag, true, att(frags(3), all(3))),
+				rev(ESP, att(one(), all(1))),
+				rev(ESPFrag, att(frags(3), all(3))),
+			},
+			want: []want{
+				{ESP, F, report.Pass, []string{"reached the agent"}, ""},
+				{ESPFrag, F, report.Pass, []string{"all 3 fragments"}, ""},
+				{ESP, R, report.Pass, []string{"arrived here"}, ""},
+				{ESPFrag, R, report.Pass, []string{"all 3 fragments"}, ""},
+			},
+		},
+		{
+			name: "frag-drop: a router drops every fragment, both ways",
+			outs: []Outcome{
+				fwd(IKE, true, att(one(), all(1))),
+				fwd(IKEFrag, true, att(frags(3), none, none, none)),
+				rev(IKE, att(one(), all(1))),
+				rev(IKEFrag, att(frags(3), none, none)),
+			},
+			want: []want{
+				{IKE, F, report.Pass, nil, ""},
+				{IKEFrag, F, report.FragDropped, []string{"drops IP fragments", "(ike)"}, ""},
+				{IKE, R, report.Pass, nil, ""},
+				{IKEFrag, R, report.FragDropped, []string{"from the responder's side"}, ""},
+			},
+		},
+		{
+			name: "nonfirst-frag-drop: only the first fragment gets through",
+			outs: []Outcome{
+				fwd(ESP, true, att(one(), all(1))),
+				fwd(ESPFrag, true, att(frags(3), []int{0}, []int{0})),
+			},
+			want: []want{
+				{ESP, F, report.Pass, nil, ""},
+				{ESPFrag, F, report.Partial, []string{"offset 0", "not 1256, 2512", "non-first fragments"}, ""},
+			},
+		},
+		{
+			name: "the last fragment is lost",
+			outs: []Outcome{fwd(AHFrag, true, att(frags(3), []int{0, 1}))},
+			want: []want{{AHFrag, F, report.Partial, []string{"not 2512", "last fragments"}, ""}},
+		},
+		{
+			name: "esp-drop: ESP silently dropped, AH passes, fragments not the cause",
+			outs: []Outcome{
+				fwd(ESP, true, att(one(), none, none, none)),
+				fwd(ESPFrag, true, att(frags(3), none, none)),
+				fwd(AH, true, att(one(), all(1))),
+			},
+			want: []want{
+				{ESP, F, report.Dropped, []string{"silently drops", "protocol 50"}, ""},
+				{ESPFrag, F, report.Dropped, []string{"unfragmented form is dropped too"}, ""},
+				{AH, F, report.Pass, nil, ""},
+			},
+		},
+		{
+			name: "ah-reject: a router answers AH with admin-prohibited",
+			outs: []Outcome{
+				with(fwd(AH, true, att(one(), none)), func(o *Outcome) { o.ICMP = []ICMPAnswer{adminProhibited} }),
+				with(fwd(AHFrag, true, att(frags(3), none)), func(o *Outcome) { o.ICMP = []ICMPAnswer{adminProhibited} }),
+			},
+			want: []want{
+				{AH, F, report.Blocked, []string{"192.0.2.66", "administratively prohibited", "protocol 51"}, "192.0.2.66"},
+				{AHFrag, F, report.Blocked, []string{"192.0.2.66"}, "192.0.2.66"},
+			},
+		},
+		{
+			name: "a router's reject rule answers port unreachable in its own name",
+			outs: []Outcome{with(fwd(NATT, true, att(one(), none)), func(o *Outcome) {
+				o.ICMP = []ICMPAnswer{ica(3, 3, vNear, 64)}
+			})},
+			want: []want{{NATT, F, report.Blocked, []string{"198.51.100.1", "port unreachable"}, "198.51.100.1"}},
+		},
+		{
+			name: "tcp445-reset: a middlebox resets in the target's name, the agent never saw the SYN",
+			outs: []Outcome{
+				with(fwd(TCP(445), true, att(one(), none)), func(o *Outcome) {
+					o.Replies = []Reply{{Kind: AnswerRST, From: vTarget, TTL: 63}}
+				}),
+				with(fwd(TCP(1792), true, att(one(), all(1))), func(o *Outcome) {
+					o.Replies = []Reply{{Kind: AnswerRST, From: vTarget, TTL: 62}}
+				}),
+			},
+			want: []want{
+				{TCP(445), F, report.Blocked, []string{"never saw the SYN", "TCP 445"}, ""},
+				{TCP(1792), F, report.Pass, []string{"reached the agent"}, ""},
+			},
+		},
+		{
+			name: "tcp1792-drop: SYN silently dropped",
+			outs: []Outcome{fwd(TCP(1792), true, att(one(), none, none))},
+			want: []want{{TCP(1792), F, report.Dropped, []string{"permit TCP port 1792"}, ""}},
+		},
+		{
+			name: "random loss: one attempt of three arrived",
+			outs: []Outcome{fwd(NATT, true, att(one(), none, all(1), none))},
+			want: []want{{NATT, F, report.Pass, []string{"1 of 3 attempts", "packet loss"}, ""}},
+		},
+		{
+			name: "reverse-frag-drop: forward fragments pass, reverse ones are dropped",
+			outs: []Outcome{
+				fwd(NATT, true, att(one(), all(1))),
+				fwd(NATTFrag, true, att(frags(3), all(3))),
+				rev(NATT, att(one(), all(1))),
+				rev(NATTFrag, att(frags(3), none, none)),
+			},
+			want: []want{
+				{NATT, F, report.Pass, nil, ""},
+				{NATTFrag, F, report.Pass, nil, ""},
+				{NATT, R, report.Pass, nil, ""},
+				{NATTFrag, R, report.FragDropped, []string{"responder's side"}, ""},
+			},
+		},
+		{
+			name: "stateful-udp: the responder's UDP 500/4500 dropped, forward passes",
+			outs: []Outcome{
+				fwd(IKE, true, att(one(), all(1))),
+				rev(IKE, att(one(), none, none)),
+				rev(NATT, att(one(), none, none)),
+			},
+			want: []want{
+				{IKE, F, report.Pass, nil, ""},
+				{IKE, R, report.Dropped, []string{"never arrived here", "from the responder's side"}, ""},
+				{NATT, R, report.Dropped, []string{"UDP 4500"}, ""},
+			},
+		},
+		{
+			name: "one-ended IKE: gateway answers small, not large",
+			outs: []Outcome{
+				with(fwd(IKE, false, att(one(), none)), func(o *Outcome) {
+					o.Replies = []Reply{{Kind: AnswerIKE, From: vTarget, TTL: 62, RTT: 2 * time.Millisecond}}
+				}),
+				fwd(IKEFrag, false, att(frags(3), none, none)),
+			},
+			want: []want{
+				{IKE, F, report.Pass, []string{"an IKE response"}, ""},
+				{IKEFrag, F, report.FragDropped, []string{"IKE fragmentation"}, ""},
+			},
+		},
+		{
+			name: "one-ended udp500-drop: nothing answers",
+			outs: []Outcome{
+				fwd(IKE, false, att(one(), none, none)),
+				fwd(IKEFrag, false, att(frags(3), none, none)),
+			},
+			want: []want{
+				{IKE, F, report.Dropped, []string{"no IKE gateway listens", "--agent"}, ""},
+				{IKEFrag, F, report.Dropped, nil, ""},
+			},
+		},
+		{
+			name: "one-ended ESP: the target's kernel proves arrival, silence proves nothing",
+			outs: []Outcome{
+				with(fwd(ESP, false, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 2, vTarget, 62)}
+				}),
+				fwd(ESPFrag, false, att(frags(3), none)),
+				fwd(AH, false, att(one(), none)),
+			},
+			want: []want{
+				{ESP, F, report.Pass, []string{"protocol unreachable"}, ""},
+				{ESPFrag, F, report.FragDropped, nil, ""},
+				{AH, F, report.Skipped, []string{"without an agent", "--agent"}, ""},
+			},
+		},
+		{
+			name: "one-ended reassembly timeout from the target: first fragment arrived",
+			outs: []Outcome{with(fwd(NATTFrag, false, att(frags(3), none)), func(o *Outcome) {
+				o.ICMP = []ICMPAnswer{ica(11, 1, vTarget, 62)}
+			})},
+			want: []want{{NATTFrag, F, report.Partial, []string{"reassembly timed out", "non-first"}, ""}},
+		},
+		{
+			name: "one-ended TCP: a RST from closer than the target is a middlebox",
+			outs: []Outcome{
+				with(fwd(IKE, false, att(one(), none)), func(o *Outcome) {
+					o.Replies = []Reply{{Kind: AnswerIKE, From: vTarget, TTL: 62}} // 2 routers away
+				}),
+				with(fwd(TCP(445), false, att(one(), none)), func(o *Outcome) {
+					o.Replies = []Reply{{Kind: AnswerRST, From: vTarget, TTL: 63}} // 1 router away
+				}),
+				with(fwd(TCP(1792), false, att(one(), none)), func(o *Outcome) {
+					o.Replies = []Reply{{Kind: AnswerRST, From: vTarget, TTL: 62}}
+				}),
+				with(fwd(TCP(22), false, att(one(), none)), func(o *Outcome) {
+					o.Replies = []Reply{{Kind: AnswerSYNACK, From: vTarget, TTL: 62}}
+				}),
+				fwd(TCP(3389), false, att(one(), none, none)),
+			},
+			want: []want{
+				{IKE, F, report.Pass, nil, ""},
+				{TCP(445), F, report.Blocked, []string{"1 hop(s) before the target"}, ""},
+				{TCP(1792), F, report.Pass, []string{"answered with a reset"}, ""},
+				{TCP(22), F, report.Pass, []string{"SYN-ACK"}, ""},
+				{TCP(3389), F, report.Dropped, []string{"No SYN-ACK, RST or ICMP", "permit TCP port 3389"}, ""},
+			},
+		},
+		{
+			name: "one-ended TCP: a RST and nothing to compare it with",
+			outs: []Outcome{with(fwd(TCP(445), false, att(one(), none)), func(o *Outcome) {
+				o.Replies = []Reply{{Kind: AnswerRST, From: vTarget, TTL: 63}}
+			})},
+			want: []want{{TCP(445), F, report.Skipped, []string{"--agent"}, ""}},
+		},
+		{
+			name: "one-ended large echo: lost while a small echo is answered",
+			outs: []Outcome{
+				ref(with(fwd(smallEcho, false, att(one(), none)), func(o *Outcome) {
+					o.Replies = []Reply{{Kind: AnswerEchoReply, From: vTarget, TTL: 62}}
+				})),
+				fwd(ICMPLarge, false, att(frags(4), none)),
+			},
+			want: []want{{ICMPLarge, F, report.FragDropped, []string{"small echo"}, ""}},
+		},
+		{
+			name: "one-ended large echo: the target answers no ping at all",
+			outs: []Outcome{
+				ref(fwd(smallEcho, false, att(one(), none))),
+				fwd(ICMPLarge, false, att(frags(4), none)),
+			},
+			want: []want{{ICMPLarge, F, report.Skipped, []string{"does not answer even a small ping"}, ""}},
+		},
+		{
+			name: "one-ended large echo answered",
+			outs: []Outcome{with(fwd(ICMPLarge, false, att(frags(4), none)), func(o *Outcome) {
+				o.Replies = []Reply{{Kind: AnswerEchoReply, From: vTarget, TTL: 62}}
+			})},
+			want: []want{{ICMPLarge, F, report.Pass, []string{"both ways"}, ""}},
+		},
+		{
+			name: "with an agent, the large echo that never arrives is frag-dropped against a small one",
+			outs: []Outcome{
+				ref(fwd(smallEcho, true, att(one(), all(1)))),
+				fwd(ICMPLarge, true, att(frags(4), none)),
+			},
+			want: []want{{ICMPLarge, F, report.FragDropped, nil, ""}},
+		},
+		{
+			name: "could not run, not run",
+			outs: []Outcome{
+				with(fwd(ESP, true, nil), func(o *Outcome) { o.Err = errors.New("raw socket: operation not permitted") }),
+				with(fwd(AH, true, nil), func(o *Outcome) { o.Skip = "Not asked for." }),
+			},
+			want: []want{
+				{ESP, F, report.Error, []string{"operation not permitted"}, ""},
+				{AH, F, report.Skipped, []string{"Not asked for."}, ""},
+			},
+		},
+		{
+			name: "pmtu: black hole, clean, nothing",
+			outs: []Outcome{
+				with(fwd(PMTU, false, nil), func(o *Outcome) {
+					o.PathMTU = &report.PathMTU{MTU: 1300, Blackhole: true, Hop: &report.Hop{TTL: 2}}
+				}),
+				with(fwd(PMTU, false, nil), func(o *Outcome) { o.Direction = R; o.PathMTU = &report.PathMTU{MTU: 1500} }),
+			},
+			want: []want{
+				{PMTU, F, report.Dropped, []string{"black hole", "1300"}, ""},
+				{PMTU, R, report.Pass, []string{"1500"}, ""},
+			},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := Judge(c.outs)
+			if len(got) != len(c.want) {
+				t.Fatalf("got %d results, want %d: %+v", len(got), len(c.want), got)
+			}
+			for i, w := range c.want {
+				g := got[i]
+				if g.Probe != string(w.probe) || g.Direction != w.dir || g.Verdict != w.verdict {
+					t.Errorf("result %d: %s %s %s (%s), want %s %s %s", i, g.Probe, g.Direction, g.Verdict, g.Detail, w.probe, w.dir, w.verdict)
+					continue
+				}
+				for _, s := range w.detail {
+					if !strings.Contains(g.Detail, s) {
+						t.Errorf("%s %s: detail %q lacks %q", g.Probe, g.Direction, g.Detail, s)
+					}
+				}
+				if w.hop != "" && (g.Hop == nil || g.Hop.Addr != w.hop) {
+					t.Errorf("%s %s: hop %+v, want %s", g.Probe, g.Direction, g.Hop, w.hop)
+				}
+				checkSentence(t, g)
+			}
+		})
+	}
+}
+
+// checkSentence holds every result to the report's promise: a contract verdict and one
+// sentence a person can act on.
+func checkSentence(t *testing.T, r report.Result) {
+	t.Helper()
+	if !r.Verdict.Valid() {
+		t.Errorf("%s: invalid verdict %q", r.Probe, r.Verdict)
+	}
+	if r.Detail == "" || !strings.HasSuffix(r.Detail, ".") || strings.Contains(r.Detail, "\n") {
+		t.Errorf("%s %s: detail is not one sentence: %q", r.Probe, r.Direction, r.Detail)
+	}
+	if r.Detail[0] >= 'a' && r.Detail[0] <= 'z' {
+		t.Errorf("%s %s: detail starts in lower case: %q", r.Probe, r.Direction, r.Detail)
+	}
+}
+
+func TestJudgeEvidence(t *testing.T) {
+	o := with(fwd(ESPFrag, true, att(frags(3), []int{0})), func(o *Outcome) { o.Size = 3000; o.Nonce = 0xdeadbeef })
+	got := Judge([]Outcome{o})[0]
+	ev := got.Evidence
+	if ev.Size != 3000 || ev.Attempts != 1 || ev.ProbeID != 0xdeadbeef || len(ev.FragmentsSent) != 3 || len(ev.FragmentsSeen) != 1 {
+		t.Errorf("evidence %+v", ev)
+	}
+	if ev.AgentSaw == nil || !*ev.AgentSaw {
+		t.Errorf("agent_saw %v, want true", ev.AgentSaw)
+	}
+	// Without an agent, agent_saw stays nil ("not measured"), and no fragments are "seen".
+	o.Observed = false
+	got = Judge([]Outcome{o})[0]
+	if got.Evidence.AgentSaw != nil || got.Evidence.FragmentsSeen != nil {
+		t.Errorf("one-ended evidence claims agent observations: %+v", got.Evidence)
+	}
+}
+
+func TestHopCount(t *testing.T) {
+	for _, c := range []struct {
+		ttl  uint8
+		hops int
+	}{{64, 0}, {62, 2}, {128, 0}, {120, 8}, {255, 0}, {250, 5}, {1, 63}} {
+		if h := hopCount(c.ttl); h != c.hops {
+			t.Errorf("hopCount(%d) = %d, want %d", c.ttl, h, c.hops)
+		}
+	}
+}
