@@ -1,0 +1,216 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+)
+
+// Capture sizes.
+const (
+	// CaptureSnap is how many bytes of each packet the kernel hands us: the largest IPv4
+	// header (60), an ICMP error header (8), the quoted header (60) and HeadLen after it,
+	// rounded up. Everything a Seen needs; the rest of a 5000-byte probe stays in the kernel.
+	CaptureSnap = 256
+	// captureRcvBuf is the socket receive buffer: about 8000 snapped packets.
+	captureRcvBuf = 4 << 20
+)
+
+// Linux AF_PACKET constants (linux/if_packet.h, linux/if_ether.h); the syscall package
+// has some of them only for some architectures.
+const (
+	ethPIP            = 0x0800
+	packetOutgoing    = 4 // sll_pkttype of a packet this host sends
+	solPacket         = 263
+	packetStatistics  = 6
+	soAttachFilter    = 26
+	ipv4SrcOffset     = 12
+	ipv4DstOffset     = 16
+	ipv4ProtoOffset   = 9
+	icmpQuotedDstOffs = 8 + ipv4DstOffset // from the ICMP header to the quoted destination
+)
+
+// CaptureConfig says which IPv4 packets a Capture keeps.
+type CaptureConfig struct {
+	// Peer is the far end. Kept: every packet arriving from Peer, and ICMP errors (from any
+	// router) quoting a packet sent to Peer. Required.
+	Peer netip.Addr
+	// Outgoing also keeps the packets this host sends to Peer (AF_PACKET sees them as
+	// PACKET_OUTGOING); without it they are filtered out in the kernel.
+	Outgoing bool
+}
+
+// Capture reads IPv4 packets from every interface of the current network namespace through
+// an AF_PACKET socket (SOCK_DGRAM: each packet starts at its IP header) with a classic BPF
+// filter, so fragments are seen one by one, before any reassembly, with TTL and DF as they
+// arrived. Each packet is cut to CaptureSnap bytes in the kernel.
+type Capture struct {
+	f    *os.File
+	peer netip.Addr
+}
+
+// CaptureFilter is the BPF program of a Capture (see CaptureConfig). It runs on the packet
+// from its IP header on and returns CaptureSnap for a packet to keep, 0 to drop.
+func CaptureFilter(cfg CaptureConfig) ([]bpf.RawInstruction, error) {
+	if !cfg.Peer.Is4() {
+		return nil, fmt.Errorf("probe: capture: peer %v is not an IPv4 address", cfg.Peer)
+	}
+	a := cfg.Peer.As4()
+	peer := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	// Instruction numbers in the comments; a JumpIf skips that many instructions after it.
+	prog := []bpf.Instruction{
+		bpf.LoadExtension{Num: bpf.ExtType},                                   // 0 A = pkttype
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: packetOutgoing, SkipTrue: 11},    // 1 → 13 outgoing
+		bpf.LoadAbsolute{Off: ipv4SrcOffset, Size: 4},                         // 2 A = src
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: peer, SkipTrue: 12},              // 3 → 16 keep
+		bpf.LoadAbsolute{Off: ipv4ProtoOffset, Size: 1},                       // 4 A = proto
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtoICMP, SkipFalse: 11},        // 5 → 17 drop
+		bpf.LoadMemShift{Off: 0},                                              // 6 X = IHL*4
+		bpf.LoadIndirect{Off: 0, Size: 1},                                     // 7 A = ICMP type
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpUnreach, SkipTrue: 2},        // 8 → 11
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpTimeExceeded, SkipTrue: 1},   // 9 → 11
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpParamProblem, SkipFalse: 6},  // 10 → 17 drop
+		bpf.LoadIndirect{Off: icmpQuotedDstOffs, Size: 4},                     // 11 A = quoted dst
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: peer, SkipTrue: 3, SkipFalse: 4}, // 12 → 16 / 17
+		bpf.LoadAbsolute{Off: ipv4DstOffset, Size: 4},                         // 13 outgoing: A = dst
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: peer, SkipFalse: 2},              // 14 → 17 drop
+		bpf.RetConstant{Val: outgoingSnap(cfg.Outgoing)},                      // 15
+		bpf.RetConstant{Val: CaptureSnap},                                     // 16 keep
+		bpf.RetConstant{Val: 0},                                               // 17 drop
+	}
+	return bpf.Assemble(prog)
+}
+
+func outgoingSnap(keep bool) uint32 {
+	if keep {
+		return CaptureSnap
+	}
+	return 0
+}
+
+// OpenCapture opens a capture in the current network namespace. The filter is attached
+// before the socket is bound, so no unfiltered packet is ever queued. Without root or
+// CAP_NET_RAW the error wraps os.ErrPermission and says so.
+func OpenCapture(cfg CaptureConfig) (*Capture, error) {
+	prog, err := CaptureFilter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		err = os.NewSyscallError("socket", err)
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("probe: open packet capture: %s: %w", needRaw, err)
+		}
+		return nil, fmt.Errorf("probe: open packet capture: %w", err)
+	}
+	fail := func(op string, err error) (*Capture, error) {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("probe: packet capture: %w", os.NewSyscallError(op, err))
+	}
+	if err := attachFilter(fd, prog); err != nil {
+		return fail("setsockopt SO_ATTACH_FILTER", err)
+	}
+	// Best effort: a smaller buffer only means earlier kernel drops, which Stats reports.
+	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, captureRcvBuf)
+	if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(ethPIP)}); err != nil {
+		return fail("bind", err)
+	}
+	return &Capture{f: os.NewFile(uintptr(fd), "packet:"+cfg.Peer.String()), peer: cfg.Peer}, nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func attachFilter(fd int, prog []bpf.RawInstruction) error {
+	fp := syscall.SockFprog{Len: uint16(len(prog)), Filter: (*syscall.SockFilter)(unsafe.Pointer(&prog[0]))}
+	_, _, e := syscall.Syscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.SOL_SOCKET, soAttachFilter,
+		uintptr(unsafe.Pointer(&fp)), unsafe.Sizeof(fp), 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// Read reads one packet (from its IP header, at most CaptureSnap bytes) into b. After Close
+// it returns net.ErrClosed; past a deadline, os.ErrDeadlineExceeded.
+func (c *Capture) Read(b []byte) (int, error) {
+	n, err := c.f.Read(b)
+	if err != nil {
+		return n, c.readError(err)
+	}
+	return n, nil
+}
+
+func (c *Capture) readError(err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		err = net.ErrClosed
+	}
+	return &net.OpError{Op: "read", Net: "packet", Addr: &net.IPAddr{IP: c.peer.AsSlice()}, Err: err}
+}
+
+// SetReadDeadline sets the deadline for Read.
+func (c *Capture) SetReadDeadline(t time.Time) error { return c.f.SetReadDeadline(t) }
+
+// ReadContext is Read bounded by ctx: ctx's deadline becomes the read deadline, and
+// cancelling ctx ends a blocked read (by setting a deadline in the past, cleared after).
+// It returns ctx.Err() when ctx ended the read.
+func (c *Capture) ReadContext(ctx context.Context, b []byte) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	dl, _ := ctx.Deadline()
+	if err := c.f.SetReadDeadline(dl); err != nil {
+		return 0, c.readError(err)
+	}
+	stop := context.AfterFunc(ctx, func() { c.f.SetReadDeadline(time.Unix(1, 0)) })
+	n, err := c.f.Read(b)
+	if !stop() { // ctx fired: the deadline we set must not outlive this call
+		c.f.SetReadDeadline(time.Time{})
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+		return n, c.readError(err)
+	}
+	return n, nil
+}
+
+// Close closes the capture; a blocked Read returns net.ErrClosed.
+func (c *Capture) Close() error { return c.f.Close() }
+
+// CaptureStats are the kernel's counters for a capture since the previous call.
+type CaptureStats struct {
+	Packets uint32 // passed the filter
+	Drops   uint32 // passed the filter but the receive buffer was full
+}
+
+// Stats reads and resets the kernel's counters (PACKET_STATISTICS).
+func (c *Capture) Stats() (CaptureStats, error) {
+	sc, err := c.f.SyscallConn()
+	if err != nil {
+		return CaptureStats{}, err
+	}
+	var st CaptureStats
+	var serr syscall.Errno
+	err = sc.Control(func(fd uintptr) {
+		l := uint32(unsafe.Sizeof(st))
+		_, _, serr = syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, solPacket, packetStatistics,
+			uintptr(unsafe.Pointer(&st)), uintptr(unsafe.Pointer(&l)), 0)
+	})
+	if err != nil {
+		return CaptureStats{}, err
+	}
+	if serr != 0 {
+		return CaptureStats{}, os.NewSyscallError("getsockopt PACKET_STATISTICS", serr)
+	}
+	return st, nil
+}

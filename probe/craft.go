@@ -1,0 +1,384 @@
+package probe
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+
+	"github.com/ipsecpath/ipsecpath/report"
+)
+
+// Well-known ports of the protocols the probes imitate.
+const (
+	PortIKE  = 500  // IKE (ISAKMP)
+	PortNATT = 4500 // IKE and ESP after NAT traversal (RFC 3947/3948)
+)
+
+// Defaults of BuildParams.
+const (
+	DefaultTTL = 64
+	// DefaultSmallSize is the IP total length of the unfragmented esp, ah, ike and natt
+	// probes: small enough for any path, big enough to look like real traffic.
+	DefaultSmallSize = 128
+	// ICMPLargePayload is the echo payload of icmp-large: `ping -l 5000` / `ping -s 5000`.
+	ICMPLargePayload = 5000
+	// tcpMSS is the MSS option of TCP probes, what an Ethernet host announces.
+	tcpMSS = 1460
+	// tcpWindow is the window of TCP probes (Linux's initial window on Ethernet).
+	tcpWindow = 64240
+)
+
+// Header sizes of what we craft.
+const (
+	udpHeaderLen   = 8
+	icmpHeaderLen  = 8
+	tcpSynLen      = 24 // 20 + MSS option
+	ikeHeaderLen   = 28
+	ahProbeICVLen  = 12 // HMAC-SHA1-96, the common AH ICV
+	ahProbeLen     = ahFixedLen + ahProbeICVLen
+	nonESPMarkerSz = 4
+)
+
+// BuildParams says how to craft one probe. The zero value of each field means its default.
+// The same parameters serve the initiator (forward probes toward the target) and the agent
+// (reverse probes toward the initiator): only Src and Dst swap.
+type BuildParams struct {
+	// Src and Dst are the IPv4 addresses in the header. Both are required: the UDP and TCP
+	// checksums cover them. SourceFor finds the local address toward a destination.
+	Src, Dst netip.Addr
+	// Nonce maps everything the probe causes back to it (see the marker layout in
+	// marker.go). Use NewNonces: it must be ≥ 256 with non-zero low 16 bits.
+	Nonce uint32
+	// Size is the IP total length of the datagram before fragmentation. 0 means: DefaultSmallSize
+	// for esp, ah, ike and natt; FragProbeSize for the -frag forms; 20+8+ICMPLargePayload for
+	// icmp-large. pmtu needs it. tcp:PORT is always a 44-byte SYN and ignores it.
+	Size int
+	// FragSize is the largest fragment on the wire, IP header included, for the -frag forms
+	// and icmp-large (default DefaultFragSize). The other forms are never fragmented.
+	FragSize int
+	// Order is the order in which the fragments go out: a permutation of 0..n-1, e.g. {2,1,0}
+	// for last-first. nil sends them in order.
+	Order []int
+	// TTL of the probe (default DefaultTTL): smaller values find the hop that drops it.
+	TTL uint8
+	// DF sets don't-fragment on an unfragmented probe (pmtu wants it). Fragments never carry it.
+	DF bool
+	// SrcPort and DstPort override the UDP ports (default 500→500 for ike, 4500→4500 for natt:
+	// the ports the real protocol uses, also from the agent) and the TCP source port (default
+	// derived from the nonce, in 32768–60999; the destination is the id's port).
+	SrcPort, DstPort uint16
+	// IPID is the IP identification (default the nonce's low 16 bits, never 0: with 0 the
+	// kernel would choose its own and the fragments could no longer be matched).
+	IPID uint16
+}
+
+// Packets is a reusable set of buffers holding one built probe, ready to send. Build fills
+// it; reuse one Packets per goroutine to build without allocating.
+type Packets struct {
+	ID       ID
+	Nonce    uint32
+	Src, Dst netip.Addr
+	Proto    uint8
+	IPID     uint16
+	TTL      uint8
+	Size     int // IP total length of the datagram before fragmentation
+	// Wire holds the packets to put on the wire, in send order: the datagram itself, or its
+	// fragments. Each is a whole IPv4 packet in wire form (which is also the form Linux's raw
+	// sockets take with IP_HDRINCL). The slices point into the Packets' own buffers and are
+	// valid until the next Build.
+	Wire [][]byte
+	// Frags describes each Wire packet, in the same order: offset and payload length in
+	// bytes, MF. An unfragmented probe has one entry at offset 0.
+	Frags []report.Fragment
+
+	dgram []byte
+	fbuf  []byte
+	perm  []bool
+	tmpW  [][]byte
+	tmpF  []report.Fragment
+}
+
+// Fragmented reports whether the probe went out as more than one fragment.
+func (p *Packets) Fragmented() bool { return len(p.Wire) > 1 }
+
+// WireBytes is the sum of the sizes of the Wire packets.
+func (p *Packets) WireBytes() int {
+	n := 0
+	for _, w := range p.Wire {
+		n += len(w)
+	}
+	return n
+}
+
+// Build crafts probe id with p into out (whose buffers it reuses). The result is the
+// datagram, IP-fragmented by us for the -frag forms and icmp-large. Headers: IHL 5, TOS 0,
+// the given TTL and IP ID, DF only when asked for on an unfragmented probe, and correct
+// checksums and lengths everywhere (IP, ICMP, UDP, TCP), so that what a far end sees
+// differs from real traffic only in the payload.
+//
+// Classes: ike (UDP 500→500, an IKEv2 IKE_SA_INIT header whose initiator SPI carries the
+// nonce), ike-frag (the same, Size bytes), natt/natt-frag (UDP 4500→4500, non-ESP marker,
+// then the IKE message), esp/esp-frag (protocol 50, SPI = sequence = nonce, then the marker),
+// ah/ah-frag (protocol 51, AH with a 12-byte ICV, next header 59, then the marker),
+// icmp-large (echo request, id/seq = nonce, 5000-byte payload), pmtu (the same echo, Size
+// bytes, usually with DF), tcp:PORT (SYN, ISN = nonce, MSS 1460). Build allocates only when
+// out's buffers are too small.
+func Build(id ID, p BuildParams, out *Packets) error {
+	if err := buildDatagram(id, p, out); err != nil {
+		return fmt.Errorf("probe: build %s: %w", id, err)
+	}
+	return nil
+}
+
+func buildDatagram(id ID, p BuildParams, out *Packets) error {
+	code, ok := classCode(id)
+	if !ok {
+		return fmt.Errorf("unknown probe id")
+	}
+	if !p.Src.Is4() || !p.Dst.Is4() {
+		return fmt.Errorf("source %v and destination %v must both be IPv4", p.Src, p.Dst)
+	}
+	if !validNonce(p.Nonce) {
+		return ErrBadNonce
+	}
+	frag := id.Fragmented() || id == ICMPLarge
+	size := p.Size
+	var proto uint8
+	var minSize int
+	switch id {
+	case IKE, IKEFrag:
+		proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+ikeHeaderLen+4+MarkerLen
+	case NATT, NATTFrag:
+		proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+nonESPMarkerSz+ikeHeaderLen+4+MarkerLen
+	case ESP, ESPFrag:
+		proto, minSize = ProtoESP, ipv4MinHeader+espHeaderLen+MarkerLen
+	case AH, AHFrag:
+		proto, minSize = ProtoAH, ipv4MinHeader+ahProbeLen+MarkerLen
+	case ICMPLarge, PMTU:
+		proto, minSize = ProtoICMP, ipv4MinHeader+icmpHeaderLen+MarkerLen
+		if id == ICMPLarge && size == 0 {
+			size = ipv4MinHeader + icmpHeaderLen + ICMPLargePayload
+		}
+		if id == PMTU && size == 0 {
+			return fmt.Errorf("pmtu needs a size")
+		}
+	default: // tcp:PORT
+		proto, minSize = ProtoTCP, ipv4MinHeader+tcpSynLen
+		size = minSize
+	}
+	if size == 0 {
+		size = DefaultSmallSize
+		if frag {
+			size = FragProbeSize
+		}
+	}
+	if size < minSize || size > 65535 {
+		return fmt.Errorf("size %d: want %d–65535 bytes", size, minSize)
+	}
+	fragSize := p.FragSize
+	if fragSize == 0 {
+		fragSize = DefaultFragSize
+	}
+	if frag && size <= fragSize {
+		return fmt.Errorf("size %d is not larger than the fragment size %d: it would not fragment", size, fragSize)
+	}
+	ttl := p.TTL
+	if ttl == 0 {
+		ttl = DefaultTTL
+	}
+	ipid := p.IPID
+	if ipid == 0 {
+		ipid = uint16(p.Nonce)
+	}
+
+	*out = Packets{dgram: out.dgram, fbuf: out.fbuf, perm: out.perm, tmpW: out.tmpW, tmpF: out.tmpF,
+		Wire: out.Wire[:0], Frags: out.Frags[:0]}
+	out.ID, out.Nonce, out.Src, out.Dst, out.Proto, out.IPID, out.TTL, out.Size =
+		id, p.Nonce, p.Src, p.Dst, proto, ipid, ttl, size
+
+	if cap(out.dgram) < size {
+		out.dgram = make([]byte, size, max(size, 2*cap(out.dgram)))
+	}
+	d := out.dgram[:size]
+	putIPv4Header(d, size, ipid, !frag && p.DF, ttl, proto, p.Src, p.Dst)
+	b := d[ipv4MinHeader:]
+	switch proto {
+	case ProtoESP:
+		binary.BigEndian.PutUint32(b[0:4], p.Nonce)
+		binary.BigEndian.PutUint32(b[4:8], p.Nonce)
+		putMarker(b[8:], code, size, p.Nonce)
+		fill(b[8+MarkerLen:])
+	case ProtoAH:
+		b[0], b[1], b[2], b[3] = protoNone, ahProbeLen/4-2, 0, 0
+		binary.BigEndian.PutUint32(b[4:8], p.Nonce)
+		binary.BigEndian.PutUint32(b[8:12], p.Nonce)
+		for i := 0; i < ahProbeICVLen; i += 4 { // an ICV that looks like one
+			binary.BigEndian.PutUint32(b[12+i:], p.Nonce*2654435761+uint32(i))
+		}
+		putMarker(b[ahProbeLen:], code, size, p.Nonce)
+		fill(b[ahProbeLen+MarkerLen:])
+	case ProtoICMP:
+		b[0], b[1], b[2], b[3] = icmpEcho, 0, 0, 0
+		binary.BigEndian.PutUint16(b[4:6], uint16(p.Nonce>>16))
+		binary.BigEndian.PutUint16(b[6:8], uint16(p.Nonce))
+		putMarker(b[8:], code, size, p.Nonce)
+		fill(b[8+MarkerLen:])
+		binary.BigEndian.PutUint16(b[2:4], ^csumFold(csumAdd(0, b)))
+	case ProtoUDP:
+		sp, dp := uint16(PortIKE), uint16(PortIKE)
+		ike := b[udpHeaderLen:]
+		if id == NATT || id == NATTFrag {
+			sp, dp = PortNATT, PortNATT
+			clear(ike[:nonESPMarkerSz])
+			ike = ike[nonESPMarkerSz:]
+		}
+		if p.SrcPort != 0 {
+			sp = p.SrcPort
+		}
+		if p.DstPort != 0 {
+			dp = p.DstPort
+		}
+		putIKEProbe(ike, code, size, p.Nonce)
+		putUDP(b, sp, dp, p.Src, p.Dst)
+	case ProtoTCP:
+		port, _ := id.TCPPort()
+		sp := p.SrcPort
+		if sp == 0 {
+			sp = uint16(32768 + p.Nonce%28232)
+		}
+		putTCPSyn(b, sp, uint16(port), p.Nonce, p.Src, p.Dst)
+	}
+
+	if !frag {
+		out.Wire = append(out.Wire, d)
+		out.Frags = append(out.Frags, report.Fragment{Offset: 0, Length: size - ipv4MinHeader, DF: out.dfSet(d)})
+		return nil
+	}
+	var err error
+	out.Wire, out.fbuf, err = Fragment(d, fragSize, out.fbuf, out.Wire)
+	if err != nil {
+		return err
+	}
+	for _, w := range out.Wire {
+		ff := binary.BigEndian.Uint16(w[6:8])
+		out.Frags = append(out.Frags, report.Fragment{
+			Offset: int(ff&0x1fff) * 8, Length: len(w) - int(w[0]&0x0f)*4, More: ff&0x2000 != 0,
+		})
+	}
+	if p.Order != nil {
+		return out.reorder(p.Order)
+	}
+	return nil
+}
+
+func (p *Packets) dfSet(d []byte) bool { return d[6]&0x40 != 0 }
+
+// reorder puts Wire and Frags in the order given by perm, validating it without allocating
+// (once the Packets' scratch space is big enough).
+func (p *Packets) reorder(perm []int) error {
+	n := len(p.Wire)
+	if len(perm) != n {
+		return fmt.Errorf("fragment order has %d entries for %d fragments", len(perm), n)
+	}
+	if cap(p.perm) < n {
+		p.perm = make([]bool, n)
+	}
+	seen := p.perm[:n]
+	clear(seen)
+	for _, i := range perm {
+		if i < 0 || i >= n || seen[i] {
+			return fmt.Errorf("fragment order %v is not a permutation of 0..%d", perm, n-1)
+		}
+		seen[i] = true
+	}
+	p.tmpW = append(p.tmpW[:0], p.Wire...)
+	p.tmpF = append(p.tmpF[:0], p.Frags...)
+	for k, i := range perm {
+		p.Wire[k] = p.tmpW[i]
+		p.Frags[k] = p.tmpF[i]
+	}
+	return nil
+}
+
+// putIPv4Header writes a 20-byte IPv4 header in wire form, checksum included.
+func putIPv4Header(b []byte, total int, id uint16, df bool, ttl, proto uint8, src, dst netip.Addr) {
+	b[0], b[1] = 0x45, 0
+	binary.BigEndian.PutUint16(b[2:4], uint16(total))
+	binary.BigEndian.PutUint16(b[4:6], id)
+	var ff uint16
+	if df {
+		ff = 0x4000
+	}
+	binary.BigEndian.PutUint16(b[6:8], ff)
+	b[8], b[9], b[10], b[11] = ttl, proto, 0, 0
+	s, d := src.As4(), dst.As4()
+	copy(b[12:16], s[:])
+	copy(b[16:20], d[:])
+	binary.BigEndian.PutUint16(b[10:12], ^csumFold(csumAdd(0, b[:ipv4MinHeader])))
+}
+
+// pseudoSum is the checksum of the TCP/UDP pseudo-header.
+func pseudoSum(src, dst netip.Addr, proto uint8, length int) uint64 {
+	s, d := src.As4(), dst.As4()
+	return uint64(binary.BigEndian.Uint16(s[0:2])) + uint64(binary.BigEndian.Uint16(s[2:4])) +
+		uint64(binary.BigEndian.Uint16(d[0:2])) + uint64(binary.BigEndian.Uint16(d[2:4])) +
+		uint64(proto) + uint64(length)
+}
+
+// putUDP writes the UDP header in front of the payload already in b[8:], with its checksum.
+func putUDP(b []byte, sp, dp uint16, src, dst netip.Addr) {
+	binary.BigEndian.PutUint16(b[0:2], sp)
+	binary.BigEndian.PutUint16(b[2:4], dp)
+	binary.BigEndian.PutUint16(b[4:6], uint16(len(b)))
+	b[6], b[7] = 0, 0
+	c := ^csumFold(csumAdd(pseudoSum(src, dst, ProtoUDP, len(b)), b))
+	if c == 0 {
+		c = 0xffff // 0 means "no checksum" in UDP
+	}
+	binary.BigEndian.PutUint16(b[6:8], c)
+}
+
+// putTCPSyn writes a SYN with the MSS option into b (len tcpSynLen).
+func putTCPSyn(b []byte, sp, dp uint16, isn uint32, src, dst netip.Addr) {
+	binary.BigEndian.PutUint16(b[0:2], sp)
+	binary.BigEndian.PutUint16(b[2:4], dp)
+	binary.BigEndian.PutUint32(b[4:8], isn)
+	binary.BigEndian.PutUint32(b[8:12], 0)
+	b[12] = (tcpSynLen / 4) << 4
+	b[13] = TCPSyn
+	binary.BigEndian.PutUint16(b[14:16], tcpWindow)
+	b[16], b[17], b[18], b[19] = 0, 0, 0, 0
+	b[20], b[21] = 2, 4 // MSS
+	binary.BigEndian.PutUint16(b[22:24], tcpMSS)
+	binary.BigEndian.PutUint16(b[16:18], ^csumFold(csumAdd(pseudoSum(src, dst, ProtoTCP, len(b)), b)))
+}
+
+// putIKEProbe writes an IKEv2 IKE_SA_INIT request header whose initiator SPI carries the
+// probe, followed by one Vendor ID payload (responders ignore unknown vendor IDs) holding the
+// marker and filler up to the end of b. A gateway parses it as IKE; it lacks the SA, KE and
+// nonce payloads a full IKE_SA_INIT has, so gateways answer with an error notify or not at
+// all: the agent, not the gateway, is the witness for these probes.
+func putIKEProbe(b []byte, code uint8, dgramLen int, nonce uint32) {
+	spi := ikeSPI(code, nonce)
+	copy(b[0:8], spi[:])
+	clear(b[8:16])  // responder SPI
+	b[16] = 43      // next payload: Vendor ID
+	b[17] = 0x20    // IKEv2
+	b[18] = 34      // IKE_SA_INIT
+	b[19] = 0x08    // initiator
+	clear(b[20:24]) // message ID 0
+	binary.BigEndian.PutUint32(b[24:28], uint32(len(b)))
+	v := b[ikeHeaderLen:]
+	v[0], v[1] = 0, 0 // last payload, not critical
+	binary.BigEndian.PutUint16(v[2:4], uint16(len(v)))
+	putMarker(v[4:], code, dgramLen, nonce)
+	fill(v[4+MarkerLen:])
+}
+
+// fill writes a recognisable filler: "ipsecpath " repeated.
+func fill(b []byte) {
+	const pat = "ipsecpath "
+	for i := 0; i < len(b); i += len(pat) {
+		copy(b[i:], pat)
+	}
+}

@@ -1,0 +1,428 @@
+package probe
+
+// Every probe carries its class and a 32-bit nonce in the first bytes after its IP header
+// (within HeadLen, so a captured first fragment's Seen.Head is enough to map it back):
+//
+//	esp, esp-frag    SPI = nonce, sequence = nonce, then the 12-byte marker
+//	ah, ah-frag      AH SPI = nonce, sequence = nonce, 12-byte ICV, then the marker
+//	icmp-large, pmtu ICMP echo id = nonce>>16, seq = nonce&0xffff, then the marker
+//	ike, ike-frag    UDP 500→500, IKE initiator SPI = 'I' 'P' code 1 nonce(4)
+//	natt, natt-frag  UDP 4500→4500, non-ESP marker (4 zero bytes), then IKE as above
+//	tcp:PORT         SYN with ISN = nonce (and IP ID = low 16 bits of the nonce)
+//
+// The marker is 12 bytes:
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|      'I'      |      'P'      |      'S'      |      'P'      |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  class code   |  version (1)  |  datagram length (IP total)    |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                             nonce                             |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//
+// Answers map back too: an echo reply carries the marker back, an IKE response echoes the
+// initiator SPI, a SYN-ACK or RST acknowledges nonce+1, and an ICMP error quotes the probe's
+// IP header (whose IP ID is the nonce's low 16 bits) and the bytes after it.
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+)
+
+// MarkerLen is the size of the marker that follows the ESP, AH and ICMP headers of a probe.
+const MarkerLen = 12
+
+const markerVersion = 1
+
+var markerMagic = [4]byte{'I', 'P', 'S', 'P'}
+
+// class codes in the marker and the IKE SPI: stable, they travel on the wire.
+var classCodes = map[ID]uint8{
+	IKE: 1, IKEFrag: 2, NATT: 3, NATTFrag: 4, ESP: 5, ESPFrag: 6, AH: 7, AHFrag: 8,
+	ICMPLarge: 9, PMTU: 11,
+}
+
+const codeTCP = 10
+
+var codeIDs = func() [16]ID {
+	var a [16]ID
+	for id, c := range classCodes {
+		a[c] = id
+	}
+	return a
+}()
+
+func classCode(id ID) (uint8, bool) {
+	if _, ok := id.TCPPort(); ok {
+		return codeTCP, true
+	}
+	c, ok := classCodes[id]
+	return c, ok
+}
+
+func codeID(c uint8) ID {
+	if int(c) < len(codeIDs) {
+		return codeIDs[c]
+	}
+	return ""
+}
+
+// putMarker writes the marker into b (len ≥ MarkerLen).
+func putMarker(b []byte, code uint8, dgramLen int, nonce uint32) {
+	copy(b[0:4], markerMagic[:])
+	b[4] = code
+	b[5] = markerVersion
+	binary.BigEndian.PutUint16(b[6:8], uint16(dgramLen))
+	binary.BigEndian.PutUint32(b[8:12], nonce)
+}
+
+// parseMarker reads a marker at the start of b.
+func parseMarker(b []byte) (code uint8, dgramLen int, nonce uint32, ok bool) {
+	if len(b) < MarkerLen || [4]byte(b[0:4]) != markerMagic || b[5] != markerVersion {
+		return 0, 0, 0, false
+	}
+	return b[4], int(binary.BigEndian.Uint16(b[6:8])), binary.BigEndian.Uint32(b[8:12]), true
+}
+
+// ikeSPI is the initiator SPI of our IKE probes: 'I' 'P' code 1 nonce.
+func ikeSPI(code uint8, nonce uint32) [8]byte {
+	var s [8]byte
+	s[0], s[1], s[2], s[3] = 'I', 'P', code, markerVersion
+	binary.BigEndian.PutUint32(s[4:8], nonce)
+	return s
+}
+
+// IKESPI returns the IKE initiator SPI that carries a probe's class and nonce, for callers
+// that build IKE messages themselves (the ike package's builders take the SPI).
+func IKESPI(id ID, nonce uint32) ([8]byte, error) {
+	c, ok := classCode(id)
+	if !ok {
+		return [8]byte{}, fmt.Errorf("probe: IKESPI: unknown probe %q", id)
+	}
+	return ikeSPI(c, nonce), nil
+}
+
+func parseIKESPI(b []byte) (code uint8, nonce uint32, ok bool) {
+	if len(b) < 8 || b[0] != 'I' || b[1] != 'P' || b[3] != markerVersion {
+		return 0, 0, false
+	}
+	return b[2], binary.BigEndian.Uint32(b[4:8]), true
+}
+
+// Kind says what a captured packet is with respect to a probe.
+type Kind uint8
+
+const (
+	KindProbe     Kind = iota + 1 // the probe itself (or one of its fragments)
+	KindReply                     // an answer from the far end: echo reply, IKE response, SYN-ACK, RST
+	KindICMPError                 // an ICMP error quoting the probe
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindProbe:
+		return "probe"
+	case KindReply:
+		return "reply"
+	case KindICMPError:
+		return "icmp-error"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Match maps a captured packet to a probe.
+type Match struct {
+	// ID is the probe class. It is empty when only the nonce could be recovered (an ICMP
+	// error quoting just 8 bytes of an ESP probe): map the nonce with your own table.
+	ID    ID
+	Nonce uint32
+	Kind  Kind
+	// DatagramLen is the probe's IP total length before fragmentation, from the marker
+	// (0 when the class has no marker: ike, natt, tcp).
+	DatagramLen int
+	// TCPFlags are the flags of a TCP probe or answer (SYN 0x02, RST 0x04, ACK 0x10).
+	TCPFlags uint8
+}
+
+// TCP flag bits.
+const (
+	TCPFin = 0x01
+	TCPSyn = 0x02
+	TCPRst = 0x04
+	TCPAck = 0x10
+)
+
+// ClassifyHead says which probe a packet's first bytes after the IP header belong to: a
+// probe, an answer to one, or an ICMP error quoting one. head is a first fragment's
+// Seen.Head (or more). A TCP SYN matches any SYN: confirm the nonce against what you sent.
+func ClassifyHead(proto uint8, head []byte) (Match, bool) {
+	switch proto {
+	case ProtoESP:
+		var e ESPHeader
+		if e.DecodeFromBytes(head) != nil {
+			return Match{}, false
+		}
+		code, n, nonce, ok := parseMarker(e.Payload)
+		if !ok || nonce != e.SPI {
+			return Match{}, false
+		}
+		return markerMatch(code, n, nonce, KindProbe)
+	case ProtoAH:
+		var a AHHeader
+		if a.DecodeFromBytes(head) != nil {
+			return Match{}, false
+		}
+		code, n, nonce, ok := parseMarker(a.Payload)
+		if !ok || nonce != a.SPI {
+			return Match{}, false
+		}
+		return markerMatch(code, n, nonce, KindProbe)
+	case ProtoICMP:
+		if len(head) < 8 {
+			return Match{}, false
+		}
+		switch head[0] {
+		case icmpEcho, icmpEchoReply:
+			code, n, nonce, ok := parseMarker(head[8:])
+			if !ok || uint32(binary.BigEndian.Uint16(head[4:6]))<<16|uint32(binary.BigEndian.Uint16(head[6:8])) != nonce {
+				return Match{}, false
+			}
+			k := KindProbe
+			if head[0] == icmpEchoReply {
+				k = KindReply
+			}
+			return markerMatch(code, n, nonce, k)
+		case icmpUnreach, icmpTimeExceeded, icmpParamProblem:
+			var q IPv4Header
+			if q.DecodeFromBytes(head[8:]) != nil {
+				return Match{}, false
+			}
+			m, ok := ClassifyHead(q.Proto, q.Payload)
+			if ok && m.Kind == KindProbe {
+				m.Kind = KindICMPError
+				return m, true
+			}
+			// Only 8 quoted bytes: ESP/AH SPI or echo id/seq still give the nonce.
+			if nonce, ok := quotedNonce(q.Proto, q.Payload); ok {
+				return Match{Nonce: nonce, Kind: KindICMPError}, true
+			}
+			return Match{}, false
+		}
+	case ProtoUDP:
+		if len(head) < 8 {
+			return Match{}, false
+		}
+		sp, dp := binary.BigEndian.Uint16(head[0:2]), binary.BigEndian.Uint16(head[2:4])
+		ike := head[8:]
+		if sp == PortNATT || dp == PortNATT {
+			if len(ike) < 4 || binary.BigEndian.Uint32(ike[0:4]) != 0 {
+				return Match{}, false
+			}
+			ike = ike[4:]
+		} else if sp != PortIKE && dp != PortIKE {
+			return Match{}, false
+		}
+		code, nonce, ok := parseIKESPI(ike)
+		if !ok {
+			return Match{}, false
+		}
+		n := 0
+		if len(ike) >= ikeHeaderLen+4 {
+			if c2, n2, nonce2, ok := parseMarker(ike[ikeHeaderLen+4:]); ok && c2 == code && nonce2 == nonce {
+				n = n2
+			}
+		}
+		k := KindProbe
+		// An IKE response has a responder SPI (IKEv1 and v2) or the IKEv2 response flag.
+		if len(ike) >= 28 && (binary.BigEndian.Uint64(ike[8:16]) != 0 || ike[19]&0x20 != 0) {
+			k = KindReply
+		}
+		return markerMatch(code, n, nonce, k)
+	case ProtoTCP:
+		if len(head) < 20 {
+			return Match{}, false
+		}
+		sp, dp := binary.BigEndian.Uint16(head[0:2]), binary.BigEndian.Uint16(head[2:4])
+		seq, ack := binary.BigEndian.Uint32(head[4:8]), binary.BigEndian.Uint32(head[8:12])
+		flags := head[13]
+		switch {
+		case flags&(TCPSyn|TCPAck|TCPRst) == TCPSyn:
+			return Match{ID: TCP(int(dp)), Nonce: seq, Kind: KindProbe, TCPFlags: flags}, true
+		case flags&TCPAck != 0 && flags&(TCPSyn|TCPRst) != 0:
+			return Match{ID: TCP(int(sp)), Nonce: ack - 1, Kind: KindReply, TCPFlags: flags}, true
+		}
+	}
+	return Match{}, false
+}
+
+func markerMatch(code uint8, n int, nonce uint32, k Kind) (Match, bool) {
+	id := codeID(code)
+	if id == "" || code == codeTCP {
+		return Match{}, false
+	}
+	return Match{ID: id, Nonce: nonce, Kind: k, DatagramLen: n}, true
+}
+
+// quotedNonce recovers the nonce from the first 8 bytes after a quoted IP header.
+func quotedNonce(proto uint8, b []byte) (uint32, bool) {
+	if len(b) < 8 {
+		return 0, false
+	}
+	switch proto {
+	case ProtoESP:
+		return binary.BigEndian.Uint32(b[0:4]), true
+	case ProtoAH:
+		return binary.BigEndian.Uint32(b[4:8]), true
+	case ProtoICMP:
+		if b[0] == icmpEcho {
+			return uint32(binary.BigEndian.Uint16(b[4:6]))<<16 | uint32(binary.BigEndian.Uint16(b[6:8])), true
+		}
+	case ProtoTCP:
+		return binary.BigEndian.Uint32(b[4:8]), true
+	}
+	return 0, false
+}
+
+// Classify maps a captured first fragment (or whole packet) to its probe; see ClassifyHead.
+// Non-first fragments carry no header: use a Correlator.
+func Classify(s *Seen) (Match, bool) {
+	if s.Offset != 0 {
+		return Match{}, false
+	}
+	return ClassifyHead(s.Proto, s.Head)
+}
+
+// fragKey is RFC 791's reassembly key. Zero addresses are a wildcard (NAT on the path).
+type fragKey struct {
+	src, dst netip.Addr
+	proto    uint8
+	id       uint16
+}
+
+// MaxCorrelated bounds how many datagrams a Correlator remembers; beyond it, the oldest
+// learned (not expected) entries are forgotten.
+const MaxCorrelated = 4096
+
+// Correlator maps every fragment of a probe to the probe, first or not: it knows the probes
+// you sent (Expect) and learns from first fragments it classifies. Safe for concurrent use.
+type Correlator struct {
+	mu      sync.Mutex
+	expect  map[fragKey]Match
+	learned map[fragKey]Match
+}
+
+// NewCorrelator returns an empty Correlator.
+func NewCorrelator() *Correlator {
+	return &Correlator{expect: map[fragKey]Match{}, learned: map[fragKey]Match{}}
+}
+
+// Expect records a probe that was built (and is about to be sent), so that its fragments and
+// ICMP errors quoting only its IP header map to it even when the first fragment is lost.
+func (c *Correlator) Expect(p *Packets) {
+	m := Match{ID: p.ID, Nonce: p.Nonce, Kind: KindProbe, DatagramLen: p.Size}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.expect) >= MaxCorrelated {
+		clear(c.expect)
+	}
+	c.expect[fragKey{p.Src, p.Dst, p.Proto, p.IPID}] = m
+	c.expect[fragKey{proto: p.Proto, id: p.IPID}] = m
+}
+
+// Match maps a Seen to its probe: first fragments and ICMP errors by their head; other
+// fragments by (src, dst, proto, IP ID) of a probe expected or a first fragment seen.
+func (c *Correlator) Match(s *Seen) (Match, bool) {
+	if s.Offset == 0 {
+		m, ok := ClassifyHead(s.Proto, s.Head)
+		if ok && m.Kind == KindProbe && (s.More || m.DatagramLen > 0) {
+			c.learn(fragKey{s.Src, s.Dst, s.Proto, s.IPID}, m)
+		}
+		if ok && (m.ID != "" || m.Kind != KindICMPError) {
+			return m, true
+		}
+		if s.Proto == ProtoICMP {
+			if q, qok := c.matchQuoted(s); qok {
+				return q, true
+			}
+		}
+		return m, ok // a first fragment of ours always classifies by its head
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := fragKey{s.Src, s.Dst, s.Proto, s.IPID}
+	if m, ok := c.learned[k]; ok {
+		return m, true
+	}
+	if m, ok := c.expect[k]; ok {
+		return m, true
+	}
+	if m, ok := c.expect[fragKey{proto: s.Proto, id: s.IPID}]; ok {
+		return m, true
+	}
+	return Match{}, false
+}
+
+// matchQuoted maps an ICMP error whose quote is too short to classify, by the quoted IP ID.
+func (c *Correlator) matchQuoted(s *Seen) (Match, bool) {
+	e, err := ParseICMPError(s)
+	if err != nil {
+		return Match{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.expect[fragKey{e.Quoted.Src, e.Quoted.Dst, e.Quoted.Proto, e.Quoted.IPID}]
+	if !ok {
+		m, ok = c.expect[fragKey{proto: e.Quoted.Proto, id: e.Quoted.IPID}]
+	}
+	if ok {
+		m.Kind = KindICMPError
+	}
+	return m, ok
+}
+
+func (c *Correlator) learn(k fragKey, m Match) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.learned[k]; ok {
+		return
+	}
+	if len(c.learned) >= MaxCorrelated {
+		clear(c.learned)
+	}
+	c.learned[k] = m
+}
+
+// ErrBadNonce is returned for a nonce that cannot be used: below 256 (ESP and AH reserve
+// SPIs 1–255) or with zero low 16 bits (IP ID 0 lets the kernel pick its own).
+var ErrBadNonce = errors.New("probe: nonce must be ≥ 256 with non-zero low 16 bits")
+
+func validNonce(n uint32) bool { return n >= 256 && n&0xffff != 0 }
+
+// NewNonces returns n random probe nonces, all valid and with distinct low 16 bits (the IP
+// ID), so that fragments of different probes never share a reassembly key.
+func NewNonces(n int) ([]uint32, error) {
+	if n < 0 || n > 1<<15 {
+		return nil, fmt.Errorf("probe: NewNonces(%d): want 0–32768", n)
+	}
+	out := make([]uint32, 0, n)
+	used := make(map[uint16]bool, n)
+	var b [4]byte
+	for len(out) < n {
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("probe: random nonce: %w", err)
+		}
+		v := binary.BigEndian.Uint32(b[:])
+		if !validNonce(v) || used[uint16(v)] {
+			continue
+		}
+		used[uint16(v)] = true
+		out = append(out, v)
+	}
+	return out, nil
+}
