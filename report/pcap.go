@@ -1,0 +1,222 @@
+package report
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/google/gopacket/pcapgo"
+)
+
+// DefaultCapturePoint names the pcapng interface of NewPcap when no capture point is given:
+// the host that runs `ipsecpath check`.
+const DefaultCapturePoint = "initiator"
+
+// Limits of what Pcap records.
+const (
+	// MaxPcapPacket is the largest packet Pcap records, in bytes: Wireshark's own limit,
+	// far above any IP packet (65535 bytes for IPv4).
+	MaxPcapPacket = 262144
+	// MaxPcapComment is the longest per-packet comment kept, in bytes; longer ones are cut
+	// (a pcapng option's length is 16 bits).
+	MaxPcapComment = 4096
+)
+
+// pcapng block and option codes (draft-ietf-opsawg-pcapng) for the Enhanced Packet Blocks
+// that Pcap writes itself when a packet carries a comment: pcapgo's NgWriter (v1.1.19) has
+// no per-packet options.
+const (
+	ngBlockEPB       = 0x00000006 // Enhanced Packet Block
+	ngOptEndOfOpt    = 0          // opt_endofopt
+	ngOptComment     = 1          // opt_comment, UTF-8
+	ngEPBFixedLength = 28 + 4     // type, length, interface, ts high, ts low, caplen, len + trailing length
+)
+
+// Pcap writes raw IP packets (IPv4 or IPv6, no link-layer header: link type RAW) to a
+// pcapng stream that Wireshark and tshark read, with one pcapng interface per capture
+// point ("initiator", "agent", …) and an optional comment per packet. It is safe for
+// concurrent use. Flush must be called before the underlying file is closed.
+type Pcap struct {
+	mu     sync.Mutex
+	w      io.Writer
+	ng     *pcapgo.NgWriter
+	points map[string]int // capture point → pcapng interface id
+	first  string         // the capture point WritePacket uses
+	buf    []byte         // scratch for commented packet blocks
+	err    error          // the first write error: once set, every write returns it
+}
+
+// NewPcap starts a pcapng stream on w: a section header, then one interface per capture
+// point, in order. Without points it has one interface, DefaultCapturePoint. WritePacket
+// records on the first capture point; WritePacketAt on any, declaring new ones as needed.
+func NewPcap(w io.Writer, points ...string) (*Pcap, error) {
+	if len(points) == 0 {
+		points = []string{DefaultCapturePoint}
+	}
+	opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
+		Hardware: runtime.GOARCH, OS: runtime.GOOS, Application: Tool + " " + Version,
+	}}
+	if err := checkPoint(points[0]); err != nil {
+		return nil, fmt.Errorf("report: new pcap: %w", err)
+	}
+	ng, err := pcapgo.NewNgWriterInterface(w, ngInterface(points[0]), opts)
+	if err != nil {
+		return nil, fmt.Errorf("report: new pcap: write section header: %w", err)
+	}
+	p := &Pcap{w: w, ng: ng, points: map[string]int{points[0]: 0}, first: points[0]}
+	for _, name := range points[1:] {
+		if _, dup := p.points[name]; dup {
+			return nil, fmt.Errorf("report: new pcap: capture point %q named twice", name)
+		}
+		if _, err := p.point(name); err != nil {
+			return nil, fmt.Errorf("report: new pcap: %w", err)
+		}
+	}
+	if err := p.ng.Flush(); err != nil {
+		return nil, fmt.Errorf("report: new pcap: flush: %w", err)
+	}
+	return p, nil
+}
+
+func ngInterface(name string) pcapgo.NgInterface {
+	return pcapgo.NgInterface{
+		Name:                name,
+		Description:         "raw IP packets as " + Tool + " sent or saw them at the " + name,
+		OS:                  runtime.GOOS,
+		LinkType:            layers.LinkTypeRaw,
+		TimestampResolution: 9, // nanoseconds: pcapgo writes time.Time.UnixNano
+	}
+}
+
+func checkPoint(name string) error {
+	if name == "" || len(name) > 64 || !utf8.ValidString(name) || strings.ContainsAny(name, "\x00\n") {
+		return fmt.Errorf("bad capture point name %q (1-64 bytes of text)", name)
+	}
+	return nil
+}
+
+// point returns the interface id of a capture point, declaring it first if it is new.
+// The caller holds p.mu (or owns p alone).
+func (p *Pcap) point(name string) (int, error) {
+	if id, ok := p.points[name]; ok {
+		return id, nil
+	}
+	if err := checkPoint(name); err != nil {
+		return 0, err
+	}
+	id, err := p.ng.AddInterface(ngInterface(name))
+	if err != nil {
+		return 0, fmt.Errorf("declare capture point %q: %w", name, err)
+	}
+	p.points[name] = id
+	return id, nil
+}
+
+// WritePacket records one raw IP packet at the first capture point.
+func (p *Pcap) WritePacket(ts time.Time, ipPacket []byte) error {
+	return p.WritePacketAt(p.first, ts, ipPacket, "")
+}
+
+// WritePacketAt records one raw IP packet, taken at time ts at capture point point, with a
+// comment shown by Wireshark as the packet comment (empty: none; cut at MaxPcapComment
+// bytes). The packet is copied out before WritePacketAt returns.
+func (p *Pcap) WritePacketAt(point string, ts time.Time, ipPacket []byte, comment string) error {
+	if len(ipPacket) == 0 {
+		return errors.New("report: pcap: empty packet")
+	}
+	if len(ipPacket) > MaxPcapPacket {
+		return fmt.Errorf("report: pcap: packet of %d bytes is over %d", len(ipPacket), MaxPcapPacket)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	id, err := p.point(point)
+	if err != nil {
+		return p.fail(err)
+	}
+	if comment == "" {
+		ci := gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(ipPacket), Length: len(ipPacket), InterfaceIndex: id}
+		if err := p.ng.WritePacket(ci, ipPacket); err != nil {
+			return p.fail(fmt.Errorf("write packet: %w", err))
+		}
+		return nil
+	}
+	// pcapgo cannot add options to a packet block: write this block ourselves, after what
+	// pcapgo still buffers, so the order of blocks stays the order of calls.
+	if err := p.ng.Flush(); err != nil {
+		return p.fail(fmt.Errorf("flush: %w", err))
+	}
+	p.buf = appendEPB(p.buf[:0], id, ts, ipPacket, cutComment(comment))
+	if _, err := p.w.Write(p.buf); err != nil {
+		return p.fail(fmt.Errorf("write packet: %w", err))
+	}
+	return nil
+}
+
+// Flush writes out what is buffered. Call it before closing the file under the writer.
+func (p *Pcap) Flush() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.err != nil {
+		return p.err
+	}
+	if err := p.ng.Flush(); err != nil {
+		return p.fail(fmt.Errorf("flush: %w", err))
+	}
+	return nil
+}
+
+// fail records the first write error: after a partial block the stream cannot continue.
+func (p *Pcap) fail(err error) error {
+	p.err = fmt.Errorf("report: pcap: %w", err)
+	return p.err
+}
+
+// cutComment bounds a comment to MaxPcapComment bytes without splitting a UTF-8 sequence.
+func cutComment(s string) string {
+	s = strings.ToValidUTF8(s, "?")
+	if len(s) <= MaxPcapComment {
+		return s
+	}
+	s = s[:MaxPcapComment]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// appendEPB appends an Enhanced Packet Block (little endian, as pcapgo's section header
+// declares) with an opt_comment option to b.
+func appendEPB(b []byte, iface int, ts time.Time, data []byte, comment string) []byte {
+	pad := func(n int) int { return (4 - n&3) & 3 }
+	optLen := 4 + len(comment) + pad(len(comment)) + 4 // comment option, then opt_endofopt
+	total := ngEPBFixedLength + len(data) + pad(len(data)) + optLen
+	le := binary.LittleEndian
+	nanos := uint64(ts.UnixNano())
+	b = le.AppendUint32(b, ngBlockEPB)
+	b = le.AppendUint32(b, uint32(total))
+	b = le.AppendUint32(b, uint32(iface))
+	b = le.AppendUint32(b, uint32(nanos>>32))
+	b = le.AppendUint32(b, uint32(nanos))
+	b = le.AppendUint32(b, uint32(len(data)))
+	b = le.AppendUint32(b, uint32(len(data)))
+	b = append(b, data...)
+	b = append(b, make([]byte, pad(len(data)))...)
+	b = le.AppendUint16(b, ngOptComment)
+	b = le.AppendUint16(b, uint16(len(comment)))
+	b = append(b, comment...)
+	b = append(b, make([]byte, pad(len(comment)))...)
+	b = le.AppendUint16(b, ngOptEndOfOpt)
+	b = le.AppendUint16(b, 0)
+	return le.AppendUint32(b, uint32(total))
+}
