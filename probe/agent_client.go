@@ -1,0 +1,282 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Client timeouts, used when the caller's context has no earlier deadline.
+const (
+	// DialTimeout bounds connecting to the agent.
+	DialTimeout = 5 * time.Second
+	// RequestTimeout bounds one request and its reply (send-reverse: see ReverseSendTimeout).
+	RequestTimeout = 10 * time.Second
+)
+
+// ErrAgentRejected says the agent closed the connection without answering: the key
+// differs, the clocks are more than ClockWindow apart, the message was a replay, or the
+// other end is not an ipsecpath agent. The agent never says which, by design.
+var ErrAgentRejected = errors.New("agent closed the connection without answering (wrong key, clocks more than 30s apart, or not an ipsecpath agent)")
+
+// AgentError is an authenticated error reply: the agent understood the request and could
+// not serve it (e.g. it cannot capture).
+type AgentError struct {
+	Op  string // the request, e.g. "start-observing"
+	Msg string // the agent's reason
+}
+
+func (e *AgentError) Error() string { return "agent: " + e.Op + ": " + e.Msg }
+
+// AgentClient is the initiator's end of a control session with one agent. Its methods
+// may be called from several goroutines; requests are sent one at a time. After a
+// transport or protocol failure every further call fails: dial again.
+type AgentClient struct {
+	addr string
+	key  []byte
+	conn net.Conn
+
+	mu     sync.Mutex
+	broken error
+	rbuf   []byte
+	wbuf   []byte
+	seen   []Seen // everything fetched since StartObserving
+	next   uint64 // the agent's cursor after seen
+	lost   int
+}
+
+// AgentHello is what the agent says about itself and about us.
+type AgentHello struct {
+	Protocol int            // control protocol version
+	Version  string         // the agent's ipsecpath version
+	Peer     netip.AddrPort // our address as the agent sees it; differs from ours behind NAT
+	Local    netip.AddrPort // the agent's address this session reached: reverse probes come from it
+	Pace     int            // the agent's cap on reverse probes, packets per second
+	Capture  bool           // start-observing works
+	Sender   bool           // send-reverse works
+	Session  string         // the session id in the agent's log
+	Skew     time.Duration  // agent clock minus ours, roughly (half a round trip of error)
+}
+
+// AgentReport is what the agent captured from us since StartObserving.
+type AgentReport struct {
+	Seen      []Seen // every packet and fragment, in arrival order (the agent keeps at most MaxSessionSeen)
+	Lost      int    // packets captured but not kept because the agent's buffers were full
+	Observing bool   // the capture is running
+}
+
+// DialAgent connects to the agent at addr ("host:port", or "host" for ControlPort)
+// with the pre-shared key. It does not exchange a message: call Hello to check the key.
+func DialAgent(ctx context.Context, addr string, key []byte) (*AgentClient, error) {
+	if len(key) < MinKeySize {
+		return nil, fmt.Errorf("agent %s: key of %d bytes, need at least %d", addr, len(key), MinKeySize)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, strconv.Itoa(ControlPort))
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return nil, fmt.Errorf("agent %q: want HOST:PORT", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return nil, fmt.Errorf("agent %q: bad port %q", addr, port)
+	}
+	d := net.Dialer{Timeout: DialTimeout}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("agent %s: connect: %w", addr, err)
+	}
+	return &AgentClient{addr: addr, key: append([]byte(nil), key...), conn: c}, nil
+}
+
+// Addr returns the agent's address as dialled.
+func (a *AgentClient) Addr() string { return a.addr }
+
+// Close ends the session without a stop request; the agent stops capturing for it.
+func (a *AgentClient) Close() error { return a.conn.Close() }
+
+// Hello checks the key and the clocks and learns how the agent sees us (NAT check).
+func (a *AgentClient) Hello(ctx context.Context) (*AgentHello, error) {
+	var h helloReply
+	t0 := time.Now()
+	if err := a.roundTrip(ctx, msgHello, nil, &h); err != nil {
+		return nil, err
+	}
+	t1 := time.Now()
+	out := &AgentHello{Protocol: h.Protocol, Version: h.Version, Pace: h.Pace, Capture: h.Capture,
+		Sender: h.Sender, Session: h.Session}
+	out.Peer, _ = netip.ParseAddrPort(h.Peer)
+	out.Local, _ = netip.ParseAddrPort(h.Local)
+	if h.Clock != 0 {
+		mid := t0.Add(t1.Sub(t0) / 2)
+		out.Skew = time.Unix(0, h.Clock).Sub(mid)
+	}
+	return out, nil
+}
+
+// StartObserving makes the agent capture every packet and fragment that comes from our
+// address (as the agent sees it). A second call restarts the capture with nothing seen.
+func (a *AgentClient) StartObserving(ctx context.Context) error {
+	var r observeReply
+	if err := a.roundTrip(ctx, msgStartObserving, nil, &r); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.seen, a.next, a.lost = nil, 0, 0
+	a.mu.Unlock()
+	return nil
+}
+
+// Report returns everything the agent has captured from us since StartObserving. Each
+// call fetches only what is new (in pages) and returns the whole list; the returned
+// slice is the caller's.
+func (a *AgentClient) Report(ctx context.Context) (*AgentReport, error) {
+	var observing bool
+	for {
+		a.mu.Lock()
+		after := a.next
+		a.mu.Unlock()
+		var r reportReply
+		if err := a.roundTrip(ctx, msgReport, reportReq{After: after}, &r); err != nil {
+			return nil, err
+		}
+		if r.Next < after || r.Next-after != uint64(len(r.Seen)) {
+			return nil, a.fail(fmt.Errorf("agent %s: report: cursor %d→%d with %d packets: %w", a.addr, after, r.Next, len(r.Seen), ErrFrameReply))
+		}
+		a.mu.Lock()
+		room := max(MaxSessionSeen-len(a.seen), 0)
+		a.seen = append(a.seen, r.Seen[:min(room, len(r.Seen))]...)
+		a.next, a.lost = r.Next, r.Lost
+		a.mu.Unlock()
+		observing = r.Observing
+		if !r.More || len(r.Seen) == 0 {
+			break
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return &AgentReport{Seen: append([]Seen(nil), a.seen...), Lost: a.lost, Observing: observing}, nil
+}
+
+// SendReverse asks the agent to send probes toward us, paced at pace packets per second
+// (0: the agent's pace, which also caps it). It returns when all were sent, with one
+// result per probe in order. At most MaxReverseProbes per call.
+func (a *AgentClient) SendReverse(ctx context.Context, probes []ReverseProbe, pace int) ([]ReverseResult, error) {
+	if len(probes) > MaxReverseProbes {
+		return nil, fmt.Errorf("agent %s: send-reverse: %d probes, at most %d per request", a.addr, len(probes), MaxReverseProbes)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ReverseSendTimeout+RequestTimeout)
+		defer cancel()
+	}
+	var r sendReverseReply
+	if err := a.roundTrip(ctx, msgSendReverse, sendReverseReq{Probes: probes, Pace: pace}, &r); err != nil {
+		return nil, err
+	}
+	if len(r.Results) != len(probes) {
+		return nil, a.fail(fmt.Errorf("agent %s: send-reverse: %d results for %d probes: %w", a.addr, len(r.Results), len(probes), ErrFrameReply))
+	}
+	return r.Results, nil
+}
+
+// Stop ends the capture and the session; the connection is closed afterwards.
+func (a *AgentClient) Stop(ctx context.Context) error {
+	err := a.roundTrip(ctx, msgStop, nil, nil)
+	a.conn.Close()
+	return err
+}
+
+func (a *AgentClient) fail(err error) error {
+	a.mu.Lock()
+	if a.broken == nil {
+		a.broken = err
+	}
+	a.mu.Unlock()
+	a.conn.Close()
+	return err
+}
+
+// roundTrip sends one request and reads its reply into out. It honours ctx (its
+// deadline, or RequestTimeout) and marks the client broken on any transport error.
+func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.broken != nil {
+		return fmt.Errorf("agent %s: %s: session unusable after an earlier failure: %w", a.addr, t, a.broken)
+	}
+	b, err := encodeBody(body)
+	if err != nil {
+		return fmt.Errorf("agent %s: %s: %w", a.addr, t, err)
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(RequestTimeout)
+	}
+	a.conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { a.conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	req := frame{Type: t, Nonce: newNonce(), Time: time.Now(), Body: b}
+	if a.wbuf, err = appendFrame(a.wbuf[:0], a.key, &req); err != nil {
+		return fmt.Errorf("agent %s: %s: %w", a.addr, t, err)
+	}
+	broken := func(err error) error {
+		a.broken = err
+		a.conn.Close()
+		return err
+	}
+	if _, err := a.conn.Write(a.wbuf); err != nil {
+		return broken(a.transportError(ctx, t, "send", err))
+	}
+	rb, err := readFrame(a.conn, a.rbuf[:0])
+	if err != nil {
+		return broken(a.transportError(ctx, t, "read reply", err))
+	}
+	a.rbuf = rb
+	var f frame
+	if err := decodeFrame(rb, a.key, &f); err != nil {
+		return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
+	}
+	if f.InReplyTo != req.Nonce || (f.Type != t|msgReplyBit && f.Type != msgError) {
+		return broken(fmt.Errorf("agent %s: %s: got %s: %w", a.addr, t, f.Type, ErrFrameReply))
+	}
+	if err := checkClock(f.Time, time.Now()); err != nil {
+		return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
+	}
+	if f.Type == msgError {
+		var e errorReply
+		if err := decodeBody(f.Body, &e); err != nil {
+			return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
+		}
+		return &AgentError{Op: t.String(), Msg: e.Error}
+	}
+	if err := decodeBody(f.Body, out); err != nil {
+		return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
+	}
+	return nil
+}
+
+// transportError explains a failed send or read: a silent close means rejection.
+func (a *AgentClient) transportError(ctx context.Context, t msgType, op string, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("agent %s: %s: %w", a.addr, t, ctx.Err())
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return fmt.Errorf("agent %s: %s: %w", a.addr, t, ErrAgentRejected)
+	case errors.Is(err, ErrFrameSize):
+		return fmt.Errorf("agent %s: %s: %w", a.addr, t, err)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("agent %s: %s: no answer in time: %w", a.addr, t, err)
+	}
+	return fmt.Errorf("agent %s: %s: %s: %w", a.addr, t, op, err)
+}

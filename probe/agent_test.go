@@ -1,0 +1,659 @@
+package probe
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeCapture hands out sources that replay a fixed list of packets, as if captured.
+type fakeCapture struct {
+	mu      sync.Mutex
+	packets func(peer netip.Addr) []Seen
+	peers   []netip.Addr
+	open    int
+	lost    int
+}
+
+func (f *fakeCapture) Capture(peer netip.Addr) (PacketSource, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.peers = append(f.peers, peer)
+	f.open++
+	var pk []Seen
+	if f.packets != nil {
+		pk = f.packets(peer)
+	}
+	return &fakeSource{f: f, pending: pk, lost: f.lost}, nil
+}
+
+type fakeSource struct {
+	f       *fakeCapture
+	pending []Seen
+	lost    int
+	closed  bool
+}
+
+func (s *fakeSource) Drain(dst []Seen) ([]Seen, int) {
+	dst = append(dst, s.pending...)
+	s.pending = nil
+	l := s.lost
+	s.lost = 0
+	return dst, l
+}
+
+func (s *fakeSource) Close() error {
+	if !s.closed {
+		s.closed = true
+		s.f.mu.Lock()
+		s.f.open--
+		s.f.mu.Unlock()
+	}
+	return nil
+}
+
+func (f *fakeCapture) openCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.open
+}
+
+// fakeSender records what it was asked to send.
+type fakeSender struct {
+	mu    sync.Mutex
+	sends []string // "src>dst id nonce size"
+	at    []time.Time
+}
+
+func (f *fakeSender) SendProbe(ctx context.Context, src, dst netip.Addr, p ReverseProbe) (int, int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sends = append(f.sends, fmt.Sprintf("%s>%s %s %d %d", src, dst, p.ID, p.Nonce, p.Size))
+	f.at = append(f.at, time.Now())
+	if p.ID.Fragmented() {
+		return 3, 3000, nil
+	}
+	return 1, 200, nil
+}
+
+func (f *fakeSender) Close() error { return nil }
+
+// logSink collects the agent's log lines.
+type logSink struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logSink) logf(format string, args ...any) {
+	l.mu.Lock()
+	l.lines = append(l.lines, fmt.Sprintf(format, args...))
+	l.mu.Unlock()
+}
+
+func (l *logSink) get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
+}
+
+type agentFixture struct {
+	addr string
+	r    *Responder
+	capt *fakeCapture
+	snd  *fakeSender
+	log  *logSink
+	stop func()
+}
+
+// startAgent runs a Responder with fakes on a loopback listener until the test ends.
+func startAgent(t testing.TB, mod func(*ResponderConfig)) *agentFixture {
+	t.Helper()
+	fx := &agentFixture{capt: &fakeCapture{}, snd: &fakeSender{}, log: &logSink{}}
+	cfg := ResponderConfig{Key: testKey, Version: "test", Logf: fx.log.logf, Capture: fx.capt, Sender: fx.snd}
+	if mod != nil {
+		mod(&cfg)
+	}
+	r, err := NewResponder(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, ln) }()
+	var once sync.Once
+	fx.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("Serve did not return within 10s of cancel")
+			}
+			r.Close()
+		})
+	}
+	t.Cleanup(fx.stop)
+	fx.addr, fx.r = ln.Addr().String(), r
+	return fx
+}
+
+func dial(t testing.TB, addr string, key []byte) *AgentClient {
+	t.Helper()
+	c, err := DialAgent(context.Background(), addr, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestAgentGoodSession(t *testing.T) {
+	fx := startAgent(t, nil)
+	lo := netip.MustParseAddr("127.0.0.1")
+	fx.capt.packets = func(peer netip.Addr) []Seen {
+		return []Seen{
+			{Src: peer, Dst: lo, Proto: 50, IPID: 7, TotalLen: 1500, More: true, Head: []byte{0, 0, 0, 1, 0, 0, 0, 2}},
+			{Src: peer, Dst: lo, Proto: 50, IPID: 7, Offset: 1480, TotalLen: 600},
+			{Src: netip.MustParseAddr("192.0.2.99"), Dst: lo, Proto: 50},                           // not from the initiator: dropped
+			{Src: netip.MustParseAddr("192.0.2.99"), Dst: lo, Proto: 1, Head: []byte{8, 0, 0, 0}},  // echo from elsewhere: dropped
+			{Src: netip.MustParseAddr("192.0.2.66"), Dst: lo, Proto: 1, Head: []byte{3, 13, 0, 0}}, // a router's admin-prohibited: kept
+			{Src: peer, Dst: lo, Proto: 6, Head: bytes.Repeat([]byte{0xee}, 100)},
+		}
+	}
+	ctx := context.Background()
+	c := dial(t, fx.addr, testKey)
+	h, err := c.Hello(ctx)
+	if err != nil {
+		t.Fatalf("Hello: %v", err)
+	}
+	if h.Protocol != ControlVersion || h.Version != "test" || h.Peer.Addr() != lo || !h.Local.IsValid() || !h.Capture || !h.Sender || h.Pace != DefaultPace {
+		t.Fatalf("Hello = %+v", h)
+	}
+	if h.Skew > time.Second || h.Skew < -time.Second {
+		t.Fatalf("skew %v on one machine", h.Skew)
+	}
+	if err := c.StartObserving(ctx); err != nil {
+		t.Fatalf("StartObserving: %v", err)
+	}
+	if len(fx.capt.peers) != 1 || fx.capt.peers[0] != lo {
+		t.Fatalf("capture opened for %v, want exactly [127.0.0.1] (the TCP peer)", fx.capt.peers)
+	}
+	rep, err := c.Report(ctx)
+	if err != nil {
+		t.Fatalf("Report: %v", err)
+	}
+	if len(rep.Seen) != 4 || !rep.Observing {
+		t.Fatalf("Report: %d packets (observing %v), want 3 from the initiator and 1 ICMP error: %+v", len(rep.Seen), rep.Observing, rep.Seen)
+	}
+	if rep.Seen[1].Offset != 1480 || rep.Seen[2].Head[1] != 13 || len(rep.Seen[3].Head) != HeadLen {
+		t.Fatalf("Report lost fields or kept an oversized head: %+v", rep.Seen)
+	}
+	res, err := c.SendReverse(ctx, []ReverseProbe{{ID: ESP, Nonce: 11}, {ID: ESPFrag, Nonce: 12, Size: 3000}, {ID: "bogus", Nonce: 13}}, 0)
+	if err != nil {
+		t.Fatalf("SendReverse: %v", err)
+	}
+	if len(res) != 3 || res[0].Packets != 1 || res[1].Packets != 3 || res[0].Error != "" || !strings.Contains(res[2].Error, "unknown probe") {
+		t.Fatalf("SendReverse results %+v", res)
+	}
+	want := []string{
+		fmt.Sprintf("%s>127.0.0.1 esp 11 0", h.Local.Addr()),
+		fmt.Sprintf("%s>127.0.0.1 esp-frag 12 3000", h.Local.Addr()),
+	}
+	if strings.Join(fx.snd.sends, "|") != strings.Join(want, "|") {
+		t.Fatalf("sent %q, want %q", fx.snd.sends, want)
+	}
+	if err := c.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	waitFor(t, "capture closed", func() bool { return fx.capt.openCount() == 0 })
+	waitFor(t, "session log line", func() bool { return len(fx.log.get()) == 1 })
+	if l := fx.log.get()[0]; !strings.Contains(l, "from 127.0.0.1:") || !strings.Contains(l, "5 requests") || !strings.Contains(l, "ended: stop") || !strings.Contains(l, "4 reverse packets") {
+		t.Fatalf("log line %q", l)
+	}
+	if _, err := c.Hello(ctx); err == nil {
+		t.Fatalf("Hello after Stop succeeded")
+	}
+}
+
+func TestAgentReportPages(t *testing.T) {
+	fx := startAgent(t, nil)
+	const n = 1000
+	fx.capt.lost = 5
+	fx.capt.packets = func(peer netip.Addr) []Seen {
+		s := make([]Seen, n)
+		for i := range s {
+			s[i] = Seen{At: time.Now(), Src: peer, Dst: peer, Proto: 50, IPID: uint16(i), TotalLen: 1500, Head: bytes.Repeat([]byte{byte(i)}, HeadLen)}
+		}
+		return s
+	}
+	ctx := context.Background()
+	c := dial(t, fx.addr, testKey)
+	if err := c.StartObserving(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := c.Report(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Seen) != n || rep.Lost != 5 {
+		t.Fatalf("got %d packets, %d lost; want %d, 5", len(rep.Seen), rep.Lost, n)
+	}
+	for i, s := range rep.Seen {
+		if s.IPID != uint16(i) {
+			t.Fatalf("packet %d has IP ID %d: out of order or duplicated", i, s.IPID)
+		}
+	}
+	again, err := c.Report(ctx)
+	if err != nil || len(again.Seen) != n {
+		t.Fatalf("second Report: %d packets, %v", len(again.Seen), err)
+	}
+}
+
+func TestAgentWrongKeyNoAnswer(t *testing.T) {
+	fx := startAgent(t, nil)
+	c := dial(t, fx.addr, []byte("not the agent's key, but long enough"))
+	_, err := c.Hello(context.Background())
+	if !errors.Is(err, ErrAgentRejected) {
+		t.Fatalf("Hello with wrong key: %v, want ErrAgentRejected", err)
+	}
+	if fx.capt.openCount() != 0 || len(fx.capt.peers) != 0 {
+		t.Fatalf("capture touched by an unauthenticated client")
+	}
+	fx.stop()
+	for _, l := range fx.log.get() {
+		if strings.HasPrefix(l, "session") {
+			t.Fatalf("unauthenticated client logged as a session: %q", l)
+		}
+	}
+}
+
+// rawConn opens a plain TCP connection to the agent, for hand-made frames.
+func rawConn(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// expectClosed checks the agent closes c without sending a byte.
+func expectClosed(t *testing.T, c net.Conn, within time.Duration) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(within))
+	var b [1]byte
+	n, err := c.Read(b[:])
+	if n != 0 || err == nil || isTimeout(err) {
+		t.Fatalf("want the agent to close without answering; read %d bytes, err %v", n, err)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// exchange sends a frame and reads the reply frame.
+func exchange(t *testing.T, c net.Conn, wire []byte) (frame, error) {
+	t.Helper()
+	if _, err := c.Write(wire); err != nil {
+		return frame{}, err
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := readFrame(c, nil)
+	if err != nil {
+		return frame{}, err
+	}
+	var f frame
+	return f, decodeFrame(b, testKey, &f)
+}
+
+func TestAgentReplayRejected(t *testing.T) {
+	fx := startAgent(t, nil)
+	req := frame{Type: msgHello, Nonce: newNonce(), Time: time.Now()}
+	wire, err := appendFrame(nil, testKey, &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1 := rawConn(t, fx.addr)
+	rep, err := exchange(t, c1, wire)
+	if err != nil || rep.Type != msgHello|msgReplyBit || rep.InReplyTo != req.Nonce {
+		t.Fatalf("first hello: %+v, %v", rep, err)
+	}
+	// Same bytes on the same connection: the agent closes.
+	if _, err := c1.Write(wire); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c1, 3*time.Second)
+	// Same bytes on a new connection: refused too.
+	c2 := rawConn(t, fx.addr)
+	if _, err := c2.Write(wire); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c2, 3*time.Second)
+	// A reply replayed to the agent as if it were a request: refused (wrong type).
+	rwire, _ := appendFrame(nil, testKey, &rep)
+	c3 := rawConn(t, fx.addr)
+	c3.Write(rwire)
+	expectClosed(t, c3, 3*time.Second)
+}
+
+func TestAgentStaleTimestampRejected(t *testing.T) {
+	fx := startAgent(t, nil)
+	for _, off := range []time.Duration{-ClockWindow - 2*time.Second, ClockWindow + 2*time.Second, -time.Hour} {
+		req := frame{Type: msgHello, Nonce: newNonce(), Time: time.Now().Add(off)}
+		wire, _ := appendFrame(nil, testKey, &req)
+		c := rawConn(t, fx.addr)
+		c.Write(wire)
+		expectClosed(t, c, 3*time.Second)
+	}
+	// Inside the window: served.
+	req := frame{Type: msgHello, Nonce: newNonce(), Time: time.Now().Add(-ClockWindow + 5*time.Second)}
+	wire, _ := appendFrame(nil, testKey, &req)
+	if _, err := exchange(t, rawConn(t, fx.addr), wire); err != nil {
+		t.Fatalf("hello 25s old: %v", err)
+	}
+}
+
+func TestAgentOversizeFrameClosedUnread(t *testing.T) {
+	fx := startAgent(t, nil)
+	c := rawConn(t, fx.addr)
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], 1<<30) // announces 1 GiB
+	start := time.Now()
+	if _, err := c.Write(hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	// The agent must close at once, not wait for the body (HandshakeTimeout is 5s).
+	expectClosed(t, c, 2*time.Second)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("closed after %v: the agent waited for the body", d)
+	}
+	// A frame one byte over MaxFrameSize, also refused.
+	c2 := rawConn(t, fx.addr)
+	binary.BigEndian.PutUint32(hdr[:], MaxFrameSize-frameLenSize+1)
+	c2.Write(hdr[:])
+	expectClosed(t, c2, 2*time.Second)
+}
+
+func TestAgentRequestBoundToReply(t *testing.T) {
+	// A fake agent with the right key that answers with a reply to another nonce (a
+	// replayed old reply): the client must refuse it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b, err := readFrame(c, nil)
+				if err != nil {
+					return
+				}
+				var f frame
+				if decodeFrame(b, testKey, &f) != nil {
+					return
+				}
+				bad := frame{Type: f.Type | msgReplyBit, Nonce: newNonce(), Time: time.Now(), InReplyTo: newNonce(), Body: []byte(`{}`)}
+				w, _ := appendFrame(nil, testKey, &bad)
+				c.Write(w)
+				io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	c := dial(t, ln.Addr().String(), testKey)
+	if _, err := c.Hello(context.Background()); !errors.Is(err, ErrFrameReply) {
+		t.Fatalf("Hello answered with another request's reply: %v, want ErrFrameReply", err)
+	}
+	if _, err := c.Hello(context.Background()); err == nil {
+		t.Fatalf("client still usable after a bad reply")
+	}
+}
+
+func TestAgentHonoursContext(t *testing.T) {
+	// A listener that accepts and never answers: the client returns at the ctx deadline.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	c := dial(t, ln.Addr().String(), testKey)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = c.Hello(ctx)
+	if err == nil || time.Since(start) > 2*time.Second {
+		t.Fatalf("Hello against a silent agent: %v after %v", err, time.Since(start))
+	}
+}
+
+func TestAgentUnreachableAndBadAddr(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	if _, err := DialAgent(context.Background(), addr, testKey); err == nil || !strings.Contains(err.Error(), "connect") {
+		t.Fatalf("DialAgent to a closed port: %v", err)
+	}
+	for _, a := range []string{"127.0.0.1:0", "127.0.0.1:99999", ":7500", "127.0.0.1:x"} {
+		if _, err := DialAgent(context.Background(), a, testKey); err == nil {
+			t.Fatalf("DialAgent(%q) succeeded", a)
+		}
+	}
+	if _, err := DialAgent(context.Background(), "127.0.0.1:1", []byte("short")); err == nil || !strings.Contains(err.Error(), "at least 16") {
+		t.Fatalf("short key: %v", err)
+	}
+}
+
+func TestAgentSendReverseBounds(t *testing.T) {
+	fx := startAgent(t, func(c *ResponderConfig) { c.Pace = 50 })
+	c := dial(t, fx.addr, testKey)
+	ctx := context.Background()
+	if _, err := c.SendReverse(ctx, make([]ReverseProbe, MaxReverseProbes+1), 0); err == nil {
+		t.Fatalf("client sent more than MaxReverseProbes")
+	}
+	res, err := c.SendReverse(ctx, []ReverseProbe{{ID: ESP, Size: -1}, {ID: AH, Size: 70000}, {ID: AH, Nonce: 1}, {ID: AH, Nonce: 2}, {ID: AH, Nonce: 3}}, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Error == "" || res[1].Error == "" || res[2].Error != "" {
+		t.Fatalf("bounds not enforced: %+v", res)
+	}
+	// Pace: 50/s even though the client asked for 1000/s: 3 sends need ≥ 40 ms.
+	if n := len(fx.snd.at); n != 3 {
+		t.Fatalf("%d sends, want 3", n)
+	}
+	if d := fx.snd.at[2].Sub(fx.snd.at[0]); d < 35*time.Millisecond {
+		t.Fatalf("3 packets in %v at pace 50/s", d)
+	}
+}
+
+// TestAgentFlood throws junk connections and random bytes at the control port, and holds
+// more idle connections than the cap: memory and goroutines stay bounded and a good
+// client is served during and after the flood.
+func TestAgentFlood(t *testing.T) {
+	fx := startAgent(t, func(c *ResponderConfig) {
+		c.MaxConns = 16
+		c.HandshakeTimeout = 500 * time.Millisecond
+	})
+	settle := func() (runtime.MemStats, int) {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m, runtime.NumGoroutine()
+	}
+	before, g0 := settle()
+
+	// Hold 3× the cap of idle connections that never send a byte.
+	var idle []net.Conn
+	for range 48 {
+		c, err := net.Dial("tcp", fx.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	// A good client gets through while they are held: it evicts an unauthenticated one.
+	good := dial(t, fx.addr, testKey)
+	if _, err := good.Hello(context.Background()); err != nil {
+		t.Fatalf("good client during idle flood: %v", err)
+	}
+
+	// Junk: random bytes, random lengths, maximal announced lengths with partial bodies.
+	deadline := time.Now().Add(3 * time.Second)
+	var wg sync.WaitGroup
+	var sent, conns int64
+	var mu sync.Mutex
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 70000)
+			for i := 0; time.Now().Before(deadline) && i < 200; i++ {
+				c, err := net.DialTimeout("tcp", fx.addr, time.Second)
+				if err != nil {
+					continue
+				}
+				rand.Read(buf)
+				var n int
+				switch (w + i) % 3 {
+				case 0: // random bytes, random length
+					n = 1 + int(buf[0])<<8 | int(buf[1])
+				case 1: // a valid-looking maximal length and part of a body
+					binary.BigEndian.PutUint32(buf, MaxFrameSize-frameLenSize)
+					n = 4 + 30000
+				case 2: // a small frame with a random MAC
+					binary.BigEndian.PutUint32(buf, frameMinLen+10)
+					buf[4] = ControlVersion
+					n = 4 + frameMinLen + 10
+				}
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				k, _ := c.Write(buf[:n])
+				c.Close()
+				mu.Lock()
+				sent += int64(k)
+				conns++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range idle {
+		c.Close()
+	}
+	t.Logf("flood: %d connections, %d bytes of junk, plus 48 idle connections", conns, sent)
+
+	// Still serving during/after: the good session and a new one.
+	if _, err := good.Hello(context.Background()); err != nil {
+		t.Fatalf("good session after flood: %v", err)
+	}
+	c2 := dial(t, fx.addr, testKey)
+	if _, err := c2.Hello(context.Background()); err != nil {
+		t.Fatalf("new client after flood: %v", err)
+	}
+	good.Close()
+	c2.Close()
+
+	// Goroutines return to the baseline; heap stays near where it was.
+	var after runtime.MemStats
+	var g1 int
+	waitFor(t, "goroutines back to baseline", func() bool {
+		after, g1 = settle()
+		return g1 <= g0+1
+	})
+	grow := int64(after.HeapInuse) - int64(before.HeapInuse)
+	t.Logf("heap in use before %d KiB, after %d KiB (%+d KiB); goroutines %d → %d; total alloc during flood %d MiB",
+		before.HeapInuse>>10, after.HeapInuse>>10, grow>>10, g0, g1, (after.TotalAlloc-before.TotalAlloc)>>20)
+	if grow > 4<<20 {
+		t.Fatalf("heap grew by %d KiB after the flood", grow>>10)
+	}
+}
+
+func waitFor(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if ok() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+// FuzzAgentRequest sends authenticated requests with arbitrary type and body through a
+// session: the agent must answer every request type with a well-formed reply or an error
+// reply, never panic, and never touch an address other than the peer's.
+func FuzzAgentRequest(f *testing.F) {
+	f.Add(byte(msgHello), []byte(`{}`))
+	f.Add(byte(msgStartObserving), []byte(``))
+	f.Add(byte(msgReport), []byte(`{"after":0,"max":5}`))
+	f.Add(byte(msgReport), []byte(`{"after":18446744073709551615,"max":-1}`))
+	f.Add(byte(msgSendReverse), []byte(`{"probes":[{"id":"esp","nonce":1,"size":100},{"id":"tcp:445"}],"pace":3}`))
+	f.Add(byte(msgSendReverse), []byte(`{"probes":[{"id":"ike-frag","size":-5,"frag_size":99999999}]}`))
+	f.Add(byte(msgStop), []byte(`null`))
+	peer := netip.MustParseAddrPort("192.0.2.1:40000")
+	f.Fuzz(func(t *testing.T, typ byte, body []byte) {
+		capt := &fakeCapture{packets: func(p netip.Addr) []Seen {
+			return []Seen{{Src: p, Proto: 50, Head: make([]byte, 200)}, {Src: p, Proto: 6, Head: []byte{1}}}
+		}}
+		snd := &fakeSender{}
+		r, err := NewResponder(ResponderConfig{Key: testKey, Capture: capt, Sender: snd, Pace: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &session{r: r, peer: peer, local: netip.MustParseAddrPort("192.0.2.2:7500")}
+		defer s.close()
+		for _, typ := range []msgType{msgStartObserving, msgType(typ)} {
+			if len(body) > maxBodySize || !typ.isRequest() {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond) // bounds pacing
+			rt, rb := s.handle(ctx, &frame{Type: typ, Body: body})
+			cancel()
+			if rt != typ|msgReplyBit && rt != msgError {
+				t.Fatalf("reply type %s to %s", rt, typ)
+			}
+			if _, err := encodeBody(rb); err != nil {
+				t.Fatalf("reply body does not encode: %v", err)
+			}
+		}
+		for _, sent := range snd.sends {
+			if !strings.Contains(sent, ">192.0.2.1 ") {
+				t.Fatalf("sent somewhere else than the peer: %s", sent)
+			}
+		}
+	})
+}
