@@ -519,7 +519,8 @@ func (s *session) isControl(p *Seen) bool {
 	}
 	sp := uint16(p.Head[0])<<8 | uint16(p.Head[1])
 	dp := uint16(p.Head[2])<<8 | uint16(p.Head[3])
-	return sp == s.peer.Port() && dp == s.local.Port()
+	// Both directions: on loopback the agent's own replies come "from" the initiator too.
+	return (sp == s.peer.Port() && dp == s.local.Port()) || (sp == s.local.Port() && dp == s.peer.Port())
 }
 
 // page returns the packets after q.After, as many as fit in one reply.

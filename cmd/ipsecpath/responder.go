@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/report"
+)
+
+func init() {
+	register(&command{
+		name:     "responder",
+		synopsis: "--listen ADDR:PORT --key-file F [--pace N]",
+		summary:  "the far-end agent: reports what arrived from 'check', sends reverse probes",
+		long: `Run it on (or right next to) the far end of the path, as root or with CAP_NET_RAW. It
+waits for 'ipsecpath check --agent HOST:PORT --key-file F' on a TCP control port (default
+7500; the path must let that through). For each authenticated session it captures every
+packet and IP fragment that comes from the initiator's address, before reassembly, and
+reports them; on request it sends the reverse forms of the probes toward that initiator,
+with the real protocols' source ports (UDP 500 and 4500, even when charon owns them), so
+reverse verdicts show what a rekey started from this side meets.
+
+Security: every control message carries an HMAC-SHA256 over a pre-shared key (the same
+key file on both ends: at least 16 bytes, mode 600), a random nonce and a timestamp; the
+clocks of both ends must agree within 30 s (use NTP). Wrong keys, replays and junk get
+no answer and cost bounded memory. The agent sends only to the address of the
+authenticated connection, never to an address named in a request.
+
+While it runs it holds raw sockets for IP protocols 50 (ESP) and 51 (AH), so this host's
+kernel stops answering ESP and AH probes with "protocol unreachable".
+
+It logs one line per session on stderr: the initiator, the requests served, the packets
+observed (and lost to full buffers), the reverse packets sent and why the session ended.
+It runs until SIGINT or SIGTERM. Exit status 2: bad flag, bad key file, no privilege, or
+the port cannot be opened (one line says which).`,
+		examples: []string{
+			"head -c 32 /dev/urandom > agent.key && chmod 600 agent.key   # copy it to both ends",
+			"ipsecpath responder --key-file agent.key",
+			"ipsecpath responder --listen 203.0.113.10:7500 --key-file agent.key --pace 50",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file agent.key   # on the other end",
+		},
+		run: runResponder,
+	})
+}
+
+func runResponder(ctx context.Context, e *env, args []string) int {
+	c := commands["responder"]
+	flags := newFlags(c)
+	listen := flags.String("listen", ":"+strconv.Itoa(probe.ControlPort), "control address ADDR:PORT (ADDR alone: port 7500; empty ADDR: every address)")
+	keyFile := flags.String("key-file", "", "pre-shared key file, at least 16 bytes, mode 600 (required)")
+	pace := flags.Int("pace", probe.DefaultPace, "reverse probes: at most this many packets per second")
+	if done, code := parse(e, c, flags, args); done {
+		return code
+	}
+	if flags.NArg() != 0 {
+		return usageError(e, c, fmt.Errorf("unexpected argument %q (the agent takes only flags)", flags.Arg(0)))
+	}
+	if *keyFile == "" {
+		return usageError(e, c, errors.New("--key-file is required (create one: head -c 32 /dev/urandom > agent.key && chmod 600 agent.key)"))
+	}
+	if *pace < 1 || *pace > probe.MaxRate {
+		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))
+	}
+	addr, err := listenAddr(*listen)
+	if err != nil {
+		return usageError(e, c, err)
+	}
+	key, err := probe.LoadKey(*keyFile)
+	if err != nil {
+		return usageError(e, c, err)
+	}
+
+	lg := &lineLog{w: e.stderr}
+	r, err := probe.NewResponder(probe.ResponderConfig{Key: key, Version: report.Version, Pace: *pace, Logf: lg.Printf})
+	if errors.Is(err, os.ErrPermission) {
+		return usageError(e, c, errors.New("needs root or CAP_NET_RAW (raw sockets to capture probes and send reverse ones)"))
+	}
+	if err != nil {
+		return usageError(e, c, err)
+	}
+	defer r.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return usageError(e, c, fmt.Errorf("control port: %w", err))
+	}
+	lg.Printf("listening on %s (version %s, reverse pace %d packets/s)", ln.Addr(), report.Version, *pace)
+	if err := r.Serve(ctx, ln); err != nil {
+		return usageError(e, c, err)
+	}
+	lg.Printf("stopped")
+	return exitOK
+}
+
+// listenAddr completes --listen: "ADDR" gets port 7500, ":PORT" means every address.
+func listenAddr(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("--listen is empty (want ADDR:PORT, e.g. :7500)")
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		host, port = s, strconv.Itoa(probe.ControlPort)
+		if _, _, err2 := net.SplitHostPort(net.JoinHostPort(host, port)); err2 != nil {
+			return "", fmt.Errorf("--listen %q: want ADDR:PORT", s)
+		}
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("--listen %q: port must be 1-65535", s)
+	}
+	if host != "" && net.ParseIP(host) == nil {
+		return "", fmt.Errorf("--listen %q: ADDR must be an IP address of this host", s)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// lineLog writes timestamped lines, whole, from several goroutines.
+type lineLog struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineLog) Printf(format string, args ...any) {
+	line := fmt.Sprintf("%s responder: %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
+	l.mu.Lock()
+	io.WriteString(l.w, line)
+	l.mu.Unlock()
+}

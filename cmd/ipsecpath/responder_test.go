@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/testlab"
+)
+
+// writeKey writes a key file with the given contents and mode.
+func writeKey(t *testing.T, dir, name string, data []byte, mode os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func runResponderCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code := run(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestResponderBadInput(t *testing.T) {
+	dir := t.TempDir()
+	good := writeKey(t, dir, "good", bytes.Repeat([]byte{7}, 32), 0o600)
+	world := writeKey(t, dir, "world", bytes.Repeat([]byte{7}, 32), 0o644)
+	group := writeKey(t, dir, "group", bytes.Repeat([]byte{7}, 32), 0o640)
+	short := writeKey(t, dir, "short", []byte("0123456789abcde"), 0o600)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no key file", []string{"responder"}, "--key-file is required"},
+		{"world-readable key", []string{"responder", "--key-file", world}, "group or others may access it"},
+		{"group-readable key", []string{"responder", "--key-file", group}, "group or others may access it"},
+		{"short key", []string{"responder", "--key-file", short}, "15-byte key, need at least 16"},
+		{"missing key", []string{"responder", "--key-file", filepath.Join(dir, "nope")}, "no such file"},
+		{"pace 0", []string{"responder", "--key-file", good, "--pace", "0"}, "--pace 0"},
+		{"pace huge", []string{"responder", "--key-file", good, "--pace", "1000000"}, "--pace 1000000"},
+		{"listen not an address", []string{"responder", "--key-file", good, "--listen", "agent.example:7500"}, "must be an IP address"},
+		{"listen bad port", []string{"responder", "--key-file", good, "--listen", "127.0.0.1:70000"}, "port must be 1-65535"},
+		{"listen empty", []string{"responder", "--key-file", good, "--listen", ""}, "--listen is empty"},
+		{"unknown flag", []string{"responder", "--key-file", good, "--bogus"}, "unknown flag"},
+		{"stray argument", []string{"responder", "--key-file", good, "203.0.113.10"}, "unexpected argument"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := runResponderCLI(t, tc.args...)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want 2; stderr %q", code, errs)
+			}
+			if out != "" || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "ipsecpath responder: ") || !strings.Contains(errs, tc.want) {
+				t.Fatalf("want one line on stderr containing %q; stdout %q, stderr %q", tc.want, out, errs)
+			}
+		})
+	}
+}
+
+func TestResponderHelp(t *testing.T) {
+	code, out, _ := runResponderCLI(t, "responder", "--help")
+	if code != exitOK || !strings.Contains(out, "--key-file") || !strings.Contains(out, "head -c 32 /dev/urandom > agent.key && chmod 600 agent.key") {
+		t.Fatalf("help: exit %d\n%s", code, out)
+	}
+}
+
+func TestListenAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		":7500":            ":7500",
+		"127.0.0.1":        "127.0.0.1:7500",
+		"127.0.0.1:9000":   "127.0.0.1:9000",
+		"::1":              "[::1]:7500",
+		"[::1]:9000":       "[::1]:9000",
+		"203.0.113.10:750": "203.0.113.10:750",
+	} {
+		got, err := listenAddr(in)
+		if err != nil || got != want {
+			t.Errorf("listenAddr(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// TestResponderHelperProcess is not a test: the tests below run the test binary as the
+// responder (as another user, or to send it a signal) through it.
+func TestResponderHelperProcess(t *testing.T) {
+	if os.Getenv("IPSECPATH_RESPONDER_HELPER") != "1" {
+		t.Skip("helper process for other tests")
+	}
+	args := strings.Split(os.Getenv("IPSECPATH_RESPONDER_ARGS"), "\x1f")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, args, os.Stdout, os.Stderr))
+}
+
+func helperCmd(t *testing.T, exe string, args ...string) *exec.Cmd {
+	cmd := exec.Command(exe, "-test.run=^TestResponderHelperProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "IPSECPATH_RESPONDER_HELPER=1", "IPSECPATH_RESPONDER_ARGS="+strings.Join(args, "\x1f"))
+	return cmd
+}
+
+// TestResponderNotPrivileged runs the responder as user nobody: one line, exit 2.
+func TestResponderNotPrivileged(t *testing.T) {
+	testlab.RequireRoot(t) // to become nobody
+	dir, err := os.MkdirTemp("", "ipt-responder-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "ipsecpath.test")
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	key := writeKey(t, dir, "key", bytes.Repeat([]byte{9}, 32), 0o600)
+	const nobody = 65534
+	for _, p := range []string{dir, key} {
+		if err := os.Chown(p, nobody, nobody); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(dir, 0o755)
+	cmd := helperCmd(t, bin, "responder", "--key-file", key, "--listen", "127.0.0.1:7599")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitUsage {
+		t.Fatalf("as nobody: %v, want exit 2; stderr %q", err, stderr.String())
+	}
+	if got := stderr.String(); got != "ipsecpath responder: needs root or CAP_NET_RAW (raw sockets to capture probes and send reverse ones)\n" {
+		t.Fatalf("stderr %q", got)
+	}
+}
+
+// TestResponderServesAndStops runs the real responder (raw sockets, root) on loopback,
+// has a session with it, and stops it with SIGTERM: exit 0, one log line per session.
+func TestResponderServesAndStops(t *testing.T) {
+	testlab.RequireRoot(t)
+	dir := t.TempDir()
+	keyBytes := bytes.Repeat([]byte{5}, 32)
+	key := writeKey(t, dir, "key", keyBytes, 0o600)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := helperCmd(t, exe, "responder", "--key-file", key, "--listen", addr)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// next returns the next stderr line containing want, skipping others (e.g. the
+	// rate-limited line about refused connections).
+	next := func(want string) string {
+		t.Helper()
+		timeout := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("stderr closed before a line containing %q", want)
+				}
+				t.Logf("responder: %s", l)
+				if strings.Contains(l, want) {
+					return l
+				}
+			case <-timeout:
+				t.Fatalf("no stderr line containing %q within 10s", want)
+			}
+		}
+	}
+	next("listening on " + addr)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Wrong key first: no answer, no session line.
+	bad, err := probe.DialAgent(ctx, addr, bytes.Repeat([]byte{6}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.Hello(ctx); !errors.Is(err, probe.ErrAgentRejected) {
+		t.Fatalf("wrong key: %v", err)
+	}
+	bad.Close()
+	a, err := probe.DialAgent(ctx, addr, keyBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := a.Hello(ctx)
+	if err != nil {
+		t.Fatalf("Hello: %v", err)
+	}
+	if !h.Capture || !h.Sender || h.Peer.Addr().String() != "127.0.0.1" {
+		t.Fatalf("Hello %+v: want capture and sender ready, peer 127.0.0.1", h)
+	}
+	if err := a.StartObserving(ctx); err != nil {
+		t.Fatalf("StartObserving: %v", err)
+	}
+	if _, err := a.Report(ctx); err != nil {
+		t.Fatalf("Report: %v", err)
+	}
+	if err := a.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	l := next("session " + h.Session + " from 127.0.0.1:")
+	if !strings.Contains(l, "4 requests, 0 packets observed (0 lost)") || !strings.Contains(l, "ended: stop") {
+		t.Fatalf("session line %q", l)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	next("stopped")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v, want exit 0", err)
+	}
+}
