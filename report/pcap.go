@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -52,6 +53,24 @@ type Pcap struct {
 	first  string         // the capture point WritePacket uses
 	buf    []byte         // scratch for commented packet blocks
 	err    error          // the first write error: once set, every write returns it
+	file   *os.File       // the file CreatePcap opened, closed by Close; nil for NewPcap
+	closed bool
+}
+
+// CreatePcap creates (or truncates) the file at path, mode 0644, and starts a pcapng
+// stream in it as NewPcap does. Close flushes the stream and closes the file.
+func CreatePcap(path string, points ...string) (*Pcap, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("report: create pcap: %w", err)
+	}
+	p, err := NewPcap(f, points...)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	p.file = f
+	return p, nil
 }
 
 // NewPcap starts a pcapng stream on w: a section header, then one interface per capture
@@ -174,6 +193,32 @@ func (p *Pcap) Flush() error {
 		return p.fail(fmt.Errorf("flush: %w", err))
 	}
 	return nil
+}
+
+// Close flushes the stream and, if CreatePcap opened the file, closes it. Writes after
+// Close fail. Closing twice returns nil.
+func (p *Pcap) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	err := p.err
+	if err == nil {
+		if ferr := p.ng.Flush(); ferr != nil {
+			err = fmt.Errorf("report: pcap: flush: %w", ferr)
+		}
+	}
+	if p.file != nil {
+		if cerr := p.file.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("report: pcap: close %s: %w", p.file.Name(), cerr)
+		}
+	}
+	if p.err == nil {
+		p.err = errors.New("report: pcap: closed")
+	}
+	return err
 }
 
 // fail records the first write error: after a partial block the stream cannot continue.

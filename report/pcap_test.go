@@ -162,6 +162,43 @@ func TestPcapReadBackWithTshark(t *testing.T) {
 	}
 }
 
+func TestCreatePcap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.pcapng")
+	p, err := CreatePcap(path, "initiator", "agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := udpPacket(t, 500, 500, []byte("ike"))
+	if err := p.WritePacketAt("agent", time.Now(), pkt, "seen"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if err := p.WritePacket(time.Now(), pkt); err == nil {
+		t.Error("write after Close succeeded")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, ci, err := r.ReadPacketData()
+	if err != nil || !bytes.Equal(data, pkt) || ci.InterfaceIndex != 1 {
+		t.Errorf("read back: %v, interface %d, % x", err, ci.InterfaceIndex, data)
+	}
+	if _, err := CreatePcap(filepath.Join(t.TempDir(), "missing", "x.pcapng")); err == nil {
+		t.Error("CreatePcap in a missing directory succeeded")
+	}
+}
+
 func TestPcapConcurrentWriters(t *testing.T) {
 	var buf bytes.Buffer
 	p, err := NewPcap(&buf, "initiator", "agent")
