@@ -21,6 +21,10 @@ const (
 	RequestTimeout = 10 * time.Second
 )
 
+// controlMSS is the TCP MSS the initiator announces on the control connection: the IPv6
+// minimum MTU less 40 bytes of headers, so replies pass any sane path without PMTUD.
+const controlMSS = 1240
+
 // ErrAgentRejected says the agent closed the connection without answering: the key
 // differs, the clocks are more than ClockWindow apart, the message was a replay, or the
 // other end is not an ipsecpath agent. The agent never says which, by design.
@@ -88,7 +92,18 @@ func DialAgent(ctx context.Context, addr string, key []byte) (*AgentClient, erro
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		return nil, fmt.Errorf("agent %q: bad port %q", addr, port)
 	}
-	d := net.Dialer{Timeout: DialTimeout}
+	// The control channel crosses the very path under test: announce a small MSS so the
+	// agent's replies fit a path MTU black hole down to controlMSS+40 bytes (the
+	// mtu1300-blackhole lab would otherwise stall every report bigger than 1260 bytes).
+	d := net.Dialer{Timeout: DialTimeout, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG, controlMSS)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: connect: %w", addr, err)
