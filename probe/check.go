@@ -1,0 +1,817 @@
+package probe
+
+// Check: every probe class, both directions, in one run, and a verdict for each.
+//
+// Timeline of one run (T is CheckConfig.Timeout):
+//
+//  1. Set up: open the raw sender and the local capture (answers, ICMP errors, reverse
+//     probes); with an agent, authenticate (hello) and make it start observing.
+//  2. Reverse UDP first (agent only): the agent sends the reverse forms of ike, ike-frag, natt
+//     and natt-frag, two attempts each in one short burst, BEFORE we send anything on UDP 500
+//     or 4500. A stateful firewall on the path then meets them cold, with no flow of ours to
+//     match: exactly what an IKE rekey or a delete started from the responder's side meets
+//     after the flow went idle and the firewall forgot it. They are not retried later: once
+//     our forward UDP 500/4500 has gone out, a stateful firewall would let a late retry
+//     through as the answer to our flow, and the reverse verdict would lie.
+//  3. Main phase: our forward probes go out (paced, in one sequence), the agent's other
+//     reverse probes at the same time. Probes still without an answer are sent again at T/4
+//     and T/2 (each attempt with its own nonce): one attempt of three arriving is loss, all
+//     three silent is a drop, and an ICMP error or a reset is a block whatever the count.
+//  4. Collect: our capture is read as it wakes; the agent's report is polled every
+//     agentPollInterval. The run ends as soon as every probe has its answer (every fragment
+//     seen, or the target's own answer without an agent), and at the latest T after the main
+//     phase began: a run where many probes are dropped takes about T.
+//  5. Judge (verdict.go) and build the report.
+//
+// With an agent, a forward verdict rests on what the agent captured, never on what answered:
+// TCP probes pass when the agent saw the SYN arrive, whether or not anything listens on the
+// port there (the reset the target's kernel sends for a closed port is evidence, not the
+// verdict). A reset that comes back while the agent never saw the SYN came from a device on
+// the path answering in the target's name: blocked.
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/report"
+)
+
+// Check defaults and bounds.
+const (
+	// DefaultCheckTimeout is how long a check waits for answers after its main phase began.
+	DefaultCheckTimeout = 2 * time.Second
+	// MaxCheckTimeout bounds --timeout.
+	MaxCheckTimeout = 60 * time.Second
+	// CheckAttempts is how many times a probe without an answer is sent (at 0, T/4, T/2).
+	CheckAttempts = 3
+	// reverseUDPAttempts is how many times each reverse UDP 500/4500 probe is sent in the
+	// cold burst before any forward UDP (see the timeline).
+	reverseUDPAttempts = 2
+	// agentPollInterval is how often the agent's report is fetched while waiting.
+	agentPollInterval = 100 * time.Millisecond
+	// collectInterval is how often the run re-checks for answers without a capture wake-up.
+	collectInterval = 50 * time.Millisecond
+	// smallEchoSize is the IP total length of the small reference echo.
+	smallEchoSize = 128
+	// setupTimeout bounds connecting to and greeting the agent.
+	setupTimeout = 5 * time.Second
+)
+
+// CheckConfig says what to check and how.
+type CheckConfig struct {
+	// Target is the far end: an IKE gateway or any host, where the agent runs if there is one.
+	Target netip.Addr
+	// Agent is the far-end agent's HOST:PORT ("" for a one-ended check); Key its pre-shared key.
+	Agent string
+	Key   []byte
+	// Probes are the probe ids to run (nil: DefaultIDs(TCPPorts)); TCPPorts the default TCP
+	// ports (nil: DefaultTCPPorts).
+	Probes   []ID
+	TCPPorts []int
+	// Timeout is how long to wait for answers (0: DefaultCheckTimeout).
+	Timeout time.Duration
+	// Pace is packets per second toward the target, and asked of the agent for reverse
+	// probes (0: DefaultRate).
+	Pace int
+	// Pcap, when set, gets every packet we sent, and every packet we or the agent captured
+	// (headers and the first HeadLen bytes: what the capture keeps).
+	Pcap *report.Pcap
+	// Progress, when set, is called as probes get their answers.
+	Progress func(CheckProgress)
+	// PathMTU prepares the pmtu probe toward target (the pmtu package plugs in here). It is
+	// called in Check's own goroutine, so sockets it opens are in the caller's network
+	// namespace; the search it returns then runs on another goroutine, bounded by its ctx,
+	// and releases what it opened when it returns. nil: the pmtu probe is reported skipped.
+	PathMTU func(target netip.Addr) (search func(context.Context) (*report.PathMTU, error), err error)
+}
+
+// CheckProgress is a progress report of a running check.
+type CheckProgress struct {
+	Phase   string // "reverse-udp", "probing", "waiting", "done"
+	Decided int    // probes (per direction) that have their answer
+	Total   int
+}
+
+// CheckError is an environment error of a check (bad target, no raw socket, agent
+// unreachable or refusing us): the check could not start. The CLI exits 2 for it.
+type CheckError struct{ Err error }
+
+func (e *CheckError) Error() string { return e.Err.Error() }
+func (e *CheckError) Unwrap() error { return e.Err }
+
+func envErr(format string, args ...any) error { return &CheckError{Err: fmt.Errorf(format, args...)} }
+
+// pending is one probe in one direction while the check runs.
+type pending struct {
+	out      *Outcome
+	proto    uint8
+	nonces   []uint32    // per attempt
+	sentAt   []time.Time // per attempt
+	reverse  bool
+	udp      bool // ike, ike-frag, natt, natt-frag: sent in the cold reverse burst
+	decided  bool
+	noReplay bool // reverse UDP: never retried (see the timeline)
+}
+
+// attemptRef points at one attempt of one pending probe.
+type attemptRef struct {
+	p       *pending
+	attempt int
+}
+
+// ipidKey maps fragments without a transport header to their probe: probes carry
+// IP ID = the nonce's low 16 bits, distinct within a run.
+type ipidKey struct {
+	reverse bool
+	proto   uint8
+	id      uint16
+}
+
+// checkRun is the state of one Check.
+type checkRun struct {
+	cfg     CheckConfig
+	timeout time.Duration
+	src     netip.Addr // our address toward the target
+	peer    netip.Addr // our address as the agent sees it (reverse destination)
+	agentIP netip.Addr // the agent's address (reverse source)
+
+	sender *Sender
+	obs    []*Observer
+	agent  *AgentClient
+
+	mu        sync.Mutex
+	list      []*pending
+	byNonce   map[uint32]attemptRef
+	byIPID    map[ipidKey]attemptRef
+	nonces    []uint32
+	agentSeen int     // agent packets already processed
+	revPk     Packets // reverse probes are built here only to know their fragments (r.mu)
+
+	pmtu func(context.Context) (*report.PathMTU, error) // the prepared pmtu search
+
+	sendMu sync.Mutex // one forward sequence at a time: fwdPk is the buffer on the wire
+	fwdPk  Packets
+}
+
+// Check runs the probes of cfg and returns the report. An error means the check could not
+// run at all (a *CheckError: bad target, no raw socket, agent unreachable or refusing the
+// key); a probe that could not run is an "error" verdict in the report instead.
+func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
+	if err := CheckTarget(cfg.Target); err != nil {
+		return nil, &CheckError{Err: err}
+	}
+	cfg.Target = cfg.Target.Unmap()
+	if cfg.TCPPorts == nil {
+		cfg.TCPPorts = DefaultTCPPorts
+	}
+	if cfg.Probes == nil {
+		cfg.Probes = DefaultIDs(cfg.TCPPorts)
+	}
+	for _, id := range cfg.Probes {
+		if !id.Valid() {
+			return nil, envErr("unknown probe %q", id)
+		}
+	}
+	r := &checkRun{cfg: cfg, timeout: cfg.Timeout, byNonce: map[uint32]attemptRef{}, byIPID: map[ipidKey]attemptRef{}}
+	if r.timeout == 0 {
+		r.timeout = DefaultCheckTimeout
+	}
+	if r.timeout < 0 || r.timeout > MaxCheckTimeout {
+		return nil, envErr("timeout %s: want 0–%s", cfg.Timeout, MaxCheckTimeout)
+	}
+	if cfg.Pace < 0 || cfg.Pace > MaxRate {
+		return nil, envErr("pace %d packets/s: want 1–%d", cfg.Pace, MaxRate)
+	}
+	started := time.Now()
+	rep := report.New(cfg.Target.String(), cfg.Agent, started)
+	defer r.close()
+	if err := r.setup(ctx); err != nil {
+		return nil, err
+	}
+	r.plan()
+	if err := r.run(ctx); err != nil {
+		return nil, err
+	}
+	outs := make([]Outcome, len(r.list))
+	for i, p := range r.list {
+		outs[i] = *p.out
+	}
+	for _, res := range Judge(outs) {
+		rep.Add(res)
+	}
+	for _, p := range r.list {
+		if p.out.Probe == PMTU && p.out.PathMTU != nil {
+			rep.PMTU = &report.PMTU{Forward: p.out.PathMTU}
+		}
+	}
+	rep.Finish(time.Now())
+	r.progress("done")
+	return rep, nil
+}
+
+// setup opens the sockets and greets the agent.
+func (r *checkRun) setup(ctx context.Context) error {
+	src, err := SourceFor(r.cfg.Target)
+	if err != nil {
+		return envErr("no route to %s: %w", r.cfg.Target, err)
+	}
+	r.src, r.peer = src, src
+	s, err := OpenSender(SenderConfig{Rate: float64(r.cfg.Pace)})
+	if err != nil {
+		return &CheckError{Err: err}
+	}
+	r.sender = s
+	if r.cfg.Agent != "" {
+		sctx, cancel := context.WithTimeout(ctx, setupTimeout)
+		defer cancel()
+		a, err := DialAgent(sctx, r.cfg.Agent, r.cfg.Key)
+		if err != nil {
+			return envErr("%w", err)
+		}
+		r.agent = a
+		h, err := a.Hello(sctx)
+		if err != nil {
+			return envErr("agent %s: %w", r.cfg.Agent, err)
+		}
+		if !h.Capture {
+			return envErr("agent %s cannot capture packets (it needs root or CAP_NET_RAW)", r.cfg.Agent)
+		}
+		if h.Peer.Addr().IsValid() {
+			r.peer = h.Peer.Addr().Unmap()
+		}
+		r.agentIP = h.Local.Addr().Unmap()
+		if !r.agentIP.IsValid() {
+			r.agentIP = r.cfg.Target
+		}
+		if err := a.StartObserving(sctx); err != nil {
+			return envErr("agent %s: start observing: %w", r.cfg.Agent, err)
+		}
+		if !h.Sender {
+			r.agentIP = netip.Addr{} // no reverse probes: plan() marks them skipped
+		}
+	}
+	if r.cfg.PathMTU != nil && wantsPMTU(r.cfg.Probes) {
+		search, err := r.cfg.PathMTU(r.cfg.Target)
+		if err != nil {
+			return &CheckError{Err: fmt.Errorf("path MTU probe: %w", err)}
+		}
+		r.pmtu = search
+	}
+	peers := []netip.Addr{r.cfg.Target}
+	if r.agentIP.IsValid() && r.agentIP != r.cfg.Target {
+		peers = append(peers, r.agentIP)
+	}
+	for _, p := range peers {
+		o, err := Observe(ctx, ObserverConfig{Peer: p})
+		if err != nil {
+			return &CheckError{Err: err}
+		}
+		r.obs = append(r.obs, o)
+	}
+	return nil
+}
+
+func wantsPMTU(ids []ID) bool {
+	for _, id := range ids {
+		if id == PMTU {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *checkRun) close() {
+	if r.agent != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r.agent.Stop(sctx)
+		cancel()
+		r.agent.Close()
+	}
+	for _, o := range r.obs {
+		o.Close()
+	}
+	if r.sender != nil {
+		r.sender.Close()
+	}
+}
+
+// plan lists the pending probes: each asked-for id forward, and reverse with an agent; the
+// references the verdicts compare with (a -frag id's unfragmented form, a small echo for
+// icmp-large) are added, unreported, when not asked for.
+func (r *checkRun) plan() {
+	asked := map[ID]bool{}
+	for _, id := range r.cfg.Probes {
+		asked[id] = true
+	}
+	var ids []ID
+	var refs []ID
+	for _, id := range r.cfg.Probes {
+		if b := reference(id); b != "" && !asked[b] {
+			asked[b] = true
+			refs = append(refs, b)
+		}
+	}
+	ids = append(refs, r.cfg.Probes...)
+	isRef := map[ID]bool{}
+	for _, id := range refs {
+		isRef[id] = true
+	}
+	dirs := []report.Direction{report.Forward}
+	if r.agent != nil {
+		dirs = append(dirs, report.Reverse)
+	}
+	for _, id := range ids {
+		for _, d := range dirs {
+			o := &Outcome{Probe: id, Direction: d, Reference: isRef[id], Target: r.cfg.Target, Observed: r.agent != nil}
+			p := &pending{out: o, reverse: d == report.Reverse}
+			if p.reverse {
+				o.Target = r.peer
+				o.Observed = true
+				if id == PMTU {
+					continue // the path MTU is searched forward only
+				}
+				if !r.agentIP.IsValid() {
+					o.Skip = "The agent cannot send reverse probes (it needs root or CAP_NET_RAW)."
+					p.decided = true
+				}
+			}
+			switch id.Unfragmented() {
+			case IKE, NATT:
+				p.udp = true
+				p.noReplay = p.reverse
+			}
+			r.list = append(r.list, p)
+		}
+	}
+}
+
+// buildParams is how every probe of id is built; the same on both ends.
+func (r *checkRun) buildParams(id ID, src, dst netip.Addr, nonce uint32) (ID, BuildParams) {
+	bp := BuildParams{Src: src, Dst: dst, Nonce: nonce, FragSize: DefaultFragSize}
+	if id == smallEcho {
+		return PMTU, BuildParams{Src: src, Dst: dst, Nonce: nonce, Size: smallEchoSize}
+	}
+	return id, bp
+}
+
+// newAttempt prepares attempt n of p: its nonce, the fragments it will be cut into, and
+// the maps that tie what is seen back to it. The probe is built into pk. The caller holds r.mu.
+func (r *checkRun) newAttempt(p *pending, pk *Packets) (nonce uint32, err error) {
+	if len(r.nonces) == 0 {
+		r.nonces, err = NewNonces(256)
+		if err != nil {
+			return 0, err
+		}
+	}
+	nonce, r.nonces = r.nonces[0], r.nonces[1:]
+	for { // distinct IP IDs within the run
+		if _, dup := r.byIPID[ipidKey{p.reverse, 0, uint16(nonce)}]; !dup {
+			break
+		}
+		if len(r.nonces) == 0 {
+			if r.nonces, err = NewNonces(256); err != nil {
+				return 0, err
+			}
+		}
+		nonce, r.nonces = r.nonces[0], r.nonces[1:]
+	}
+	src, dst := r.src, r.cfg.Target
+	if p.reverse {
+		src, dst = r.agentIP, r.peer
+	}
+	id, bp := r.buildParams(p.out.Probe, src, dst, nonce)
+	if err := Build(id, bp, pk); err != nil {
+		return 0, err
+	}
+	ref := attemptRef{p: p, attempt: len(p.out.Attempts)}
+	p.proto = pk.Proto
+	p.out.Size = pk.Size
+	if len(pk.Wire) > 1 {
+		fs := 0
+		for _, w := range pk.Wire {
+			fs = max(fs, len(w))
+		}
+		p.out.FragmentSize = fs
+	}
+	if p.out.Nonce == 0 {
+		p.out.Nonce = nonce
+	}
+	if port, ok := p.out.Probe.TCPPort(); ok {
+		p.out.DstPort = port
+	}
+	p.out.Attempts = append(p.out.Attempts, Attempt{Sent: append([]report.Fragment(nil), pk.Frags...)})
+	p.nonces = append(p.nonces, nonce)
+	p.sentAt = append(p.sentAt, time.Now())
+	r.byNonce[nonce] = ref
+	r.byIPID[ipidKey{p.reverse, 0, uint16(nonce)}] = ref // reservation
+	r.byIPID[ipidKey{p.reverse, pk.Proto, pk.IPID}] = ref
+	return nonce, nil
+}
+
+// sendForward sends one attempt of each of ps (forward), paced by the sender.
+func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	pk := &r.fwdPk
+	for _, p := range ps {
+		if ctx.Err() != nil {
+			return
+		}
+		r.mu.Lock()
+		_, err := r.newAttempt(p, pk)
+		r.mu.Unlock()
+		if err == nil {
+			err = r.sender.Send(ctx, pk)
+		}
+		now := time.Now()
+		r.mu.Lock()
+		if err == nil {
+			p.sentAt[len(p.sentAt)-1] = now
+		} else if p.out.Err == nil && ctx.Err() == nil {
+			p.out.Err = err
+			p.decided = true
+		}
+		r.mu.Unlock()
+		if err == nil && r.cfg.Pcap != nil {
+			for _, w := range pk.Wire {
+				r.cfg.Pcap.WritePacketAt("initiator", now, w, fmt.Sprintf("sent %s attempt %d", p.out.Probe, len(p.nonces)))
+			}
+		}
+	}
+}
+
+// sendReverse asks the agent for one attempt of each of ps.
+func (r *checkRun) sendReverse(ctx context.Context, ps []*pending, attempts int) {
+	var req []ReverseProbe
+	var refs []*pending
+	r.mu.Lock()
+	for _, p := range ps {
+		for range attempts {
+			nonce, err := r.newAttempt(p, &r.revPk)
+			if err != nil {
+				p.out.Err, p.decided = err, true
+				break
+			}
+			id, bp := r.buildParams(p.out.Probe, r.agentIP, r.peer, nonce)
+			req = append(req, ReverseProbe{ID: id, Nonce: nonce, Size: bp.Size, FragSize: bp.FragSize})
+			refs = append(refs, p)
+		}
+	}
+	r.mu.Unlock()
+	for len(req) > 0 {
+		n := min(len(req), MaxReverseProbes)
+		res, err := r.agent.SendReverse(ctx, req[:n], r.cfg.Pace)
+		r.mu.Lock()
+		for i := range n {
+			p := refs[i]
+			switch {
+			case err != nil && ctx.Err() == nil:
+				if p.out.Err == nil {
+					p.out.Err = fmt.Errorf("agent did not send it: %w", err)
+				}
+				p.decided = true
+			case err == nil && res[i].Error != "":
+				if p.out.Err == nil {
+					p.out.Err = fmt.Errorf("agent could not send it: %s", res[i].Error)
+				}
+				p.decided = true
+			}
+		}
+		r.mu.Unlock()
+		req, refs = req[n:], refs[n:]
+	}
+}
+
+// run sends everything and collects answers until each probe has one or the time is up.
+func (r *checkRun) run(ctx context.Context) error {
+	var fwd, revUDP, revRest []*pending
+	var pm *pending
+	for _, p := range r.list {
+		switch {
+		case p.decided:
+		case p.out.Probe == PMTU:
+			pm = p
+			if r.pmtu == nil {
+				p.out.Skip = "No path MTU search in this build: run 'ipsecpath pmtu'."
+				p.decided, pm = true, nil
+			}
+		case !p.reverse:
+			fwd = append(fwd, p)
+		case p.udp:
+			revUDP = append(revUDP, p)
+		default:
+			revRest = append(revRest, p)
+		}
+	}
+	if len(revUDP) > 0 {
+		r.progress("reverse-udp")
+		r.sendReverse(ctx, revUDP, reverseUDPAttempts)
+		if r.agent != nil && ctx.Err() == nil {
+			// The burst must be gone before our own UDP 500/4500 leaves; the agent returns
+			// when it has sent, so only the wire time remains.
+			r.collect(ctx)
+		}
+	}
+	start := time.Now()
+	// Reverse requests are not cancelled when the run ends early: a request cut off midway
+	// leaves the control session unusable for the last report. They are bounded instead.
+	rctx, rcancel := context.WithDeadline(ctx, start.Add(r.timeout+setupTimeout))
+	defer rcancel()
+	ctx, cancel := context.WithDeadline(ctx, start.Add(r.timeout+setupTimeout))
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); r.sendForward(ctx, fwd) }()
+	if len(revRest) > 0 {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.sendReverse(rctx, revRest, 1) }()
+	}
+	if pm != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.runPMTU(ctx, pm, start.Add(r.timeout)) }()
+	}
+	r.progress("probing")
+	deadline := start.Add(r.timeout)
+	retries := []time.Time{start.Add(r.timeout / 4), start.Add(r.timeout / 2)}
+	tick := time.NewTicker(collectInterval)
+	defer tick.Stop()
+	var lastPoll time.Time
+	var wakes []<-chan struct{}
+	for _, o := range r.obs {
+		wakes = append(wakes, o.Wake())
+	}
+	for {
+		r.collectLocal()
+		if r.agent != nil && time.Since(lastPoll) >= agentPollInterval {
+			lastPoll = time.Now()
+			if err := r.collectAgent(ctx); err != nil && ctx.Err() == nil {
+				return envErr("agent %s: report: %w", r.cfg.Agent, err)
+			}
+		}
+		r.progress("waiting")
+		now := time.Now()
+		if r.allDecided() || !now.Before(deadline) || ctx.Err() != nil {
+			break
+		}
+		if len(retries) > 0 && !now.Before(retries[0]) {
+			retries = retries[1:]
+			f, rv := r.undecided()
+			wg.Add(1)
+			go func() { defer wg.Done(); r.sendForward(ctx, f) }()
+			if len(rv) > 0 {
+				wg.Add(1)
+				go func() { defer wg.Done(); r.sendReverse(rctx, rv, 1) }()
+			}
+		}
+		var w0, w1 <-chan struct{}
+		w0 = wakes[0]
+		if len(wakes) > 1 {
+			w1 = wakes[1]
+		}
+		select {
+		case <-tick.C:
+		case <-w0:
+		case <-w1:
+		case <-ctx.Done():
+		}
+	}
+	cancel() // stop senders and the pmtu search still running
+	wg.Wait()
+	// A last look: what arrived while the senders stopped.
+	r.collectLocal()
+	if r.agent != nil {
+		fctx, fcancel := context.WithTimeout(context.Background(), setupTimeout)
+		defer fcancel()
+		if err := r.collectAgent(fctx); err != nil {
+			return envErr("agent %s: report: %w", r.cfg.Agent, err)
+		}
+	}
+	return nil
+}
+
+// collect waits briefly for the reverse burst's packets to land, reading what arrives.
+func (r *checkRun) collect(ctx context.Context) {
+	t := time.NewTimer(collectInterval)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	r.collectLocal()
+}
+
+// undecided returns the probes to send again: forward ones without an answer, reverse ones
+// not fully seen (except the reverse UDP burst, never retried).
+func (r *checkRun) undecided() (fwd, rev []*pending) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.list {
+		if p.decided || p.out.Probe == PMTU || len(p.out.Attempts) == 0 || len(p.out.Attempts) >= CheckAttempts || p.noReplay {
+			continue
+		}
+		if p.reverse {
+			rev = append(rev, p)
+		} else {
+			fwd = append(fwd, p)
+		}
+	}
+	return fwd, rev
+}
+
+func (r *checkRun) allDecided() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.list {
+		if !p.decided {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *checkRun) progress(phase string) {
+	if r.cfg.Progress == nil {
+		return
+	}
+	r.mu.Lock()
+	n := 0
+	total := 0
+	for _, p := range r.list {
+		if p.out.Reference {
+			continue
+		}
+		total++
+		if p.decided {
+			n++
+		}
+	}
+	r.mu.Unlock()
+	r.cfg.Progress(CheckProgress{Phase: phase, Decided: n, Total: total})
+}
+
+// runPMTU runs the path MTU search prepared in setup, bounded by deadline.
+func (r *checkRun) runPMTU(ctx context.Context, p *pending, deadline time.Time) {
+	pctx, cancel := context.WithDeadline(ctx, deadline)
+	m, err := r.pmtu(pctx)
+	cancel()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		p.out.Err = err
+	}
+	p.out.PathMTU = m
+	p.decided = true
+}
+
+// collectLocal reads our own captures: answers and ICMP errors for forward probes, and the
+// agent's reverse probes.
+func (r *checkRun) collectLocal() {
+	for _, o := range r.obs {
+		seen := o.Drain()
+		if len(seen) == 0 {
+			continue
+		}
+		r.mu.Lock()
+		for i := range seen {
+			r.local(&seen[i])
+		}
+		r.mu.Unlock()
+		if r.cfg.Pcap != nil {
+			for i := range seen {
+				r.cfg.Pcap.WritePacketAt("initiator", seen[i].At, seenPacket(&seen[i]), "")
+			}
+		}
+	}
+}
+
+// collectAgent fetches what the agent captured and maps it to forward probes.
+func (r *checkRun) collectAgent(ctx context.Context) error {
+	rep, err := r.agent.Report(ctx)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := r.agentSeen; i < len(rep.Seen); i++ {
+		s := &rep.Seen[i]
+		r.arrived(s, false)
+		if r.cfg.Pcap != nil {
+			r.cfg.Pcap.WritePacketAt("agent", s.At, seenPacket(s), "")
+		}
+	}
+	r.agentSeen = len(rep.Seen)
+	return nil
+}
+
+// local maps one packet our capture saw. The caller holds r.mu.
+func (r *checkRun) local(s *Seen) {
+	if s.Offset == 0 {
+		if m, ok := ClassifyHead(s.Proto, s.Head); ok {
+			switch m.Kind {
+			case KindProbe:
+				r.arrived(s, true)
+				return
+			case KindReply:
+				if ref, ok := r.byNonce[m.Nonce]; ok && !ref.p.reverse {
+					ref.p.out.Replies = append(ref.p.out.Replies, Reply{Kind: replyKind(s.Proto, m.TCPFlags), From: s.Src, TTL: s.TTL, RTT: max(s.At.Sub(ref.p.sentAt[ref.attempt]), 0)})
+					r.answered(ref.p)
+				}
+				return
+			case KindICMPError:
+				e, err := ParseICMPError(s)
+				if err != nil {
+					return
+				}
+				ref, ok := r.byNonce[m.Nonce]
+				if !ok || m.Nonce == 0 {
+					ref, ok = r.byIPID[ipidKey{false, e.Quoted.Proto, e.Quoted.IPID}]
+				}
+				if ok && !ref.p.reverse {
+					ref.p.out.ICMP = append(ref.p.out.ICMP, ICMPAnswer{ICMPError: e, TTL: s.TTL})
+					r.answered(ref.p)
+				}
+				return
+			}
+		}
+		if s.Proto == ProtoICMP {
+			if e, err := ParseICMPError(s); err == nil {
+				if ref, ok := r.byIPID[ipidKey{false, e.Quoted.Proto, e.Quoted.IPID}]; ok && !ref.p.reverse {
+					ref.p.out.ICMP = append(ref.p.out.ICMP, ICMPAnswer{ICMPError: e, TTL: s.TTL})
+					r.answered(ref.p)
+				}
+				return
+			}
+		}
+	}
+	r.arrived(s, true)
+}
+
+// arrived records a probe fragment seen at the receiving end: the agent (forward) or us
+// (reverse). First fragments are matched by the nonce in their header, the others by IP ID.
+// The caller holds r.mu.
+func (r *checkRun) arrived(s *Seen, reverse bool) {
+	var ref attemptRef
+	ok := false
+	if s.Offset == 0 {
+		if m, mok := ClassifyHead(s.Proto, s.Head); mok && m.Kind == KindProbe {
+			ref, ok = r.byNonce[m.Nonce]
+		}
+	}
+	if !ok {
+		ref, ok = r.byIPID[ipidKey{reverse, s.Proto, s.IPID}]
+	}
+	if !ok || ref.p.reverse != reverse || ref.p.proto != s.Proto {
+		return
+	}
+	a := &ref.p.out.Attempts[ref.attempt]
+	if hasOffset(a.Seen, s.Offset) {
+		return
+	}
+	a.Seen = append(a.Seen, report.Fragment{Offset: s.Offset, Length: max(s.TotalLen-ipv4MinHeader, 0), More: s.More, TTL: int(s.TTL), DF: s.DF})
+	if a.complete() {
+		ref.p.decided = true
+	}
+}
+
+// answered notes an answer to a forward probe: without an agent it settles the probe; with
+// one only what the agent saw does (see the package comment above).
+func (r *checkRun) answered(p *pending) {
+	if r.agent == nil {
+		p.decided = true
+	}
+}
+
+func replyKind(proto, flags uint8) string {
+	switch proto {
+	case ProtoUDP:
+		return AnswerIKE
+	case ProtoICMP:
+		return AnswerEchoReply
+	case ProtoTCP:
+		if flags&TCPRst != 0 {
+			return AnswerRST
+		}
+		return AnswerSYNACK
+	}
+	return "answer"
+}
+
+// seenPacket rebuilds what a capture kept of a packet (its IPv4 header and Head) for the
+// pcap: the header's total length still says how long the packet was.
+func seenPacket(s *Seen) []byte {
+	b := make([]byte, ipv4MinHeader+len(s.Head))
+	putIPv4Header(b, s.TotalLen, s.IPID, s.DF, s.TTL, s.Proto, s.Src, s.Dst)
+	ff := binary.BigEndian.Uint16(b[6:8]) | uint16(s.Offset/8)
+	if s.More {
+		ff |= 0x2000
+	}
+	binary.BigEndian.PutUint16(b[6:8], ff)
+	binary.BigEndian.PutUint16(b[10:12], 0)
+	binary.BigEndian.PutUint16(b[10:12], ^csumFold(csumAdd(0, b[:ipv4MinHeader])))
+	copy(b[ipv4MinHeader:], s.Head)
+	return b
+}
