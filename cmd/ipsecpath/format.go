@@ -70,6 +70,10 @@ func (o *output) resolve() error {
 		if fi, err := os.Stat(o.out); err == nil && fi.IsDir() {
 			return fmt.Errorf("--out %s: is a directory", o.out)
 		}
+		// fail now rather than after a run of many seconds
+		if fi, err := os.Stat(filepath.Dir(o.out)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--out %s: directory %s does not exist", o.out, filepath.Dir(o.out))
+		}
 		o.outFormat = outFileFormat(o.out, o.format)
 	}
 	return nil

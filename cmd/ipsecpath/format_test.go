@@ -56,6 +56,7 @@ func TestOutputResolve(t *testing.T) {
 		{args: []string{"--format", "text", "--json"}, wantErr: "contradict"},
 		{args: []string{"--out", "-"}, wantErr: "stdout"},
 		{args: []string{"--out", dir}, wantErr: "is a directory"},
+		{args: []string{"--out", filepath.Join(dir, "missing", "r.json")}, wantErr: "does not exist"},
 	}
 	for _, c := range cases {
 		o, err := parseOutput(t, c.args...)
@@ -134,9 +135,19 @@ func TestOutputWrite(t *testing.T) {
 		t.Fatalf("--format junit: %v", err)
 	}
 
-	// an --out file that cannot be written is an error naming it
-	o, _ = parseOutput(t, "--out", filepath.Join(dir, "missing", "r.json"))
-	if err := o.write(&env{stdout: &bytes.Buffer{}}, r); err == nil || !strings.Contains(err.Error(), "missing/r.json") {
+	// an --out file that cannot be written (its directory went away) is an error naming it
+	gone := filepath.Join(dir, "gone")
+	if err := os.Mkdir(gone, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	o, err = parseOutput(t, "--out", filepath.Join(gone, "r.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.write(&env{stdout: &bytes.Buffer{}}, r); err == nil || !strings.Contains(err.Error(), "gone/r.json") {
 		t.Errorf("write to a missing directory: %v", err)
 	}
 }
