@@ -398,7 +398,8 @@ func (s *search) run(ctx context.Context) error {
 	if o.Max == o.Min {
 		next = 0
 	}
-	hi, hiFail := o.Max+1, failNone
+	var hi int
+	var hiFail failure
 	for {
 		hi, hiFail = upper()
 		if lo+1 >= hi && hiFail == failSilent && !verified[hi] && o.Tries > 1 {
