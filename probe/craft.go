@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/ipsecpath/ipsecpath/ike"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -17,8 +18,8 @@ const (
 // Defaults of BuildParams.
 const (
 	DefaultTTL = 64
-	// DefaultSmallSize is the IP total length of the unfragmented esp, ah, ike and natt
-	// probes: small enough for any path, big enough to look like real traffic.
+	// DefaultSmallSize is the IP total length of the unfragmented esp and ah probes: small
+	// enough for any path, big enough to look like real traffic.
 	DefaultSmallSize = 128
 	// ICMPLargePayload is the echo payload of icmp-large: `ping -l 5000` / `ping -s 5000`.
 	ICMPLargePayload = 5000
@@ -50,7 +51,7 @@ type BuildParams struct {
 	// marker.go). Use NewNonces: it must be ≥ 256 with non-zero low 16 bits.
 	Nonce uint32
 	// Size is the IP total length of the datagram before fragmentation. 0 means: DefaultSmallSize
-	// for esp, ah, ike and natt; FragProbeSize for the -frag forms; 20+8+ICMPLargePayload for
+	// for esp and ah, the IKE_SA_INIT's natural size (about 430 bytes) for ike and natt; FragProbeSize for the -frag forms; 20+8+ICMPLargePayload for
 	// icmp-large. pmtu needs it. tcp:PORT is always a 44-byte SYN and ignores it.
 	Size int
 	// FragSize is the largest fragment on the wire, IP header included, for the -frag forms
@@ -96,6 +97,28 @@ type Packets struct {
 	perm  []bool
 	tmpW  [][]byte
 	tmpF  []report.Fragment
+
+	ikeTmpl []byte // the IKE_SA_INIT of the last ike/natt build, SPI to be patched
+	ikeWant int    // the message size it was built for (0: natural)
+}
+
+// ikeMessage returns an IKEv2 IKE_SA_INIT request of want bytes (0: its natural size) from
+// the ike package, the same one a gateway answers. It is built once per size and reused:
+// every probe then differs only in the SPI (KE and Ni repeat, which a gateway does not mind
+// for a first message), so building allocates nothing after the first time.
+func (p *Packets) ikeMessage(want int) ([]byte, error) {
+	if p.ikeTmpl != nil && p.ikeWant == want {
+		return p.ikeTmpl, nil
+	}
+	if want != 0 && want < ike.HeaderLen {
+		return nil, fmt.Errorf("size too small for an IKE message")
+	}
+	m, err := ike.BuildSAInit(nil, ike.SAInitParams{Size: want})
+	if err != nil {
+		return nil, fmt.Errorf("IKE_SA_INIT of %d bytes: %w", want, err)
+	}
+	p.ikeTmpl, p.ikeWant = m, want
+	return m, nil
 }
 
 // Fragmented reports whether the probe went out as more than one fragment.
@@ -116,9 +139,10 @@ func (p *Packets) WireBytes() int {
 // checksums and lengths everywhere (IP, ICMP, UDP, TCP), so that what a far end sees
 // differs from real traffic only in the payload.
 //
-// Classes: ike (UDP 500→500, an IKEv2 IKE_SA_INIT header whose initiator SPI carries the
-// nonce), ike-frag (the same, Size bytes), natt/natt-frag (UDP 4500→4500, non-ESP marker,
-// then the IKE message), esp/esp-frag (protocol 50, SPI = sequence = nonce, then the marker),
+// Classes: ike (UDP 500→500, a real IKEv2 IKE_SA_INIT from the ike package that a gateway
+// answers, whose initiator SPI carries class and nonce; its natural size unless Size says),
+// ike-frag (the same padded with vendor IDs to Size bytes, as large as Kerberos-authenticated
+// IKE), natt/natt-frag (UDP 4500→4500, non-ESP marker, then the IKE message), esp/esp-frag (protocol 50, SPI = sequence = nonce, then the marker),
 // ah/ah-frag (protocol 51, AH with a 12-byte ICV, next header 59, then the marker),
 // icmp-large (echo request, id/seq = nonce, 5000-byte payload), pmtu (the same echo, Size
 // bytes, usually with DF), tcp:PORT (SYN, ISN = nonce, MSS 1460). Build allocates only when
@@ -146,10 +170,25 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 	var proto uint8
 	var minSize int
 	switch id {
-	case IKE, IKEFrag:
-		proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+ikeHeaderLen+4+MarkerLen
-	case NATT, NATTFrag:
-		proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+nonESPMarkerSz+ikeHeaderLen+4+MarkerLen
+	case IKE, IKEFrag, NATT, NATTFrag:
+		proto = ProtoUDP
+		ikeOff := ipv4MinHeader + udpHeaderLen
+		if id == NATT || id == NATTFrag {
+			ikeOff += nonESPMarkerSz
+		}
+		want := 0 // the natural size of the message
+		switch {
+		case size != 0:
+			want = size - ikeOff
+		case frag:
+			want = FragProbeSize - ikeOff
+		}
+		msg, err := out.ikeMessage(want)
+		if err != nil {
+			return err
+		}
+		size = ikeOff + len(msg)
+		minSize = size
 	case ESP, ESPFrag:
 		proto, minSize = ProtoESP, ipv4MinHeader+espHeaderLen+MarkerLen
 	case AH, AHFrag:
@@ -192,7 +231,7 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 	}
 
 	*out = Packets{dgram: out.dgram, fbuf: out.fbuf, perm: out.perm, tmpW: out.tmpW, tmpF: out.tmpF,
-		Wire: out.Wire[:0], Frags: out.Frags[:0]}
+		ikeTmpl: out.ikeTmpl, ikeWant: out.ikeWant, Wire: out.Wire[:0], Frags: out.Frags[:0]}
 	out.ID, out.Nonce, out.Src, out.Dst, out.Proto, out.IPID, out.TTL, out.Size =
 		id, p.Nonce, p.Src, p.Dst, proto, ipid, ttl, size
 
@@ -238,7 +277,9 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 		if p.DstPort != 0 {
 			dp = p.DstPort
 		}
-		putIKEProbe(ike, code, size, p.Nonce)
+		copy(ike, out.ikeTmpl)
+		spi := ikeSPI(code, p.Nonce)
+		copy(ike[0:8], spi[:])
 		putUDP(b, sp, dp, p.Src, p.Dst)
 	case ProtoTCP:
 		port, _ := id.TCPPort()
@@ -351,28 +392,6 @@ func putTCPSyn(b []byte, sp, dp uint16, isn uint32, src, dst netip.Addr) {
 	b[20], b[21] = 2, 4 // MSS
 	binary.BigEndian.PutUint16(b[22:24], tcpMSS)
 	binary.BigEndian.PutUint16(b[16:18], ^csumFold(csumAdd(pseudoSum(src, dst, ProtoTCP, len(b)), b)))
-}
-
-// putIKEProbe writes an IKEv2 IKE_SA_INIT request header whose initiator SPI carries the
-// probe, followed by one Vendor ID payload (responders ignore unknown vendor IDs) holding the
-// marker and filler up to the end of b. A gateway parses it as IKE; it lacks the SA, KE and
-// nonce payloads a full IKE_SA_INIT has, so gateways answer with an error notify or not at
-// all: the agent, not the gateway, is the witness for these probes.
-func putIKEProbe(b []byte, code uint8, dgramLen int, nonce uint32) {
-	spi := ikeSPI(code, nonce)
-	copy(b[0:8], spi[:])
-	clear(b[8:16])  // responder SPI
-	b[16] = 43      // next payload: Vendor ID
-	b[17] = 0x20    // IKEv2
-	b[18] = 34      // IKE_SA_INIT
-	b[19] = 0x08    // initiator
-	clear(b[20:24]) // message ID 0
-	binary.BigEndian.PutUint32(b[24:28], uint32(len(b)))
-	v := b[ikeHeaderLen:]
-	v[0], v[1] = 0, 0 // last payload, not critical
-	binary.BigEndian.PutUint16(v[2:4], uint16(len(v)))
-	putMarker(v[4:], code, dgramLen, nonce)
-	fill(v[4+MarkerLen:])
 }
 
 // fill writes a recognisable filler: "ipsecpath " repeated.

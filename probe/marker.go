@@ -6,7 +6,8 @@ package probe
 //	esp, esp-frag    SPI = nonce, sequence = nonce, then the 12-byte marker
 //	ah, ah-frag      AH SPI = nonce, sequence = nonce, 12-byte ICV, then the marker
 //	icmp-large, pmtu ICMP echo id = nonce>>16, seq = nonce&0xffff, then the marker
-//	ike, ike-frag    UDP 500→500, IKE initiator SPI = 'I' 'P' code 1 nonce(4)
+//	ike, ike-frag    UDP 500→500, IKE_SA_INIT, initiator SPI = 'I' 'P' code 1 nonce(4)
+//	                 (ike.SPIWithNonce's "ipsp" nonce(4) is recognised too, as ike or natt)
 //	natt, natt-frag  UDP 4500→4500, non-ESP marker (4 zero bytes), then IKE as above
 //	tcp:PORT         SYN with ISN = nonce (and IP ID = low 16 bits of the nonce)
 //
@@ -33,6 +34,8 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+
+	ikepkg "github.com/ipsecpath/ipsecpath/ike"
 )
 
 // MarkerLen is the size of the marker that follows the ESP, AH and ICMP headers of a probe.
@@ -229,14 +232,23 @@ func ClassifyHead(proto uint8, head []byte) (Match, bool) {
 			return Match{}, false
 		}
 		code, nonce, ok := parseIKESPI(ike)
+		if !ok && len(ike) >= 8 {
+			// The ike package's SPIWithNonce form ("ipsp" nonce) used by one-ended IKE probes.
+			var spi [8]byte
+			copy(spi[:], ike)
+			if nonce, ok = ikepkg.NonceFromSPI(spi); ok {
+				code = classCodes[IKE]
+				if len(head)-len(ike) > udpHeaderLen {
+					code = classCodes[NATT]
+				}
+			}
+		}
 		if !ok {
 			return Match{}, false
 		}
-		n := 0
-		if len(ike) >= ikeHeaderLen+4 {
-			if c2, n2, nonce2, ok := parseMarker(ike[ikeHeaderLen+4:]); ok && c2 == code && nonce2 == nonce {
-				n = n2
-			}
+		n := 0 // the datagram's length, from the IKE length (IHL 5 assumed, as we send)
+		if len(ike) >= ikeHeaderLen {
+			n = int(binary.BigEndian.Uint32(ike[24:28])) + ipv4MinHeader + len(head) - len(ike)
 		}
 		k := KindProbe
 		// An IKE response has a responder SPI (IKEv1 and v2) or the IKEv2 response flag.
