@@ -30,7 +30,7 @@ Exit status: 0 no regression, 1 at least one regression, 2 a file is missing or 
 ipsecpath result (one line names the file and what is wrong).`,
 		examples: []string{
 			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out before.json",
-			"  (change the firewall)",
+			"# … change the firewall, then:",
 			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out after.json",
 			"ipsecpath diff before.json after.json",
 			"ipsecpath diff before.json after.json --json | jq .regressions",
