@@ -1,0 +1,367 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/testlab"
+)
+
+// labAgent runs a real Responder (raw capture and sender) inside the lab's rsp, listening
+// on rsp's address, until the test ends.
+func labAgent(t *testing.T, l *testlab.Lab, logf func(string, ...any)) (addr string) {
+	t.Helper()
+	var r *Responder
+	var ln net.Listener
+	addr = netip.AddrPortFrom(l.Addr("rsp"), ControlPort).String()
+	if err := l.Do("rsp", func() error {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return err
+		}
+		r, err = NewResponder(ResponderConfig{Key: testKey, Version: "lab", Logf: logf})
+		if err != nil {
+			ln.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("agent in rsp: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		r.Close()
+	})
+	return addr
+}
+
+// labClient dials the agent from ini (the socket lives in ini's namespace).
+func labClient(t *testing.T, l *testlab.Lab, addr string) *AgentClient {
+	t.Helper()
+	var c *AgentClient
+	if err := l.Do("ini", func() error {
+		var err error
+		c, err = DialAgent(context.Background(), addr, testKey)
+		return err
+	}); err != nil {
+		t.Fatalf("dial agent from ini: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// sentProbe is one probe sent and what its fragments were.
+type sentProbe struct {
+	id    ID
+	nonce uint32
+	ipid  uint16
+	proto uint8
+	frags []int // offsets, in bytes
+}
+
+func (p sentProbe) String() string { return fmt.Sprintf("%s/%#x", p.id, p.nonce) }
+
+// offsetsSeen returns, per IP ID and protocol, the fragment offsets in seen from src.
+func offsetsSeen(seen []Seen, src netip.Addr) map[[2]int][]int {
+	m := map[[2]int][]int{}
+	for _, s := range seen {
+		if s.Src != src {
+			continue
+		}
+		k := [2]int{int(s.IPID), int(s.Proto)}
+		m[k] = append(m[k], s.Offset)
+	}
+	for _, v := range m {
+		sort.Ints(v)
+	}
+	return m
+}
+
+func sameInts(a, b []int) bool {
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+// TestAgentLab runs the agent in the lab's rsp and the initiator in ini, through r1 and r2:
+// the agent reports every fragment of ESP, AH, IKE and ICMP probes from ini, keeps the
+// kernel from answering ESP/AH with "protocol unreachable", and its reverse probes reach
+// ini with every fragment and the real protocols' ports.
+func TestAgentLab(t *testing.T) {
+	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
+	ini, rsp := l.Addr("ini"), l.Addr("rsp")
+	var logs logSink
+	addr := labAgent(t, l, logs.logf)
+	c := labClient(t, l, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	h, err := c.Hello(ctx)
+	if err != nil {
+		t.Fatalf("Hello: %v", err)
+	}
+	if h.Peer.Addr() != ini || h.Local.Addr() != rsp || !h.Capture || !h.Sender {
+		t.Fatalf("Hello %+v: want peer %s, local %s, capture and sender", h, ini, rsp)
+	}
+	if err := c.StartObserving(ctx); err != nil {
+		t.Fatalf("StartObserving: %v", err)
+	}
+
+	// ini: a sender, and an observer of what comes back from rsp (ICMP errors, reverse probes).
+	var snd *Sender
+	var back *Observer
+	if err := l.Do("ini", func() error {
+		var err error
+		if snd, err = OpenSender(SenderConfig{Rate: 1000, Burst: 8}); err != nil {
+			return err
+		}
+		back, err = Observe(context.Background(), ObserverConfig{Peer: rsp})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Close()
+	defer back.Close()
+
+	ids := []ID{ESP, ESPFrag, AH, AHFrag, IKE, IKEFrag, NATTFrag, ICMPLarge}
+	nonces, err := NewNonces(len(ids))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent []sentProbe
+	var pk Packets
+	for i, id := range ids {
+		if err := Build(id, BuildParams{Src: ini, Dst: rsp, Nonce: nonces[i]}, &pk); err != nil {
+			t.Fatalf("build %s: %v", id, err)
+		}
+		sp := sentProbe{id: id, nonce: pk.Nonce, ipid: pk.IPID, proto: pk.Proto}
+		for _, f := range pk.Frags {
+			sp.frags = append(sp.frags, f.Offset)
+		}
+		if id.Fragmented() && len(sp.frags) < 2 {
+			t.Fatalf("%s built as %d packet(s)", id, len(sp.frags))
+		}
+		sent = append(sent, sp)
+		if err := snd.Send(ctx, &pk); err != nil {
+			t.Fatalf("send %s: %v", id, err)
+		}
+	}
+
+	// Poll the agent until every fragment of every probe has been reported.
+	var rep *AgentReport
+	var missing []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if rep, err = c.Report(ctx); err != nil {
+			t.Fatalf("Report: %v", err)
+		}
+		got := offsetsSeen(rep.Seen, ini)
+		missing = missing[:0]
+		for _, p := range sent {
+			if o := got[[2]int{int(p.ipid), int(p.proto)}]; !sameInts(o, p.frags) {
+				missing = append(missing, fmt.Sprintf("%s: offsets %v, want %v", p, o, p.frags))
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("the agent did not report every fragment:\n%s", strings.Join(missing, "\n"))
+	}
+	// First fragments carry the nonce, as seen by the agent (TTL 64 less r1 and r2).
+	for _, p := range sent {
+		found := false
+		for _, s := range rep.Seen {
+			if s.Offset != 0 || s.IPID != p.ipid || s.Proto != p.proto {
+				continue
+			}
+			found = true
+			if s.TTL != DefaultTTL-2 {
+				t.Errorf("%s arrived with TTL %d, want %d (two routers)", p, s.TTL, DefaultTTL-2)
+			}
+			if m, ok := Classify(&s); p.id != IKE && p.id != IKEFrag && (!ok || m.Nonce != p.nonce) {
+				t.Errorf("%s: first fragment classified %+v, %v", p, m, ok)
+			}
+		}
+		if !found {
+			t.Errorf("%s: no first fragment reported", p)
+		}
+	}
+	t.Logf("agent reported %d packets for %d probes (%d lost)", len(rep.Seen), len(sent), rep.Lost)
+
+	// The kernel in rsp stayed quiet about ESP and AH (the agent holds raw sockets for them).
+	for _, s := range back.Since(time.Time{}) {
+		if s.Proto == 1 && len(s.Head) >= 2 && s.Head[0] == 3 && s.Head[1] == 2 {
+			t.Errorf("rsp answered with ICMP protocol unreachable: %+v", s)
+		}
+	}
+
+	// Reverse: the agent sends toward ini, which sees every fragment, from rsp.
+	rids := []ID{ESP, ESPFrag, AHFrag, IKE, IKEFrag, NATT, NATTFrag}
+	rn, err := NewNonces(len(rids))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rprobes []ReverseProbe
+	for i, id := range rids {
+		rprobes = append(rprobes, ReverseProbe{ID: id, Nonce: rn[i]})
+	}
+	t0 := time.Now()
+	res, err := c.SendReverse(ctx, rprobes, 0)
+	if err != nil {
+		t.Fatalf("SendReverse: %v", err)
+	}
+	t.Logf("send-reverse of %d probes took %v", len(rprobes), time.Since(t0).Round(time.Millisecond))
+	var rsent []sentProbe
+	for i, r := range res {
+		if r.Error != "" || r.Packets == 0 || r.ID != rids[i] || r.Nonce != rn[i] {
+			t.Fatalf("reverse result %+v", r)
+		}
+		// Rebuild it to know its fragments (Build is deterministic for given params).
+		if err := Build(r.ID, BuildParams{Src: rsp, Dst: ini, Nonce: r.Nonce}, &pk); err != nil {
+			t.Fatal(err)
+		}
+		if len(pk.Wire) != r.Packets || pk.WireBytes() != r.Bytes {
+			t.Fatalf("%s: agent sent %d packets/%d bytes, Build gives %d/%d", r.ID, r.Packets, r.Bytes, len(pk.Wire), pk.WireBytes())
+		}
+		sp := sentProbe{id: r.ID, nonce: r.Nonce, ipid: pk.IPID, proto: pk.Proto}
+		for _, f := range pk.Frags {
+			sp.frags = append(sp.frags, f.Offset)
+		}
+		rsent = append(rsent, sp)
+	}
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		got := offsetsSeen(back.Since(t0), rsp)
+		missing = missing[:0]
+		for _, p := range rsent {
+			if o := got[[2]int{int(p.ipid), int(p.proto)}]; !sameInts(o, p.frags) {
+				missing = append(missing, fmt.Sprintf("%s: offsets %v, want %v", p, o, p.frags))
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("reverse probes did not all reach ini:\n%s", strings.Join(missing, "\n"))
+	}
+	// UDP reverse probes come from the real ports.
+	for _, s := range back.Since(t0) {
+		if s.Proto != ProtoUDP || s.Offset != 0 || len(s.Head) < 4 {
+			continue
+		}
+		sp, dp := int(s.Head[0])<<8|int(s.Head[1]), int(s.Head[2])<<8|int(s.Head[3])
+		if (sp != PortIKE || dp != PortIKE) && (sp != PortNATT || dp != PortNATT) {
+			t.Errorf("reverse UDP probe %d→%d, want 500→500 or 4500→4500", sp, dp)
+		}
+	}
+
+	if err := c.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	waitFor(t, "session log line", func() bool {
+		for _, l := range logs.get() {
+			if strings.HasPrefix(l, "session") {
+				t.Logf("agent: %s", l)
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestAgentLabCaptureFlood floods the agent's capture with unsolicited packets from the
+// authenticated initiator: the agent keeps a bounded number, counts the rest as lost,
+// its memory stays bounded, and it still serves a new session afterwards.
+func TestAgentLabCaptureFlood(t *testing.T) {
+	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
+	ini, rsp := l.Addr("ini"), l.Addr("rsp")
+	addr := labAgent(t, l, t.Logf)
+	c := labClient(t, l, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.StartObserving(ctx); err != nil {
+		t.Fatalf("StartObserving: %v", err)
+	}
+	var snd *Sender
+	if err := l.Do("ini", func() error {
+		var err error
+		snd, err = OpenSender(SenderConfig{Rate: MaxRate, Burst: 64})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Close()
+
+	settle := func() runtime.MemStats {
+		runtime.GC()
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m
+	}
+	before := settle()
+	const flood = 30000 // well over the capture ring (DefaultObserverCapacity) and MaxSessionSeen
+	var pk Packets
+	nonces, err := NewNonces(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Build(ESP, BuildParams{Src: ini, Dst: rsp, Nonce: nonces[0]}, &pk); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for range flood {
+		if err := snd.Send(ctx, &pk); err != nil {
+			t.Fatalf("flood: %v", err)
+		}
+	}
+	t.Logf("sent %d ESP packets in %v", flood, time.Since(start).Round(time.Millisecond))
+	time.Sleep(200 * time.Millisecond)
+	rep, err := c.Report(ctx)
+	if err != nil {
+		t.Fatalf("Report after flood: %v", err)
+	}
+	// A second flood after the first report: the session buffer is capped too.
+	for range flood {
+		if err := snd.Send(ctx, &pk); err != nil {
+			t.Fatalf("flood: %v", err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	rep2, err := c.Report(ctx)
+	if err != nil {
+		t.Fatalf("Report after second flood: %v", err)
+	}
+	after := settle()
+	t.Logf("agent kept %d then %d packets, %d then %d lost; heap in use %d KiB → %d KiB",
+		len(rep.Seen), len(rep2.Seen), rep.Lost, rep2.Lost, before.HeapInuse>>10, after.HeapInuse>>10)
+	if len(rep2.Seen) > MaxSessionSeen || len(rep.Seen) > DefaultObserverCapacity {
+		t.Fatalf("agent kept %d/%d packets: not bounded", len(rep.Seen), len(rep2.Seen))
+	}
+	if rep2.Lost == 0 {
+		t.Fatalf("kept %d of %d packets and lost none: losses not counted", len(rep2.Seen), 2*flood)
+	}
+	// Everything held in memory: the agent's capture ring, its session copy and the
+	// client's copy of ≤ MaxSessionSeen packets each (a few MB), not the 60000 packets.
+	if grow := int64(after.HeapInuse) - int64(before.HeapInuse); grow > 16<<20 {
+		t.Fatalf("heap grew by %d MiB during the flood", grow>>20)
+	}
+	if err := c.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	c2 := labClient(t, l, addr)
+	if _, err := c2.Hello(ctx); err != nil {
+		t.Fatalf("new session after the flood: %v", err)
+	}
+}
