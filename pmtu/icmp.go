@@ -1,0 +1,112 @@
+package pmtu
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+)
+
+// ICMP message layout (RFC 792) as the prober sends and reads it:
+//
+//	echo request / reply     error (3 unreachable, 11 time exceeded, 12 parameter problem)
+//	+------+------+-------+  +------+------+-------------+
+//	| type | code | csum  |  | type | code | csum        |
+//	+------+------+-------+  +------+------+------+------+
+//	| id          | seq   |  | unused      | next-hop MTU|  (MTU only for 3/4, RFC 1191)
+//	+-------------+-------+  +-------------+-------------+
+//	| data …              |  | quoted IPv4 header + ≥ 8 bytes (our echo header) |
+const (
+	icmpEchoReply    = 0
+	icmpUnreach      = 3
+	icmpEcho         = 8
+	icmpTimeExceeded = 11
+	icmpParamProblem = 12
+	codeFragNeeded   = 4
+	icmpHeader       = 8
+)
+
+// echoID names one probe: the echo identifier and sequence number, and the IPv4 ID, all
+// three of which must come back (in a reply, or quoted in an error) for it to count.
+type echoID struct {
+	ID, Seq uint16
+	IPID    uint16
+}
+
+// errNotOurs says an ICMP message is not about a probe we are waiting for.
+var errNotOurs = errors.New("pmtu: not an answer to this probe")
+
+// putEcho writes an ICMP echo request with our id/seq into b (len(b) ≥ 8), filling the data
+// with a recognisable pattern, and sets its checksum.
+func putEcho(b []byte, id echoID) {
+	b[0], b[1] = icmpEcho, 0
+	b[2], b[3] = 0, 0
+	binary.BigEndian.PutUint16(b[4:], id.ID)
+	binary.BigEndian.PutUint16(b[6:], id.Seq)
+	const mark = "ipsecpath pmtu "
+	for i := icmpHeader; i < len(b); i++ {
+		b[i] = mark[(i-icmpHeader)%len(mark)]
+	}
+	binary.BigEndian.PutUint16(b[2:], checksum(b))
+}
+
+// checksum is the Internet checksum (RFC 1071).
+func checksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}
+
+// parseICMP reads an ICMP message (ICMP header first) received from from, and says what it
+// means for the probe id sent to target. It returns errNotOurs for anything else. It never
+// panics: every length is checked before it is read.
+func parseICMP(from, target netip.Addr, b []byte, id echoID) (Reply, error) {
+	if len(b) < icmpHeader {
+		return Reply{}, errNotOurs
+	}
+	switch b[0] {
+	case icmpEchoReply:
+		if b[1] != 0 || from != target || binary.BigEndian.Uint16(b[4:]) != id.ID || binary.BigEndian.Uint16(b[6:]) != id.Seq {
+			return Reply{}, errNotOurs
+		}
+		return Reply{Outcome: Arrived, From: from}, nil
+	case icmpUnreach, icmpTimeExceeded, icmpParamProblem:
+	default:
+		return Reply{}, errNotOurs
+	}
+	// The quoted packet: an IPv4 header (IHL checked against what is there) and at least the
+	// 8 bytes of our echo header.
+	q := b[icmpHeader:]
+	if len(q) < 20 || q[0]>>4 != 4 {
+		return Reply{}, errNotOurs
+	}
+	ihl := int(q[0]&0x0f) * 4
+	if ihl < 20 || len(q) < ihl+icmpHeader {
+		return Reply{}, errNotOurs
+	}
+	qdst, _ := netip.AddrFromSlice(q[16:20])
+	if q[9] != 1 || qdst != target || binary.BigEndian.Uint16(q[4:]) != id.IPID {
+		return Reply{}, errNotOurs
+	}
+	e := q[ihl:]
+	if e[0] != icmpEcho || binary.BigEndian.Uint16(e[4:]) != id.ID || binary.BigEndian.Uint16(e[6:]) != id.Seq {
+		return Reply{}, errNotOurs
+	}
+	r := Reply{From: from, Type: b[0], Code: b[1]}
+	switch {
+	case b[0] == icmpUnreach && b[1] == codeFragNeeded:
+		r.Outcome, r.MTU = FragNeeded, int(binary.BigEndian.Uint16(b[6:]))
+	case b[0] == icmpTimeExceeded && b[1] == 0:
+		r.Outcome = TimeExceeded
+	default:
+		r.Outcome = Unreachable
+	}
+	return r, nil
+}

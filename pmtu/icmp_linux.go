@@ -1,0 +1,191 @@
+package pmtu
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/net/ipv4"
+)
+
+// DefaultPace is the least time between two probes: at most 100 packets/s toward a target
+// (DESIGN.md, Safety).
+const DefaultPace = 10 * time.Millisecond
+
+// Environment errors of NewICMPProber: the CLI turns them into exit code 2.
+var (
+	ErrPermission = errors.New("pmtu: raw sockets need root or CAP_NET_RAW")
+	ErrNoRoute    = errors.New("pmtu: no route to the target")
+	ErrIPv6       = errors.New("pmtu: IPv6 targets are not supported by the ICMP prober yet")
+)
+
+// ICMPProber sends ICMP echo requests with our own IPv4 header (DF set, the size and TTL
+// asked for) from a raw socket, and matches echo replies and ICMP errors to them by echo
+// id, sequence number and IP ID (for errors: as quoted). It is a Prober. Open it in the
+// network namespace it must probe from; the socket stays there.
+type ICMPProber struct {
+	conn   *ipv4.RawConn
+	target netip.Addr
+	src    netip.Addr // the route's preferred source, for the header
+	ifMTU  int        // MTU of the outgoing interface
+	ifName string
+	id     uint16
+	seq    uint16
+	ipid   uint16
+	pace   time.Duration
+	last   time.Time
+	buf    []byte
+	wbuf   []byte
+}
+
+// NewICMPProber opens a raw ICMP socket toward target (an IPv4 address) and looks up the
+// outgoing interface and its MTU. Errors: ErrPermission without CAP_NET_RAW, ErrNoRoute
+// when the kernel has no route to target, ErrIPv6 for an IPv6 target.
+func NewICMPProber(target netip.Addr) (*ICMPProber, error) {
+	target = target.Unmap()
+	if target.Is6() {
+		if _, err := netlink.RouteGet(target.AsSlice()); err != nil {
+			return nil, fmt.Errorf("%w %s: the path has no IPv6 (%v)", ErrNoRoute, target, err)
+		}
+		return nil, fmt.Errorf("%w (%s)", ErrIPv6, target)
+	}
+	if !target.Is4() || target.IsUnspecified() || target.IsMulticast() || target == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return nil, fmt.Errorf("pmtu: %s is not a unicast IPv4 target", target)
+	}
+	routes, err := netlink.RouteGet(target.AsSlice())
+	if err != nil || len(routes) == 0 {
+		return nil, fmt.Errorf("%w %s: %v", ErrNoRoute, target, err)
+	}
+	p := &ICMPProber{target: target, pace: DefaultPace, buf: make([]byte, 65536)}
+	rt := routes[0]
+	if a, ok := netip.AddrFromSlice(rt.Src); ok {
+		p.src = a.Unmap()
+	}
+	if link, err := netlink.LinkByIndex(rt.LinkIndex); err == nil {
+		p.ifMTU, p.ifName = link.Attrs().MTU, link.Attrs().Name
+	}
+	c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: open raw ICMP socket: %v", ErrPermission, err)
+		}
+		return nil, fmt.Errorf("pmtu: open raw ICMP socket: %w", err)
+	}
+	p.conn, err = ipv4.NewRawConn(c)
+	if err != nil {
+		c.Close()
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: set IP_HDRINCL: %v", ErrPermission, err)
+		}
+		return nil, fmt.Errorf("pmtu: raw ICMP socket with our own header: %w", err)
+	}
+	var r [6]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		p.conn.Close()
+		return nil, fmt.Errorf("pmtu: random echo id: %w", err)
+	}
+	p.id = binary.BigEndian.Uint16(r[0:])
+	p.seq = binary.BigEndian.Uint16(r[2:])
+	p.ipid = binary.BigEndian.Uint16(r[4:])
+	return p, nil
+}
+
+// InterfaceMTU is the MTU of the interface toward the target (0 if unknown) and its name.
+func (p *ICMPProber) InterfaceMTU() (int, string) { return p.ifMTU, p.ifName }
+
+// Source is the source address the route toward the target uses.
+func (p *ICMPProber) Source() netip.Addr { return p.src }
+
+// Close closes the socket.
+func (p *ICMPProber) Close() error { return p.conn.Close() }
+
+// Probe sends one echo request of r.Size bytes (IP header included) with DF and TTL r.TTL,
+// and waits up to r.Timeout (or until ctx ends) for its reply or an ICMP error about it.
+// Answers to earlier probes that arrive late are skipped.
+func (p *ICMPProber) Probe(ctx context.Context, r Request) (Reply, error) {
+	if r.Size < 20+icmpHeader || r.Size > 65535 {
+		return Reply{}, fmt.Errorf("pmtu: probe size %d out of range %d..65535", r.Size, 20+icmpHeader)
+	}
+	if r.TTL < 1 || r.TTL > 255 {
+		return Reply{}, fmt.Errorf("pmtu: ttl %d out of range 1..255", r.TTL)
+	}
+	if wait := p.pace - time.Since(p.last); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return Reply{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+	p.seq++
+	p.ipid++
+	id := echoID{ID: p.id, Seq: p.seq, IPID: p.ipid}
+	n := r.Size - 20
+	if cap(p.wbuf) < n {
+		p.wbuf = make([]byte, n)
+	}
+	body := p.wbuf[:n]
+	putEcho(body, id)
+	h := &ipv4.Header{
+		Version: 4, Len: 20, TotalLen: r.Size, ID: int(id.IPID), Flags: ipv4.DontFragment,
+		TTL: r.TTL, Protocol: 1, Dst: p.target.AsSlice(),
+	}
+	if p.src.IsValid() {
+		h.Src = p.src.AsSlice()
+	}
+	sent := time.Now()
+	p.last = sent
+	if err := p.conn.WriteTo(h, body, nil); err != nil {
+		if errors.Is(err, syscall.EMSGSIZE) {
+			return Reply{Outcome: LocalTooBig, MTU: p.ifMTU}, nil
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return Reply{}, fmt.Errorf("%w: send to %s: %v", ErrPermission, p.target, err)
+		}
+		return Reply{}, fmt.Errorf("pmtu: send %d bytes to %s: %w", r.Size, p.target, err)
+	}
+	deadline := sent.Add(r.Timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	stop := context.AfterFunc(ctx, func() { p.conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := p.conn.SetReadDeadline(deadline); err != nil {
+		return Reply{}, fmt.Errorf("pmtu: set read deadline: %w", err)
+	}
+	for {
+		hdr, payload, _, err := p.conn.ReadFrom(p.buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return Reply{}, ctx.Err()
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return Reply{Outcome: Timeout}, nil
+			}
+			return Reply{}, fmt.Errorf("pmtu: read from raw ICMP socket: %w", err)
+		}
+		if hdr == nil {
+			continue
+		}
+		from, ok := netip.AddrFromSlice(hdr.Src)
+		if !ok {
+			continue
+		}
+		rep, err := parseICMP(from.Unmap(), p.target, payload, id)
+		if err != nil {
+			continue
+		}
+		rep.RTT = time.Since(sent)
+		return rep, nil
+	}
+}

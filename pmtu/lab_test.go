@@ -1,0 +1,85 @@
+package pmtu_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/pmtu"
+	"github.com/ipsecpath/ipsecpath/testlab"
+)
+
+// Bounds the lab runs must stay within (the figures are what a run takes on the lab, with
+// room): sizes, packets, and seconds per discovery.
+const (
+	labMaxProbes = 24
+	labMaxTime   = 5 * time.Second
+)
+
+// discoverIn runs Discover with the real ICMP prober from node toward target.
+func discoverIn(t *testing.T, l *testlab.Lab, node string, target netip.Addr, o pmtu.Options) *pmtu.Result {
+	t.Helper()
+	var p *pmtu.ICMPProber
+	if err := l.Do(node, func() error {
+		var err error
+		p, err = pmtu.NewICMPProber(target)
+		return err
+	}); err != nil {
+		t.Fatalf("NewICMPProber(%s) in %s: %v", target, node, err)
+	}
+	defer p.Close()
+	o.Logf = t.Logf
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := pmtu.Discover(ctx, p, o)
+	if err != nil {
+		t.Fatalf("Discover %s → %s: %v", node, target, err)
+	}
+	t.Logf("%s → %s: mtu %d exact %v signalled %v blackhole %+v; %d probes, %d sizes, %v",
+		node, target, res.MTU, res.Exact, res.Signalled, res.Blackhole, res.Probes, res.Sizes, res.Elapsed.Round(time.Millisecond))
+	if res.Probes > labMaxProbes || res.Sizes > pmtu.DefaultMaxSizes || res.Elapsed > labMaxTime {
+		t.Errorf("over the bounds: %d probes (≤ %d), %d sizes (≤ %d), %v (≤ %v)",
+			res.Probes, labMaxProbes, res.Sizes, pmtu.DefaultMaxSizes, res.Elapsed, labMaxTime)
+	}
+	return res
+}
+
+func TestLabICMP(t *testing.T) {
+	testlab.RequireRoot(t)
+	t.Run("clean", func(t *testing.T) {
+		l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
+		res := discoverIn(t, l, "ini", l.Addr("rsp"), pmtu.Options{})
+		if res.MTU != 1500 || !res.Exact || res.Blackhole != nil {
+			t.Errorf("clean: mtu %d exact %v blackhole %+v; want 1500, exact, none", res.MTU, res.Exact, res.Blackhole)
+		}
+		// The other way, from rsp toward ini (what the agent's reverse probes cross).
+		rev := discoverIn(t, l, "rsp", l.Addr("ini"), pmtu.Options{})
+		if rev.MTU != 1500 || rev.Blackhole != nil {
+			t.Errorf("clean reverse: mtu %d blackhole %+v", rev.MTU, rev.Blackhole)
+		}
+	})
+	t.Run("mtu1400", func(t *testing.T) {
+		l := testlab.ForTest(t, testlab.Spec{Profile: "mtu1400", NoGateways: true})
+		res := discoverIn(t, l, "ini", l.Addr("rsp"), pmtu.Options{})
+		if res.MTU != 1400 || !res.Exact || !res.Signalled || res.Blackhole != nil {
+			t.Errorf("mtu1400: mtu %d exact %v signalled %v blackhole %+v", res.MTU, res.Exact, res.Signalled, res.Blackhole)
+		}
+		if res.ICMPFrom != netip.MustParseAddr("198.51.100.1") || res.ICMPMTU != 1400 {
+			t.Errorf("frag-needed from %v mtu %d; want r1 198.51.100.1, 1400", res.ICMPFrom, res.ICMPMTU)
+		}
+	})
+	t.Run("mtu1300-blackhole", func(t *testing.T) {
+		l := testlab.ForTest(t, testlab.Spec{Profile: "mtu1300-blackhole", NoGateways: true})
+		res := discoverIn(t, l, "ini", l.Addr("rsp"), pmtu.Options{})
+		if res.MTU != 1300 || !res.Exact || res.Signalled || res.Blackhole == nil {
+			t.Fatalf("mtu1300-blackhole: mtu %d exact %v signalled %v blackhole %+v", res.MTU, res.Exact, res.Signalled, res.Blackhole)
+		}
+		want := pmtu.Blackhole{Size: 1301,
+			Last: pmtu.Hop{TTL: 1, Addr: netip.MustParseAddr("198.51.100.1")},
+			Next: pmtu.Hop{TTL: 2, Addr: netip.MustParseAddr("192.0.2.66")}, Sure: true}
+		if *res.Blackhole != want {
+			t.Errorf("black hole %+v, want %+v (dies on the r1–r2 link)", *res.Blackhole, want)
+		}
+	})
+}
