@@ -53,8 +53,8 @@ const (
 	reverseUDPAttempts = 2
 	// agentPollInterval is how often the agent's report is fetched while waiting.
 	agentPollInterval = 100 * time.Millisecond
-	// collectInterval is how often the run re-checks for answers without a capture wake-up.
-	collectInterval = 50 * time.Millisecond
+	// checkCollectInterval is how often the run re-checks for answers without a capture wake-up.
+	checkCollectInterval = 50 * time.Millisecond
 	// smallEchoSize is the IP total length of the small reference echo.
 	smallEchoSize = 128
 	// setupTimeout bounds connecting to and greeting the agent.
@@ -213,18 +213,14 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 	return rep, nil
 }
 
-// setup opens the sockets and greets the agent.
+// setup greets the agent (first: a wrong key or an unreachable agent is the commonest
+// mistake, and says so before anything is sent) and opens our sockets.
 func (r *checkRun) setup(ctx context.Context) error {
 	src, err := SourceFor(r.cfg.Target)
 	if err != nil {
 		return envErr("no route to %s: %w", r.cfg.Target, err)
 	}
 	r.src, r.peer = src, src
-	s, err := OpenSender(SenderConfig{Rate: float64(r.cfg.Pace)})
-	if err != nil {
-		return &CheckError{Err: err}
-	}
-	r.sender = s
 	if r.cfg.Agent != "" {
 		sctx, cancel := context.WithTimeout(ctx, setupTimeout)
 		defer cancel()
@@ -247,11 +243,20 @@ func (r *checkRun) setup(ctx context.Context) error {
 		if !r.agentIP.IsValid() {
 			r.agentIP = r.cfg.Target
 		}
-		if err := a.StartObserving(sctx); err != nil {
-			return envErr("agent %s: start observing: %w", r.cfg.Agent, err)
-		}
 		if !h.Sender {
 			r.agentIP = netip.Addr{} // no reverse probes: plan() marks them skipped
+		}
+	}
+	s, err := OpenSender(SenderConfig{Rate: float64(r.cfg.Pace)})
+	if err != nil {
+		return &CheckError{Err: err}
+	}
+	r.sender = s
+	if r.agent != nil {
+		sctx, cancel := context.WithTimeout(ctx, setupTimeout)
+		defer cancel()
+		if err := r.agent.StartObserving(sctx); err != nil {
+			return envErr("agent %s: start observing: %w", r.cfg.Agent, err)
 		}
 	}
 	if r.cfg.PathMTU != nil && wantsPMTU(r.cfg.Probes) {
@@ -301,7 +306,8 @@ func (r *checkRun) close() {
 
 // plan lists the pending probes: each asked-for id forward, and reverse with an agent; the
 // references the verdicts compare with (a -frag id's unfragmented form, a small echo for
-// icmp-large) are added, unreported, when not asked for.
+// icmp-large and, without an agent, for the TTL of TCP resets) are added, unreported, when
+// not asked for.
 func (r *checkRun) plan() {
 	asked := map[ID]bool{}
 	for _, id := range r.cfg.Probes {
@@ -313,6 +319,17 @@ func (r *checkRun) plan() {
 		if b := reference(id); b != "" && !asked[b] {
 			asked[b] = true
 			refs = append(refs, b)
+		}
+	}
+	if r.agent == nil && !asked[smallEcho] {
+		// Without an agent a TCP reset is judged by its TTL against the target's own
+		// answers: make sure there is one (a small echo), even if nothing else answers.
+		for _, id := range r.cfg.Probes {
+			if id.isTCP() {
+				asked[smallEcho] = true
+				refs = append(refs, smallEcho)
+				break
+			}
 		}
 	}
 	ids = append(refs, r.cfg.Probes...)
@@ -537,7 +554,7 @@ func (r *checkRun) run(ctx context.Context) error {
 	r.progress("probing")
 	deadline := start.Add(r.timeout)
 	retries := []time.Time{start.Add(r.timeout / 4), start.Add(r.timeout / 2)}
-	tick := time.NewTicker(collectInterval)
+	tick := time.NewTicker(checkCollectInterval)
 	defer tick.Stop()
 	var lastPoll time.Time
 	var wakes []<-chan struct{}
@@ -595,7 +612,7 @@ func (r *checkRun) run(ctx context.Context) error {
 
 // collect waits briefly for the reverse burst's packets to land, reading what arrives.
 func (r *checkRun) collect(ctx context.Context) {
-	t := time.NewTimer(collectInterval)
+	t := time.NewTimer(checkCollectInterval)
 	defer t.Stop()
 	select {
 	case <-t.C:

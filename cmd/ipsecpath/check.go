@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/report"
+)
+
+// checkPMTU prepares the pmtu probe of a check; nil leaves it skipped. The pmtu command's
+// file sets it when the path MTU search is built in.
+var checkPMTU func(target netip.Addr) (func(context.Context) (*report.PathMTU, error), error)
+
+func init() {
+	register(&command{
+		name:     "check",
+		synopsis: "TARGET [--agent HOST:PORT --key-file F] [--probes LIST] [--tcp PORTS] [--timeout D] [--pace N] [--json | --format F] [--pcap F] [--out F]",
+		summary:  "check IKE, NAT-T, ESP, AH, fragments, large ICMP and TCP toward TARGET, both directions with an agent",
+		long: `Sends every probe class toward TARGET (an IPv4 address) at once, paced, and gives one verdict
+per probe and direction. With a far-end agent ('ipsecpath responder' on TARGET, --agent and
+--key-file) the agent reports what arrived, fragment by fragment, and sends the same probes
+back toward us (the reverse direction: how a rekey started by the other side travels).
+Without an agent only answers from TARGET itself count (an IKE gateway's response, an echo
+reply, a SYN-ACK or reset, the target kernel's ICMP port/protocol unreachable); probes that
+get no answer by nature (ESP, AH) are then skipped and say why.
+
+Probes: ike, ike-frag (UDP 500, the -frag form 3000 bytes and IP-fragmented like Kerberos-
+authenticated IKE), natt, natt-frag (UDP 4500), esp, esp-frag (IP protocol 50), ah, ah-frag
+(51), icmp-large (a 5000-byte echo, like 'ping -l 5000'), tcp:PORT (--tcp, default 445 and
+1792), pmtu (path MTU). --probes takes a comma-separated list; 'tcp' means every --tcp port.
+
+How to read the verdicts:
+  pass          it arrived (the agent saw every fragment; without agent, TARGET answered)
+  dropped       silence: a device on the path discards it without a word
+  blocked       a device said no: ICMP unreachable/admin-prohibited (its address is the
+                hop), or a TCP reset that did not come from TARGET
+  frag-dropped  the small form of the same protocol passes, the fragmented one does not:
+                a device drops IP fragments (IKE with big certificates or Kerberos dies)
+  partial       some fragments arrived, not all: the detail says which offsets
+  error         the probe could not run (the detail says why); skipped: not run, and why
+Each row's detail is one sentence saying what to change where. Reverse UDP 500/4500 probes
+go out before any of ours, so a stateful firewall meets them cold, as it meets a rekey from
+the far side after the flow went idle. A probe without an answer is retried twice within
+--timeout: one attempt of three arriving is loss (pass, noted), none is a drop.
+
+Exit status: 0 every verdict passed (or was skipped), 1 a probe failed, 2 usage or
+environment error (bad target, unknown probe, agent unreachable or refusing the key, no
+root / CAP_NET_RAW). Progress goes to stderr when the run takes over a second, never
+with --json. Needs root or CAP_NET_RAW (raw sockets, packet capture).`,
+		examples: []string{
+			"ipsecpath check 203.0.113.10",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file /etc/ipsecpath.key",
+			"ipsecpath check 203.0.113.10 --probes ike,ike-frag,esp,esp-frag --json",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10 --key-file k --tcp 445,1792,3389 --probes tcp",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out before.json --pcap run.pcapng",
+		},
+		run: runCheck,
+	})
+}
+
+func runCheck(ctx context.Context, e *env, args []string) int {
+	c := commands["check"]
+	fs := newFlags(c)
+	agent := fs.String("agent", "", "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
+	keyFile := fs.String("key-file", "", "the agent's pre-shared key `FILE` (chmod 600)")
+	probes := fs.String("probes", "all", "comma-separated probe `LIST` (ike,ike-frag,natt,natt-frag,esp,esp-frag,ah,ah-frag,icmp-large,tcp:PORT,tcp,pmtu,all)")
+	tcp := fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
+	timeout := fs.Duration("timeout", probe.DefaultCheckTimeout, "how long to wait for answers (`D`: 2s, 500ms, …)")
+	pace := fs.Int("pace", probe.DefaultRate, "packets per second toward the target (`N`), and asked of the agent")
+	pcap := fs.String("pcap", "", "write every packet sent and captured (both ends) to `FILE` (pcapng)")
+	out := addOutputFlags(fs)
+	if done, code := parse(e, c, fs, args); done {
+		return code
+	}
+	if err := out.resolve(); err != nil {
+		return usageError(e, c, err)
+	}
+	if fs.NArg() != 1 {
+		return usageError(e, c, fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg()))
+	}
+	target, err := netip.ParseAddr(fs.Arg(0))
+	if err != nil {
+		return usageError(e, c, fmt.Errorf("target %q is not an IPv4 address", fs.Arg(0)))
+	}
+	if err := probe.CheckTarget(target); err != nil {
+		return usageError(e, c, err)
+	}
+	ports, err := probe.ParseTCPPorts(*tcp)
+	if err != nil {
+		return usageError(e, c, fmt.Errorf("--tcp: %w", err))
+	}
+	ids, err := probe.ParseIDs(*probes, ports)
+	if err != nil {
+		return usageError(e, c, fmt.Errorf("--probes: %w", err))
+	}
+	if *timeout <= 0 || *timeout > probe.MaxCheckTimeout {
+		return usageError(e, c, fmt.Errorf("--timeout %s: want more than 0 and at most %s", *timeout, probe.MaxCheckTimeout))
+	}
+	if *pace < 1 || *pace > probe.MaxRate {
+		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))
+	}
+	cfg := probe.CheckConfig{Target: target, Probes: ids, TCPPorts: ports, Timeout: *timeout, Pace: *pace, PathMTU: checkPMTU}
+	switch {
+	case *agent != "" && *keyFile == "":
+		return usageError(e, c, errors.New("--agent needs --key-file (the agent's pre-shared key)"))
+	case *agent == "" && *keyFile != "":
+		return usageError(e, c, errors.New("--key-file without --agent: name the agent with --agent HOST:PORT"))
+	case *agent != "":
+		key, err := probe.LoadKey(*keyFile)
+		if err != nil {
+			return usageError(e, c, err)
+		}
+		cfg.Agent, cfg.Key = *agent, key
+	}
+	if *pcap != "" {
+		p, err := report.CreatePcap(*pcap, "initiator", "agent")
+		if err != nil {
+			return usageError(e, c, fmt.Errorf("--pcap: %w", err))
+		}
+		defer p.Close()
+		cfg.Pcap = p
+	}
+	prog := newProgress(e.stderr, out.quiet())
+	cfg.Progress = progressPrinter(prog)
+	rep, err := probe.Check(ctx, cfg)
+	if err != nil {
+		return usageError(e, c, checkErrorLine(err))
+	}
+	if cfg.Pcap != nil {
+		if err := cfg.Pcap.Close(); err != nil {
+			return usageError(e, c, fmt.Errorf("--pcap: %w", err))
+		}
+	}
+	if err := out.write(e, rep); err != nil {
+		return usageError(e, c, err)
+	}
+	if rep.Failed() {
+		return exitFail
+	}
+	return exitOK
+}
+
+// checkErrorLine makes a check's environment error one clear line.
+func checkErrorLine(err error) error {
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return errors.New("needs root or CAP_NET_RAW for raw sockets and packet capture (run as root, or setcap cap_net_raw+ep on the binary)")
+	case errors.Is(err, probe.ErrAgentRejected):
+		return fmt.Errorf("the agent refused us: wrong key, clocks more than %s apart, or not an ipsecpath agent", probe.ClockWindow)
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), "\n", " "))
+}
+
+// progressPrinter turns check progress into a status line when something changed, at most
+// twice a second (and, via progress, only once the run took over a second).
+func progressPrinter(p *progress) func(probe.CheckProgress) {
+	var last probe.CheckProgress
+	var at time.Time
+	return func(cp probe.CheckProgress) {
+		if cp == last || (cp.Phase == last.Phase && time.Since(at) < 500*time.Millisecond) {
+			return
+		}
+		last, at = cp, time.Now()
+		switch cp.Phase {
+		case "reverse-udp":
+			p.Printf("agent sends reverse UDP 500/4500 probes first")
+		case "done":
+			p.Printf("%d/%d probes answered; done", cp.Decided, cp.Total)
+		default:
+			p.Printf("%s: %d/%d probes answered", cp.Phase, cp.Decided, cp.Total)
+		}
+	}
+}

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/testlab"
+)
+
+func checkCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	code = run(ctx, append([]string{"check"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// oneLine checks the contract for environment errors: exit 2, nothing on stdout, exactly
+// one line on stderr holding want.
+func oneLine(t *testing.T, code int, stdout, stderr, want string) {
+	t.Helper()
+	if code != exitUsage {
+		t.Errorf("exit %d, want %d; stderr %q", code, exitUsage, stderr)
+	}
+	if stdout != "" {
+		t.Errorf("stdout %q, want nothing", stdout)
+	}
+	if strings.Count(stderr, "\n") != 1 || !strings.HasSuffix(stderr, "\n") {
+		t.Errorf("stderr is not one line: %q", stderr)
+	}
+	if !strings.Contains(stderr, want) {
+		t.Errorf("stderr %q lacks %q", stderr, want)
+	}
+}
+
+// TestCheckBadInput: every usage mistake is refused before a packet leaves.
+func TestCheckBadInput(t *testing.T) {
+	dir := t.TempDir()
+	key := writeKey(t, dir, "key", bytes.Repeat([]byte{7}, 32), 0o600)
+	open := writeKey(t, dir, "open", bytes.Repeat([]byte{7}, 32), 0o644)
+	short := writeKey(t, dir, "short", []byte("short"), 0o600)
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no target", nil, "want one TARGET"},
+		{"two targets", []string{"192.0.2.1", "192.0.2.2"}, "want one TARGET"},
+		{"bad address", []string{"203.0.113.300"}, `"203.0.113.300" is not an IPv4 address`},
+		{"hostname", []string{"gateway.example"}, "is not an IPv4 address"},
+		{"multicast", []string{"224.0.0.5"}, "multicast address refused"},
+		{"broadcast", []string{"255.255.255.255"}, "broadcast address refused"},
+		{"unspecified", []string{"0.0.0.0"}, "unspecified address"},
+		{"ipv6", []string{"2001:db8::1"}, "only IPv4 targets"},
+		{"unknown probe", []string{"192.0.2.1", "--probes", "ike,gre"}, `unknown probe "gre"`},
+		{"bad tcp port", []string{"192.0.2.1", "--tcp", "445,70000"}, `bad TCP port "70000"`},
+		{"bad timeout", []string{"192.0.2.1", "--timeout", "-1s"}, "--timeout"},
+		{"huge timeout", []string{"192.0.2.1", "--timeout", "1h"}, "--timeout"},
+		{"bad pace", []string{"192.0.2.1", "--pace", "0"}, "--pace"},
+		{"bad flag", []string{"192.0.2.1", "--frobnicate"}, "unknown flag"},
+		{"bad format", []string{"192.0.2.1", "--format", "yaml"}, "unknown format"},
+		{"agent without key", []string{"192.0.2.1", "--agent", "192.0.2.1:7500"}, "--agent needs --key-file"},
+		{"key without agent", []string{"192.0.2.1", "--key-file", key}, "--key-file without --agent"},
+		{"missing key file", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", filepath.Join(dir, "nope")}, "no such file"},
+		{"world-readable key", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", open}, "chmod 600"},
+		{"short key", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", short}, "need at least 16"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errs := checkCLI(t, c.args...)
+			oneLine(t, code, out, errs, c.want)
+		})
+	}
+}
+
+func TestCheckHelp(t *testing.T) {
+	code, out, _ := checkCLI(t, "--help")
+	if code != exitOK {
+		t.Fatalf("exit %d", code)
+	}
+	for _, w := range []string{"How to read the verdicts", "frag-dropped", "partial", "blocked", "--agent", "Exit status"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("help lacks %q", w)
+		}
+	}
+	if i := strings.LastIndex(out, "Examples:"); i < 0 || strings.Contains(out[i:], "Flags:") {
+		t.Errorf("help does not end with examples:\n%s", out)
+	}
+}
+
+// fakeCapturer and fakeSender let an agent run on loopback without raw sockets: enough to
+// test the control channel's failure modes from the CLI.
+type fakeCapturer struct{}
+
+func (fakeCapturer) Capture(netip.Addr) (probe.PacketSource, error) { return fakeSource{}, nil }
+
+type fakeSource struct{}
+
+func (fakeSource) Drain(dst []probe.Seen) ([]probe.Seen, int) { return dst, 0 }
+func (fakeSource) Close() error                               { return nil }
+
+type fakeSender struct{}
+
+func (fakeSender) SendProbe(context.Context, netip.Addr, netip.Addr, probe.ReverseProbe) (int, int, error) {
+	return 1, 100, nil
+}
+func (fakeSender) Close() error { return nil }
+
+// TestCheckAgentFailures: an agent that is not there, and one that does not know our key,
+// each give one line and exit 2, before any probe is sent (no root needed).
+func TestCheckAgentFailures(t *testing.T) {
+	dir := t.TempDir()
+	key := writeKey(t, dir, "key", bytes.Repeat([]byte{7}, 32), 0o600)
+	resp, err := probe.NewResponder(probe.ResponderConfig{Key: bytes.Repeat([]byte{8}, 32), Capture: fakeCapturer{}, Sender: fakeSender{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); resp.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done; resp.Close() })
+
+	// A port nobody listens on: take one and close it.
+	l2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l2.Addr().String()
+	l2.Close()
+
+	t.Run("unreachable", func(t *testing.T) {
+		code, out, errs := checkCLI(t, "127.0.0.1", "--agent", closed, "--key-file", key)
+		oneLine(t, code, out, errs, "connection refused")
+	})
+	t.Run("wrong key", func(t *testing.T) {
+		code, out, errs := checkCLI(t, "127.0.0.1", "--agent", ln.Addr().String(), "--key-file", key)
+		oneLine(t, code, out, errs, "the agent refused us: wrong key")
+	})
+}
+
+// TestCheckNotPrivileged runs check as user nobody: no raw socket, one line, exit 2.
+func TestCheckNotPrivileged(t *testing.T) {
+	testlab.RequireRoot(t) // to become nobody
+	dir, err := os.MkdirTemp("", "ipt-check-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "ipsecpath.test")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	const nobody = 65534
+	cmd := helperCmd(t, bin, "check", "127.0.0.1", "--probes", "esp")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	cmd.Dir = dir
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitUsage {
+		t.Fatalf("as nobody: %v, want exit 2; stderr %q", err, stderr.String())
+	}
+	if got := stderr.String(); got != "ipsecpath check: needs root or CAP_NET_RAW for raw sockets and packet capture (run as root, or setcap cap_net_raw+ep on the binary)\n" {
+		t.Fatalf("stderr %q", got)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout %q", stdout.String())
+	}
+}
