@@ -303,10 +303,15 @@ type session struct {
 	id      string
 	peer    netip.AddrPort // the initiator, as seen on the TCP connection
 	local   netip.AddrPort // the agent's end of it
-	src     PacketSource   // running capture, or nil
 	started time.Time
-	seen    []Seen
-	lost    int
+
+	mu      sync.Mutex   // guards src, seen, lost, other: the collector goroutine shares them
+	src     PacketSource // running capture, or nil
+	seen    []Seen       // probe packets kept, in arrival order
+	lost    int          // packets lost to full buffers
+	other   int          // packets from the initiator that belong to no probe (not kept)
+	collect func()       // stops the collector and waits for it; nil when not running
+
 	// counters for the log line
 	requests, reversePackets int
 	opened                   time.Time
@@ -390,9 +395,9 @@ func (r *Responder) serveConn(ctx context.Context, ac *agentConn) {
 		r.noteReject()
 		return
 	}
-	s.drain()
-	r.logf("session %s from %s: %d requests, %d packets observed (%d lost), %d reverse packets sent, %s, ended: %s",
-		s.id, s.peer, s.requests, len(s.seen), s.lost, s.reversePackets, r.now().Sub(s.opened).Round(time.Millisecond), end)
+	s.stopCapture()
+	r.logf("session %s from %s: %d requests, %d probe packets observed (%d lost, %d other packets ignored), %d reverse packets sent, %s, ended: %s",
+		s.id, s.peer, s.requests, len(s.seen), s.lost, s.other, s.reversePackets, r.now().Sub(s.opened).Round(time.Millisecond), end)
 }
 
 // describeEnd turns a read error into the reason a session ended.
@@ -437,16 +442,12 @@ func (s *session) handle(ctx context.Context, f *frame) (msgType, any) {
 		if capt == nil {
 			return fail("this agent cannot capture")
 		}
-		if s.src != nil {
-			s.src.Close()
-			s.src = nil
-		}
-		s.seen, s.lost = s.seen[:0], 0
+		s.stopCapture()
 		src, err := capt.Capture(s.peer.Addr())
 		if err != nil {
 			return fail("start capture from %s: %v", s.peer.Addr(), err)
 		}
-		s.src, s.started = src, s.r.now()
+		s.startCapture(src)
 		return reply, observeReply{Peer: s.peer.Addr().String(), Started: s.started}
 	case msgReport:
 		var q reportReq
@@ -466,21 +467,66 @@ func (s *session) handle(ctx context.Context, f *frame) (msgType, any) {
 		}
 		return reply, sendReverseReply{Results: res}
 	case msgStop:
-		s.drain()
-		if s.src != nil {
-			s.src.Close()
-			s.src = nil
-		}
+		s.stopCapture()
 		return reply, struct{}{}
 	}
 	return fail("unknown request %s", f.Type)
 }
 
+// collectInterval is how often a session moves packets from its capture ring into its
+// list of probe packets: the ring (DefaultObserverCapacity) holds 8192 packets, enough
+// for 800k packets/s of background traffic from the initiator between two runs.
+const collectInterval = 10 * time.Millisecond
+
+// startCapture makes src the session's capture and starts the collector, which drains it
+// every collectInterval, so that background traffic from the initiator (a busy gateway's
+// tunnel) cannot push probe packets out of the capture ring between two reports.
+func (s *session) startCapture(src PacketSource) {
+	s.mu.Lock()
+	s.src, s.started = src, s.r.now()
+	s.seen, s.lost, s.other = s.seen[:0], 0, 0
+	s.mu.Unlock()
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(collectInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				s.drain()
+			}
+		}
+	}()
+	s.collect = func() { close(stop); <-done }
+}
+
+// stopCapture stops the collector, collects what is left and closes the capture. The
+// packets kept stay readable.
+func (s *session) stopCapture() {
+	if s.collect != nil {
+		s.collect()
+		s.collect = nil
+	}
+	s.drain()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.src != nil {
+		s.src.Close()
+		s.src = nil
+	}
+}
+
 // drain moves what the capture holds into the session, keeping at most MaxSessionSeen
-// packets: what came from the initiator, minus the control connection itself, and ICMP
-// errors from routers (the capture keeps only those quoting a packet sent to the
-// initiator: answers to our reverse probes, e.g. admin-prohibited).
+// packets: probe packets (first fragments with a probe's marker, every non-first
+// fragment) from the initiator, minus the control connection itself, and ICMP errors
+// quoting a probe (the capture passes only errors about packets sent to the initiator:
+// answers to reverse probes, e.g. a router's admin-prohibited). Other packets are counted.
 func (s *session) drain() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.src == nil {
 		return
 	}
@@ -490,7 +536,8 @@ func (s *session) drain() {
 	s.lost += lost
 	kept := s.seen[:start]
 	for _, p := range s.seen[start:] {
-		if (p.Src != s.peer.Addr() && !isICMPError(&p)) || s.isControl(&p) {
+		if (p.Src != s.peer.Addr() && !isICMPError(&p)) || s.isControl(&p) || !isProbePacket(&p) {
+			s.other++
 			continue
 		}
 		if len(p.Head) > HeadLen {
@@ -504,6 +551,17 @@ func (s *session) drain() {
 	}
 	clear(s.seen[len(kept):])
 	s.seen = kept
+}
+
+// isProbePacket reports whether p may belong to a probe: a non-first fragment (its first
+// fragment may be lost: partial), or a first fragment that carries a probe's marker, answers
+// a probe or is an ICMP error quoting one.
+func isProbePacket(p *Seen) bool {
+	if p.Offset > 0 {
+		return true
+	}
+	_, ok := ClassifyHead(p.Proto, p.Head)
+	return ok
 }
 
 // isICMPError reports whether p is an ICMP destination unreachable, time exceeded or
@@ -525,7 +583,9 @@ func (s *session) isControl(p *Seen) bool {
 
 // page returns the packets after q.After, as many as fit in one reply.
 func (s *session) page(q reportReq) reportReply {
-	rep := reportReply{Lost: s.lost, Observing: s.src != nil, Next: uint64(len(s.seen))}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rep := reportReply{Lost: s.lost, Other: s.other, Observing: s.src != nil, Next: uint64(len(s.seen))}
 	if q.After >= uint64(len(s.seen)) {
 		rep.Seen = []Seen{}
 		return rep
@@ -599,12 +659,7 @@ func (s *session) sendReverse(ctx context.Context, q sendReverseReq) ([]ReverseR
 }
 
 // close ends the session's capture.
-func (s *session) close() {
-	if s.src != nil {
-		s.src.Close()
-		s.src = nil
-	}
-}
+func (s *session) close() { s.stopCapture() }
 
 func (r *Responder) capturer() Capturer {
 	if r.cfg.Capture != nil {

@@ -73,6 +73,7 @@ type AgentHello struct {
 type AgentReport struct {
 	Seen      []Seen // every packet and fragment, in arrival order (the agent keeps at most MaxSessionSeen)
 	Lost      int    // packets captured but not kept because the agent's buffers were full
+	Other     int    // packets from us that belong to no probe (other traffic), counted, not kept
 	Observing bool   // the capture is running
 }
 
@@ -154,6 +155,7 @@ func (a *AgentClient) StartObserving(ctx context.Context) error {
 // slice is the caller's.
 func (a *AgentClient) Report(ctx context.Context) (*AgentReport, error) {
 	var observing bool
+	var other int
 	for {
 		a.mu.Lock()
 		after := a.next
@@ -170,14 +172,14 @@ func (a *AgentClient) Report(ctx context.Context) (*AgentReport, error) {
 		a.seen = append(a.seen, r.Seen[:min(room, len(r.Seen))]...)
 		a.next, a.lost = r.Next, r.Lost
 		a.mu.Unlock()
-		observing = r.Observing
+		observing, other = r.Observing, r.Other
 		if !r.More || len(r.Seen) == 0 {
 			break
 		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return &AgentReport{Seen: append([]Seen(nil), a.seen...), Lost: a.lost, Observing: observing}, nil
+	return &AgentReport{Seen: append([]Seen(nil), a.seen...), Lost: a.lost, Other: other, Observing: observing}, nil
 }
 
 // SendReverse asks the agent to send probes toward us, paced at pace packets per second

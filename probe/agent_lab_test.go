@@ -280,9 +280,11 @@ func TestAgentLab(t *testing.T) {
 	})
 }
 
-// TestAgentLabCaptureFlood floods the agent's capture with unsolicited packets from the
-// authenticated initiator: the agent keeps a bounded number, counts the rest as lost,
-// its memory stays bounded, and it still serves a new session afterwards.
+// TestAgentLabCaptureFlood floods the agent's capture with packets from the authenticated
+// initiator. Background traffic that is no probe (ESP without a probe marker, as a busy
+// tunnel sends) is counted and not kept, and probes sent in the middle of it are still
+// reported with every fragment. A flood of probe packets fills the session's bounded list
+// and the rest is counted as lost. Memory stays bounded and the agent serves a new session.
 func TestAgentLabCaptureFlood(t *testing.T) {
 	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
 	ini, rsp := l.Addr("ini"), l.Addr("rsp")
@@ -311,29 +313,73 @@ func TestAgentLabCaptureFlood(t *testing.T) {
 		return m
 	}
 	before := settle()
-	const flood = 30000 // well over the capture ring (DefaultObserverCapacity) and MaxSessionSeen
-	var pk Packets
-	nonces, err := NewNonces(1)
+	const flood = 30000 // several times the capture ring (DefaultObserverCapacity) and MaxSessionSeen
+	nonces, err := NewNonces(4)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Junk: an ESP packet whose marker is wiped, i.e. ordinary ESP traffic.
+	var pk Packets
 	if err := Build(ESP, BuildParams{Src: ini, Dst: rsp, Nonce: nonces[0]}, &pk); err != nil {
 		t.Fatal(err)
 	}
+	junk := append([]byte(nil), pk.Wire[0]...)
+	clear(junk[20+8 : 20+8+MarkerLen])
+	// Probes sent in the middle of the junk.
+	probeIDs := []ID{ESPFrag, AHFrag, ICMPLarge}
+	var sent []sentProbe
 	start := time.Now()
-	for range flood {
-		if err := snd.Send(ctx, &pk); err != nil {
+	for i := range flood {
+		if i == flood/2 {
+			for k, id := range probeIDs {
+				if err := Build(id, BuildParams{Src: ini, Dst: rsp, Nonce: nonces[1+k]}, &pk); err != nil {
+					t.Fatal(err)
+				}
+				sp := sentProbe{id: id, nonce: pk.Nonce, ipid: pk.IPID, proto: pk.Proto}
+				for _, f := range pk.Frags {
+					sp.frags = append(sp.frags, f.Offset)
+				}
+				sent = append(sent, sp)
+				if err := snd.Send(ctx, &pk); err != nil {
+					t.Fatalf("send %s: %v", id, err)
+				}
+			}
+		}
+		if err := snd.WritePacket(ctx, junk); err != nil {
 			t.Fatalf("flood: %v", err)
 		}
 	}
-	t.Logf("sent %d ESP packets in %v", flood, time.Since(start).Round(time.Millisecond))
-	time.Sleep(200 * time.Millisecond)
-	rep, err := c.Report(ctx)
-	if err != nil {
-		t.Fatalf("Report after flood: %v", err)
+	t.Logf("sent %d junk ESP packets and %d probes in %v", flood, len(sent), time.Since(start).Round(time.Millisecond))
+	var rep *AgentReport
+	var missing []string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if rep, err = c.Report(ctx); err != nil {
+			t.Fatalf("Report: %v", err)
+		}
+		got := offsetsSeen(rep.Seen, ini)
+		missing = missing[:0]
+		for _, p := range sent {
+			if o := got[[2]int{int(p.ipid), int(p.proto)}]; !sameInts(o, p.frags) {
+				missing = append(missing, fmt.Sprintf("%s: offsets %v, want %v", p, o, p.frags))
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
 	}
-	// A second flood after the first report: the session buffer is capped too.
-	for range flood {
+	t.Logf("junk flood: agent kept %d packets, ignored %d other, lost %d", len(rep.Seen), rep.Other, rep.Lost)
+	if len(missing) > 0 {
+		t.Fatalf("probes sent amid the flood not reported:\n%s", strings.Join(missing, "\n"))
+	}
+	if rep.Other+rep.Lost < flood/2 {
+		t.Fatalf("%d junk packets sent, agent counted %d other and %d lost", flood, rep.Other, rep.Lost)
+	}
+
+	// A flood of probe packets (one ESP probe, repeated): the session list is capped.
+	if err := Build(ESP, BuildParams{Src: ini, Dst: rsp, Nonce: nonces[0]}, &pk); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 * flood {
 		if err := snd.Send(ctx, &pk); err != nil {
 			t.Fatalf("flood: %v", err)
 		}
@@ -341,21 +387,21 @@ func TestAgentLabCaptureFlood(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	rep2, err := c.Report(ctx)
 	if err != nil {
-		t.Fatalf("Report after second flood: %v", err)
+		t.Fatalf("Report after the probe flood: %v", err)
 	}
 	after := settle()
-	t.Logf("agent kept %d then %d packets, %d then %d lost; heap in use %d KiB → %d KiB",
-		len(rep.Seen), len(rep2.Seen), rep.Lost, rep2.Lost, before.HeapInuse>>10, after.HeapInuse>>10)
-	if len(rep2.Seen) > MaxSessionSeen || len(rep.Seen) > DefaultObserverCapacity {
-		t.Fatalf("agent kept %d/%d packets: not bounded", len(rep.Seen), len(rep2.Seen))
+	t.Logf("probe flood: agent kept %d packets, lost %d; heap in use %d KiB before the floods, %d KiB after",
+		len(rep2.Seen), rep2.Lost, before.HeapInuse>>10, after.HeapInuse>>10)
+	if len(rep2.Seen) > MaxSessionSeen {
+		t.Fatalf("agent kept %d packets, more than MaxSessionSeen", len(rep2.Seen))
 	}
 	if rep2.Lost == 0 {
-		t.Fatalf("kept %d of %d packets and lost none: losses not counted", len(rep2.Seen), 2*flood)
+		t.Fatalf("kept %d of %d probe packets and lost none: losses not counted", len(rep2.Seen), 2*flood)
 	}
-	// Everything held in memory: the agent's capture ring, its session copy and the
-	// client's copy of ≤ MaxSessionSeen packets each (a few MB), not the 60000 packets.
+	// Held in memory: the capture ring, the session's list and the client's copies of
+	// ≤ MaxSessionSeen packets each (a few MB), not the 90000 packets sent.
 	if grow := int64(after.HeapInuse) - int64(before.HeapInuse); grow > 16<<20 {
-		t.Fatalf("heap grew by %d MiB during the flood", grow>>20)
+		t.Fatalf("heap grew by %d MiB during the floods", grow>>20)
 	}
 	if err := c.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v", err)

@@ -165,18 +165,55 @@ func dial(t testing.TB, addr string, key []byte) *AgentClient {
 	return c
 }
 
+// seenOf turns wire packets into what a capture records of them.
+func seenOf(t testing.TB, wire ...[]byte) []Seen {
+	t.Helper()
+	var out []Seen
+	for _, w := range wire {
+		var h IPv4Header
+		if err := h.DecodeFromBytes(w); err != nil {
+			t.Fatal(err)
+		}
+		s := Seen{Src: h.Src, Dst: h.Dst, Proto: h.Proto, IPID: h.ID, Offset: h.Offset, More: h.MF, DF: h.DF, TTL: h.TTL, TotalLen: h.TotalLen}
+		if h.Offset == 0 {
+			s.Head = append([]byte(nil), h.Payload...) // longer than HeadLen: the agent cuts it
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// buildSeen builds probe id from src to dst and returns what a capture records of it.
+func buildSeen(t testing.TB, id ID, src, dst netip.Addr, nonce uint32) []Seen {
+	t.Helper()
+	var pk Packets
+	if err := Build(id, BuildParams{Src: src, Dst: dst, Nonce: nonce}, &pk); err != nil {
+		t.Fatal(err)
+	}
+	return seenOf(t, pk.Wire...)
+}
+
 func TestAgentGoodSession(t *testing.T) {
 	fx := startAgent(t, nil)
 	lo := netip.MustParseAddr("127.0.0.1")
+	router := netip.MustParseAddr("192.0.2.66")
 	fx.capt.packets = func(peer netip.Addr) []Seen {
-		return []Seen{
-			{Src: peer, Dst: lo, Proto: 50, IPID: 7, TotalLen: 1500, More: true, Head: []byte{0, 0, 0, 1, 0, 0, 0, 2}},
-			{Src: peer, Dst: lo, Proto: 50, IPID: 7, Offset: 1480, TotalLen: 600},
-			{Src: netip.MustParseAddr("192.0.2.99"), Dst: lo, Proto: 50},                           // not from the initiator: dropped
-			{Src: netip.MustParseAddr("192.0.2.99"), Dst: lo, Proto: 1, Head: []byte{8, 0, 0, 0}},  // echo from elsewhere: dropped
-			{Src: netip.MustParseAddr("192.0.2.66"), Dst: lo, Proto: 1, Head: []byte{3, 13, 0, 0}}, // a router's admin-prohibited: kept
-			{Src: peer, Dst: lo, Proto: 6, Head: bytes.Repeat([]byte{0xee}, 100)},
+		var s []Seen
+		s = append(s, buildSeen(t, ESPFrag, peer, lo, 0x01020304)...) // 3 fragments: kept
+		s = append(s, buildSeen(t, AH, peer, lo, 0x01020305)...)      // kept
+		// A router's admin-prohibited quoting a reverse probe sent to the peer: kept.
+		var pk Packets
+		if err := Build(ESP, BuildParams{Src: lo, Dst: peer, Nonce: 0x01020306}, &pk); err != nil {
+			t.Fatal(err)
 		}
+		quoted := append([]byte{3, 13, 0, 0, 0, 0, 0, 0}, pk.Wire[0][:28]...) // IP header + 8 bytes
+		s = append(s, Seen{Src: router, Dst: lo, Proto: 1, Head: quoted})
+		// Not kept: not from the initiator; echo from elsewhere; the initiator's other traffic.
+		s = append(s, Seen{Src: netip.MustParseAddr("192.0.2.99"), Dst: lo, Proto: 50, Head: make([]byte, 40)})
+		s = append(s, Seen{Src: netip.MustParseAddr("192.0.2.99"), Dst: lo, Proto: 1, Head: []byte{8, 0, 0, 0, 0, 0, 0, 0}})
+		s = append(s, Seen{Src: peer, Dst: lo, Proto: 50, Head: bytes.Repeat([]byte{0xee}, 100)})
+		s = append(s, Seen{Src: peer, Dst: lo, Proto: 17, Head: []byte{0x11, 0x94, 0x11, 0x94, 0, 40, 0, 0, 0xde, 0xad, 0xbe, 0xef}})
+		return s
 	}
 	ctx := context.Background()
 	c := dial(t, fx.addr, testKey)
@@ -200,11 +237,17 @@ func TestAgentGoodSession(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Report: %v", err)
 	}
-	if len(rep.Seen) != 4 || !rep.Observing {
-		t.Fatalf("Report: %d packets (observing %v), want 3 from the initiator and 1 ICMP error: %+v", len(rep.Seen), rep.Observing, rep.Seen)
+	if len(rep.Seen) != 5 || rep.Other != 4 || !rep.Observing {
+		t.Fatalf("Report: %d packets, %d other (observing %v), want 4 probe packets from the initiator, 1 ICMP error, 4 other: %+v",
+			len(rep.Seen), rep.Other, rep.Observing, rep.Seen)
 	}
-	if rep.Seen[1].Offset != 1480 || rep.Seen[2].Head[1] != 13 || len(rep.Seen[3].Head) != HeadLen {
+	if rep.Seen[1].Offset == 0 || rep.Seen[2].Offset == 0 || rep.Seen[4].Head[1] != 13 || len(rep.Seen[0].Head) != HeadLen {
 		t.Fatalf("Report lost fields or kept an oversized head: %+v", rep.Seen)
+	}
+	for i, want := range []uint32{0x01020304, 0x01020305} {
+		if m, ok := Classify(&rep.Seen[3*i]); !ok || m.Nonce != want {
+			t.Fatalf("packet %d classified %+v, %v; want nonce %#x", 3*i, m, ok, want)
+		}
 	}
 	res, err := c.SendReverse(ctx, []ReverseProbe{{ID: ESP, Nonce: 11}, {ID: ESPFrag, Nonce: 12, Size: 3000}, {ID: "bogus", Nonce: 13}}, 0)
 	if err != nil {
@@ -225,7 +268,7 @@ func TestAgentGoodSession(t *testing.T) {
 	}
 	waitFor(t, "capture closed", func() bool { return fx.capt.openCount() == 0 })
 	waitFor(t, "session log line", func() bool { return len(fx.log.get()) == 1 })
-	if l := fx.log.get()[0]; !strings.Contains(l, "from 127.0.0.1:") || !strings.Contains(l, "5 requests") || !strings.Contains(l, "ended: stop") || !strings.Contains(l, "4 reverse packets") {
+	if l := fx.log.get()[0]; !strings.Contains(l, "from 127.0.0.1:") || !strings.Contains(l, "5 requests, 5 probe packets observed (0 lost, 4 other packets ignored), 4 reverse packets sent") || !strings.Contains(l, "ended: stop") {
 		t.Fatalf("log line %q", l)
 	}
 	if _, err := c.Hello(ctx); err == nil {
@@ -240,7 +283,8 @@ func TestAgentReportPages(t *testing.T) {
 	fx.capt.packets = func(peer netip.Addr) []Seen {
 		s := make([]Seen, n)
 		for i := range s {
-			s[i] = Seen{At: time.Now(), Src: peer, Dst: peer, Proto: 50, IPID: uint16(i), TotalLen: 1500, Head: bytes.Repeat([]byte{byte(i)}, HeadLen)}
+			// Non-first fragments: kept whatever they hold.
+			s[i] = Seen{At: time.Now(), Src: peer, Dst: peer, Proto: 50, IPID: uint16(i), Offset: 1480, TotalLen: 1500}
 		}
 		return s
 	}

@@ -314,6 +314,7 @@ type reportReply struct {
 	Next      uint64 `json:"next"`      // cursor for the next request
 	More      bool   `json:"more"`      // more packets are waiting after Next
 	Lost      int    `json:"lost"`      // packets captured but not kept: the agent's buffer was full
+	Other     int    `json:"other"`     // packets from the initiator that belong to no probe (not kept)
 	Observing bool   `json:"observing"` // the capture is running
 }
 

@@ -254,7 +254,7 @@ func TestResponderServesAndStops(t *testing.T) {
 		t.Fatalf("Stop: %v", err)
 	}
 	l := next("session " + h.Session + " from 127.0.0.1:")
-	if !strings.Contains(l, "4 requests, 0 packets observed (0 lost)") || !strings.Contains(l, "ended: stop") {
+	if !strings.Contains(l, "4 requests, 0 probe packets observed (0 lost") || !strings.Contains(l, "ended: stop") {
 		t.Fatalf("session line %q", l)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
