@@ -100,7 +100,7 @@ func TestCorrelator(t *testing.T) {
 	if err := Build(AHFrag, params(AHFrag), &out); err != nil {
 		t.Fatal(err)
 	}
-	seen := seenOf(t, out.Wire)
+	seen := wireSeen(t, out.Wire)
 	c := NewCorrelator()
 	// Without Expect, a later fragment maps once its first fragment was seen.
 	if _, ok := c.Match(&seen[1]); ok {
@@ -139,7 +139,7 @@ func TestCorrelator(t *testing.T) {
 	}
 }
 
-func seenOf(t *testing.T, pkts [][]byte) []Seen {
+func wireSeen(t *testing.T, pkts [][]byte) []Seen {
 	t.Helper()
 	var out []Seen
 	for _, p := range pkts {

@@ -184,10 +184,12 @@ func (o *Observer) copyRange(first uint64, keep func(*Seen) bool) []Seen {
 
 // Stats returns the Observer's counters, with the kernel's drops added up.
 func (o *Observer) Stats() ObserverStats {
-	if ks, err := o.c.Stats(); err == nil {
-		o.mu.Lock()
-		o.stats.KernelDrops += uint64(ks.Drops)
-		o.mu.Unlock()
+	if o.c != nil {
+		if ks, err := o.c.Stats(); err == nil {
+			o.mu.Lock()
+			o.stats.KernelDrops += uint64(ks.Drops)
+			o.mu.Unlock()
+		}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()

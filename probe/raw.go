@@ -189,13 +189,14 @@ func sendError(dst netip.Addr, n int, err error) error {
 	return op
 }
 
-// pacer is a token bucket per destination (GCRA form): the virtual clock advances by one
-// interval per packet, and may lag the real clock by at most burst intervals.
+// pacer is a token bucket per destination in GCRA form: tat is the theoretical arrival
+// time of the next packet; each packet moves it one interval on, and a reservation may go
+// once tat is at most burst intervals ahead of now.
 type pacer struct {
 	mu       sync.Mutex
 	interval time.Duration
 	burst    int
-	vclock   time.Time
+	tat      time.Time
 }
 
 func (s *Sender) pacerFor(dst netip.Addr) *pacer {
@@ -212,16 +213,15 @@ func (s *Sender) pacerFor(dst netip.Addr) *pacer {
 	return p
 }
 
-// reserve books n packets and returns when they may go.
+// reserve books n packets and returns when they may go (back to back).
 func (p *pacer) reserve(now time.Time, n int) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	slack := time.Duration(p.burst) * p.interval
-	if floor := now.Add(-slack); p.vclock.Before(floor) {
-		p.vclock = floor
+	if p.tat.Before(now) {
+		p.tat = now
 	}
-	p.vclock = p.vclock.Add(time.Duration(n) * p.interval)
-	return p.vclock.Add(-slack)
+	p.tat = p.tat.Add(time.Duration(n) * p.interval)
+	return p.tat.Add(-time.Duration(p.burst) * p.interval)
 }
 
 func (s *Sender) pace(ctx context.Context, dst netip.Addr, n int) error {

@@ -1,0 +1,340 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/testlab"
+)
+
+// wireRun is one round of probes sent from ini to rsp in a lab, with what each end saw.
+type wireRun struct {
+	lab      *testlab.Lab
+	ini, rsp netip.Addr
+	sent     map[uint32]*Packets // by nonce
+	atRsp    []Seen              // rsp's Observer (peer ini)
+	atIni    []Seen              // ini's Observer (peer rsp): answers and ICMP errors
+	corr     *Correlator
+}
+
+// wireSettle is how long the test waits after the last send for stragglers.
+const wireSettle = 700 * time.Millisecond
+
+// runWire brings up a lab with profile, silences nothing, sends every probe in ids from ini
+// to rsp and collects what both ends captured. Each class is built with its defaults and a
+// fresh nonce; mod may change the parameters.
+func runWire(t *testing.T, profile string, ids []ID, mod func(ID, *BuildParams)) *wireRun {
+	t.Helper()
+	lab := testlab.ForTest(t, testlab.Spec{Profile: profile, NoGateways: true})
+	r := &wireRun{lab: lab, ini: lab.Addr("ini"), rsp: lab.Addr("rsp"), sent: map[uint32]*Packets{}, corr: NewCorrelator()}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// The kernel rate-limits ICMP errors per destination (a burst of 6): lift that in rsp so
+	// every probe that nobody listens for gets its "unreachable".
+	if out, err := lab.Exec(ctx, "rsp", "sysctl", "-qw", "net.ipv4.icmp_ratelimit=0"); err != nil {
+		t.Fatalf("sysctl: %v: %s", err, out)
+	}
+	var obsR, obsI *Observer
+	var snd *Sender
+	if err := lab.Do("rsp", func() (err error) {
+		obsR, err = Observe(ctx, ObserverConfig{Peer: r.ini})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { obsR.Close() })
+	if err := lab.Do("ini", func() (err error) {
+		if obsI, err = Observe(ctx, ObserverConfig{Peer: r.rsp}); err != nil {
+			return err
+		}
+		snd, err = OpenSender(SenderConfig{Rate: 1000, Burst: 8})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { obsI.Close(); snd.Close() })
+
+	nonces, err := NewNonces(len(ids))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		p := BuildParams{Src: r.ini, Dst: r.rsp, Nonce: nonces[i]}
+		if mod != nil {
+			mod(id, &p)
+		}
+		pk := new(Packets)
+		if err := Build(id, p, pk); err != nil {
+			t.Fatal(err)
+		}
+		r.sent[p.Nonce] = pk
+		r.corr.Expect(pk)
+		if err := snd.Send(ctx, pk); err != nil {
+			t.Fatalf("send %s: %v", id, err)
+		}
+	}
+	time.Sleep(wireSettle)
+	r.atRsp, r.atIni = obsR.Drain(), obsI.Drain()
+	if st := obsR.Stats(); st.Overwritten != 0 || st.KernelDrops != 0 {
+		t.Errorf("rsp observer lost packets: %+v", st)
+	}
+	return r
+}
+
+// arrived returns, per nonce, the fragments rsp saw of that probe, mapped by the Correlator.
+func (r *wireRun) arrived(t *testing.T) map[uint32][]report.Fragment {
+	t.Helper()
+	got := map[uint32][]report.Fragment{}
+	for i := range r.atRsp {
+		s := &r.atRsp[i]
+		m, ok := r.corr.Match(s)
+		if !ok || m.Kind != KindProbe {
+			continue
+		}
+		p := r.sent[m.Nonce]
+		if p == nil || p.ID != m.ID {
+			t.Errorf("rsp saw %+v mapped to %+v: not a probe we sent", s, m)
+			continue
+		}
+		if s.TTL != DefaultTTL-2 { // r1 and r2 each take one
+			t.Errorf("%s fragment at %d arrived with TTL %d, want %d", m.ID, s.Offset, s.TTL, DefaultTTL-2)
+		}
+		got[m.Nonce] = append(got[m.Nonce], report.Fragment{Offset: s.Offset, Length: s.TotalLen - ipv4MinHeader, More: s.More, DF: s.DF})
+	}
+	return got
+}
+
+// answers returns, per nonce, what came back to ini: replies and ICMP errors.
+func (r *wireRun) answers(t *testing.T) map[uint32][]Seen {
+	t.Helper()
+	got := map[uint32][]Seen{}
+	for i := range r.atIni {
+		s := r.atIni[i]
+		m, ok := r.corr.Match(&s)
+		if !ok || m.Kind == KindProbe {
+			continue
+		}
+		got[m.Nonce] = append(got[m.Nonce], s)
+	}
+	return got
+}
+
+func sameFragments(a, b []report.Fragment) bool {
+	key := func(f report.Fragment) string { return fmt.Sprint(f.Offset, f.Length, f.More, f.DF) }
+	ka, kb := make([]string, len(a)), make([]string, len(b))
+	for i := range a {
+		ka[i] = key(a[i])
+	}
+	for i := range b {
+		kb[i] = key(b[i])
+	}
+	slices.Sort(ka)
+	slices.Sort(kb)
+	return slices.Equal(ka, kb)
+}
+
+// On a clean path every fragment of every class arrives at rsp and maps back to its nonce;
+// and what rsp's kernel answers (ICMP protocol/port unreachable, echo reply, RST) maps back
+// to the probe that caused it.
+func TestWireLabClean(t *testing.T) {
+	t.Parallel()
+	ids := []ID{IKE, IKEFrag, NATT, NATTFrag, ESP, ESPFrag, AH, AHFrag, ICMPLarge, TCP(445), TCP(1792), PMTU}
+	r := runWire(t, "clean", ids, func(id ID, p *BuildParams) {
+		if id == PMTU {
+			p.Size, p.DF = 1500, true
+		}
+		if id == ESPFrag {
+			p.Order = []int{2, 1, 0} // last fragment first: still all seen and mapped
+		}
+	})
+	arr := r.arrived(t)
+	ans := r.answers(t)
+	for nonce, p := range r.sent {
+		if !sameFragments(arr[nonce], p.Frags) {
+			t.Errorf("%s: rsp saw fragments %v, sent %v", p.ID, arr[nonce], p.Frags)
+		}
+		var want string
+		switch p.ID {
+		case ESP, ESPFrag, AH, AHFrag:
+			want = fmt.Sprintf("icmp-error 3/%d from %s", ICMPCodeProtoUnreach, r.rsp)
+		case IKE, IKEFrag, NATT, NATTFrag:
+			want = fmt.Sprintf("icmp-error 3/%d from %s", ICMPCodePortUnreach, r.rsp)
+		case ICMPLarge, PMTU:
+			want = "reply echo from " + r.rsp.String()
+		default:
+			want = "reply rst from " + r.rsp.String()
+		}
+		var got []string
+		for _, s := range ans[nonce] {
+			m, _ := r.corr.Match(&s)
+			switch {
+			case m.Kind == KindICMPError:
+				e, err := ParseICMPError(&s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, fmt.Sprintf("icmp-error %d/%d from %s", e.Type, e.Code, e.From))
+			case m.Kind == KindReply && s.Proto == ProtoICMP:
+				got = append(got, "reply echo from "+s.Src.String())
+			case m.Kind == KindReply && m.TCPFlags&TCPRst != 0:
+				got = append(got, "reply rst from "+s.Src.String())
+			}
+		}
+		if !slices.Contains(got, want) {
+			t.Errorf("%s (nonce %#x): answers %q, want %q", p.ID, nonce, got, want)
+		}
+	}
+	t.Logf("rsp captured %d packets, ini %d answers, for %d probes", len(r.atRsp), len(r.atIni), len(r.sent))
+}
+
+// Non-first fragments dropped by r1: rsp sees only the first fragment of each -frag probe,
+// and it still maps to the probe (a "partial" verdict can name what arrived).
+func TestWireLabNonFirstFragDrop(t *testing.T) {
+	t.Parallel()
+	r := runWire(t, "nonfirst-frag-drop", []ID{ESP, ESPFrag, AHFrag, NATTFrag, ICMPLarge}, nil)
+	arr := r.arrived(t)
+	for nonce, p := range r.sent {
+		want := p.Frags
+		if p.Fragmented() {
+			want = p.Frags[:1]
+		}
+		if !sameFragments(arr[nonce], want) {
+			t.Errorf("%s: rsp saw %v, want %v", p.ID, arr[nonce], want)
+		}
+	}
+}
+
+// r2 rejects AH with ICMP admin-prohibited: the error comes from r2, not from rsp, and
+// maps to the AH probe it quotes, fragmented or not.
+func TestWireLabAHReject(t *testing.T) {
+	t.Parallel()
+	r := runWire(t, "ah-reject", []ID{AH, AHFrag, ESP}, nil)
+	arr := r.arrived(t)
+	ans := r.answers(t)
+	for nonce, p := range r.sent {
+		switch p.ID {
+		case AH, AHFrag:
+			if len(arr[nonce]) != 0 {
+				t.Errorf("%s arrived at rsp through the reject: %v", p.ID, arr[nonce])
+			}
+			var ok bool
+			for _, s := range ans[nonce] {
+				e, err := ParseICMPError(&s)
+				if err == nil && e.AdminProhibited() && e.From != r.rsp {
+					ok = true
+					t.Logf("%s: %s", p.ID, e)
+				}
+			}
+			if !ok {
+				t.Errorf("%s: no admin-prohibited from a router among %d answers", p.ID, len(ans[nonce]))
+			}
+		case ESP:
+			if !sameFragments(arr[nonce], p.Frags) {
+				t.Errorf("esp: rsp saw %v", arr[nonce])
+			}
+		}
+	}
+}
+
+// A DF probe larger than the r1—r2 link gets "fragmentation needed" with the MTU from r1.
+func TestWireLabFragNeeded(t *testing.T) {
+	t.Parallel()
+	r := runWire(t, "mtu1400", []ID{PMTU}, func(_ ID, p *BuildParams) { p.Size, p.DF = 1450, true })
+	ans := r.answers(t)
+	for nonce := range r.sent {
+		var ok bool
+		for _, s := range ans[nonce] {
+			if e, err := ParseICMPError(&s); err == nil && e.FragNeeded() && e.MTU == 1400 {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Errorf("no frag-needed with MTU 1400 among %v", ans[nonce])
+		}
+	}
+}
+
+// Sending allocates nothing per packet, pacing included, and a closed Sender says so.
+func TestWireLabSenderAllocs(t *testing.T) {
+	lab := testlab.ForTest(t, testlab.Spec{NoGateways: true})
+	var snd *Sender
+	if err := lab.Do("ini", func() (err error) {
+		snd, err = OpenSender(SenderConfig{Rate: MaxRate, Burst: 64})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var p Packets
+	if err := Build(ESPFrag, BuildParams{Src: lab.Addr("ini"), Dst: lab.Addr("rsp"), Nonce: tNonce}, &p); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := snd.Send(ctx, &p); err != nil {
+		t.Fatal(err)
+	}
+	n := testing.AllocsPerRun(100, func() {
+		if err := Build(ESPFrag, BuildParams{Src: lab.Addr("ini"), Dst: lab.Addr("rsp"), Nonce: tNonce}, &p); err != nil {
+			t.Fatal(err)
+		}
+		if err := snd.Send(ctx, &p); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 0 {
+		t.Errorf("Build+Send of a 3-fragment probe: %v allocations, want 0", n)
+	}
+	// A packet bigger than the link MTU is refused by the kernel with a clear error.
+	if err := Build(PMTU, BuildParams{Src: lab.Addr("ini"), Dst: lab.Addr("rsp"), Nonce: tNonce, Size: 1600}, &p); err != nil {
+		t.Fatal(err)
+	}
+	if err := snd.Send(ctx, &p); err == nil || !strings.Contains(err.Error(), "MTU") {
+		t.Errorf("1600-byte packet on a 1500 link: %v", err)
+	}
+	snd.Close()
+	if err := snd.Send(ctx, &p); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("send after Close: %v", err)
+	}
+	// A cancelled context ends a pacing wait at once.
+	var slow *Sender
+	if err := lab.Do("ini", func() (err error) { slow, err = OpenSender(SenderConfig{Rate: 1}); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	if err := Build(ESP, BuildParams{Src: lab.Addr("ini"), Dst: lab.Addr("rsp"), Nonce: tNonce}, &p); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < DefaultBurst; i++ { // the burst goes at once
+		if err := slow.Send(ctx, &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := slow.Send(cctx, &p); !errors.Is(err, context.Canceled) {
+		t.Errorf("send with a cancelled context: %v", err)
+	}
+}
+
+// Without CAP_NET_RAW, opening a sender or a capture fails with os.ErrPermission and says
+// what is needed.
+func TestWireNeedsRaw(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("running as root: see TestWireNeedsRaw in a non-root run (the check job runs it unprivileged)")
+	}
+	_, err := OpenSender(SenderConfig{})
+	if !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "CAP_NET_RAW") {
+		t.Errorf("OpenSender: %v", err)
+	}
+	t.Logf("OpenSender: %v", err)
+	if _, err := OpenCapture(CaptureConfig{Peer: tDst}); !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "CAP_NET_RAW") {
+		t.Errorf("OpenCapture: %v", err)
+	}
+}
