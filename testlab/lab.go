@@ -30,6 +30,7 @@ var (
 	ErrNoLab          = errors.New("no such lab")
 	ErrNotRoot        = errors.New("needs root (network namespaces)")
 	ErrMissingTool    = errors.New("missing program")
+	ErrBadName        = errors.New("bad lab name")
 )
 
 // Spec declares a lab.
@@ -59,6 +60,9 @@ func (l *Lab) Profile() Profile { return l.profile }
 
 // IKEFragmentation reports the strongSwan `fragmentation` setting the gateways run with.
 func (l *Lab) IKEFragmentation() bool { return l.st.IKEFragmentation }
+
+// Gateways reports whether strongSwan runs on ini and rsp (false with NoGateways).
+func (l *Lab) Gateways() bool { return !l.st.NoGateways }
 
 // Namespace is the network namespace name of node ("ipl-<name>-ini").
 func (l *Lab) Namespace(node string) string { return nsName(l.name, node) }

@@ -27,7 +27,7 @@ type Profile struct {
 // (e.g. to one ingress interface). nonFirstOnly keeps first fragments.
 func fragChain(cond string, nonFirstOnly bool) string {
 	var b strings.Builder
-	b.WriteString("table ip ipsecpath {\n\tchain frag {\n\t\ttype filter hook prerouting priority -450; policy accept;\n")
+	b.WriteString("table ip ipsecpath {\n\tchain ipl_frag {\n\t\ttype filter hook prerouting priority -450; policy accept;\n")
 	fmt.Fprintf(&b, "\t\t%sip frag-off & 0x1fff != 0 counter drop comment \"non-first fragments\"\n", cond)
 	if !nonFirstOnly {
 		fmt.Fprintf(&b, "\t\t%sip frag-off & 0x2000 != 0 counter drop comment \"first fragments (MF set)\"\n", cond)
@@ -38,12 +38,12 @@ func fragChain(cond string, nonFirstOnly bool) string {
 
 // fwdChain wraps forward-hook rules (after defragmentation: they see whole datagrams).
 func fwdChain(rules ...string) string {
-	return "table ip ipsecpath {\n\tchain fwd {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\t" +
+	return "table ip ipsecpath {\n\tchain ipl_fwd {\n\t\ttype filter hook forward priority 0; policy accept;\n\t\t" +
 		strings.Join(rules, "\n\t\t") + "\n\t}\n}\n"
 }
 
 // noFragNeeded drops the ICMP "fragmentation needed" a router itself sends (output hook).
-const noFragNeeded = "table ip ipsecpath {\n\tchain out {\n\t\ttype filter hook output priority 0; policy accept;\n" +
+const noFragNeeded = "table ip ipsecpath {\n\tchain ipl_out {\n\t\ttype filter hook output priority 0; policy accept;\n" +
 	"\t\ticmp type destination-unreachable icmp code frag-needed counter drop comment \"PMTUD black hole\"\n\t}\n}\n"
 
 // StatefulUDPTimeout is the UDP conntrack timeout (both unreplied and assured) of the

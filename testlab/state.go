@@ -28,7 +28,7 @@ var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,23}$`)
 // (it becomes part of namespace names and of charon's vici socket path).
 func validName(name string) error {
 	if !nameRE.MatchString(name) {
-		return fmt.Errorf("testlab: bad lab name %q: use 1-24 of a-z, 0-9 and '-', starting with a letter or digit", name)
+		return fmt.Errorf("testlab: %w %q: use 1-24 of a-z, 0-9 and '-', starting with a letter or digit", ErrBadName, name)
 	}
 	return nil
 }
