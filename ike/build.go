@@ -118,8 +118,17 @@ type SAInitParams struct {
 	// Size, when non-zero, is the length of the whole IKE message: vendor IDs that
 	// responders ignore are added to reach it exactly.
 	Size int
-	Rand io.Reader // nil: crypto/rand
+	// Stateless adds MODP_768 (which no current gateway allows) to every proposal's DH
+	// list and sends a KE for it. A responder that accepts a proposal then answers
+	// INVALID_KE_PAYLOAD naming the group it wants, and one that accepts none answers
+	// NO_PROPOSAL_CHOSEN: either way the answer proves the message arrived, and the
+	// responder keeps no half-open IKE SA (strongSwan ignores a peer with 5 of them).
+	Stateless bool
+	Rand      io.Reader // nil: crypto/rand
 }
+
+// StatelessGroup is the KE group of a Stateless IKE_SA_INIT.
+const StatelessGroup = MODP768
 
 // BuildSAInit appends an IKE_SA_INIT request that a real gateway answers: SA, KE of the
 // right length for its group, Ni, and the notifies a current initiator sends.
@@ -139,6 +148,14 @@ func BuildSAInit(b []byte, p SAInitParams) ([]byte, error) {
 		}
 	}
 	g := p.Group
+	if p.Stateless {
+		withDecoy := make([]ProposalV2, len(props))
+		for i, pr := range props {
+			pr.Transforms = append(append([]TransformV2(nil), pr.Transforms...), TransformV2{Type: TransformDH, ID: uint16(StatelessGroup)})
+			withDecoy[i] = pr
+		}
+		props, g = withDecoy, StatelessGroup
+	}
 	if g == 0 {
 		for _, pr := range props {
 			if t, ok := pr.Get(TransformDH); ok {

@@ -1,0 +1,333 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/ike"
+	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/report"
+)
+
+// ikeJSON is the --json form of `ipsecpath ike`: the report contract (DESIGN.md) with one
+// result per exchange, plus an "ike" object holding everything the exchanges learnt
+// (probe.IKESurvey: chosen proposals, vendor IDs, fragmentation and NAT-T support, the size
+// search). `ipsecpath diff` reads it like any report and ignores "ike".
+type ikeJSON struct {
+	*report.Report
+	IKE *probe.IKESurvey `json:"ike"`
+}
+
+func init() {
+	c := &command{
+		name:     "ike",
+		synopsis: "TARGET [--version 1|2|both] [--port 500|4500|both] [--size N] [--proposals LIST] [--auth M] [--timeout D] [--json]",
+		summary:  "ask an IKE gateway for IKEv1 Main Mode and IKEv2 IKE_SA_INIT on UDP 500 and 4500, and how big a message gets through",
+		long: `Sends TARGET the first message of IKEv1 Main Mode and of IKEv2 IKE_SA_INIT, on UDP 500 and on
+UDP 4500 (with the non-ESP marker), all at once, the way a real initiator does: it
+retransmits (3 sends, 0.5 s then 1 s then 2 s), answers a COOKIE, and when the gateway
+answers INVALID_KE_PAYLOAD it sends again with a key exchange for the group asked for.
+No authentication happens: the question is whether the path carries IKE and the gateway
+responds. The requests come from an ephemeral UDP port of this host (--sport to choose one).
+
+How to read it, per exchange:
+  answered     the gateway chose a proposal: its choice in strongSwan syntax and in IANA
+               names, its vendor IDs by name, and whether it supports IKE fragmentation
+               (RFC 7383 / the IKEv1 FRAGMENTATION vendor ID) and NAT traversal.
+  refused      it answered with an error notify: NO_PROPOSAL_CHOSEN (none of our
+               proposals is configured there), INVALID_KE_PAYLOAD naming a group we did not
+               offer, ... The path works; the configurations do not match.
+  NO ANSWER    silence after every retransmit: a firewall drops UDP 500/4500 (or the
+               fragments of a big request), or no IKE gateway listens there.
+  ICMP         an ICMP error came back: from the target itself (port unreachable: nothing
+               listens for IKE) or from a router (it blocks IKE: "administratively
+               prohibited").
+Then the size search: the largest request (bytes on the wire, IP and UDP headers included)
+that still got an answer. Requests above the path MTU leave as IP fragments, so a path that
+drops fragments shows as "up to 1500 answered, 1501 not" — what Kerberos-authenticated IKE
+(large Main Mode messages, no IKE fragmentation) runs into. The search uses requests the
+gateway refuses at once (a decoy key-exchange group, or a transform nobody accepts), so it
+leaves no half-open SAs behind; strongSwan ignores a peer that has 5 of them.
+
+--size N pads every request with vendor IDs the gateway ignores to N bytes on the wire.
+--proposals LIST offers each proposal of a comma-separated list (strongSwan syntax, e.g.
+aes256-sha256-modp2048) on its own and says which the gateway accepts; IKEv2 proposals are
+tested with a decoy key-exchange group, so an accepted one shows as INVALID_KE_PAYLOAD.
+--auth (IKEv1): psk, rsa, kerberos (GSS-API, the value Windows uses: 65001) or a number.
+
+Exit status: 0 when every exchange asked for was answered and accepted (with --proposals:
+every proposal answered and at least one accepted), 1 otherwise, 2 on a usage error.`,
+		examples: []string{
+			"ipsecpath ike 203.0.113.10",
+			"ipsecpath ike 203.0.113.10 --version 1 --auth kerberos --size 3000",
+			"ipsecpath ike 203.0.113.10 --port 4500 --json",
+			"ipsecpath ike 203.0.113.10 --proposals aes256-sha256-modp2048,aes128-sha1-modp1024,aes256gcm16-prfsha384-ecp384",
+			"ipsecpath ike 203.0.113.10 --search=false --timeout 7s",
+		},
+	}
+	c.run = func(ctx context.Context, e *env, args []string) int { return runIKE(ctx, e, c, args) }
+	register(c)
+}
+
+func runIKE(ctx context.Context, e *env, c *command, args []string) int {
+	fs := newFlags(c)
+	version := fs.String("version", "both", "IKE version: 1 (Main Mode), 2 (IKE_SA_INIT) or both")
+	port := fs.String("port", "both", "destination port: 500, 4500 (non-ESP marker added) or both")
+	sport := fs.Int("sport", 0, "source port (0: ephemeral; a fixed port runs the exchanges one at a time)")
+	size := fs.Int("size", 0, "pad every request to N bytes on the wire (IP+UDP headers included)")
+	search := fs.Bool("search", true, "search the largest request size that is answered")
+	maxSize := fs.Int("max-size", probe.IKEDefaultMaxSize, "upper bound of the size search, bytes on the wire")
+	proposals := fs.String("proposals", "", "comma-separated proposals (strongSwan syntax) to offer one at a time")
+	auth := fs.String("auth", "psk", "IKEv1 authentication method: psk, rsa, kerberos or a number")
+	timeout := fs.Duration("timeout", probe.IKEExchangeTimeout, "how long one exchange waits for an answer, retransmits included")
+	asJSON := fs.Bool("json", false, "print the result as JSON (the report contract plus an \"ike\" object)")
+	if done, code := parse(e, c, fs, args); done {
+		return code
+	}
+	if fs.NArg() != 1 {
+		return usageError(e, c, fmt.Errorf("want one TARGET, got %d arguments (try --help)", fs.NArg()))
+	}
+	o := probe.IKESurveyOptions{SourcePort: *sport, Size: *size, Search: *search, MaxSize: *maxSize, Timeout: *timeout}
+	var err error
+	if o.Versions, err = ikeParseChoice("--version", *version, map[string][]int{"1": {1}, "2": {2}, "both": {2, 1}}); err != nil {
+		return usageError(e, c, err)
+	}
+	if o.Ports, err = ikeParseChoice("--port", *port, map[string][]int{"500": {probe.IKEPort}, "4500": {probe.NATTPort}, "both": {probe.IKEPort, probe.NATTPort}}); err != nil {
+		return usageError(e, c, err)
+	}
+	if o.Auth, err = ikeParseAuth(*auth); err != nil {
+		return usageError(e, c, err)
+	}
+	switch {
+	case *sport < 0 || *sport > 65535:
+		return usageError(e, c, fmt.Errorf("--sport %d: want 0-65535", *sport))
+	case *size < 0 || *size > 65535:
+		return usageError(e, c, fmt.Errorf("--size %d: want 0 (natural size) up to 65535", *size))
+	case *maxSize < 200 || *maxSize > 65535:
+		return usageError(e, c, fmt.Errorf("--max-size %d: want 200-65535", *maxSize))
+	case *timeout < 10*time.Millisecond || *timeout > 5*time.Minute:
+		return usageError(e, c, fmt.Errorf("--timeout %s: want 10ms to 5m", *timeout))
+	}
+	if *proposals != "" {
+		if o.Proposals, err = ike.ParseProposals(*proposals); err != nil {
+			return usageError(e, c, fmt.Errorf("--proposals: %w", err))
+		}
+		for _, v := range o.Versions {
+			for _, p := range o.Proposals {
+				if _, err := p.V1(o.Auth, 28800); v == 1 && err != nil {
+					return usageError(e, c, fmt.Errorf("--proposals with IKEv1: %w (use --version 2)", err))
+				}
+			}
+		}
+	}
+	target, err := ikeResolveTarget(ctx, fs.Arg(0))
+	if err != nil {
+		return usageError(e, c, err)
+	}
+	if *size != 0 {
+		min := 0
+		for _, p := range o.Ports {
+			min = max(min, probe.IKEOverhead(p)+ike.HeaderLen)
+		}
+		if *size < min {
+			return usageError(e, c, fmt.Errorf("--size %d: smaller than the headers alone (%d bytes)", *size, min))
+		}
+	}
+	prog := newProgress(e.stderr, *asJSON)
+	o.Progress = prog.Printf
+	started := time.Now()
+	s, err := probe.SurveyIKE(ctx, target, o)
+	if err != nil {
+		return usageError(e, c, err)
+	}
+	r := s.Report(started)
+	r.Finish(time.Now())
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(ikeJSON{Report: r, IKE: s}); err != nil {
+			return usageError(e, c, fmt.Errorf("write json: %w", err))
+		}
+	} else {
+		printIKE(e.stdout, s, time.Since(started))
+	}
+	return ikeExitCode(s)
+}
+
+// ikeExitCode: 0 when every exchange was answered and accepted (with proposals: every
+// proposal answered, at least one accepted), else 1.
+func ikeExitCode(s *probe.IKESurvey) int {
+	if len(s.Proposals) > 0 {
+		accepted := false
+		for _, p := range s.Proposals {
+			if !p.Result.Answered() {
+				return exitFail
+			}
+			accepted = accepted || p.Accepted
+		}
+		if accepted {
+			return exitOK
+		}
+		return exitFail
+	}
+	for _, x := range s.Exchanges {
+		if x.Outcome != probe.IKEAccepted {
+			return exitFail
+		}
+	}
+	return exitOK
+}
+
+func ikeParseChoice(flag, v string, m map[string][]int) ([]int, error) {
+	if r, ok := m[strings.ToLower(strings.TrimSpace(v))]; ok {
+		return r, nil
+	}
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return nil, fmt.Errorf("%s %q: want one of %s", flag, v, strings.Join(slices.Sorted(slices.Values(keys)), ", "))
+}
+
+func ikeParseAuth(v string) (ike.AuthMethod, error) {
+	switch strings.ToLower(v) {
+	case "psk", "pre-shared-key":
+		return ike.AuthPSK, nil
+	case "rsa", "rsa-sig", "cert", "pubkey":
+		return ike.AuthRSASig, nil
+	case "kerberos", "gss", "gssapi", "gss-api":
+		return ike.AuthGSSKerberos, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("--auth %q: want psk, rsa, kerberos or a number 1-65535", v)
+	}
+	return ike.AuthMethod(n), nil
+}
+
+// ikeResolveTarget takes an IPv4 address or a host name (its first IPv4 address), and refuses
+// what no probe may go to (probe.CheckTarget: multicast, broadcast, unspecified).
+func ikeResolveTarget(ctx context.Context, s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		addrs, lerr := net.DefaultResolver.LookupNetIP(lctx, "ip4", s)
+		if lerr != nil || len(addrs) == 0 {
+			return netip.Addr{}, fmt.Errorf("target %q: not an IPv4 address, and no IPv4 address for that name", s)
+		}
+		a = addrs[0]
+	}
+	a = a.Unmap()
+	if err := probe.CheckTarget(a); err != nil {
+		return netip.Addr{}, err
+	}
+	return a, nil
+}
+
+// printIKE writes the survey for a person.
+func printIKE(w io.Writer, s *probe.IKESurvey, took time.Duration) {
+	fmt.Fprintf(w, "IKE toward %s\n\n", s.Target)
+	for _, x := range s.Exchanges {
+		printIKEExchange(w, s.Target, x)
+	}
+	if len(s.Proposals) > 0 {
+		fmt.Fprintf(w, "%-44s %s\n", "Proposal", "Result")
+		for _, p := range s.Proposals {
+			verdict := "NOT ACCEPTED"
+			switch {
+			case p.Accepted:
+				verdict = "accepted"
+				if p.Result.Chosen == "" && p.Result.WantedGroup != "" {
+					verdict += " (gateway wants " + p.Result.WantedGroup + ")"
+				}
+			case !p.Result.Answered():
+				verdict = "NO ANSWER"
+			default:
+				verdict += " (" + p.Result.Notify + ")"
+			}
+			fmt.Fprintf(w, "IKEv%d:%-5d %-33s %s\n", p.Version, p.Port, p.Proposal, verdict)
+		}
+		fmt.Fprintln(w)
+	}
+	if z := s.Size; z != nil {
+		fmt.Fprintf(w, "Size search (IKEv%d on UDP %d, %d requests", z.Version, z.Port, z.Probes)
+		if z.PathMTU > 0 {
+			fmt.Fprintf(w, ", path MTU %d", z.PathMTU)
+		}
+		fmt.Fprintf(w, "):\n  largest answered  %d bytes\n", z.LargestAnswered)
+		if z.SmallestUnanswered > 0 {
+			fmt.Fprintf(w, "  not answered      %d bytes and above\n", z.SmallestUnanswered)
+		}
+		fmt.Fprintf(w, "  %s\n\n", z.Detail)
+	}
+	ok := 0
+	for _, x := range s.Exchanges {
+		if x.Outcome == probe.IKEAccepted {
+			ok++
+		}
+	}
+	if len(s.Exchanges) > 0 {
+		fmt.Fprintf(w, "%d of %d exchanges answered and accepted, in %.1f s.\n", ok, len(s.Exchanges), took.Seconds())
+	}
+}
+
+func printIKEExchange(w io.Writer, target string, x probe.IKEResult) {
+	name := x.Name()
+	switch x.Outcome {
+	case probe.IKEAccepted:
+		fmt.Fprintf(w, "%-18s answered in %.1f ms (%d sends, %d bytes)\n", name, x.RTTms, x.Attempts, x.Size)
+	case probe.IKERefused:
+		fmt.Fprintf(w, "%-18s REFUSED: %s, in %.1f ms (%d sends, %d bytes)\n", name, x.Notify, x.RTTms, x.Attempts, x.Size)
+	case probe.IKEUnreachable:
+		from, text := "?", "error"
+		if x.ICMP != nil {
+			from, text = x.ICMP.From, x.ICMP.Text
+		}
+		fmt.Fprintf(w, "%-18s ICMP %s from %s\n", name, text, from)
+		if from == target {
+			fmt.Fprintf(w, "  %-11s %s\n", "meaning", "the target itself answered: the path carries IKE, but nothing listens for it there")
+		} else {
+			fmt.Fprintf(w, "  %-11s %s\n", "meaning", "a router on the path refuses IKE")
+		}
+	default:
+		fmt.Fprintf(w, "%-18s NO ANSWER after %d sends of %d bytes\n", name, x.Attempts, x.Size)
+	}
+	if x.Chosen != "" {
+		fmt.Fprintf(w, "  %-11s %s\n  %-11s %s\n", "chose", x.Chosen, "", x.ChosenDetail)
+	}
+	if x.WantedGroup != "" {
+		fmt.Fprintf(w, "  %-11s %s\n", "wants group", x.WantedGroup)
+	}
+	if x.Answered() {
+		var feats []string
+		if x.Fragmentation {
+			feats = append(feats, "IKE fragmentation")
+		}
+		if x.NATT {
+			feats = append(feats, "NAT-T")
+		}
+		if x.NATDetected != nil && *x.NATDetected {
+			feats = append(feats, "(it sees us behind a NAT)")
+		}
+		if len(feats) == 0 {
+			feats = []string{"neither IKE fragmentation nor NAT-T announced"}
+		}
+		fmt.Fprintf(w, "  %-11s %s\n", "supports", strings.Join(feats, ", "))
+		if len(x.VendorIDs) > 0 {
+			fmt.Fprintf(w, "  %-11s %s\n", "vendor IDs", strings.Join(x.VendorIDs, ", "))
+		}
+	}
+	for _, st := range x.Steps {
+		fmt.Fprintf(w, "  %-11s %s\n", "note", st)
+	}
+	fmt.Fprintln(w)
+}

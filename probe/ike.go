@@ -1,0 +1,593 @@
+package probe
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/ike"
+	"github.com/ipsecpath/ipsecpath/report"
+)
+
+// IKE exchange timing, like a real initiator: IKETries sends, the first answer awaited for
+// IKEFirstRetransmit, each next wait doubled (0.5 + 1 + 2 s = 3.5 s before "no answer").
+// Everything is also bounded by the caller's context.
+const (
+	IKEFirstRetransmit = 500 * time.Millisecond
+	IKETries           = 3
+	// IKEExchangeTimeout is how long one exchange waits in all, retransmits included.
+	IKEExchangeTimeout = 3500 * time.Millisecond
+	// ikeMaxRedo bounds the extra rounds an exchange may take after a COOKIE or an
+	// INVALID_KE_PAYLOAD (RFC 7296 §2.6, §1.2), as a real initiator does.
+	ikeMaxRedo = 3
+	// ikeReadBuf is the largest IKE datagram we read.
+	ikeReadBuf = 65536
+)
+
+// IKE ports.
+const (
+	IKEPort  = 500
+	NATTPort = 4500
+)
+
+// IKEOutcome is how an IKE exchange ended.
+type IKEOutcome string
+
+const (
+	IKEAccepted    IKEOutcome = "accepted"    // the gateway chose a proposal (or, stateless, named the KE group it wants)
+	IKERefused     IKEOutcome = "refused"     // the gateway answered with an error notify (NO_PROPOSAL_CHOSEN, …)
+	IKENoAnswer    IKEOutcome = "no-answer"   // silence after every retransmit
+	IKEUnreachable IKEOutcome = "unreachable" // an ICMP error came back instead
+)
+
+// IKEOptions configures one IKE exchange. The zero value sends IKEv2 IKE_SA_INIT to UDP 500
+// from an ephemeral port, at its natural size, with the default proposals.
+type IKEOptions struct {
+	Version    int // 1 (Main Mode) or 2 (IKE_SA_INIT); 0 means 2
+	Port       int // destination port: 500, or 4500 (non-ESP marker added); 0 means 500
+	SourcePort int // 0: ephemeral
+	// Size is the request's size on the wire, IPv4 and UDP headers (and the non-ESP marker)
+	// included; the IKE message is padded with vendor IDs to reach it. 0: natural size.
+	// Over the path MTU the kernel fragments it (DF is never set on IKE probes).
+	Size int
+	// Proposals to offer (strongSwan syntax, ike.ParseProposals); nil: the ike defaults.
+	Proposals []ike.Proposal
+	Auth      ike.AuthMethod // IKEv1 authentication method; 0: pre-shared key
+	// Stateless asks for an answer that leaves no half-open SA on the gateway: IKEv2
+	// provokes INVALID_KE_PAYLOAD (ike.SAInitParams.Stateless), IKEv1 offers a transform
+	// nobody accepts and expects NO_PROPOSAL_CHOSEN. Used to test paths, not gateways.
+	Stateless bool
+	Nonce     uint32        // probe nonce carried in the initiator SPI; 0: random
+	Timeout   time.Duration // one exchange, retransmits included; 0: IKEExchangeTimeout
+	Tries     int           // sends per round; 0: IKETries
+}
+
+// IKEResult is what one IKE exchange found. Empty fields were not learnt.
+type IKEResult struct {
+	Version    int        `json:"version"`
+	Port       int        `json:"port"`
+	SourcePort int        `json:"source_port,omitempty"`
+	Size       int        `json:"size"` // bytes on the wire of the last request, IP header included
+	Attempts   int        `json:"attempts"`
+	Outcome    IKEOutcome `json:"outcome"`
+	// Notify is the refusing or steering notify of the last answer (NO_PROPOSAL_CHOSEN,
+	// INVALID_KE_PAYLOAD, COOKIE…); WantedGroup the group an INVALID_KE_PAYLOAD asked for.
+	Notify      string `json:"notify,omitempty"`
+	WantedGroup string `json:"wanted_group,omitempty"`
+	// Chosen is the accepted proposal in strongSwan syntax ("aes128-sha256-prfsha256-modp2048"),
+	// ChosenDetail with IANA names ("AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP_2048").
+	Chosen       string   `json:"chosen,omitempty"`
+	ChosenDetail string   `json:"chosen_detail,omitempty"`
+	VendorIDs    []string `json:"vendor_ids,omitempty"`
+	// Fragmentation: the gateway announced IKE fragmentation (IKEv2
+	// IKEV2_FRAGMENTATION_SUPPORTED, RFC 7383; IKEv1 the FRAGMENTATION vendor ID).
+	Fragmentation bool `json:"ike_fragmentation"`
+	// NATT: the gateway speaks NAT traversal (IKEv2 NAT_DETECTION_* notifies; IKEv1 the
+	// RFC 3947 vendor ID or a draft's). NATDetected: its NAT detection hash of our address
+	// did not match what we sent from (nil: not known).
+	NATT        bool          `json:"nat_t"`
+	NATDetected *bool         `json:"nat_detected,omitempty"`
+	RTT         time.Duration `json:"-"`
+	RTTms       float64       `json:"rtt_ms,omitempty"`
+	AnsweredBy  string        `json:"answered_by,omitempty"`
+	ICMP        *report.ICMP  `json:"icmp,omitempty"`
+	// Steps says what happened along the way, e.g. "INVALID_KE_PAYLOAD wants MODP_2048:
+	// sent again with a MODP_2048 key exchange, as an initiator does".
+	Steps []string `json:"steps,omitempty"`
+	Nonce uint32   `json:"probe_nonce"`
+}
+
+// Answered reports whether the gateway answered in IKE (accepted or refused).
+func (r *IKEResult) Answered() bool { return r.Outcome == IKEAccepted || r.Outcome == IKERefused }
+
+// Name is "IKEv2 on UDP 500" and the like.
+func (r *IKEResult) Name() string { return fmt.Sprintf("IKEv%d on UDP %d", r.Version, r.Port) }
+
+// IKEOverhead returns the bytes a request carries besides the IKE message: IPv4 and UDP
+// headers, and the non-ESP marker on 4500.
+func IKEOverhead(port int) int {
+	if port == NATTPort {
+		return 28 + ike.NonESPMarkerLen
+	}
+	return 28
+}
+
+// ProbeIKE runs one IKE exchange with target the way a real initiator starts one: it sends
+// IKEv1 Main Mode message 1 or IKEv2 IKE_SA_INIT, retransmits (IKETries sends, waits
+// doubling from IKEFirstRetransmit), answers a COOKIE and an INVALID_KE_PAYLOAD by sending
+// again as RFC 7296 says, and reads the gateway's answer. The socket is a plain UDP socket
+// opened in the caller's network namespace. A gateway that does not answer is not an
+// error: the result says IKENoAnswer. Errors mean the probe could not run (bad options, no
+// socket, the source port is taken).
+func ProbeIKE(ctx context.Context, target netip.Addr, opts IKEOptions) (IKEResult, error) {
+	if err := CheckTarget(target); err != nil {
+		return IKEResult{}, fmt.Errorf("probe: ike: %w", err)
+	}
+	if opts.Version == 0 {
+		opts.Version = 2
+	}
+	if opts.Port == 0 {
+		opts.Port = IKEPort
+	}
+	if opts.Version != 1 && opts.Version != 2 {
+		return IKEResult{}, fmt.Errorf("probe: ike: version %d (want 1 or 2)", opts.Version)
+	}
+	if opts.Port < 1 || opts.Port > 65535 || opts.SourcePort < 0 || opts.SourcePort > 65535 {
+		return IKEResult{}, fmt.Errorf("probe: ike: bad port %d/%d", opts.SourcePort, opts.Port)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = IKEExchangeTimeout
+	}
+	if opts.Tries <= 0 {
+		opts.Tries = IKETries
+	}
+	if opts.Nonce == 0 {
+		var b [4]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return IKEResult{}, fmt.Errorf("probe: ike: nonce: %w", err)
+		}
+		opts.Nonce = binary.BigEndian.Uint32(b[:]) | 1
+	}
+	res := IKEResult{Version: opts.Version, Port: opts.Port, Outcome: IKENoAnswer, Nonce: opts.Nonce}
+	conn, err := dialIKE(target, opts.Port, opts.SourcePort)
+	if err != nil {
+		return res, err
+	}
+	defer conn.Close()
+	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	res.SourcePort = int(local.Port())
+	remote := netip.AddrPortFrom(target.Unmap(), uint16(opts.Port))
+
+	x := &ikeExchange{opts: opts, local: local, remote: remote, spi: ike.SPIWithNonce(opts.Nonce)}
+	ctx, cancel := context.WithTimeout(ctx, opts.Timeout*time.Duration(ikeMaxRedo+1))
+	defer cancel()
+	firstWait := opts.Timeout / time.Duration(1<<opts.Tries-1) // 1+2+4 = 7 parts of the budget
+	buf := make([]byte, ikeReadBuf)
+	for round := 0; round <= ikeMaxRedo; round++ {
+		msg, err := x.build()
+		if err != nil {
+			return res, fmt.Errorf("probe: ike: build %s: %w", res.Name(), err)
+		}
+		res.Size = len(msg) + 28
+		answer, rtt, sends, icmp, err := exchangeUDP(ctx, conn, msg, buf, firstWait, opts.Tries, x.matches)
+		res.Attempts += sends
+		if err != nil {
+			return res, fmt.Errorf("probe: ike: %s to %s: %w", res.Name(), remote, err)
+		}
+		if icmp != nil {
+			res.Outcome, res.ICMP = IKEUnreachable, icmp
+			return res, nil
+		}
+		if answer == nil {
+			res.Outcome = IKENoAnswer
+			if round > 0 {
+				res.Steps = append(res.Steps, fmt.Sprintf("no answer to the request sent again (%d sends)", sends))
+			}
+			return res, nil
+		}
+		res.RTT, res.RTTms, res.AnsweredBy = rtt, float64(rtt.Microseconds())/1000, remote.Addr().String()
+		if again := x.interpret(&res, answer); !again {
+			return res, nil
+		}
+	}
+	res.Steps = append(res.Steps, fmt.Sprintf("gave up after %d rounds of COOKIE/INVALID_KE_PAYLOAD", ikeMaxRedo+1))
+	return res, nil
+}
+
+// ikeExchange is the state of one exchange across its rounds.
+type ikeExchange struct {
+	opts          IKEOptions
+	local, remote netip.AddrPort
+	spi           [8]byte
+	cookie        []byte
+	group         ike.Group // KE group of the next IKEv2 request (0: the first offered)
+	retriedGroups map[ike.Group]bool
+	offered       []ike.ProposalV2
+}
+
+func (x *ikeExchange) build() ([]byte, error) {
+	var b []byte
+	if x.opts.Port == NATTPort {
+		b = ike.AppendNonESPMarker(b)
+	}
+	size := 0
+	if x.opts.Size != 0 {
+		size = x.opts.Size - IKEOverhead(x.opts.Port)
+		if size < ike.HeaderLen {
+			return nil, fmt.Errorf("size %d: below the %d bytes of headers", x.opts.Size, IKEOverhead(x.opts.Port)+ike.HeaderLen)
+		}
+	}
+	if x.opts.Version == 1 {
+		p := ike.MainModeParams{Cookie: x.spi, Auth: x.opts.Auth, Size: size}
+		if x.opts.Stateless {
+			p.Transforms = unacceptableV1(x.opts.Auth)
+		} else if x.opts.Proposals != nil {
+			auth := x.opts.Auth
+			if auth == 0 {
+				auth = ike.AuthPSK
+			}
+			for _, pr := range x.opts.Proposals {
+				ts, err := pr.V1(auth, 28800)
+				if err != nil {
+					return nil, err
+				}
+				p.Transforms = append(p.Transforms, ts...)
+			}
+			for i := range p.Transforms {
+				p.Transforms[i].Number = uint8(i + 1)
+			}
+		}
+		return ike.BuildMainMode(b, p)
+	}
+	if x.offered == nil && x.opts.Proposals != nil {
+		for i, pr := range x.opts.Proposals {
+			x.offered = append(x.offered, pr.V2(uint8(i+1)))
+		}
+	}
+	p := ike.SAInitParams{SPI: x.spi, Proposals: x.offered, Group: x.group, Cookie: x.cookie,
+		Local: x.local, Remote: x.remote, Size: size, Stateless: x.opts.Stateless && x.group == 0}
+	return ike.BuildSAInit(b, p)
+}
+
+// unacceptableV1 is a Main Mode transform no current gateway accepts (DES, MD5, the
+// 768-bit group), so the answer is NO_PROPOSAL_CHOSEN and the responder keeps no state.
+func unacceptableV1(auth ike.AuthMethod) []ike.TransformV1 {
+	if auth == 0 {
+		auth = ike.AuthPSK
+	}
+	return []ike.TransformV1{{Number: 1, ID: 1, Attributes: []ike.Attribute{
+		ike.TV(ike.AttrEncryption, 1), ike.TV(ike.AttrHash, ike.HashV1MD5), ike.TV(ike.AttrAuthMethod, uint16(auth)),
+		ike.TV(ike.AttrGroup, uint16(ike.MODP768)), ike.TV(ike.AttrLifeType, ike.LifeSeconds), ike.LifeDuration(600)}}}
+}
+
+// matches reports whether a datagram is the answer to this exchange: an IKE message of
+// our version with our initiator SPI, and for IKEv2 the response to IKE_SA_INIT.
+func (x *ikeExchange) matches(udp []byte) ([]byte, bool) {
+	msg := udp
+	if x.opts.Port == NATTPort {
+		var err error
+		if msg, err = ike.StripNonESPMarker(udp); err != nil {
+			return nil, false
+		}
+	}
+	var h ike.Header
+	if h.DecodeFromBytes(msg) != nil || h.InitiatorSPI != x.spi || h.Major() != x.opts.Version {
+		return nil, false
+	}
+	if x.opts.Version == 2 && (!h.IsResponse() || h.Exchange != ike.ExchangeIKESAInit || h.MessageID != 0) {
+		return nil, false
+	}
+	if x.opts.Version == 1 && h.Exchange != ike.ExchangeIdentityProtection && h.Exchange != ike.ExchangeInformationalV1 {
+		return nil, false
+	}
+	return msg, true
+}
+
+// interpret fills res from an answer; it returns true when the exchange must be sent again
+// (COOKIE, or INVALID_KE_PAYLOAD naming a group we offered).
+func (x *ikeExchange) interpret(res *IKEResult, msg []byte) bool {
+	var m ike.Message
+	if err := m.DecodeFromBytes(msg); err != nil {
+		res.Outcome = IKERefused
+		res.Notify = "malformed answer"
+		res.Steps = append(res.Steps, "the answer does not decode: "+err.Error())
+		return false
+	}
+	v2 := x.opts.Version == 2
+	res.Notify, res.WantedGroup = "", ""
+	res.VendorIDs = res.VendorIDs[:0]
+	var refusal *ike.Notify
+	var natdSrc, natdDst [][]byte
+	for _, p := range m.Payloads {
+		switch p.Type {
+		case ike.PayloadVendorID, ike.PayloadVendorIDV1:
+			res.VendorIDs = append(res.VendorIDs, ike.VendorName(p.Body))
+			if ike.IsFragmentationVID(p.Body) {
+				res.Fragmentation = true
+			}
+			if ike.IsNATTVID(p.Body) {
+				res.NATT = true
+			}
+		case ike.PayloadNotify, ike.PayloadNotifyV1:
+			n, err := ike.ParseNotify(v2, p.Body)
+			if err != nil {
+				continue
+			}
+			switch n.Type {
+			case ike.NotifyCookie:
+				if v2 && x.cookie == nil {
+					x.cookie = append([]byte(nil), n.Data...)
+					res.Notify = n.Type.String()
+					res.Steps = append(res.Steps, "the gateway asked for a COOKIE (it is under load or sees many half-open SAs from us): sent again with it")
+					return true
+				}
+				res.Notify = n.Type.String()
+			case ike.NotifyFragmentationSupported:
+				res.Fragmentation = true
+			case ike.NotifyNATDetectionSourceIP:
+				res.NATT = true
+				natdSrc = append(natdSrc, n.Data)
+			case ike.NotifyNATDetectionDestinationIP:
+				res.NATT = true
+				natdDst = append(natdDst, n.Data)
+			default:
+				if n.Type.Error() && refusal == nil {
+					nn := n
+					refusal = &nn
+				}
+			}
+		}
+	}
+	if refusal != nil {
+		res.Notify = refusal.Type.String()
+		if refusal.Type == ike.NotifyInvalidKEPayload && v2 {
+			if len(refusal.Data) < 2 {
+				res.Outcome = IKERefused
+				return false
+			}
+			want := ike.Group(binary.BigEndian.Uint16(refusal.Data))
+			res.WantedGroup = want.String()
+			if x.opts.Stateless && x.group == 0 {
+				// What we provoked: the proposal is acceptable, the decoy group is not.
+				res.Outcome = IKEAccepted
+				res.Steps = append(res.Steps, fmt.Sprintf("INVALID_KE_PAYLOAD wants %s, as provoked: a proposal is acceptable and the gateway keeps no state", want))
+				return false
+			}
+			if x.retriedGroups == nil {
+				x.retriedGroups = map[ike.Group]bool{}
+			}
+			if want.PublicLen() > 0 && !x.retriedGroups[want] && x.offers(want) {
+				x.retriedGroups[want] = true
+				x.group = want
+				res.Steps = append(res.Steps, fmt.Sprintf("INVALID_KE_PAYLOAD wants %s: sent again with a %s key exchange, as an initiator does", want, want))
+				return true
+			}
+			res.Outcome = IKERefused
+			res.Steps = append(res.Steps, fmt.Sprintf("INVALID_KE_PAYLOAD wants %s, which we did not offer", want))
+			return false
+		}
+		res.Outcome = IKERefused
+		return false
+	}
+	saType := ike.PayloadSAv1
+	if v2 {
+		saType = ike.PayloadSA
+	}
+	sa, ok := m.Find(saType)
+	if !ok {
+		res.Outcome = IKERefused
+		if res.Notify == "" {
+			res.Notify = "answer without SA or notify"
+		}
+		return false
+	}
+	res.Outcome = IKEAccepted
+	if v2 {
+		s, err := ike.ParseSAv2(sa.Body)
+		if err == nil && len(s.Proposals) > 0 {
+			res.Chosen, res.ChosenDetail = s.Proposals[0].Keywords(), s.Proposals[0].String()
+		}
+		if len(natdDst) > 0 {
+			// The gateway's hash of where it saw us come from, against where we sent from.
+			mine := ike.NATDetectionHash(x.spi, m.ResponderSPI, x.local)
+			nat := true
+			for _, h := range natdDst {
+				if string(h) == string(mine) {
+					nat = false
+				}
+			}
+			res.NATDetected = &nat
+		}
+		_ = natdSrc
+	} else {
+		s, err := ike.ParseSAv1(sa.Body)
+		if err == nil && len(s.Proposals) > 0 && len(s.Proposals[0].Transforms) > 0 {
+			t := s.Proposals[0].Transforms[0]
+			res.Chosen, res.ChosenDetail = t.Keywords(), t.String()
+		}
+	}
+	return false
+}
+
+// offers reports whether group g is in a proposal this exchange sent.
+func (x *ikeExchange) offers(g ike.Group) bool {
+	props := x.offered
+	if props == nil {
+		ps, err := ike.ParseProposals(ike.DefaultProposalsV2)
+		if err != nil {
+			return false
+		}
+		for i, p := range ps {
+			props = append(props, p.V2(uint8(i+1)))
+		}
+	}
+	for _, p := range props {
+		for _, t := range p.Transforms {
+			if t.Type == ike.TransformDH && ike.Group(t.ID) == g {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// dialIKE opens a connected UDP socket to target:port from sport (0: ephemeral), with
+// IP_RECVERR (so an ICMP error comes back with who sent it) and PMTU discovery off (DF
+// never set: a big request is fragmented, by us or by a router, as IKE daemons' are).
+func dialIKE(target netip.Addr, port, sport int) (*net.UDPConn, error) {
+	var laddr *net.UDPAddr
+	if sport != 0 {
+		laddr = &net.UDPAddr{Port: sport}
+	}
+	raddr := net.UDPAddrFromAddrPort(netip.AddrPortFrom(target.Unmap(), uint16(port)))
+	d := net.Dialer{LocalAddr: laddr, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			if serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_RECVERR, 1); serr != nil {
+				return
+			}
+			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_MTU_DISCOVER, syscall.IP_PMTUDISC_DONT)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("udp4", raddr.String())
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("probe: ike: source port %d is taken (an IKE daemon on this host?): %w", sport, err)
+		}
+		return nil, fmt.Errorf("probe: ike: open UDP socket to %s: %w", raddr, err)
+	}
+	return c.(*net.UDPConn), nil
+}
+
+// exchangeUDP sends msg and waits for a datagram match accepts, resending up to tries times,
+// waiting firstWait and then twice as long each time, within ctx. It returns the matched
+// message (a sub-slice of buf), the time since the last send, the number of sends, and an
+// ICMP error if one came back instead. Datagrams match rejects are ignored.
+func exchangeUDP(ctx context.Context, c *net.UDPConn, msg, buf []byte, firstWait time.Duration, tries int,
+	match func([]byte) ([]byte, bool)) (answer []byte, rtt time.Duration, sends int, icmp *report.ICMP, err error) {
+	wait := firstWait
+	for sends < tries {
+		if ctx.Err() != nil {
+			return nil, 0, sends, nil, nil
+		}
+		sent := time.Now()
+		if _, err := c.Write(msg); err != nil {
+			if ic := readICMPError(c); ic != nil {
+				return nil, 0, sends + 1, ic, nil
+			}
+			if errors.Is(err, syscall.EMSGSIZE) {
+				return nil, 0, sends, nil, fmt.Errorf("send %d bytes: %w", len(msg), err)
+			}
+			// A stale ICMP error from an earlier send surfaces here; try again.
+			sends++
+			continue
+		}
+		sends++
+		deadline := sent.Add(wait)
+		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+			deadline = d
+		}
+		for {
+			if err := c.SetReadDeadline(deadline); err != nil {
+				return nil, 0, sends, nil, fmt.Errorf("set deadline: %w", err)
+			}
+			n, err := c.Read(buf)
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					break
+				}
+				if ic := readICMPError(c); ic != nil {
+					return nil, 0, sends, ic, nil
+				}
+				if errors.Is(err, net.ErrClosed) {
+					return nil, 0, sends, nil, err
+				}
+				continue
+			}
+			if m, ok := match(buf[:n]); ok {
+				return m, time.Since(sent), sends, nil, nil
+			}
+		}
+		wait *= 2
+	}
+	return nil, 0, sends, nil, nil
+}
+
+// readICMPError takes one ICMP error from the socket's error queue (IP_RECVERR): type,
+// code, who sent it, and the next-hop MTU of a fragmentation-needed.
+func readICMPError(c *net.UDPConn) *report.ICMP {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var out *report.ICMP
+	_ = rc.Read(func(fd uintptr) bool {
+		var data [512]byte
+		var oob [512]byte
+		_, oobn, _, _, err := syscall.Recvmsg(int(fd), data[:], oob[:], syscall.MSG_ERRQUEUE|syscall.MSG_DONTWAIT)
+		if err != nil {
+			return true
+		}
+		msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return true
+		}
+		for _, m := range msgs {
+			if m.Header.Level != syscall.IPPROTO_IP || m.Header.Type != syscall.IP_RECVERR || len(m.Data) < 16 {
+				continue
+			}
+			// struct sock_extended_err: errno u32, origin u8, type u8, code u8, pad u8,
+			// info u32, data u32; then the offender's sockaddr_in.
+			const originICMP = 2
+			if m.Data[4] != originICMP {
+				continue
+			}
+			ic := &report.ICMP{Type: int(m.Data[5]), Code: int(m.Data[6])}
+			if ic.Type == 3 && ic.Code == 4 {
+				ic.MTU = int(binary.NativeEndian.Uint32(m.Data[8:12]))
+			}
+			if len(m.Data) >= 16+8 && binary.NativeEndian.Uint16(m.Data[16:18]) == syscall.AF_INET {
+				ic.From = netip.AddrFrom4([4]byte(m.Data[20:24])).String()
+			}
+			ic.Text = icmpText(ic)
+			out = ic
+		}
+		return true
+	})
+	return out
+}
+
+// icmpText names the ICMP errors an IKE probe meets.
+func icmpText(ic *report.ICMP) string {
+	if ic.Type == 3 {
+		switch ic.Code {
+		case 0:
+			return "network unreachable"
+		case 1:
+			return "host unreachable"
+		case 3:
+			return "port unreachable"
+		case 4:
+			return "fragmentation needed"
+		case 9, 10, 13:
+			return "administratively prohibited"
+		}
+		return "destination unreachable code " + strconv.Itoa(ic.Code)
+	}
+	if ic.Type == 11 {
+		return "time exceeded"
+	}
+	return fmt.Sprintf("ICMP type %d code %d", ic.Type, ic.Code)
+}

@@ -1,0 +1,438 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/ike"
+	"github.com/ipsecpath/ipsecpath/report"
+)
+
+// Size search limits. A miss in the search costs IKESearchTries waits of IKESearchWait
+// (or 6× the measured round trip, if longer), so a search over a path that drops big
+// messages takes about IKESearchProbes × 0.6 s at worst.
+const (
+	IKEDefaultMaxSize = 5000 // upper bound of the size search, bytes on the wire
+	IKESearchProbes   = 8    // probes a size search may send besides its calibration and control
+	IKESearchTries    = 2
+	IKESearchWait     = 300 * time.Millisecond
+)
+
+// IKESurveyOptions configures SurveyIKE: which exchanges to run, and the size search and
+// proposal enumeration around them.
+type IKESurveyOptions struct {
+	Versions   []int // nil: 2 and 1
+	Ports      []int // nil: 500 and 4500
+	SourcePort int   // 0: ephemeral (one socket per exchange, all at once); else one at a time
+	Size       int   // size on the wire of every exchange's request; 0: natural
+	Auth       ike.AuthMethod
+	Timeout    time.Duration // per exchange; 0: IKEExchangeTimeout
+	// Search looks for the largest request size answered, between the natural size and
+	// MaxSize (0: IKEDefaultMaxSize), with stateless requests (IKEOptions.Stateless).
+	Search  bool
+	MaxSize int
+	// Proposals, when set, are offered one at a time (per version, on the first port) to
+	// learn which the gateway accepts; the plain exchanges are then skipped.
+	Proposals []ike.Proposal
+	// Progress, when set, is told what is being probed.
+	Progress func(format string, args ...any)
+}
+
+// IKEProposalResult says whether a gateway accepted one proposal.
+type IKEProposalResult struct {
+	Proposal string     `json:"proposal"`
+	Version  int        `json:"version"`
+	Port     int        `json:"port"`
+	Accepted bool       `json:"accepted"`
+	Result   IKEResult  `json:"result"`
+	Outcome  IKEOutcome `json:"outcome"`
+}
+
+// IKESizeResult is what the size search found.
+type IKESizeResult struct {
+	Version int `json:"version"`
+	Port    int `json:"port"`
+	// Stateless: the search used requests that leave no state on the gateway; false means
+	// the gateway did not answer those and the search used real proposals.
+	Stateless bool `json:"stateless"`
+	// LargestAnswered is the largest request answered, bytes on the wire; SmallestUnanswered
+	// the smallest one not answered (0: every size up to MaxSize was answered).
+	LargestAnswered    int `json:"largest_answered"`
+	SmallestUnanswered int `json:"smallest_unanswered,omitempty"`
+	MaxSize            int `json:"max_size"`
+	// PathMTU is the kernel's MTU toward the target: requests above it leave as IP fragments.
+	PathMTU int `json:"path_mtu,omitempty"`
+	Probes  int `json:"probes"`
+	// Inconclusive: the gateway stopped answering even the smallest request during the
+	// search (a rate limit, or its limit of half-open SAs per peer): sizes are unproven.
+	Inconclusive bool   `json:"inconclusive,omitempty"`
+	Detail       string `json:"detail"`
+}
+
+// IKESurvey is everything `ipsecpath ike` learnt about one target.
+type IKESurvey struct {
+	Target    string              `json:"target"`
+	Exchanges []IKEResult         `json:"exchanges,omitempty"`
+	Proposals []IKEProposalResult `json:"proposals,omitempty"`
+	Size      *IKESizeResult      `json:"size_search,omitempty"`
+}
+
+// SurveyIKE asks target the IKE questions an engineer asks with ike-scan, in one run: does
+// it answer IKEv1 Main Mode and IKEv2 IKE_SA_INIT on UDP 500 and 4500, with which proposal
+// or which refusal, which vendor IDs, IKE fragmentation and NAT-T support; how large a
+// request still gets an answer (Search); which of a list of proposals it accepts
+// (Proposals). Exchanges run concurrently, each on its own socket. Only errors that stop a
+// probe from running are returned.
+func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKESurvey, error) {
+	if err := CheckTarget(target); err != nil {
+		return nil, fmt.Errorf("probe: ike: %w", err)
+	}
+	if o.Versions == nil {
+		o.Versions = []int{2, 1}
+	}
+	if o.Ports == nil {
+		o.Ports = []int{IKEPort, NATTPort}
+	}
+	if o.MaxSize == 0 {
+		o.MaxSize = IKEDefaultMaxSize
+	}
+	progress := o.Progress
+	if progress == nil {
+		progress = func(string, ...any) {}
+	}
+	s := &IKESurvey{Target: target.String()}
+	base := IKEOptions{SourcePort: o.SourcePort, Auth: o.Auth, Timeout: o.Timeout, Size: o.Size}
+	if len(o.Proposals) > 0 {
+		var jobs []IKEOptions
+		for _, v := range o.Versions {
+			for _, p := range o.Proposals {
+				j := base
+				j.Version, j.Port, j.Proposals = v, o.Ports[0], []ike.Proposal{p}
+				// IKEv2: a KE for a decoy group, so an accepted proposal shows as
+				// INVALID_KE_PAYLOAD and leaves no half-open SA behind.
+				j.Stateless = v == 2
+				jobs = append(jobs, j)
+			}
+		}
+		progress("offering %d proposals one at a time", len(jobs))
+		results, err := runIKE(ctx, target, jobs, o.SourcePort != 0)
+		if err != nil {
+			return s, err
+		}
+		for i, r := range results {
+			pr := IKEProposalResult{Proposal: jobs[i].Proposals[0].Text, Version: r.Version, Port: r.Port, Result: r, Outcome: r.Outcome}
+			if r.Version == 1 {
+				pr.Accepted = r.Outcome == IKEAccepted
+			} else {
+				pr.Accepted = r.Outcome == IKEAccepted && (r.Chosen != "" || r.Notify == ike.NotifyInvalidKEPayload.String())
+			}
+			s.Proposals = append(s.Proposals, pr)
+		}
+		return s, nil
+	}
+	var jobs []IKEOptions
+	for _, v := range o.Versions {
+		for _, p := range o.Ports {
+			j := base
+			j.Version, j.Port = v, p
+			jobs = append(jobs, j)
+		}
+	}
+	progress("IKE exchanges: %d", len(jobs))
+	results, err := runIKE(ctx, target, jobs, o.SourcePort != 0)
+	if err != nil {
+		return s, err
+	}
+	s.Exchanges = results
+	if o.Search {
+		// Search on the first exchange that was answered, IKEv2 first.
+		for _, r := range results {
+			if r.Answered() {
+				progress("size search with IKEv%d on UDP %d up to %d bytes", r.Version, r.Port, o.MaxSize)
+				sr, err := searchIKESize(ctx, target, r, base, o.MaxSize)
+				if err != nil {
+					return s, err
+				}
+				s.Size = sr
+				break
+			}
+		}
+	}
+	return s, nil
+}
+
+// runIKE runs the jobs, at once or (sequential: a fixed source port) one after the other.
+func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, sequential bool) ([]IKEResult, error) {
+	results := make([]IKEResult, len(jobs))
+	errs := make([]error, len(jobs))
+	if sequential {
+		for i, j := range jobs {
+			results[i], errs[i] = ProbeIKE(ctx, target, j)
+		}
+	} else {
+		var wg sync.WaitGroup
+		for i, j := range jobs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i], errs[i] = ProbeIKE(ctx, target, j)
+			}()
+		}
+		wg.Wait()
+	}
+	for _, err := range errs {
+		if err != nil {
+			return results, err
+		}
+	}
+	return results, nil
+}
+
+// searchIKESize finds the largest request answered, with few probes: it calibrates with a
+// stateless request at the natural size (falling back to real proposals if the gateway
+// ignores those), tries MaxSize, then the path MTU and the first size above it (where IP
+// fragmentation starts: the usual cliff), then halves the remaining interval, and ends
+// with a control request at the natural size to prove the gateway was still answering.
+func searchIKESize(ctx context.Context, target netip.Addr, found IKEResult, base IKEOptions, maxSize int) (*IKESizeResult, error) {
+	sr := &IKESizeResult{Version: found.Version, Port: found.Port, MaxSize: maxSize, Stateless: true}
+	wait := IKESearchWait
+	if w := 6 * found.RTT; w > wait {
+		wait = w
+	}
+	opts := base
+	opts.Version, opts.Port, opts.Size, opts.Stateless = found.Version, found.Port, 0, true
+	opts.Tries, opts.Timeout = IKESearchTries, wait*time.Duration(1<<IKESearchTries-1)
+	ask := func(size int) (bool, error) {
+		o := opts
+		o.Size = size
+		r, err := ProbeIKE(ctx, target, o)
+		sr.Probes++
+		return r.Answered(), err
+	}
+	natural, err := ask(0)
+	if err != nil {
+		return sr, err
+	}
+	if !natural {
+		opts.Stateless = false
+		sr.Stateless = false
+		if natural, err = ask(0); err != nil {
+			return sr, err
+		}
+		if !natural {
+			sr.Inconclusive = true
+			sr.Detail = "the gateway did not answer the calibration request at the natural size: no size search"
+			return sr, nil
+		}
+	}
+	lo, err := naturalSize(opts)
+	if err != nil {
+		return sr, err
+	}
+	sr.PathMTU = pathMTU(target, found.Port)
+	hi := 0 // smallest unanswered, 0: none yet
+	try := func(size int) error {
+		if size <= lo || (hi != 0 && size >= hi) || size > maxSize {
+			return nil
+		}
+		if opts.Version == 1 && size-lo < 5 {
+			size = lo + 5 // IKEv1 cannot grow by 1 to 4 bytes
+			if hi != 0 && size >= hi {
+				return nil
+			}
+		}
+		ok, err := ask(size)
+		if err != nil {
+			return err
+		}
+		if ok {
+			lo = size
+		} else {
+			hi = size
+		}
+		return nil
+	}
+	budget := sr.Probes + IKESearchProbes
+	if err := try(maxSize); err != nil {
+		return sr, err
+	}
+	if hi != 0 && sr.PathMTU > 0 {
+		if err := try(sr.PathMTU); err != nil {
+			return sr, err
+		}
+		if err := try(sr.PathMTU + 1); err != nil {
+			return sr, err
+		}
+	}
+	for hi != 0 && hi-lo > 1 && sr.Probes < budget {
+		if err := try(lo + (hi-lo)/2); err != nil {
+			return sr, err
+		}
+		if opts.Version == 1 && hi-lo <= 5 {
+			break
+		}
+	}
+	sr.LargestAnswered, sr.SmallestUnanswered = lo, hi
+	if hi != 0 {
+		control, err := ask(0)
+		if err != nil {
+			return sr, err
+		}
+		if !control {
+			sr.Inconclusive = true
+			sr.Detail = fmt.Sprintf("the gateway stopped answering even small requests during the search (rate limit or half-open SA limit): sizes above %d bytes are unproven", lo)
+			return sr, nil
+		}
+	}
+	switch {
+	case hi == 0:
+		sr.Detail = fmt.Sprintf("requests up to %d bytes were answered", lo)
+	case sr.PathMTU > 0 && lo <= sr.PathMTU && hi > sr.PathMTU:
+		sr.Detail = fmt.Sprintf("requests up to %d bytes were answered, %d bytes and more were not: the path drops IP fragments (the path MTU here is %d, bigger requests leave as fragments)", lo, hi, sr.PathMTU)
+	default:
+		sr.Detail = fmt.Sprintf("requests up to %d bytes were answered, %d bytes and more were not", lo, hi)
+	}
+	return sr, nil
+}
+
+// naturalSize is the wire size of the request opts builds without padding.
+func naturalSize(opts IKEOptions) (int, error) {
+	x := &ikeExchange{opts: opts, spi: ike.SPIWithNonce(1), local: netip.MustParseAddrPort("192.0.2.1:500"), remote: netip.MustParseAddrPort("192.0.2.2:500")}
+	x.opts.Size = 0
+	m, err := x.build()
+	if err != nil {
+		return 0, fmt.Errorf("probe: ike: %w", err)
+	}
+	return len(m) + 28, nil
+}
+
+// pathMTU is the kernel's route MTU toward target (IP_MTU of a connected socket), 0 if
+// unknown.
+func pathMTU(target netip.Addr, port int) int {
+	c, err := dialIKE(target, port, 0)
+	if err != nil {
+		return 0
+	}
+	defer c.Close()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	mtu := 0
+	_ = rc.Control(func(fd uintptr) {
+		if v, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_MTU); err == nil {
+			mtu = v
+		}
+	})
+	return mtu
+}
+
+// Report turns a survey into the report model: one result per exchange ("ikev2:500"),
+// per proposal offered ("ikev2:500 aes128-sha256-modp2048"), and one for the size search
+// ("ike-size"). Verdicts describe the path: an IKE answer, even a refusal, is pass; an
+// ICMP error from the target itself (port unreachable: no IKE service) is pass too, the
+// path carried the request; an ICMP error from anyone else is blocked; silence is dropped.
+func (s *IKESurvey) Report(started time.Time) *report.Report {
+	r := report.New(s.Target, "", started)
+	for _, x := range s.Exchanges {
+		r.Add(ikeResultToReport(fmt.Sprintf("ikev%d:%d", x.Version, x.Port), s.Target, x))
+	}
+	for _, p := range s.Proposals {
+		res := ikeResultToReport(fmt.Sprintf("ikev%d:%d %s", p.Version, p.Port, p.Proposal), s.Target, p.Result)
+		if p.Accepted {
+			res.Detail = "accepted: " + res.Detail
+		} else if p.Result.Answered() {
+			res.Detail = "not accepted: " + res.Detail
+		}
+		r.Add(res)
+	}
+	if z := s.Size; z != nil {
+		res := report.Result{Probe: "ike-size", Direction: report.Forward, Verdict: report.Pass, Detail: z.Detail,
+			Evidence: report.Evidence{Size: z.LargestAnswered, Attempts: z.Probes, DestPort: z.Port,
+				Extra: fmt.Sprintf("IKEv%d, largest answered %d, smallest unanswered %d, path MTU %d", z.Version, z.LargestAnswered, z.SmallestUnanswered, z.PathMTU)}}
+		switch {
+		case z.Inconclusive:
+			res.Verdict = report.Error
+		case z.SmallestUnanswered != 0 && z.PathMTU > 0 && z.LargestAnswered <= z.PathMTU && z.SmallestUnanswered > z.PathMTU:
+			res.Verdict = report.FragDropped
+		case z.SmallestUnanswered != 0:
+			res.Verdict = report.Dropped
+		}
+		r.Add(res)
+	}
+	return r
+}
+
+func ikeResultToReport(probe, target string, x IKEResult) report.Result {
+	res := report.Result{Probe: probe, Direction: report.Forward,
+		Evidence: report.Evidence{Size: x.Size, Attempts: x.Attempts, RTTms: x.RTTms, AnsweredBy: x.AnsweredBy,
+			SourcePort: x.SourcePort, DestPort: x.Port, ICMP: x.ICMP, Answer: ikeAnswer(x), ProbeID: x.Nonce,
+			Extra: strings.Join(x.Steps, "; ")}}
+	switch x.Outcome {
+	case IKEAccepted:
+		res.Verdict = report.Pass
+		res.Detail = fmt.Sprintf("%s answered", x.Name())
+		if x.Chosen != "" {
+			res.Detail += ", chose " + x.Chosen
+		} else if x.WantedGroup != "" {
+			res.Detail += ", asked for " + x.WantedGroup
+		}
+		var feats []string
+		if x.Fragmentation {
+			feats = append(feats, "IKE fragmentation")
+		}
+		if x.NATT {
+			feats = append(feats, "NAT-T")
+		}
+		if len(feats) > 0 {
+			res.Detail += "; supports " + strings.Join(feats, " and ")
+		}
+	case IKERefused:
+		res.Verdict = report.Pass
+		res.Detail = fmt.Sprintf("%s answered but refused: %s", x.Name(), x.Notify)
+		if x.WantedGroup != "" {
+			res.Detail += " (wants " + x.WantedGroup + ")"
+		}
+	case IKEUnreachable:
+		if x.ICMP != nil && x.ICMP.From == target {
+			res.Verdict = report.Pass
+			res.Detail = fmt.Sprintf("%s: the target answered ICMP %s: nothing listens for IKE there", x.Name(), icmpText(x.ICMP))
+		} else {
+			res.Verdict = report.Blocked
+			from, what := "?", "error"
+			if x.ICMP != nil {
+				from, what = x.ICMP.From, icmpText(x.ICMP)
+				res.Hop = &report.Hop{Addr: from}
+			}
+			res.Detail = fmt.Sprintf("%s blocked: ICMP %s from %s", x.Name(), what, from)
+		}
+	default:
+		res.Verdict = report.Dropped
+		res.Detail = fmt.Sprintf("%s: no answer after %d sends of %d bytes: a firewall drops it, or no IKE gateway listens", x.Name(), x.Attempts, x.Size)
+	}
+	return res
+}
+
+// ikeAnswer is the evidence's "answer" word for an exchange.
+func ikeAnswer(x IKEResult) string {
+	switch x.Outcome {
+	case IKEAccepted:
+		if x.Version == 1 {
+			return "main-mode"
+		}
+		if x.Chosen == "" && x.WantedGroup != "" {
+			return "invalid-ke-payload"
+		}
+		return "ike-sa-init"
+	case IKERefused:
+		return strings.ToLower(strings.ReplaceAll(x.Notify, "_", "-"))
+	case IKEUnreachable:
+		return "icmp"
+	}
+	return ""
+}
