@@ -185,3 +185,46 @@ func TestCheckLabProfiles(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckOneEnded runs the check without an agent against the lab's real strongSwan on
+// rsp: only what the gateway answers counts.
+func TestCheckOneEnded(t *testing.T) {
+	testlab.RequireRoot(t)
+	F := report.Forward
+	for _, c := range []struct {
+		profile string
+		want    map[string][]report.Verdict
+	}{
+		// clean: the gateway answers both the small and the large (IP-fragmented) IKE message.
+		{"clean", map[string][]report.Verdict{key(probe.IKE, F): pass, key(probe.IKEFrag, F): pass, key(probe.NATT, F): pass}},
+		// frag-drop: the large message's fragments die at r2, the small one is answered.
+		{"frag-drop", map[string][]report.Verdict{key(probe.IKE, F): pass, key(probe.IKEFrag, F): fragDrop, key(probe.NATT, F): pass}},
+		// udp500-drop: nothing answers on 500 (the first fragment carries the port and dies
+		// at r1, so the large message is never answered either); 4500 still answers.
+		{"udp500-drop", map[string][]report.Verdict{key(probe.IKE, F): dropped, key(probe.IKEFrag, F): dropped, key(probe.NATT, F): pass}},
+	} {
+		t.Run(c.profile, func(t *testing.T) {
+			t.Parallel()
+			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile})
+			rep, took := checkFromIni(t, l, probe.CheckConfig{Target: l.Addr("rsp"), Probes: []probe.ID{probe.IKE, probe.IKEFrag, probe.NATT}})
+			t.Logf("%s: one-ended check took %s", c.profile, took.Round(time.Millisecond))
+			if len(rep.Results) != len(c.want) {
+				t.Errorf("%d results, want %d", len(rep.Results), len(c.want))
+			}
+			for _, r := range rep.Results {
+				k := string(r.Direction) + " " + r.Probe
+				w := c.want[k]
+				okv := false
+				for _, v := range w {
+					okv = okv || r.Verdict == v
+				}
+				if !okv {
+					t.Errorf("%s: %s (%s), want %v", k, r.Verdict, r.Detail, w)
+				}
+				if r.Verdict == report.Pass && r.Evidence.Answer != probe.AnswerIKE {
+					t.Errorf("%s: passes on %q, want an IKE answer", k, r.Evidence.Answer)
+				}
+			}
+		})
+	}
+}

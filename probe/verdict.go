@@ -222,7 +222,7 @@ func judge(o *Outcome, base *report.Result, ref targetTTL) report.Result {
 	switch {
 	case o.Err != nil:
 		r.Verdict = report.Error
-		r.Detail = fmt.Sprintf("Could not run the %s probe: %v.", what, o.Err)
+		r.Detail = fmt.Sprintf("The %s probe could not run: %v.", o.Probe, strings.TrimSuffix(o.Err.Error(), "."))
 		return r
 	case o.Skip != "":
 		r.Verdict = report.Skipped
@@ -460,6 +460,9 @@ func blockedByICMP(o *Outcome, r report.Result, e ICMPAnswer, what string) repor
 	return r
 }
 
+// ethernetMTU is the MTU of an unconstrained path.
+const ethernetMTU = 1500
+
 // judgePMTU decides the pmtu probe from the path MTU search.
 func judgePMTU(o *Outcome, r report.Result) report.Result {
 	p := o.PathMTU
@@ -481,7 +484,11 @@ func judgePMTU(o *Outcome, r report.Result) report.Result {
 		return r
 	}
 	r.Verdict = report.Pass
-	r.Detail = fmt.Sprintf("Path MTU is %d bytes and routers report smaller links with ICMP, so PMTU discovery works.", p.MTU)
+	if p.MTU >= ethernetMTU {
+		r.Detail = fmt.Sprintf("Path MTU is %d bytes: full-size packets pass with DF set.", p.MTU)
+		return r
+	}
+	r.Detail = fmt.Sprintf("Path MTU is %d bytes and the narrow link says so with ICMP fragmentation-needed, so PMTU discovery works; size tunnels for it (MSS clamp, tunnel MTU).", p.MTU)
 	return r
 }
 

@@ -346,8 +346,18 @@ func TestJudge(t *testing.T) {
 			},
 			want: []want{
 				{PMTU, F, report.Dropped, []string{"black hole", "1300"}, ""},
-				{PMTU, R, report.Pass, []string{"1500"}, ""},
+				{PMTU, R, report.Pass, []string{"1500", "full-size"}, ""},
 			},
+		},
+		{
+			name: "pmtu: a narrow link that says so",
+			outs: []Outcome{with(fwd(PMTU, false, nil), func(o *Outcome) { o.PathMTU = &report.PathMTU{MTU: 1400} })},
+			want: []want{{PMTU, F, report.Pass, []string{"1400", "fragmentation-needed"}, ""}},
+		},
+		{
+			name: "pmtu: nothing came back",
+			outs: []Outcome{with(fwd(PMTU, false, nil), func(o *Outcome) { o.Err = errors.New("no size came back") })},
+			want: []want{{PMTU, F, report.Error, []string{"The pmtu probe could not run: no size came back."}, ""}},
 		},
 	}
 	for _, c := range cases {

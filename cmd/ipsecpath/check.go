@@ -9,13 +9,36 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
-// checkPMTU prepares the pmtu probe of a check; nil leaves it skipped. The pmtu command's
-// file sets it when the path MTU search is built in.
-var checkPMTU func(target netip.Addr) (func(context.Context) (*report.PathMTU, error), error)
+// checkPMTU prepares the pmtu probe of a check: the pmtu package's ICMP search (DF echoes,
+// black hole localised by TTL), bounded by the check's deadline. The prober's socket opens
+// here, in the caller's network namespace.
+func checkPMTU(target netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
+	p, err := pmtu.NewICMPProber(target)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) (*report.PathMTU, error) {
+		defer p.Close()
+		var o pmtu.Options
+		if d, ok := ctx.Deadline(); ok {
+			o.Budget = time.Until(d)
+		}
+		res, err := pmtu.Discover(ctx, p, o)
+		if res == nil || res.MTU == 0 {
+			if err == nil {
+				err = errors.New("no size came back")
+			}
+			return nil, err
+		}
+		m := res.PathMTU()
+		return &m, nil // a search cut short by the deadline still says what it measured
+	}, nil
+}
 
 func init() {
 	register(&command{
