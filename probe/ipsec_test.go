@@ -27,15 +27,18 @@ var (
 	// IP (tos 0x0, ttl 64, id 258, offset 0, flags [none], proto AH (51), length 56)
 	// 198.51.100.10 > 203.0.113.10: AH(length=4(24-bytes),spi=0x5a5a0102,seq=0x5a5a0102,icv=0x7622a4627622a4667622a46a): no next header
 	goldenAH = mustHex("450000380102000040331349c633640acb00710a3b0400005a5a01025a5a01027622a4627622a4667622a46a49505350070100385a5a0102")
-	// IP (tos 0xc0, ttl 64, id 33190, offset 0, flags [none], proto ICMP (1), length 76)
+	// Captured in the lab (profile clean) by Capture in ini: rsp's kernel answering the ESP
+	// golden above, since nothing there listens for protocol 50. tcpdump -nv:
+	// IP (tos 0xc0, ttl 62, id 9442, offset 0, flags [none], proto ICMP (1), length 76)
 	// 203.0.113.10 > 198.51.100.10: ICMP 203.0.113.10 protocol 50 unreachable, length 56
-	// (the kernel's answer to an ESP probe when nothing listens for protocol 50)
-	goldenProtoUnreach = mustHex("45c0004c81a600004001d5c7cb00710ac633640a" + "0302fccd00000000" +
-		"450000300102000040321352c633640acb00710a5a5a01025a5a010249505350050100305a5a0102")
-	// IP (tos 0x0, ttl 64, id 0, offset 0, flags [none], proto ICMP (1), length 56)
-	// 192.0.2.66 > 198.51.100.10: ICMP 203.0.113.10 unreachable - need to frag (mtu 1300), length 36
-	goldenFragNeeded = mustHex("45000038000000004001b6f6c0000242c633640a" + "0304a31d00000514" +
-		"4500057801024000403209b2c633640acb00710a" + "5a5a01025a5a0102")
+	goldenProtoUnreach = mustHex("45c0004c24e200003e01f0c6cb00710ac633640a0302a75c00000000" +
+		"45000030010200003e321552c633640acb00710a5a5a01025a5a010249505350050100305a5a01026970736563706174")
+	// Captured in the lab (profile mtu1400) by Capture in ini, cut to 56 of its 576 bytes:
+	// r1 refusing a 1450-byte ESP probe with DF. tcpdump -nv:
+	// IP (tos 0xc0, ttl 64, id 37603, offset 0, flags [none], proto ICMP (1), length 576)
+	// 198.51.100.1 > 198.51.100.10: ICMP 203.0.113.10 unreachable - need to frag (mtu 1400)
+	goldenFragNeeded = mustHex("45c0024092e30000400190a7c6336401c633640a0304afa000000578" +
+		"450005aa010240004032cdd7c633640acb00710a5a5a01025a5a0102")
 )
 
 func TestIPv4Decode(t *testing.T) {
@@ -138,7 +141,7 @@ func TestICMPErrorParse(t *testing.T) {
 	}
 	s = Seen{Src: h.Src, Proto: h.Proto, Head: h.Payload}
 	e, err = ParseICMPError(&s)
-	if err != nil || !e.FragNeeded() || e.MTU != 1300 || e.Quoted.TotalLen != 1400 || !e.Quoted.DF {
+	if err != nil || !e.FragNeeded() || e.MTU != 1400 || e.Quoted.TotalLen != 1450 || e.From.String() != "198.51.100.1" || !e.Quoted.DF {
 		t.Fatalf("%v %+v", err, e)
 	}
 	// Only 8 quoted bytes: the class is unknown but the SPI is the nonce.
