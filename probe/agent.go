@@ -139,7 +139,6 @@ type Responder struct {
 	conns    map[*agentConn]struct{}
 	rejected int       // connections refused or failed before authenticating, not yet logged
 	lastLog  time.Time // last log line about rejected connections
-	sessions int       // authenticated sessions so far
 }
 
 // agentConn is one control connection and whether it has authenticated.
@@ -364,7 +363,6 @@ func (r *Responder) serveConn(ctx context.Context, ac *agentConn) {
 		if !ac.authed {
 			r.mu.Lock()
 			ac.authed = true
-			r.sessions++
 			s.id = sessionID()
 			r.mu.Unlock()
 		}

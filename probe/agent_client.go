@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -84,7 +85,7 @@ func DialAgent(ctx context.Context, addr string, key []byte) (*AgentClient, erro
 		return nil, fmt.Errorf("agent %s: key of %d bytes, need at least %d", addr, len(key), MinKeySize)
 	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		addr = net.JoinHostPort(addr, strconv.Itoa(ControlPort))
+		addr = net.JoinHostPort(strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]"), strconv.Itoa(ControlPort))
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || host == "" {
@@ -150,9 +151,10 @@ func (a *AgentClient) StartObserving(ctx context.Context) error {
 	return nil
 }
 
-// Report returns everything the agent has captured from us since StartObserving. Each
-// call fetches only what is new (in pages) and returns the whole list; the returned
-// slice is the caller's.
+// Report returns every probe packet the agent has captured from us since StartObserving
+// (packets with a probe's marker, every non-first fragment, ICMP errors quoting a probe;
+// other traffic is only counted). Each call fetches only what is new (in pages) and
+// returns the whole list, in arrival order; the returned slice is the caller's.
 func (a *AgentClient) Report(ctx context.Context) (*AgentReport, error) {
 	var observing bool
 	var other int

@@ -701,3 +701,69 @@ func FuzzAgentRequest(f *testing.F) {
 		}
 	})
 }
+
+func TestDialAgentAddrForms(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	c, err := DialAgent(context.Background(), ln.Addr().String(), testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	// Without a port: ControlPort, with or without IPv6 brackets (nothing listens there).
+	for _, a := range []string{"127.0.0.1", "[::1]", "::1"} {
+		_, err := DialAgent(context.Background(), a, testKey)
+		if err == nil || !strings.Contains(err.Error(), ":7500") {
+			t.Errorf("DialAgent(%q): %v, want a connect error naming port 7500", a, err)
+		}
+	}
+}
+
+// BenchmarkFrameRoundTrip measures sealing and opening one report request.
+func BenchmarkFrameRoundTrip(b *testing.B) {
+	body, _ := encodeBody(reportReq{After: 12, Max: 0})
+	f := frame{Type: msgReport, Nonce: newNonce(), Time: time.Now(), Body: body}
+	var buf []byte
+	var g frame
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = appendFrame(buf[:0], testKey, &f)
+		if err := decodeFrame(buf, testKey, &g); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSessionDrain measures the agent's per-packet cost of sorting captured packets
+// into probe packets and other traffic (the hot path under a flood).
+func BenchmarkSessionDrain(b *testing.B) {
+	peer := netip.MustParseAddrPort("198.51.100.10:40000")
+	agent := netip.MustParseAddr("203.0.113.10")
+	probe := buildSeen(b, ESPFrag, peer.Addr(), agent, 0x01020304)
+	junk := Seen{Src: peer.Addr(), Dst: agent, Proto: 50, Head: make([]byte, HeadLen)}
+	batch := make([]Seen, 0, 64)
+	for len(batch) < 64 {
+		batch = append(batch, junk, junk, junk, probe[0])
+	}
+	src := &fakeSource{f: &fakeCapture{}}
+	s := &session{peer: peer, local: netip.AddrPortFrom(agent, ControlPort), src: src}
+	b.ReportAllocs()
+	for b.Loop() {
+		src.pending = batch
+		s.drain()
+		s.seen = s.seen[:0]
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/packet")
+}

@@ -1,6 +1,22 @@
 package probe
 
-// The far-end agent's control channel: framing, authentication and replay defence.
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// The far-end agent's control channel (`ipsecpath responder`, Responder, AgentClient):
+// framing, authentication and replay defence.
 //
 // One TCP connection is one session between an initiator (`ipsecpath check`) and the agent
 // (`ipsecpath responder`). The initiator sends a request, the agent sends one reply, in
@@ -33,29 +49,19 @@ package probe
 //	                                                 agent sees it (NAT check), the agent's address
 //	0x02 start-observing  {}                      → start capturing packets from the initiator's
 //	                                                 address as seen on this connection
-//	0x03 report           {"after":N,"max":M}     → captured packets (probe.Seen) after cursor N
+//	0x03 report           {"after":N,"max":M}     → probe packets captured (probe.Seen) after
+//	                                                 cursor N, in pages; counts of lost and other
+//	                                                 (non-probe) packets
 //	0x04 send-reverse     {"probes":[…],"pace":P} → probes sent toward the initiator, per probe
 //	0x05 stop             {}                      → capture stopped; the agent closes the session
 //
 // No request names an address: the agent captures from, and sends to, only the address the
 // authenticated TCP connection comes from.
-
-import (
-	"bytes"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"sync"
-	"time"
-)
-
-// Control channel constants (the wire layout above).
+//
+// Limits (agent.go): MaxAgentConns connections, the oldest unauthenticated one evicted
+// first; HandshakeTimeout for the first frame; SessionIdleTimeout between requests;
+// MaxSessionBytes per connection; MaxSessionSeen packets kept per session;
+// MaxReverseProbes per send-reverse request, paced at the agent's --pace.
 const (
 	// ControlPort is the agent's default TCP port.
 	ControlPort = 7500
