@@ -772,13 +772,16 @@ func (r *checkRun) local(s *Seen) {
 // The caller holds r.mu.
 func (r *checkRun) arrived(s *Seen, reverse bool) {
 	var ref attemptRef
-	ok := false
+	var ok bool
 	if s.Offset == 0 {
-		if m, mok := ClassifyHead(s.Proto, s.Head); mok && m.Kind == KindProbe {
-			ref, ok = r.byNonce[m.Nonce]
+		// A first fragment carries the probe's header: it must classify as one of ours (an
+		// unrelated packet whose IP ID happens to match is not a probe).
+		m, mok := ClassifyHead(s.Proto, s.Head)
+		if !mok || m.Kind != KindProbe {
+			return
 		}
-	}
-	if !ok {
+		ref, ok = r.byNonce[m.Nonce]
+	} else {
 		ref, ok = r.byIPID[ipidKey{reverse, s.Proto, s.IPID}]
 	}
 	if !ok || ref.p.reverse != reverse || ref.p.proto != s.Proto {

@@ -139,10 +139,11 @@ func reference(id ID) ID {
 func Judge(outs []Outcome) []report.Result {
 	// First the outcomes nothing else is compared with, then those compared with them.
 	judged := make(map[string]report.Result, len(outs))
+	ref := hopsFromTarget(outs)
 	key := func(id ID, d report.Direction) string { return string(d) + "/" + string(id) }
 	for i := range outs {
 		if reference(outs[i].Probe) == "" {
-			judged[key(outs[i].Probe, outs[i].Direction)] = judge(&outs[i], nil, hopsFromTarget(outs))
+			judged[key(outs[i].Probe, outs[i].Direction)] = judge(&outs[i], nil, ref)
 		}
 	}
 	res := make([]report.Result, 0, len(outs))
@@ -154,7 +155,7 @@ func Judge(outs []Outcome) []report.Result {
 			if b, ok := judged[key(reference(o.Probe), o.Direction)]; ok {
 				base = &b
 			}
-			r = judge(o, base, hopsFromTarget(outs))
+			r = judge(o, base, ref)
 		}
 		if !o.Reference {
 			res = append(res, r)

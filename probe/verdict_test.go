@@ -429,3 +429,20 @@ func TestHopCount(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkJudge judges a full run with an agent: 11 probes both ways plus references.
+func BenchmarkJudge(b *testing.B) {
+	var outs []Outcome
+	for _, id := range []ID{IKE, IKEFrag, NATT, NATTFrag, ESP, ESPFrag, AH, AHFrag, ICMPLarge, TCP(445), TCP(1792)} {
+		sent := one()
+		if fragmentedProbe(id) {
+			sent = frags(3)
+		}
+		outs = append(outs, fwd(id, true, att(sent, all(len(sent)))), rev(id, att(sent, none, none)))
+	}
+	outs = append(outs, ref(fwd(smallEcho, true, att(one(), all(1)))))
+	b.ReportAllocs()
+	for b.Loop() {
+		Judge(outs)
+	}
+}

@@ -67,6 +67,8 @@ How to read the verdicts:
                 a device drops IP fragments (IKE with big certificates or Kerberos dies)
   partial       some fragments arrived, not all: the detail says which offsets
   error         the probe could not run (the detail says why); skipped: not run, and why
+With an agent, a verdict rests on what the agent captured: a TCP probe passes when its SYN
+reached the agent, whether or not a service listens there (the answer is shown as evidence).
 Each row's detail is one sentence saying what to change where. Reverse UDP 500/4500 probes
 go out before any of ours, so a stateful firewall meets them cold, as it meets a rekey from
 the far side after the flow went idle. A probe without an answer is retried twice within

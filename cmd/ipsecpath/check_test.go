@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
@@ -190,5 +191,88 @@ func TestCheckNotPrivileged(t *testing.T) {
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("stdout %q", stdout.String())
+	}
+}
+
+// TestCheckCLILab runs the whole command inside the lab: agent in rsp, check from ini with
+// --json, --out and --pcap. frag-drop fails (exit 1) with the fragmented forms frag-dropped;
+// clean passes (exit 0).
+func TestCheckCLILab(t *testing.T) {
+	testlab.RequireRoot(t)
+	testlab.RequireTools(t, "tshark")
+	for _, c := range []struct {
+		profile string
+		code    int
+		want    map[string]report.Verdict // forward and reverse
+	}{
+		{"clean", exitOK, map[string]report.Verdict{"ike-frag": report.Pass, "esp": report.Pass, "tcp:445": report.Pass}},
+		{"frag-drop", exitFail, map[string]report.Verdict{"ike": report.Pass, "ike-frag": report.FragDropped, "esp-frag": report.FragDropped, "icmp-large": report.FragDropped}},
+	} {
+		t.Run(c.profile, func(t *testing.T) {
+			t.Parallel()
+			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
+			dir := t.TempDir()
+			keyBytes := bytes.Repeat([]byte{3}, 32)
+			key := writeKey(t, dir, "key", keyBytes, 0o600)
+			agent := net.JoinHostPort(l.Addr("rsp").String(), "7500")
+			var resp *probe.Responder
+			var ln net.Listener
+			if err := l.Do("rsp", func() error {
+				var err error
+				if resp, err = probe.NewResponder(probe.ResponderConfig{Key: keyBytes}); err != nil {
+					return err
+				}
+				ln, err = net.Listen("tcp", agent)
+				return err
+			}); err != nil {
+				t.Fatalf("agent: %v", err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); resp.Serve(ctx, ln) }()
+			t.Cleanup(func() { cancel(); <-done; resp.Close() })
+
+			pcap, md := filepath.Join(dir, "run.pcapng"), filepath.Join(dir, "run.md")
+			var out, errb bytes.Buffer
+			var code int
+			l.Do("ini", func() error {
+				code = run(context.Background(), []string{"check", l.Addr("rsp").String(), "--agent", agent, "--key-file", key,
+					"--json", "--pcap", pcap, "--out", md}, &out, &errb)
+				return nil
+			})
+			if code != c.code {
+				t.Fatalf("exit %d, want %d; stderr %q", code, c.code, errb.String())
+			}
+			if errb.Len() != 0 {
+				t.Errorf("--json run wrote on stderr: %q", errb.String())
+			}
+			rep, err := report.ReadJSON(&out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rep.Results {
+				if w, ok := c.want[r.Probe]; ok && r.Verdict != w {
+					t.Errorf("%s %s: %s (%s), want %s", r.Probe, r.Direction, r.Verdict, r.Detail, w)
+				}
+			}
+			if b, err := os.ReadFile(md); err != nil || !bytes.Contains(b, []byte("ike-frag")) {
+				t.Errorf("--out %s: %v, %d bytes", md, err, len(b))
+			}
+			tctx, tcancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer tcancel()
+			pk, err := exec.CommandContext(tctx, "tshark", "-r", pcap, "-T", "fields", "-e", "ip.proto").CombinedOutput()
+			if err != nil {
+				t.Fatalf("tshark -r %s: %v\n%s", pcap, err, pk)
+			}
+			protos := map[string]int{}
+			for _, p := range strings.Fields(string(pk)) {
+				protos[p]++
+			}
+			for _, p := range []string{"1", "6", "17", "50", "51"} { // ICMP, TCP, UDP, ESP, AH
+				if protos[p] == 0 {
+					t.Errorf("pcap holds no IP protocol %s packet: %v", p, protos)
+				}
+			}
+		})
 	}
 }
