@@ -110,7 +110,11 @@ type Options struct {
 	MaxHops    int           // bound on TTLs when localising a black hole; -1: do not localise
 	Budget     time.Duration // bound on the whole discovery's time
 	Seeds      []int         // nil: Seeds
-	Clock      Clock         // nil: the real clock
+	// ICMPUnseen says the prober cannot see ICMP errors about its probes (the agent's reverse
+	// probes: routers answer the agent). Silence then does not make a black hole: the
+	// result's Blackhole stays nil and no TTL localisation runs.
+	ICMPUnseen bool
+	Clock      Clock // nil: the real clock
 	// Logf, when set, gets one line per size or hop decided (progress for a person).
 	Logf func(format string, args ...any)
 }
@@ -210,14 +214,17 @@ type Result struct {
 	Sizes     int           `json:"sizes"`               // distinct sizes tried in the MTU search
 	Elapsed   time.Duration `json:"-"`
 	Stopped   string        `json:"stopped,omitempty"` // why the search stopped early, when it did
-	Steps     []Step        `json:"steps"`
+	// ICMPUnseen: ICMP errors about the probes were out of sight (Options.ICMPUnseen), so a
+	// silent failure may be a black hole or a router's fragmentation-needed sent elsewhere.
+	ICMPUnseen bool   `json:"icmp_unseen,omitempty"`
+	Steps      []Step `json:"steps"`
 }
 
 // PathMTU is the result in the report's form: Hop is the last hop the large probe reached
-// before it vanished (the router that drops it without ICMP).
+// before it vanished (the router that drops it without ICMP), nil when not localised.
 func (r *Result) PathMTU() report.PathMTU {
 	p := report.PathMTU{MTU: r.MTU, Blackhole: r.Blackhole != nil, Probes: r.Probes}
-	if b := r.Blackhole; b != nil {
+	if b := r.Blackhole; b != nil && b.Last.TTL > 0 {
 		h := &report.Hop{TTL: b.Last.TTL}
 		if b.Last.Addr.IsValid() {
 			h.Addr = b.Last.Addr.String()
@@ -459,7 +466,8 @@ func (s *search) run(ctx context.Context) error {
 		s.res.Upper = hi
 	}
 	s.res.Signalled = hiFail == failICMP
-	if hiFail == failSilent {
+	s.res.ICMPUnseen = o.ICMPUnseen
+	if hiFail == failSilent && !o.ICMPUnseen {
 		if err := s.localise(ctx, hi, lo); err != nil {
 			return s.stop(err)
 		}

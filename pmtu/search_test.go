@@ -360,6 +360,24 @@ func TestDiscoverBounds(t *testing.T) {
 			t.Errorf("MaxHops -1 still localised: %+v", res.Blackhole)
 		}
 	})
+	t.Run("icmp unseen", func(t *testing.T) {
+		// A reverse search: the router's fragmentation-needed goes to the far end, we see silence.
+		p := labPath(1400, true)
+		res := discover(t, p, Options{ICMPUnseen: true})
+		if res.MTU != 1400 || !res.Exact || res.Blackhole != nil || !res.ICMPUnseen || len(res.Hops) != 0 {
+			t.Errorf("got %d exact %v bh %+v unseen %v hops %v", res.MTU, res.Exact, res.Blackhole, res.ICMPUnseen, res.Hops)
+		}
+		if pm := res.PathMTU(); pm.Blackhole || pm.Hop != nil {
+			t.Errorf("PathMTU() = %+v", pm)
+		}
+	})
+	t.Run("not localised", func(t *testing.T) {
+		p := labPath(1300, true)
+		res := discover(t, p, Options{MaxHops: -1})
+		if pm := res.PathMTU(); !pm.Blackhole || pm.Hop != nil {
+			t.Errorf("PathMTU() = %+v, want a black hole without a hop", pm)
+		}
+	})
 	t.Run("min equals max", func(t *testing.T) {
 		p := labPath(1500, false)
 		res := discover(t, p, Options{Min: 1400, Max: 1400})
