@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/pmtu"
+	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/report"
+)
+
+// agentPoll is how often a forward probe asks the agent whether it arrived.
+const agentPoll = 5 * time.Millisecond
+
+// agentRuns prepares the agent-confirmed searches: forward (our DF probes, seen by the agent:
+// UDP 4500 with --proto udp, the pmtu echo with icmp) and reverse (the agent's DF pmtu echoes
+// toward us, seen by our raw ICMP socket). The reverse search sees no ICMP errors (the
+// routers answer the agent), so it measures the MTU but cannot tell a black hole from a
+// router that signals, nor localise anything.
+func agentRuns(ctx context.Context, target netip.Addr, addr, keyFile, proto string, base pmtu.Options) ([]*pmtuRun, error) {
+	if !target.Is4() {
+		return nil, fmt.Errorf("%w (%s)", pmtu.ErrIPv6, target)
+	}
+	key, err := probe.LoadKey(keyFile)
+	if err != nil {
+		return nil, err
+	}
+	dctx, cancel := context.WithTimeout(ctx, probe.DialTimeout+probe.RequestTimeout)
+	defer cancel()
+	ag, err := probe.DialAgent(dctx, addr, key)
+	if err != nil {
+		return nil, err
+	}
+	hello, err := ag.Hello(dctx)
+	if err != nil {
+		ag.Close()
+		return nil, err
+	}
+	if !hello.Capture || !hello.Sender {
+		ag.Close()
+		return nil, fmt.Errorf("agent %s cannot capture (%v) or send reverse probes (%v): run it as root", addr, hello.Capture, hello.Sender)
+	}
+	if err := ag.StartObserving(dctx); err != nil {
+		ag.Close()
+		return nil, err
+	}
+	src, err := probe.SourceFor(target)
+	if err != nil {
+		ag.Close()
+		return nil, err
+	}
+	snd, err := probe.OpenSender(probe.SenderConfig{})
+	if err != nil {
+		ag.Close()
+		return nil, err
+	}
+	icmpConn, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+	if err != nil {
+		snd.Close()
+		ag.Close()
+		return nil, fmt.Errorf("open raw ICMP socket: %w", err)
+	}
+	id := probe.PMTU
+	if proto == "udp" {
+		id = probe.NATT
+	}
+	fwd := &agentForward{agent: ag, send: snd, icmp: icmpConn, src: src, dst: target, id: id}
+	rev := &agentReverse{agent: ag, icmp: icmpConn, from: hello.Local.Addr().Unmap()}
+	revOpts := base
+	revOpts.ICMPUnseen = true // the far side's routers answer the agent, not us
+	closeAll := func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), probe.RequestTimeout)
+		defer cancel()
+		ag.Stop(sctx)
+		icmpConn.Close()
+		return snd.Close()
+	}
+	return []*pmtuRun{
+		{dir: report.Forward, prober: fwd, opts: base},
+		{dir: report.Reverse, prober: rev, opts: revOpts, close: closeAll},
+	}, nil
+}
+
+// agentForward sends DF probes built by the probe package and counts one as arrived when the
+// agent reports it; ICMP errors quoting it come back to our raw ICMP socket.
+type agentForward struct {
+	agent    *probe.AgentClient
+	send     *probe.Sender
+	icmp     net.PacketConn
+	src, dst netip.Addr
+	id       probe.ID
+	pkts     probe.Packets
+	seenUpTo int
+	buf      [2048]byte
+}
+
+func newNonce() (uint32, error) {
+	n, err := probe.NewNonces(1)
+	if err != nil {
+		return 0, err
+	}
+	return n[0], nil
+}
+
+func (f *agentForward) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, error) {
+	nonce, err := newNonce()
+	if err != nil {
+		return pmtu.Reply{}, err
+	}
+	if err := probe.Build(f.id, probe.BuildParams{Src: f.src, Dst: f.dst, Nonce: nonce, Size: r.Size, TTL: uint8(min(r.TTL, 255)), DF: true}, &f.pkts); err != nil {
+		return pmtu.Reply{}, err
+	}
+	sent := time.Now()
+	if err := f.send.Send(ctx, &f.pkts); err != nil {
+		if errors.Is(err, syscall.EMSGSIZE) {
+			return pmtu.Reply{Outcome: pmtu.LocalTooBig}, nil
+		}
+		return pmtu.Reply{}, err
+	}
+	deadline := sent.Add(r.Timeout)
+	for {
+		if err := ctx.Err(); err != nil {
+			return pmtu.Reply{}, err
+		}
+		// ICMP errors about the probe, for up to agentPoll.
+		until := time.Now().Add(agentPoll)
+		if deadline.Before(until) {
+			until = deadline
+		}
+		if rep, ok, err := readICMPFor(f.icmp, f.buf[:], f.dst, nonce, until); err != nil {
+			return pmtu.Reply{}, err
+		} else if ok {
+			rep.RTT = time.Since(sent)
+			return rep, nil
+		}
+		ar, err := f.agent.Report(ctx)
+		if err != nil {
+			return pmtu.Reply{}, err
+		}
+		for i := f.seenUpTo; i < len(ar.Seen); i++ {
+			s := &ar.Seen[i]
+			if s.Offset != 0 {
+				continue
+			}
+			if m, ok := probe.ClassifyHead(s.Proto, s.Head); ok && m.Kind == probe.KindProbe && m.Nonce == nonce {
+				f.seenUpTo = len(ar.Seen)
+				return pmtu.Reply{Outcome: pmtu.Arrived, From: f.dst, RTT: time.Since(sent)}, nil
+			}
+		}
+		f.seenUpTo = len(ar.Seen)
+		if !time.Now().Before(deadline) {
+			return pmtu.Reply{Outcome: pmtu.Timeout}, nil
+		}
+	}
+}
+
+// readICMPFor reads ICMP messages until deadline and returns the first error (or, for the
+// pmtu echo, reply) that names nonce. ok is false at the deadline.
+func readICMPFor(c net.PacketConn, buf []byte, target netip.Addr, nonce uint32, deadline time.Time) (pmtu.Reply, bool, error) {
+	if err := c.SetReadDeadline(deadline); err != nil {
+		return pmtu.Reply{}, false, err
+	}
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return pmtu.Reply{}, false, nil
+			}
+			return pmtu.Reply{}, false, fmt.Errorf("read raw ICMP socket: %w", err)
+		}
+		b := buf[:n]
+		m, ok := probe.ClassifyHead(probe.ProtoICMP, b)
+		if !ok || m.Nonce != nonce || n < 8 {
+			continue
+		}
+		ip, _ := netip.AddrFromSlice(from.(*net.IPAddr).IP)
+		rep := pmtu.Reply{From: ip.Unmap(), Type: b[0], Code: b[1]}
+		switch {
+		case m.Kind == probe.KindReply:
+			rep.Outcome = pmtu.Arrived
+		case m.Kind == probe.KindICMPError && rep.From == target && b[0] == 3 && (b[1] == 2 || b[1] == 3):
+			// The target's own port/protocol unreachable: the probe got there whole.
+			rep.Outcome = pmtu.Arrived
+		case m.Kind != probe.KindICMPError:
+			continue
+		case b[0] == 3 && b[1] == 4:
+			rep.Outcome, rep.MTU = pmtu.FragNeeded, int(binary.BigEndian.Uint16(b[6:8]))
+		case b[0] == 11 && b[1] == 0:
+			rep.Outcome = pmtu.TimeExceeded
+		default:
+			rep.Outcome = pmtu.Unreachable
+		}
+		return rep, true, nil
+	}
+}
+
+// agentReverse asks the agent for one DF pmtu echo of the asked size toward us and waits for
+// it on our raw ICMP socket.
+type agentReverse struct {
+	agent *probe.AgentClient
+	icmp  net.PacketConn
+	from  netip.Addr
+	buf   [65536]byte
+}
+
+func (v *agentReverse) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, error) {
+	nonce, err := newNonce()
+	if err != nil {
+		return pmtu.Reply{}, err
+	}
+	start := time.Now()
+	res, err := v.agent.SendReverse(ctx, []probe.ReverseProbe{{ID: probe.PMTU, Nonce: nonce, Size: r.Size, TTL: uint8(min(r.TTL, 255)), DF: true}}, 0)
+	if err != nil {
+		return pmtu.Reply{}, err
+	}
+	if len(res) == 1 && res[0].Error != "" {
+		if strings.Contains(res[0].Error, "message too long") {
+			return pmtu.Reply{Outcome: pmtu.LocalTooBig}, nil // the agent's own interface
+		}
+		return pmtu.Reply{}, fmt.Errorf("agent could not send a %d-byte reverse probe: %s", r.Size, res[0].Error)
+	}
+	deadline := time.Now().Add(r.Timeout)
+	if err := v.icmp.SetReadDeadline(deadline); err != nil {
+		return pmtu.Reply{}, err
+	}
+	for {
+		n, _, err := v.icmp.ReadFrom(v.buf[:])
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return pmtu.Reply{Outcome: pmtu.Timeout}, nil
+			}
+			return pmtu.Reply{}, fmt.Errorf("read raw ICMP socket: %w", err)
+		}
+		if m, ok := probe.ClassifyHead(probe.ProtoICMP, v.buf[:n]); ok && m.Kind == probe.KindProbe && m.Nonce == nonce {
+			return pmtu.Reply{Outcome: pmtu.Arrived, From: v.from, RTT: time.Since(start)}, nil
+		}
+	}
+}
