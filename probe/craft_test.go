@@ -461,3 +461,38 @@ func ExampleBuild() {
 	// offset 1256 length 1256 more true
 	// offset 2512 length 468 more false
 }
+
+// FuzzFragment cuts any bytes that decode as an IPv4 datagram at any fragment size: no
+// panic, every fragment within the size, and the payload comes back whole.
+func FuzzFragment(f *testing.F) {
+	var out Packets
+	for _, id := range []ID{ESP, AH, IKE} {
+		if err := Build(id, params(id), &out); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(append([]byte(nil), out.Wire[0]...), uint16(60))
+	}
+	f.Add(mustHex("4f000040000000004032000000000000000000008307040102030401070304000000000000000000000000000000000000000000000000000000000000000000"), uint16(68))
+	f.Fuzz(func(t *testing.T, d []byte, size uint16) {
+		frags, _, err := Fragment(d, int(size), nil, nil)
+		if err != nil {
+			return
+		}
+		var h IPv4Header
+		h.DecodeFromBytes(d)
+		var payload int
+		for _, fr := range frags {
+			if len(fr) > int(size) {
+				t.Fatalf("fragment of %d bytes > %d", len(fr), size)
+			}
+			var fh IPv4Header
+			if err := fh.DecodeFromBytes(fr); err != nil || fh.TotalLen != len(fr) {
+				t.Fatalf("fragment does not decode: %v", err)
+			}
+			payload += len(fh.Payload)
+		}
+		if payload != len(h.Payload) {
+			t.Fatalf("fragments carry %d bytes, datagram %d", payload, len(h.Payload))
+		}
+	})
+}

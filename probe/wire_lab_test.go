@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -336,5 +337,95 @@ func TestWireNeedsRaw(t *testing.T) {
 	t.Logf("OpenSender: %v", err)
 	if _, err := OpenCapture(CaptureConfig{Peer: tDst}); !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "CAP_NET_RAW") {
 		t.Errorf("OpenCapture: %v", err)
+	}
+}
+
+// A capture's reads end on a ctx deadline, on cancel, and with net.ErrClosed after Close.
+func TestWireLabCaptureDeadlines(t *testing.T) {
+	t.Parallel()
+	lab := testlab.ForTest(t, testlab.Spec{NoGateways: true})
+	var c *Capture
+	if err := lab.Do("rsp", func() (err error) { c, err = OpenCapture(CaptureConfig{Peer: lab.Addr("ini")}); return err }); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, CaptureSnap)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.ReadContext(ctx, buf); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read past the deadline: %v", err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	time.AfterFunc(30*time.Millisecond, cancel2)
+	if _, err := c.ReadContext(ctx2, buf); !errors.Is(err, context.Canceled) {
+		t.Fatalf("read cancelled: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := c.Read(buf); done <- err }()
+	time.Sleep(30 * time.Millisecond)
+	c.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read after Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end a blocked Read")
+	}
+}
+
+// A flood from the peer fills a small ring: the Observer overwrites the oldest, counts
+// them, keeps its size, and still records what comes after.
+func TestWireLabObserverFlood(t *testing.T) {
+	t.Parallel()
+	lab := testlab.ForTest(t, testlab.Spec{NoGateways: true})
+	ini, rsp := lab.Addr("ini"), lab.Addr("rsp")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var o *Observer
+	if err := lab.Do("rsp", func() (err error) { o, err = Observe(ctx, ObserverConfig{Peer: ini, Capacity: 256}); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	var snd *Sender
+	if err := lab.Do("ini", func() (err error) { snd, err = OpenSender(SenderConfig{Rate: MaxRate, Burst: 64}); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Close()
+	var p Packets
+	const flood = 5000
+	for i := 0; i < flood; i++ {
+		if err := Build(ESP, BuildParams{Src: ini, Dst: rsp, Nonce: uint32(0x10001 + i)}, &p); err != nil {
+			t.Fatal(err)
+		}
+		if err := snd.Send(ctx, &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Build(AH, BuildParams{Src: ini, Dst: rsp, Nonce: tNonce}, &p); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := snd.Send(ctx, &p); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	var got []Seen
+	for time.Now().Before(deadline) {
+		got = o.Since(time.Time{})
+		if n := len(got); n > 0 && got[n-1].Proto == ProtoAH {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := o.Stats()
+	t.Logf("flood of %d: %+v, ring holds %d", flood, st, len(got))
+	if len(got) > 256 {
+		t.Fatalf("ring returned %d packets, capacity 256", len(got))
+	}
+	if st.Captured+st.KernelDrops < flood || st.Overwritten == 0 {
+		t.Fatalf("stats %+v after a flood of %d into 256 slots", st, flood)
+	}
+	if m, ok := Classify(&got[len(got)-1]); !ok || m.ID != AH || m.Nonce != tNonce {
+		t.Fatalf("the probe after the flood: %+v %v", m, ok)
 	}
 }
