@@ -173,9 +173,10 @@ func (a *AgentClient) Report(ctx context.Context) (*AgentReport, error) {
 		room := max(MaxSessionSeen-len(a.seen), 0)
 		a.seen = append(a.seen, r.Seen[:min(room, len(r.Seen))]...)
 		a.next, a.lost = r.Next, r.Lost
+		full := len(a.seen) >= MaxSessionSeen
 		a.mu.Unlock()
 		observing, other = r.Observing, r.Other
-		if !r.More || len(r.Seen) == 0 {
+		if !r.More || len(r.Seen) == 0 || full {
 			break
 		}
 	}

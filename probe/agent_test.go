@@ -767,3 +767,60 @@ func BenchmarkSessionDrain(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/packet")
 }
+
+// FuzzAgentReply has a fake agent holding the key answer every client request with an
+// arbitrary body (and type): the client must return an error or a result, never panic,
+// and never keep more than MaxSessionSeen packets.
+func FuzzAgentReply(f *testing.F) {
+	f.Add(uint8(0), []byte(`{"protocol":1,"version":"x","peer":"192.0.2.1:5","local":"bad","pace":-1,"capture":true}`))
+	f.Add(uint8(0), []byte(`{"seen":[{"src":"192.0.2.1","head":"AAAA"}],"next":1,"more":true}`))
+	f.Add(uint8(0), []byte(`{"seen":[],"next":0,"more":true}`))
+	f.Add(uint8(0), []byte(`{"seen":[{}],"next":5}`))
+	f.Add(uint8(0), []byte(`{"results":[{"id":"esp","packets":-4}]}`))
+	f.Add(uint8(1), []byte(`{"error":"no"}`))
+	f.Add(uint8(2), []byte(`[1,2,3]`))
+	f.Fuzz(func(t *testing.T, mode uint8, body []byte) {
+		if len(body) > maxBodySize {
+			return
+		}
+		cc, sc := net.Pipe()
+		defer cc.Close()
+		go func() {
+			defer sc.Close()
+			for range 8 {
+				b, err := readFrame(sc, nil)
+				if err != nil {
+					return
+				}
+				var req frame
+				if decodeFrame(b, testKey, &req) != nil {
+					return
+				}
+				rt := req.Type | msgReplyBit
+				switch mode % 3 {
+				case 1:
+					rt = msgError
+				case 2:
+					rt = msgType(mode)
+				}
+				rep := frame{Type: rt, Nonce: newNonce(), Time: time.Now(), InReplyTo: req.Nonce, Body: body}
+				w, _ := appendFrame(nil, testKey, &rep)
+				if _, err := sc.Write(w); err != nil {
+					return
+				}
+			}
+		}()
+		a := &AgentClient{addr: "fuzz", key: testKey, conn: cc}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		a.Hello(ctx)
+		a.StartObserving(ctx)
+		if rep, err := a.Report(ctx); err == nil && len(rep.Seen) > MaxSessionSeen {
+			t.Fatalf("client kept %d packets", len(rep.Seen))
+		}
+		if res, err := a.SendReverse(ctx, []ReverseProbe{{ID: ESP, Nonce: 1}}, 0); err == nil && len(res) != 1 {
+			t.Fatalf("SendReverse returned %d results for 1 probe", len(res))
+		}
+		a.Stop(ctx)
+	})
+}
