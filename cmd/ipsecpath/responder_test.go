@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -264,4 +266,128 @@ func TestResponderServesAndStops(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("after SIGTERM: %v, want exit 0", err)
 	}
+}
+
+// TestResponderInLab runs the responder command in the lab's rsp (its own process, as a
+// user would) with r1 dropping non-first fragments both ways, and talks to it from ini:
+// the agent reports the whole ESP probe and only the first fragment of esp-frag, and of its
+// reverse probes ini receives the same.
+func TestResponderInLab(t *testing.T) {
+	l := testlab.ForTest(t, testlab.Spec{Profile: "nonfirst-frag-drop", NoGateways: true})
+	ini, rsp := l.Addr("ini"), l.Addr("rsp")
+	keyBytes := bytes.Repeat([]byte{3}, 32)
+	key := writeKey(t, t.TempDir(), "key", keyBytes, 0o600)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort(rsp.String(), "7500")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := strings.Join([]string{"responder", "--listen", addr, "--key-file", key, "--pace", "200"}, "\x1f")
+	proc, err := l.Start(ctx, "rsp", "env", "IPSECPATH_RESPONDER_HELPER=1", "IPSECPATH_RESPONDER_ARGS="+args,
+		exe, "-test.run=^TestResponderHelperProcess$", "-test.count=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proc.Stop()
+
+	// Connect from ini once the agent listens.
+	var a *probe.AgentClient
+	var h *probe.AgentHello
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		err = l.Do("ini", func() error {
+			var err error
+			a, err = probe.DialAgent(ctx, addr, keyBytes)
+			return err
+		})
+		if err == nil {
+			if h, err = a.Hello(ctx); err == nil {
+				break
+			}
+			a.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent in rsp not answering: %v\n%s", err, proc.Output())
+		}
+	}
+	defer a.Close()
+	if h.Peer.Addr() != ini || h.Local.Addr() != rsp || !h.Capture || !h.Sender || h.Pace != 200 {
+		t.Fatalf("Hello %+v", h)
+	}
+	if err := a.StartObserving(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var snd *probe.Sender
+	var back *probe.Observer
+	if err := l.Do("ini", func() error {
+		var err error
+		if snd, err = probe.OpenSender(probe.SenderConfig{}); err != nil {
+			return err
+		}
+		back, err = probe.Observe(context.Background(), probe.ObserverConfig{Peer: rsp})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Close()
+	defer back.Close()
+	nonces, err := probe.NewNonces(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pk probe.Packets
+	ipid := map[probe.ID]uint16{}
+	for i, id := range []probe.ID{probe.ESP, probe.ESPFrag} {
+		if err := probe.Build(id, probe.BuildParams{Src: ini, Dst: rsp, Nonce: nonces[i]}, &pk); err != nil {
+			t.Fatal(err)
+		}
+		ipid[id] = pk.IPID
+		if err := snd.Send(ctx, &pk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// offsets returns the fragment offsets per IP ID from src in seen.
+	offsets := func(seen []probe.Seen, src netip.Addr) map[uint16][]int {
+		m := map[uint16][]int{}
+		for _, s := range seen {
+			if s.Src == src && s.Proto == 50 {
+				m[s.IPID] = append(m[s.IPID], s.Offset)
+			}
+		}
+		return m
+	}
+	time.Sleep(300 * time.Millisecond) // the second and third fragments would be here by now
+	rep, err := a.Report(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := offsets(rep.Seen, ini)
+	if fmt.Sprint(got[ipid[probe.ESP]]) != "[0]" || fmt.Sprint(got[ipid[probe.ESPFrag]]) != "[0]" {
+		t.Fatalf("agent saw offsets %v: want esp [0] and esp-frag only its first fragment [0]", got)
+	}
+	t0 := time.Now()
+	res, err := a.SendReverse(ctx, []probe.ReverseProbe{{ID: probe.ESP, Nonce: nonces[2]}, {ID: probe.ESPFrag, Nonce: nonces[3]}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Packets != 1 || res[1].Packets < 3 || res[0].Error != "" || res[1].Error != "" {
+		t.Fatalf("reverse results %+v", res)
+	}
+	time.Sleep(300 * time.Millisecond)
+	rgot := offsets(back.Since(t0), rsp)
+	if fmt.Sprint(rgot[uint16(nonces[2])]) != "[0]" || fmt.Sprint(rgot[uint16(nonces[3])]) != "[0]" {
+		t.Fatalf("ini saw reverse offsets %v: want esp [0] and esp-frag [0] only", rgot)
+	}
+	if err := a.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Stop(); err != nil {
+		t.Logf("stop: %v", err)
+	}
+	out := string(proc.Output())
+	if !strings.Contains(out, "responder: session "+h.Session+" from "+ini.String()) || !strings.Contains(out, "responder: stopped") {
+		t.Fatalf("responder log:\n%s", out)
+	}
+	t.Logf("responder log:\n%s", out)
 }
