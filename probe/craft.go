@@ -98,17 +98,25 @@ type Packets struct {
 	tmpW  [][]byte
 	tmpF  []report.Fragment
 
-	ikeTmpl []byte // the IKE_SA_INIT of the last ike/natt build, SPI to be patched
-	ikeWant int    // the message size it was built for (0: natural)
+	ike [2]ikeTemplate // the last two IKE_SA_INIT messages built (natural size and sized)
+}
+
+// ikeTemplate is an IKE_SA_INIT built for a size (0: natural), its SPI to be patched.
+type ikeTemplate struct {
+	want int
+	msg  []byte
 }
 
 // ikeMessage returns an IKEv2 IKE_SA_INIT request of want bytes (0: its natural size) from
 // the ike package, the same one a gateway answers. It is built once per size and reused:
 // every probe then differs only in the SPI (KE and Ni repeat, which a gateway does not mind
-// for a first message), so building allocates nothing after the first time.
+// for a first message), so building allocates nothing after the first time. Two sizes are
+// kept, so one Packets can alternate between ike and ike-frag without rebuilding.
 func (p *Packets) ikeMessage(want int) ([]byte, error) {
-	if p.ikeTmpl != nil && p.ikeWant == want {
-		return p.ikeTmpl, nil
+	for i := range p.ike {
+		if t := &p.ike[i]; t.msg != nil && t.want == want {
+			return t.msg, nil
+		}
 	}
 	if want != 0 && want < ike.HeaderLen {
 		return nil, fmt.Errorf("size too small for an IKE message")
@@ -117,7 +125,8 @@ func (p *Packets) ikeMessage(want int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("IKE_SA_INIT of %d bytes: %w", want, err)
 	}
-	p.ikeTmpl, p.ikeWant = m, want
+	p.ike[1] = p.ike[0]
+	p.ike[0] = ikeTemplate{want: want, msg: m}
 	return m, nil
 }
 
@@ -162,6 +171,9 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 	if !p.Src.Is4() || !p.Dst.Is4() {
 		return fmt.Errorf("source %v and destination %v must both be IPv4", p.Src, p.Dst)
 	}
+	if err := CheckTarget(p.Dst); err != nil {
+		return err
+	}
 	if !validNonce(p.Nonce) {
 		return ErrBadNonce
 	}
@@ -169,6 +181,7 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 	size := p.Size
 	var proto uint8
 	var minSize int
+	var ikeMsg []byte
 	switch id {
 	case IKE, IKEFrag, NATT, NATTFrag:
 		proto = ProtoUDP
@@ -180,14 +193,14 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 		switch {
 		case size != 0:
 			want = size - ikeOff
-		case frag:
-			want = FragProbeSize - ikeOff
+		case frag: // the same message for ike-frag and natt-frag: one template serves both
+			want = FragProbeSize - ipv4MinHeader - udpHeaderLen
 		}
-		msg, err := out.ikeMessage(want)
-		if err != nil {
+		var err error
+		if ikeMsg, err = out.ikeMessage(want); err != nil {
 			return err
 		}
-		size = ikeOff + len(msg)
+		size = ikeOff + len(ikeMsg)
 		minSize = size
 	case ESP, ESPFrag:
 		proto, minSize = ProtoESP, ipv4MinHeader+espHeaderLen+MarkerLen
@@ -231,7 +244,7 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 	}
 
 	*out = Packets{dgram: out.dgram, fbuf: out.fbuf, perm: out.perm, tmpW: out.tmpW, tmpF: out.tmpF,
-		ikeTmpl: out.ikeTmpl, ikeWant: out.ikeWant, Wire: out.Wire[:0], Frags: out.Frags[:0]}
+		ike: out.ike, Wire: out.Wire[:0], Frags: out.Frags[:0]}
 	out.ID, out.Nonce, out.Src, out.Dst, out.Proto, out.IPID, out.TTL, out.Size =
 		id, p.Nonce, p.Src, p.Dst, proto, ipid, ttl, size
 
@@ -277,7 +290,7 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 		if p.DstPort != 0 {
 			dp = p.DstPort
 		}
-		copy(ike, out.ikeTmpl)
+		copy(ike, ikeMsg)
 		spi := ikeSPI(code, p.Nonce)
 		copy(ike[0:8], spi[:])
 		putUDP(b, sp, dp, p.Src, p.Dst)

@@ -224,6 +224,8 @@ func TestBuildErrors(t *testing.T) {
 		{"nonce below 256", ESP, func(p *BuildParams) { p.Nonce = 255 }, "nonce"},
 		{"nonce with zero IP ID", ESP, func(p *BuildParams) { p.Nonce = 0x10000 }, "nonce"},
 		{"IPv6", ESP, func(p *BuildParams) { p.Dst = netip.MustParseAddr("2001:db8::1") }, "IPv4"},
+		{"multicast", ESP, func(p *BuildParams) { p.Dst = netip.MustParseAddr("224.0.0.1") }, "multicast"},
+		{"broadcast", ESP, func(p *BuildParams) { p.Dst = netip.MustParseAddr("255.255.255.255") }, "broadcast"},
 		{"no source", ESP, func(p *BuildParams) { p.Src = netip.Addr{} }, "IPv4"},
 		{"too small", ESP, func(p *BuildParams) { p.Size = 30 }, "size 30"},
 		{"too large", ESP, func(p *BuildParams) { p.Size = 70000 }, "size 70000"},
@@ -410,6 +412,20 @@ func TestBuildAllocatesNothing(t *testing.T) {
 		if n != 0 {
 			t.Errorf("%s: %v allocations per Build, want 0", id, n)
 		}
+	}
+	// One Packets alternating between the natural and the large IKE message keeps both.
+	n := testing.AllocsPerRun(50, func() {
+		for _, id := range []ID{IKE, IKEFrag, NATT, NATTFrag} {
+			if err := Build(id, params(id), &out); err != nil {
+				t.Fatal(err)
+			}
+			if want := id.Fragmented(); out.Fragmented() != want {
+				t.Fatalf("%s: fragmented %v", id, out.Fragmented())
+			}
+		}
+	})
+	if n != 0 {
+		t.Errorf("alternating ike/ike-frag/natt/natt-frag: %v allocations per round, want 0", n)
 	}
 }
 

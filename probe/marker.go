@@ -317,8 +317,8 @@ type fragKey struct {
 	id       uint16
 }
 
-// MaxCorrelated bounds how many datagrams a Correlator remembers; beyond it, the oldest
-// learned (not expected) entries are forgotten.
+// MaxCorrelated bounds how many datagrams a Correlator remembers, expected and learned
+// apart; a map that reaches it starts over (a check sends far fewer probes).
 const MaxCorrelated = 4096
 
 // Correlator maps every fragment of a probe to the probe, first or not: it knows the probes
