@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -118,9 +119,14 @@ func TestFragDropIKEFragmentation(t *testing.T) {
 				t.Fatal(err)
 			}
 			if frag {
-				if !strings.Contains(string(log), "splitting IKE message") {
-					t.Errorf("ini did not use IKE fragmentation")
+				m := regexp.MustCompile(`splitting IKE message \((\d+) bytes\) into (\d+) fragments`).FindStringSubmatch(string(log))
+				if m == nil {
+					t.Fatalf("ini did not use IKE fragmentation")
 				}
+				if size, _ := strconv.Atoi(m[1]); size < 3000 {
+					t.Errorf("IKE_AUTH is %d bytes, want ≥ 3000 (large like Kerberos-authenticated IKE)", size)
+				}
+				t.Logf("ini: IKE_AUTH of %s bytes split into %s IKE fragments", m[1], m[2])
 				mustPing(t, l, NodeLanA, l.Addr(NodeLanB).String())
 				return
 			}
