@@ -429,3 +429,63 @@ func TestWireLabObserverFlood(t *testing.T) {
 		t.Fatalf("the probe after the flood: %+v %v", m, ok)
 	}
 }
+
+// The lab's real strongSwan on rsp answers our ike, ike-frag, natt and natt-frag probes —
+// sent from ini's UDP 500/4500 through a raw socket while ini's own charon owns those
+// ports — and each answer maps back to its probe by the SPI it echoes.
+func TestWireLabGatewayAnswers(t *testing.T) {
+	t.Parallel()
+	lab := testlab.ForTest(t, testlab.Spec{Profile: "clean"})
+	ini, rsp := lab.Addr("ini"), lab.Addr("rsp")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var o *Observer
+	var snd *Sender
+	if err := lab.Do("ini", func() (err error) {
+		if o, err = Observe(ctx, ObserverConfig{Peer: rsp}); err != nil {
+			return err
+		}
+		snd, err = OpenSender(SenderConfig{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	defer snd.Close()
+	ids := []ID{IKE, IKEFrag, NATT, NATTFrag}
+	nonces, err := NewNonces(len(ids))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint32]ID{}
+	var p Packets
+	for i, id := range ids {
+		if err := Build(id, BuildParams{Src: ini, Dst: rsp, Nonce: nonces[i]}, &p); err != nil {
+			t.Fatal(err)
+		}
+		want[nonces[i]] = id
+		if err := snd.Send(ctx, &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[uint32]Seen{}
+	for len(got) < len(want) && ctx.Err() == nil {
+		select {
+		case <-o.Wake():
+		case <-time.After(100 * time.Millisecond):
+		}
+		for _, s := range o.Drain() {
+			if m, ok := Classify(&s); ok && m.Kind == KindReply && want[m.Nonce] == m.ID {
+				got[m.Nonce] = s
+			}
+		}
+	}
+	for n, id := range want {
+		s, ok := got[n]
+		if !ok {
+			t.Errorf("%s: strongSwan did not answer (nonce %#x)", id, n)
+			continue
+		}
+		t.Logf("%s: answered by %s, %d bytes, proto %d", id, s.Src, s.TotalLen, s.Proto)
+	}
+}
