@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -71,7 +72,8 @@ With an agent, a verdict rests on what the agent captured: a TCP probe passes wh
 reached the agent, whether or not a service listens there (the answer is shown as evidence).
 Each row's detail is one sentence saying what to change where. Reverse UDP 500/4500 probes
 go out before any of ours, so a stateful firewall meets them cold, as it meets a rekey from
-the far side after the flow went idle. A probe without an answer is retried twice within
+the far side after the flow went idle (state a firewall still holds from a run less than its
+idle timeout ago lets them through: wait that long between runs). A probe without an answer is retried twice within
 --timeout: one attempt of three arriving is loss (pass, noted), none is a drop.
 
 Exit status: 0 every verdict passed (or was skipped), 1 a probe failed, 2 usage or
@@ -141,6 +143,9 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 		if err != nil {
 			return usageError(e, c, err)
 		}
+		if err := agentOnTarget(*agent, target); err != nil {
+			return usageError(e, c, err)
+		}
 		cfg.Agent, cfg.Key = *agent, key
 	}
 	if *pcap != "" {
@@ -169,6 +174,21 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// agentOnTarget refuses an agent named by an address other than the target: the agent
+// reports what arrives where it runs, so on another host every forward probe would look
+// dropped. A name is let through (it may resolve to the target).
+func agentOnTarget(agent string, target netip.Addr) error {
+	host := agent
+	if h, _, err := net.SplitHostPort(agent); err == nil {
+		host = h
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil || a.Unmap() == target.Unmap() {
+		return nil
+	}
+	return fmt.Errorf("--agent %s is not on the target %s: the agent must run on the target, where it sees what arrives", agent, target)
 }
 
 // checkErrorLine makes a check's environment error one clear line.

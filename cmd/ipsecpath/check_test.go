@@ -77,6 +77,7 @@ func TestCheckBadInput(t *testing.T) {
 		{"missing key file", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", filepath.Join(dir, "nope")}, "no such file"},
 		{"world-readable key", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", open}, "chmod 600"},
 		{"short key", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", short}, "need at least 16"},
+		{"agent elsewhere", []string{"192.0.2.1", "--agent", "192.0.2.2:7500", "--key-file", key}, "the agent must run on the target"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			code, out, errs := checkCLI(t, c.args...)
