@@ -27,8 +27,8 @@ const (
 	HandshakeTimeout = 5 * time.Second
 	// SessionIdleTimeout ends an authenticated session with no request for this long.
 	SessionIdleTimeout = 2 * time.Minute
-	// FrameReadTimeout bounds reading one frame once its first byte is expected.
-	FrameReadTimeout = 10 * time.Second
+	// ReplyWriteTimeout bounds writing one reply (an initiator that stops reading).
+	ReplyWriteTimeout = 10 * time.Second
 	// MaxSessionBytes bounds what one connection may send in all (requests are small).
 	MaxSessionBytes = 4 << 20
 	// MaxSessionSeen bounds the packets kept per session; more are counted as lost.
@@ -208,12 +208,12 @@ func (r *Responder) logf(format string, args ...any) {
 // Serve accepts control connections on ln until ctx is done, then closes ln and every
 // session and returns nil. It returns an error only when ln fails for another reason.
 func (r *Responder) Serve(ctx context.Context, ln net.Listener) error {
+	var wg sync.WaitGroup
+	defer wg.Wait() // runs last: after cancel has ended every session
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	backoff := 5 * time.Millisecond
 	for {
 		c, err := ln.Accept()
@@ -379,7 +379,7 @@ func (r *Responder) serveConn(ctx context.Context, ac *agentConn) {
 			end = err.Error()
 			break
 		}
-		c.SetWriteDeadline(time.Now().Add(FrameReadTimeout))
+		c.SetWriteDeadline(time.Now().Add(ReplyWriteTimeout))
 		if _, err := c.Write(wbuf); err != nil {
 			end = "write: " + err.Error()
 			break

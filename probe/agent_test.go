@@ -824,3 +824,86 @@ func FuzzAgentReply(f *testing.F) {
 		a.Stop(ctx)
 	})
 }
+
+// TestAgentShutdownEndsSessions: cancelling Serve's context ends open sessions (their
+// captures closed) and Serve returns at once, not after SessionIdleTimeout.
+func TestAgentShutdownEndsSessions(t *testing.T) {
+	fx := startAgent(t, nil)
+	c := dial(t, fx.addr, testKey)
+	if err := c.StartObserving(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	idle := rawConn(t, fx.addr) // unauthenticated, idle
+	_ = idle
+	start := time.Now()
+	fx.stop()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("Serve took %v to return", d)
+	}
+	if fx.capt.openCount() != 0 {
+		t.Fatalf("%d captures still open after Serve returned", fx.capt.openCount())
+	}
+	found := false
+	for _, l := range fx.log.get() {
+		found = found || strings.Contains(l, "ended: agent shutting down")
+	}
+	if !found {
+		t.Fatalf("no session ended by the shutdown in the log: %q", fx.log.get())
+	}
+	if _, err := c.Report(context.Background()); err == nil {
+		t.Fatalf("Report after shutdown succeeded")
+	}
+}
+
+// failingListener accepts from a real listener until fail is closed, then fails for good.
+type failingListener struct {
+	net.Listener
+	fail chan struct{}
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	select {
+	case <-l.fail:
+		if c != nil {
+			c.Close()
+		}
+		return nil, errors.New("listener broke")
+	default:
+	}
+	return c, err
+}
+
+// TestAgentListenerFailure: when the listener fails, Serve ends the open sessions and
+// returns the error at once.
+func TestAgentListenerFailure(t *testing.T) {
+	r, err := NewResponder(ResponderConfig{Key: testKey, Capture: &fakeCapture{}, Sender: &fakeSender{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inner.Close()
+	ln := &failingListener{Listener: inner, fail: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() { done <- r.Serve(context.Background(), ln) }()
+	c := dial(t, inner.Addr().String(), testKey)
+	if _, err := c.Hello(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	close(ln.fail)
+	net.Dial("tcp", inner.Addr().String()) // wakes Accept, which now fails
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "listener broke") {
+			t.Fatalf("Serve: %v, want the listener's error", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("Serve did not return after the listener failed (waiting for open sessions?)")
+	}
+	if _, err := c.Hello(context.Background()); err == nil {
+		t.Fatalf("session still served after Serve returned")
+	}
+}
