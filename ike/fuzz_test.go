@@ -17,7 +17,7 @@ func seeds(tb testing.TB) [][]byte {
 	frag1, _ := AppendMessage(nil, Header{Version: VersionIKEv1, Exchange: ExchangeIdentityProtection},
 		SerializeOptions{FixLengths: true}, &FragmentV1{ID: 1, Number: 1, Last: true, Data: []byte("x")})
 	out := [][]byte{v2, v2big, v1, v1k, skf, frag1}
-	for _, g := range goldens {
+	for _, g := range loadGoldens(tb, goldenDir) {
 		out = append(out, g.msg())
 	}
 	return out
