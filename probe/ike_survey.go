@@ -50,7 +50,8 @@ type IKEProposalResult struct {
 	Port     int        `json:"port"`
 	Accepted bool       `json:"accepted"`
 	Result   IKEResult  `json:"result"`
-	Outcome  IKEOutcome `json:"outcome"`
+	Outcome  IKEOutcome `json:"outcome,omitempty"`
+	Skipped  string     `json:"skipped,omitempty"` // why it was not offered
 }
 
 // IKESizeResult is what the size search found.
@@ -109,14 +110,22 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 	base := IKEOptions{SourcePort: o.SourcePort, Auth: o.Auth, Timeout: o.Timeout, Size: o.Size}
 	if len(o.Proposals) > 0 {
 		var jobs []IKEOptions
+		var slot []int // index in s.Proposals of each job's result
 		for _, v := range o.Versions {
 			for _, p := range o.Proposals {
+				if _, err := p.V1(ike.AuthPSK, 28800); v == 1 && err != nil {
+					s.Proposals = append(s.Proposals, IKEProposalResult{Proposal: p.Text, Version: 1, Port: o.Ports[0],
+						Skipped: "no IKEv1 form (AEAD or CTR ciphers exist only in IKEv2)"})
+					continue
+				}
 				j := base
 				j.Version, j.Port, j.Proposals = v, o.Ports[0], []ike.Proposal{p}
 				// IKEv2: a KE for a decoy group, so an accepted proposal shows as
 				// INVALID_KE_PAYLOAD and leaves no half-open SA behind.
 				j.Stateless = v == 2
 				jobs = append(jobs, j)
+				slot = append(slot, len(s.Proposals))
+				s.Proposals = append(s.Proposals, IKEProposalResult{Proposal: p.Text, Version: v, Port: o.Ports[0]})
 			}
 		}
 		progress("offering %d proposals one at a time", len(jobs))
@@ -125,13 +134,13 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 			return s, err
 		}
 		for i, r := range results {
-			pr := IKEProposalResult{Proposal: jobs[i].Proposals[0].Text, Version: r.Version, Port: r.Port, Result: r, Outcome: r.Outcome}
+			pr := &s.Proposals[slot[i]]
+			pr.Result, pr.Outcome = r, r.Outcome
 			if r.Version == 1 {
 				pr.Accepted = r.Outcome == IKEAccepted
 			} else {
 				pr.Accepted = r.Outcome == IKEAccepted && (r.Chosen != "" || r.Notify == ike.NotifyInvalidKEPayload.String())
 			}
-			s.Proposals = append(s.Proposals, pr)
 		}
 		return s, nil
 	}

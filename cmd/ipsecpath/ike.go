@@ -120,13 +120,6 @@ func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 		if o.Proposals, err = ike.ParseProposals(*proposals); err != nil {
 			return usageError(e, c, fmt.Errorf("--proposals: %w", err))
 		}
-		for _, v := range o.Versions {
-			for _, p := range o.Proposals {
-				if _, err := p.V1(o.Auth, 28800); v == 1 && err != nil {
-					return usageError(e, c, fmt.Errorf("--proposals with IKEv1: %w (use --version 2)", err))
-				}
-			}
-		}
 	}
 	target, err := ikeResolveTarget(ctx, fs.Arg(0))
 	if err != nil {
@@ -168,6 +161,9 @@ func ikeExitCode(s *probe.IKESurvey) int {
 	if len(s.Proposals) > 0 {
 		accepted := false
 		for _, p := range s.Proposals {
+			if p.Skipped != "" {
+				continue
+			}
 			if !p.Result.Answered() {
 				return exitFail
 			}
@@ -244,6 +240,8 @@ func printIKE(w io.Writer, s *probe.IKESurvey, took time.Duration) {
 		for _, p := range s.Proposals {
 			verdict := "NOT ACCEPTED"
 			switch {
+			case p.Skipped != "":
+				verdict = "not offered: " + p.Skipped
 			case p.Accepted:
 				verdict = "accepted"
 				if p.Result.Chosen == "" && p.Result.WantedGroup != "" {
@@ -284,9 +282,9 @@ func printIKEExchange(w io.Writer, target string, x probe.IKEResult) {
 	name := x.Name()
 	switch x.Outcome {
 	case probe.IKEAccepted:
-		fmt.Fprintf(w, "%-18s answered in %.1f ms (%d sends, %d bytes)\n", name, x.RTTms, x.Attempts, x.Size)
+		fmt.Fprintf(w, "%-18s answered in %.1f ms (%s, %d bytes)\n", name, x.RTTms, sends(x.Attempts), x.Size)
 	case probe.IKERefused:
-		fmt.Fprintf(w, "%-18s REFUSED: %s, in %.1f ms (%d sends, %d bytes)\n", name, x.Notify, x.RTTms, x.Attempts, x.Size)
+		fmt.Fprintf(w, "%-18s REFUSED: %s, in %.1f ms (%s, %d bytes)\n", name, x.Notify, x.RTTms, sends(x.Attempts), x.Size)
 	case probe.IKEUnreachable:
 		from, text := "?", "error"
 		if x.ICMP != nil {
@@ -299,7 +297,7 @@ func printIKEExchange(w io.Writer, target string, x probe.IKEResult) {
 			fmt.Fprintf(w, "  %-11s %s\n", "meaning", "a router on the path refuses IKE")
 		}
 	default:
-		fmt.Fprintf(w, "%-18s NO ANSWER after %d sends of %d bytes\n", name, x.Attempts, x.Size)
+		fmt.Fprintf(w, "%-18s NO ANSWER after %s of %d bytes\n", name, sends(x.Attempts), x.Size)
 	}
 	if x.Chosen != "" {
 		fmt.Fprintf(w, "  %-11s %s\n  %-11s %s\n", "chose", x.Chosen, "", x.ChosenDetail)
@@ -330,4 +328,11 @@ func printIKEExchange(w io.Writer, target string, x probe.IKEResult) {
 		fmt.Fprintf(w, "  %-11s %s\n", "note", st)
 	}
 	fmt.Fprintln(w)
+}
+
+func sends(n int) string {
+	if n == 1 {
+		return "1 send"
+	}
+	return strconv.Itoa(n) + " sends"
 }
