@@ -79,6 +79,10 @@ func NewICMPProber(target netip.Addr) (*ICMPProber, error) {
 		}
 		return nil, fmt.Errorf("pmtu: open raw ICMP socket: %w", err)
 	}
+	if err := probeMode(c); err != nil {
+		c.Close()
+		return nil, err
+	}
 	p.conn, err = ipv4.NewRawConn(c)
 	if err != nil {
 		c.Close()
@@ -189,3 +193,82 @@ func (p *ICMPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 		return rep, nil
 	}
 }
+
+// probeMode sets IP_PMTUDISC_PROBE on a raw socket: the kernel then checks a packet only
+// against the interface MTU, not against the path MTU it cached from an earlier
+// fragmentation-needed (which would answer EMSGSIZE from memory instead of the path being
+// measured). tracepath does the same.
+func probeMode(c net.PacketConn) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return errors.New("pmtu: raw socket without a file descriptor")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("pmtu: raw socket: %w", err)
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_MTU_DISCOVER, ipPMTUDiscProbe)
+	}); err != nil {
+		return fmt.Errorf("pmtu: raw socket: %w", err)
+	}
+	if serr != nil {
+		return fmt.Errorf("pmtu: set IP_MTU_DISCOVER to probe: %w", os.NewSyscallError("setsockopt", serr))
+	}
+	return nil
+}
+
+// ipPMTUDiscProbe is IP_PMTUDISC_PROBE from linux/in.h (not in package syscall).
+const ipPMTUDiscProbe = 3
+
+// RawSender sends whole IPv4 packets in wire form (IP header included, as the probe
+// package builds them) from a raw socket in path-MTU probe mode: what the agent-confirmed
+// forward search uses. Open it in the namespace to send from.
+type RawSender struct {
+	conn *net.IPConn
+	rc   syscall.RawConn
+}
+
+// OpenRawSender opens the socket. ErrPermission without CAP_NET_RAW.
+func OpenRawSender() (*RawSender, error) {
+	c, err := net.ListenPacket("ip4:255", "0.0.0.0") // IPPROTO_RAW: send only, header included
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: open raw socket: %v", ErrPermission, err)
+		}
+		return nil, fmt.Errorf("pmtu: open raw socket: %w", err)
+	}
+	if err := probeMode(c); err != nil {
+		c.Close()
+		return nil, err
+	}
+	conn := c.(*net.IPConn)
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("pmtu: raw socket: %w", err)
+	}
+	return &RawSender{conn: conn, rc: rc}, nil
+}
+
+// Send puts pkt (an IPv4 packet in wire form) on the wire toward dst. A packet bigger than
+// the outgoing interface's MTU fails with an error matching syscall.EMSGSIZE.
+func (s *RawSender) Send(pkt []byte, dst netip.Addr) error {
+	sa := &syscall.SockaddrInet4{Addr: dst.As4()}
+	var serr error
+	err := s.rc.Write(func(fd uintptr) bool {
+		serr = syscall.Sendto(int(fd), pkt, 0, sa)
+		return serr != syscall.EAGAIN
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("pmtu: send %d bytes to %s: %w", len(pkt), dst, os.NewSyscallError("sendto", err))
+	}
+	return nil
+}
+
+// Close closes the socket.
+func (s *RawSender) Close() error { return s.conn.Close() }

@@ -68,6 +68,13 @@ func TestLabICMP(t *testing.T) {
 		if res.ICMPFrom != netip.MustParseAddr("198.51.100.1") || res.ICMPMTU != 1400 {
 			t.Errorf("frag-needed from %v mtu %d; want r1 198.51.100.1, 1400", res.ICMPFrom, res.ICMPMTU)
 		}
+		// ini's kernel now caches path MTU 1400 toward rsp. The prober's socket ignores that
+		// cache (IP_PMTUDISC_PROBE): a second run measures the path again, in 3 probes, and is
+		// not refused with EMSGSIZE from memory.
+		again := discoverIn(t, l, "ini", l.Addr("rsp"), pmtu.Options{})
+		if again.MTU != 1400 || again.Probes != 3 || again.ICMPFrom != netip.MustParseAddr("198.51.100.1") {
+			t.Errorf("second run: mtu %d in %d probes, frag-needed from %v: want 1400 in 3 from r1", again.MTU, again.Probes, again.ICMPFrom)
+		}
 	})
 	t.Run("mtu1300-blackhole", func(t *testing.T) {
 		l := testlab.ForTest(t, testlab.Spec{Profile: "mtu1300-blackhole", NoGateways: true})
