@@ -56,7 +56,7 @@ func agentRuns(ctx context.Context, target netip.Addr, addr, keyFile, proto stri
 		ag.Close()
 		return nil, err
 	}
-	snd, err := probe.OpenSender(probe.SenderConfig{})
+	snd, err := pmtu.OpenRawSender()
 	if err != nil {
 		ag.Close()
 		return nil, err
@@ -92,7 +92,7 @@ func agentRuns(ctx context.Context, target netip.Addr, addr, keyFile, proto stri
 // agent reports it; ICMP errors quoting it come back to our raw ICMP socket.
 type agentForward struct {
 	agent    *probe.AgentClient
-	send     *probe.Sender
+	send     *pmtu.RawSender
 	icmp     net.PacketConn
 	src, dst netip.Addr
 	id       probe.ID
@@ -118,7 +118,7 @@ func (f *agentForward) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, e
 		return pmtu.Reply{}, err
 	}
 	sent := time.Now()
-	if err := f.send.Send(ctx, &f.pkts); err != nil {
+	if err := f.send.Send(f.pkts.Wire[0], f.dst); err != nil {
 		if errors.Is(err, syscall.EMSGSIZE) {
 			return pmtu.Reply{Outcome: pmtu.LocalTooBig}, nil
 		}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/testlab"
+	"github.com/vishvananda/netns"
+)
+
+func pmtuCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code = run(ctx, append([]string{"pmtu"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// TestPMTUBadInput: usage mistakes are refused with one line and exit 2, before any packet.
+func TestPMTUBadInput(t *testing.T) {
+	dir := t.TempDir()
+	key := writeKey(t, dir, "key", bytes.Repeat([]byte{7}, 32), 0o600)
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no target", nil, "want one TARGET"},
+		{"two targets", []string{"192.0.2.1", "192.0.2.2"}, "want one TARGET"},
+		{"not an address", []string{"gateway.example"}, "not an IP address"},
+		{"multicast", []string{"224.0.0.1"}, "not a unicast"},
+		{"broadcast", []string{"255.255.255.255"}, "not a unicast"},
+		{"min above max", []string{"192.0.2.1", "--min", "1400", "--max", "1300"}, "--min 1400 --max 1300"},
+		{"min too small", []string{"192.0.2.1", "--min", "20"}, "68 ≤ min"},
+		{"max too big", []string{"192.0.2.1", "--max", "70000"}, "max ≤ 65535"},
+		{"bad suite", []string{"192.0.2.1", "--suite", "3des"}, "--suite: unknown suite"},
+		{"bad mode", []string{"192.0.2.1", "--mode", "beet"}, "--mode: unknown mode"},
+		{"ah over nat", []string{"192.0.2.1", "--suite", "ah-sha256", "--natt"}, "AH cannot cross NAT"},
+		{"inner 5", []string{"192.0.2.1", "--inner", "5"}, "inner IP version 5"},
+		{"proto tcp", []string{"192.0.2.1", "--proto", "tcp"}, "TCP-sized probes are not available"},
+		{"proto sctp", []string{"192.0.2.1", "--proto", "sctp"}, "want icmp or udp"},
+		{"udp without agent", []string{"192.0.2.1", "--proto", "udp"}, "needs --agent"},
+		{"agent without key", []string{"192.0.2.1", "--agent", "192.0.2.1:7500"}, "go together"},
+		{"key without agent", []string{"192.0.2.1", "--key-file", key}, "go together"},
+		{"zero timeout", []string{"192.0.2.1", "--timeout", "0s"}, "--timeout 0s"},
+		{"unknown flag", []string{"192.0.2.1", "--bogus"}, "unknown flag"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errs := pmtuCLI(t, c.args...)
+			oneLine(t, code, out, errs, c.want)
+		})
+	}
+}
+
+func TestPMTUHelp(t *testing.T) {
+	code, out, _ := pmtuCLI(t, "--help")
+	if code != exitOK || !strings.Contains(out, "black hole") || !strings.Contains(out, "--suite") || !strings.Contains(out, "Examples:") {
+		t.Errorf("help: exit %d\n%s", code, out)
+	}
+}
+
+// inNewNetns runs fn in a fresh network namespace holding only a loopback that is down:
+// no route anywhere, no IPv6. The namespace is unnamed and dies with the thread's switch back.
+func inNewNetns(t *testing.T, fn func()) {
+	t.Helper()
+	testlab.RequireRoot(t)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// The thread stays locked (and dies with the goroutine) so it never runs other code
+		// in the scratch namespace.
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			t.Errorf("netns: %v", err)
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.New()
+		if err != nil {
+			t.Errorf("netns: new: %v", err)
+			return
+		}
+		defer ns.Close()
+		defer netns.Set(orig)
+		fn()
+	}()
+	<-done
+}
+
+// TestPMTUNoRoute: an IPv6 target when the path has no IPv6, and an IPv4 target without a
+// route, are environment errors: one line, exit 2.
+func TestPMTUNoRoute(t *testing.T) {
+	inNewNetns(t, func() {
+		code, out, errs := pmtuCLI(t, "2001:db8::1")
+		oneLine(t, code, out, errs, "the path has no IPv6")
+		code, out, errs = pmtuCLI(t, "192.0.2.1")
+		oneLine(t, code, out, errs, "no route to the target")
+	})
+}
+
+// TestPMTUCLILab runs the command in the lab from ini toward rsp: text and JSON, the three
+// MTU profiles, a target that does not exist, and the agent's reverse direction.
+func TestPMTUCLILab(t *testing.T) {
+	testlab.RequireRoot(t)
+	type want struct {
+		mtu       int
+		blackhole bool
+		code      int
+		text      []string
+	}
+	for _, c := range []struct {
+		profile string
+		want    want
+	}{
+		{"clean", want{1500, false, exitOK, []string{"path MTU toward 203.0.113.10 (icmp): 1500 bytes", "black hole: no", "TCP MSS clamp         1406"}}},
+		{"mtu1400", want{1400, false, exitOK, []string{"1400 bytes", "198.51.100.1 sends ICMP fragmentation-needed (MTU 1400)", "tunnel interface MTU  1346"}}},
+		{"mtu1300-blackhole", want{1300, true, exitFail, []string{"1300 bytes", "black hole: yes", "after hop 1 (198.51.100.1), on its link toward hop 2 (192.0.2.66)"}}},
+	} {
+		t.Run(c.profile, func(t *testing.T) {
+			t.Parallel()
+			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
+			target := l.Addr("rsp").String()
+			var code, jcode int
+			var out, errs, jout, jerrs string
+			l.Do("ini", func() error {
+				code, out, errs = pmtuCLI(t, target)
+				jcode, jout, jerrs = pmtuCLI(t, target, "--json")
+				return nil
+			})
+			if code != c.want.code || jcode != c.want.code {
+				t.Fatalf("exit %d (json %d), want %d; stderr %q %q", code, jcode, c.want.code, errs, jerrs)
+			}
+			for _, s := range c.want.text {
+				if !strings.Contains(out, s) {
+					t.Errorf("text lacks %q:\n%s", s, out)
+				}
+			}
+			if jerrs != "" {
+				t.Errorf("--json wrote on stderr: %q", jerrs)
+			}
+			var o struct {
+				report.Report
+				Advice struct {
+					MSS int `json:"tcp_mss"`
+				} `json:"advice"`
+			}
+			if err := json.Unmarshal([]byte(jout), &o); err != nil {
+				t.Fatalf("json: %v\n%s", err, jout)
+			}
+			f := o.PMTU.Forward
+			if f == nil || f.MTU != c.want.mtu || f.Blackhole != c.want.blackhole || o.Advice.MSS != c.want.mtu-94 {
+				t.Errorf("json pmtu %+v advice mss %d; want mtu %d blackhole %v mss %d", f, o.Advice.MSS, c.want.mtu, c.want.blackhole, c.want.mtu-94)
+			}
+			if c.want.blackhole && (f.Hop == nil || f.Hop.TTL != 1 || f.Hop.Addr != "198.51.100.1") {
+				t.Errorf("black hole hop %+v, want ttl 1 198.51.100.1", f.Hop)
+			}
+			// The report half reads back as a report (diff takes it).
+			if _, err := report.ReadJSON(strings.NewReader(jout)); err != nil {
+				t.Errorf("report.ReadJSON: %v", err)
+			}
+		})
+	}
+	t.Run("unreachable", func(t *testing.T) {
+		t.Parallel()
+		l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
+		var code int
+		var out, errs string
+		l.Do("ini", func() error {
+			code, out, errs = pmtuCLI(t, "203.0.113.99", "--timeout", "200ms")
+			return nil
+		})
+		oneLine(t, code, out, errs, "does not answer even the smallest probe")
+	})
+	t.Run("agent", func(t *testing.T) {
+		t.Parallel()
+		l := testlab.ForTest(t, testlab.Spec{Profile: "mtu1400", NoGateways: true})
+		dir := t.TempDir()
+		keyBytes := bytes.Repeat([]byte{5}, 32)
+		key := writeKey(t, dir, "key", keyBytes, 0o600)
+		agent := net.JoinHostPort(l.Addr("rsp").String(), "7500")
+		var resp *probe.Responder
+		var ln net.Listener
+		if err := l.Do("rsp", func() error {
+			var err error
+			if resp, err = probe.NewResponder(probe.ResponderConfig{Key: keyBytes}); err != nil {
+				return err
+			}
+			ln, err = net.Listen("tcp", agent)
+			return err
+		}); err != nil {
+			t.Fatalf("agent: %v", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); resp.Serve(ctx, ln) }()
+		t.Cleanup(func() { cancel(); <-done; resp.Close() })
+		for _, proto := range []string{"icmp", "udp"} {
+			var code int
+			var out, errs string
+			l.Do("ini", func() error {
+				code, out, errs = pmtuCLI(t, l.Addr("rsp").String(), "--agent", agent, "--key-file", key, "--proto", proto, "--json")
+				return nil
+			})
+			if code != exitOK {
+				t.Fatalf("%s: exit %d, stderr %q", proto, code, errs)
+			}
+			var rep report.Report
+			if err := json.Unmarshal([]byte(out), &rep); err != nil {
+				t.Fatal(err)
+			}
+			f, r := rep.PMTU.Forward, rep.PMTU.Reverse
+			if f == nil || r == nil || f.MTU != 1400 || r.MTU != 1400 || f.Blackhole || r.Blackhole {
+				t.Errorf("%s: forward %+v reverse %+v; want 1400 both ways, no black hole", proto, f, r)
+			}
+			t.Logf("%s: forward %d in %d probes, reverse %d in %d probes", proto, f.MTU, f.Probes, r.MTU, r.Probes)
+			if f.Probes > 3 {
+				// 576 passes, 1500 draws "need 1400", 1400 passes: three, as with ICMP.
+				t.Errorf("%s: forward took %d probes, want 3:\n%s", proto, f.Probes, out)
+			}
+		}
+	})
+}
+
+// TestPMTUNotRoot: without root the command says what it needs (checked as an unprivileged
+// user when one exists).
+func TestPMTUNotRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		code, out, errs := pmtuCLI(t, "192.0.2.1")
+		oneLine(t, code, out, errs, "needs root or CAP_NET_RAW")
+		return
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv not found: cannot drop root for the test")
+	}
+	bin := buildBinary(t)
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", bin, "pmtu", "192.0.2.1")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	err := cmd.Run()
+	code := cmd.ProcessState.ExitCode()
+	if err == nil || code != exitUsage || !strings.Contains(errb.String(), "needs root or CAP_NET_RAW") {
+		t.Errorf("as nobody: exit %d, %v, stderr %q", code, err, errb.String())
+	}
+}
