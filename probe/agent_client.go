@@ -48,13 +48,14 @@ type AgentClient struct {
 	key  []byte
 	conn net.Conn
 
-	mu     sync.Mutex
-	broken error
-	rbuf   []byte
-	wbuf   []byte
-	seen   []Seen // everything fetched since StartObserving
-	next   uint64 // the agent's cursor after seen
-	lost   int
+	mu       sync.Mutex
+	reportMu sync.Mutex // one Report (several pages) or StartObserving at a time
+	broken   error
+	rbuf     []byte
+	wbuf     []byte
+	seen     []Seen // everything fetched since StartObserving
+	next     uint64 // the agent's cursor after seen
+	lost     int
 }
 
 // AgentHello is what the agent says about itself and about us.
@@ -141,6 +142,8 @@ func (a *AgentClient) Hello(ctx context.Context) (*AgentHello, error) {
 // StartObserving makes the agent capture every packet and fragment that comes from our
 // address (as the agent sees it). A second call restarts the capture with nothing seen.
 func (a *AgentClient) StartObserving(ctx context.Context) error {
+	a.reportMu.Lock()
+	defer a.reportMu.Unlock()
 	var r observeReply
 	if err := a.roundTrip(ctx, msgStartObserving, nil, &r); err != nil {
 		return err
@@ -156,6 +159,8 @@ func (a *AgentClient) StartObserving(ctx context.Context) error {
 // other traffic is only counted). Each call fetches only what is new (in pages) and
 // returns the whole list, in arrival order; the returned slice is the caller's.
 func (a *AgentClient) Report(ctx context.Context) (*AgentReport, error) {
+	a.reportMu.Lock()
+	defer a.reportMu.Unlock()
 	var observing bool
 	var other int
 	for {

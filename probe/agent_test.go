@@ -907,3 +907,41 @@ func TestAgentListenerFailure(t *testing.T) {
 		t.Fatalf("session still served after Serve returned")
 	}
 }
+
+// TestAgentConcurrentReports: Report from several goroutines at once neither duplicates
+// nor loses packets.
+func TestAgentConcurrentReports(t *testing.T) {
+	fx := startAgent(t, nil)
+	fx.capt.packets = func(peer netip.Addr) []Seen {
+		s := make([]Seen, 700)
+		for i := range s {
+			s[i] = Seen{Src: peer, Proto: 50, IPID: uint16(i), Offset: 8}
+		}
+		return s
+	}
+	c := dial(t, fx.addr, testKey)
+	if err := c.StartObserving(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			rep, err := c.Report(context.Background())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i, s := range rep.Seen {
+				if s.IPID != uint16(i) {
+					t.Errorf("packet %d has IP ID %d", i, s.IPID)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	rep, err := c.Report(context.Background())
+	if err != nil || len(rep.Seen) != 700 {
+		t.Fatalf("after concurrent reports: %d packets, %v", len(rep.Seen), err)
+	}
+}
