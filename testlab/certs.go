@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -37,16 +38,31 @@ const longOrg = "ipsecpath Lab Example Organisation for IPsec Interop and Path T
 var pkiFiles = []string{"ca.crt", "ini.crt", "ini.key", "rsp.crt", "rsp.key"}
 
 // ensurePKI returns the cache directory, generating it when missing or about to expire.
-// Parallel labs race safely: each generates into a temporary directory and renames it in;
-// the loser uses the winner's files.
-func ensurePKI() (string, error) {
-	if pkiValid(CertCache) {
-		return CertCache, nil
+// Generation holds an exclusive flock on CertCache.lock, writes into a temporary directory
+// and renames it in, so a reader never sees half-written files.
+func ensurePKI() (string, error) { return ensurePKIAt(CertCache) }
+
+func ensurePKIAt(cache string) (string, error) {
+	if pkiValid(cache) {
+		return cache, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(CertCache), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(cache), 0o755); err != nil {
 		return "", fmt.Errorf("testlab: certificate cache: %w", err)
 	}
-	tmp, err := os.MkdirTemp(filepath.Dir(CertCache), ".certs-*")
+	// One generator at a time across processes (parallel `go test` packages).
+	lock, err := os.OpenFile(cache+".lock", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("testlab: certificate cache lock: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("testlab: certificate cache lock: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if pkiValid(cache) { // another process made it while we waited
+		return cache, nil
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(cache), ".certs-*")
 	if err != nil {
 		return "", fmt.Errorf("testlab: certificate cache: %w", err)
 	}
@@ -54,14 +70,11 @@ func ensurePKI() (string, error) {
 	if err := generatePKI(tmp); err != nil {
 		return "", err
 	}
-	if pkiValid(CertCache) { // someone else finished first
-		return CertCache, nil
-	}
-	_ = os.RemoveAll(CertCache)
-	if err := os.Rename(tmp, CertCache); err != nil && !pkiValid(CertCache) {
+	_ = os.RemoveAll(cache) // expired or incomplete
+	if err := os.Rename(tmp, cache); err != nil {
 		return "", fmt.Errorf("testlab: install certificate cache: %w", err)
 	}
-	return CertCache, nil
+	return cache, nil
 }
 
 func pkiValid(dir string) bool {

@@ -219,6 +219,7 @@ func (l *Lab) startGateways(ctx context.Context) error {
 		return err
 	}
 	gws := []string{NodeIni, NodeRsp}
+	charons := map[string]*Proc{}
 	for _, gw := range gws {
 		if err := l.writeGatewayConfig(gw, pki); err != nil {
 			return err
@@ -229,16 +230,18 @@ func (l *Lab) startGateways(ctx context.Context) error {
 		// ip netns exec gives a new mount namespace; sh binds the gateway's dir over /run
 		// there (charon's pid file is fixed at /var/run/charon.pid) and every step execs,
 		// so the recorded pid is charon's own. Not tied to ctx: charon outlives Up.
-		_, err := l.start(context.Background(), gw, env, "sh", "-c", `mount --bind "$1" /run && exec prlimit --as="$2" "$3"`,
+		p, err := l.start(context.Background(), gw, env, "sh", "-c", `mount --bind "$1" /run && exec prlimit --as="$2" "$3"`,
 			"sh", root, fmt.Sprint(CharonAddressSpace), CharonPath)
 		if err != nil {
 			return err
 		}
+		charons[gw] = p
 	}
 	for _, gw := range gws {
-		if err := waitFile(ctx, l.ViciSocket(gw), CharonReadyTimeout); err != nil {
+		if err := waitFile(ctx, l.ViciSocket(gw), CharonReadyTimeout, charons[gw].done); err != nil {
 			log, _ := os.ReadFile(l.CharonLog(gw))
-			return fmt.Errorf("testlab: charon on %s: vici socket: %w (log: %s)", gw, err, lastLines(string(log), 3))
+			return fmt.Errorf("testlab: charon on %s: vici socket: %w (output: %s; log: %s)", gw, err,
+				lastLines(string(charons[gw].Output()), 2), lastLines(string(log), 3))
 		}
 	}
 	for _, gw := range gws {
@@ -315,7 +318,9 @@ func (l *Lab) Swanctl(ctx context.Context, gw string, args ...string) ([]byte, e
 	return out, nil
 }
 
-func waitFile(ctx context.Context, path string, d time.Duration) error {
+// waitFile polls for path until d passes, ctx ends or exited (the process that should
+// create it) is closed.
+func waitFile(ctx context.Context, path string, d time.Duration, exited <-chan struct{}) error {
 	deadline := time.Now().Add(d)
 	for {
 		if _, err := os.Stat(path); err == nil {
@@ -325,6 +330,8 @@ func waitFile(ctx context.Context, path string, d time.Duration) error {
 			return fmt.Errorf("%s did not appear within %v", path, d)
 		}
 		select {
+		case <-exited:
+			return fmt.Errorf("the process exited before %s appeared", path)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):

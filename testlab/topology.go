@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Node names, exactly as DESIGN.md's lab table.
@@ -113,8 +115,28 @@ func withNetns(ns netns.NsHandle, fn func() error) error {
 	return <-errc
 }
 
+var netnsDirOnce sync.Once
+
+// shareNetnsDir makes /run/netns a shared mount point, as `ip netns add` does: the mount
+// namespace each `ip netns exec` creates (charon lives in one) then gets slave copies of the
+// namespace bind mounts, and deleting a lab's namespaces on the host unmounts them there too
+// instead of keeping them alive until every charon of every other lab has exited.
+func shareNetnsDir() {
+	netnsDirOnce.Do(func() {
+		const dir = "/run/netns"
+		_ = os.MkdirAll(dir, 0o755)
+		err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+		if err == unix.EINVAL { // not a mount point yet: bind it onto itself first
+			if unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, "") == nil {
+				_ = unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+			}
+		}
+	})
+}
+
 // newNamedNetns creates /run/netns/name (so `ip netns` sees it) without moving the caller.
 func newNamedNetns(name string) (netns.NsHandle, error) {
+	shareNetnsDir()
 	var h netns.NsHandle
 	errc := make(chan error, 1)
 	go func() {

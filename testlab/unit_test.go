@@ -3,10 +3,12 @@ package testlab
 import (
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -91,12 +93,23 @@ func TestPKISize(t *testing.T) {
 	if testing.Short() {
 		t.Skip("RSA-4096 key generation takes seconds")
 	}
-	dir := t.TempDir()
-	if err := generatePKI(dir); err != nil {
+	// Three labs asking at once for a missing cache: one generates, all get the same files.
+	dir := filepath.Join(t.TempDir(), "certs")
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, errs[i] = ensurePKIAt(dir) }()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
 	if !pkiValid(dir) {
 		t.Fatal("fresh PKI not valid")
+	}
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(dir), ".certs-*")); len(left) != 0 {
+		t.Errorf("temporary directories left: %v", left)
 	}
 	ca := mustCert(t, filepath.Join(dir, "ca.crt"))
 	for _, gw := range []string{NodeIni, NodeRsp} {
