@@ -58,7 +58,8 @@ type BuildParams struct {
 	// and icmp-large (default DefaultFragSize). The other forms are never fragmented.
 	FragSize int
 	// Order is the order in which the fragments go out: a permutation of 0..n-1, e.g. {2,1,0}
-	// for last-first. nil sends them in order.
+	// for last-first. nil sends them in order. Ignored for unfragmented probes. Conntrack on
+	// the sending host restores the order (see Sender).
 	Order []int
 	// TTL of the probe (default DefaultTTL): smaller values find the hop that drops it.
 	TTL uint8

@@ -44,6 +44,13 @@ type SenderConfig struct {
 // order. On Linux that form equals the wire form, so Build's wire bytes go to the kernel
 // unchanged; we write the socket directly (sendto) so the send path does not allocate.
 //
+// Connection tracking on the sending host: raw packets pass the OUTPUT hooks, and when
+// conntrack is active in the namespace (any nftables rule using ct, iptables state matches,
+// Docker, firewalld) its defragmenter reassembles our fragments there and the kernel cuts
+// them again, in order and at the same sizes. Seen in the lab: a last-first Order arrives
+// first-first with an nft `ct state` rule in ini's output chain. Sizes, offsets and IP ID
+// survive; a chosen fragment order does not. Routers on the path are not affected.
+//
 // Send and WritePacket are safe for concurrent use.
 type Sender struct {
 	conn *net.IPConn
