@@ -38,6 +38,9 @@ func TestProfileClean(t *testing.T) {
 		if v := strings.TrimSpace(mustExec(t, l, n, "cat", "/proc/sys/net/ipv6/conf/all/disable_ipv6")); v != "1" {
 			t.Errorf("%s: IPv6 not disabled (%s)", n, v)
 		}
+		if v := strings.TrimSpace(mustExec(t, l, n, "cat", "/proc/sys/net/ipv4/icmp_ratelimit")); v != "0" {
+			t.Errorf("%s: ICMP rate limit %s, want 0", n, v)
+		}
 		for _, line := range strings.Split(strings.TrimSpace(mustExec(t, l, n, "ip", "-4", "route", "show", "table", "all")), "\n") {
 			if strings.Contains(line, "via") && !strings.Contains(line, "via 19") && !strings.Contains(line, "via 20") {
 				t.Errorf("%s: route outside the lab: %s", n, line)

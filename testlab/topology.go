@@ -203,8 +203,11 @@ func buildTopology(handles map[string]netns.NsHandle, mtu map[string]int) error 
 		if err := h.LinkSetUp(lo); err != nil {
 			return fmt.Errorf("testlab: %s: set lo up: %w", n, err)
 		}
-		// IPv6 off before any veth exists ("default" applies to new interfaces).
-		kv := [][2]string{{"net/ipv6/conf/all/disable_ipv6", "1"}, {"net/ipv6/conf/default/disable_ipv6", "1"}}
+		// IPv6 off before any veth exists ("default" applies to new interfaces). ICMP errors
+		// (time exceeded, frag-needed, unreachable) unthrottled: the kernel's per-peer
+		// limit of about one per second would make hop and path MTU probes flaky.
+		kv := [][2]string{{"net/ipv6/conf/all/disable_ipv6", "1"}, {"net/ipv6/conf/default/disable_ipv6", "1"},
+			{"net/ipv4/icmp_ratelimit", "0"}}
 		for _, f := range forwarders {
 			if f == n {
 				kv = append(kv, [2]string{"net/ipv4/ip_forward", "1"})
