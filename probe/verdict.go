@@ -146,7 +146,7 @@ func Judge(outs []Outcome) []report.Result {
 			judged[key(outs[i].Probe, outs[i].Direction)] = judge(&outs[i], nil, ref)
 		}
 	}
-	res := make([]report.Result, 0, len(outs))
+	all := make([]report.Result, len(outs))
 	for i := range outs {
 		o := &outs[i]
 		r, ok := judged[key(o.Probe, o.Direction)]
@@ -156,6 +156,20 @@ func Judge(outs []Outcome) []report.Result {
 				base = &b
 			}
 			r = judge(o, base, ref)
+		}
+		all[i] = r
+	}
+	forward := make(map[ID]report.Verdict, len(outs))
+	for i, r := range all {
+		if outs[i].Direction != report.Reverse {
+			forward[outs[i].Probe] = r.Verdict
+		}
+	}
+	res := make([]report.Result, 0, len(outs))
+	for i, r := range all {
+		o := &outs[i]
+		if o.Direction == report.Reverse && r.Verdict == report.Dropped && forward[o.Probe] == report.Pass {
+			oneWay(&r, o.Probe)
 		}
 		if !o.Reference {
 			res = append(res, r)
@@ -324,9 +338,27 @@ func silent(o *Outcome, r report.Result, base *report.Result, what, never string
 	if base != nil && base.Verdict != report.Pass && base.Verdict != report.Skipped {
 		extra = fmt.Sprintf(" (the unfragmented form is %s too, so fragments are not the cause)", base.Verdict)
 	}
-	r.Detail = fmt.Sprintf("%s %s and nothing came back: a device on the path silently drops it%s%s; %s.",
-		capitalize(what), never, dir, extra, permitAdvice(o.Probe))
+	if o.Direction == report.Reverse {
+		r.Detail = fmt.Sprintf("%s from the agent never arrived here: a device on the path drops it on the way from the responder's side%s (a refusal, if any, went back to the agent); %s.",
+			capitalize(what), extra, permitAdvice(o.Probe))
+		return r
+	}
+	r.Detail = fmt.Sprintf("%s %s and nothing came back: a device on the path silently drops it%s; %s.",
+		capitalize(what), never, extra, permitAdvice(o.Probe))
 	return r
+}
+
+// oneWay rewrites the detail of a reverse probe dropped while the same probe passed forward:
+// the path filters one direction only. For IKE and NAT-T that is the stateful firewall that
+// admits UDP 500/4500 only for flows started from our side, which kills a rekey or a delete
+// the responder starts once the flow was idle.
+func oneWay(rev *report.Result, id ID) {
+	what := describe(id)
+	if id.Unfragmented() == IKE || id.Unfragmented() == NATT {
+		rev.Detail = fmt.Sprintf("%s from the responder's side never arrived although ours reached the agent: a device on the path (a stateful firewall) lets it through only for flows started from this side, so a rekey or delete the responder starts dies; permit it both ways, or raise the firewall's UDP idle timeout above the IKE/IPsec lifetimes.", capitalize(what))
+		return
+	}
+	rev.Detail = fmt.Sprintf("%s from the responder's side never arrived although ours reached the agent: a device on the path filters this direction only; %s.", capitalize(what), permitAdvice(id))
 }
 
 // judgeOneEnded decides a forward probe without an agent: only answers count.

@@ -210,7 +210,7 @@ func TestJudge(t *testing.T) {
 			},
 			want: []want{
 				{IKE, F, report.Pass, nil, ""},
-				{IKE, R, report.Dropped, []string{"never arrived here", "from the responder's side"}, ""},
+				{IKE, R, report.Dropped, []string{"stateful firewall", "rekey", "from the responder's side"}, ""},
 				{NATT, R, report.Dropped, []string{"UDP 4500"}, ""},
 			},
 		},
