@@ -411,3 +411,50 @@ func TestAgentLabCaptureFlood(t *testing.T) {
 		t.Fatalf("new session after the flood: %v", err)
 	}
 }
+
+// TestAgentLabReverseICMPError: on ah-reject, r2 answers the agent's reverse AH probe
+// with an ICMP admin-prohibited sent to the agent; the agent reports it (the source is the
+// router, the quoted probe maps to its nonce), which is what a reverse "blocked" rests on.
+func TestAgentLabReverseICMPError(t *testing.T) {
+	l := testlab.ForTest(t, testlab.Spec{Profile: "ah-reject", NoGateways: true})
+	addr := labAgent(t, l, t.Logf)
+	c := labClient(t, l, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.StartObserving(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nonces, err := NewNonces(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := c.SendReverse(ctx, []ReverseProbe{{ID: AH, Nonce: nonces[0]}, {ID: ESP, Nonce: nonces[1]}}, 0)
+	if err != nil || res[0].Error != "" || res[1].Error != "" {
+		t.Fatalf("SendReverse: %+v, %v", res, err)
+	}
+	r2 := l.Addr("r2")
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		rep, err := c.Report(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range rep.Seen {
+			m, ok := Classify(&s)
+			if s.Proto == ProtoICMP && s.Src == r2 && ok && m.Kind == KindICMPError && m.Nonce == nonces[0] {
+				if s.Head[0] != 3 || s.Head[1] != 13 {
+					t.Fatalf("ICMP type %d code %d from r2, want 3/13 (admin-prohibited)", s.Head[0], s.Head[1])
+				}
+				if m.ID != AH {
+					t.Fatalf("ICMP error maps to %+v, want the ah probe", m)
+				}
+				return
+			}
+			if ok && m.Nonce == nonces[1] && m.Kind == KindICMPError && s.Src == r2 {
+				t.Fatalf("r2 rejected the reverse ESP probe too: %+v", s)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no admin-prohibited from r2 (%s) quoting the reverse AH probe in the agent's report: %+v", r2, rep.Seen)
+		}
+	}
+}
