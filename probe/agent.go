@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -601,6 +602,7 @@ func (s *session) page(q reportReq) reportReply {
 			break
 		}
 	}
+	rep.Seen = slices.Clone(rep.Seen) // encoded after the lock is released
 	return rep
 }
 
