@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
 // checkPMTU prepares the pmtu probe of a check: the pmtu package's ICMP search (DF echoes,
@@ -221,4 +223,49 @@ func progressPrinter(p *progress) func(probe.CheckProgress) {
 			p.Printf("%s: %d/%d probes answered", cp.Phase, cp.Decided, cp.Total)
 		}
 	}
+}
+
+// demoCheck is the heart of `lab demo`: the far-end agent in-process inside rsp (a random
+// key, never written anywhere), a full check from ini toward rsp, and the report on
+// e.stdout. It returns the report; the caller judges it and tears the lab down.
+func demoCheck(ctx context.Context, e *env, l *testlab.Lab) (*report.Report, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("agent key: %w", err)
+	}
+	rsp := l.Addr(testlab.NodeRsp)
+	addr := net.JoinHostPort(rsp.String(), fmt.Sprint(probe.ControlPort))
+	var resp *probe.Responder
+	var ln net.Listener
+	if err := l.Do(testlab.NodeRsp, func() error {
+		var err error
+		if resp, err = probe.NewResponder(probe.ResponderConfig{Key: key, Version: report.Version}); err != nil {
+			return err
+		}
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		if resp != nil {
+			resp.Close()
+		}
+		return nil, fmt.Errorf("agent on rsp: %w", err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); resp.Serve(sctx, ln) }()
+	defer func() { stop(); <-done; resp.Close() }()
+	fmt.Fprintf(e.stdout, "Agent on rsp (%s); check from ini toward %s, both directions…\n\n", addr, rsp)
+	var rep *report.Report
+	err := l.Do(testlab.NodeIni, func() error {
+		var err error
+		rep, err = probe.Check(ctx, probe.CheckConfig{Target: rsp, Agent: addr, Key: key, PathMTU: checkPMTU})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("check: %w", err)
+	}
+	if err := rep.WriteText(e.stdout, report.TextOptions{}); err != nil {
+		return nil, err
+	}
+	return rep, nil
 }

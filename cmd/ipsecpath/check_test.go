@@ -277,3 +277,28 @@ func TestCheckCLILab(t *testing.T) {
 		})
 	}
 }
+
+// TestDemoCheck runs what `lab demo` runs, with strongSwan on both gateways (charon owns
+// UDP 500/4500 there; the agent still sees every probe): frag-drop makes every fragmented
+// probe frag-dropped, both ways, and everything else pass.
+func TestDemoCheck(t *testing.T) {
+	off := false
+	l := testlab.ForTest(t, testlab.Spec{Profile: "frag-drop", IKEFragmentation: &off})
+	var out bytes.Buffer
+	rep, err := demoCheck(context.Background(), &env{stdout: &out, stderr: &out}, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		want := report.Pass
+		if probe.ID(r.Probe).Fragmented() || r.Probe == string(probe.ICMPLarge) {
+			want = report.FragDropped
+		}
+		if r.Verdict != want {
+			t.Errorf("%s %s: %s (%s), want %s", r.Probe, r.Direction, r.Verdict, r.Detail, want)
+		}
+	}
+	if !strings.Contains(out.String(), "frag-dropped") {
+		t.Errorf("report not printed:\n%s", out.String())
+	}
+}
