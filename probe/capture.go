@@ -179,6 +179,10 @@ func (c *Capture) ReadContext(ctx context.Context, b []byte) (int, error) {
 		if ctx.Err() != nil {
 			return n, ctx.Err()
 		}
+		// The fd deadline can pass a moment before ctx's own timer marks it done.
+		if errors.Is(err, os.ErrDeadlineExceeded) && !dl.IsZero() && !time.Now().Before(dl) {
+			return n, context.DeadlineExceeded
+		}
 		return n, c.readError(err)
 	}
 	return n, nil

@@ -387,7 +387,9 @@ func TestWireLabObserverFlood(t *testing.T) {
 	}
 	defer o.Close()
 	var snd *Sender
-	if err := lab.Do("ini", func() (err error) { snd, err = OpenSender(SenderConfig{Rate: MaxRate, Burst: 64}); return err }); err != nil {
+	// 20000 packets/s: fast enough to overrun the ring, slow enough that the veths' backlog
+	// (1000 packets) does not drop the flood before the capture sees it on a busy machine.
+	if err := lab.Do("ini", func() (err error) { snd, err = OpenSender(SenderConfig{Rate: 20000, Burst: 64}); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer snd.Close()
@@ -422,8 +424,8 @@ func TestWireLabObserverFlood(t *testing.T) {
 	if len(got) > 256 {
 		t.Fatalf("ring returned %d packets, capacity 256", len(got))
 	}
-	if st.Captured+st.KernelDrops < flood || st.Overwritten == 0 {
-		t.Fatalf("stats %+v after a flood of %d into 256 slots", st, flood)
+	if st.Captured <= 256 || st.Overwritten != st.Captured-256 {
+		t.Fatalf("stats %+v after a flood of %d into 256 slots: want more than 256 captured and all but 256 overwritten", st, flood)
 	}
 	if m, ok := Classify(&got[len(got)-1]); !ok || m.ID != AH || m.Nonce != tNonce {
 		t.Fatalf("the probe after the flood: %+v %v", m, ok)
