@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"time"
 )
 
 // ICMP message layout (RFC 792) as the prober sends and reads it:
@@ -109,4 +110,28 @@ func parseICMP(from, target netip.Addr, b []byte, id echoID) (Reply, error) {
 		r.Outcome = Unreachable
 	}
 	return r, nil
+}
+
+// pacer spaces probes pace apart on average, letting burst of them go back to back after a
+// pause (GCRA: tat is when the next probe is due on the steady schedule).
+type pacer struct {
+	pace  time.Duration
+	burst int
+	tat   time.Time
+}
+
+// wait is how long to wait at now before the next probe may go.
+func (p *pacer) wait(now time.Time) time.Duration {
+	if p.tat.Before(now) {
+		return 0
+	}
+	return max(p.tat.Sub(now)-time.Duration(p.burst-1)*p.pace, 0)
+}
+
+// sent books a probe that went at now.
+func (p *pacer) sent(now time.Time) {
+	if p.tat.Before(now) {
+		p.tat = now
+	}
+	p.tat = p.tat.Add(p.pace)
 }

@@ -16,9 +16,12 @@ import (
 	"golang.org/x/net/ipv4"
 )
 
-// DefaultPace is the least time between two probes: at most 100 packets/s toward a target
-// (DESIGN.md, Safety).
-const DefaultPace = 10 * time.Millisecond
+// Pacing: at most 100 packets/s toward a target (DESIGN.md, Safety), with a burst of
+// DefaultBurst after a pause, so the few probes of a path that signals go out at once.
+const (
+	DefaultPace  = 10 * time.Millisecond
+	DefaultBurst = 5
+)
 
 // Environment errors of NewICMPProber: the CLI turns them into exit code 2.
 var (
@@ -40,8 +43,7 @@ type ICMPProber struct {
 	id     uint16
 	seq    uint16
 	ipid   uint16
-	pace   time.Duration
-	last   time.Time
+	pacer  pacer
 	buf    []byte
 	wbuf   []byte
 }
@@ -64,7 +66,7 @@ func NewICMPProber(target netip.Addr) (*ICMPProber, error) {
 	if err != nil || len(routes) == 0 {
 		return nil, fmt.Errorf("%w %s: %v", ErrNoRoute, target, err)
 	}
-	p := &ICMPProber{target: target, pace: DefaultPace, buf: make([]byte, 65536)}
+	p := &ICMPProber{target: target, pacer: pacer{pace: DefaultPace, burst: DefaultBurst}, buf: make([]byte, 65536)}
 	rt := routes[0]
 	if a, ok := netip.AddrFromSlice(rt.Src); ok {
 		p.src = a.Unmap()
@@ -121,7 +123,7 @@ func (p *ICMPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 	if r.TTL < 1 || r.TTL > 255 {
 		return Reply{}, fmt.Errorf("pmtu: ttl %d out of range 1..255", r.TTL)
 	}
-	if wait := p.pace - time.Since(p.last); wait > 0 {
+	if wait := p.pacer.wait(time.Now()); wait > 0 {
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -147,7 +149,7 @@ func (p *ICMPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 		h.Src = p.src.AsSlice()
 	}
 	sent := time.Now()
-	p.last = sent
+	p.pacer.sent(sent)
 	if err := p.conn.WriteTo(h, body, nil); err != nil {
 		if errors.Is(err, syscall.EMSGSIZE) {
 			return Reply{Outcome: LocalTooBig, MTU: p.ifMTU}, nil
