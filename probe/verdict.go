@@ -329,8 +329,8 @@ func silent(o *Outcome, r report.Result, base *report.Result, what, never string
 	}
 	if base != nil && base.Verdict == report.Pass && fragmentedProbe(o.Probe) {
 		r.Verdict = report.FragDropped
-		r.Detail = fmt.Sprintf("The fragmented %s %s while the unfragmented form (%s) arrived: a device on the path drops IP fragments%s; allow fragments there, or keep packets under the path MTU (IKE fragmentation, a lower tunnel MTU).",
-			what, never, base.Probe, dir)
+		r.Detail = fmt.Sprintf("%s %s while %s arrived: a device on the path drops IP fragments%s; %s.",
+			fragSubject(o), never, baseName(base), dir, fragAdvice(o.Probe))
 		return r
 	}
 	r.Verdict = report.Dropped
@@ -420,7 +420,7 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 		if base != nil && base.Verdict == report.Pass {
 			r.Verdict = report.FragDropped
 			r.Evidence.Inferred = "compared with the unfragmented form, which the target's kernel answered"
-			r.Detail = fmt.Sprintf("The fragmented %s got no answer while the unfragmented form (%s) did: a device on the path drops IP fragments; allow fragments there.", what, base.Probe)
+			r.Detail = fmt.Sprintf("%s got no answer while %s did: a device on the path drops IP fragments, one way or the other; %s.", fragSubject(o), baseName(base), fragAdvice(o.Probe))
 			return r
 		}
 		r.Verdict = report.Skipped
@@ -430,7 +430,7 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 	r.Evidence.Inferred = "no answer from the target within the timeout"
 	if base != nil && base.Verdict == report.Pass {
 		r.Verdict = report.FragDropped
-		r.Detail = fmt.Sprintf("The fragmented %s got no answer while the unfragmented form (%s) did: a device on the path drops IP fragments; allow fragments there, or enable IKE fragmentation.", what, base.Probe)
+		r.Detail = fmt.Sprintf("%s got no answer while %s did: a device on the path drops IP fragments, one way or the other; %s.", fragSubject(o), baseName(base), fragAdvice(o.Probe))
 		return r
 	}
 	r.Verdict = report.Dropped
@@ -717,6 +717,34 @@ func (id ID) isTCP() bool { _, ok := id.TCPPort(); return ok }
 func (id ID) isESPorAH() bool {
 	u := id.Unfragmented()
 	return u == ESP || u == AH
+}
+
+// fragSubject names a fragmented probe and how many fragments it was cut into.
+func fragSubject(o *Outcome) string {
+	s := capitalize(describe(o.Probe.Unfragmented()))
+	if len(o.Attempts) > 0 && len(o.Attempts[0].Sent) > 1 {
+		s += fmt.Sprintf(" cut into %d fragments", len(o.Attempts[0].Sent))
+	}
+	return s
+}
+
+// baseName names what a fragmented probe was compared with.
+func baseName(base *report.Result) string {
+	if base.Probe == string(smallEcho) {
+		return "a small echo"
+	}
+	return "the same probe unfragmented (" + base.Probe + ")"
+}
+
+// fragAdvice says what to do about dropped fragments of a protocol.
+func fragAdvice(id ID) string {
+	switch id.Unfragmented() {
+	case IKE, NATT:
+		return "allow fragments there, or turn on IKE fragmentation (RFC 7383) on both gateways"
+	case ESP, AH:
+		return "allow fragments there, or lower the tunnel MTU and clamp the TCP MSS so IPsec packets need no fragmenting"
+	}
+	return "allow fragments there"
 }
 
 // fragmentedProbe reports whether id is sent IP-fragmented: the -frag forms and icmp-large.
