@@ -491,3 +491,31 @@ func TestWireLabGatewayAnswers(t *testing.T) {
 		t.Logf("%s: answered by %s, %d bytes, proto %d", id, s.Src, s.TotalLen, s.Proto)
 	}
 }
+
+// BenchmarkBuildSend builds and sends a probe from ini to rsp in a lab: the whole send
+// path, unpaced (MaxRate), per probe class.
+func BenchmarkBuildSend(b *testing.B) {
+	lab := testlab.ForTest(b, testlab.Spec{NoGateways: true})
+	ini, rsp := lab.Addr("ini"), lab.Addr("rsp")
+	var snd *Sender
+	if err := lab.Do("ini", func() (err error) { snd, err = OpenSender(SenderConfig{Rate: MaxRate, Burst: 1 << 20}); return err }); err != nil {
+		b.Fatal(err)
+	}
+	defer snd.Close()
+	ctx := context.Background()
+	for _, id := range []ID{ESP, ESPFrag, IKEFrag, ICMPLarge} {
+		b.Run(string(id), func(b *testing.B) {
+			var p Packets
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := Build(id, BuildParams{Src: ini, Dst: rsp, Nonce: tNonce}, &p); err != nil {
+					b.Fatal(err)
+				}
+				if err := snd.Send(ctx, &p); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(p.Wire)), "pkts/op")
+		})
+	}
+}
