@@ -161,6 +161,38 @@ func TestResponderNotPrivileged(t *testing.T) {
 	if got := stderr.String(); got != "ipsecpath responder: needs root or CAP_NET_RAW (raw sockets to capture probes and send reverse ones)\n" {
 		t.Fatalf("stderr %q", got)
 	}
+
+	// The same binary with the CAP_NET_RAW file capability: nobody may run the agent.
+	testlab.RequireTools(t, "setcap")
+	if out, err := exec.Command("setcap", "cap_net_raw+ep", bin).CombinedOutput(); err != nil {
+		t.Fatalf("setcap: %v: %s", err, out)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd = helperCmd(t, bin, "responder", "--key-file", key, "--listen", addr)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	cmd.Dir = dir
+	stderr.Reset()
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var c net.Conn
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, err = net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	werr := cmd.Wait()
+	if err != nil || werr != nil || !strings.Contains(stderr.String(), "listening on "+addr) {
+		t.Fatalf("as nobody with CAP_NET_RAW: dial %v, exit %v; stderr %q", err, werr, stderr.String())
+	}
 }
 
 // TestResponderServesAndStops runs the real responder (raw sockets, root) on loopback,
