@@ -458,3 +458,65 @@ func TestAgentLabReverseICMPError(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentLabControlBlackhole: the control channel crosses the path under test. On
+// mtu1300-blackhole (r1–r2 link 1300 bytes, ICMP frag-needed dropped) both a large request
+// (send-reverse with MaxReverseProbes probes, a few kB of JSON) and large replies (report
+// pages) still get through: DialAgent sets TCP_MAXSEG before connecting, which both
+// announces the small MSS to the agent and caps what the initiator sends. (With an MSS of
+// 1460 this test times out in send-reverse.)
+func TestAgentLabControlBlackhole(t *testing.T) {
+	l := testlab.ForTest(t, testlab.Spec{Profile: "mtu1300-blackhole", NoGateways: true})
+	addr := labAgent(t, l, t.Logf)
+	c := labClient(t, l, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.StartObserving(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nonces, err := NewNonces(MaxReverseProbes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probes := make([]ReverseProbe, MaxReverseProbes)
+	for i := range probes {
+		probes[i] = ReverseProbe{ID: ESP, Nonce: nonces[i]}
+	}
+	if b, _ := encodeBody(sendReverseReq{Probes: probes}); len(b) < 2000 {
+		t.Fatalf("request body only %d bytes: not a test of the black hole", len(b))
+	}
+	res, err := c.SendReverse(ctx, probes, 1000)
+	if err != nil {
+		t.Fatalf("large send-reverse request across the black hole: %v", err)
+	}
+	if len(res) != MaxReverseProbes {
+		t.Fatalf("%d results", len(res))
+	}
+	// Large replies: 40 forward probes reported back in one page of several kB.
+	var snd *Sender
+	if err := l.Do("ini", func() error {
+		var err error
+		snd, err = OpenSender(SenderConfig{Rate: 1000, Burst: 64})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Close()
+	var pk Packets
+	for i := range 40 {
+		if err := Build(ESP, BuildParams{Src: l.Addr("ini"), Dst: l.Addr("rsp"), Nonce: nonces[i]}, &pk); err != nil {
+			t.Fatal(err)
+		}
+		if err := snd.Send(ctx, &pk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	rep, err := c.Report(ctx)
+	if err != nil {
+		t.Fatalf("large report across the black hole: %v", err)
+	}
+	if len(rep.Seen) < 40 {
+		t.Fatalf("report holds %d packets, want ≥ 40", len(rep.Seen))
+	}
+}
