@@ -145,6 +145,7 @@ type Responder struct {
 // agentConn is one control connection and whether it has authenticated.
 type agentConn struct {
 	c      net.Conn
+	src    netip.Addr // the remote address
 	opened time.Time
 	authed bool
 }
@@ -237,6 +238,9 @@ func (r *Responder) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		backoff = 5 * time.Millisecond
 		ac := &agentConn{c: c, opened: r.now()}
+		if ap, err := addrPort(c.RemoteAddr()); err == nil {
+			ac.src = ap.Addr()
+		}
 		if !r.admit(ac) {
 			c.Close()
 			continue
@@ -250,14 +254,28 @@ func (r *Responder) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // admit registers a new connection. At the cap it evicts the oldest unauthenticated
-// connection; if every connection has authenticated, it refuses the new one.
+// connection of the source address that holds the most unauthenticated connections (so a
+// flood from one address evicts its own connections, not another initiator's that is
+// still on its way to authenticating); if every connection has authenticated, it refuses
+// the new one.
 func (r *Responder) admit(ac *agentConn) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.conns) >= r.maxConn {
+		pending := map[netip.Addr]int{}
+		for c := range r.conns {
+			if !c.authed {
+				pending[c.src]++
+			}
+		}
+		pending[ac.src]++ // the newcomer counts against its own address
 		var oldest *agentConn
 		for c := range r.conns {
-			if !c.authed && (oldest == nil || c.opened.Before(oldest.opened)) {
+			if c.authed {
+				continue
+			}
+			if oldest == nil || pending[c.src] > pending[oldest.src] ||
+				pending[c.src] == pending[oldest.src] && c.opened.Before(oldest.opened) {
 				oldest = c
 			}
 		}

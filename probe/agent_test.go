@@ -945,3 +945,59 @@ func TestAgentConcurrentReports(t *testing.T) {
 		t.Fatalf("after concurrent reports: %d packets, %v", len(rep.Seen), err)
 	}
 }
+
+// TestAgentFloodFromOneSourceSparesOthers: a flood of idle connections from one address
+// keeps evicting its own pending connections; an initiator from another address that is
+// slow to send its first frame (a long round trip) is not evicted and is served.
+func TestAgentFloodFromOneSourceSparesOthers(t *testing.T) {
+	fx := startAgent(t, func(c *ResponderConfig) {
+		c.MaxConns = 8
+		c.HandshakeTimeout = 3 * time.Second
+	})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var held []net.Conn
+	wg.Go(func() {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c, err := d.Dial("tcp", fx.addr)
+			if err != nil {
+				continue
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+		}
+	})
+	defer func() {
+		close(stop)
+		wg.Wait()
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the flood fills the table
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	c, err := d.Dial("tcp", fx.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(400 * time.Millisecond) // hundreds of flood connections arrive meanwhile
+	req := frame{Type: msgHello, Nonce: newNonce(), Time: time.Now()}
+	wire, _ := appendFrame(nil, testKey, &req)
+	rep, err := exchange(t, c, wire)
+	if err != nil || rep.InReplyTo != req.Nonce {
+		t.Fatalf("slow initiator from another address during a one-source flood: %v", err)
+	}
+	mu.Lock()
+	t.Logf("%d flood connections opened while the slow initiator waited", len(held))
+	mu.Unlock()
+}
