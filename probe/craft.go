@@ -408,10 +408,11 @@ func putTCPSyn(b []byte, sp, dp uint16, isn uint32, src, dst netip.Addr) {
 	binary.BigEndian.PutUint16(b[16:18], ^csumFold(csumAdd(pseudoSum(src, dst, ProtoTCP, len(b)), b)))
 }
 
-// fill writes a recognisable filler: "ipsecpath " repeated.
+// fill writes a recognisable filler: "ipsecpath " repeated (by doubling copies).
 func fill(b []byte) {
 	const pat = "ipsecpath "
-	for i := 0; i < len(b); i += len(pat) {
-		copy(b[i:], pat)
+	n := copy(b, pat)
+	for n < len(b) {
+		n += copy(b[n:], b[:n])
 	}
 }
