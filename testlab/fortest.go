@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,7 +14,33 @@ import (
 // ForTestTimeout bounds Up inside ForTest.
 const ForTestTimeout = 45 * time.Second
 
-var testSeq atomic.Int32
+var (
+	testSeq   atomic.Int32
+	sweepOnce sync.Once
+	testName  = regexp.MustCompile(`^t[0-9]+-[0-9]+$`)
+)
+
+// sweepStaleTestLabs tears down labs that ForTest named (t<pid>-<n>) in a test process that
+// has died without its cleanups (go test's timeout panic, SIGKILL): their builder is gone,
+// so nothing can still be using them.
+func sweepStaleTestLabs() {
+	labs, err := List()
+	if err != nil {
+		return
+	}
+	for _, lab := range labs {
+		if !testName.MatchString(lab.Name) {
+			continue
+		}
+		st, err := readState(lab.Name)
+		if err != nil || !st.builderGone() || st.BuilderPid == os.Getpid() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_ = Down(ctx, lab.Name)
+		cancel()
+	}
+}
 
 // ForTest builds a lab for a test: it needs root, ip and nft (and strongSwan unless
 // NoGateways), else it skips (fails under CI=true). An empty Name gets a name unique to this
@@ -25,6 +53,7 @@ func ForTest(t testing.TB, s Spec) *Lab {
 	if !s.NoGateways {
 		RequireTools(t, "swanctl", "prlimit", CharonPath)
 	}
+	sweepOnce.Do(sweepStaleTestLabs)
 	if s.Name == "" {
 		s.Name = fmt.Sprintf("t%d-%d", os.Getpid(), testSeq.Add(1))
 		_ = Down(context.Background(), s.Name) // pid reuse after a crashed run

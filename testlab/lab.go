@@ -131,6 +131,7 @@ func Up(ctx context.Context, s Spec) (*Lab, error) {
 		Name: s.Name, Profile: prof.Name, IKEFragmentation: frag, NoGateways: s.NoGateways,
 		Created: time.Now().UTC(), BuilderPid: os.Getpid(),
 	}}
+	l.st.BuilderStart, _ = procStart(os.Getpid())
 	if err := l.build(ctx); err != nil {
 		_ = l.Close()
 		return nil, err
@@ -183,10 +184,8 @@ func claim(ctx context.Context, name string) error {
 		if labHasNamespaces(name) {
 			return fmt.Errorf("testlab: %w: %q is running (or was left behind): run 'ipsecpath lab down %s'", ErrLabExists, name, name)
 		}
-		if st, err := readState(name); err == nil && !st.Ready {
-			if _, alive := procStart(st.BuilderPid); alive && st.BuilderPid != os.Getpid() {
-				return fmt.Errorf("testlab: %w: %q is being built by pid %d", ErrLabExists, name, st.BuilderPid)
-			}
+		if st, err := readState(name); err == nil && !st.Ready && !st.builderGone() {
+			return fmt.Errorf("testlab: %w: %q is being built by pid %d", ErrLabExists, name, st.BuilderPid)
 		}
 		if err := Down(ctx, name); err != nil && !errors.Is(err, ErrNoLab) {
 			return fmt.Errorf("testlab: remove stale state of %s: %w", name, err)
@@ -293,8 +292,8 @@ func Down(ctx context.Context, name string) error {
 		if nsInode(ns) == 0 {
 			continue
 		}
-		if err := netns.DeleteNamed(ns); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("testlab: delete namespace %s: %w", ns, err))
+		if err := deleteNamedNetns(ns); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if err := ctx.Err(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -312,4 +313,26 @@ func TestBadInput(t *testing.T) {
 	if _, err := os.Stat(stateDir(name)); err != nil {
 		t.Errorf("the clash removed the running lab's state: %v", err)
 	}
+}
+
+// TestSweepStaleTestLabs: a ForTest lab whose test process died is removed by the next ForTest.
+func TestSweepStaleTestLabs(t *testing.T) {
+	RequireRoot(t)
+	t.Parallel()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	name := "t" + itoa(dead.Process.Pid) + "-" + itoa(os.Getpid())
+	l, err := Up(testCtx(t, 30*time.Second), Spec{Name: name, NoGateways: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	l.st.BuilderPid, l.st.BuilderStart = dead.Process.Pid, 1
+	if err := writeState(l.Dir(), l.st); err != nil {
+		t.Fatal(err)
+	}
+	sweepStaleTestLabs()
+	assertGone(t, name, nil)
 }

@@ -46,7 +46,8 @@ type state struct {
 	NoGateways       bool      `json:"no_gateways"`
 	Created          time.Time `json:"created"`
 	BuilderPid       int       `json:"builder_pid"`
-	Ready            bool      `json:"ready"` // Up finished
+	BuilderStart     uint64    `json:"builder_start"` // /proc starttime of BuilderPid
+	Ready            bool      `json:"ready"`         // Up finished
 	TunnelUp         bool      `json:"tunnel_up"`
 	TunnelErr        string    `json:"tunnel_err,omitempty"`
 	UpSeconds        float64   `json:"up_seconds"`
@@ -219,4 +220,11 @@ func stopProcs(procs []procRecord, grace time.Duration) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+}
+
+// builderGone reports whether the process that built the lab has exited (its pid is dead or
+// now belongs to a process with another starttime).
+func (st *state) builderGone() bool {
+	start, alive := procStart(st.BuilderPid)
+	return !alive || (st.BuilderStart != 0 && start != st.BuilderStart)
 }

@@ -1,6 +1,7 @@
 package testlab
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -126,10 +127,17 @@ func shareNetnsDir() {
 		const dir = "/run/netns"
 		_ = os.MkdirAll(dir, 0o755)
 		err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
-		if err == unix.EINVAL { // not a mount point yet: bind it onto itself first
-			if unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, "") == nil {
-				_ = unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
-			}
+		if err != unix.EINVAL {
+			return
+		}
+		// Not a mount point yet: bind it onto itself first, but only while it is empty.
+		// Binding over existing namespace mounts would leave the originals hidden below
+		// the bind, unreachable by path: never deletable again until reboot.
+		if ents, err := os.ReadDir(dir); err != nil || len(ents) > 0 {
+			return
+		}
+		if unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, "") == nil {
+			_ = unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
 		}
 	})
 }
@@ -268,6 +276,22 @@ func buildTopology(handles map[string]netns.NsHandle, mtu map[string]int) error 
 		if err := nl[r.node].RouteAdd(rt); err != nil {
 			return fmt.Errorf("testlab: %s: route %s via %s: %w", r.node, r.dst, r.gw, err)
 		}
+	}
+	return nil
+}
+
+// deleteNamedNetns removes /run/netns/name: unmount (a plain file left behind, not a mount
+// point, is fine) and remove.
+func deleteNamedNetns(name string) error {
+	p := filepath.Join("/run/netns", name)
+	if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+		return fmt.Errorf("testlab: unmount %s: %w", p, err)
+	}
+	if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+		if errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("testlab: remove %s: %w (a second mount of it is hidden under a later bind mount of /run/netns)", p, err)
+		}
+		return fmt.Errorf("testlab: remove %s: %w", p, err)
 	}
 	return nil
 }
