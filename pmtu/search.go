@@ -213,6 +213,7 @@ type Result struct {
 	Lost      int           `json:"lost,omitempty"`      // sizes first silent, then back: probe loss, not the MTU
 	Sizes     int           `json:"sizes"`               // distinct sizes tried in the MTU search
 	Elapsed   time.Duration `json:"-"`
+	ElapsedMs float64       `json:"elapsed_ms"` // Elapsed in milliseconds, for JSON readers
 	Stopped   string        `json:"stopped,omitempty"` // why the search stopped early, when it did
 	// ICMPUnseen: ICMP errors about the probes were out of sight (Options.ICMPUnseen), so a
 	// silent failure may be a black hole or a router's fragmentation-needed sent elsewhere.
@@ -258,6 +259,7 @@ func Discover(ctx context.Context, prober Prober, opts Options) (*Result, error)
 	s := &search{p: prober, o: opts, start: opts.Clock.Now(), res: &Result{}}
 	err := s.run(ctx)
 	s.res.Elapsed = opts.Clock.Now().Sub(s.start)
+	s.res.ElapsedMs = float64(s.res.Elapsed.Microseconds()) / 1000
 	return s.res, err
 }
 
