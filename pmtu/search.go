@@ -213,7 +213,7 @@ type Result struct {
 	Lost      int           `json:"lost,omitempty"`      // sizes first silent, then back: probe loss, not the MTU
 	Sizes     int           `json:"sizes"`               // distinct sizes tried in the MTU search
 	Elapsed   time.Duration `json:"-"`
-	ElapsedMs float64       `json:"elapsed_ms"` // Elapsed in milliseconds, for JSON readers
+	ElapsedMs float64       `json:"elapsed_ms"`        // Elapsed in milliseconds, for JSON readers
 	Stopped   string        `json:"stopped,omitempty"` // why the search stopped early, when it did
 	// ICMPUnseen: ICMP errors about the probes were out of sight (Options.ICMPUnseen), so a
 	// silent failure may be a black hole or a router's fragmentation-needed sent elsewhere.
