@@ -2,7 +2,9 @@ package pmtu_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,4 +91,68 @@ func TestLabICMP(t *testing.T) {
 			t.Errorf("black hole %+v, want %+v (dies on the r1–r2 link)", *res.Blackhole, want)
 		}
 	})
+}
+
+// TestLabLibipsecOverhead checks the overhead arithmetic against strongSwan's kernel-libipsec
+// in the lab: the tunnel lan-a ↔ lan-b runs ESP aes128gcm16 in UDP 4500 (libipsec always
+// encapsulates), tunnel mode, IPv4 in IPv4. A DF echo of S bytes from lan-a to lan-b must
+// cross r1 as one UDP 4500 datagram of Encap.WireSize(S) bytes; and the path MTU from
+// lan-a through the tunnel is ipsec0's MTU, 1400, announced by ini.
+func TestLabLibipsecOverhead(t *testing.T) {
+	testlab.RequireRoot(t)
+	testlab.RequireTools(t, "tcpdump")
+	l := testlab.ForTest(t, testlab.Spec{Profile: "clean"})
+	if !l.TunnelUp() {
+		t.Fatalf("tunnel not up: %v", l.TunnelErr())
+	}
+	enc := pmtu.Encap{Suite: pmtu.ESPAESGCM16, Mode: pmtu.Tunnel, NATT: true, Outer: 4}
+	lanB := netip.MustParseAddr("192.0.2.130")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cap, err := l.Start(ctx, "r1", "tcpdump", "-n", "-l", "-v", "-i", "any", "udp port 4500 and greater 600")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cap.Stop()
+	time.Sleep(500 * time.Millisecond) // tcpdump opens its socket
+
+	sizes := []int{601, 1000, 1337, 1338, 1400}
+	var p *pmtu.ICMPProber
+	if err := l.Do("lan-a", func() error {
+		var err error
+		p, err = pmtu.NewICMPProber(lanB)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, s := range sizes {
+		r, err := p.Probe(ctx, pmtu.Request{Size: s, TTL: 64, Timeout: 2 * time.Second})
+		if err != nil || r.Outcome != pmtu.Arrived {
+			t.Fatalf("%d-byte echo through the tunnel: %+v, %v", s, r, err)
+		}
+	}
+	res, err := pmtu.Discover(ctx, p, pmtu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.MTU != 1400 || !res.Signalled || res.ICMPFrom != netip.MustParseAddr("192.0.2.1") {
+		t.Errorf("through the tunnel: mtu %d signalled %v from %v; want 1400 (ipsec0) from ini 192.0.2.1", res.MTU, res.Signalled, res.ICMPFrom)
+	}
+	time.Sleep(300 * time.Millisecond)
+	cap.Stop()
+	out := string(cap.Output())
+	for _, s := range sizes {
+		w, err := enc.WireSize(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// tcpdump -v: "IP (tos 0x0, ttl 64, id …, offset 0, flags [DF], proto UDP (17), length 1464)"
+		// for ini → rsp; the echo reply comes back the same size.
+		if !strings.Contains(out, fmt.Sprintf("length %d)", w)) {
+			t.Errorf("%d-byte inner packet: no %d-byte UDP 4500 packet at r1; capture:\n%s", s, w, out)
+		} else {
+			t.Logf("inner %d bytes → %d on the wire (+%d), as computed", s, w, w-s)
+		}
+	}
 }
