@@ -109,11 +109,11 @@ func TestLabLibipsecOverhead(t *testing.T) {
 	lanB := netip.MustParseAddr("192.0.2.130")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cap, err := l.Start(ctx, "r1", "tcpdump", "-n", "-l", "-v", "-i", "any", "udp port 4500 and greater 600")
+	tcpd, err := l.Start(ctx, "r1", "tcpdump", "-n", "-l", "-v", "-i", "any", "udp port 4500 and greater 600")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cap.Stop()
+	defer tcpd.Stop()
 	time.Sleep(500 * time.Millisecond) // tcpdump opens its socket
 
 	sizes := []int{601, 1000, 1337, 1338, 1400}
@@ -140,8 +140,8 @@ func TestLabLibipsecOverhead(t *testing.T) {
 		t.Errorf("through the tunnel: mtu %d signalled %v from %v; want 1400 (ipsec0) from ini 192.0.2.1", res.MTU, res.Signalled, res.ICMPFrom)
 	}
 	time.Sleep(300 * time.Millisecond)
-	cap.Stop()
-	out := string(cap.Output())
+	tcpd.Stop()
+	out := string(tcpd.Output())
 	for _, s := range sizes {
 		w, err := enc.WireSize(s)
 		if err != nil {
