@@ -281,7 +281,11 @@ func writePMTUText(w io.Writer, target netip.Addr, proto string, runs []*pmtuRun
 		if !res.Exact {
 			exact = fmt.Sprintf(" (at least; the first failure is at most %d)", max(res.Upper, res.MTU+1))
 		}
-		fmt.Fprintf(w, "%s path MTU toward %s (%s): %d bytes%s\n", r.dir, target, proto, res.MTU, exact)
+		if r.dir == report.Reverse {
+			fmt.Fprintf(w, "reverse path MTU from %s toward us (the agent's DF echoes): %d bytes%s\n", target, res.MTU, exact)
+		} else {
+			fmt.Fprintf(w, "%s path MTU toward %s (%s): %d bytes%s\n", r.dir, target, proto, res.MTU, exact)
+		}
 		switch b := res.Blackhole; {
 		case b != nil:
 			fmt.Fprintf(w, "  black hole: yes: %d-byte packets vanish %s, and no ICMP fragmentation-needed comes back\n", b.Size, where(b))
