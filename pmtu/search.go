@@ -417,6 +417,9 @@ func (s *search) run(ctx context.Context) error {
 		if lo+1 >= hi && next == 0 {
 			break
 		}
+		if next == 0 && s.res.Sizes >= o.MaxSizes && hiFail == failSilent && !verified[hi] && o.Tries > 1 {
+			next = hi // out of sizes: at least make sure the smallest failure was not loss
+		}
 		if next == 0 {
 			if s.res.Sizes >= o.MaxSizes {
 				s.res.Stopped = fmt.Sprintf("size bound reached (%d sizes): the MTU is between %d and %d", o.MaxSizes, lo, hi-1)
@@ -429,7 +432,7 @@ func (s *search) run(ctx context.Context) error {
 		}
 		size, tries := next, 1
 		next = 0
-		if size == hi && lo+1 >= hi {
+		if size == hi { // a re-send of the smallest silent size (sizes are never tried twice otherwise)
 			tries = o.Tries - 1
 			verified[size] = true
 		}
@@ -455,7 +458,7 @@ func (s *search) run(ctx context.Context) error {
 			}
 		default:
 			fails[size] = f
-			if m := hint(r, size); m > lo && !s.tried[m] {
+			if m := hint(r, size); m > lo && !s.tried[m] && s.res.Sizes < o.MaxSizes {
 				pending, next = m, m
 			}
 		}
@@ -550,8 +553,24 @@ func (s *search) localise(ctx context.Context, big, small int) error {
 			s.logf("%d bytes, ttl %d: reached %s", big, ttl, r.From)
 			continue
 		}
-		if r.Outcome != Timeout {
-			// It came back after all, or drew another answer: the path is not simply a black hole.
+		switch r.Outcome {
+		case Timeout:
+		case Arrived, FragNeeded, LocalTooBig:
+			// The size that vanished (Tries times) got through, or the path now says why it
+			// does not: the silence was loss. Keep what is proven and say the search is cut.
+			s.logf("%d bytes, ttl %d: %s from %s: earlier silence was loss", big, ttl, r.Outcome, r.From)
+			s.res.Blackhole, s.res.Hops = nil, nil
+			s.res.Lost++
+			s.res.Exact = false
+			if r.Outcome == Arrived {
+				s.res.MTU, s.res.Upper = big, 0
+			} else {
+				s.res.Signalled, s.res.ICMPFrom, s.res.ICMPMTU = true, r.From, r.MTU
+			}
+			s.res.Stopped = fmt.Sprintf("%d bytes vanished %d times, then drew %s at ttl %d: probe loss on the path; run again", big, s.o.Tries, r.Outcome, ttl)
+			return nil
+		default:
+			// Another answer (an unreachable, say): the path is not simply a black hole.
 			s.logf("%d bytes, ttl %d: %s from %s; stop localising", big, ttl, r.Outcome, r.From)
 			b.Next = Hop{TTL: ttl, Addr: r.From}
 			return nil

@@ -245,6 +245,19 @@ func TestDiscoverLossIsNotABlackHole(t *testing.T) {
 	t.Logf("black hole with one lost probe: %d probes, %d sizes: %s", res.Probes, res.Sizes, res.Stopped)
 }
 
+// TestDiscoverHeavyLoss: sends 2, 3, 4 and 7 are lost on a 1427-byte path that signals (the
+// case FuzzDiscover found, testdata/fuzz/FuzzDiscover/fe294cef37bc26ed). Three sizes look
+// silent; each is re-sent before it is believed, even once the size bound is reached, so the
+// losses come to light, the router's "need 1427" is used, and nothing is called a black hole.
+func TestDiscoverHeavyLoss(t *testing.T) {
+	p := labPath(1427, false)
+	p.lose = map[int]bool{2: true, 3: true, 4: true, 7: true}
+	res := discover(t, p, Options{})
+	if res.MTU != 1427 || !res.Exact || res.Blackhole != nil || res.Lost != 3 || res.Sizes > DefaultMaxSizes {
+		t.Errorf("got mtu %d exact %v bh %+v lost %d sizes %d stopped %q", res.MTU, res.Exact, res.Blackhole, res.Lost, res.Sizes, res.Stopped)
+	}
+}
+
 func TestDiscoverAdaptiveTimeout(t *testing.T) {
 	p := labPath(1300, true)
 	discover(t, p, Options{})
@@ -395,4 +408,56 @@ func BenchmarkDiscoverBlackhole(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzDiscover runs the search against random paths (MTU, black hole or not, a router that
+// gives no MTU, probe loss) and checks what must hold whatever happens: the bounds, a result
+// that never exceeds the true path MTU (a size that came back fits), exactness when nothing
+// was lost, and a black hole only where ICMP is really missing (unless probes were lost
+// twice in a row: then no prober can tell). Inputs it found are kept in testdata/fuzz.
+func FuzzDiscover(f *testing.F) {
+	f.Add(uint16(1300), true, false, uint64(0))
+	f.Add(uint16(1400), false, false, uint64(0))
+	f.Add(uint16(1500), false, false, uint64(1<<1))
+	f.Add(uint16(577), true, true, uint64(0xf0f0))
+	f.Fuzz(func(t *testing.T, mtu uint16, silent, noHint bool, loss uint64) {
+		truth := int(mtu)
+		if truth < DefaultMin || truth > 9000 {
+			return
+		}
+		p := labPath(truth, silent)
+		p.routers[0].noHint = noHint
+		p.lose = map[int]bool{}
+		for i := 0; i < 64; i++ {
+			if loss&(1<<i) != 0 && i > 0 { // probe 1 is the 576 reference; losing all 3 of its sends is a down target
+				p.lose[i+1] = true
+			}
+		}
+		res, err := Discover(context.Background(), p, Options{Clock: p.clock})
+		if err != nil {
+			if errors.Is(err, ErrNoAnswer) {
+				return // every send of the 576-byte reference was lost
+			}
+			t.Fatalf("Discover: %v", err)
+		}
+		want := min(truth, DefaultMax)
+		maxProbes := DefaultMaxSizes*DefaultTries + DefaultMaxHops*DefaultTries + DefaultTries
+		if res.Sizes > DefaultMaxSizes || res.Probes > maxProbes {
+			t.Fatalf("%d sizes, %d probes: over the bounds", res.Sizes, res.Probes)
+		}
+		if res.MTU > want {
+			t.Fatalf("reported %d, but the path carries only %d", res.MTU, want)
+		}
+		if loss == 0 && (!res.Exact || res.MTU != want) {
+			t.Fatalf("no loss: got %d exact %v, want %d", res.MTU, res.Exact, want)
+		}
+		// A size is believed silent only after its last Tries-1 sends, back to back, all
+		// vanished: without two losses in a row no black hole can be made up.
+		if res.Blackhole != nil && !silent && loss&(loss>>1) == 0 {
+			t.Fatalf("black hole reported on a path that sends ICMP (loss %#x): %+v", loss, res.Blackhole)
+		}
+		if res.Exact && loss == 0 && silent && truth < DefaultMax && res.Blackhole == nil {
+			t.Fatalf("black hole at %d missed", truth)
+		}
+	})
 }
