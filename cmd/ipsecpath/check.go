@@ -269,3 +269,20 @@ func demoCheck(ctx context.Context, e *env, l *testlab.Lab) (*report.Report, err
 	}
 	return rep, nil
 }
+
+// demoSurprises lists where a check of the frag-drop lab differs from what the profile
+// defines (r2 drops every IPv4 fragment, both ways): every fragmented probe frag-dropped in
+// both directions, everything else passing. Empty: the demo showed what it should.
+func demoSurprises(rep *report.Report) []string {
+	var out []string
+	for _, r := range rep.Results {
+		want := report.Pass
+		if id := probe.ID(r.Probe); id.Fragmented() || id == probe.ICMPLarge {
+			want = report.FragDropped
+		}
+		if r.Verdict != want {
+			out = append(out, fmt.Sprintf("%s %s: %s, expected %s", r.Probe, r.Direction, r.Verdict, want))
+		}
+	}
+	return out
+}
