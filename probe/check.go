@@ -20,7 +20,9 @@ package probe
 //  4. Collect: our capture is read as it wakes; the agent's report is polled every
 //     agentPollInterval. The run ends as soon as every probe has its answer (every fragment
 //     seen, or the target's own answer without an agent), and at the latest T after the main
-//     phase began: a run where many probes are dropped takes about T.
+//     phase began: a run where many probes are dropped takes about T. A probe that drew an ICMP
+//     error or a reset is settled (no retry) once an agent report asked refusalGrace later
+//     still lacks it: a refusal is not loss.
 //  5. Judge (verdict.go) and build the report.
 //
 // With an agent, a forward verdict rests on what the agent captured, never on what answered:
@@ -57,6 +59,10 @@ const (
 	checkCollectInterval = 50 * time.Millisecond
 	// smallEchoSize is the IP total length of the small reference echo.
 	smallEchoSize = 128
+	// refusalGrace is how long after an ICMP error or a reset an agent report must have
+	// been asked for, still without the probe, to settle it as refused: the probe would
+	// have reached the agent about when the refusal reached us.
+	refusalGrace = 200 * time.Millisecond
 	// setupTimeout bounds connecting to and greeting the agent.
 	setupTimeout = 5 * time.Second
 )
@@ -115,6 +121,8 @@ type pending struct {
 	udp      bool // ike, ike-frag, natt, natt-frag: sent in the cold reverse burst
 	decided  bool
 	noReplay bool // reverse UDP: never retried (see the timeline)
+	// answeredAt is when the first ICMP error or reply for a forward probe arrived here.
+	answeredAt time.Time
 }
 
 // attemptRef points at one attempt of one pending probe.
@@ -707,6 +715,7 @@ func (r *checkRun) collectLocal() {
 
 // collectAgent fetches what the agent captured and maps it to forward probes.
 func (r *checkRun) collectAgent(ctx context.Context) error {
+	asked := time.Now()
 	rep, err := r.agent.Report(ctx)
 	if err != nil {
 		return err
@@ -721,6 +730,7 @@ func (r *checkRun) collectAgent(ctx context.Context) error {
 		}
 	}
 	r.agentSeen = len(rep.Seen)
+	r.settle(asked)
 	return nil
 }
 
@@ -735,7 +745,7 @@ func (r *checkRun) local(s *Seen) {
 			case KindReply:
 				if ref, ok := r.byNonce[m.Nonce]; ok && !ref.p.reverse {
 					ref.p.out.Replies = append(ref.p.out.Replies, Reply{Kind: replyKind(s.Proto, m.TCPFlags), From: s.Src, TTL: s.TTL, RTT: max(s.At.Sub(ref.p.sentAt[ref.attempt]), 0)})
-					r.answered(ref.p)
+					r.answered(ref.p, s.At)
 				}
 				return
 			case KindICMPError:
@@ -749,7 +759,7 @@ func (r *checkRun) local(s *Seen) {
 				}
 				if ok && !ref.p.reverse {
 					ref.p.out.ICMP = append(ref.p.out.ICMP, ICMPAnswer{ICMPError: e, TTL: s.TTL})
-					r.answered(ref.p)
+					r.answered(ref.p, s.At)
 				}
 				return
 			}
@@ -758,7 +768,7 @@ func (r *checkRun) local(s *Seen) {
 			if e, err := ParseICMPError(s); err == nil {
 				if ref, ok := r.byIPID[ipidKey{false, e.Quoted.Proto, e.Quoted.IPID}]; ok && !ref.p.reverse {
 					ref.p.out.ICMP = append(ref.p.out.ICMP, ICMPAnswer{ICMPError: e, TTL: s.TTL})
-					r.answered(ref.p)
+					r.answered(ref.p, s.At)
 				}
 				return
 			}
@@ -799,9 +809,22 @@ func (r *checkRun) arrived(s *Seen, reverse bool) {
 
 // answered notes an answer to a forward probe: without an agent it settles the probe; with
 // one only what the agent saw does (see the package comment above).
-func (r *checkRun) answered(p *pending) {
+func (r *checkRun) answered(p *pending, at time.Time) {
 	if r.agent == nil {
 		p.decided = true
+	} else if p.answeredAt.IsZero() {
+		p.answeredAt = at
+	}
+}
+
+// settle decides, with an agent, the forward probes that drew an ICMP error or a reply at
+// least refusalGrace before the agent report that still shows nothing of them (asked at
+// asked): a refusal is not loss, so it needs no retry and no waiting out the timeout.
+func (r *checkRun) settle(asked time.Time) {
+	for _, p := range r.list {
+		if !p.decided && !p.reverse && !p.answeredAt.IsZero() && asked.Sub(p.answeredAt) >= refusalGrace && !anySeen(p.out) {
+			p.decided = true
+		}
 	}
 }
 
