@@ -135,3 +135,64 @@ func (p *pacer) sent(now time.Time) {
 	}
 	p.tat = p.tat.Add(p.pace)
 }
+
+// ICMPv6 (RFC 4443): the same layout as ICMPv4; a Packet Too Big carries a 32-bit MTU where
+// ICMPv4's fragmentation-needed carries 16 bits, and errors quote the IPv6 header (40
+// bytes; our probes carry no extension headers) and our echo header.
+const (
+	icmp6Unreach      = 1
+	icmp6PacketTooBig = 2
+	icmp6TimeExceeded = 3
+	icmp6ParamProblem = 4
+	icmp6Echo         = 128
+	icmp6EchoReply    = 129
+	ipv6Header        = 40
+	protoICMPv6       = 58
+)
+
+// putEcho6 writes an ICMPv6 echo request with our id/seq into b (len(b) ≥ 8). The checksum
+// covers a pseudo-header the kernel knows best: raw ICMPv6 sockets fill it in.
+func putEcho6(b []byte, id echoID) {
+	putEcho(b, id)
+	b[0] = icmp6Echo
+	b[2], b[3] = 0, 0
+}
+
+// parseICMPv6 is parseICMP for ICMPv6: an echo reply from target with our id/seq, or an
+// error quoting our echo request to target. Errors that quote anything else are errNotOurs.
+// It never panics.
+func parseICMPv6(from, target netip.Addr, b []byte, id echoID) (Reply, error) {
+	if len(b) < icmpHeader {
+		return Reply{}, errNotOurs
+	}
+	switch b[0] {
+	case icmp6EchoReply:
+		if b[1] != 0 || from != target || binary.BigEndian.Uint16(b[4:]) != id.ID || binary.BigEndian.Uint16(b[6:]) != id.Seq {
+			return Reply{}, errNotOurs
+		}
+		return Reply{Outcome: Arrived, From: from}, nil
+	case icmp6Unreach, icmp6PacketTooBig, icmp6TimeExceeded, icmp6ParamProblem:
+	default:
+		return Reply{}, errNotOurs
+	}
+	q := b[icmpHeader:]
+	if len(q) < ipv6Header+icmpHeader || q[0]>>4 != 6 || q[6] != protoICMPv6 {
+		return Reply{}, errNotOurs
+	}
+	qdst, _ := netip.AddrFromSlice(q[24:40])
+	e := q[ipv6Header:]
+	if qdst != target || e[0] != icmp6Echo || binary.BigEndian.Uint16(e[4:]) != id.ID || binary.BigEndian.Uint16(e[6:]) != id.Seq {
+		return Reply{}, errNotOurs
+	}
+	r := Reply{From: from, Type: b[0], Code: b[1]}
+	switch {
+	case b[0] == icmp6PacketTooBig:
+		m := binary.BigEndian.Uint32(b[4:])
+		r.Outcome, r.MTU = FragNeeded, int(min(m, 1<<20))
+	case b[0] == icmp6TimeExceeded && b[1] == 0:
+		r.Outcome = TimeExceeded
+	default:
+		r.Outcome = Unreachable
+	}
+	return r, nil
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // Pacing: at most 100 packets/s toward a target (DESIGN.md, Safety), with a burst of
@@ -27,15 +28,17 @@ const (
 var (
 	ErrPermission = errors.New("pmtu: raw sockets need root or CAP_NET_RAW")
 	ErrNoRoute    = errors.New("pmtu: no route to the target")
-	ErrIPv6       = errors.New("pmtu: IPv6 targets are not supported by the ICMP prober yet")
+	ErrIPv6       = errors.New("pmtu: IPv6 targets are not supported with an agent yet (the agent and its probes are IPv4)")
 )
 
 // ICMPProber sends ICMP echo requests with our own IPv4 header (DF set, the size and TTL
 // asked for) from a raw socket, and matches echo replies and ICMP errors to them by echo
-// id, sequence number and IP ID (for errors: as quoted). It is a Prober. Open it in the
+// id, sequence number and IP ID (for errors: as quoted); toward an IPv6 target, ICMPv6
+// echoes matched by id, sequence and the quoted destination. It is a Prober. Open it in the
 // network namespace it must probe from; the socket stays there.
 type ICMPProber struct {
-	conn   *ipv4.RawConn
+	conn   *ipv4.RawConn    // IPv4 target
+	conn6  *ipv6.PacketConn // IPv6 target
 	target netip.Addr
 	src    netip.Addr // the route's preferred source, for the header
 	ifMTU  int        // MTU of the outgoing interface
@@ -48,22 +51,21 @@ type ICMPProber struct {
 	wbuf   []byte
 }
 
-// NewICMPProber opens a raw ICMP socket toward target (an IPv4 address) and looks up the
-// outgoing interface and its MTU. Errors: ErrPermission without CAP_NET_RAW, ErrNoRoute
-// when the kernel has no route to target, ErrIPv6 for an IPv6 target.
+// NewICMPProber opens a raw ICMP socket toward target and looks up the outgoing interface
+// and its MTU. For an IPv6 target it sends ICMPv6 echo requests with don't-fragment and the
+// asked hop limit (the kernel builds the IPv6 header) and reads Packet Too Big. Errors:
+// ErrPermission without CAP_NET_RAW, ErrNoRoute when the kernel has no route to target
+// ("the path has no IPv6" for an IPv6 target).
 func NewICMPProber(target netip.Addr) (*ICMPProber, error) {
 	target = target.Unmap()
-	if target.Is6() {
-		if _, err := netlink.RouteGet(target.AsSlice()); err != nil {
-			return nil, fmt.Errorf("%w %s: the path has no IPv6 (%v)", ErrNoRoute, target, err)
-		}
-		return nil, fmt.Errorf("%w (%s)", ErrIPv6, target)
-	}
-	if !target.Is4() || target.IsUnspecified() || target.IsMulticast() || target == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-		return nil, fmt.Errorf("pmtu: %s is not a unicast IPv4 target", target)
+	if !target.IsValid() || target.IsUnspecified() || target.IsMulticast() || target == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return nil, fmt.Errorf("pmtu: %s is not a unicast target", target)
 	}
 	routes, err := netlink.RouteGet(target.AsSlice())
 	if err != nil || len(routes) == 0 {
+		if target.Is6() {
+			return nil, fmt.Errorf("%w %s: the path has no IPv6 (%v)", ErrNoRoute, target, err)
+		}
 		return nil, fmt.Errorf("%w %s: %v", ErrNoRoute, target, err)
 	}
 	p := &ICMPProber{target: target, pacer: pacer{pace: DefaultPace, burst: DefaultBurst}, buf: make([]byte, 65536)}
@@ -74,34 +76,46 @@ func NewICMPProber(target netip.Addr) (*ICMPProber, error) {
 	if link, err := netlink.LinkByIndex(rt.LinkIndex); err == nil {
 		p.ifMTU, p.ifName = link.Attrs().MTU, link.Attrs().Name
 	}
-	c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
-	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("%w: open raw ICMP socket: %v", ErrPermission, err)
-		}
-		return nil, fmt.Errorf("pmtu: open raw ICMP socket: %w", err)
+	if target.Is6() {
+		err = p.open6()
+	} else {
+		err = p.open4()
 	}
-	if err := probeMode(c); err != nil {
-		c.Close()
+	if err != nil {
 		return nil, err
-	}
-	p.conn, err = ipv4.NewRawConn(c)
-	if err != nil {
-		c.Close()
-		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("%w: set IP_HDRINCL: %v", ErrPermission, err)
-		}
-		return nil, fmt.Errorf("pmtu: raw ICMP socket with our own header: %w", err)
 	}
 	var r [6]byte
 	if _, err := rand.Read(r[:]); err != nil {
-		p.conn.Close()
+		p.Close()
 		return nil, fmt.Errorf("pmtu: random echo id: %w", err)
 	}
 	p.id = binary.BigEndian.Uint16(r[0:])
 	p.seq = binary.BigEndian.Uint16(r[2:])
 	p.ipid = binary.BigEndian.Uint16(r[4:])
 	return p, nil
+}
+
+func (p *ICMPProber) open4() error {
+	c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("%w: open raw ICMP socket: %v", ErrPermission, err)
+		}
+		return fmt.Errorf("pmtu: open raw ICMP socket: %w", err)
+	}
+	if err := probeMode(c); err != nil {
+		c.Close()
+		return err
+	}
+	p.conn, err = ipv4.NewRawConn(c)
+	if err != nil {
+		c.Close()
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("%w: set IP_HDRINCL: %v", ErrPermission, err)
+		}
+		return fmt.Errorf("pmtu: raw ICMP socket with our own header: %w", err)
+	}
+	return nil
 }
 
 // InterfaceMTU is the MTU of the interface toward the target (0 if unknown) and its name.
@@ -111,7 +125,12 @@ func (p *ICMPProber) InterfaceMTU() (int, string) { return p.ifMTU, p.ifName }
 func (p *ICMPProber) Source() netip.Addr { return p.src }
 
 // Close closes the socket.
-func (p *ICMPProber) Close() error { return p.conn.Close() }
+func (p *ICMPProber) Close() error {
+	if p.conn6 != nil {
+		return p.conn6.Close()
+	}
+	return p.conn.Close()
+}
 
 // Probe sends one echo request of r.Size bytes (IP header included) with DF and TTL r.TTL,
 // and waits up to r.Timeout (or until ctx ends) for its reply or an ICMP error about it.
@@ -122,6 +141,9 @@ func (p *ICMPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 	}
 	if r.TTL < 1 || r.TTL > 255 {
 		return Reply{}, fmt.Errorf("pmtu: ttl %d out of range 1..255", r.TTL)
+	}
+	if p.conn6 != nil && r.Size < ipv6Header+icmpHeader {
+		return Reply{}, fmt.Errorf("pmtu: probe size %d out of range %d..65535", r.Size, ipv6Header+icmpHeader)
 	}
 	if wait := p.pacer.wait(time.Now()); wait > 0 {
 		t := time.NewTimer(wait)
@@ -135,6 +157,9 @@ func (p *ICMPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 	p.seq++
 	p.ipid++
 	id := echoID{ID: p.id, Seq: p.seq, IPID: p.ipid}
+	if p.conn6 != nil {
+		return p.probe6(ctx, r, id)
+	}
 	n := r.Size - 20
 	if cap(p.wbuf) < n {
 		p.wbuf = make([]byte, n)
