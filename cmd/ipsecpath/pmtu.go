@@ -39,7 +39,8 @@ The advice turns the path MTU into what to configure for the IPsec suite (--suit
 tunnel mode) and the TCP MSS to clamp to. IPsec adds its bytes after TCP chose its MSS, so
 without a clamp every full-size segment is too big for the tunnel.
 
---proto icmp (default) uses ICMP echo: TARGET must answer pings. With an agent
+--proto icmp (default) uses ICMP echo (ICMPv6 toward an IPv6 TARGET, where routers send
+Packet Too Big): TARGET must answer pings. With an agent
 ('ipsecpath responder' on TARGET: --agent, --key-file) the agent confirms what arrived
 (--proto udp sends UDP 4500 datagrams sized like ESP-in-UDP, which the agent sees even when
 nothing answers them) and measures the reverse direction too: the agent sends DF probes
@@ -89,7 +90,7 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 	mode := fs.String("mode", string(pmtu.Tunnel), "IPsec mode for the advice: tunnel or transport")
 	natt := fs.Bool("natt", false, "the advice assumes NAT-T (ESP in UDP 4500: 8 bytes more)")
 	inner := fs.Int("inner", 0, "IP version of the tunnelled packets for the advice (4 or 6; default: TARGET's)")
-	minSize := fs.Int("min", pmtu.DefaultMin, "smallest probe, bytes with the IP header: it must come back")
+	minSize := fs.Int("min", pmtu.DefaultMin, "smallest probe, bytes with the IP header: it must come back (IPv6 default: 1280)")
 	maxSize := fs.Int("max", pmtu.DefaultMax, "largest probe, bytes with the IP header")
 	timeout := fs.Duration("timeout", pmtu.DefaultTimeout, "longest wait for one probe's answer (`D`); after the first answer, 4 × the RTT")
 	jsonOut := fs.Bool("json", false, "print the result as JSON (the report contract plus advice and search)")
@@ -135,6 +136,9 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 	// missing (pmtuErrorLine).
 	prog := newProgress(e.stderr, *jsonOut)
 	base := pmtu.Options{Min: *minSize, Max: *maxSize, Timeout: *timeout}
+	if target.Is6() && !fs.Changed("min") {
+		base.Min = min(1280, base.Max) // every IPv6 link carries 1280 (RFC 8200)
+	}
 	var runs []*pmtuRun
 	if *agent != "" {
 		runs, err = agentRuns(ctx, target, *agent, *keyFile, *proto, base)

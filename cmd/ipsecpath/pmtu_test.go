@@ -15,6 +15,7 @@ import (
 	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
@@ -100,13 +101,26 @@ func inNewNetns(t *testing.T, fn func()) {
 }
 
 // TestPMTUNoRoute: an IPv6 target when the path has no IPv6, and an IPv4 target without a
-// route, are environment errors: one line, exit 2.
+// route, are environment errors: one line, exit 2. Once IPv6 exists (::1), it works.
 func TestPMTUNoRoute(t *testing.T) {
 	inNewNetns(t, func() {
 		code, out, errs := pmtuCLI(t, "2001:db8::1")
 		oneLine(t, code, out, errs, "the path has no IPv6")
 		code, out, errs = pmtuCLI(t, "192.0.2.1")
 		oneLine(t, code, out, errs, "no route to the target")
+		// With the loopback up, ::1 is the one IPv6 target there is: ICMPv6, IPv6 advice.
+		lo, err := netlink.LinkByName("lo")
+		if err == nil {
+			err = netlink.LinkSetUp(lo)
+		}
+		if err != nil {
+			t.Errorf("loopback up: %v", err)
+			return
+		}
+		code, out, errs = pmtuCLI(t, "::1")
+		if code != exitOK || !strings.Contains(out, "path MTU toward ::1 (icmp): 1500 bytes") || !strings.Contains(out, "IPv6 in IPv6") {
+			t.Errorf("pmtu ::1: exit %d\n%s\n%s", code, out, errs)
+		}
 	})
 }
 
