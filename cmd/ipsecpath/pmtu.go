@@ -40,13 +40,13 @@ tunnel mode) and the TCP MSS to clamp to. IPsec adds its bytes after TCP chose i
 without a clamp every full-size segment is too big for the tunnel.
 
 --proto icmp (default) uses ICMP echo (ICMPv6 toward an IPv6 TARGET, where routers send
-Packet Too Big): TARGET must answer pings. With an agent
-('ipsecpath responder' on TARGET: --agent, --key-file) the agent confirms what arrived
-(--proto udp sends UDP 4500 datagrams sized like ESP-in-UDP, which the agent sees even when
-nothing answers them) and measures the reverse direction too: the agent sends DF probes
-toward us, the way a rekey or the far side's traffic travels. The reverse search measures
-the MTU only: the far side's routers send their ICMP to the agent, so from here a black
-hole looks the same as a link that signals (run pmtu from the far end to tell them apart).
+Packet Too Big): TARGET must answer pings. With an agent ('ipsecpath responder' on TARGET:
+--agent, --key-file) the agent confirms what arrived (--proto udp sends UDP 4500
+datagrams, the port ESP-in-UDP uses, which the agent sees even when nothing answers them)
+and measures the reverse direction too: the agent sends DF echoes toward us, the way a
+rekey or the far side's traffic travels. The reverse search measures the MTU only: the
+far side's routers send their ICMP to the agent, so from here a black hole looks the same
+as a link that signals (run pmtu from the far end to tell them apart).
 
 Exit status: 0 the path MTU was found and no black hole; 1 a black hole; 2 usage or
 environment error (bad target or range, no route, target does not answer the smallest
