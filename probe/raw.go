@@ -98,6 +98,16 @@ func OpenSender(cfg SenderConfig) (*Sender, error) {
 		conn.Close()
 		return nil, fmt.Errorf("probe: raw IPv4 socket: %w", err)
 	}
+	// IP_PMTUDISC_PROBE: check a packet only against the interface MTU, never against a
+	// path MTU the kernel cached from an earlier fragmentation-needed, which would refuse
+	// a large DF probe with EMSGSIZE from memory instead of letting it test the path.
+	var serr error
+	if err := sc.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_MTU_DISCOVER, ipPMTUDiscProbe)
+	}); err != nil || serr != nil {
+		conn.Close()
+		return nil, fmt.Errorf("probe: raw IPv4 socket: set IP_MTU_DISCOVER to probe: %w", errors.Join(err, serr))
+	}
 	s := &Sender{conn: conn, raw: raw, sc: sc, pacers: map[netip.Addr]*pacer{},
 		rate: cfg.Rate, burst: cfg.Burst}
 	s.writeFn = s.write
@@ -108,6 +118,9 @@ func OpenSender(cfg SenderConfig) (*Sender, error) {
 	}
 	return s, nil
 }
+
+// ipPMTUDiscProbe is IP_PMTUDISC_PROBE from linux/in.h (not in package syscall).
+const ipPMTUDiscProbe = 3
 
 // needRaw is what a refused raw or packet socket means; errors carrying it also match
 // os.ErrPermission.
