@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -11,10 +12,6 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
-
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcapgo"
 )
 
 // DefaultCapturePoint names the pcapng interface of NewPcap when no capture point is given:
@@ -31,14 +28,25 @@ const (
 	MaxPcapComment = 4096
 )
 
-// pcapng block and option codes (draft-ietf-opsawg-pcapng) for the Enhanced Packet Blocks
-// that Pcap writes itself when a packet carries a comment: pcapgo's NgWriter (v1.1.19) has
-// no per-packet options.
+// pcapng block and option codes (draft-ietf-opsawg-pcapng). Pcap writes the blocks itself,
+// little endian: gopacket's pcapgo NgWriter has no per-packet options, and importing it
+// costs every ipsecpath command 20-100 ms of package initialisation (gopacket/layers).
 const (
+	ngBlockSHB       = 0x0A0D0D0A // Section Header Block
+	ngBlockIDB       = 0x00000001 // Interface Description Block
 	ngBlockEPB       = 0x00000006 // Enhanced Packet Block
-	ngOptEndOfOpt    = 0          // opt_endofopt
-	ngOptComment     = 1          // opt_comment, UTF-8
-	ngEPBFixedLength = 28 + 4     // type, length, interface, ts high, ts low, caplen, len + trailing length
+	ngByteOrderMagic = 0x1A2B3C4D
+	ngOptEndOfOpt    = 0      // opt_endofopt
+	ngOptComment     = 1      // opt_comment, UTF-8
+	ngSHBHardware    = 2      // shb_hardware
+	ngSHBOS          = 3      // shb_os
+	ngSHBUserAppl    = 4      // shb_userappl
+	ngIfName         = 2      // if_name
+	ngIfDescription  = 3      // if_description
+	ngIfTsresol      = 9      // if_tsresol: one byte, 9 = nanoseconds
+	ngIfOS           = 12     // if_os
+	ngLinkTypeRaw    = 101    // LINKTYPE_RAW: raw IPv4 or IPv6, no link-layer header
+	ngEPBFixedLength = 28 + 4 // type, length, interface, ts high, ts low, caplen, len + trailing length
 )
 
 // Pcap writes raw IP packets (IPv4 or IPv6, no link-layer header: link type RAW) to a
@@ -47,8 +55,7 @@ const (
 // concurrent use. Flush must be called before the underlying file is closed.
 type Pcap struct {
 	mu     sync.Mutex
-	w      io.Writer
-	ng     *pcapgo.NgWriter
+	w      *bufio.Writer
 	points map[string]int // capture point → pcapng interface id
 	first  string         // the capture point WritePacket uses
 	buf    []byte         // scratch for commented packet blocks
@@ -80,18 +87,23 @@ func NewPcap(w io.Writer, points ...string) (*Pcap, error) {
 	if len(points) == 0 {
 		points = []string{DefaultCapturePoint}
 	}
-	opts := pcapgo.NgWriterOptions{SectionInfo: pcapgo.NgSectionInfo{
-		Hardware: runtime.GOARCH, OS: runtime.GOOS, Application: Tool + " " + Version,
-	}}
 	if err := checkPoint(points[0]); err != nil {
 		return nil, fmt.Errorf("report: new pcap: %w", err)
 	}
-	ng, err := pcapgo.NewNgWriterInterface(w, ngInterface(points[0]), opts)
-	if err != nil {
+	p := &Pcap{w: bufio.NewWriterSize(w, 64<<10), points: map[string]int{}, first: points[0]}
+	var opts []byte
+	opts = appendOpt(opts, ngSHBHardware, runtime.GOARCH)
+	opts = appendOpt(opts, ngSHBOS, runtime.GOOS)
+	opts = appendOpt(opts, ngSHBUserAppl, Tool+" "+Version)
+	var body []byte
+	body = binary.LittleEndian.AppendUint32(body, ngByteOrderMagic)
+	body = binary.LittleEndian.AppendUint16(body, 1)          // major version
+	body = binary.LittleEndian.AppendUint16(body, 0)          // minor version
+	body = binary.LittleEndian.AppendUint64(body, ^uint64(0)) // section length: not given
+	if _, err := p.w.Write(appendBlock(nil, ngBlockSHB, body, opts)); err != nil {
 		return nil, fmt.Errorf("report: new pcap: write section header: %w", err)
 	}
-	p := &Pcap{w: w, ng: ng, points: map[string]int{points[0]: 0}, first: points[0]}
-	for _, name := range points[1:] {
+	for _, name := range points {
 		if _, dup := p.points[name]; dup {
 			return nil, fmt.Errorf("report: new pcap: capture point %q named twice", name)
 		}
@@ -99,20 +111,48 @@ func NewPcap(w io.Writer, points ...string) (*Pcap, error) {
 			return nil, fmt.Errorf("report: new pcap: %w", err)
 		}
 	}
-	if err := p.ng.Flush(); err != nil {
+	if err := p.w.Flush(); err != nil {
 		return nil, fmt.Errorf("report: new pcap: flush: %w", err)
 	}
 	return p, nil
 }
 
-func ngInterface(name string) pcapgo.NgInterface {
-	return pcapgo.NgInterface{
-		Name:                name,
-		Description:         "raw IP packets as " + Tool + " sent or saw them at the " + name,
-		OS:                  runtime.GOOS,
-		LinkType:            layers.LinkTypeRaw,
-		TimestampResolution: 9, // nanoseconds: pcapgo writes time.Time.UnixNano
+// appendOpt appends one pcapng option (code, length, value padded to 4 bytes) to b.
+func appendOpt(b []byte, code uint16, value string) []byte {
+	b = binary.LittleEndian.AppendUint16(b, code)
+	b = binary.LittleEndian.AppendUint16(b, uint16(len(value)))
+	b = append(b, value...)
+	return append(b, make([]byte, pad4(len(value)))...)
+}
+
+// appendBlock appends a whole pcapng block: type, total length, body, options ended by
+// opt_endofopt (when there are any), total length again.
+func appendBlock(b []byte, typ uint32, body, opts []byte) []byte {
+	if len(opts) > 0 {
+		opts = append(opts, 0, 0, 0, 0) // opt_endofopt
 	}
+	total := 12 + len(body) + len(opts)
+	b = binary.LittleEndian.AppendUint32(b, typ)
+	b = binary.LittleEndian.AppendUint32(b, uint32(total))
+	b = append(b, body...)
+	b = append(b, opts...)
+	return binary.LittleEndian.AppendUint32(b, uint32(total))
+}
+
+func pad4(n int) int { return (4 - n&3) & 3 }
+
+// idb is the Interface Description Block of a capture point.
+func idb(name string) []byte {
+	var body []byte
+	body = binary.LittleEndian.AppendUint16(body, ngLinkTypeRaw)
+	body = binary.LittleEndian.AppendUint16(body, 0) // reserved
+	body = binary.LittleEndian.AppendUint32(body, MaxPcapPacket)
+	var opts []byte
+	opts = appendOpt(opts, ngIfName, name)
+	opts = appendOpt(opts, ngIfDescription, "raw IP packets as "+Tool+" sent or saw them at the "+name)
+	opts = appendOpt(opts, ngIfTsresol, "\x09") // nanoseconds
+	opts = appendOpt(opts, ngIfOS, runtime.GOOS)
+	return appendBlock(nil, ngBlockIDB, body, opts)
 }
 
 func checkPoint(name string) error {
@@ -131,8 +171,8 @@ func (p *Pcap) point(name string) (int, error) {
 	if err := checkPoint(name); err != nil {
 		return 0, err
 	}
-	id, err := p.ng.AddInterface(ngInterface(name))
-	if err != nil {
+	id := len(p.points)
+	if _, err := p.w.Write(idb(name)); err != nil {
 		return 0, fmt.Errorf("declare capture point %q: %w", name, err)
 	}
 	p.points[name] = id
@@ -163,19 +203,10 @@ func (p *Pcap) WritePacketAt(point string, ts time.Time, ipPacket []byte, commen
 	if err != nil {
 		return p.fail(err)
 	}
-	if comment == "" {
-		ci := gopacket.CaptureInfo{Timestamp: ts, CaptureLength: len(ipPacket), Length: len(ipPacket), InterfaceIndex: id}
-		if err := p.ng.WritePacket(ci, ipPacket); err != nil {
-			return p.fail(fmt.Errorf("write packet: %w", err))
-		}
-		return nil
+	if comment != "" {
+		comment = cutComment(comment)
 	}
-	// pcapgo cannot add options to a packet block: write this block ourselves, after what
-	// pcapgo still buffers, so the order of blocks stays the order of calls.
-	if err := p.ng.Flush(); err != nil {
-		return p.fail(fmt.Errorf("flush: %w", err))
-	}
-	p.buf = appendEPB(p.buf[:0], id, ts, ipPacket, cutComment(comment))
+	p.buf = appendEPB(p.buf[:0], id, ts, ipPacket, comment)
 	if _, err := p.w.Write(p.buf); err != nil {
 		return p.fail(fmt.Errorf("write packet: %w", err))
 	}
@@ -189,7 +220,7 @@ func (p *Pcap) Flush() error {
 	if p.err != nil {
 		return p.err
 	}
-	if err := p.ng.Flush(); err != nil {
+	if err := p.w.Flush(); err != nil {
 		return p.fail(fmt.Errorf("flush: %w", err))
 	}
 	return nil
@@ -206,7 +237,7 @@ func (p *Pcap) Close() error {
 	p.closed = true
 	err := p.err
 	if err == nil {
-		if ferr := p.ng.Flush(); ferr != nil {
+		if ferr := p.w.Flush(); ferr != nil {
 			err = fmt.Errorf("report: pcap: flush: %w", ferr)
 		}
 	}
@@ -240,12 +271,14 @@ func cutComment(s string) string {
 	return s
 }
 
-// appendEPB appends an Enhanced Packet Block (little endian, as pcapgo's section header
-// declares) with an opt_comment option to b.
+// appendEPB appends an Enhanced Packet Block to b, with an opt_comment option when comment
+// is not empty.
 func appendEPB(b []byte, iface int, ts time.Time, data []byte, comment string) []byte {
-	pad := func(n int) int { return (4 - n&3) & 3 }
-	optLen := 4 + len(comment) + pad(len(comment)) + 4 // comment option, then opt_endofopt
-	total := ngEPBFixedLength + len(data) + pad(len(data)) + optLen
+	optLen := 0
+	if comment != "" {
+		optLen = 4 + len(comment) + pad4(len(comment)) + 4 // comment option, then opt_endofopt
+	}
+	total := ngEPBFixedLength + len(data) + pad4(len(data)) + optLen
 	le := binary.LittleEndian
 	nanos := uint64(ts.UnixNano())
 	b = le.AppendUint32(b, ngBlockEPB)
@@ -256,12 +289,10 @@ func appendEPB(b []byte, iface int, ts time.Time, data []byte, comment string) [
 	b = le.AppendUint32(b, uint32(len(data)))
 	b = le.AppendUint32(b, uint32(len(data)))
 	b = append(b, data...)
-	b = append(b, make([]byte, pad(len(data)))...)
-	b = le.AppendUint16(b, ngOptComment)
-	b = le.AppendUint16(b, uint16(len(comment)))
-	b = append(b, comment...)
-	b = append(b, make([]byte, pad(len(comment)))...)
-	b = le.AppendUint16(b, ngOptEndOfOpt)
-	b = le.AppendUint16(b, 0)
+	b = append(b, make([]byte, pad4(len(data)))...)
+	if comment != "" {
+		b = appendOpt(b, ngOptComment, comment)
+		b = le.AppendUint32(b, 0) // opt_endofopt
+	}
 	return le.AppendUint32(b, uint32(total))
 }

@@ -290,7 +290,12 @@ func TestPcapWriteErrorSticks(t *testing.T) {
 		t.Fatal(err)
 	}
 	pkt := udpPacket(t, 500, 500, make([]byte, 1400))
-	if err := p.WritePacketAt("initiator", time.Now(), pkt, "with a comment, written directly"); err == nil {
+	// Packets are buffered: the failure shows at the latest when the buffer is written out.
+	err = p.WritePacketAt("initiator", time.Now(), pkt, "with a comment")
+	if err == nil {
+		err = p.Flush()
+	}
+	if err == nil {
 		t.Fatal("write past the writer's end did not fail")
 	}
 	if err := p.WritePacket(time.Now(), pkt); err == nil {
@@ -298,6 +303,9 @@ func TestPcapWriteErrorSticks(t *testing.T) {
 	}
 	if err := p.Flush(); err == nil {
 		t.Error("Flush after a failed write succeeded")
+	}
+	if err := p.Close(); err == nil {
+		t.Error("Close after a failed write returned no error")
 	}
 }
 
