@@ -142,7 +142,7 @@ func TestMainModeRoundTrip(t *testing.T) {
 		t.Fatalf("SA %+v", sa)
 	}
 	tr := sa.Proposals[0].Transforms[0]
-	if got := tr.String(); got != "Enc=AES KeyLength=256 Hash=SHA2-256 Auth=GSS-Kerberos Group=14:MODP_2048 LifeType=Seconds LifeDuration=28800" {
+	if got := tr.String(); got != "Enc=AES KeyLength=256 Hash=SHA2-256 Auth=GSS-Kerberos Group=14:modp2048 LifeType=Seconds LifeDuration=28800" {
 		t.Fatalf("transform 1: %s", got)
 	}
 	if got := tr.Keywords(); got != "aes256-sha256-modp2048" {

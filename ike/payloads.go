@@ -169,7 +169,11 @@ func (t TransformV1) String() string {
 		case AttrHash:
 			add("Hash=%s", HashV1Name(uint16(v)))
 		case AttrGroup:
-			add("Group=%d:%s", v, Group(v))
+			if w, ok := groupWords[Group(v)]; ok {
+				add("Group=%d:%s", v, w)
+			} else {
+				add("Group=%d:%s", v, Group(v))
+			}
 		case AttrAuthMethod:
 			add("Auth=%s", AuthMethod(v))
 		case AttrLifeType:

@@ -27,6 +27,7 @@ var encKeywords = map[string]encKW{
 	"aes128": {EncrAESCBC, EncV1AESCBC, 128, false}, "aes": {EncrAESCBC, EncV1AESCBC, 128, false},
 	"aes192": {EncrAESCBC, EncV1AESCBC, 192, false}, "aes256": {EncrAESCBC, EncV1AESCBC, 256, false},
 	"3des":      {EncrDES3, EncV1DES3, 0, false},
+	"des":       {2, 1, 0, false},
 	"aes128ctr": {EncrAESCTR, 0, 128, false}, "aes256ctr": {EncrAESCTR, 0, 256, false},
 	"aes128gcm16": {EncrAESGCM16, 0, 128, true}, "aes128gcm": {EncrAESGCM16, 0, 128, true},
 	"aes192gcm16": {EncrAESGCM16, 0, 192, true}, "aes256gcm16": {EncrAESGCM16, 0, 256, true},
@@ -184,7 +185,7 @@ func (p Proposal) V1(auth AuthMethod, lifetime uint32) ([]TransformV1, error) {
 	return ts, nil
 }
 
-var encNamesV2 = map[uint16]string{EncrAESCBC: "aes", EncrAESCTR: "aes", EncrAESGCM16: "aes", EncrAESGCM12: "aes",
+var encNamesV2 = map[uint16]string{2: "des", EncrAESCBC: "aes", EncrAESCTR: "aes", EncrAESGCM16: "aes", EncrAESGCM12: "aes",
 	EncrAESGCM8: "aes", EncrDES3: "3des", EncrChaCha20Poly: "chacha20poly1305"}
 
 var groupWords = map[Group]string{MODP768: "modp768", MODP1024: "modp1024", MODP1536: "modp1536", MODP2048: "modp2048",

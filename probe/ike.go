@@ -128,8 +128,22 @@ func IKEOverhead(port int) int {
 // error: the result says IKENoAnswer. Errors mean the probe could not run (bad options, no
 // socket, the source port is taken).
 func ProbeIKE(ctx context.Context, target netip.Addr, opts IKEOptions) (IKEResult, error) {
+	opts, err := prepareIKE(target, opts)
+	if err != nil {
+		return IKEResult{}, err
+	}
+	conn, err := dialIKE(target, opts.Port, opts.SourcePort)
+	if err != nil {
+		return IKEResult{Version: opts.Version, Port: opts.Port, Outcome: IKENoAnswer, Nonce: opts.Nonce}, err
+	}
+	defer conn.Close()
+	return exchangeIKE(ctx, conn, target, opts)
+}
+
+// prepareIKE checks opts and fills in the defaults.
+func prepareIKE(target netip.Addr, opts IKEOptions) (IKEOptions, error) {
 	if err := CheckTarget(target); err != nil {
-		return IKEResult{}, fmt.Errorf("probe: ike: %w", err)
+		return opts, fmt.Errorf("probe: ike: %w", err)
 	}
 	if opts.Version == 0 {
 		opts.Version = 2
@@ -138,10 +152,10 @@ func ProbeIKE(ctx context.Context, target netip.Addr, opts IKEOptions) (IKEResul
 		opts.Port = IKEPort
 	}
 	if opts.Version != 1 && opts.Version != 2 {
-		return IKEResult{}, fmt.Errorf("probe: ike: version %d (want 1 or 2)", opts.Version)
+		return opts, fmt.Errorf("probe: ike: version %d (want 1 or 2)", opts.Version)
 	}
 	if opts.Port < 1 || opts.Port > 65535 || opts.SourcePort < 0 || opts.SourcePort > 65535 {
-		return IKEResult{}, fmt.Errorf("probe: ike: bad port %d/%d", opts.SourcePort, opts.Port)
+		return opts, fmt.Errorf("probe: ike: bad port %d/%d", opts.SourcePort, opts.Port)
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = IKEExchangeTimeout
@@ -152,16 +166,17 @@ func ProbeIKE(ctx context.Context, target netip.Addr, opts IKEOptions) (IKEResul
 	if opts.Nonce == 0 {
 		var b [4]byte
 		if _, err := rand.Read(b[:]); err != nil {
-			return IKEResult{}, fmt.Errorf("probe: ike: nonce: %w", err)
+			return opts, fmt.Errorf("probe: ike: nonce: %w", err)
 		}
 		opts.Nonce = binary.BigEndian.Uint32(b[:]) | 1
 	}
+	return opts, nil
+}
+
+// exchangeIKE runs one exchange over conn, a socket from dialIKE to target (opened where
+// the caller wanted it: sockets keep the network namespace of the thread that opened them).
+func exchangeIKE(ctx context.Context, conn *net.UDPConn, target netip.Addr, opts IKEOptions) (IKEResult, error) {
 	res := IKEResult{Version: opts.Version, Port: opts.Port, Outcome: IKENoAnswer, Nonce: opts.Nonce}
-	conn, err := dialIKE(target, opts.Port, opts.SourcePort)
-	if err != nil {
-		return res, err
-	}
-	defer conn.Close()
 	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	res.SourcePort = int(local.Port())
 	remote := netip.AddrPortFrom(target.Unmap(), uint16(opts.Port))
@@ -188,6 +203,12 @@ func ProbeIKE(ctx context.Context, target netip.Addr, opts IKEOptions) (IKEResul
 		}
 		if answer == nil {
 			res.Outcome = IKENoAnswer
+			if x.cookie != nil {
+				// The COOKIE itself was an answer: the path works, the gateway is busy.
+				res.Outcome, res.Notify = IKERefused, ike.NotifyCookie.String()
+				res.Steps = append(res.Steps, "after we returned its COOKIE the gateway went silent: it holds too many half-open SAs from us (strongSwan ignores a peer with 5, for 30 s); the path carried the request")
+				return res, nil
+			}
 			if round > 0 {
 				res.Steps = append(res.Steps, fmt.Sprintf("no answer to the request sent again (%d sends)", sends))
 			}

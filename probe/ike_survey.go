@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -32,6 +33,9 @@ type IKESurveyOptions struct {
 	Size       int   // size on the wire of every exchange's request; 0: natural
 	Auth       ike.AuthMethod
 	Timeout    time.Duration // per exchange; 0: IKEExchangeTimeout
+	// Stateless makes every exchange ask for an answer that leaves no half-open SA on the
+	// gateway (IKEOptions.Stateless): reachability only, no chosen proposal.
+	Stateless bool
 	// Search looks for the largest request size answered, between the natural size and
 	// MaxSize (0: IKEDefaultMaxSize), with stateless requests (IKEOptions.Stateless).
 	Search  bool
@@ -107,7 +111,7 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 		progress = func(string, ...any) {}
 	}
 	s := &IKESurvey{Target: target.String()}
-	base := IKEOptions{SourcePort: o.SourcePort, Auth: o.Auth, Timeout: o.Timeout, Size: o.Size}
+	base := IKEOptions{SourcePort: o.SourcePort, Auth: o.Auth, Timeout: o.Timeout, Size: o.Size, Stateless: o.Stateless}
 	if len(o.Proposals) > 0 {
 		var jobs []IKEOptions
 		var slot []int // index in s.Proposals of each job's result
@@ -176,6 +180,8 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 }
 
 // runIKE runs the jobs, at once or (sequential: a fixed source port) one after the other.
+// Concurrent jobs get their sockets opened here, on the caller's goroutine, so they live in
+// the caller's network namespace (testlab's Do switches only the calling thread).
 func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, sequential bool) ([]IKEResult, error) {
 	results := make([]IKEResult, len(jobs))
 	errs := make([]error, len(jobs))
@@ -184,12 +190,29 @@ func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, sequentia
 			results[i], errs[i] = ProbeIKE(ctx, target, j)
 		}
 	} else {
+		conns := make([]*net.UDPConn, len(jobs))
+		defer func() {
+			for _, c := range conns {
+				if c != nil {
+					c.Close()
+				}
+			}
+		}()
+		for i := range jobs {
+			var err error
+			if jobs[i], err = prepareIKE(target, jobs[i]); err != nil {
+				return results, err
+			}
+			if conns[i], err = dialIKE(target, jobs[i].Port, jobs[i].SourcePort); err != nil {
+				return results, err
+			}
+		}
 		var wg sync.WaitGroup
 		for i, j := range jobs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				results[i], errs[i] = ProbeIKE(ctx, target, j)
+				results[i], errs[i] = exchangeIKE(ctx, conns[i], target, j)
 			}()
 		}
 		wg.Wait()

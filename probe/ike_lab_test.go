@@ -1,0 +1,381 @@
+package probe
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/ike"
+	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/testlab"
+)
+
+// The lab tests below ask the lab's real strongSwan (rsp, 203.0.113.10) from ini. strongSwan
+// keeps a half-open IKE SA for every first message it accepts (30 s) and ignores a peer
+// with 5 of them (charon.block_threshold), so each lab is used for at most 4 or 5 accepted
+// exchanges; everything else is stateless (IKEOptions.Stateless).
+
+// inNode runs fn in node's namespace of l and fails the test on error.
+func inNode(t *testing.T, l *testlab.Lab, node string, fn func() error) {
+	t.Helper()
+	if err := l.Do(node, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// configured reports whether every transform of a chosen IKEv2 proposal (strongSwan
+// keywords) is allowed by the lab's proposal string.
+func allowedV2(t *testing.T, chosen, configured string) bool {
+	t.Helper()
+	c, err := ike.ParseProposal(configured)
+	if err != nil {
+		t.Fatal(err)
+	}
+	allowed := map[string]bool{}
+	for _, kw := range strings.Split(c.V2(1).Keywords(), "-") {
+		allowed[kw] = true
+	}
+	for _, kw := range strings.Split(chosen, "-") {
+		if !allowed[kw] {
+			t.Logf("%s is not in the lab's %s", kw, configured)
+			return false
+		}
+	}
+	return chosen != ""
+}
+
+// allowedV1 checks a chosen IKEv1 transform (aes256-sha256-modp2048) against the lab's.
+func allowedV1(t *testing.T, chosen, configured string) bool {
+	t.Helper()
+	c, err := ike.ParseProposal(configured)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts, err := c.V1(ike.AuthPSK, 28800)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range ts {
+		if tr.Keywords() == chosen {
+			return true
+		}
+	}
+	return false
+}
+
+func TestIKELabClean(t *testing.T) {
+	t.Parallel()
+	l := testlab.ForTest(t, testlab.Spec{Profile: "clean"})
+	rsp := l.Addr("rsp")
+	ctx := context.Background()
+	inNode(t, l, "ini", func() error {
+		// One-ended check classes first: stateless, they leave nothing behind.
+		for _, id := range []ID{IKE, NATT, IKEFrag, NATTFrag} {
+			res, err := ProbeIKEClass(ctx, rsp, id, IKEClassOptions{})
+			if err != nil {
+				t.Fatalf("%s: %v", id, err)
+			}
+			if res.Verdict != report.Pass || res.Evidence.AnsweredBy != rsp.String() {
+				t.Errorf("%s on a clean path: %s (%s)", id, res.Verdict, res.Detail)
+			}
+		}
+		s, err := SurveyIKE(ctx, rsp, IKESurveyOptions{Search: true, MaxSize: 3000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Exchanges) != 4 {
+			t.Fatalf("%d exchanges", len(s.Exchanges))
+		}
+		for _, x := range s.Exchanges {
+			t.Logf("%s: %s %s %v frag=%v natt=%v rtt=%.2fms steps=%v", x.Name(), x.Outcome, x.Chosen, x.VendorIDs, x.Fragmentation, x.NATT, x.RTTms, x.Steps)
+			if x.Outcome != IKEAccepted {
+				t.Errorf("%s: %s %s", x.Name(), x.Outcome, x.Notify)
+				continue
+			}
+			ok := false
+			if x.Version == 2 {
+				ok = allowedV2(t, x.Chosen, testlab.IKEProposals)
+			} else {
+				ok = allowedV1(t, x.Chosen, testlab.IKEv1Proposals)
+			}
+			if !ok {
+				t.Errorf("%s chose %q, not in the lab's configuration", x.Name(), x.Chosen)
+			}
+			if !x.Fragmentation || !x.NATT {
+				t.Errorf("%s: fragmentation %v, NAT-T %v: the lab's strongSwan has both", x.Name(), x.Fragmentation, x.NATT)
+			}
+			if x.Version == 1 && !slices.Contains(x.VendorIDs, "IKE Fragmentation") {
+				t.Errorf("%s: vendor IDs %v", x.Name(), x.VendorIDs)
+			}
+		}
+		z := s.Size
+		if z == nil || z.Inconclusive || z.SmallestUnanswered != 0 || z.LargestAnswered != 3000 {
+			t.Errorf("size search on a clean path: %+v", z)
+		}
+		return nil
+	})
+}
+
+// TestIKELabNoFragmentation: with `fragmentation = no` the same gateway no longer announces
+// IKE fragmentation, so the detection is read from the answer, not assumed. Then: a
+// proposal the lab does not allow is refused with NO_PROPOSAL_CHOSEN.
+func TestIKELabNoFragmentation(t *testing.T) {
+	t.Parallel()
+	off := false
+	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", IKEFragmentation: &off})
+	inNode(t, l, "ini", func() error {
+		s, err := SurveyIKE(context.Background(), l.Addr("rsp"), IKESurveyOptions{Ports: []int{IKEPort}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range s.Exchanges {
+			if x.Outcome != IKEAccepted || x.Fragmentation || !x.NATT {
+				t.Errorf("%s with fragmentation off: %s, fragmentation %v, NAT-T %v", x.Name(), x.Outcome, x.Fragmentation, x.NATT)
+			}
+		}
+		// This lab holds 2 half-open SAs now: room for the proposal test (one more). In the
+		// clean lab above the survey leaves 4 and strongSwan would start ignoring us.
+		ctx, rsp := context.Background(), l.Addr("rsp")
+		// A proposal the lab does not allow is refused with NO_PROPOSAL_CHOSEN, one it
+		// allows is accepted, in both versions.
+		ps, err := ike.ParseProposals("3des-md5-modp1024,aes128-sha256-modp2048")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err = SurveyIKE(ctx, rsp, IKESurveyOptions{Ports: []int{IKEPort}, Proposals: ps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Proposals) != 4 {
+			t.Fatalf("%d proposal results", len(s.Proposals))
+		}
+		for _, p := range s.Proposals {
+			t.Logf("IKEv%d %s: accepted=%v %s %s", p.Version, p.Proposal, p.Accepted, p.Outcome, p.Result.Notify)
+			want := strings.HasPrefix(p.Proposal, "aes128")
+			if p.Accepted != want {
+				t.Errorf("IKEv%d %s: accepted %v, want %v", p.Version, p.Proposal, p.Accepted, want)
+			}
+			if !want && (p.Outcome != IKERefused || p.Result.Notify != "NO_PROPOSAL_CHOSEN") {
+				t.Errorf("IKEv%d %s: %s %q, want refused NO_PROPOSAL_CHOSEN", p.Version, p.Proposal, p.Outcome, p.Result.Notify)
+			}
+		}
+		return nil
+	})
+}
+
+func TestIKELabUDP500Drop(t *testing.T) {
+	t.Parallel()
+	l := testlab.ForTest(t, testlab.Spec{Profile: "udp500-drop"})
+	inNode(t, l, "ini", func() error {
+		start := time.Now()
+		s, err := SurveyIKE(context.Background(), l.Addr("rsp"), IKESurveyOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range s.Exchanges {
+			want := IKEAccepted
+			if x.Port == IKEPort {
+				want = IKENoAnswer
+			}
+			if x.Outcome != want {
+				t.Errorf("%s: %s, want %s", x.Name(), x.Outcome, want)
+			}
+			if x.Outcome == IKENoAnswer && x.Attempts != IKETries {
+				t.Errorf("%s: %d sends, want %d", x.Name(), x.Attempts, IKETries)
+			}
+		}
+		// The exchanges run at once: silence costs one exchange timeout, not four.
+		if d := time.Since(start); d > 2*IKEExchangeTimeout {
+			t.Errorf("survey took %s", d)
+		}
+		r := s.Report(start)
+		for _, res := range r.Results {
+			if strings.HasSuffix(res.Probe, ":500") && res.Verdict != report.Dropped {
+				t.Errorf("%s: verdict %s", res.Probe, res.Verdict)
+			}
+		}
+		return nil
+	})
+}
+
+func TestIKELabFragDrop(t *testing.T) {
+	t.Parallel()
+	l := testlab.ForTest(t, testlab.Spec{Profile: "frag-drop"})
+	rsp := l.Addr("rsp")
+	ctx := context.Background()
+	inNode(t, l, "ini", func() error {
+		for id, want := range map[ID]report.Verdict{IKE: report.Pass, IKEFrag: report.Dropped, NATT: report.Pass, NATTFrag: report.Dropped} {
+			res, err := ProbeIKEClass(ctx, rsp, id, IKEClassOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Verdict != want {
+				t.Errorf("%s: %s (%s), want %s", id, res.Verdict, res.Detail, want)
+			}
+		}
+		// --size 3000: a Kerberos-sized first message is not answered, in any form.
+		big, err := SurveyIKE(ctx, rsp, IKESurveyOptions{Size: 3000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range big.Exchanges {
+			if x.Outcome != IKENoAnswer || x.Size != 3000 {
+				t.Errorf("%s at 3000 bytes: %s (size %d)", x.Name(), x.Outcome, x.Size)
+			}
+		}
+		// Natural size: answered; the search puts the cliff where fragmentation starts.
+		s, err := SurveyIKE(ctx, rsp, IKESurveyOptions{Search: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range s.Exchanges {
+			if x.Outcome != IKEAccepted {
+				t.Errorf("%s at natural size: %s", x.Name(), x.Outcome)
+			}
+		}
+		z := s.Size
+		if z == nil {
+			t.Fatal("no size search")
+		}
+		t.Logf("size search: %+v", *z)
+		if z.Inconclusive || z.PathMTU != 1500 || z.LargestAnswered > z.PathMTU || z.SmallestUnanswered != z.PathMTU+1 || z.LargestAnswered != z.PathMTU {
+			t.Errorf("size search: %+v, want largest answered = path MTU 1500 and 1501 unanswered", *z)
+		}
+		if z.Probes > IKESearchProbes+3 {
+			t.Errorf("size search used %d probes", z.Probes)
+		}
+		var sizeRes *report.Result
+		r := s.Report(time.Now())
+		for i := range r.Results {
+			if r.Results[i].Probe == "ike-size" {
+				sizeRes = &r.Results[i]
+			}
+		}
+		if sizeRes == nil || sizeRes.Verdict != report.FragDropped {
+			t.Errorf("ike-size result: %+v", sizeRes)
+		}
+		return nil
+	})
+}
+
+// ikeScan runs ike-scan in ini and returns what it says about target: the answer line
+// ("Main Mode Handshake returned", "Notify message 14 (NO-PROPOSAL-CHOSEN)", "" for none)
+// and the SA=(…) line.
+func ikeScan(t *testing.T, l *testlab.Lab, args ...string) (answer, sa string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	argv := append([]string{"ike-scan", "--sport=0", "--retry=3", "--timeout=500"}, args...)
+	argv = append(argv, l.Addr("rsp").String())
+	out, err := l.Exec(ctx, "ini", argv...)
+	if err != nil {
+		t.Fatalf("%v: %v\n%s", argv, err, out)
+	}
+	if m := ikeScanAnswer.FindStringSubmatch(string(out)); m != nil {
+		answer = m[1]
+	}
+	if m := ikeScanSA.FindStringSubmatch(string(out)); m != nil {
+		sa = m[1]
+	}
+	t.Logf("%s → %q %q", strings.Join(argv[4:], " "), answer, sa)
+	return answer, sa
+}
+
+var (
+	ikeScanNotify = regexp.MustCompile(`^Notify message (\d+) \(`)
+	ikeScanAnswer = regexp.MustCompile(`(?m)^\d+\.\d+\.\d+\.\d+\s+(Main Mode Handshake returned|IKEv2 SA_INIT Handshake returned|Notify message \d+ \([A-Z_-]+\))`)
+	ikeScanSA     = regexp.MustCompile(`SA=\(([^)]*)\)`)
+)
+
+// TestIKEScanAgrees asks the lab's strongSwan the same questions with ike-scan (Debian
+// ike-scan 1.9.5) and with ProbeIKE, and compares the answers.
+func TestIKEScanAgrees(t *testing.T) {
+	t.Parallel()
+	testlab.RequireTools(t, "ike-scan")
+	// The proposals ike-scan offers: --ikev2 sends AES-CBC 256/128, 3DES, DES, SHA1 and MD5,
+	// groups 2, 5, 14 (seen with tshark); -M with --trans=7/256,4,1,14 is aes256-sha256-modp2048.
+	mustProposals := func(s string) []ike.Proposal {
+		ps, err := ike.ParseProposals(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ps
+	}
+	scanV2 := mustProposals("aes256-aes128-3des-des-sha1-md5-modp1024-modp1536-modp2048")
+	v1ok := mustProposals("aes256-sha256-modp2048")
+	v1bad := mustProposals("3des-md5-modp1024")
+	type question struct {
+		name     string
+		scanArgs []string
+		opts     IKEOptions
+	}
+	ask := func(t *testing.T, l *testlab.Lab, q question) {
+		answer, sa := ikeScan(t, l, q.scanArgs...)
+		var r IKEResult
+		inNode(t, l, "ini", func() error {
+			var err error
+			r, err = ProbeIKE(context.Background(), l.Addr("rsp"), q.opts)
+			return err
+		})
+		t.Logf("%s: ours %s %q %q %s", q.name, r.Outcome, r.Notify, r.ChosenDetail, r.Steps)
+		switch {
+		case answer == "":
+			if r.Answered() {
+				t.Errorf("%s: ike-scan got no answer, we got %s", q.name, r.Outcome)
+			}
+		case strings.HasPrefix(answer, "Main Mode Handshake returned"):
+			if r.Outcome != IKEAccepted || r.ChosenDetail != sa {
+				t.Errorf("%s: ike-scan: handshake SA=(%s); ours: %s %q", q.name, sa, r.Outcome, r.ChosenDetail)
+			}
+		case strings.HasPrefix(answer, "IKEv2 SA_INIT Handshake returned"):
+			// ike-scan: "Encr=AES_CBC,KeyLength=128 Integ=HMAC_SHA1_96 Prf=HMAC_SHA1 DH_Group=14:modp2048"
+			var encr, integ, prf, dh string
+			var kl int
+			fmt.Sscanf(strings.NewReplacer(",", " ", "=", " ").Replace(sa), "Encr %s KeyLength %d Integ %s Prf %s DH_Group %s", &encr, &kl, &integ, &prf, &dh)
+			grp := strings.Split(dh, ":")[0]
+			want := fmt.Sprintf("%s_%d/%s/PRF_%s/", encr, kl, integ, prf)
+			if r.Outcome != IKEAccepted || !strings.HasPrefix(r.ChosenDetail, want) || !strings.HasSuffix(r.Chosen, "modp2048") || grp != "14" {
+				t.Errorf("%s: ike-scan: handshake %s; ours: %s %q %q", q.name, sa, r.Outcome, r.ChosenDetail, r.Chosen)
+			}
+		default:
+			m := ikeScanNotify.FindStringSubmatch(answer)
+			if m == nil {
+				t.Fatalf("%s: ike-scan said %q", q.name, answer)
+			}
+			var n int
+			fmt.Sscan(m[1], &n)
+			if !r.Answered() || r.Notify != ike.NotifyType(n).String() {
+				t.Errorf("%s: ike-scan: notify %d; ours: %s %q", q.name, n, r.Outcome, r.Notify)
+			}
+		}
+	}
+	t.Run("clean", func(t *testing.T) {
+		t.Parallel()
+		l := testlab.ForTest(t, testlab.Spec{Profile: "clean"})
+		// IKEv2 first (they meet strongSwan's cookie threshold otherwise), refusals before
+		// handshakes: at most 4 half-open SAs in all.
+		for _, q := range []question{
+			{"IKEv2 KE of the wrong group", []string{"--ikev2"}, IKEOptions{Version: 2, Proposals: scanV2, Stateless: true}},
+			{"IKEv2 handshake", []string{"--ikev2", "--dhgroup=14"}, IKEOptions{Version: 2, Proposals: scanV2}},
+			{"IKEv1 unacceptable transform", []string{"-M", "--trans=5,1,1,2"}, IKEOptions{Version: 1, Proposals: v1bad}},
+			{"IKEv1 Main Mode", []string{"-M", "--trans=7/256,4,1,14"}, IKEOptions{Version: 1, Proposals: v1ok}},
+		} {
+			ask(t, l, q)
+		}
+	})
+	t.Run("udp500-drop", func(t *testing.T) {
+		t.Parallel()
+		l := testlab.ForTest(t, testlab.Spec{Profile: "udp500-drop"})
+		for _, q := range []question{
+			{"IKEv1 on 500", []string{"-M", "--trans=7/256,4,1,14"}, IKEOptions{Version: 1, Proposals: v1ok}},
+			{"IKEv2 on 500", []string{"--ikev2", "--dhgroup=14"}, IKEOptions{Version: 2, Proposals: scanV2}},
+			{"IKEv1 on 4500", []string{"-M", "--trans=7/256,4,1,14", "--nat-t", "--sport=0"}, IKEOptions{Version: 1, Port: NATTPort, Proposals: v1ok}},
+		} {
+			ask(t, l, q)
+		}
+	})
+}
