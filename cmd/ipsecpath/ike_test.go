@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/testlab"
+)
+
+func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = run(context.Background(), args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestIKEUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"ike"},
+		{"ike", "203.0.113.10", "203.0.113.11"},
+		{"ike", "224.0.0.1"},
+		{"ike", "255.255.255.255"},
+		{"ike", "0.0.0.0"},
+		{"ike", "2001:db8::1"},
+		{"ike", "203.0.113.10", "--version", "3"},
+		{"ike", "203.0.113.10", "--port", "501"},
+		{"ike", "203.0.113.10", "--size", "20"},
+		{"ike", "203.0.113.10", "--size", "70000"},
+		{"ike", "203.0.113.10", "--auth", "telepathy"},
+		{"ike", "203.0.113.10", "--proposals", "rot13-sha1-modp2048"},
+		{"ike", "203.0.113.10", "--proposals", "aes128-sha256-modp2048", "--stateless"},
+		{"ike", "203.0.113.10", "--timeout", "1ns"},
+		{"ike", "203.0.113.10", "--bogus"},
+	} {
+		code, out, errOut := runCmd(t, args...)
+		if code != exitUsage || out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.HasPrefix(errOut, "ipsecpath ike: ") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line", args, code, out, errOut)
+		}
+	}
+}
+
+func TestIKEHelp(t *testing.T) {
+	code, out, _ := runCmd(t, "ike", "--help")
+	for _, want := range []string{"Usage: ipsecpath ike TARGET", "How to read it", "NO_PROPOSAL_CHOSEN", "--proposals", "--size", "Examples:", "Exit status"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+	if code != exitOK {
+		t.Errorf("exit %d", code)
+	}
+}
+
+// TestIKENothingListens: on loopback (no IKE daemon, no root needed) every exchange gets the
+// target's own ICMP port unreachable: exit 1, JSON in the report contract plus "ike".
+func TestIKENothingListens(t *testing.T) {
+	if c, err := net.ListenPacket("udp4", "127.0.0.1:500"); err == nil {
+		c.Close()
+	} else {
+		t.Skip("something listens on 127.0.0.1:500")
+	}
+	code, out, errOut := runCmd(t, "ike", "127.0.0.1", "--json", "--timeout", "1s")
+	if code != exitFail {
+		t.Fatalf("exit %d, stderr %s", code, errOut)
+	}
+	var got struct {
+		report.Report
+		IKE probe.IKESurvey `json:"ike"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got.Tool != "ipsecpath" || len(got.Results) != 4 || len(got.IKE.Exchanges) != 4 || got.IKE.Size != nil {
+		t.Fatalf("%s", out)
+	}
+	for _, x := range got.IKE.Exchanges {
+		if x.Outcome != probe.IKEUnreachable || x.ICMP == nil || x.ICMP.From != "127.0.0.1" {
+			t.Errorf("%+v", x)
+		}
+	}
+	if _, err := report.ReadJSON(strings.NewReader(out)); err != nil {
+		t.Errorf("diff cannot read it: %v", err)
+	}
+}
+
+// TestIKELab runs the command against the lab's strongSwan: clean answers (exit 0), the
+// text names the chosen proposals, vendor IDs and fragmentation support; udp500-drop
+// exits 1 and says NO ANSWER on 500 only.
+func TestIKELab(t *testing.T) {
+	for _, tc := range []struct {
+		profile string
+		args    []string
+		code    int
+		want    []string
+	}{
+		{"clean", []string{"--max-size", "2500"}, exitOK, []string{"IKEv2 on UDP 500   answered", "IKEv1 on UDP 4500  answered",
+			"aes128-sha256-prfsha256-modp2048", "aes256-sha256-modp2048", "IKE fragmentation, NAT-T", "RFC 3947 NAT-T",
+			"largest answered  2500 bytes", "4 of 4 exchanges answered"}},
+		{"udp500-drop", []string{"--search=false"}, exitFail, []string{"IKEv2 on UDP 500   NO ANSWER after 3 sends", "IKEv1 on UDP 500   NO ANSWER",
+			"IKEv2 on UDP 4500  answered", "IKEv1 on UDP 4500  answered", "2 of 4 exchanges answered"}},
+	} {
+		t.Run(tc.profile, func(t *testing.T) {
+			t.Parallel()
+			l := testlab.ForTest(t, testlab.Spec{Profile: tc.profile})
+			var code int
+			var out, errOut string
+			if err := l.Do("ini", func() error {
+				code, out, errOut = runCmd(t, append([]string{"ike", l.Addr("rsp").String()}, tc.args...)...)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code {
+				t.Errorf("exit %d, want %d; stderr %s", code, tc.code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q", w)
+				}
+			}
+			if t.Failed() {
+				t.Logf("output:\n%s", out)
+			}
+		})
+	}
+}

@@ -1,0 +1,180 @@
+package probe
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/ike"
+)
+
+// goldenAnswer reads one of the ike package's golden strongSwan answers (UDP payload).
+func goldenAnswer(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "ike", "testdata", "golden", name+".hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hx strings.Builder
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		l := strings.TrimSpace(sc.Text())
+		if l != "" && !strings.HasPrefix(l, "#") && !strings.HasPrefix(l, "port ") {
+			hx.WriteString(l)
+		}
+	}
+	b, err := hex.DecodeString(hx.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// fakeGateway answers on loopback the way strongSwan did in the lab, replaying golden
+// answers with the request's initiator SPI patched in: the first request is ignored (a
+// lost datagram), then COOKIE, then INVALID_KE_PAYLOAD (MODP_2048), then the SA_INIT
+// response. It records the requests.
+type fakeGateway struct {
+	conn               *net.UDPConn
+	requests           atomic.Int32
+	sawCookie, sawKE14 atomic.Bool
+}
+
+func newFakeGateway(t *testing.T) *fakeGateway {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	g := &fakeGateway{conn: c}
+	answers := [][]byte{nil, goldenAnswer(t, "strongswan-5.9.8-ikev2-cookie"), goldenAnswer(t, "strongswan-5.9.8-ikev2-invalid-ke"),
+		goldenAnswer(t, "strongswan-5.9.8-ikev2-sa-init-response")}
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := c.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			var m ike.Message
+			if m.DecodeFromBytes(buf[:n]) != nil {
+				continue
+			}
+			i := int(g.requests.Add(1)) - 1
+			if p, ok := m.Find(ike.PayloadNotify); ok {
+				if nt, _ := ike.ParseNotify(true, p.Body); nt.Type == ike.NotifyCookie {
+					g.sawCookie.Store(true)
+				}
+			}
+			if p, ok := m.Find(ike.PayloadKE); ok {
+				if ke, _ := ike.ParseKEv2(p.Body); ke.Group == ike.MODP2048 && len(ke.Data) == 256 {
+					g.sawKE14.Store(true)
+				}
+			}
+			if i >= len(answers) || answers[i] == nil {
+				continue
+			}
+			a := append([]byte(nil), answers[i]...)
+			copy(a[:8], m.InitiatorSPI[:])
+			c.WriteToUDP(a, from)
+		}
+	}()
+	return g
+}
+
+// TestProbeIKEFlow: retransmit after a lost request, answer the COOKIE, retry with the group
+// INVALID_KE_PAYLOAD asks for, read the chosen proposal — on loopback, no root needed.
+func TestProbeIKEFlow(t *testing.T) {
+	g := newFakeGateway(t)
+	port := g.conn.LocalAddr().(*net.UDPAddr).Port
+	r, err := ProbeIKE(context.Background(), netip.MustParseAddr("127.0.0.1"), IKEOptions{Version: 2, Port: port, Timeout: 700 * time.Millisecond, Nonce: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome != IKEAccepted || r.Chosen != "aes128-sha256-prfsha256-modp2048" || !r.Fragmentation || !r.NATT {
+		t.Fatalf("result %+v", r)
+	}
+	if r.Attempts != 4 || g.requests.Load() != 4 || !g.sawCookie.Load() || !g.sawKE14.Load() {
+		t.Fatalf("attempts %d, requests %d, cookie returned %v, KE 14 sent %v", r.Attempts, g.requests.Load(), g.sawCookie.Load(), g.sawKE14.Load())
+	}
+	if len(r.Steps) != 2 || r.Nonce != 42 || r.RTT <= 0 {
+		t.Fatalf("steps %q nonce %d rtt %s", r.Steps, r.Nonce, r.RTT)
+	}
+	// NAT detection: the golden answer hashes the lab's addresses, not ours.
+	if r.NATDetected == nil || !*r.NATDetected {
+		t.Errorf("NAT detected %v", r.NATDetected)
+	}
+}
+
+// TestProbeIKESilence: no answer at all is IKENoAnswer after IKETries sends, within the
+// timeout, and not an error.
+func TestProbeIKESilence(t *testing.T) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	r, err := ProbeIKE(context.Background(), netip.MustParseAddr("127.0.0.1"), IKEOptions{Version: 1, Port: c.LocalAddr().(*net.UDPAddr).Port, Timeout: 350 * time.Millisecond})
+	if err != nil || r.Outcome != IKENoAnswer || r.Attempts != IKETries {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %s", d)
+	}
+	// A context that ends first ends the exchange.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	if r, err = ProbeIKE(ctx, netip.MustParseAddr("127.0.0.1"), IKEOptions{Version: 2, Port: c.LocalAddr().(*net.UDPAddr).Port}); err != nil || r.Answered() {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("ctx of 100ms: took %s", d)
+	}
+}
+
+// TestProbeIKEPortUnreachable: the target's own ICMP port unreachable (IP_RECVERR) is
+// reported with who sent it, and the verdict says the path carried the request.
+func TestProbeIKEPortUnreachable(t *testing.T) {
+	c, _ := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	c.Close() // nothing listens there now
+	r, err := ProbeIKE(context.Background(), netip.MustParseAddr("127.0.0.1"), IKEOptions{Version: 2, Port: port, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome != IKEUnreachable || r.ICMP == nil || r.ICMP.Type != 3 || r.ICMP.Code != 3 || r.ICMP.From != "127.0.0.1" {
+		t.Fatalf("%+v icmp %+v", r, r.ICMP)
+	}
+	res := ikeResultToReport("ikev2:x", "127.0.0.1", r)
+	if res.Verdict != "pass" || !strings.Contains(res.Detail, "nothing listens") {
+		t.Errorf("%+v", res)
+	}
+}
+
+func TestProbeIKEBadInput(t *testing.T) {
+	for _, o := range []IKEOptions{{Version: 3}, {Port: 70000}, {Size: 40}} {
+		if _, err := ProbeIKE(context.Background(), netip.MustParseAddr("127.0.0.1"), o); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+	for _, a := range []string{"224.0.0.5", "255.255.255.255", "0.0.0.0"} {
+		if _, err := ProbeIKE(context.Background(), netip.MustParseAddr(a), IKEOptions{}); err == nil {
+			t.Errorf("target %s accepted", a)
+		}
+	}
+	if _, err := ProbeIKEClass(context.Background(), netip.MustParseAddr("127.0.0.1"), ESP, IKEClassOptions{}); err == nil {
+		t.Error("ProbeIKEClass(esp) accepted")
+	}
+}
