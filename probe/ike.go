@@ -18,13 +18,16 @@ import (
 )
 
 // IKE exchange timing, like a real initiator: IKETries sends, the first answer awaited for
-// IKEFirstRetransmit, each next wait doubled (0.5 + 1 + 2 s = 3.5 s before "no answer").
+// IKEFirstRetransmit, each next wait IKEBackoff times longer (0.5 + 0.75 + 1.125 s = 2.375 s
+// before "no answer", ike-scan's default schedule).
 // Everything is also bounded by the caller's context.
 const (
 	IKEFirstRetransmit = 500 * time.Millisecond
 	IKETries           = 3
 	// IKEExchangeTimeout is how long one exchange waits in all, retransmits included.
-	IKEExchangeTimeout = 3500 * time.Millisecond
+	IKEExchangeTimeout = 2375 * time.Millisecond
+	// IKEBackoff is the factor between successive retransmit waits.
+	IKEBackoff = 1.5
 	// ikeMaxRedo bounds the extra rounds an exchange may take after a COOKIE or an
 	// INVALID_KE_PAYLOAD (RFC 7296 §2.6, §1.2), as a real initiator does.
 	ikeMaxRedo = 3
@@ -122,7 +125,7 @@ func IKEOverhead(port int) int {
 
 // ProbeIKE runs one IKE exchange with target the way a real initiator starts one: it sends
 // IKEv1 Main Mode message 1 or IKEv2 IKE_SA_INIT, retransmits (IKETries sends, waits
-// doubling from IKEFirstRetransmit), answers a COOKIE and an INVALID_KE_PAYLOAD by sending
+// growing IKEBackoff times from IKEFirstRetransmit), answers a COOKIE and an INVALID_KE_PAYLOAD by sending
 // again as RFC 7296 says, and reads the gateway's answer. The socket is a plain UDP socket
 // opened in the caller's network namespace. A gateway that does not answer is not an
 // error: the result says IKENoAnswer. Errors mean the probe could not run (bad options, no
@@ -184,7 +187,7 @@ func exchangeIKE(ctx context.Context, conn *net.UDPConn, target netip.Addr, opts
 	x := &ikeExchange{opts: opts, local: local, remote: remote, spi: ike.SPIWithNonce(opts.Nonce)}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout*time.Duration(ikeMaxRedo+1))
 	defer cancel()
-	firstWait := opts.Timeout / time.Duration(1<<opts.Tries-1) // 1+2+4 = 7 parts of the budget
+	firstWait := firstRetransmit(opts.Timeout, opts.Tries)
 	buf := make([]byte, ikeReadBuf)
 	for round := 0; round <= ikeMaxRedo; round++ {
 		msg, err := x.build()
@@ -493,7 +496,7 @@ func dialIKE(target netip.Addr, port, sport int) (*net.UDPConn, error) {
 }
 
 // exchangeUDP sends msg and waits for a datagram match accepts, resending up to tries times,
-// waiting firstWait and then twice as long each time, within ctx. It returns the matched
+// waiting firstWait and then IKEBackoff times longer each time, within ctx. It returns the matched
 // message (a sub-slice of buf), the time since the last send, the number of sends, and an
 // ICMP error if one came back instead. Datagrams match rejects are ignored.
 func exchangeUDP(ctx context.Context, c *net.UDPConn, msg, buf []byte, firstWait time.Duration, tries int,
@@ -541,7 +544,7 @@ func exchangeUDP(ctx context.Context, c *net.UDPConn, msg, buf []byte, firstWait
 				return m, time.Since(sent), sends, nil, nil
 			}
 		}
-		wait *= 2
+		wait = time.Duration(float64(wait) * IKEBackoff)
 	}
 	return nil, 0, sends, nil, nil
 }
@@ -611,4 +614,24 @@ func icmpText(ic *report.ICMP) string {
 		return "time exceeded"
 	}
 	return fmt.Sprintf("ICMP type %d code %d", ic.Type, ic.Code)
+}
+
+// backoffParts is 1 + IKEBackoff + IKEBackoff² + … for tries waits.
+func backoffParts(tries int) float64 {
+	parts, w := 0.0, 1.0
+	for range tries {
+		parts += w
+		w *= IKEBackoff
+	}
+	return parts
+}
+
+// firstRetransmit is the first wait that makes tries growing waits add up to budget.
+func firstRetransmit(budget time.Duration, tries int) time.Duration {
+	return time.Duration(float64(budget) / backoffParts(tries))
+}
+
+// retransmitBudget is what tries waits add up to when the first is first.
+func retransmitBudget(first time.Duration, tries int) time.Duration {
+	return time.Duration(float64(first) * backoffParts(tries))
 }

@@ -238,7 +238,7 @@ func searchIKESize(ctx context.Context, target netip.Addr, found IKEResult, base
 	}
 	opts := base
 	opts.Version, opts.Port, opts.Size, opts.Stateless = found.Version, found.Port, 0, true
-	opts.Tries, opts.Timeout = IKESearchTries, wait*time.Duration(1<<IKESearchTries-1)
+	opts.Tries, opts.Timeout = IKESearchTries, retransmitBudget(wait, IKESearchTries)
 	ask := func(size int) (bool, error) {
 		o := opts
 		o.Size = size

@@ -178,3 +178,13 @@ func TestProbeIKEBadInput(t *testing.T) {
 		t.Error("ProbeIKEClass(esp) accepted")
 	}
 }
+
+// TestRetransmitSchedule: the default budget gives the documented waits, 0.5, 0.75, 1.125 s.
+func TestRetransmitSchedule(t *testing.T) {
+	if d := firstRetransmit(IKEExchangeTimeout, IKETries) - IKEFirstRetransmit; d > time.Millisecond || d < -time.Millisecond {
+		t.Errorf("first wait %s, want %s", firstRetransmit(IKEExchangeTimeout, IKETries), IKEFirstRetransmit)
+	}
+	if b := retransmitBudget(IKEFirstRetransmit, IKETries); b != IKEExchangeTimeout {
+		t.Errorf("budget %s, want %s", b, IKEExchangeTimeout)
+	}
+}

@@ -33,7 +33,7 @@ func init() {
 		summary:  "ask an IKE gateway for IKEv1 Main Mode and IKEv2 IKE_SA_INIT on UDP 500 and 4500, and how big a message gets through",
 		long: `Sends TARGET the first message of IKEv1 Main Mode and of IKEv2 IKE_SA_INIT, on UDP 500 and on
 UDP 4500 (with the non-ESP marker), all at once, the way a real initiator does: it
-retransmits (3 sends, 0.5 s then 1 s then 2 s), answers a COOKIE, and when the gateway
+retransmits (3 sends, waiting 0.5 s, 0.75 s, 1.125 s, as ike-scan does), answers a COOKIE, and when the gateway
 answers INVALID_KE_PAYLOAD it sends again with a key exchange for the group asked for.
 No authentication happens: the question is whether the path carries IKE and the gateway
 responds. The requests come from an ephemeral UDP port of this host (--sport to choose one).
