@@ -109,7 +109,10 @@ type ikeTemplate struct {
 }
 
 // ikeMessage returns an IKEv2 IKE_SA_INIT request of want bytes (0: its natural size) from
-// the ike package, the same one a gateway answers. It is built once per size and reused:
+// the ike package, the same one a gateway answers. It is stateless (ike.SAInitParams.Stateless):
+// the gateway answers INVALID_KE_PAYLOAD or NO_PROPOSAL_CHOSEN, either of which proves arrival,
+// and keeps no half-open IKE SA, so repeated checks never trip a gateway's half-open limit
+// (strongSwan ignores a peer holding 5). It is built once per size and reused:
 // every probe then differs only in the SPI (KE and Ni repeat, which a gateway does not mind
 // for a first message), so building allocates nothing after the first time. Two sizes are
 // kept, so one Packets can alternate between ike and ike-frag without rebuilding.
@@ -122,7 +125,7 @@ func (p *Packets) ikeMessage(want int) ([]byte, error) {
 	if want != 0 && want < ike.HeaderLen {
 		return nil, fmt.Errorf("size too small for an IKE message")
 	}
-	m, err := ike.BuildSAInit(nil, ike.SAInitParams{Size: want})
+	m, err := ike.BuildSAInit(nil, ike.SAInitParams{Size: want, Stateless: true})
 	if err != nil {
 		return nil, fmt.Errorf("IKE_SA_INIT of %d bytes: %w", want, err)
 	}
