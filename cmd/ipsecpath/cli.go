@@ -58,8 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		if len(args) > 1 {
 			if c, ok := commands[args[1]]; ok {
-				printCommandHelp(stdout, c, nil)
-				return exitOK
+				// The command prints its own help, flags included.
+				return c.run(ctx, e, append(args[2:len(args):len(args)], "--help"))
 			}
 			fmt.Fprintf(stderr, "ipsecpath help: unknown command %q (try 'ipsecpath help')\n", args[1])
 			return exitUsage
@@ -110,7 +110,9 @@ func printCommandHelp(w io.Writer, c *command, fs *pflag.FlagSet) {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimRight(c.long, "\n"))
 	}
 	if fs != nil && fs.HasFlags() {
-		fmt.Fprintf(w, "\nFlags:\n%s", fs.FlagUsages())
+		// pflag marks every boolean "--json[=true|false]"; keep the columns, drop the noise.
+		usages := strings.ReplaceAll(fs.FlagUsages(), "[=true|false]", "             ")
+		fmt.Fprintf(w, "\nFlags:\n%s", usages)
 	}
 	if len(c.examples) > 0 {
 		fmt.Fprintln(w, "\nExamples:")
