@@ -3,8 +3,9 @@ GO        ?= go
 BIN       := bin/ipsecpath
 PKGS      := ./...
 FUZZTIME  ?= 4s
-# Debian packages the lab, the tests and the benchmarks use.
-DEB_PKGS  := strongswan-charon strongswan-swanctl libcharon-extra-plugins \
+# Debian packages the lab, the tests and the benchmarks use. libstrongswan-standard-plugins
+# (the openssl plugin charon loads) is only a Recommends of libstrongswan: name it.
+DEB_PKGS  := strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
              libstrongswan-extra-plugins nftables iproute2 tcpdump tshark iputils-ping \
              netcat-openbsd openssl ike-scan scamper hping3 iputils-tracepath traceroute
 STATICCHECK_VERSION ?= v0.8.2
