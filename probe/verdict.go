@@ -247,7 +247,7 @@ func judge(o *Outcome, base *report.Result, ref targetTTL) report.Result {
 		return judgePMTU(o, r)
 	}
 	if o.Direction == report.Reverse {
-		return judgeSeen(o, r, base, what, "the agent's "+what+" toward this host", "arrived here")
+		return judgeSeen(o, r, base, what, reverseSubject(what), "arrived here")
 	}
 	if o.Observed {
 		return judgeForwardAgent(o, r, base, what)
@@ -658,6 +658,13 @@ func answerName(kind string) string {
 		return "a SYN-ACK (the port is open)"
 	}
 	return kind
+}
+
+// reverseSubject names a reverse probe as the subject of a sentence: "the agent's ESP (IP
+// protocol 50) toward this host", without "the agent's a 5000-byte ICMP echo".
+func reverseSubject(what string) string {
+	what = strings.TrimPrefix(strings.TrimPrefix(what, "a "), "an ")
+	return "the agent's " + what + " toward this host"
 }
 
 // describe names a probe in a network engineer's words.

@@ -446,3 +446,21 @@ func BenchmarkJudge(b *testing.B) {
 		Judge(outs)
 	}
 }
+
+// TestReverseDetailGrammar: every reverse detail reads as a sentence ("the agent's ESP …",
+// never "the agent's a 5000-byte ICMP echo"), whatever the probe and its fate.
+func TestReverseDetailGrammar(t *testing.T) {
+	sent := []report.Fragment{{Offset: 0, Length: 1280, More: true}, {Offset: 1280, Length: 1280, More: true}, {Offset: 2560, Length: 100}}
+	for _, id := range DefaultIDs(DefaultTCPPorts) {
+		if id == PMTU {
+			continue
+		}
+		for _, seen := range [][]int{all(3), none, {0}} {
+			for _, r := range Judge([]Outcome{rev(id, att(sent, seen))}) {
+				if strings.Contains(r.Detail, "agent's a ") || strings.Contains(r.Detail, "agent's an ") {
+					t.Errorf("%s %v: %q", id, seen, r.Detail)
+				}
+			}
+		}
+	}
+}
