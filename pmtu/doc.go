@@ -6,5 +6,6 @@
 // The search (Discover) is pure: it talks to the network only through a Prober, so it is
 // tested with fakes and a fake clock. NewICMPProber is the real prober: ICMP echo requests
 // with our own IPv4 header (DF set, chosen size and TTL) from a raw socket, or ICMPv6
-// echoes with don't-fragment and a hop limit toward an IPv6 target.
+// echoes with don't-fragment and a hop limit toward an IPv6 target. NewTCPProber sends
+// TCP-sized probes (ACK data segments, DF) whose arrival the target's reset shows.
 package pmtu

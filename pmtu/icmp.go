@@ -100,16 +100,7 @@ func parseICMP(from, target netip.Addr, b []byte, id echoID) (Reply, error) {
 	if e[0] != icmpEcho || binary.BigEndian.Uint16(e[4:]) != id.ID || binary.BigEndian.Uint16(e[6:]) != id.Seq {
 		return Reply{}, errNotOurs
 	}
-	r := Reply{From: from, Type: b[0], Code: b[1]}
-	switch {
-	case b[0] == icmpUnreach && b[1] == codeFragNeeded:
-		r.Outcome, r.MTU = FragNeeded, int(binary.BigEndian.Uint16(b[6:]))
-	case b[0] == icmpTimeExceeded && b[1] == 0:
-		r.Outcome = TimeExceeded
-	default:
-		r.Outcome = Unreachable
-	}
-	return r, nil
+	return icmpErrorReply(from, b), nil
 }
 
 // pacer spaces probes pace apart on average, letting burst of them go back to back after a

@@ -61,20 +61,10 @@ func NewICMPProber(target netip.Addr) (*ICMPProber, error) {
 	if !target.IsValid() || target.IsUnspecified() || target.IsMulticast() || target == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 		return nil, fmt.Errorf("pmtu: %s is not a unicast target", target)
 	}
-	routes, err := netlink.RouteGet(target.AsSlice())
-	if err != nil || len(routes) == 0 {
-		if target.Is6() {
-			return nil, fmt.Errorf("%w %s: the path has no IPv6 (%v)", ErrNoRoute, target, err)
-		}
-		return nil, fmt.Errorf("%w %s: %v", ErrNoRoute, target, err)
-	}
 	p := &ICMPProber{target: target, pacer: pacer{pace: DefaultPace, burst: DefaultBurst}, buf: make([]byte, 65536)}
-	rt := routes[0]
-	if a, ok := netip.AddrFromSlice(rt.Src); ok {
-		p.src = a.Unmap()
-	}
-	if link, err := netlink.LinkByIndex(rt.LinkIndex); err == nil {
-		p.ifMTU, p.ifName = link.Attrs().MTU, link.Attrs().Name
+	var err error
+	if p.src, p.ifMTU, p.ifName, err = routeTo(target); err != nil {
+		return nil, err
 	}
 	if target.Is6() {
 		err = p.open6()
@@ -93,6 +83,27 @@ func NewICMPProber(target netip.Addr) (*ICMPProber, error) {
 	p.seq = binary.BigEndian.Uint16(r[2:])
 	p.ipid = binary.BigEndian.Uint16(r[4:])
 	return p, nil
+}
+
+// routeTo asks the kernel for its route toward target: the preferred source address
+// (invalid if the route names none), and the outgoing interface's MTU and name (0, "" if
+// unknown). ErrNoRoute when there is none.
+func routeTo(target netip.Addr) (src netip.Addr, ifMTU int, ifName string, err error) {
+	routes, err := netlink.RouteGet(target.AsSlice())
+	if err != nil || len(routes) == 0 {
+		if target.Is6() {
+			return src, 0, "", fmt.Errorf("%w %s: the path has no IPv6 (%v)", ErrNoRoute, target, err)
+		}
+		return src, 0, "", fmt.Errorf("%w %s: %v", ErrNoRoute, target, err)
+	}
+	rt := routes[0]
+	if a, ok := netip.AddrFromSlice(rt.Src); ok {
+		src = a.Unmap()
+	}
+	if link, err := netlink.LinkByIndex(rt.LinkIndex); err == nil {
+		ifMTU, ifName = link.Attrs().MTU, link.Attrs().Name
+	}
+	return src, ifMTU, ifName, nil
 }
 
 func (p *ICMPProber) open4() error {

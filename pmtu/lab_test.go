@@ -2,6 +2,7 @@ package pmtu_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -22,13 +23,25 @@ const (
 // discoverIn runs Discover with the real ICMP prober from node toward target.
 func discoverIn(t *testing.T, l *testlab.Lab, node string, target netip.Addr, o pmtu.Options) *pmtu.Result {
 	t.Helper()
-	var p *pmtu.ICMPProber
+	return discoverWith(t, l, node, target, o, func() (prober, error) { return pmtu.NewICMPProber(target) })
+}
+
+// prober is a real prober: it holds sockets.
+type prober interface {
+	pmtu.Prober
+	Close() error
+}
+
+// discoverWith runs Discover with the prober open opens in node.
+func discoverWith(t *testing.T, l *testlab.Lab, node string, target netip.Addr, o pmtu.Options, open func() (prober, error)) *pmtu.Result {
+	t.Helper()
+	var p prober
 	if err := l.Do(node, func() error {
 		var err error
-		p, err = pmtu.NewICMPProber(target)
+		p, err = open()
 		return err
 	}); err != nil {
-		t.Fatalf("NewICMPProber(%s) in %s: %v", target, node, err)
+		t.Fatalf("open prober toward %s in %s: %v", target, node, err)
 	}
 	defer p.Close()
 	o.Logf = t.Logf
@@ -89,6 +102,67 @@ func TestLabICMP(t *testing.T) {
 			Next: pmtu.Hop{TTL: 2, Addr: netip.MustParseAddr("192.0.2.66")}, Sure: true}
 		if *res.Blackhole != want {
 			t.Errorf("black hole %+v, want %+v (dies on the r1–r2 link)", *res.Blackhole, want)
+		}
+	})
+}
+
+// TestLabTCP: the same three paths measured with TCP-sized probes toward port 445 (the MTU
+// profiles filter no TCP): rsp's kernel answers each unsolicited ACK with a reset, routers
+// answer with frag-needed or, for the black hole, nothing.
+func TestLabTCP(t *testing.T) {
+	testlab.RequireRoot(t)
+	for _, c := range []struct {
+		profile   string
+		mtu       int
+		signalled bool
+		blackhole *pmtu.Blackhole
+	}{
+		{"clean", 1500, false, nil},
+		{"mtu1400", 1400, true, nil},
+		{"mtu1300-blackhole", 1300, false, &pmtu.Blackhole{Size: 1301,
+			Last: pmtu.Hop{TTL: 1, Addr: netip.MustParseAddr("198.51.100.1")},
+			Next: pmtu.Hop{TTL: 2, Addr: netip.MustParseAddr("192.0.2.66")}, Sure: true}},
+	} {
+		t.Run(c.profile, func(t *testing.T) {
+			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
+			rsp := l.Addr("rsp")
+			res := discoverWith(t, l, "ini", rsp, pmtu.Options{}, func() (prober, error) {
+				return pmtu.NewTCPProber(rsp, pmtu.DefaultTCPPort)
+			})
+			if res.MTU != c.mtu || !res.Exact || res.Signalled != c.signalled {
+				t.Errorf("mtu %d exact %v signalled %v; want %d, exact, signalled %v", res.MTU, res.Exact, res.Signalled, c.mtu, c.signalled)
+			}
+			switch {
+			case c.blackhole == nil && res.Blackhole != nil:
+				t.Errorf("black hole %+v, want none", *res.Blackhole)
+			case c.blackhole != nil && (res.Blackhole == nil || *res.Blackhole != *c.blackhole):
+				t.Errorf("black hole %+v, want %+v (dies on the r1–r2 link)", res.Blackhole, *c.blackhole)
+			}
+			if c.signalled && (res.ICMPFrom != netip.MustParseAddr("198.51.100.1") || res.ICMPMTU != 1400) {
+				t.Errorf("frag-needed from %v mtu %d; want r1 198.51.100.1, 1400", res.ICMPFrom, res.ICMPMTU)
+			}
+			for _, s := range res.Steps {
+				if s.Outcome == "arrived" && s.From != rsp {
+					t.Errorf("step %+v: arrival from someone other than rsp", s)
+				}
+			}
+		})
+	}
+	t.Run("closed-target", func(t *testing.T) {
+		// A target that does not exist: nothing resets, the smallest probe gets no answer.
+		l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
+		var p *pmtu.TCPProber
+		if err := l.Do("ini", func() error {
+			var err error
+			p, err = pmtu.NewTCPProber(netip.MustParseAddr("203.0.113.99"), pmtu.DefaultTCPPort)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer p.Close()
+		_, err := pmtu.Discover(context.Background(), p, pmtu.Options{Timeout: 200 * time.Millisecond})
+		if !errors.Is(err, pmtu.ErrNoAnswer) {
+			t.Errorf("Discover toward nobody: %v, want ErrNoAnswer", err)
 		}
 	})
 }

@@ -10,6 +10,7 @@ package probe
 //	                 (ike.SPIWithNonce's "ipsp" nonce(4) is recognised too, as ike or natt)
 //	natt, natt-frag  UDP 4500→4500, non-ESP marker (4 zero bytes), then IKE as above
 //	tcp:PORT         SYN with ISN = nonce (and IP ID = low 16 bits of the nonce)
+//	pmtu --proto tcp ACK data segment, seq = nonce, payload starts with the marker (code 10)
 //
 // The marker is 12 bytes:
 //
@@ -268,6 +269,18 @@ func ClassifyHead(proto uint8, head []byte) (Match, bool) {
 			return Match{ID: TCP(int(dp)), Nonce: seq, Kind: KindProbe, TCPFlags: flags}, true
 		case flags&TCPAck != 0 && flags&(TCPSyn|TCPRst) != 0:
 			return Match{ID: TCP(int(sp)), Nonce: ack - 1, Kind: KindReply, TCPFlags: flags}, true
+		case flags&(TCPSyn|TCPRst|TCPFin|TCPAck) == TCPAck:
+			// A TCP-sized path MTU probe (pmtu.TCPProbe): a data segment whose payload starts
+			// with the marker, nonce = its sequence number.
+			off := int(head[12]>>4) * 4
+			if off < 20 || len(head) < off+MarkerLen {
+				return Match{}, false
+			}
+			code, n, nonce, ok := parseMarker(head[off:])
+			if !ok || code != codeTCP || nonce != seq {
+				return Match{}, false
+			}
+			return Match{ID: TCP(int(dp)), Nonce: nonce, Kind: KindProbe, DatagramLen: n, TCPFlags: flags}, true
 		}
 	}
 	return Match{}, false

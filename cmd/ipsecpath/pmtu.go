@@ -17,7 +17,7 @@ import (
 func init() {
 	register(&command{
 		name:     "pmtu",
-		synopsis: "TARGET [--agent HOST:PORT --key-file F] [--proto icmp|udp] [--suite S] [--mode tunnel|transport] [--natt] [--min N --max N] [--timeout D] [--json]",
+		synopsis: "TARGET [--agent HOST:PORT --key-file F] [--proto icmp|udp|tcp] [--port N] [--suite S] [--mode tunnel|transport] [--natt] [--min N --max N] [--timeout D] [--json]",
 		summary:  "path MTU toward TARGET, PMTU black holes and the hop that makes them, and MTU/MSS advice for IPsec",
 		long: `Finds the largest packet that crosses the path to TARGET with don't-fragment set, in a
 bounded number of probes: the smallest size (--min) must come back, then the largest
@@ -40,9 +40,14 @@ tunnel mode) and the TCP MSS to clamp to. IPsec adds its bytes after TCP chose i
 without a clamp every full-size segment is too big for the tunnel.
 
 --proto icmp (default) uses ICMP echo (ICMPv6 toward an IPv6 TARGET, where routers send
-Packet Too Big): TARGET must answer pings. With an agent ('ipsecpath responder' on TARGET:
+Packet Too Big): TARGET must answer pings. --proto tcp sends TCP-sized probes: data
+segments (ACK with payload, DF) to --port (default 445), the packets a TCP session's full
+segments are. TARGET's kernel answers such an unsolicited ACK with a reset, open port or
+not, and that reset says the probe arrived; a stateful firewall that drops segments of no
+connection it knows makes every size look lost (use an agent there). With an agent ('ipsecpath responder' on TARGET:
 --agent, --key-file) the agent confirms what arrived (--proto udp sends UDP 4500
-datagrams, the port ESP-in-UDP uses, which the agent sees even when nothing answers them)
+datagrams, the port ESP-in-UDP uses; tcp the data segments; the agent sees both even when
+nothing answers them)
 and measures the reverse direction too: the agent sends DF echoes toward us, the way a
 rekey or the far side's traffic travels. The reverse search measures the MTU only: the
 far side's routers send their ICMP to the agent, so from here a black hole looks the same
@@ -57,6 +62,7 @@ never with --json.`,
 			"ipsecpath pmtu 203.0.113.10 --suite aes-cbc-sha256 --natt",
 			"ipsecpath pmtu 203.0.113.10 --mode transport --json",
 			"ipsecpath pmtu 203.0.113.10 --agent 203.0.113.10:7500 --key-file /etc/ipsecpath.key --proto udp",
+			"ipsecpath pmtu 203.0.113.10 --proto tcp --port 443",
 			"ipsecpath pmtu 203.0.113.10 --min 1200 --max 9000 --timeout 2s",
 		},
 		run: runPMTU,
@@ -85,7 +91,8 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 	fs := newFlags(c)
 	agent := fs.String("agent", "", "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
 	keyFile := fs.String("key-file", "", "the agent's pre-shared key `FILE` (chmod 600)")
-	proto := fs.String("proto", "icmp", "probe protocol: icmp (echo; TARGET answers) or udp (UDP 4500; needs --agent)")
+	proto := fs.String("proto", "icmp", "probe protocol: icmp (echo; TARGET answers), tcp (data segments to --port; TARGET resets) or udp (UDP 4500; needs --agent)")
+	port := fs.Int("port", pmtu.DefaultTCPPort, "TCP port for --proto tcp (`N`)")
 	suite := fs.String("suite", string(pmtu.ESPAESGCM16), "IPsec suite for the advice: aes-gcm-16, aes-cbc-sha256, chacha20-poly1305, ah-sha256")
 	mode := fs.String("mode", string(pmtu.Tunnel), "IPsec mode for the advice: tunnel or transport")
 	natt := fs.Bool("natt", false, "the advice assumes NAT-T (ESP in UDP 4500: 8 bytes more)")
@@ -125,9 +132,17 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 			return usageError(e, c, errors.New("--proto udp needs --agent: only the agent can confirm a UDP probe arrived"))
 		}
 	case "tcp":
-		return usageError(e, c, errors.New("--proto tcp: TCP-sized probes are not available yet (the probe package's TCP probe is a fixed 44-byte SYN); use icmp, or udp with --agent"))
+		if !target.Is4() {
+			return usageError(e, c, fmt.Errorf("--proto tcp: TCP-sized probes are IPv4 only (%s); use icmp toward an IPv6 target", target))
+		}
 	default:
-		return usageError(e, c, fmt.Errorf("--proto %q: want icmp or udp", *proto))
+		return usageError(e, c, fmt.Errorf("--proto %q: want icmp, tcp or udp", *proto))
+	}
+	if fs.Changed("port") && *proto != "tcp" {
+		return usageError(e, c, errors.New("--port goes with --proto tcp"))
+	}
+	if *port < 1 || *port > 65535 {
+		return usageError(e, c, fmt.Errorf("--port %d: want 1-65535", *port))
 	}
 	if (*agent == "") != (*keyFile == "") {
 		return usageError(e, c, errors.New("--agent and --key-file go together: the agent's address and its pre-shared key"))
@@ -141,12 +156,21 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 	}
 	var runs []*pmtuRun
 	if *agent != "" {
-		runs, err = agentRuns(ctx, target, *agent, *keyFile, *proto, base)
+		runs, err = agentRuns(ctx, target, *agent, *keyFile, *proto, *port, base)
 		if err != nil {
 			return usageError(e, c, pmtuErrorLine(err))
 		}
 	} else {
-		p, err := pmtu.NewICMPProber(target)
+		var p interface {
+			pmtu.Prober
+			InterfaceMTU() (int, string)
+			Close() error
+		}
+		if *proto == "tcp" {
+			p, err = pmtu.NewTCPProber(target, *port)
+		} else {
+			p, err = pmtu.NewICMPProber(target)
+		}
 		if err != nil {
 			return usageError(e, c, pmtuErrorLine(err))
 		}
@@ -204,7 +228,11 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 		}
 		fmt.Fprintf(e.stdout, "%s\n", b)
 	} else {
-		writePMTUText(e.stdout, target, *proto, runs, out.Advice, advErr, enc)
+		what := *proto
+		if what == "tcp" {
+			what = fmt.Sprintf("tcp port %d", *port)
+		}
+		writePMTUText(e.stdout, target, what, runs, out.Advice, advErr, enc)
 	}
 	if rep.Failed() {
 		return exitFail

@@ -20,11 +20,12 @@ import (
 const agentPoll = 5 * time.Millisecond
 
 // agentRuns prepares the agent-confirmed searches: forward (our DF probes, seen by the agent:
-// UDP 4500 with --proto udp, the pmtu echo with icmp) and reverse (the agent's DF pmtu echoes
+// UDP 4500 with --proto udp, TCP data segments to port with tcp, the pmtu echo with icmp)
+// and reverse (the agent's DF pmtu echoes
 // toward us, seen by our raw ICMP socket). The reverse search sees no ICMP errors (the
 // routers answer the agent), so it measures the MTU but cannot tell a black hole from a
 // router that signals, nor localise anything.
-func agentRuns(ctx context.Context, target netip.Addr, addr, keyFile, proto string, base pmtu.Options) ([]*pmtuRun, error) {
+func agentRuns(ctx context.Context, target netip.Addr, addr, keyFile, proto string, port int, base pmtu.Options) ([]*pmtuRun, error) {
 	if !target.Is4() {
 		return nil, fmt.Errorf("%w (%s)", pmtu.ErrIPv6, target)
 	}
@@ -72,6 +73,14 @@ func agentRuns(ctx context.Context, target netip.Addr, addr, keyFile, proto stri
 		id = probe.NATT
 	}
 	fwd := &agentForward{agent: ag, send: snd, icmp: icmpConn, src: src, dst: target, id: id}
+	if proto == "tcp" {
+		if fwd.tcp, err = tcpTemplate(src, target, port); err != nil {
+			icmpConn.Close()
+			snd.Close()
+			ag.Close()
+			return nil, err
+		}
+	}
 	rev := &agentReverse{agent: ag, icmp: icmpConn, from: hello.Local.Addr().Unmap()}
 	revOpts := base
 	revOpts.ICMPUnseen = true // the far side's routers answer the agent, not us
@@ -88,17 +97,53 @@ func agentRuns(ctx context.Context, target netip.Addr, addr, keyFile, proto stri
 	}, nil
 }
 
-// agentForward sends DF probes built by the probe package and counts one as arrived when the
-// agent reports it; ICMP errors quoting it come back to our raw ICMP socket.
+// agentForward sends DF probes built by the probe package (or, with tcp set, pmtu's
+// TCP-sized segments) and counts one as arrived when the agent reports it; ICMP errors
+// quoting it come back to our raw ICMP socket.
 type agentForward struct {
 	agent    *probe.AgentClient
 	send     *pmtu.RawSender
 	icmp     net.PacketConn
 	src, dst netip.Addr
 	id       probe.ID
+	tcp      *pmtu.TCPProbe // TCP-sized probes: ports and acknowledgment number; seq and IP ID come from the nonce
 	pkts     probe.Packets
+	wbuf     []byte
 	seenUpTo int
 	buf      [2048]byte
+}
+
+// tcpTemplate is the fixed part of agent-confirmed TCP-sized probes: an ephemeral source
+// port and a random acknowledgment number.
+func tcpTemplate(src, dst netip.Addr, port int) (*pmtu.TCPProbe, error) {
+	n, err := probe.NewNonces(2)
+	if err != nil {
+		return nil, err
+	}
+	return &pmtu.TCPProbe{Src: src, Dst: dst, SrcPort: uint16(32768 + n[0]%(61000-32768)), DstPort: uint16(port), Ack: n[1]}, nil
+}
+
+// wire builds the probe of r with nonce: its IPv4 packet in wire form.
+func (f *agentForward) wire(r pmtu.Request, nonce uint32) ([]byte, error) {
+	ttl := uint8(min(r.TTL, 255))
+	if f.tcp == nil {
+		if err := probe.Build(f.id, probe.BuildParams{Src: f.src, Dst: f.dst, Nonce: nonce, Size: r.Size, TTL: ttl, DF: true}, &f.pkts); err != nil {
+			return nil, err
+		}
+		return f.pkts.Wire[0], nil
+	}
+	if r.Size < pmtu.MinTCPProbe {
+		return nil, fmt.Errorf("probe size %d: a TCP-sized probe takes at least %d bytes", r.Size, pmtu.MinTCPProbe)
+	}
+	t := *f.tcp
+	t.Seq, t.IPID, t.TTL = nonce, uint16(nonce), ttl // nonces have non-zero low 16 bits
+	if cap(f.wbuf) < r.Size {
+		f.wbuf = make([]byte, r.Size)
+	}
+	if err := t.Put(f.wbuf[:r.Size]); err != nil {
+		return nil, err
+	}
+	return f.wbuf[:r.Size], nil
 }
 
 func newNonce() (uint32, error) {
@@ -114,11 +159,12 @@ func (f *agentForward) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, e
 	if err != nil {
 		return pmtu.Reply{}, err
 	}
-	if err := probe.Build(f.id, probe.BuildParams{Src: f.src, Dst: f.dst, Nonce: nonce, Size: r.Size, TTL: uint8(min(r.TTL, 255)), DF: true}, &f.pkts); err != nil {
+	pkt, err := f.wire(r, nonce)
+	if err != nil {
 		return pmtu.Reply{}, err
 	}
 	sent := time.Now()
-	if err := f.send.Send(f.pkts.Wire[0], f.dst); err != nil {
+	if err := f.send.Send(pkt, f.dst); err != nil {
 		if errors.Is(err, syscall.EMSGSIZE) {
 			return pmtu.Reply{Outcome: pmtu.LocalTooBig}, nil
 		}

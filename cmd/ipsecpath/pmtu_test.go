@@ -49,8 +49,11 @@ func TestPMTUBadInput(t *testing.T) {
 		{"bad mode", []string{"192.0.2.1", "--mode", "beet"}, "--mode: unknown mode"},
 		{"ah over nat", []string{"192.0.2.1", "--suite", "ah-sha256", "--natt"}, "AH cannot cross NAT"},
 		{"inner 5", []string{"192.0.2.1", "--inner", "5"}, "inner IP version 5"},
-		{"proto tcp", []string{"192.0.2.1", "--proto", "tcp"}, "TCP-sized probes are not available"},
-		{"proto sctp", []string{"192.0.2.1", "--proto", "sctp"}, "want icmp or udp"},
+		{"proto tcp ipv6", []string{"2001:db8::1", "--proto", "tcp"}, "TCP-sized probes are IPv4 only"},
+		{"port without tcp", []string{"192.0.2.1", "--port", "443"}, "--port goes with --proto tcp"},
+		{"port 0", []string{"192.0.2.1", "--proto", "tcp", "--port", "0"}, "--port 0"},
+		{"port 65536", []string{"192.0.2.1", "--proto", "tcp", "--port", "65536"}, "--port 65536"},
+		{"proto sctp", []string{"192.0.2.1", "--proto", "sctp"}, "want icmp, tcp or udp"},
 		{"udp without agent", []string{"192.0.2.1", "--proto", "udp"}, "needs --agent"},
 		{"agent without key", []string{"192.0.2.1", "--agent", "192.0.2.1:7500"}, "go together"},
 		{"key without agent", []string{"192.0.2.1", "--key-file", key}, "go together"},
@@ -146,13 +149,24 @@ func TestPMTUCLILab(t *testing.T) {
 			t.Parallel()
 			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
 			target := l.Addr("rsp").String()
-			var code, jcode int
-			var out, errs, jout, jerrs string
+			var code, jcode, tcode int
+			var out, errs, jout, jerrs, tout, terrs string
 			l.Do("ini", func() error {
 				code, out, errs = pmtuCLI(t, target)
 				jcode, jout, jerrs = pmtuCLI(t, target, "--json")
+				tcode, tout, terrs = pmtuCLI(t, target, "--proto", "tcp")
 				return nil
 			})
+			// TCP-sized probes to port 445 (the MTU profiles filter no TCP) find the same.
+			if tcode != c.want.code {
+				t.Errorf("--proto tcp: exit %d, want %d; stderr %q", tcode, c.want.code, terrs)
+			}
+			tcpText := append([]string{"path MTU toward " + target + " (tcp port 445): "}, c.want.text...)
+			for _, s := range tcpText {
+				if !strings.Contains(tout, s) && !strings.Contains(s, "(icmp)") {
+					t.Errorf("--proto tcp text lacks %q:\n%s", s, tout)
+				}
+			}
 			if code != c.want.code || jcode != c.want.code {
 				t.Fatalf("exit %d (json %d), want %d; stderr %q %q", code, jcode, c.want.code, errs, jerrs)
 			}
@@ -224,7 +238,7 @@ func TestPMTUCLILab(t *testing.T) {
 			done := make(chan struct{})
 			go func() { defer close(done); resp.Serve(ctx, ln) }()
 			t.Cleanup(func() { cancel(); <-done; resp.Close() })
-			for _, proto := range []string{"icmp", "udp"} {
+			for _, proto := range []string{"icmp", "udp", "tcp"} {
 				var code int
 				var out, errs string
 				l.Do("ini", func() error {

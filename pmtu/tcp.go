@@ -1,0 +1,172 @@
+package pmtu
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+)
+
+// A TCP-sized probe is one data segment of an established-looking connection: ACK|PSH with
+// payload, DF set, no options. Nothing listens for it: the target's kernel answers an
+// unsolicited ACK with a reset whose sequence number is our acknowledgment number (RFC 9293
+// §3.10.7.1), and that reset is how the probe's arrival shows one-ended. Routers quote its
+// IPv4 header (IP ID) and first 8 bytes (ports and sequence number) in their ICMP errors.
+//
+//	IPv4 header (20)  TCP header (20)                          payload
+//	+--------------+  +-------+-------+-----+-----+-----------+  +---------------------------+
+//	| DF, TTL, ID  |  | sport | dport | seq | ack | ACK|PSH … |  | probe marker (12), pattern|
+//	+--------------+  +-------+-------+-----+-----+-----------+  +---------------------------+
+//
+// The payload starts with ipsecpath's probe marker (probe/marker.go): 'I' 'P' 'S' 'P',
+// class code 10 (tcp), version 1, the datagram's length, and the nonce, which is the
+// segment's sequence number. The far-end agent keeps segments that carry it, so with an
+// agent the capture confirms arrival even where a firewall eats the reset.
+const (
+	tcpHeader      = 20
+	tcpFlagFIN     = 0x01
+	tcpFlagSYN     = 0x02
+	tcpFlagRST     = 0x04
+	tcpFlagPSH     = 0x08
+	tcpFlagACK     = 0x10
+	protoTCP       = 6
+	markerLen      = 12
+	markerCodeTCP  = 10 // probe/marker.go's class code for tcp
+	markerVersion  = 1
+	tcpProbeWindow = 502 // a plausible receive window, no scaling
+	// MinTCPProbe is the smallest TCP-sized probe: IPv4 and TCP headers and the marker.
+	MinTCPProbe = 20 + tcpHeader + markerLen
+)
+
+// TCPProbe names one TCP-sized probe: the addresses and ports of the segment, its sequence
+// and acknowledgment numbers, and the IP ID and TTL of its header.
+type TCPProbe struct {
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16
+	Seq, Ack         uint32
+	IPID             uint16
+	TTL              uint8
+}
+
+// errTCPProbe says a probe cannot be built as asked.
+var errTCPProbe = errors.New("pmtu: TCP probe needs IPv4 addresses and at least 52 bytes")
+
+// Put writes the probe into b as a whole IPv4 packet in wire form of len(b) bytes (the IP
+// total length): header with DF, TCP ACK|PSH, the marker, then a pattern. It sets both
+// checksums. len(b) must be MinTCPProbe..65535.
+func (t TCPProbe) Put(b []byte) error {
+	if len(b) < MinTCPProbe || len(b) > 65535 || !t.Src.Is4() || !t.Dst.Is4() {
+		return errTCPProbe
+	}
+	h := b[:20]
+	h[0], h[1] = 0x45, 0
+	binary.BigEndian.PutUint16(h[2:], uint16(len(b)))
+	binary.BigEndian.PutUint16(h[4:], t.IPID)
+	binary.BigEndian.PutUint16(h[6:], 0x4000) // DF
+	h[8], h[9] = t.TTL, protoTCP
+	h[10], h[11] = 0, 0
+	src, dst := t.Src.As4(), t.Dst.As4()
+	copy(h[12:16], src[:])
+	copy(h[16:20], dst[:])
+	binary.BigEndian.PutUint16(h[10:], checksum(h))
+
+	s := b[20:]
+	binary.BigEndian.PutUint16(s[0:], t.SrcPort)
+	binary.BigEndian.PutUint16(s[2:], t.DstPort)
+	binary.BigEndian.PutUint32(s[4:], t.Seq)
+	binary.BigEndian.PutUint32(s[8:], t.Ack)
+	s[12], s[13] = tcpHeader/4<<4, tcpFlagACK|tcpFlagPSH
+	binary.BigEndian.PutUint16(s[14:], tcpProbeWindow)
+	s[16], s[17], s[18], s[19] = 0, 0, 0, 0
+	p := s[tcpHeader:]
+	copy(p[0:4], "IPSP")
+	p[4], p[5] = markerCodeTCP, markerVersion
+	binary.BigEndian.PutUint16(p[6:], uint16(len(b)))
+	binary.BigEndian.PutUint32(p[8:], t.Seq)
+	const mark = "ipsecpath pmtu "
+	for i := markerLen; i < len(p); i++ {
+		p[i] = mark[(i-markerLen)%len(mark)]
+	}
+	binary.BigEndian.PutUint16(s[16:], tcpChecksum(src, dst, s))
+	return nil
+}
+
+// tcpChecksum is the TCP checksum of segment s (checksum field zero) with its pseudo-header.
+func tcpChecksum(src, dst [4]byte, s []byte) uint16 {
+	var ph [12]byte
+	copy(ph[0:4], src[:])
+	copy(ph[4:8], dst[:])
+	ph[9] = protoTCP
+	binary.BigEndian.PutUint16(ph[10:], uint16(len(s)))
+	sum := uint32(^checksum(ph[:])) + uint32(^checksum(s))
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// parseTCPAnswer reads a TCP segment (TCP header first) received from from, and says
+// whether it is the target's reset for probe t sent with payload bytes of data: a RST from
+// t.Dst's port to ours whose sequence number is our acknowledgment number (the answer to
+// an ACK), or a RST|ACK that acknowledges our data. errNotOurs for anything else; it never
+// panics.
+func parseTCPAnswer(from netip.Addr, b []byte, t TCPProbe, payload int) (Reply, error) {
+	if len(b) < tcpHeader || from != t.Dst {
+		return Reply{}, errNotOurs
+	}
+	sp, dp := binary.BigEndian.Uint16(b[0:]), binary.BigEndian.Uint16(b[2:])
+	seq, ack := binary.BigEndian.Uint32(b[4:]), binary.BigEndian.Uint32(b[8:])
+	flags := b[13]
+	if sp != t.DstPort || dp != t.SrcPort || flags&tcpFlagRST == 0 {
+		return Reply{}, errNotOurs
+	}
+	if seq == t.Ack || (flags&tcpFlagACK != 0 && ack == t.Seq+uint32(payload)) {
+		return Reply{Outcome: Arrived, From: from}, nil
+	}
+	return Reply{}, errNotOurs
+}
+
+// parseICMPForTCP reads an ICMP message (ICMP header first) received from from, and says
+// what it means for TCP probe t: an error must quote t's IPv4 header (protocol TCP, t.Dst,
+// t.IPID) and the first 8 bytes of its segment (ports and sequence number). errNotOurs for
+// anything else, echo replies included; it never panics.
+func parseICMPForTCP(from netip.Addr, b []byte, t TCPProbe) (Reply, error) {
+	if len(b) < icmpHeader {
+		return Reply{}, errNotOurs
+	}
+	switch b[0] {
+	case icmpUnreach, icmpTimeExceeded, icmpParamProblem:
+	default:
+		return Reply{}, errNotOurs
+	}
+	q := b[icmpHeader:]
+	if len(q) < 20 || q[0]>>4 != 4 {
+		return Reply{}, errNotOurs
+	}
+	ihl := int(q[0]&0x0f) * 4
+	if ihl < 20 || len(q) < ihl+8 {
+		return Reply{}, errNotOurs
+	}
+	qdst, _ := netip.AddrFromSlice(q[16:20])
+	if q[9] != protoTCP || qdst != t.Dst || binary.BigEndian.Uint16(q[4:]) != t.IPID {
+		return Reply{}, errNotOurs
+	}
+	s := q[ihl:]
+	if binary.BigEndian.Uint16(s[0:]) != t.SrcPort || binary.BigEndian.Uint16(s[2:]) != t.DstPort || binary.BigEndian.Uint32(s[4:]) != t.Seq {
+		return Reply{}, errNotOurs
+	}
+	return icmpErrorReply(from, b), nil
+}
+
+// icmpErrorReply turns an ICMP error that quotes one of our probes into its Reply.
+func icmpErrorReply(from netip.Addr, b []byte) Reply {
+	r := Reply{From: from, Type: b[0], Code: b[1]}
+	switch {
+	case b[0] == icmpUnreach && b[1] == codeFragNeeded:
+		r.Outcome, r.MTU = FragNeeded, int(binary.BigEndian.Uint16(b[6:]))
+	case b[0] == icmpTimeExceeded && b[1] == 0:
+		r.Outcome = TimeExceeded
+	default:
+		r.Outcome = Unreachable
+	}
+	return r
+}
