@@ -93,6 +93,12 @@ type CheckConfig struct {
 	// namespace; the search it returns then runs on another goroutine, bounded by its ctx,
 	// and releases what it opened when it returns. nil: the pmtu probe is reported skipped.
 	PathMTU func(target netip.Addr) (search func(context.Context) (*report.PathMTU, error), err error)
+	// ReversePathMTU prepares the reverse pmtu probe (the agent's DF probes toward us, over
+	// agent, the check's own control session; from is the agent's address they come from),
+	// like PathMTU: called in Check's goroutine once the agent observes, the search runs on
+	// another goroutine at the same time as the forward one. nil, or an agent that cannot
+	// send: no reverse pmtu row.
+	ReversePathMTU func(agent *AgentClient, from netip.Addr) (search func(context.Context) (*report.PathMTU, error), err error)
 }
 
 // CheckProgress is a progress report of a running check.
@@ -159,7 +165,8 @@ type checkRun struct {
 	agentSeen int     // agent packets already processed
 	revPk     Packets // reverse probes are built here only to know their fragments (r.mu)
 
-	pmtu func(context.Context) (*report.PathMTU, error) // the prepared pmtu search
+	pmtu    func(context.Context) (*report.PathMTU, error) // the prepared pmtu search
+	revPMTU func(context.Context) (*report.PathMTU, error) // the prepared reverse pmtu search
 
 	sendMu sync.Mutex // one forward sequence at a time: fwdPk is the buffer on the wire
 	fwdPk  Packets
@@ -212,8 +219,16 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 		rep.Add(res)
 	}
 	for _, p := range r.list {
-		if p.out.Probe == PMTU && p.out.PathMTU != nil {
-			rep.PMTU = &report.PMTU{Forward: p.out.PathMTU}
+		if p.out.Probe != PMTU || p.out.PathMTU == nil {
+			continue
+		}
+		if rep.PMTU == nil {
+			rep.PMTU = &report.PMTU{}
+		}
+		if p.reverse {
+			rep.PMTU.Reverse = p.out.PathMTU
+		} else {
+			rep.PMTU.Forward = p.out.PathMTU
 		}
 	}
 	rep.Finish(time.Now())
@@ -273,6 +288,11 @@ func (r *checkRun) setup(ctx context.Context) error {
 			return &CheckError{Err: fmt.Errorf("path MTU probe: %w", err)}
 		}
 		r.pmtu = search
+		if r.cfg.ReversePathMTU != nil && r.agent != nil && r.agentIP.IsValid() {
+			if r.revPMTU, err = r.cfg.ReversePathMTU(r.agent, r.agentIP); err != nil {
+				return &CheckError{Err: fmt.Errorf("reverse path MTU probe: %w", err)}
+			}
+		}
 	}
 	peers := []netip.Addr{r.cfg.Target}
 	if r.agentIP.IsValid() && r.agentIP != r.cfg.Target {
@@ -356,8 +376,8 @@ func (r *checkRun) plan() {
 			if p.reverse {
 				o.Target = r.peer
 				o.Observed = true
-				if id == PMTU {
-					continue // the path MTU is searched forward only
+				if id == PMTU && r.revPMTU == nil {
+					continue // no reverse search (no hook, or the agent cannot send)
 				}
 				if !r.agentIP.IsValid() {
 					o.Skip = "The agent cannot send reverse probes (it needs root or CAP_NET_RAW)."
@@ -514,10 +534,12 @@ func (r *checkRun) sendReverse(ctx context.Context, ps []*pending, attempts int)
 // run sends everything and collects answers until each probe has one or the time is up.
 func (r *checkRun) run(ctx context.Context) error {
 	var fwd, revUDP, revRest []*pending
-	var pm *pending
+	var pm, pmRev *pending
 	for _, p := range r.list {
 		switch {
 		case p.decided:
+		case p.out.Probe == PMTU && p.reverse:
+			pmRev = p // planned only when revPMTU is set
 		case p.out.Probe == PMTU:
 			pm = p
 			if r.pmtu == nil {
@@ -557,7 +579,11 @@ func (r *checkRun) run(ctx context.Context) error {
 	}
 	if pm != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.runPMTU(ctx, pm, start.Add(r.timeout)) }()
+		go func() { defer wg.Done(); r.runPMTU(ctx, pm, r.pmtu, start.Add(r.timeout)) }()
+	}
+	if pmRev != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.runPMTU(rctx, pmRev, r.revPMTU, start.Add(r.timeout)) }()
 	}
 	r.progress("probing")
 	deadline := start.Add(r.timeout)
@@ -678,10 +704,10 @@ func (r *checkRun) progress(phase string) {
 	r.cfg.Progress(CheckProgress{Phase: phase, Decided: n, Total: total})
 }
 
-// runPMTU runs the path MTU search prepared in setup, bounded by deadline.
-func (r *checkRun) runPMTU(ctx context.Context, p *pending, deadline time.Time) {
+// runPMTU runs a path MTU search prepared in setup, bounded by deadline.
+func (r *checkRun) runPMTU(ctx context.Context, p *pending, search func(context.Context) (*report.PathMTU, error), deadline time.Time) {
 	pctx, cancel := context.WithDeadline(ctx, deadline)
-	m, err := r.pmtu(pctx)
+	m, err := search(pctx)
 	cancel()
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -25,8 +25,27 @@ func checkPMTU(target netip.Addr) (func(context.Context) (*report.PathMTU, error
 	if err != nil {
 		return nil, err
 	}
+	return pmtuSearch(p, p.Close), nil
+}
+
+// checkReversePMTU prepares the reverse pmtu probe of a check with an agent: the agent's DF
+// echoes toward us over the check's control session (pmtu's agent-confirmed reverse prober:
+// arrival seen by our raw ICMP socket, the far side's ICMP errors by the agent's capture),
+// so the reverse path MTU, and a black hole on the way back, are measured like the forward
+// ones. The socket opens here, in the caller's network namespace.
+func checkReversePMTU(agent *probe.AgentClient, from netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
+	c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+	if err != nil {
+		return nil, fmt.Errorf("open raw ICMP socket: %w", err)
+	}
+	return pmtuSearch(&agentReverse{agent: agent, icmp: c, from: from}, c.Close), nil
+}
+
+// pmtuSearch is a path MTU search with p, bounded by its context's deadline; it closes what
+// p holds when it returns.
+func pmtuSearch(p pmtu.Prober, release func() error) func(context.Context) (*report.PathMTU, error) {
 	return func(ctx context.Context) (*report.PathMTU, error) {
-		defer p.Close()
+		defer release()
 		var o pmtu.Options
 		if d, ok := ctx.Deadline(); ok {
 			o.Budget = time.Until(d)
@@ -40,7 +59,7 @@ func checkPMTU(target netip.Addr) (func(context.Context) (*report.PathMTU, error
 		}
 		m := res.PathMTU()
 		return &m, nil // a search cut short by the deadline still says what it measured
-	}, nil
+	}
 }
 
 func init() {
@@ -59,7 +78,7 @@ get no answer by nature (ESP, AH) are then skipped and say why.
 Probes: ike, ike-frag (UDP 500, the -frag form 3000 bytes and IP-fragmented like Kerberos-
 authenticated IKE), natt, natt-frag (UDP 4500), esp, esp-frag (IP protocol 50), ah, ah-frag
 (51), icmp-large (a 5000-byte echo, like 'ping -l 5000'), tcp:PORT (--tcp, default 445 and
-1792), pmtu (path MTU). --probes takes a comma-separated list; 'tcp' means every --tcp port.
+1792), pmtu (path MTU; with an agent also toward us, from the agent's DF echoes). --probes takes a comma-separated list; 'tcp' means every --tcp port.
 
 How to read the verdicts:
   pass          it arrived (the agent saw every fragment; without agent, TARGET answered)
@@ -134,7 +153,7 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if *pace < 1 || *pace > probe.MaxRate {
 		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))
 	}
-	cfg := probe.CheckConfig{Target: target, Probes: ids, TCPPorts: ports, Timeout: *timeout, Pace: *pace, PathMTU: checkPMTU}
+	cfg := probe.CheckConfig{Target: target, Probes: ids, TCPPorts: ports, Timeout: *timeout, Pace: *pace, PathMTU: checkPMTU, ReversePathMTU: checkReversePMTU}
 	switch {
 	case *agent != "" && *keyFile == "":
 		return usageError(e, c, errors.New("--agent needs --key-file (the agent's pre-shared key)"))
@@ -258,7 +277,7 @@ func demoCheck(ctx context.Context, e *env, l *testlab.Lab) (*report.Report, err
 	var rep *report.Report
 	err := l.Do(testlab.NodeIni, func() error {
 		var err error
-		rep, err = probe.Check(ctx, probe.CheckConfig{Target: rsp, Agent: addr, Key: key, PathMTU: checkPMTU})
+		rep, err = probe.Check(ctx, probe.CheckConfig{Target: rsp, Agent: addr, Key: key, PathMTU: checkPMTU, ReversePathMTU: checkReversePMTU})
 		return err
 	})
 	if err != nil {

@@ -49,9 +49,9 @@ connection it knows makes every size look lost (use an agent there). With an age
 datagrams, the port ESP-in-UDP uses; tcp the data segments; the agent sees both even when
 nothing answers them)
 and measures the reverse direction too: the agent sends DF echoes toward us, the way a
-rekey or the far side's traffic travels. The reverse search measures the MTU only: the
-far side's routers send their ICMP to the agent, so from here a black hole looks the same
-as a link that signals (run pmtu from the far end to tell them apart).
+rekey or the far side's traffic travels. The far side's routers send their ICMP errors to
+the agent, whose capture reports them, so the reverse search tells a black hole from a
+link that signals, and localises it, as the forward one does.
 
 Exit status: 0 the path MTU was found and no black hole; 1 a black hole; 2 usage or
 environment error (bad target or range, no route, target does not answer the smallest

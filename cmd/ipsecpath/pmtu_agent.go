@@ -21,10 +21,8 @@ const agentPoll = 5 * time.Millisecond
 
 // agentRuns prepares the agent-confirmed searches: forward (our DF probes, seen by the agent:
 // UDP 4500 with --proto udp, TCP data segments to port with tcp, the pmtu echo with icmp)
-// and reverse (the agent's DF pmtu echoes
-// toward us, seen by our raw ICMP socket). The reverse search sees no ICMP errors (the
-// routers answer the agent), so it measures the MTU but cannot tell a black hole from a
-// router that signals, nor localise anything.
+// and reverse (the agent's DF pmtu echoes toward us, seen by our raw ICMP socket; the far
+// side's ICMP errors about them, seen by the agent's capture).
 func agentRuns(ctx context.Context, target netip.Addr, addr, keyFile, proto string, port int, base pmtu.Options) ([]*pmtuRun, error) {
 	if !target.Is4() {
 		return nil, fmt.Errorf("%w (%s)", pmtu.ErrIPv6, target)
@@ -83,7 +81,6 @@ func agentRuns(ctx context.Context, target netip.Addr, addr, keyFile, proto stri
 	}
 	rev := &agentReverse{agent: ag, icmp: icmpConn, from: hello.Local.Addr().Unmap()}
 	revOpts := base
-	revOpts.ICMPUnseen = true // the far side's routers answer the agent, not us
 	closeAll := func() error {
 		sctx, cancel := context.WithTimeout(context.Background(), probe.RequestTimeout)
 		defer cancel()
@@ -249,12 +246,15 @@ func readICMPFor(c net.PacketConn, buf []byte, target netip.Addr, nonce uint32, 
 }
 
 // agentReverse asks the agent for one DF pmtu echo of the asked size toward us and waits for
-// it on our raw ICMP socket.
+// it on our raw ICMP socket, and for what a router on the way says about it: routers send
+// their ICMP errors to the agent, whose capture keeps those that quote a packet to us, so
+// the agent's report carries the far side's fragmentation-needed and time-exceeded.
 type agentReverse struct {
-	agent *probe.AgentClient
-	icmp  net.PacketConn
-	from  netip.Addr
-	buf   [65536]byte
+	agent    *probe.AgentClient
+	icmp     net.PacketConn
+	from     netip.Addr
+	seenUpTo int
+	buf      [65536]byte
 }
 
 func (v *agentReverse) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, error) {
@@ -263,7 +263,12 @@ func (v *agentReverse) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, e
 		return pmtu.Reply{}, err
 	}
 	start := time.Now()
-	res, err := v.agent.SendReverse(ctx, []probe.ReverseProbe{{ID: probe.PMTU, Nonce: nonce, Size: r.Size, TTL: uint8(min(r.TTL, 255)), DF: true}}, 0)
+	// The control session is shared (check's own): a request cut off midway would leave it
+	// unusable, so requests run to their end (bounded by RequestTimeout) and ctx is checked
+	// between them.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probe.RequestTimeout)
+	res, err := v.agent.SendReverse(actx, []probe.ReverseProbe{{ID: probe.PMTU, Nonce: nonce, Size: r.Size, TTL: uint8(min(r.TTL, 255)), DF: true}}, 0)
+	cancel()
 	if err != nil {
 		return pmtu.Reply{}, err
 	}
@@ -274,20 +279,81 @@ func (v *agentReverse) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, e
 		return pmtu.Reply{}, fmt.Errorf("agent could not send a %d-byte reverse probe: %s", r.Size, res[0].Error)
 	}
 	deadline := time.Now().Add(r.Timeout)
+	for {
+		if err := ctx.Err(); err != nil {
+			return pmtu.Reply{}, err
+		}
+		until := time.Now().Add(agentPoll)
+		if deadline.Before(until) {
+			until = deadline
+		}
+		if d, ok := ctx.Deadline(); ok && d.Before(until) {
+			until = d
+		}
+		if ok, err := v.readEcho(nonce, until); err != nil {
+			return pmtu.Reply{}, err
+		} else if ok {
+			return pmtu.Reply{Outcome: pmtu.Arrived, From: v.from, RTT: time.Since(start)}, nil
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), probe.RequestTimeout)
+		ar, err := v.agent.Report(actx)
+		cancel()
+		if err != nil {
+			return pmtu.Reply{}, err
+		}
+		for i := v.seenUpTo; i < len(ar.Seen); i++ {
+			if rep, ok := icmpAboutReverse(&ar.Seen[i], nonce); ok {
+				v.seenUpTo = i + 1
+				rep.RTT = time.Since(start)
+				return rep, nil
+			}
+		}
+		v.seenUpTo = len(ar.Seen)
+		if !time.Now().Before(deadline) {
+			return pmtu.Reply{Outcome: pmtu.Timeout}, nil
+		}
+	}
+}
+
+// readEcho reads our raw ICMP socket until deadline for the reverse echo that carries nonce.
+func (v *agentReverse) readEcho(nonce uint32, deadline time.Time) (bool, error) {
 	if err := v.icmp.SetReadDeadline(deadline); err != nil {
-		return pmtu.Reply{}, err
+		return false, err
 	}
 	for {
 		n, _, err := v.icmp.ReadFrom(v.buf[:])
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				return pmtu.Reply{Outcome: pmtu.Timeout}, nil
+				return false, nil
 			}
-			return pmtu.Reply{}, fmt.Errorf("read raw ICMP socket: %w", err)
+			return false, fmt.Errorf("read raw ICMP socket: %w", err)
 		}
 		if m, ok := probe.ClassifyHead(probe.ProtoICMP, v.buf[:n]); ok && m.Kind == probe.KindProbe && m.Nonce == nonce {
-			return pmtu.Reply{Outcome: pmtu.Arrived, From: v.from, RTT: time.Since(start)}, nil
+			return true, nil
 		}
 	}
+}
+
+// icmpAboutReverse reads one packet of the agent's capture: an ICMP error from a router
+// that quotes the reverse probe with nonce, as a Reply.
+func icmpAboutReverse(s *probe.Seen, nonce uint32) (pmtu.Reply, bool) {
+	if s.Proto != probe.ProtoICMP || s.Offset != 0 || len(s.Head) < 8 {
+		return pmtu.Reply{}, false
+	}
+	m, ok := probe.ClassifyHead(probe.ProtoICMP, s.Head)
+	if !ok || m.Kind != probe.KindICMPError || m.Nonce != nonce {
+		return pmtu.Reply{}, false
+	}
+	b := s.Head
+	rep := pmtu.Reply{From: s.Src, Type: b[0], Code: b[1]}
+	switch {
+	case b[0] == 3 && b[1] == 4:
+		rep.Outcome, rep.MTU = pmtu.FragNeeded, int(binary.BigEndian.Uint16(b[6:8]))
+	case b[0] == 11 && b[1] == 0:
+		rep.Outcome = pmtu.TimeExceeded
+	default:
+		rep.Outcome = pmtu.Unreachable
+	}
+	return rep, true
 }

@@ -262,6 +262,11 @@ func TestPMTUCLILab(t *testing.T) {
 				if want := map[int]int{1500: 2, 1400: 3}[c.mtu]; f.Probes != want {
 					t.Errorf("%s: forward took %d probes, want %d:\n%s", proto, f.Probes, want, out)
 				}
+				// Reverse the same: r2's "need 1400" about the agent's 1500-byte echo reaches
+				// the agent, whose capture reports it.
+				if want := map[int]int{1500: 2, 1400: 3}[c.mtu]; r.Probes != want {
+					t.Errorf("%s: reverse took %d probes, want %d:\n%s", proto, r.Probes, want, out)
+				}
 			}
 		})
 	}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/testlab"
+)
+
+// labAgent runs an agent in the lab's rsp with key, until the test ends, and returns its
+// HOST:PORT.
+func labAgent(t *testing.T, l *testlab.Lab, key []byte) string {
+	t.Helper()
+	agent := net.JoinHostPort(l.Addr("rsp").String(), "7500")
+	var resp *probe.Responder
+	var ln net.Listener
+	if err := l.Do("rsp", func() error {
+		var err error
+		if resp, err = probe.NewResponder(probe.ResponderConfig{Key: key}); err != nil {
+			return err
+		}
+		ln, err = net.Listen("tcp", agent)
+		return err
+	}); err != nil {
+		if resp != nil {
+			resp.Close()
+		}
+		t.Fatalf("agent: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); resp.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done; resp.Close() })
+	return agent
+}
+
+// TestCheckPMTUBothWays: with an agent, check's pmtu probe measures the path MTU toward the
+// target and back (the agent's DF echoes, the far side's ICMP seen by the agent's capture):
+// the JSON holds "pmtu": {"forward", "reverse"}, the table a reverse pmtu verdict. The
+// expectations follow from the profiles: clean has no narrow link (1500 both ways); mtu1400
+// narrows the r1–r2 link to 1400 and its routers signal it (r1 toward rsp, r2 toward ini);
+// mtu1300-blackhole narrows it to 1300 and drops the routers' fragmentation-needed, so both
+// directions black-hole after their first hop (r1 198.51.100.1 forward, r2 203.0.113.1 back).
+func TestCheckPMTUBothWays(t *testing.T) {
+	testlab.RequireRoot(t)
+	for _, c := range []struct {
+		profile     string
+		mtu         int
+		blackhole   bool
+		fwdHop      string
+		revHop      string
+		code        int
+		maxProbes   int // per direction
+		textReverse string
+	}{
+		{"clean", 1500, false, "", "", exitOK, 2, "path MTU: forward 1500; reverse 1500"},
+		{"mtu1400", 1400, false, "", "", exitOK, 3, "path MTU: forward 1400; reverse 1400"},
+		{"mtu1300-blackhole", 1300, true, "198.51.100.1", "203.0.113.1", exitFail, 24, "reverse 1300, black hole from hop 1 (203.0.113.1)"},
+	} {
+		t.Run(c.profile, func(t *testing.T) {
+			t.Parallel()
+			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
+			keyBytes := bytes.Repeat([]byte{4}, 32)
+			key := writeKey(t, t.TempDir(), "key", keyBytes, 0o600)
+			agent := labAgent(t, l, keyBytes)
+			target := l.Addr("rsp").String()
+			var code, tcode int
+			var out, errs, tout, terrs string
+			l.Do("ini", func() error {
+				code, out, errs = checkCLI(t, target, "--agent", agent, "--key-file", key, "--probes", "pmtu", "--json")
+				tcode, tout, terrs = checkCLI(t, target, "--agent", agent, "--key-file", key, "--probes", "pmtu")
+				return nil
+			})
+			if code != c.code || tcode != c.code {
+				t.Fatalf("exit %d (text %d), want %d; stderr %q %q", code, tcode, c.code, errs, terrs)
+			}
+			var rep report.Report
+			if err := json.Unmarshal([]byte(out), &rep); err != nil {
+				t.Fatalf("json: %v\n%s", err, out)
+			}
+			var raw struct {
+				PMTU map[string]json.RawMessage `json:"pmtu"`
+			}
+			if err := json.Unmarshal([]byte(out), &raw); err != nil || raw.PMTU["forward"] == nil || raw.PMTU["reverse"] == nil {
+				t.Fatalf(`json lacks "pmtu": {"forward", "reverse"}: %v\n%s`, err, out)
+			}
+			t.Logf("%s: forward %s, reverse %s; check took %d ms", c.profile, rep.PMTU.Forward, rep.PMTU.Reverse, rep.DurationMs)
+			for _, d := range []struct {
+				name string
+				p    *report.PathMTU
+				hop  string
+			}{{"forward", rep.PMTU.Forward, c.fwdHop}, {"reverse", rep.PMTU.Reverse, c.revHop}} {
+				p := d.p
+				if p.MTU != c.mtu || p.Blackhole != c.blackhole || p.Probes > c.maxProbes {
+					t.Errorf("%s: %+v, want mtu %d blackhole %v in at most %d probes", d.name, *p, c.mtu, c.blackhole, c.maxProbes)
+				}
+				if d.hop != "" && (p.Hop == nil || p.Hop.Addr != d.hop || p.Hop.TTL != 1) {
+					t.Errorf("%s black hole hop %+v, want ttl 1 %s", d.name, p.Hop, d.hop)
+				}
+			}
+			rows := map[report.Direction]report.Result{}
+			for _, r := range rep.Results {
+				if r.Probe == "pmtu" {
+					rows[r.Direction] = r
+				}
+			}
+			want := report.Pass
+			if c.blackhole {
+				want = report.Dropped
+			}
+			for _, d := range []report.Direction{report.Forward, report.Reverse} {
+				if r, ok := rows[d]; !ok || r.Verdict != want || r.Evidence.Size != c.mtu {
+					t.Errorf("pmtu %s row %+v, want %s with size %d", d, r, want, c.mtu)
+				}
+			}
+			// The table's pmtu row has a verdict in both columns, the footer both MTUs.
+			row := fmt.Sprintf("pmtu   %-7s  %-7s", want, want)
+			if !strings.Contains(tout, c.textReverse) || !strings.Contains(tout, row) {
+				t.Errorf("table lacks %q or %q:\n%s", row, c.textReverse, tout)
+			}
+		})
+	}
+}
