@@ -376,8 +376,8 @@ func (r *checkRun) plan() {
 			if p.reverse {
 				o.Target = r.peer
 				o.Observed = true
-				if id == PMTU && r.revPMTU == nil {
-					continue // no reverse search (no hook, or the agent cannot send)
+				if id == PMTU && r.revPMTU == nil && (r.cfg.ReversePathMTU == nil || r.agentIP.IsValid()) {
+					continue // no reverse search in this build (an agent that cannot send: skipped below)
 				}
 				if !r.agentIP.IsValid() {
 					o.Skip = "The agent cannot send reverse probes (it needs root or CAP_NET_RAW)."

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
@@ -126,5 +128,46 @@ func TestCheckPMTUBothWays(t *testing.T) {
 				t.Errorf("table lacks %q or %q:\n%s", row, c.textReverse, tout)
 			}
 		})
+	}
+}
+
+// TestICMPAboutReverse: an ICMP error in the agent's capture that quotes the agent's reverse
+// pmtu echo (as r2 sends it in the mtu1400 lab) is that probe's answer, with the router's
+// address and MTU; other nonces, other messages and short captures are not.
+func TestICMPAboutReverse(t *testing.T) {
+	const nonce = 0x1234abcd
+	agentIP, us, r2 := netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("198.51.100.10"), netip.MustParseAddr("203.0.113.1")
+	var pk probe.Packets
+	if err := probe.Build(probe.PMTU, probe.BuildParams{Src: agentIP, Dst: us, Nonce: nonce, Size: 1500, DF: true}, &pk); err != nil {
+		t.Fatal(err)
+	}
+	icmp := func(typ, code byte, mtu uint16) []byte {
+		return append([]byte{typ, code, 0, 0, 0, 0, byte(mtu >> 8), byte(mtu)}, pk.Wire[0][:probe.HeadLen-8]...)
+	}
+	seen := func(head []byte) *probe.Seen {
+		return &probe.Seen{Src: r2, Dst: agentIP, Proto: probe.ProtoICMP, TotalLen: 20 + len(head), Head: head}
+	}
+	if r, ok := icmpAboutReverse(seen(icmp(3, 4, 1400)), nonce); !ok || r.Outcome != pmtu.FragNeeded || r.MTU != 1400 || r.From != r2 {
+		t.Errorf("frag-needed: %+v, %v", r, ok)
+	}
+	if r, ok := icmpAboutReverse(seen(icmp(11, 0, 0)), nonce); !ok || r.Outcome != pmtu.TimeExceeded || r.From != r2 {
+		t.Errorf("time exceeded: %+v, %v", r, ok)
+	}
+	if r, ok := icmpAboutReverse(seen(icmp(3, 13, 0)), nonce); !ok || r.Outcome != pmtu.Unreachable || r.Code != 13 {
+		t.Errorf("admin-prohibited: %+v, %v", r, ok)
+	}
+	for name, s := range map[string]*probe.Seen{
+		"other nonce": seen(icmp(3, 4, 1400)),
+		"echo itself": {Src: agentIP, Proto: probe.ProtoICMP, Head: pk.Wire[0][20:probe.HeadLen]},
+		"short":       seen([]byte{3, 4, 0}),
+		"fragment":    {Src: r2, Proto: probe.ProtoICMP, Offset: 1480, Head: icmp(3, 4, 1400)},
+	} {
+		n := uint32(nonce)
+		if name == "other nonce" {
+			n++
+		}
+		if r, ok := icmpAboutReverse(s, n); ok {
+			t.Errorf("%s: taken as %+v", name, r)
+		}
 	}
 }
