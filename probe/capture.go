@@ -170,9 +170,16 @@ func (c *Capture) ReadContext(ctx context.Context, b []byte) (int, error) {
 	if err := c.f.SetReadDeadline(dl); err != nil {
 		return 0, c.readError(err)
 	}
-	stop := context.AfterFunc(ctx, func() { c.f.SetReadDeadline(time.Unix(1, 0)) })
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		c.f.SetReadDeadline(time.Unix(1, 0))
+	})
 	n, err := c.f.Read(b)
-	if !stop() { // ctx fired: the deadline we set must not outlive this call
+	if !stop() {
+		// ctx fired: wait until its deadline is set (AfterFunc runs in its own goroutine),
+		// then clear it, so it cannot land on the next call's read.
+		<-fired
 		c.f.SetReadDeadline(time.Time{})
 	}
 	if err != nil {
