@@ -246,8 +246,18 @@ func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) e
 		deadline = time.Now().Add(RequestTimeout)
 	}
 	a.conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { a.conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		a.conn.SetDeadline(time.Unix(1, 0))
+	})
+	defer func() {
+		if !stop() {
+			// ctx fired: its past deadline must be set before the next request sets its
+			// own, or it would land on that request and break the session.
+			<-fired
+		}
+	}()
 
 	req := frame{Type: t, Nonce: newNonce(), Time: time.Now(), Body: b}
 	if a.wbuf, err = appendFrame(a.wbuf[:0], a.key, &req); err != nil {
