@@ -216,23 +216,7 @@ func TestCheckCLILab(t *testing.T) {
 			dir := t.TempDir()
 			keyBytes := bytes.Repeat([]byte{3}, 32)
 			key := writeKey(t, dir, "key", keyBytes, 0o600)
-			agent := net.JoinHostPort(l.Addr("rsp").String(), "7500")
-			var resp *probe.Responder
-			var ln net.Listener
-			if err := l.Do("rsp", func() error {
-				var err error
-				if resp, err = probe.NewResponder(probe.ResponderConfig{Key: keyBytes}); err != nil {
-					return err
-				}
-				ln, err = net.Listen("tcp", agent)
-				return err
-			}); err != nil {
-				t.Fatalf("agent: %v", err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { defer close(done); resp.Serve(ctx, ln) }()
-			t.Cleanup(func() { cancel(); <-done; resp.Close() })
+			agent := labAgent(t, l, keyBytes)
 
 			pcap, md := filepath.Join(dir, "run.pcapng"), filepath.Join(dir, "run.md")
 			var out, errb bytes.Buffer

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"runtime"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
 	"github.com/vishvananda/netlink"
@@ -221,23 +219,7 @@ func TestPMTUCLILab(t *testing.T) {
 			dir := t.TempDir()
 			keyBytes := bytes.Repeat([]byte{5}, 32)
 			key := writeKey(t, dir, "key", keyBytes, 0o600)
-			agent := net.JoinHostPort(l.Addr("rsp").String(), "7500")
-			var resp *probe.Responder
-			var ln net.Listener
-			if err := l.Do("rsp", func() error {
-				var err error
-				if resp, err = probe.NewResponder(probe.ResponderConfig{Key: keyBytes}); err != nil {
-					return err
-				}
-				ln, err = net.Listen("tcp", agent)
-				return err
-			}); err != nil {
-				t.Fatalf("agent: %v", err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { defer close(done); resp.Serve(ctx, ln) }()
-			t.Cleanup(func() { cancel(); <-done; resp.Close() })
+			agent := labAgent(t, l, keyBytes)
 			for _, proto := range []string{"icmp", "udp", "tcp"} {
 				var code int
 				var out, errs string
