@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -29,7 +30,7 @@ type ikeJSON struct {
 func init() {
 	c := &command{
 		name:     "ike",
-		synopsis: "TARGET [--version 1|2|both] [--port 500|4500|both] [--size N] [--proposals LIST] [--auth M] [--timeout D] [--json]",
+		synopsis: "TARGET [--version 1|2|both] [--port 500|4500|both] [--size N] [--proposals LIST] [--auth M] [--timeout D] [--json | --format F] [--out F]",
 		summary:  "ask an IKE gateway for IKEv1 Main Mode and IKEv2 IKE_SA_INIT on UDP 500 and 4500, and how big a message gets through",
 		long: `Sends TARGET the first message of IKEv1 Main Mode and of IKEv2 IKE_SA_INIT, on UDP 500 and on
 UDP 4500 (with the non-ESP marker), all at once, the way a real initiator does: it
@@ -67,15 +68,21 @@ receives IKE and answers, without a chosen proposal, and can be repeated without
 (a plain run leaves up to 4 half-open SAs on the gateway until they time out, 30 s on
 strongSwan).
 
+--json (or --format json) prints the report contract with one result per exchange plus an
+"ike" object with everything learnt; --format markdown or junit renders the same results
+for a ticket or a CI system; --out FILE also writes the result to FILE (its form follows the
+extension: .json, .md, .xml, .txt), e.g. for 'ipsecpath diff'.
+
 Exit status: 0 when every exchange asked for was answered and accepted (--stateless:
-answered; with --proposals:
-every proposal answered and at least one accepted), 1 otherwise, 2 on a usage error.`,
+answered; with --proposals: every proposal answered and at least one accepted), 1
+otherwise, 2 on a usage error.`,
 		examples: []string{
 			"ipsecpath ike 203.0.113.10",
 			"ipsecpath ike 203.0.113.10 --version 1 --auth kerberos --size 3000",
 			"ipsecpath ike 203.0.113.10 --port 4500 --json",
 			"ipsecpath ike 203.0.113.10 --proposals aes256-sha256-modp2048,aes128-sha1-modp1024,aes256gcm16-prfsha384-ecp384",
 			"ipsecpath ike 203.0.113.10 --search=false --timeout 7s",
+			"ipsecpath ike 203.0.113.10 --out before.json --format markdown",
 		},
 	}
 	c.run = func(ctx context.Context, e *env, args []string) int { return runIKE(ctx, e, c, args) }
@@ -94,9 +101,13 @@ func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 	stateless := fs.Bool("stateless", false, "ask only for answers that leave no half-open SA on the gateway (reachability, no chosen proposal)")
 	auth := fs.String("auth", "psk", "IKEv1 authentication method: psk, rsa, kerberos or a number")
 	timeout := fs.Duration("timeout", probe.IKEExchangeTimeout, "how long one exchange waits for an answer, retransmits included")
-	asJSON := fs.Bool("json", false, "print the result as JSON (the report contract plus an \"ike\" object)")
+	out := addOutputFlags(fs)
+	fs.MarkHidden("color") // the ike text is not a verdict table
 	if done, code := parse(e, c, fs, args); done {
 		return code
+	}
+	if err := out.resolve(); err != nil {
+		return usageError(e, c, err)
 	}
 	if fs.NArg() != 1 {
 		return usageError(e, c, fmt.Errorf("want one TARGET, got %d arguments (try --help)", fs.NArg()))
@@ -143,7 +154,7 @@ func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 			return usageError(e, c, fmt.Errorf("--size %d: smaller than the headers alone (%d bytes)", *size, min))
 		}
 	}
-	prog := newProgress(e.stderr, *asJSON)
+	prog := newProgress(e.stderr, out.quiet())
 	o.Progress = prog.Printf
 	started := time.Now()
 	s, err := probe.SurveyIKE(ctx, target, o)
@@ -152,16 +163,36 @@ func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 	}
 	r := s.Report(started)
 	r.Finish(time.Now())
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(ikeJSON{Report: r, IKE: s}); err != nil {
-			return usageError(e, c, fmt.Errorf("write json: %w", err))
+	elapsed := time.Since(started)
+	if err := writeIKE(e.stdout, out.format, r, s, elapsed); err != nil {
+		return usageError(e, c, fmt.Errorf("write the result: %w", err))
+	}
+	if out.out != "" {
+		var buf bytes.Buffer
+		if err := writeIKE(&buf, out.outFormat, r, s, elapsed); err != nil {
+			return usageError(e, c, fmt.Errorf("--out %s: %w", out.out, err))
 		}
-	} else {
-		printIKE(e.stdout, s, time.Since(started))
+		if err := writeFileAtomic(out.out, buf.Bytes()); err != nil {
+			return usageError(e, c, fmt.Errorf("--out %s: %w", out.out, err))
+		}
 	}
 	return ikeExitCode(s, *stateless)
+}
+
+// writeIKE prints a survey in one of the --format forms: text is the survey's own
+// listing, json the report contract plus the "ike" object (ikeJSON), markdown and junit the
+// report renderers over one result per exchange.
+func writeIKE(w io.Writer, format string, r *report.Report, s *probe.IKESurvey, elapsed time.Duration) error {
+	switch format {
+	case report.FormatText:
+		printIKE(w, s, elapsed)
+		return nil
+	case report.FormatJSON:
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ikeJSON{Report: r, IKE: s})
+	}
+	return report.Render(w, r, format)
 }
 
 // ikeExitCode: 0 when every exchange was answered and accepted (stateless: answered; with

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -37,6 +39,9 @@ func TestIKEUsageErrors(t *testing.T) {
 		{"ike", "203.0.113.10", "--proposals", "aes128-sha256-modp2048", "--stateless"},
 		{"ike", "203.0.113.10", "--timeout", "1ns"},
 		{"ike", "203.0.113.10", "--bogus"},
+		{"ike", "203.0.113.10", "--format", "yaml"},
+		{"ike", "203.0.113.10", "--json", "--format", "markdown"},
+		{"ike", "203.0.113.10", "--out", "/nonexistent-dir/x.json"},
 	} {
 		code, out, errOut := runCmd(t, args...)
 		if code != exitUsage || out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.HasPrefix(errOut, "ipsecpath ike: ") {
@@ -126,6 +131,29 @@ func TestIKELab(t *testing.T) {
 			}
 			if t.Failed() {
 				t.Logf("output:\n%s", out)
+			}
+			if tc.profile != "clean" {
+				return
+			}
+			// The same survey as JUnit on stdout and as JSON in --out, which diff reads.
+			file := filepath.Join(t.TempDir(), "ike.json")
+			if err := l.Do("ini", func() error {
+				code, out, errOut = runCmd(t, "ike", l.Addr("rsp").String(), "--search=false", "--stateless", "--format", "junit", "--out", file)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if code != exitOK || !strings.Contains(out, "<testsuites") || !strings.Contains(out, "ike") {
+				t.Errorf("--format junit: exit %d, stdout %q, stderr %q", code, out, errOut)
+			}
+			f, err := os.Open(file)
+			if err != nil {
+				t.Fatalf("--out: %v", err)
+			}
+			defer f.Close()
+			r, err := report.ReadJSON(f)
+			if err != nil || len(r.Results) != 4 || r.Summary.Pass != 4 {
+				t.Errorf("--out %s: %v, %+v", file, err, r)
 			}
 		})
 	}
