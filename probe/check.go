@@ -205,6 +205,7 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 	rep := report.New(cfg.Target.String(), cfg.Agent, started)
 	defer r.close()
 	if err := r.setup(ctx); err != nil {
+		r.releaseSearches()
 		return nil, err
 	}
 	r.plan()
@@ -306,6 +307,20 @@ func (r *checkRun) setup(ctx context.Context) error {
 		r.obs = append(r.obs, o)
 	}
 	return nil
+}
+
+// releaseSearches runs the path MTU searches setup prepared with an expired context, when
+// setup failed after preparing them: a search releases what it opened (its socket) when it
+// returns, and an expired deadline leaves it no time to send anything.
+func (r *checkRun) releaseSearches() {
+	ctx, cancel := context.WithDeadline(context.Background(), time.Unix(1, 0))
+	defer cancel()
+	for _, search := range []func(context.Context) (*report.PathMTU, error){r.pmtu, r.revPMTU} {
+		if search != nil {
+			search(ctx)
+		}
+	}
+	r.pmtu, r.revPMTU = nil, nil
 }
 
 func wantsPMTU(ids []ID) bool {
@@ -533,6 +548,7 @@ func (r *checkRun) sendReverse(ctx context.Context, ps []*pending, attempts int)
 
 // run sends everything and collects answers until each probe has one or the time is up.
 func (r *checkRun) run(ctx context.Context) error {
+	parent := ctx
 	var fwd, revUDP, revRest []*pending
 	var pm, pmRev *pending
 	for _, p := range r.list {
@@ -595,17 +611,25 @@ func (r *checkRun) run(ctx context.Context) error {
 	for _, o := range r.obs {
 		wakes = append(wakes, o.Wake())
 	}
+	var agentErr error
+	interrupted := false
 	for {
 		r.collectLocal()
 		if r.agent != nil && time.Since(lastPoll) >= agentPollInterval {
 			lastPoll = time.Now()
 			if err := r.collectAgent(ctx); err != nil && ctx.Err() == nil {
-				return envErr("agent %s: report: %w", r.cfg.Agent, err)
+				agentErr = err
+				break
 			}
 		}
 		r.progress("waiting")
 		now := time.Now()
-		if r.allDecided() || !now.Before(deadline) || ctx.Err() != nil {
+		if r.allDecided() || !now.Before(deadline) {
+			break
+		}
+		if ctx.Err() != nil {
+			// ctx's own deadline lies beyond deadline: the caller cancelled (Ctrl-C).
+			interrupted = parent.Err() != nil
 			break
 		}
 		if len(retries) > 0 && !now.Before(retries[0]) {
@@ -631,7 +655,17 @@ func (r *checkRun) run(ctx context.Context) error {
 		}
 	}
 	cancel() // stop senders and the pmtu search still running
-	wg.Wait()
+	if agentErr != nil {
+		rcancel() // the session is broken: reverse requests cannot be answered
+	}
+	wg.Wait() // nothing of this run may outlive it: r.close releases what they use
+	switch {
+	case agentErr != nil:
+		return envErr("agent %s: report: %w", r.cfg.Agent, agentErr)
+	case interrupted:
+		// Probes still without an answer would be judged dropped: no report at all is honest.
+		return fmt.Errorf("check interrupted before every probe had its answer: %w", parent.Err())
+	}
 	// A last look: what arrived while the senders stopped.
 	r.collectLocal()
 	if r.agent != nil {

@@ -1,0 +1,132 @@
+package probe_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/testlab"
+)
+
+// TestCheckInterrupted: a check whose context is cancelled (Ctrl-C) before every probe has its
+// answer must say so with an error, not hand back a report where the unanswered probes look
+// dropped (the CLI would print them, write --out and exit 1).
+func TestCheckInterrupted(t *testing.T) {
+	testlab.RequireRoot(t)
+	l := testlab.ForTest(t, testlab.Spec{Profile: "tcp1792-drop", NoGateways: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(700*time.Millisecond, cancel)
+	var rep *report.Report
+	t0 := time.Now()
+	err := l.Do("ini", func() error {
+		var err error
+		rep, err = probe.Check(ctx, probe.CheckConfig{Target: l.Addr("rsp"), Probes: []probe.ID{probe.TCP(1792)}, Timeout: 20 * time.Second})
+		return err
+	})
+	took := time.Since(t0)
+	if took > 10*time.Second {
+		t.Fatalf("check took %s after its context was cancelled at 700ms", took)
+	}
+	if err == nil {
+		var got []string
+		for _, r := range rep.Results {
+			got = append(got, fmt.Sprintf("%s %s %s", r.Probe, r.Direction, r.Verdict))
+		}
+		t.Fatalf("interrupted check returned a report and no error: %v", got)
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("error %v does not wrap context.Canceled", err)
+	}
+}
+
+// startStoppableAgent runs the agent in rsp and returns its address and a function that stops it.
+func startStoppableAgent(t *testing.T, l *testlab.Lab) (string, func()) {
+	t.Helper()
+	addr := net.JoinHostPort(l.Addr("rsp").String(), fmt.Sprint(probe.ControlPort))
+	var resp *probe.Responder
+	var ln net.Listener
+	if err := l.Do("rsp", func() error {
+		var err error
+		if resp, err = probe.NewResponder(probe.ResponderConfig{Key: labKey, Version: report.Version}); err != nil {
+			return err
+		}
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		if resp != nil {
+			resp.Close()
+		}
+		t.Fatalf("agent in rsp: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); resp.Serve(ctx, ln) }()
+	stop := func() { cancel(); <-done }
+	t.Cleanup(func() { stop(); resp.Close() })
+	return addr, stop
+}
+
+// TestCheckReleasesOnError: a check that fails (the agent went away mid-run, or setup failed
+// after the path MTU search was prepared) must not return while its goroutines still run,
+// and must release what the prepared searches hold.
+func TestCheckReleasesOnError(t *testing.T) {
+	testlab.RequireRoot(t)
+	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
+	addr, stopAgent := startStoppableAgent(t, l)
+
+	t.Run("setup fails after pmtu prepared", func(t *testing.T) {
+		var released atomic.Bool
+		cfg := probe.CheckConfig{Target: l.Addr("rsp"), Agent: addr, Key: labKey, Probes: []probe.ID{probe.PMTU, probe.ESP}, Timeout: time.Second,
+			PathMTU: func(netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
+				return func(ctx context.Context) (*report.PathMTU, error) {
+					defer released.Store(true)
+					<-ctx.Done()
+					return nil, ctx.Err()
+				}, nil
+			},
+			ReversePathMTU: func(*probe.AgentClient, netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
+				return nil, errors.New("no reverse prober here")
+			},
+		}
+		err := l.Do("ini", func() error { _, err := probe.Check(context.Background(), cfg); return err })
+		var ce *probe.CheckError
+		if !errors.As(err, &ce) {
+			t.Fatalf("check: %v, want a CheckError", err)
+		}
+		if !released.Load() {
+			t.Errorf("the prepared path MTU search was never run, so what it opened was never released")
+		}
+	})
+
+	t.Run("agent gone mid-run", func(t *testing.T) {
+		var searchDone atomic.Bool
+		cfg := probe.CheckConfig{Target: l.Addr("rsp"), Agent: addr, Key: labKey, Probes: []probe.ID{probe.PMTU, probe.ESP}, Timeout: 20 * time.Second,
+			PathMTU: func(netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
+				return func(ctx context.Context) (*report.PathMTU, error) {
+					<-ctx.Done()
+					time.Sleep(300 * time.Millisecond) // releasing takes a moment
+					searchDone.Store(true)
+					return nil, ctx.Err()
+				}, nil
+			},
+		}
+		time.AfterFunc(time.Second, stopAgent)
+		t0 := time.Now()
+		err := l.Do("ini", func() error { _, err := probe.Check(context.Background(), cfg); return err })
+		if err == nil {
+			t.Fatalf("check succeeded although the agent went away")
+		}
+		t.Logf("check failed after %s: %v", time.Since(t0).Round(time.Millisecond), err)
+		if !searchDone.Load() {
+			t.Errorf("check returned while its path MTU search was still running")
+		}
+	})
+}
