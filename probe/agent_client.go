@@ -51,6 +51,7 @@ type AgentClient struct {
 	mu       sync.Mutex
 	reportMu sync.Mutex // one Report (several pages) or StartObserving at a time
 	broken   error
+	answered bool // an authentic reply came: the agent accepted our key and clock
 	rbuf     []byte
 	wbuf     []byte
 	seen     []Seen // everything fetched since StartObserving
@@ -286,6 +287,7 @@ func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) e
 	if err := checkClock(f.Time, time.Now()); err != nil {
 		return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
 	}
+	a.answered = true
 	if f.Type == msgError {
 		var e errorReply
 		if err := decodeBody(f.Body, &e); err != nil {
@@ -299,12 +301,17 @@ func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) e
 	return nil
 }
 
-// transportError explains a failed send or read: a silent close means rejection.
+// transportError explains a failed send or read: a silent close before any answer means
+// rejection; after the agent has answered, it means the agent ended the session (it stopped
+// or restarted). The caller holds a.mu.
 func (a *AgentClient) transportError(ctx context.Context, t msgType, op string, err error) error {
+	closed := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("agent %s: %s: %w", a.addr, t, ctx.Err())
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	case closed && a.answered:
+		return fmt.Errorf("agent %s: %s: the agent closed the session it had accepted (it stopped or restarted): %w", a.addr, t, err)
+	case closed:
 		return fmt.Errorf("agent %s: %s: %w", a.addr, t, ErrAgentRejected)
 	case errors.Is(err, ErrFrameSize):
 		return fmt.Errorf("agent %s: %s: %w", a.addr, t, err)

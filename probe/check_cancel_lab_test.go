@@ -125,6 +125,9 @@ func TestCheckReleasesOnError(t *testing.T) {
 			t.Fatalf("check succeeded although the agent went away")
 		}
 		t.Logf("check failed after %s: %v", time.Since(t0).Round(time.Millisecond), err)
+		if errors.Is(err, probe.ErrAgentRejected) {
+			t.Errorf("an agent that went away after accepting the session is reported as refusing the key: %v", err)
+		}
 		if !searchDone.Load() {
 			t.Errorf("check returned while its path MTU search was still running")
 		}
