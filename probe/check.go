@@ -163,6 +163,7 @@ type checkRun struct {
 	byIPID    map[ipidKey]attemptRef
 	nonces    []uint32
 	agentSeen int     // agent packets already processed
+	agentLost int     // packets the agent's capture lost (its buffers were full)
 	revPk     Packets // reverse probes are built here only to know their fragments (r.mu)
 
 	pmtu    func(context.Context) (*report.PathMTU, error) // the prepared pmtu search
@@ -212,6 +213,7 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 	if err := r.run(ctx); err != nil {
 		return nil, err
 	}
+	r.unjudgeable()
 	outs := make([]Outcome, len(r.list))
 	for i, p := range r.list {
 		outs[i] = *p.out
@@ -678,6 +680,32 @@ func (r *checkRun) run(ctx context.Context) error {
 	return nil
 }
 
+// unjudgeable turns the forward probes the agent did not see whole into errors when its
+// capture lost packets: the missing ones may have been among them, and "dropped",
+// "partial" or "blocked by a reset" would send the engineer after a filter that may not
+// exist. Probes a device refused with an ICMP error keep their verdict: that is evidence
+// of its own.
+func (r *checkRun) unjudgeable() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.agentLost == 0 {
+		return
+	}
+	for _, p := range r.list {
+		if p.reverse || p.out.Err != nil || p.out.Skip != "" || p.out.Probe == PMTU || !p.out.Observed || firstBlocking(p.out) != nil {
+			continue
+		}
+		whole := false
+		for _, a := range p.out.Attempts {
+			whole = whole || a.complete()
+		}
+		if whole {
+			continue
+		}
+		p.out.Err = fmt.Errorf("the agent's capture lost %d packets (its buffers were full: heavy traffic from this host), so it may have missed this one; run again when the link is quieter", r.agentLost)
+	}
+}
+
 // collect waits briefly for the reverse burst's packets to land, reading what arrives.
 func (r *checkRun) collect(ctx context.Context) {
 	t := time.NewTimer(checkCollectInterval)
@@ -790,6 +818,7 @@ func (r *checkRun) collectAgent(ctx context.Context) error {
 		}
 	}
 	r.agentSeen = len(rep.Seen)
+	r.agentLost = rep.Lost
 	r.settle(asked)
 	return nil
 }

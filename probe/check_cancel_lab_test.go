@@ -133,3 +133,61 @@ func TestCheckReleasesOnError(t *testing.T) {
 		}
 	})
 }
+
+// lossyCapture is an agent capture whose buffers overflowed: it reports lost packets and
+// hands over nothing, as the real one does when a busy initiator floods its ring.
+type lossyCapture struct{}
+
+func (lossyCapture) Capture(netip.Addr) (probe.PacketSource, error) { return &lossySource{}, nil }
+
+type lossySource struct{ reported bool }
+
+func (s *lossySource) Drain(dst []probe.Seen) ([]probe.Seen, int) {
+	if s.reported {
+		return dst, 0
+	}
+	s.reported = true
+	return dst, 500
+}
+
+func (*lossySource) Close() error { return nil }
+
+// TestCheckAgentLost: when the agent says its capture lost packets, a forward probe it did
+// not see may have been among them: "dropped" would send the engineer after a filter that
+// may not exist.
+func TestCheckAgentLost(t *testing.T) {
+	testlab.RequireRoot(t)
+	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
+	addr := net.JoinHostPort(l.Addr("rsp").String(), fmt.Sprint(probe.ControlPort))
+	var resp *probe.Responder
+	var ln net.Listener
+	if err := l.Do("rsp", func() error {
+		var err error
+		if resp, err = probe.NewResponder(probe.ResponderConfig{Key: labKey, Version: report.Version, Capture: lossyCapture{}}); err != nil {
+			return err
+		}
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		if resp != nil {
+			resp.Close()
+		}
+		t.Fatalf("agent in rsp: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); resp.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done; resp.Close() })
+
+	rep, _ := checkFromIni(t, l, probe.CheckConfig{Target: l.Addr("rsp"), Agent: addr, Key: labKey, Probes: []probe.ID{probe.ESP}, Timeout: time.Second})
+	for _, r := range rep.Results {
+		if r.Direction != report.Forward {
+			continue
+		}
+		if r.Verdict == report.Dropped || r.Verdict == report.Pass {
+			t.Errorf("%s forward: %s (%s), although the agent lost packets and saw nothing", r.Probe, r.Verdict, r.Detail)
+		} else {
+			t.Logf("%s forward: %s: %s", r.Probe, r.Verdict, r.Detail)
+		}
+	}
+}
