@@ -62,50 +62,24 @@ func (p *ICMPProber) probe6(ctx context.Context, r Request, id echoID) (Reply, e
 	p.pacer.sent(sent)
 	dst := &net.IPAddr{IP: p.target.AsSlice()}
 	if _, err := p.conn6.WriteTo(body, &ipv6.ControlMessage{HopLimit: r.TTL}, dst); err != nil {
-		if errors.Is(err, syscall.EMSGSIZE) {
-			return Reply{Outcome: LocalTooBig, MTU: p.ifMTU}, nil
-		}
-		if errors.Is(err, os.ErrPermission) {
-			return Reply{}, fmt.Errorf("%w: send to %s: %v", ErrPermission, p.target, err)
-		}
-		return Reply{}, fmt.Errorf("pmtu: send %d bytes to %s: %w", r.Size, p.target, err)
+		return sendFailure(err, p.target, r.Size, p.ifMTU)
 	}
-	deadline := sent.Add(r.Timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	stop := context.AfterFunc(ctx, func() { p.conn6.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if err := p.conn6.SetReadDeadline(deadline); err != nil {
-		return Reply{}, fmt.Errorf("pmtu: set read deadline: %w", err)
-	}
-	for {
+	return awaitReply(ctx, p.conn6, sent, r.Timeout, "raw ICMPv6 socket", func() (Reply, bool, error) {
 		m, _, src, err := p.conn6.ReadFrom(p.buf)
 		if err != nil {
-			if ctx.Err() != nil {
-				return Reply{}, ctx.Err()
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return Reply{Outcome: Timeout}, nil
-			}
-			return Reply{}, fmt.Errorf("pmtu: read from raw ICMPv6 socket: %w", err)
+			return Reply{}, false, err
 		}
 		ia, ok := src.(*net.IPAddr)
 		if !ok {
-			continue
+			return Reply{}, false, nil
 		}
 		from, ok := netipFromIP(ia.IP)
 		if !ok {
-			continue
+			return Reply{}, false, nil
 		}
 		rep, err := parseICMPv6(from, p.target, p.buf[:m], id)
-		if err != nil {
-			continue
-		}
-		rep.RTT = time.Since(sent)
-		return rep, nil
-	}
+		return rep, err == nil, nil
+	})
 }
 
 func netipFromIP(ip net.IP) (netip.Addr, bool) {

@@ -187,25 +187,59 @@ func (p *ICMPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 	sent := time.Now()
 	p.pacer.sent(sent)
 	if err := p.conn.WriteTo(h, body, nil); err != nil {
-		if errors.Is(err, syscall.EMSGSIZE) {
-			return Reply{Outcome: LocalTooBig, MTU: p.ifMTU}, nil
-		}
-		if errors.Is(err, os.ErrPermission) {
-			return Reply{}, fmt.Errorf("%w: send to %s: %v", ErrPermission, p.target, err)
-		}
-		return Reply{}, fmt.Errorf("pmtu: send %d bytes to %s: %w", r.Size, p.target, err)
+		return sendFailure(err, p.target, r.Size, p.ifMTU)
 	}
-	deadline := sent.Add(r.Timeout)
+	return awaitReply(ctx, p.conn, sent, r.Timeout, "raw ICMP socket", func() (Reply, bool, error) {
+		hdr, payload, _, err := p.conn.ReadFrom(p.buf)
+		if err != nil || hdr == nil {
+			return Reply{}, false, err
+		}
+		from, ok := netip.AddrFromSlice(hdr.Src)
+		if !ok {
+			return Reply{}, false, nil
+		}
+		rep, err := parseICMP(from.Unmap(), p.target, payload, id)
+		return rep, err == nil, nil
+	})
+}
+
+// sendFailure turns a failed send of a probe into its outcome: a packet larger than the
+// interface MTU is LocalTooBig (the search learns the first hop's limit), a refusal is
+// ErrPermission, anything else an error.
+func sendFailure(err error, target netip.Addr, size, ifMTU int) (Reply, error) {
+	if errors.Is(err, syscall.EMSGSIZE) {
+		return Reply{Outcome: LocalTooBig, MTU: ifMTU}, nil
+	}
+	if errors.Is(err, os.ErrPermission) {
+		return Reply{}, fmt.Errorf("%w: send to %s: %v", ErrPermission, target, err)
+	}
+	return Reply{}, fmt.Errorf("pmtu: send %d bytes to %s: %w", size, target, err)
+}
+
+// awaitReply reads with read until it returns a reply to this probe (ok), the probe's
+// timeout after sent passes (Outcome Timeout) or ctx ends (ctx's error). read returns ok
+// false for packets that are not answers to this probe; its errors end the wait.
+func awaitReply(ctx context.Context, conn interface{ SetReadDeadline(time.Time) error }, sent time.Time,
+	timeout time.Duration, what string, read func() (rep Reply, ok bool, err error)) (Reply, error) {
+	deadline := sent.Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	stop := context.AfterFunc(ctx, func() { p.conn.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-	if err := p.conn.SetReadDeadline(deadline); err != nil {
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(fired)
+		conn.SetReadDeadline(time.Unix(1, 0))
+	})
+	defer func() {
+		if !stop() {
+			<-fired // ctx's past deadline lands before the next probe sets its own
+		}
+	}()
+	if err := conn.SetReadDeadline(deadline); err != nil {
 		return Reply{}, fmt.Errorf("pmtu: set read deadline: %w", err)
 	}
 	for {
-		hdr, payload, _, err := p.conn.ReadFrom(p.buf)
+		rep, ok, err := read()
 		if err != nil {
 			if ctx.Err() != nil {
 				return Reply{}, ctx.Err()
@@ -214,21 +248,12 @@ func (p *ICMPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 			if errors.As(err, &ne) && ne.Timeout() {
 				return Reply{Outcome: Timeout}, nil
 			}
-			return Reply{}, fmt.Errorf("pmtu: read from raw ICMP socket: %w", err)
+			return Reply{}, fmt.Errorf("pmtu: read from %s: %w", what, err)
 		}
-		if hdr == nil {
-			continue
+		if ok {
+			rep.RTT = time.Since(sent)
+			return rep, nil
 		}
-		from, ok := netip.AddrFromSlice(hdr.Src)
-		if !ok {
-			continue
-		}
-		rep, err := parseICMP(from.Unmap(), p.target, payload, id)
-		if err != nil {
-			continue
-		}
-		rep.RTT = time.Since(sent)
-		return rep, nil
 	}
 }
 
