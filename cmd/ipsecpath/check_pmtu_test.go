@@ -76,8 +76,8 @@ func TestCheckPMTUBothWays(t *testing.T) {
 			var code, tcode int
 			var out, errs, tout, terrs string
 			l.Do("ini", func() error {
-				code, out, errs = checkCLI(t, target, "--agent", agent, "--key-file", key, "--probes", "pmtu", "--json")
-				tcode, tout, terrs = checkCLI(t, target, "--agent", agent, "--key-file", key, "--probes", "pmtu")
+				code, out, errs = runCLI(t, "check", target, "--agent", agent, "--key-file", key, "--probes", "pmtu", "--json")
+				tcode, tout, terrs = runCLI(t, "check", target, "--agent", agent, "--key-file", key, "--probes", "pmtu")
 				return nil
 			})
 			if code != c.code || tcode != c.code {

@@ -20,15 +20,6 @@ import (
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
-func checkCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	code = run(ctx, append([]string{"check"}, args...), &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 // oneLine checks the contract for environment errors: exit 2, nothing on stdout, exactly
 // one line on stderr holding want.
 func oneLine(t *testing.T, code int, stdout, stderr, want string) {
@@ -81,14 +72,14 @@ func TestCheckBadInput(t *testing.T) {
 		{"agent elsewhere", []string{"192.0.2.1", "--agent", "192.0.2.2:7500", "--key-file", key}, "the agent must run on the target"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			code, out, errs := checkCLI(t, c.args...)
+			code, out, errs := runCLI(t, append([]string{"check"}, c.args...)...)
 			oneLine(t, code, out, errs, c.want)
 		})
 	}
 }
 
 func TestCheckHelp(t *testing.T) {
-	code, out, _ := checkCLI(t, "--help")
+	code, out, _ := runCLI(t, "check", "--help")
 	if code != exitOK {
 		t.Fatalf("exit %d", code)
 	}
@@ -147,11 +138,11 @@ func TestCheckAgentFailures(t *testing.T) {
 	l2.Close()
 
 	t.Run("unreachable", func(t *testing.T) {
-		code, out, errs := checkCLI(t, "127.0.0.1", "--agent", closed, "--key-file", key)
+		code, out, errs := runCLI(t, "check", "127.0.0.1", "--agent", closed, "--key-file", key)
 		oneLine(t, code, out, errs, "connection refused")
 	})
 	t.Run("wrong key", func(t *testing.T) {
-		code, out, errs := checkCLI(t, "127.0.0.1", "--agent", ln.Addr().String(), "--key-file", key)
+		code, out, errs := runCLI(t, "check", "127.0.0.1", "--agent", ln.Addr().String(), "--key-file", key)
 		oneLine(t, code, out, errs, "the agent refused us: wrong key")
 	})
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -26,12 +25,6 @@ func writeReport(t *testing.T, dir, name string, r *report.Report) string {
 	return path
 }
 
-func diffCLI(args ...string) (code int, stdout, stderr string) {
-	var o, e bytes.Buffer
-	code = run(context.Background(), args, &o, &e)
-	return code, o.String(), e.String()
-}
-
 func TestDiffCommand(t *testing.T) {
 	dir := t.TempDir()
 	good := sampleReport() // esp pass, esp-frag frag-dropped
@@ -46,19 +39,19 @@ func TestDiffCommand(t *testing.T) {
 	fixedPath := writeReport(t, dir, "fixed.json", fixed)
 	brokenPath := writeReport(t, dir, "broken.json", broken)
 
-	code, out, errOut := diffCLI("diff", goodPath, goodPath)
+	code, out, errOut := runCLI(t, "diff", goodPath, goodPath)
 	if code != exitOK || !strings.Contains(out, "NO REGRESSION") || errOut != "" {
 		t.Errorf("same run: exit %d\n%s%s", code, out, errOut)
 	}
-	code, out, _ = diffCLI("diff", goodPath, fixedPath)
+	code, out, _ = runCLI(t, "diff", goodPath, fixedPath)
 	if code != exitOK || !strings.Contains(out, "FIXES") || !strings.Contains(out, "frag-dropped -> pass") {
 		t.Errorf("a fix: exit %d\n%s", code, out)
 	}
-	code, out, _ = diffCLI("diff", goodPath, brokenPath)
+	code, out, _ = runCLI(t, "diff", goodPath, brokenPath)
 	if code != exitFail || !strings.Contains(out, "REGRESSIONS") || !strings.Contains(out, "  esp  forward  pass -> dropped  ESP never reached the agent.") {
 		t.Errorf("a regression: exit %d\n%s", code, out)
 	}
-	code, out, _ = diffCLI("diff", "--json", goodPath, brokenPath)
+	code, out, _ = runCLI(t, "diff", "--json", goodPath, brokenPath)
 	var d report.DiffResult
 	if err := json.Unmarshal([]byte(out), &d); err != nil || code != exitFail || !d.Regression || len(d.Regressions) != 1 {
 		t.Errorf("--json: exit %d, err %v, %+v\n%s", code, err, d, out)
@@ -95,13 +88,13 @@ func TestDiffCommandBadInput(t *testing.T) {
 		{[]string{"diff", "--bogus", good, good}, "unknown flag: --bogus"},
 	}
 	for _, c := range cases {
-		code, out, errOut := diffCLI(c.args...)
+		code, out, errOut := runCLI(t, c.args...)
 		if code != exitUsage || out != "" || !strings.Contains(errOut, c.want) ||
 			!strings.HasPrefix(errOut, "ipsecpath diff: ") || strings.Count(errOut, "\n") != 1 {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and one line containing %q", c.args[1:], code, out, errOut, c.want)
 		}
 	}
-	code, out, _ := diffCLI("diff", "--help")
+	code, out, _ := runCLI(t, "diff", "--help")
 	if code != exitOK || !strings.Contains(out, "REGRESSIONS") || !strings.Contains(out, "Examples:") {
 		t.Errorf("--help: exit %d\n%s", code, out)
 	}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -14,13 +12,6 @@ import (
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
-
-func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var o, e bytes.Buffer
-	code = run(context.Background(), args, &o, &e)
-	return code, o.String(), e.String()
-}
 
 func TestIKEUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
@@ -43,7 +34,7 @@ func TestIKEUsageErrors(t *testing.T) {
 		{"ike", "203.0.113.10", "--json", "--format", "markdown"},
 		{"ike", "203.0.113.10", "--out", "/nonexistent-dir/x.json"},
 	} {
-		code, out, errOut := runCmd(t, args...)
+		code, out, errOut := runCLI(t, args...)
 		if code != exitUsage || out != "" || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.HasPrefix(errOut, "ipsecpath ike: ") {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and one line", args, code, out, errOut)
 		}
@@ -51,7 +42,7 @@ func TestIKEUsageErrors(t *testing.T) {
 }
 
 func TestIKEHelp(t *testing.T) {
-	code, out, _ := runCmd(t, "ike", "--help")
+	code, out, _ := runCLI(t, "ike", "--help")
 	for _, want := range []string{"Usage: ipsecpath ike TARGET", "How to read it", "NO_PROPOSAL_CHOSEN", "--proposals", "--size", "Examples:", "Exit status"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("help lacks %q", want)
@@ -70,7 +61,7 @@ func TestIKENothingListens(t *testing.T) {
 	} else {
 		t.Skip("something listens on 127.0.0.1:500")
 	}
-	code, out, errOut := runCmd(t, "ike", "127.0.0.1", "--json", "--timeout", "1s")
+	code, out, errOut := runCLI(t, "ike", "127.0.0.1", "--json", "--timeout", "1s")
 	if code != exitFail {
 		t.Fatalf("exit %d, stderr %s", code, errOut)
 	}
@@ -116,7 +107,7 @@ func TestIKELab(t *testing.T) {
 			var code int
 			var out, errOut string
 			if err := l.Do("ini", func() error {
-				code, out, errOut = runCmd(t, append([]string{"ike", l.Addr("rsp").String()}, tc.args...)...)
+				code, out, errOut = runCLI(t, append([]string{"ike", l.Addr("rsp").String()}, tc.args...)...)
 				return nil
 			}); err != nil {
 				t.Fatal(err)
@@ -138,7 +129,7 @@ func TestIKELab(t *testing.T) {
 			// The same survey as JUnit on stdout and as JSON in --out, which diff reads.
 			file := filepath.Join(t.TempDir(), "ike.json")
 			if err := l.Do("ini", func() error {
-				code, out, errOut = runCmd(t, "ike", l.Addr("rsp").String(), "--search=false", "--stateless", "--format", "junit", "--out", file)
+				code, out, errOut = runCLI(t, "ike", l.Addr("rsp").String(), "--search=false", "--stateless", "--format", "junit", "--out", file)
 				return nil
 			}); err != nil {
 				t.Fatal(err)

@@ -2,29 +2,18 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
-
-func pmtuCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	code = run(ctx, append([]string{"pmtu"}, args...), &out, &errb)
-	return code, out.String(), errb.String()
-}
 
 // TestPMTUBadInput: usage mistakes are refused with one line and exit 2, before any packet.
 func TestPMTUBadInput(t *testing.T) {
@@ -59,14 +48,14 @@ func TestPMTUBadInput(t *testing.T) {
 		{"unknown flag", []string{"192.0.2.1", "--bogus"}, "unknown flag"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			code, out, errs := pmtuCLI(t, c.args...)
+			code, out, errs := runCLI(t, append([]string{"pmtu"}, c.args...)...)
 			oneLine(t, code, out, errs, c.want)
 		})
 	}
 }
 
 func TestPMTUHelp(t *testing.T) {
-	code, out, _ := pmtuCLI(t, "--help")
+	code, out, _ := runCLI(t, "pmtu", "--help")
 	if code != exitOK || !strings.Contains(out, "black hole") || !strings.Contains(out, "--suite") || !strings.Contains(out, "Examples:") {
 		t.Errorf("help: exit %d\n%s", code, out)
 	}
@@ -105,9 +94,9 @@ func inNewNetns(t *testing.T, fn func()) {
 // route, are environment errors: one line, exit 2. Once IPv6 exists (::1), it works.
 func TestPMTUNoRoute(t *testing.T) {
 	inNewNetns(t, func() {
-		code, out, errs := pmtuCLI(t, "2001:db8::1")
+		code, out, errs := runCLI(t, "pmtu", "2001:db8::1")
 		oneLine(t, code, out, errs, "the path has no IPv6")
-		code, out, errs = pmtuCLI(t, "192.0.2.1")
+		code, out, errs = runCLI(t, "pmtu", "192.0.2.1")
 		oneLine(t, code, out, errs, "no route to the target")
 		// With the loopback up, ::1 is the one IPv6 target there is: ICMPv6, IPv6 advice.
 		lo, err := netlink.LinkByName("lo")
@@ -118,7 +107,7 @@ func TestPMTUNoRoute(t *testing.T) {
 			t.Errorf("loopback up: %v", err)
 			return
 		}
-		code, out, errs = pmtuCLI(t, "::1")
+		code, out, errs = runCLI(t, "pmtu", "::1")
 		if code != exitOK || !strings.Contains(out, "path MTU toward ::1 (icmp): 1500 bytes") || !strings.Contains(out, "IPv6 in IPv6") {
 			t.Errorf("pmtu ::1: exit %d\n%s\n%s", code, out, errs)
 		}
@@ -150,9 +139,9 @@ func TestPMTUCLILab(t *testing.T) {
 			var code, jcode, tcode int
 			var out, errs, jout, jerrs, tout, terrs string
 			l.Do("ini", func() error {
-				code, out, errs = pmtuCLI(t, target)
-				jcode, jout, jerrs = pmtuCLI(t, target, "--json")
-				tcode, tout, terrs = pmtuCLI(t, target, "--proto", "tcp")
+				code, out, errs = runCLI(t, "pmtu", target)
+				jcode, jout, jerrs = runCLI(t, "pmtu", target, "--json")
+				tcode, tout, terrs = runCLI(t, "pmtu", target, "--proto", "tcp")
 				return nil
 			})
 			// TCP-sized probes to port 445 (the MTU profiles filter no TCP) find the same.
@@ -204,7 +193,7 @@ func TestPMTUCLILab(t *testing.T) {
 		var code int
 		var out, errs string
 		l.Do("ini", func() error {
-			code, out, errs = pmtuCLI(t, "203.0.113.99", "--timeout", "200ms")
+			code, out, errs = runCLI(t, "pmtu", "203.0.113.99", "--timeout", "200ms")
 			return nil
 		})
 		oneLine(t, code, out, errs, "does not answer even the smallest probe")
@@ -224,7 +213,7 @@ func TestPMTUCLILab(t *testing.T) {
 				var code int
 				var out, errs string
 				l.Do("ini", func() error {
-					code, out, errs = pmtuCLI(t, l.Addr("rsp").String(), "--agent", agent, "--key-file", key, "--proto", proto, "--json")
+					code, out, errs = runCLI(t, "pmtu", l.Addr("rsp").String(), "--agent", agent, "--key-file", key, "--proto", proto, "--json")
 					return nil
 				})
 				if code != exitOK {
@@ -258,7 +247,7 @@ func TestPMTUCLILab(t *testing.T) {
 // CAP_NET_RAW alone it runs (checked as user nobody through setpriv).
 func TestPMTUNotRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
-		code, out, errs := pmtuCLI(t, "192.0.2.1")
+		code, out, errs := runCLI(t, "pmtu", "192.0.2.1")
 		oneLine(t, code, out, errs, "needs root or CAP_NET_RAW")
 		return
 	}

@@ -34,15 +34,6 @@ func writeKey(t *testing.T, dir, name string, data []byte, mode os.FileMode) str
 	return p
 }
 
-func runResponderCLI(t *testing.T, args ...string) (int, string, string) {
-	t.Helper()
-	var out, errb bytes.Buffer
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	code := run(ctx, args, &out, &errb)
-	return code, out.String(), errb.String()
-}
-
 func TestResponderBadInput(t *testing.T) {
 	dir := t.TempDir()
 	good := writeKey(t, dir, "good", bytes.Repeat([]byte{7}, 32), 0o600)
@@ -68,7 +59,7 @@ func TestResponderBadInput(t *testing.T) {
 		{"stray argument", []string{"responder", "--key-file", good, "203.0.113.10"}, "unexpected argument"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out, errs := runResponderCLI(t, tc.args...)
+			code, out, errs := runCLI(t, tc.args...)
 			if code != exitUsage {
 				t.Fatalf("exit %d, want 2; stderr %q", code, errs)
 			}
@@ -80,7 +71,7 @@ func TestResponderBadInput(t *testing.T) {
 }
 
 func TestResponderHelp(t *testing.T) {
-	code, out, _ := runResponderCLI(t, "responder", "--help")
+	code, out, _ := runCLI(t, "responder", "--help")
 	if code != exitOK || !strings.Contains(out, "--key-file") || !strings.Contains(out, "head -c 32 /dev/urandom > agent.key && chmod 600 agent.key") {
 		t.Fatalf("help: exit %d\n%s", code, out)
 	}
