@@ -439,38 +439,46 @@ func TestAgentOversizeFrameClosedUnread(t *testing.T) {
 	expectClosed(t, c2, 2*time.Second)
 }
 
-func TestAgentRequestBoundToReply(t *testing.T) {
-	// A fake agent with the right key that answers with a reply to another nonce (a
-	// replayed old reply): the client must refuse it.
+// fakeAgent listens on loopback and runs handle for each connection in its own goroutine
+// until the test ends; it returns the address.
+func fakeAgent(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				b, err := readFrame(c, nil)
-				if err != nil {
-					return
-				}
-				var f frame
-				if decodeFrame(b, testKey, &f) != nil {
-					return
-				}
-				bad := frame{Type: f.Type | msgReplyBit, Nonce: newNonce(), Time: time.Now(), InReplyTo: newNonce(), Body: []byte(`{}`)}
-				w, _ := appendFrame(nil, testKey, &bad)
-				c.Write(w)
-				io.Copy(io.Discard, c)
-			}()
+			go handle(c)
 		}
 	}()
-	c := dial(t, ln.Addr().String(), testKey)
+	return ln.Addr().String()
+}
+
+func TestAgentRequestBoundToReply(t *testing.T) {
+	// A fake agent with the right key that answers with a reply to another nonce (a
+	// replayed old reply): the client must refuse it.
+	addr := fakeAgent(t, func(c net.Conn) {
+		defer c.Close()
+		b, err := readFrame(c, nil)
+		if err != nil {
+			return
+		}
+		var f frame
+		if decodeFrame(b, testKey, &f) != nil {
+			return
+		}
+		bad := frame{Type: f.Type | msgReplyBit, Nonce: newNonce(), Time: time.Now(), InReplyTo: newNonce(), Body: []byte(`{}`)}
+		w, _ := appendFrame(nil, testKey, &bad)
+		c.Write(w)
+		io.Copy(io.Discard, c)
+	})
+	c := dial(t, addr, testKey)
 	if _, err := c.Hello(context.Background()); !errors.Is(err, ErrFrameReply) {
 		t.Fatalf("Hello answered with another request's reply: %v, want ErrFrameReply", err)
 	}
@@ -480,26 +488,16 @@ func TestAgentRequestBoundToReply(t *testing.T) {
 }
 
 func TestAgentHonoursContext(t *testing.T) {
-	// A listener that accepts and never answers: the client returns at the ctx deadline.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	c := dial(t, ln.Addr().String(), testKey)
+	// An agent that accepts and never answers: the client returns at the ctx deadline.
+	addr := fakeAgent(t, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(io.Discard, c)
+	})
+	c := dial(t, addr, testKey)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = c.Hello(ctx)
+	_, err := c.Hello(ctx)
 	if err == nil || time.Since(start) > 2*time.Second {
 		t.Fatalf("Hello against a silent agent: %v after %v", err, time.Since(start))
 	}
@@ -703,21 +701,8 @@ func FuzzAgentRequest(f *testing.F) {
 }
 
 func TestDialAgentAddrForms(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	c, err := DialAgent(context.Background(), ln.Addr().String(), testKey)
+	addr := fakeAgent(t, func(c net.Conn) { c.Close() })
+	c, err := DialAgent(context.Background(), addr, testKey)
 	if err != nil {
 		t.Fatal(err)
 	}
