@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -328,7 +330,34 @@ func TestWireLabSenderAllocs(t *testing.T) {
 // what is needed.
 func TestWireNeedsRaw(t *testing.T) {
 	if os.Geteuid() == 0 {
-		t.Skip("running as root: see TestWireNeedsRaw in a non-root run (the check job runs it unprivileged)")
+		// As root (CI): run this test again in a copy of the test binary as user nobody,
+		// with no capabilities, and require it to pass there.
+		testlab.RequireTools(t, "setpriv")
+		dir, err := os.MkdirTemp("", "ipt-needsraw-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		data, err := os.ReadFile(os.Args[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(dir, "probe.test")
+		if err := os.WriteFile(bin, data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+			bin, "-test.run=^TestWireNeedsRaw$", "-test.count=1", "-test.v")
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CI=") // unprivileged: nothing there may demand root
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestWireNeedsRaw") {
+			t.Fatalf("as nobody: %v\n%s", err, out)
+		}
+		return
 	}
 	_, err := OpenSender(SenderConfig{})
 	if !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), "CAP_NET_RAW") {
