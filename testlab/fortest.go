@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
@@ -46,7 +45,7 @@ func sweepStaleTestLabs() {
 // NoGateways), else it skips (fails under CI=true). An empty Name gets a name unique to this
 // process and test ("t<pid>-<n>"); a leftover lab of that name is torn down first. The lab
 // is closed in t.Cleanup, also when the test fails.
-func ForTest(t testing.TB, s Spec) *Lab {
+func ForTest(t TB, s Spec) *Lab {
 	t.Helper()
 	RequireRoot(t)
 	RequireTools(t, "ip", "nft")
