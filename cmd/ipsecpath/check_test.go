@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -11,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -150,40 +148,16 @@ func TestCheckAgentFailures(t *testing.T) {
 // TestCheckNotPrivileged runs check as user nobody: no raw socket, one line, exit 2.
 func TestCheckNotPrivileged(t *testing.T) {
 	testlab.RequireRoot(t) // to become nobody
-	dir, err := os.MkdirTemp("", "ipt-check-")
-	if err != nil {
-		t.Fatal(err)
+	dir, bin := copyTestBinary(t)
+	code, stdout, stderr := runAsNobody(t, dir, bin, "check", "127.0.0.1", "--probes", "esp")
+	if code != exitUsage {
+		t.Fatalf("as nobody: exit %d, want 2; stderr %q", code, stderr)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "ipsecpath.test")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	const nobody = 65534
-	cmd := helperCmd(t, bin, "check", "127.0.0.1", "--probes", "esp")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	cmd.Dir = dir
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != exitUsage {
-		t.Fatalf("as nobody: %v, want exit 2; stderr %q", err, stderr.String())
-	}
-	if got := stderr.String(); got != "ipsecpath check: needs root or CAP_NET_RAW for raw sockets and packet capture (run as root, or setcap cap_net_raw+ep on the binary)\n" {
+	if got := stderr; got != "ipsecpath check: needs root or CAP_NET_RAW for raw sockets and packet capture (run as root, or setcap cap_net_raw+ep on the binary)\n" {
 		t.Fatalf("stderr %q", got)
 	}
-	if stdout.Len() != 0 {
-		t.Errorf("stdout %q", stdout.String())
+	if stdout != "" {
+		t.Errorf("stdout %q", stdout)
 	}
 }
 

@@ -105,6 +105,53 @@ func TestResponderHelperProcess(t *testing.T) {
 	os.Exit(run(ctx, args, os.Stdout, os.Stderr))
 }
 
+// nobody is the uid and gid tests drop to.
+const nobody = 65534
+
+// copyTestBinary copies the running test binary into a new directory that user nobody may
+// enter and run from (the build's own directory is root's alone), removed when the test ends.
+func copyTestBinary(t *testing.T) (dir, bin string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ipt-cli-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin = filepath.Join(dir, "ipsecpath.test")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, bin
+}
+
+// runAsNobody runs the CLI from bin (a copyTestBinary) as user nobody in dir and returns
+// its exit code and output.
+func runAsNobody(t *testing.T, dir, bin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	cmd := helperCmd(t, bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+	cmd.Dir = dir
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("run %v as nobody: %v", args, err)
+	}
+	return cmd.ProcessState.ExitCode(), o.String(), e.String()
+}
+
 func helperCmd(t *testing.T, exe string, args ...string) *exec.Cmd {
 	cmd := exec.Command(exe, "-test.run=^TestResponderHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "IPSECPATH_RESPONDER_HELPER=1", "IPSECPATH_RESPONDER_ARGS="+strings.Join(args, "\x1f"))
@@ -114,43 +161,19 @@ func helperCmd(t *testing.T, exe string, args ...string) *exec.Cmd {
 // TestResponderNotPrivileged runs the responder as user nobody: one line, exit 2.
 func TestResponderNotPrivileged(t *testing.T) {
 	testlab.RequireRoot(t) // to become nobody
-	dir, err := os.MkdirTemp("", "ipt-responder-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "ipsecpath.test")
-	data, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := copyTestBinary(t)
 	key := writeKey(t, dir, "key", bytes.Repeat([]byte{9}, 32), 0o600)
-	const nobody = 65534
 	for _, p := range []string{dir, key} {
 		if err := os.Chown(p, nobody, nobody); err != nil {
 			t.Fatal(err)
 		}
 	}
-	os.Chmod(dir, 0o755)
-	cmd := helperCmd(t, bin, "responder", "--key-file", key, "--listen", "127.0.0.1:7599")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	cmd.Dir = dir
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != exitUsage {
-		t.Fatalf("as nobody: %v, want exit 2; stderr %q", err, stderr.String())
+	code, _, errOut := runAsNobody(t, dir, bin, "responder", "--key-file", key, "--listen", "127.0.0.1:7599")
+	if code != exitUsage {
+		t.Fatalf("as nobody: exit %d, want 2; stderr %q", code, errOut)
 	}
-	if got := stderr.String(); got != "ipsecpath responder: needs root or CAP_NET_RAW (raw sockets to capture probes and send reverse ones)\n" {
-		t.Fatalf("stderr %q", got)
+	if errOut != "ipsecpath responder: needs root or CAP_NET_RAW (raw sockets to capture probes and send reverse ones)\n" {
+		t.Fatalf("stderr %q", errOut)
 	}
 
 	// The same binary with the CAP_NET_RAW file capability: nobody may run the agent.
@@ -164,10 +187,10 @@ func TestResponderNotPrivileged(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd = helperCmd(t, bin, "responder", "--key-file", key, "--listen", addr)
+	var stderr bytes.Buffer
+	cmd := helperCmd(t, bin, "responder", "--key-file", key, "--listen", addr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	cmd.Dir = dir
-	stderr.Reset()
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
