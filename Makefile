@@ -7,7 +7,8 @@ FUZZTIME  ?= 4s
 # (the openssl plugin charon loads) is only a Recommends of libstrongswan: name it.
 DEB_PKGS  := strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
              libstrongswan-extra-plugins nftables iproute2 tcpdump tshark iputils-ping \
-             netcat-openbsd openssl ike-scan scamper hping3 iputils-tracepath traceroute
+             netcat-openbsd openssl ike-scan scamper hping3 iputils-tracepath traceroute \
+             chromium prometheus tinyproxy
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 
