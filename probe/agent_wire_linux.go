@@ -5,6 +5,7 @@ package probe
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"sync"
 )
 
@@ -44,7 +45,7 @@ func (c *observerCapturer) Capture(peer netip.Addr) (PacketSource, error) {
 	var o *Observer
 	err := c.r.inNamespace(func() error {
 		var err error
-		o, err = Observe(context.Background(), ObserverConfig{Peer: peer})
+		o, err = Observe(context.Background(), ObserverConfig{Peer: peer, Capacity: agentRingCapacity})
 		return err
 	})
 	if err != nil {
@@ -58,10 +59,11 @@ func (c *observerCapturer) Capture(peer netip.Addr) (PacketSource, error) {
 type observerSource struct {
 	o        *Observer
 	lostSeen uint64
+	heads    []byte // the heads of the last Drain (reused: the caller copies what it keeps)
 }
 
 func (s *observerSource) Drain(dst []Seen) ([]Seen, int) {
-	dst = append(dst, s.o.Drain()...)
+	dst, s.heads = s.o.drainInto(dst, s.heads[:0])
 	st := s.o.Stats()
 	lost := st.Overwritten + st.KernelDrops
 	n := int(lost - s.lostSeen)
@@ -71,27 +73,52 @@ func (s *observerSource) Drain(dst []Seen) ([]Seen, int) {
 
 func (s *observerSource) Close() error { return s.o.Close() }
 
+// drainInto is Drain without allocating: it appends the packets recorded since the
+// previous drain to dst and their heads to heads, which the returned Seens slice into
+// (valid until heads is reused).
+func (o *Observer) drainInto(dst []Seen, heads []byte) ([]Seen, []byte) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if n := int(o.written-o.drained) * HeadLen; cap(heads)-len(heads) < n {
+		heads = slices.Grow(heads, n)
+	}
+	for i := o.drained; i < o.written; i++ {
+		s := o.ring[i%uint64(len(o.ring))].s
+		if s.Head != nil {
+			k := len(heads)
+			heads = append(heads, s.Head...)
+			s.Head = heads[k:len(heads):len(heads)]
+		}
+		dst = append(dst, s)
+	}
+	o.drained = o.written
+	return dst, heads
+}
+
 // wireSender builds reverse probes with Build and sends them with the raw Sender, which
-// paces per destination at the agent's pace. The UDP probes keep the real protocol's
-// ports (500→500, 4500→4500) although charon may own those ports here: a raw socket
-// needs no bound port.
+// paces per destination at the agent's pace. Sessions send concurrently: each probe is
+// built in its own buffers (pooled), so no lock is held while a probe waits for its pacer.
+// The UDP probes keep the real protocol's ports (500→500, 4500→4500) although charon may
+// own those ports here: a raw socket needs no bound port.
 type wireSender struct {
-	s  *Sender
-	mu sync.Mutex
-	pk Packets // reused buffers: one probe at a time
+	s    *Sender
+	pool sync.Pool // *Packets
 }
 
 func (w *wireSender) SendProbe(ctx context.Context, src, dst netip.Addr, p ReverseProbe) (int, int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	pk, _ := w.pool.Get().(*Packets)
+	if pk == nil {
+		pk = new(Packets)
+	}
+	defer w.pool.Put(pk)
 	bp := BuildParams{Src: src, Dst: dst, Nonce: p.Nonce, Size: p.Size, FragSize: p.FragSize, TTL: p.TTL, DF: p.DF}
-	if err := Build(p.ID, bp, &w.pk); err != nil {
+	if err := Build(p.ID, bp, pk); err != nil {
 		return 0, 0, err
 	}
-	if err := w.s.Send(ctx, &w.pk); err != nil {
+	if err := w.s.Send(ctx, pk); err != nil {
 		return 0, 0, err
 	}
-	return len(w.pk.Wire), w.pk.WireBytes(), nil
+	return len(pk.Wire), pk.WireBytes(), nil
 }
 
 func (w *wireSender) Close() error { return nil } // the Sender is closed by the Responder

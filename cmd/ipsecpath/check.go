@@ -218,7 +218,7 @@ func checkErrorLine(err error) error {
 	case errors.Is(err, os.ErrPermission):
 		return errors.New("needs root or CAP_NET_RAW for raw sockets and packet capture (run as root, or setcap cap_net_raw+ep on the binary)")
 	case errors.Is(err, probe.ErrAgentRejected):
-		return fmt.Errorf("the agent refused us: wrong key, clocks more than %s apart, or not an ipsecpath agent", probe.ClockWindow)
+		return errors.New("the agent greeted us and refused our first request without answering: our --key-file does not hold the agent's key")
 	}
 	return errors.New(strings.ReplaceAll(err.Error(), "\n", " "))
 }
