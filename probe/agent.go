@@ -158,7 +158,7 @@ type Responder struct {
 	maxConn   int
 	handshake time.Duration
 	instance  [nonceSize]byte // drawn at start: bound into every connection key
-	closers   []func() error // raw sockets that keep the kernel quiet, the real capture/sender
+	closers   []func() error  // raw sockets that keep the kernel quiet, the real capture/sender
 
 	ns         netns.NsHandle // the namespace NewResponder ran in (raw mode), else netns.None()
 	rawCapture Capturer       // the AF_PACKET capture, when cfg.Capture is nil
@@ -191,10 +191,10 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 		return nil, fmt.Errorf("responder: key of %d bytes, need at least %d", len(cfg.Key), MinKeySize)
 	}
 	r := &Responder{
-		cfg:     cfg,
-		key:     append([]byte(nil), cfg.Key...),
-		now:     cfg.Now,
-		pace:    cfg.Pace,
+		cfg:      cfg,
+		key:      append([]byte(nil), cfg.Key...),
+		now:      cfg.Now,
+		pace:     cfg.Pace,
 		maxConn:  cfg.MaxConns,
 		instance: newNonce(),
 		conns:    make(map[*agentConn]struct{}),
