@@ -38,8 +38,11 @@ const (
 	// MaxAgentSeen bounds the packets kept by all sessions together (a few hundred bytes
 	// each), and MaxPeerSeen those kept by the sessions of one initiator address: more are
 	// counted as lost.
-	MaxAgentSeen = 65536
+	MaxAgentSeen = 32768
 	MaxPeerSeen  = MaxAgentSeen / 2
+	// AgentMemoryLimit is the soft memory limit `ipsecpath responder` gives the Go runtime
+	// (unless GOMEMLIMIT is set): what the bounds above hold, with room to spare.
+	AgentMemoryLimit = 40 << 20
 	// MaxSessionsPerPeer bounds the authenticated sessions of one initiator address, so one
 	// key holder cannot take every connection slot.
 	MaxSessionsPerPeer = 8
