@@ -832,6 +832,9 @@ func FuzzAgentRequest(f *testing.F) {
 	f.Add(byte(msgSendReverse), []byte(`{"probes":[{"id":"esp","nonce":1,"size":100},{"id":"tcp:445"}],"pace":3}`))
 	f.Add(byte(msgSendReverse), []byte(`{"probes":[{"id":"ike-frag","size":-5,"frag_size":99999999}]}`))
 	f.Add(byte(msgStop), []byte(`null`))
+	f.Add(byte(msgAnnounce), []byte(`{"ip_ids":[1,2,65535,1]}`))
+	f.Add(byte(msgAnnounce), []byte(`{"ip_ids":[-1,70000]}`))
+	f.Add(byte(msgSendReverse), []byte(`{"probes":[{"id":"esp-frag","nonce":305419896,"size":3000,"frag_size":28}]}`))
 	peer := netip.MustParseAddrPort("192.0.2.1:40000")
 	f.Fuzz(func(t *testing.T, typ byte, body []byte) {
 		capt := &fakeCapture{packets: func(p netip.Addr) []Seen {
