@@ -343,13 +343,20 @@ func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) e
 // a.mu and has set the connection's deadline.
 func (a *AgentClient) readGreeting(ctx context.Context, t msgType) error {
 	var g greeting
+	start := time.Now()
 	if err := readGreeting(a.conn, &g); err != nil {
 		closed := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+		var ne net.Error
+		timeout := errors.As(err, &ne) && ne.Timeout()
 		switch {
 		case errors.Is(err, ErrAgentProtocol):
 			return fmt.Errorf("agent %s: %w", a.addr, err)
 		case ctx.Err() == nil && closed:
 			return fmt.Errorf("agent %s: %w: the agent closed the connection without greeting us: it is an ipsecpath agent older than control protocol %d (upgrade it) or not an ipsecpath agent", a.addr, ErrAgentProtocol, ControlVersion)
+		case timeout && !errors.Is(ctx.Err(), context.Canceled):
+			// TCP connected, so the host answers; 40 bytes cross any path.
+			return fmt.Errorf("agent %s: %w: the agent accepted the connection but sent no greeting in %s: an ipsecpath agent older than control protocol %d waits for us to speak first (upgrade it), or this is not an ipsecpath agent",
+				a.addr, ErrAgentProtocol, time.Since(start).Round(100*time.Millisecond), ControlVersion)
 		}
 		return a.transportError(ctx, t, "read greeting", err)
 	}

@@ -615,6 +615,25 @@ func TestAgentRequestBoundToReply(t *testing.T) {
 	}
 }
 
+// TestAgentOlderProtocol: an agent of control protocol 1 waits for the initiator's frame
+// and, failing its MAC, closes; either way the initiator says the versions differ, not
+// that the key is wrong or that time ran out.
+func TestAgentOlderProtocol(t *testing.T) {
+	for _, closeAfter := range []time.Duration{50 * time.Millisecond, time.Hour} {
+		addr := fakeAgent(t, func(c net.Conn) {
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(closeAfter))
+			io.Copy(io.Discard, c)
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err := dial(t, addr, testKey).Hello(ctx)
+		cancel()
+		if !errors.Is(err, ErrAgentProtocol) || errors.Is(err, ErrAgentRejected) || !strings.Contains(err.Error(), "older than control protocol 2") {
+			t.Errorf("agent of protocol 1 closing after %v: %v, want ErrAgentProtocol", closeAfter, err)
+		}
+	}
+}
+
 func TestAgentHonoursContext(t *testing.T) {
 	// An agent that accepts and never answers: the client returns at the ctx deadline.
 	addr := fakeAgent(t, func(c net.Conn) {
