@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -129,6 +130,9 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err := out.resolve(); err != nil {
 		return usageError(e, c, err)
 	}
+	if err := checkPcapPath(*pcap, out.out); err != nil {
+		return usageError(e, c, err)
+	}
 	if fs.NArg() != 1 {
 		return usageError(e, c, fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg()))
 	}
@@ -195,6 +199,25 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// checkPcapPath refuses, before any probe is sent, a --pcap path that could not be written
+// at the end (report.CheckOutputPath) or that is also the --out file.
+func checkPcapPath(pcap, out string) error {
+	if pcap == "" {
+		return nil
+	}
+	if err := report.CheckOutputPath(pcap); err != nil {
+		return fmt.Errorf("--pcap: %w", err)
+	}
+	if out != "" {
+		a, aerr := filepath.Abs(pcap)
+		b, berr := filepath.Abs(out)
+		if aerr == nil && berr == nil && a == b {
+			return fmt.Errorf("--pcap and --out both name %s: give two files", pcap)
+		}
+	}
+	return nil
 }
 
 // agentOnTarget refuses an agent named by an address other than the target: the agent

@@ -173,7 +173,7 @@ func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 			return usageError(e, c, fmt.Errorf("--out %s: %w", out.out, err))
 		}
 		if err := writeFileAtomic(out.out, buf.Bytes()); err != nil {
-			return usageError(e, c, fmt.Errorf("--out %s: %w", out.out, err))
+			return usageError(e, c, fmt.Errorf("--out: %w", err))
 		}
 	}
 	return ikeExitCode(s, *stateless)
