@@ -78,7 +78,7 @@ func targetMode(path string) (fs.FileMode, error) {
 	what := "not a regular file"
 	switch {
 	case m&fs.ModeSymlink != 0:
-		what = "a symbolic link (give the path it points to)"
+		what = "a symbolic link"
 	case m.IsDir():
 		what = "a directory"
 	case m&fs.ModeCharDevice != 0:
@@ -90,7 +90,7 @@ func targetMode(path string) (fs.FileMode, error) {
 	case m&fs.ModeSocket != 0:
 		what = "a socket"
 	}
-	return 0, refuse("%s is %s: an output file only ever replaces a regular file", path, what)
+	return 0, refuse("%s is %s: an output file is written only where nothing is or over a regular file", path, what)
 }
 
 // dirError explains why no file for path could be created in its directory dir (err).

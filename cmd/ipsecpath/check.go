@@ -130,6 +130,9 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err := out.resolve(); err != nil {
 		return usageError(e, c, err)
 	}
+	if *pcap == "" && fs.Changed("pcap") {
+		return usageError(e, c, errors.New("--pcap is empty: give a file name (or leave --pcap out)"))
+	}
 	if err := checkPcapPath(*pcap, out.out); err != nil {
 		return usageError(e, c, err)
 	}
@@ -140,7 +143,7 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, fmt.Errorf("target %q is not an IPv4 address", fs.Arg(0)))
 	}
-	if err := probe.CheckTarget(target); err != nil {
+	if err := probe.CheckTargetHere(target); err != nil {
 		return usageError(e, c, err)
 	}
 	ports, err := probe.ParseTCPPorts(*tcp)
@@ -151,8 +154,8 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, fmt.Errorf("--probes: %w", err))
 	}
-	if *timeout <= 0 || *timeout > probe.MaxCheckTimeout {
-		return usageError(e, c, fmt.Errorf("--timeout %s: want more than 0 and at most %s", *timeout, probe.MaxCheckTimeout))
+	if *timeout < probe.MinCheckTimeout || *timeout > probe.MaxCheckTimeout {
+		return usageError(e, c, fmt.Errorf("--timeout %s: want %s to %s", *timeout, probe.MinCheckTimeout, probe.MaxCheckTimeout))
 	}
 	if *pace < 1 || *pace > probe.MaxRate {
 		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))

@@ -64,6 +64,9 @@ func (o *output) resolve() error {
 		}
 		o.format = report.FormatJSON
 	}
+	if o.out == "" && o.fs != nil && o.fs.Changed("out") {
+		return errors.New("--out is empty: give a file name (or leave --out out)")
+	}
 	if o.out == "-" {
 		return errors.New("--out -: the report already goes to stdout; give a file name")
 	}
