@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// TestParseListsRefuseEmpty is issue 9 item 14: `--probes ''` ran every probe. An empty
+// TestParseListsRefuseEmpty is issue 9 item 14: an empty --probes ran every probe. An empty
 // list is refused; "all" still means every probe.
 func TestParseListsRefuseEmpty(t *testing.T) {
 	for _, l := range []string{"", " ", ",", " , "} {

@@ -92,7 +92,7 @@ func labError(e *env, c *command, err error) int {
 	return exitFail
 }
 
-// labNameError refuses a lab name before anything runs: empty (an explicit --name '' is not
+// labNameError refuses a lab name before anything runs: empty (an explicit empty --name is not
 // "default"), or not 1-24 of a-z, 0-9 and '-'.
 func labNameError(name string) error {
 	if name == "" {
