@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ipsecpath/ipsecpath/testlab"
 	"github.com/vishvananda/netlink"
@@ -203,5 +204,41 @@ func TestAgentErrorSaysAgentOnce(t *testing.T) {
 	oneLine(t, code, out, errs, "agent "+addr+": hello")
 	if n := strings.Count(errs, "agent "+addr); n != 1 {
 		t.Errorf("stderr names the agent %d times, want once: %q", n, errs)
+	}
+}
+
+// TestKeyFilePipeRefusedPromptly is issue 9 item 10 at the command line: a named pipe as
+// --key-file hung responder, check and pmtu in open(2), deaf to SIGINT. It is refused in
+// one line, exit 2, at once.
+func TestKeyFilePipeRefusedPromptly(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "key")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"responder", "--listen", "127.0.0.1:17500", "--key-file", fifo},
+		{"check", "127.0.0.1", "--agent", "127.0.0.1:7500", "--key-file", fifo},
+		{"pmtu", "127.0.0.1", "--agent", "127.0.0.1:7500", "--key-file", fifo},
+	} {
+		type res struct {
+			code     int
+			out, err string
+		}
+		done := make(chan res, 1)
+		go func() {
+			code, out, errs := runCLI(t, args...)
+			done <- res{code, out, errs}
+		}()
+		select {
+		case r := <-done:
+			oneLine(t, r.code, r.out, r.err, "is not a regular file (a named pipe)")
+		case <-time.After(10 * time.Second):
+			// release the blocked open(2) so the test binary can end
+			if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+				w.Close()
+			}
+			t.Errorf("%s: still blocked on the key file after 10 s", args[0])
+			<-done
+		}
 	}
 }
