@@ -175,7 +175,7 @@ func Judge(outs []Outcome) []report.Result {
 	res := make([]report.Result, 0, len(outs))
 	for i, r := range all {
 		o := &outs[i]
-		if o.Direction == report.Reverse && r.Verdict == report.Dropped && forward[o.Probe] == report.Pass {
+		if o.Direction == report.Reverse && r.Verdict == report.Dropped && forward[o.Probe] == report.Pass && o.Probe != PMTU {
 			oneWay(&r, o.Probe)
 		}
 		if !o.Reference {

@@ -394,6 +394,23 @@ func TestJudge(t *testing.T) {
 			want: []want{{PMTU, R, report.Dropped, []string{"black hole on the way back after hop 1 (203.0.113.1)", "1300"}, "203.0.113.1"}},
 		},
 		{
+			// reverse-mtu-blackhole: forward the narrow link signals, back it black-holes. The
+			// reverse row is the black hole's, not the one-way filter sentence of other probes.
+			name: "pmtu: black hole on the way back only",
+			outs: []Outcome{
+				with(fwd(PMTU, false, nil), func(o *Outcome) {
+					o.PathMTU = &report.PathMTU{MTU: 1300, Signalled: true, SignalledBy: "198.51.100.1"}
+				}),
+				with(rev(PMTU, nil), func(o *Outcome) {
+					o.PathMTU = &report.PathMTU{MTU: 1300, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "203.0.113.1"}}
+				}),
+			},
+			want: []want{
+				{PMTU, F, report.Pass, []string{"1300", "198.51.100.1", "says so"}, ""},
+				{PMTU, R, report.Dropped, []string{"black hole on the way back after hop 1 (203.0.113.1)"}, "203.0.113.1"},
+			},
+		},
+		{
 			// Issue 9.7: a search the run cut off says so in a sentence, not "context canceled".
 			name: "pmtu: cut off before its first answer",
 			outs: []Outcome{with(fwd(PMTU, false, nil), func(o *Outcome) {

@@ -38,8 +38,25 @@ func checkReversePMTU(agent *probe.AgentClient, from netip.Addr) (func(context.C
 	if err != nil {
 		return nil, fmt.Errorf("open raw ICMP socket: %w", err)
 	}
-	return pmtuSearch(&agentReverse{agent: agent, icmp: c, from: from}, c.Close), nil
+	search := pmtuSearch(&agentReverse{agent: agent, icmp: c, from: from}, c.Close)
+	return func(ctx context.Context) (*report.PathMTU, error) {
+		m, err := search(ctx)
+		if errors.Is(err, pmtu.ErrNoAnswer) {
+			err = &reverseNoAnswer{err: err}
+		}
+		return m, err
+	}, nil
 }
+
+// reverseNoAnswer is pmtu.ErrNoAnswer said the right way round for the reverse search: the
+// probes are the agent's, and they did not reach us.
+type reverseNoAnswer struct{ err error }
+
+func (e *reverseNoAnswer) Error() string {
+	return fmt.Sprintf("none of the agent's smallest DF echoes (%d bytes) arrived here: ICMP echo filtered on the way back, or no route toward us", pmtu.DefaultMin)
+}
+
+func (e *reverseNoAnswer) Unwrap() error { return e.err }
 
 // pmtuSearch is a path MTU search with p, bounded by its own budget (pmtu.DefaultBudget and
 // its probe counts), or by ctx's deadline when that comes first; it closes what p holds when
