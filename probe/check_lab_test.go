@@ -28,12 +28,12 @@ type expect map[string][]report.Verdict
 func key(id probe.ID, d report.Direction) string { return string(d) + " " + string(id) }
 
 var (
-	pass      = []report.Verdict{report.Pass}
-	dropped   = []report.Verdict{report.Dropped}
-	fragDrop  = []report.Verdict{report.FragDropped}
-	partial   = []report.Verdict{report.Partial}
-	blocked   = []report.Verdict{report.Blocked}
-	notThere  = []report.Verdict{report.Dropped, report.Partial} // first fragment filtered by port
+	pass     = []report.Verdict{report.Pass}
+	dropped  = []report.Verdict{report.Dropped}
+	fragDrop = []report.Verdict{report.FragDropped}
+	partial  = []report.Verdict{report.Partial}
+	blocked  = []report.Verdict{report.Blocked}
+	notThere = []report.Verdict{report.Dropped, report.Partial} // first fragment filtered by port
 )
 
 // profileExpect writes down, from each profile's definition (testlab/profiles.go, issue 3),
