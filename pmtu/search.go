@@ -240,7 +240,7 @@ func (r *Result) PathMTU() report.PathMTU {
 	if !r.Exact && r.Blackhole == nil {
 		p.Unfinished = r.Stopped
 		if p.Unfinished == "" {
-			p.Unfinished = fmt.Sprintf("stopped after %d probes without finding the first size that fails", r.Probes)
+			p.Unfinished = fmt.Sprintf("stopped after %d probe(s), before the first size that fails was found", r.Probes)
 		}
 	}
 	if b := r.Blackhole; b != nil && b.Last.TTL > 0 {

@@ -77,7 +77,7 @@ func pmtuSearch(p pmtu.Prober, release func() error) func(context.Context) (*rep
 		}
 		m := res.PathMTU()
 		if err != nil && m.Unfinished == "" && !m.Blackhole {
-			m.Unfinished = fmt.Sprintf("cut short after %d probes", res.Probes)
+			m.Unfinished = fmt.Sprintf("cut short after %d probe(s)", res.Probes)
 		}
 		return &m, nil
 	}

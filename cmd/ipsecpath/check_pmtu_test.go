@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/probe"
@@ -196,5 +197,57 @@ func TestICMPAboutReverse(t *testing.T) {
 		if r, ok := icmpAboutReverse(s, n); ok {
 			t.Errorf("%s: taken as %+v", name, r)
 		}
+	}
+}
+
+// cutProber passes sizes up to mtu and, for the first larger one, ends the search's context
+// (the run was interrupted mid-search) and returns its error.
+type cutProber struct {
+	mtu    int
+	cancel context.CancelFunc
+}
+
+func (p *cutProber) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, error) {
+	if r.Size <= p.mtu {
+		return pmtu.Reply{Outcome: pmtu.Arrived, RTT: time.Millisecond}, nil
+	}
+	p.cancel()
+	return pmtu.Reply{}, ctx.Err()
+}
+
+// TestPMTUSearchUnfinished: a check's search cut short after sizes passed is reported with
+// what passed, marked unfinished, and claims no signal (issue 9.2); one cut before anything
+// came back is an error the verdict turns into a sentence.
+func TestPMTUSearchUnfinished(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	released := false
+	m, err := pmtuSearch(&cutProber{mtu: 1300, cancel: cancel}, func() error { released = true; return nil })(ctx)
+	if err != nil || m == nil {
+		t.Fatalf("search: %+v, %v", m, err)
+	}
+	if m.MTU < 576 || m.MTU > 1300 || m.Unfinished == "" || m.Signalled || m.Blackhole || !released {
+		t.Errorf("cut search: %+v (released %v), want at most 1300, unfinished, no signal, no black hole", *m, released)
+	}
+	r := probe.Judge([]probe.Outcome{{Probe: probe.PMTU, Direction: report.Reverse, PathMTU: m}})[0]
+	if r.Verdict != report.Error || !strings.Contains(r.Detail, "unfinished") || strings.Contains(r.Detail, "narrow link") {
+		t.Errorf("row %s: %s", r.Verdict, r.Detail)
+	}
+}
+
+// TestPMTUResultLocal: the pmtu command's row for a limit set by the sender's own interface
+// says whose (the agent's, reverse), never "the narrow link says so"; a router's signal names
+// the router.
+func TestPMTUResultLocal(t *testing.T) {
+	r := pmtuResult(report.Reverse, &pmtu.Result{MTU: 1280, Exact: true, Signalled: true})
+	if !strings.Contains(r.Detail, "the agent's own interface") || strings.Contains(r.Detail, "narrow link") {
+		t.Errorf("reverse, agent's interface: %s", r.Detail)
+	}
+	r = pmtuResult(report.Forward, &pmtu.Result{MTU: 1280, Exact: true, Signalled: true})
+	if !strings.Contains(r.Detail, "our own interface") {
+		t.Errorf("forward, our interface: %s", r.Detail)
+	}
+	r = pmtuResult(report.Forward, &pmtu.Result{MTU: 1400, Exact: true, Signalled: true, ICMPFrom: netip.MustParseAddr("198.51.100.1"), ICMPMTU: 1400})
+	if !strings.Contains(r.Detail, "narrow link (198.51.100.1) says so") {
+		t.Errorf("router's signal: %s", r.Detail)
 	}
 }
