@@ -105,7 +105,8 @@ How to read the verdicts:
   pass          it arrived (the agent saw every fragment; without agent, TARGET answered)
   dropped       silence: a device on the path discards it without a word
   blocked       a device said no: ICMP unreachable/admin-prohibited (its address is the
-                hop), or a TCP reset that did not come from TARGET
+                hop), or a TCP reset that did not come from TARGET (its TTL places the hop:
+                "about hop N", an estimate); reverse alike, from what the agent captured
   frag-dropped  the small form of the same protocol passes, the fragmented one does not:
                 a device drops IP fragments (IKE with big certificates or Kerberos dies)
   partial       some fragments arrived, not all: the detail says which offsets
