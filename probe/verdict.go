@@ -469,7 +469,7 @@ func silent(o *Outcome, r report.Result, base *report.Result, what, never string
 		extra = fmt.Sprintf(" (%s is %s too, so fragments are not the cause)", form, base.Verdict)
 	}
 	if o.Direction == report.Reverse {
-		r.Detail = fmt.Sprintf("%s from the agent never arrived here: a device on the path drops it on the way from the responder's side%s (a refusal, if any, went back to the agent); %s.",
+		r.Detail = fmt.Sprintf("%s from the agent never arrived here: a device on the path drops it on the way from the responder's side%s (nothing came back to the agent either: no ICMP error, no reset); %s.",
 			capitalize(what), extra, permitAdvice(o.Probe))
 		return r
 	}

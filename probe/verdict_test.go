@@ -117,6 +117,11 @@ func TestJudge(t *testing.T) {
 			},
 		},
 		{
+			name: "reverse silence: nothing arrived here and nothing came back to the agent",
+			outs: []Outcome{rev(AH, att(one(), none, none, none))},
+			want: []want{{AH, R, report.Dropped, []string{"never arrived here", "nothing came back to the agent either"}, ""}},
+		},
+		{
 			name: "nonfirst-frag-drop: only the first fragment gets through",
 			outs: []Outcome{
 				fwd(ESP, true, att(one(), all(1))),
