@@ -130,7 +130,9 @@ func Run(ctx context.Context, cfg Config) (*report.Survey, error) {
 			if name == "" {
 				name = t.Addr.String()
 			}
-			cc.Progress = func(p probe.CheckProgress) { st.update(i, fmt.Sprintf("%s: %s %d/%d", name, p.Phase, p.Decided, p.Total)) }
+			cc.Progress = func(p probe.CheckProgress) {
+				st.update(i, fmt.Sprintf("%s: %s %d/%d", name, p.Phase, p.Decided, p.Total))
+			}
 			st.update(i, name+": starting")
 			var rep *report.Report
 			err := probe.InNetns(t.Netns, func() error {
