@@ -131,6 +131,12 @@ func runSurvey(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, fmt.Errorf("--targets %s: %w", *targets, err))
 	}
+	if *parallel < 1 || *parallel > survey.MaxParallel {
+		return usageError(e, c, fmt.Errorf("--parallel %d: want 1-%d", *parallel, survey.MaxParallel))
+	}
+	if *pace < 1 {
+		return usageError(e, c, fmt.Errorf("--pace %d: want at least 1 packet per second", *pace))
+	}
 	cfg := survey.Config{Targets: list, Parallel: *parallel, Pace: *pace, Timeout: *timeout, TCPPorts: ports, Check: checkWithPMTU}
 	if _, _, _, err := survey.Plan(cfg); err != nil {
 		return usageError(e, c, err)
