@@ -122,12 +122,17 @@ func listenAddr(s string) (string, error) {
 
 // lineLog writes timestamped lines, whole, from several goroutines.
 type lineLog struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string // the command's name ("" : responder)
 }
 
 func (l *lineLog) Printf(format string, args ...any) {
-	line := fmt.Sprintf("%s responder: %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
+	name := l.prefix
+	if name == "" {
+		name = "responder"
+	}
+	line := fmt.Sprintf("%s %s: %s\n", time.Now().UTC().Format(time.RFC3339), name, fmt.Sprintf(format, args...))
 	l.mu.Lock()
 	io.WriteString(l.w, line)
 	l.mu.Unlock()
