@@ -121,7 +121,8 @@ func ParseConfig(data []byte, loadKey func(string) ([]byte, error)) (*Config, er
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	dec.KnownFields(true)
 	if err := dec.Decode(&fc); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		// yaml's errors span lines (one per field); the CLI prints one line.
+		return nil, fmt.Errorf("config: %s", strings.Join(strings.Fields(err.Error()), " "))
 	}
 	c := &Config{Modules: map[string]*Module{}, MaxConcurrent: fc.MaxConcurrent}
 	if c.MaxConcurrent == 0 {

@@ -133,7 +133,7 @@ func (p *yamlProbe) UnmarshalYAML(n *yaml.Node) error {
 func parseYAML(data []byte) ([]rawTarget, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("targets file (YAML): %w", err)
+		return nil, fmt.Errorf("targets file (YAML): %s", strings.Join(strings.Fields(err.Error()), " "))
 	}
 	if len(doc.Content) == 0 {
 		return nil, nil
@@ -167,7 +167,7 @@ func parseYAML(data []byte) ([]rawTarget, error) {
 		}
 		var r rawTarget
 		if err := item.Decode(&r); err != nil {
-			return nil, fmt.Errorf("targets file (YAML) line %d: %w", item.Line, err)
+			return nil, fmt.Errorf("targets file (YAML) line %d: %s", item.Line, strings.Join(strings.Fields(err.Error()), " "))
 		}
 		r.Line = item.Line
 		out = append(out, r)
