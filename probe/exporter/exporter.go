@@ -45,7 +45,7 @@ type Exporter struct {
 
 	mu       sync.Mutex
 	inflight map[string]*run          // module|target → the run scrapes share
-	targets  map[netip.Addr]chan bool // one lock per target: runs toward it never overlap
+	targets  map[string]chan bool // one lock per target (and namespace): runs toward it never overlap
 
 	reg      *prometheus.Registry
 	scrapes  *prometheus.CounterVec
@@ -74,7 +74,7 @@ func New(cfg *Config, check CheckFunc, logf func(string, ...any)) *Exporter {
 		n = DefaultMaxConcurrent
 	}
 	e := &Exporter{cfg: cfg, check: check, logf: logf, slots: make(chan struct{}, n),
-		inflight: map[string]*run{}, targets: map[netip.Addr]chan bool{}, reg: prometheus.NewRegistry()}
+		inflight: map[string]*run{}, targets: map[string]chan bool{}, reg: prometheus.NewRegistry()}
 	e.scrapes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ipsecpath_exporter_scrapes_total",
 		Help: "Scrapes of /probe by module and result: ok (the check ran), failed (it could not run), refused (bad or disallowed target, unknown module), busy (no slot within the scrape's timeout)."},
 		[]string{"module", "result"})
@@ -194,10 +194,12 @@ func (e *Exporter) join(ctx context.Context, m *Module, target netip.Addr, budge
 	} else {
 		rn = &run{done: make(chan struct{})}
 		e.inflight[key] = rn
-		lock, ok := e.targets[target]
+		// The same address in two namespaces is two hosts (labs, VRFs): one lock each.
+		tk := m.Netns + "|" + target.String()
+		lock, ok := e.targets[tk]
 		if !ok {
 			lock = make(chan bool, 1)
-			e.targets[target] = lock
+			e.targets[tk] = lock
 		}
 		// The run is not tied to this scrape's connection: others may be waiting for it.
 		go e.start(m, target, key, rn, lock, time.Now().Add(budget), wait)
