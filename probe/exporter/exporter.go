@@ -45,7 +45,7 @@ type Exporter struct {
 
 	mu       sync.Mutex
 	inflight map[string]*run          // module|target → the run scrapes share
-	targets  map[string]chan bool // one lock per target (and namespace): runs toward it never overlap
+	targets  map[string]*targetLock // per target (and namespace) with a run: runs toward it never overlap
 
 	reg      *prometheus.Registry
 	scrapes  *prometheus.CounterVec
@@ -53,6 +53,13 @@ type Exporter struct {
 	shared   *prometheus.CounterVec
 	inFlight prometheus.Gauge
 	runTime  *prometheus.HistogramVec
+}
+
+// targetLock serialises the runs toward one target; it is dropped when no run needs it, so
+// the map stays as small as the runs in flight.
+type targetLock struct {
+	ch    chan bool
+	users int // runs holding or waiting for it (under Exporter.mu)
 }
 
 // run is one check that one or more scrapes wait for.
@@ -74,7 +81,7 @@ func New(cfg *Config, check CheckFunc, logf func(string, ...any)) *Exporter {
 		n = DefaultMaxConcurrent
 	}
 	e := &Exporter{cfg: cfg, check: check, logf: logf, slots: make(chan struct{}, n),
-		inflight: map[string]*run{}, targets: map[string]chan bool{}, reg: prometheus.NewRegistry()}
+		inflight: map[string]*run{}, targets: map[string]*targetLock{}, reg: prometheus.NewRegistry()}
 	e.scrapes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ipsecpath_exporter_scrapes_total",
 		Help: "Scrapes of /probe by module and result: ok (the check ran), failed (it could not run), refused (bad or disallowed target, unknown module), busy (no slot within the scrape's timeout)."},
 		[]string{"module", "result"})
@@ -198,11 +205,12 @@ func (e *Exporter) join(ctx context.Context, m *Module, target netip.Addr, budge
 		tk := m.Netns + "|" + target.String()
 		lock, ok := e.targets[tk]
 		if !ok {
-			lock = make(chan bool, 1)
+			lock = &targetLock{ch: make(chan bool, 1)}
 			e.targets[tk] = lock
 		}
+		lock.users++
 		// The run is not tied to this scrape's connection: others may be waiting for it.
-		go e.start(m, target, key, rn, lock, time.Now().Add(budget), wait)
+		go e.start(m, target, key, tk, rn, lock, time.Now().Add(budget), wait)
 	}
 	e.mu.Unlock()
 	select {
@@ -214,10 +222,13 @@ func (e *Exporter) join(ctx context.Context, m *Module, target netip.Addr, budge
 }
 
 // start runs a check once it has a slot and the target's lock, before deadline.
-func (e *Exporter) start(m *Module, target netip.Addr, key string, rn *run, lock chan bool, deadline time.Time, wait time.Duration) {
+func (e *Exporter) start(m *Module, target netip.Addr, key, tk string, rn *run, lock *targetLock, deadline time.Time, wait time.Duration) {
 	defer func() {
 		e.mu.Lock()
 		delete(e.inflight, key)
+		if lock.users--; lock.users == 0 {
+			delete(e.targets, tk)
+		}
 		e.mu.Unlock()
 		close(rn.done)
 	}()
@@ -231,8 +242,8 @@ func (e *Exporter) start(m *Module, target netip.Addr, key string, rn *run, lock
 		return
 	}
 	select {
-	case lock <- true:
-		defer func() { <-lock }()
+	case lock.ch <- true:
+		defer func() { <-lock.ch }()
 	case <-ctx.Done():
 		rn.err = fmt.Errorf("another check toward %s still ran at the scrape's timeout", target)
 		return

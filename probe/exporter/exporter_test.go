@@ -207,6 +207,12 @@ func TestProbeShared(t *testing.T) {
 			t.Errorf("scrape %d: %s", i, b)
 		}
 	}
+	ex.mu.Lock()
+	left := len(ex.targets) + len(ex.inflight)
+	ex.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d target locks or runs left after every run ended (the maps must not grow with every target ever scraped)", left)
+	}
 }
 
 func TestParseConfig(t *testing.T) {
