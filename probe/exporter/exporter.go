@@ -44,7 +44,7 @@ type Exporter struct {
 	slots chan struct{} // one per check that may run at once
 
 	mu       sync.Mutex
-	inflight map[string]*run          // module|target → the run scrapes share
+	inflight map[string]*run        // module|target → the run scrapes share
 	targets  map[string]*targetLock // per target (and namespace) with a run: runs toward it never overlap
 
 	reg      *prometheus.Registry
