@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"time"
 
@@ -105,9 +106,15 @@ func runExporter(ctx context.Context, e *env, args []string) int {
 		}
 		cfg.Allow = append(cfg.Allow, p.Masked())
 	}
-	if !isRoot() {
+	// Fail now, not at the first scrape, when raw sockets cannot be opened.
+	snd, err := probe.OpenSender(probe.SenderConfig{})
+	if errors.Is(err, os.ErrPermission) {
 		return usageError(e, c, errors.New("needs root or CAP_NET_RAW (every scrape runs a check with raw sockets)"))
 	}
+	if err != nil {
+		return usageError(e, c, err)
+	}
+	snd.Close()
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return usageError(e, c, fmt.Errorf("--listen: %w", err))

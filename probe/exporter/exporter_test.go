@@ -259,3 +259,22 @@ modules:
 		}
 	}
 }
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add("allow: [203.0.113.0/24]\nmodules:\n  default: {timeout: 2s, probes: [ike]}\n")
+	f.Add("modules: {a: {agent_port: 7500, key_file: k, netns: x}}\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		c, err := ParseConfig([]byte(in), func(string) ([]byte, error) { return make([]byte, 32), nil })
+		if err != nil {
+			return
+		}
+		if len(c.Modules) == 0 || c.MaxConcurrent < 1 {
+			t.Fatalf("accepted %+v", c)
+		}
+		for _, m := range c.Modules {
+			if (m.AgentPort == 0) != (m.KeyFile == "") || m.Timeout <= 0 || m.Timeout > probe.MaxCheckTimeout {
+				t.Fatalf("accepted module %+v", m)
+			}
+		}
+	})
+}
