@@ -273,3 +273,12 @@ func TestExporterPrometheus(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s\n%s", err, out, body)
 	}
 }
+
+// TestExporterNotPrivileged: as user nobody without CAP_NET_RAW the exporter does not start:
+// one line, exit 2 (not a server whose every scrape fails).
+func TestExporterNotPrivileged(t *testing.T) {
+	testlab.RequireRoot(t) // to become nobody
+	dir, bin := copyTestBinary(t)
+	code, stdout, stderr := runAsNobody(t, dir, bin, "exporter", "--listen", "127.0.0.1:0")
+	oneLine(t, code, stdout, stderr, "needs root or CAP_NET_RAW")
+}
