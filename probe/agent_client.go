@@ -34,11 +34,18 @@ var ErrAgentRejected = errors.New("agent closed the connection without answering
 // AgentError is an authenticated error reply: the agent understood the request and could
 // not serve it (e.g. it cannot capture).
 type AgentError struct {
-	Op  string // the request, e.g. "start-observing"
-	Msg string // the agent's reason
+	Addr string // the agent, as dialled
+	Op   string // the request, e.g. "start-observing"
+	Msg  string // the agent's reason
 }
 
-func (e *AgentError) Error() string { return "agent: " + e.Op + ": " + e.Msg }
+// Error reads like the client's other errors: "agent ADDR: OP: reason".
+func (e *AgentError) Error() string {
+	if e.Addr == "" {
+		return "agent: " + e.Op + ": " + e.Msg
+	}
+	return "agent " + e.Addr + ": " + e.Op + ": " + e.Msg
+}
 
 // AgentClient is the initiator's end of a control session with one agent. Its methods
 // may be called from several goroutines; requests are sent one at a time. After a
@@ -293,7 +300,7 @@ func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) e
 		if err := decodeBody(f.Body, &e); err != nil {
 			return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
 		}
-		return &AgentError{Op: t.String(), Msg: e.Error}
+		return &AgentError{Addr: a.addr, Op: t.String(), Msg: e.Error}
 	}
 	if err := decodeBody(f.Body, out); err != nil {
 		return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))

@@ -48,6 +48,9 @@ const (
 	DefaultCheckTimeout = 2 * time.Second
 	// MaxCheckTimeout bounds --timeout.
 	MaxCheckTimeout = 60 * time.Second
+	// MinCheckTimeout is the shortest --timeout: the retries go out at T/4 and T/2, and an
+	// answer must be back by T.
+	MinCheckTimeout = 100 * time.Millisecond
 	// CheckAttempts is how many times a probe without an answer is sent (at 0, T/4, T/2).
 	CheckAttempts = 3
 	// reverseUDPAttempts is how many times each reverse UDP 500/4500 probe is sent in the
@@ -177,7 +180,7 @@ type checkRun struct {
 // run at all (a *CheckError: bad target, no raw socket, agent unreachable or refusing the
 // key); a probe that could not run is an "error" verdict in the report instead.
 func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
-	if err := CheckTarget(cfg.Target); err != nil {
+	if err := CheckTargetHere(cfg.Target); err != nil {
 		return nil, &CheckError{Err: err}
 	}
 	cfg.Target = cfg.Target.Unmap()
@@ -196,8 +199,8 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 	if r.timeout == 0 {
 		r.timeout = DefaultCheckTimeout
 	}
-	if r.timeout < 0 || r.timeout > MaxCheckTimeout {
-		return nil, envErr("timeout %s: want 0–%s", cfg.Timeout, MaxCheckTimeout)
+	if r.timeout < MinCheckTimeout || r.timeout > MaxCheckTimeout {
+		return nil, envErr("timeout %s: want %s–%s (0: %s)", cfg.Timeout, MinCheckTimeout, MaxCheckTimeout, DefaultCheckTimeout)
 	}
 	if cfg.Pace < 0 || cfg.Pace > MaxRate {
 		return nil, envErr("pace %d packets/s: want 1–%d", cfg.Pace, MaxRate)
@@ -244,7 +247,7 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 func (r *checkRun) setup(ctx context.Context) error {
 	src, err := SourceFor(r.cfg.Target)
 	if err != nil {
-		return envErr("no route to %s: %w", r.cfg.Target, err)
+		return envErr("%w", err) // SourceFor says "no route to TARGET"
 	}
 	r.src, r.peer = src, src
 	if r.cfg.Agent != "" {
@@ -257,7 +260,7 @@ func (r *checkRun) setup(ctx context.Context) error {
 		r.agent = a
 		h, err := a.Hello(sctx)
 		if err != nil {
-			return envErr("agent %s: %w", r.cfg.Agent, err)
+			return envErr("%w", err) // the client's errors begin "agent ADDR: hello:"
 		}
 		if !h.Capture {
 			return envErr("agent %s cannot capture packets (it needs root or CAP_NET_RAW)", r.cfg.Agent)
@@ -282,7 +285,7 @@ func (r *checkRun) setup(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(ctx, setupTimeout)
 		defer cancel()
 		if err := r.agent.StartObserving(sctx); err != nil {
-			return envErr("agent %s: start observing: %w", r.cfg.Agent, err)
+			return envErr("%w", err)
 		}
 	}
 	if r.cfg.PathMTU != nil && wantsPMTU(r.cfg.Probes) {
@@ -663,7 +666,7 @@ func (r *checkRun) run(ctx context.Context) error {
 	wg.Wait() // nothing of this run may outlive it: r.close releases what they use
 	switch {
 	case agentErr != nil:
-		return envErr("agent %s: report: %w", r.cfg.Agent, agentErr)
+		return envErr("%w", agentErr)
 	case interrupted:
 		// Probes still without an answer would be judged dropped: no report at all is honest.
 		return fmt.Errorf("check interrupted before every probe had its answer: %w", parent.Err())
@@ -674,7 +677,7 @@ func (r *checkRun) run(ctx context.Context) error {
 		fctx, fcancel := context.WithTimeout(context.Background(), setupTimeout)
 		defer fcancel()
 		if err := r.collectAgent(fctx); err != nil {
-			return envErr("agent %s: report: %w", r.cfg.Agent, err)
+			return envErr("%w", err)
 		}
 	}
 	return nil

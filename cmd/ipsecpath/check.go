@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -129,6 +130,12 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err := out.resolve(); err != nil {
 		return usageError(e, c, err)
 	}
+	if *pcap == "" && fs.Changed("pcap") {
+		return usageError(e, c, errors.New("--pcap is empty: give a file name (or leave --pcap out)"))
+	}
+	if err := checkPcapPath(*pcap, out.out); err != nil {
+		return usageError(e, c, err)
+	}
 	if fs.NArg() != 1 {
 		return usageError(e, c, fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg()))
 	}
@@ -136,7 +143,7 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, fmt.Errorf("target %q is not an IPv4 address", fs.Arg(0)))
 	}
-	if err := probe.CheckTarget(target); err != nil {
+	if err := probe.CheckTargetHere(target); err != nil {
 		return usageError(e, c, err)
 	}
 	ports, err := probe.ParseTCPPorts(*tcp)
@@ -147,8 +154,8 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, fmt.Errorf("--probes: %w", err))
 	}
-	if *timeout <= 0 || *timeout > probe.MaxCheckTimeout {
-		return usageError(e, c, fmt.Errorf("--timeout %s: want more than 0 and at most %s", *timeout, probe.MaxCheckTimeout))
+	if *timeout < probe.MinCheckTimeout || *timeout > probe.MaxCheckTimeout {
+		return usageError(e, c, fmt.Errorf("--timeout %s: want %s to %s", *timeout, probe.MinCheckTimeout, probe.MaxCheckTimeout))
 	}
 	if *pace < 1 || *pace > probe.MaxRate {
 		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))
@@ -195,6 +202,25 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// checkPcapPath refuses, before any probe is sent, a --pcap path that could not be written
+// at the end (report.CheckOutputPath) or that is also the --out file.
+func checkPcapPath(pcap, out string) error {
+	if pcap == "" {
+		return nil
+	}
+	if err := report.CheckOutputPath(pcap); err != nil {
+		return fmt.Errorf("--pcap: %w", err)
+	}
+	if out != "" {
+		a, aerr := filepath.Abs(pcap)
+		b, berr := filepath.Abs(out)
+		if aerr == nil && berr == nil && a == b {
+			return fmt.Errorf("--pcap and --out both name %s: give two files", pcap)
+		}
+	}
+	return nil
 }
 
 // agentOnTarget refuses an agent named by an address other than the target: the agent

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/pmtu"
+	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -115,11 +116,14 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 	if target.IsUnspecified() || target.IsMulticast() || target == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 		return usageError(e, c, fmt.Errorf("target %s: not a unicast address", target))
 	}
+	if ifname, ok := probe.LocalBroadcast(target); ok {
+		return usageError(e, c, fmt.Errorf("target %s: the broadcast address of %s's subnet, not a unicast address", target, ifname))
+	}
 	if *minSize < 68 || *maxSize > 65535 || *minSize > *maxSize {
 		return usageError(e, c, fmt.Errorf("--min %d --max %d: want 68 ≤ min ≤ max ≤ 65535", *minSize, *maxSize))
 	}
-	if *timeout <= 0 || *timeout > time.Minute {
-		return usageError(e, c, fmt.Errorf("--timeout %s: want more than 0 and at most 1m", *timeout))
+	if *timeout < 10*time.Millisecond || *timeout > time.Minute {
+		return usageError(e, c, fmt.Errorf("--timeout %s: want 10ms to 1m", *timeout))
 	}
 	enc, err := encapFromFlags(*suite, *mode, *natt, *inner, target)
 	if err != nil {

@@ -69,7 +69,7 @@ func runResponder(ctx context.Context, e *env, args []string) int {
 	c := commands["responder"]
 	flags := newFlags(c)
 	listen := flags.String("listen", ":"+strconv.Itoa(probe.ControlPort), "control address ADDR:PORT (ADDR alone: port 7500; empty ADDR: every address)")
-	keyFiles := flags.StringArray("key-file", nil, "pre-shared key file, at least 16 bytes, mode 600 (required; repeat it during a key rotation: the first must exist, the others may be absent)")
+	keyFiles := flags.StringArray("key-file", nil, "pre-shared key file: a regular file owned by you or root, mode 600, at least 16 bytes (required; repeat it during a key rotation: the first must exist, the others may be absent)")
 	pace := flags.Int("pace", probe.DefaultPace, "reverse probes: at most this many packets per second")
 	if done, code := parse(e, c, flags, args); done {
 		return code

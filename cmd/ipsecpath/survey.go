@@ -239,7 +239,7 @@ func writeSurveyDir(dir string, s *report.Survey) error {
 		}
 		path := filepath.Join(dir, name+".json")
 		if err := writeFileAtomic(path, buf.Bytes()); err != nil {
-			return fmt.Errorf("%s: %w", path, err)
+			return err // it names path
 		}
 		t.File = path
 	}
@@ -248,11 +248,7 @@ func writeSurveyDir(dir string, s *report.Survey) error {
 	if err := s.WriteJSON(&buf); err != nil {
 		return err
 	}
-	path := filepath.Join(dir, "survey.json")
-	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return nil
+	return writeFileAtomic(filepath.Join(dir, "survey.json"), buf.Bytes())
 }
 
 // fileSafe keeps letters, digits, dot, dash and underscore of s (others become _), never

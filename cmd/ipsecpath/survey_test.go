@@ -160,3 +160,47 @@ func TestSurveyTwoLabs(t *testing.T) {
 		t.Errorf("diff lab-a lab-b: exit %d, %s %s", code, dout, derr)
 	}
 }
+
+// TestSurveyOutDir: reports go to DIR/<label or address>.json, names made unique and safe
+// for a file system, and a symbolic link where a report goes is refused, not followed.
+func TestSurveyOutDir(t *testing.T) {
+	dir := t.TempDir()
+	rep := func(target string) *report.Report {
+		r := report.New(target, "", time.Now())
+		r.Add(report.Result{Probe: "ike", Direction: report.Forward, Verdict: report.Pass})
+		return r
+	}
+	s := &report.Survey{Tool: report.Tool, Kind: "survey", Targets: []report.SurveyTarget{
+		{Label: "hq/west", Target: "192.0.2.1", Report: rep("192.0.2.1")},
+		{Label: "hq/west", Target: "192.0.2.2", Report: rep("192.0.2.2")},
+		{Target: "192.0.2.3", Report: rep("192.0.2.3")},
+		{Label: "survey", Target: "192.0.2.4", Report: rep("192.0.2.4")},
+		{Label: "down", Target: "192.0.2.5", Status: report.TargetError, Error: "no route"},
+	}}
+	if err := writeSurveyDir(dir, s); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tg := range s.Targets {
+		got = append(got, filepath.Base(tg.File))
+	}
+	if want := "hq_west.json hq_west-2.json 192.0.2.3.json survey-2.json ."; strings.Join(got, " ") != want {
+		t.Errorf("files %q, want %q", strings.Join(got, " "), want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "survey.json")); err != nil {
+		t.Error(err)
+	}
+	victim := filepath.Join(t.TempDir(), "victim")
+	os.WriteFile(victim, []byte("keep"), 0o644)
+	dir2 := t.TempDir()
+	if err := os.Symlink(victim, filepath.Join(dir2, "192.0.2.3.json")); err != nil {
+		t.Fatal(err)
+	}
+	s.Targets = s.Targets[2:3]
+	if err := writeSurveyDir(dir2, s); err == nil || !strings.Contains(err.Error(), "192.0.2.3.json") {
+		t.Errorf("a symlink where a report goes: %v, want an error naming it", err)
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "keep" {
+		t.Errorf("the symlink's target was overwritten: %q", b)
+	}
+}
