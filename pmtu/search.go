@@ -223,8 +223,26 @@ type Result struct {
 
 // PathMTU is the result in the report's form: Hop is the last hop the large probe reached
 // before it vanished (the router that drops it without ICMP), nil when not localised.
+//
+// The rest says what the MTU rests on: Signalled when the smallest failing size drew a
+// fragmentation-needed (SignalledBy its sender) or our own interface refused it (Local);
+// Unfinished when the search did not settle (Exact false), with the reason it stopped.
 func (r *Result) PathMTU() report.PathMTU {
 	p := report.PathMTU{MTU: r.MTU, Blackhole: r.Blackhole != nil, Probes: r.Probes}
+	if r.Signalled {
+		p.Signalled = true
+		if r.ICMPFrom.IsValid() {
+			p.SignalledBy = r.ICMPFrom.String()
+		} else {
+			p.Local = true // LocalTooBig: no router, the sender's own interface
+		}
+	}
+	if !r.Exact && r.Blackhole == nil {
+		p.Unfinished = r.Stopped
+		if p.Unfinished == "" {
+			p.Unfinished = fmt.Sprintf("stopped after %d probe(s), before the first size that fails was found", r.Probes)
+		}
+	}
 	if b := r.Blackhole; b != nil && b.Last.TTL > 0 {
 		h := &report.Hop{TTL: b.Last.TTL}
 		if b.Last.Addr.IsValid() {

@@ -44,12 +44,19 @@ var (
 // AgentError is an authenticated error reply: the agent understood the request and could
 // not serve it (e.g. it cannot capture).
 type AgentError struct {
+	Addr string // the agent, as dialled
 	Op   string // the request, e.g. "start-observing"
 	Msg  string // the agent's reason
 	Code string // "busy", "invalid", "clock", or empty
 }
 
-func (e *AgentError) Error() string { return "agent: " + e.Op + ": " + e.Msg }
+// Error reads like the client's other errors: "agent ADDR: OP: reason".
+func (e *AgentError) Error() string {
+	if e.Addr == "" {
+		return "agent: " + e.Op + ": " + e.Msg
+	}
+	return "agent " + e.Addr + ": " + e.Op + ": " + e.Msg
+}
 
 // Is makes an error reply with code "busy" match ErrAgentBusy.
 func (e *AgentError) Is(target error) bool { return target == ErrAgentBusy && e.Code == codeBusy }
@@ -331,7 +338,7 @@ func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) e
 		if err := decodeBody(f.Body, &e); err != nil {
 			return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
 		}
-		return &AgentError{Op: t.String(), Msg: e.Error, Code: e.Code}
+		return &AgentError{Addr: a.addr, Op: t.String(), Msg: e.Error, Code: e.Code}
 	}
 	if err := decodeBody(f.Body, out); err != nil {
 		return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
@@ -350,24 +357,24 @@ func (a *AgentClient) readGreeting(ctx context.Context, t msgType) error {
 		timeout := errors.As(err, &ne) && ne.Timeout()
 		switch {
 		case errors.Is(err, ErrAgentProtocol):
-			return fmt.Errorf("agent %s: %w", a.addr, err)
+			return fmt.Errorf("agent %s: %s: %w", a.addr, t, err)
 		case ctx.Err() == nil && closed:
-			return fmt.Errorf("agent %s: %w: the agent closed the connection without greeting us: it is an ipsecpath agent older than control protocol %d (upgrade it) or not an ipsecpath agent", a.addr, ErrAgentProtocol, ControlVersion)
+			return fmt.Errorf("agent %s: %s: %w: the agent closed the connection without greeting us: it is an ipsecpath agent older than control protocol %d (upgrade it) or not an ipsecpath agent", a.addr, t, ErrAgentProtocol, ControlVersion)
 		case timeout && !errors.Is(ctx.Err(), context.Canceled):
 			// TCP connected, so the host answers; 40 bytes cross any path.
-			return fmt.Errorf("agent %s: %w: the agent accepted the connection but sent no greeting in %s: an ipsecpath agent older than control protocol %d waits for us to speak first (upgrade it), or this is not an ipsecpath agent",
-				a.addr, ErrAgentProtocol, time.Since(start).Round(100*time.Millisecond), ControlVersion)
+			return fmt.Errorf("agent %s: %s: %w: the agent accepted the connection but sent no greeting in %s: an ipsecpath agent older than control protocol %d waits for us to speak first (upgrade it), or this is not an ipsecpath agent",
+				a.addr, t, ErrAgentProtocol, time.Since(start).Round(100*time.Millisecond), ControlVersion)
 		}
 		return a.transportError(ctx, t, "read greeting", err)
 	}
 	switch g.Status {
 	case greetReady:
 	case greetBusy:
-		return fmt.Errorf("agent %s: %w: every one of its connection slots holds a session; try again when one ends", a.addr, ErrAgentBusy)
+		return fmt.Errorf("agent %s: %s: %w: every one of its connection slots holds a session; try again when one ends", a.addr, t, ErrAgentBusy)
 	case greetBusyPeer:
-		return fmt.Errorf("agent %s: %w: our address holds %d sessions with it already (its limit per initiator); try again when one ends", a.addr, ErrAgentBusy, MaxSessionsPerPeer)
+		return fmt.Errorf("agent %s: %s: %w: our address holds %d sessions with it already (its limit per initiator); try again when one ends", a.addr, t, ErrAgentBusy, MaxSessionsPerPeer)
 	default:
-		return fmt.Errorf("agent %s: %w: greeting with unknown status %d", a.addr, ErrAgentProtocol, g.Status)
+		return fmt.Errorf("agent %s: %s: %w: greeting with unknown status %d", a.addr, t, ErrAgentProtocol, g.Status)
 	}
 	a.ckey = connKey(a.key, g.Instance, g.Challenge)
 	a.chain = g.Challenge

@@ -22,7 +22,11 @@ package probe
 //     seen, or the target's own answer without an agent), and at the latest T after the main
 //     phase began: a run where many probes are dropped takes about T. A probe that drew an ICMP
 //     error or a reset is settled (no retry) once an agent report asked refusalGrace later
-//     still lacks it: a refusal is not loss.
+//     still lacks it: a refusal is not loss. Reverse probes alike: the agent's capture keeps
+//     the ICMP errors and resets they draw on the way, and its report brings them here.
+//     The path MTU searches are the exception: each is bounded by its own budget (probe
+//     counts and pmtu.DefaultBudget), not by T, because a search cut off at T reports a size
+//     it did not settle. At T the other probes stop; the run waits for the searches.
 //  5. Judge (verdict.go) and build the report.
 //
 // With an agent, a forward verdict rests on what the agent captured, never on what answered:
@@ -48,6 +52,9 @@ const (
 	DefaultCheckTimeout = 2 * time.Second
 	// MaxCheckTimeout bounds --timeout.
 	MaxCheckTimeout = 60 * time.Second
+	// MinCheckTimeout is the shortest --timeout: the retries go out at T/4 and T/2, and an
+	// answer must be back by T.
+	MinCheckTimeout = 100 * time.Millisecond
 	// CheckAttempts is how many times a probe without an answer is sent (at 0, T/4, T/2).
 	CheckAttempts = 3
 	// reverseUDPAttempts is how many times each reverse UDP 500/4500 probe is sent in the
@@ -127,7 +134,8 @@ type pending struct {
 	udp      bool // ike, ike-frag, natt, natt-frag: sent in the cold reverse burst
 	decided  bool
 	noReplay bool // reverse UDP: never retried (see the timeline)
-	// answeredAt is when the first ICMP error or reply for a forward probe arrived here.
+	// answeredAt is when the first ICMP error or reply for the probe arrived here (reverse:
+	// when the agent's report brought what came back to it).
 	answeredAt time.Time
 }
 
@@ -177,7 +185,7 @@ type checkRun struct {
 // run at all (a *CheckError: bad target, no raw socket, agent unreachable or refusing the
 // key); a probe that could not run is an "error" verdict in the report instead.
 func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
-	if err := CheckTarget(cfg.Target); err != nil {
+	if err := CheckTargetHere(cfg.Target); err != nil {
 		return nil, &CheckError{Err: err}
 	}
 	cfg.Target = cfg.Target.Unmap()
@@ -196,8 +204,8 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 	if r.timeout == 0 {
 		r.timeout = DefaultCheckTimeout
 	}
-	if r.timeout < 0 || r.timeout > MaxCheckTimeout {
-		return nil, envErr("timeout %s: want 0–%s", cfg.Timeout, MaxCheckTimeout)
+	if r.timeout < MinCheckTimeout || r.timeout > MaxCheckTimeout {
+		return nil, envErr("timeout %s: want %s–%s (0: %s)", cfg.Timeout, MinCheckTimeout, MaxCheckTimeout, DefaultCheckTimeout)
 	}
 	if cfg.Pace < 0 || cfg.Pace > MaxRate {
 		return nil, envErr("pace %d packets/s: want 1–%d", cfg.Pace, MaxRate)
@@ -244,7 +252,7 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 func (r *checkRun) setup(ctx context.Context) error {
 	src, err := SourceFor(r.cfg.Target)
 	if err != nil {
-		return envErr("no route to %s: %w", r.cfg.Target, err)
+		return envErr("%w", err) // SourceFor says "no route to TARGET"
 	}
 	r.src, r.peer = src, src
 	if r.cfg.Agent != "" {
@@ -257,7 +265,7 @@ func (r *checkRun) setup(ctx context.Context) error {
 		r.agent = a
 		h, err := a.Hello(sctx)
 		if err != nil {
-			return envErr("agent %s: %w", r.cfg.Agent, err)
+			return envErr("%w", err) // the client's errors begin "agent ADDR: hello:"
 		}
 		if !h.Capture {
 			return envErr("agent %s cannot capture packets (it needs root or CAP_NET_RAW)", r.cfg.Agent)
@@ -282,7 +290,7 @@ func (r *checkRun) setup(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(ctx, setupTimeout)
 		defer cancel()
 		if err := r.agent.StartObserving(sctx); err != nil {
-			return envErr("agent %s: start observing: %w", r.cfg.Agent, err)
+			return envErr("%w", err)
 		}
 	}
 	if r.cfg.PathMTU != nil && wantsPMTU(r.cfg.Probes) {
@@ -602,6 +610,10 @@ func (r *checkRun) run(ctx context.Context) error {
 	// leaves the control session unusable for the last report. They are bounded instead.
 	rctx, rcancel := context.WithDeadline(ctx, start.Add(r.timeout+setupTimeout))
 	defer rcancel()
+	// The path MTU searches end with the caller (Ctrl-C) or a broken agent session, never at
+	// T: they are bounded by their own budgets.
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
 	ctx, cancel := context.WithDeadline(ctx, start.Add(r.timeout+setupTimeout))
 	defer cancel()
 	var wg sync.WaitGroup
@@ -613,11 +625,11 @@ func (r *checkRun) run(ctx context.Context) error {
 	}
 	if pm != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.runPMTU(ctx, pm, r.pmtu, start.Add(r.timeout)) }()
+		go func() { defer wg.Done(); r.runPMTU(pctx, pm, r.pmtu) }()
 	}
 	if pmRev != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); r.runPMTU(rctx, pmRev, r.revPMTU, start.Add(r.timeout)) }()
+		go func() { defer wg.Done(); r.runPMTU(pctx, pmRev, r.revPMTU) }()
 	}
 	r.progress("probing")
 	deadline := start.Add(r.timeout)
@@ -631,26 +643,33 @@ func (r *checkRun) run(ctx context.Context) error {
 	}
 	var agentErr error
 	interrupted := false
+	sending := true // until T: afterwards only the path MTU searches run on
 	for {
 		r.collectLocal()
 		if r.agent != nil && time.Since(lastPoll) >= agentPollInterval {
 			lastPoll = time.Now()
-			if err := r.collectAgent(ctx); err != nil && ctx.Err() == nil {
+			actx, acancel := context.WithTimeout(parent, RequestTimeout)
+			err := r.collectAgent(actx)
+			acancel()
+			if err != nil && parent.Err() == nil {
 				agentErr = err
 				break
 			}
 		}
 		r.progress("waiting")
 		now := time.Now()
-		if r.allDecided() || !now.Before(deadline) {
+		if r.allDecided() || (!now.Before(deadline) && !r.searching()) {
 			break
 		}
-		if ctx.Err() != nil {
-			// ctx's own deadline lies beyond deadline: the caller cancelled (Ctrl-C).
-			interrupted = parent.Err() != nil
+		if parent.Err() != nil {
+			interrupted = true // the caller cancelled (Ctrl-C)
 			break
 		}
-		if len(retries) > 0 && !now.Before(retries[0]) {
+		if sending && !now.Before(deadline) {
+			sending = false
+			cancel() // T is up: stop the senders; the searches still running go on
+		}
+		if sending && len(retries) > 0 && !now.Before(retries[0]) {
 			retries = retries[1:]
 			f, rv := r.undecided()
 			wg.Add(1)
@@ -669,17 +688,18 @@ func (r *checkRun) run(ctx context.Context) error {
 		case <-tick.C:
 		case <-w0:
 		case <-w1:
-		case <-ctx.Done():
+		case <-parent.Done():
 		}
 	}
-	cancel() // stop senders and the pmtu search still running
-	if agentErr != nil {
+	cancel() // stop the senders
+	if agentErr != nil || interrupted {
 		rcancel() // the session is broken: reverse requests cannot be answered
+		pcancel() // nor can the reverse search's; and an interrupted run reports nothing
 	}
 	wg.Wait() // nothing of this run may outlive it: r.close releases what they use
 	switch {
 	case agentErr != nil:
-		return envErr("agent %s: report: %w", r.cfg.Agent, agentErr)
+		return envErr("%w", agentErr)
 	case interrupted:
 		// Probes still without an answer would be judged dropped: no report at all is honest.
 		return fmt.Errorf("check interrupted before every probe had its answer: %w", parent.Err())
@@ -690,7 +710,7 @@ func (r *checkRun) run(ctx context.Context) error {
 		fctx, fcancel := context.WithTimeout(context.Background(), setupTimeout)
 		defer fcancel()
 		if err := r.collectAgent(fctx); err != nil {
-			return envErr("agent %s: report: %w", r.cfg.Agent, err)
+			return envErr("%w", err)
 		}
 	}
 	return nil
@@ -782,11 +802,22 @@ func (r *checkRun) progress(phase string) {
 	r.cfg.Progress(CheckProgress{Phase: phase, Decided: n, Total: total})
 }
 
-// runPMTU runs a path MTU search prepared in setup, bounded by deadline.
-func (r *checkRun) runPMTU(ctx context.Context, p *pending, search func(context.Context) (*report.PathMTU, error), deadline time.Time) {
-	pctx, cancel := context.WithDeadline(ctx, deadline)
-	m, err := search(pctx)
-	cancel()
+// searching reports whether a path MTU search is still running.
+func (r *checkRun) searching() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.list {
+		if p.out.Probe == PMTU && !p.decided {
+			return true
+		}
+	}
+	return false
+}
+
+// runPMTU runs a path MTU search prepared in setup. It is bounded by its own budget (the
+// search's), and ends early only with ctx.
+func (r *checkRun) runPMTU(ctx context.Context, p *pending, search func(context.Context) (*report.PathMTU, error)) {
+	m, err := search(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
@@ -829,6 +860,7 @@ func (r *checkRun) collectAgent(ctx context.Context) error {
 	for i := r.agentSeen; i < len(rep.Seen); i++ {
 		s := &rep.Seen[i]
 		r.arrived(s, false)
+		r.reverseAnswer(s)
 		if r.cfg.Pcap != nil {
 			r.cfg.Pcap.WritePacketAt("agent", s.At, seenPacket(s), "")
 		}
@@ -912,8 +944,45 @@ func (r *checkRun) arrived(s *Seen, reverse bool) {
 	}
 }
 
-// answered notes an answer to a forward probe: without an agent it settles the probe; with
-// one only what the agent saw does (see the package comment above).
+// reverseAnswer maps a packet the agent captured that came back for one of its reverse
+// probes: an ICMP error a router on the way sent it (admin-prohibited, fragmentation needed,
+// time exceeded), or a TCP reset or SYN-ACK in this host's name. The caller holds r.mu.
+func (r *checkRun) reverseAnswer(s *Seen) {
+	if s.Offset != 0 {
+		return
+	}
+	m, ok := ClassifyHead(s.Proto, s.Head)
+	if !ok {
+		return
+	}
+	switch m.Kind {
+	case KindReply:
+		ref, ok := r.byNonce[m.Nonce]
+		if !ok || !ref.p.reverse || ref.p.proto != s.Proto {
+			return
+		}
+		// No RTT: the agent's clock stamped the answer, ours the request.
+		ref.p.out.Replies = append(ref.p.out.Replies, Reply{Kind: replyKind(s.Proto, m.TCPFlags), From: s.Src, TTL: s.TTL})
+		r.answered(ref.p, time.Now())
+	case KindICMPError:
+		e, err := ParseICMPError(s)
+		if err != nil {
+			return
+		}
+		ref, ok := r.byNonce[m.Nonce]
+		if !ok || m.Nonce == 0 {
+			ref, ok = r.byIPID[ipidKey{true, e.Quoted.Proto, e.Quoted.IPID}]
+		}
+		if ok && ref.p.reverse {
+			ref.p.out.ICMP = append(ref.p.out.ICMP, ICMPAnswer{ICMPError: e, TTL: s.TTL})
+			r.answered(ref.p, time.Now())
+		}
+	}
+}
+
+// answered notes an answer to a probe (forward: what came back to us; reverse: what came
+// back to the agent): without an agent it settles the probe; with one only what the
+// receiving end saw does (see the package comment above), or settle.
 func (r *checkRun) answered(p *pending, at time.Time) {
 	if r.agent == nil {
 		p.decided = true
@@ -922,12 +991,14 @@ func (r *checkRun) answered(p *pending, at time.Time) {
 	}
 }
 
-// settle decides, with an agent, the forward probes that drew an ICMP error or a reply at
-// least refusalGrace before the agent report that still shows nothing of them (asked at
-// asked): a refusal is not loss, so it needs no retry and no waiting out the timeout.
+// settle decides, with an agent, the probes that drew an ICMP error or a reply at least
+// refusalGrace before the agent report that still shows nothing of them (asked at asked;
+// reverse: learnt from an earlier report, while our own capture, read all along, shows
+// nothing of them): a refusal is not loss, so it needs no retry and no waiting out the
+// timeout.
 func (r *checkRun) settle(asked time.Time) {
 	for _, p := range r.list {
-		if !p.decided && !p.reverse && !p.answeredAt.IsZero() && asked.Sub(p.answeredAt) >= refusalGrace && !anySeen(p.out) {
+		if !p.decided && !p.answeredAt.IsZero() && asked.Sub(p.answeredAt) >= refusalGrace && !anySeen(p.out) {
 			p.decided = true
 		}
 	}

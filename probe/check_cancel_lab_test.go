@@ -191,3 +191,65 @@ func TestCheckAgentLost(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckPMTUOwnBudget: the path MTU searches of a check are bounded by their own budgets,
+// not by the check's --timeout (issue 9.2: a reverse search cut at the timeout was printed as
+// a finished one). Searches that need longer than the timeout run to their end and their
+// results are the rows; a Ctrl-C while they run still ends the check with an error.
+func TestCheckPMTUOwnBudget(t *testing.T) {
+	testlab.RequireRoot(t)
+	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
+	agent := startAgent(t, l)
+	const need = 1500 * time.Millisecond // the searches' own time: five times the check's timeout
+	var cut atomic.Int32
+	slow := func(m report.PathMTU) func(context.Context) (*report.PathMTU, error) {
+		return func(ctx context.Context) (*report.PathMTU, error) {
+			select {
+			case <-time.After(need):
+				return &m, nil
+			case <-ctx.Done():
+				cut.Add(1)
+				return nil, ctx.Err()
+			}
+		}
+	}
+	cfg := probe.CheckConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey, Probes: []probe.ID{probe.PMTU, probe.ESP}, Timeout: 300 * time.Millisecond,
+		PathMTU: func(netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
+			return slow(report.PathMTU{MTU: 1400, Signalled: true, SignalledBy: "192.0.2.66", Probes: 3}), nil
+		},
+		ReversePathMTU: func(*probe.AgentClient, netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
+			return slow(report.PathMTU{MTU: 1300, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "203.0.113.1"}, Probes: 19}), nil
+		},
+	}
+	rep, _ := checkFromIni(t, l, cfg)
+	if n := cut.Load(); n != 0 {
+		t.Errorf("%d search(es) cut off by the check's timeout", n)
+	}
+	got := map[report.Direction]report.Result{}
+	for _, r := range rep.Results {
+		if r.Probe == string(probe.PMTU) {
+			got[r.Direction] = r
+		}
+	}
+	if r := got[report.Forward]; r.Verdict != report.Pass || r.Evidence.Size != 1400 {
+		t.Errorf("forward pmtu %s (%s), want pass at 1400", r.Verdict, r.Detail)
+	}
+	if r := got[report.Reverse]; r.Verdict != report.Dropped || r.Hop == nil || r.Hop.Addr != "203.0.113.1" {
+		t.Errorf("reverse pmtu %s (%s, hop %+v), want the black hole after 203.0.113.1", r.Verdict, r.Detail, r.Hop)
+	}
+	if rep.PMTU == nil || rep.PMTU.Reverse == nil || !rep.PMTU.Reverse.Blackhole {
+		t.Errorf(".pmtu %+v, want the reverse black hole", rep.PMTU)
+	}
+
+	// Ctrl-C while the searches run: no report, an error that says so.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(600*time.Millisecond, cancel) // after the timeout, while the searches run
+	err := l.Do("ini", func() error {
+		_, err := probe.Check(ctx, cfg)
+		return err
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("check interrupted during its path MTU searches: %v, want an error wrapping context.Canceled", err)
+	}
+}

@@ -28,13 +28,12 @@ type expect map[string][]report.Verdict
 func key(id probe.ID, d report.Direction) string { return string(d) + " " + string(id) }
 
 var (
-	pass      = []report.Verdict{report.Pass}
-	dropped   = []report.Verdict{report.Dropped}
-	fragDrop  = []report.Verdict{report.FragDropped}
-	partial   = []report.Verdict{report.Partial}
-	blocked   = []report.Verdict{report.Blocked}
-	notThere  = []report.Verdict{report.Dropped, report.Partial} // first fragment filtered by port
-	silentRev = []report.Verdict{report.Dropped, report.Blocked} // the refusal went to the agent, not to us
+	pass     = []report.Verdict{report.Pass}
+	dropped  = []report.Verdict{report.Dropped}
+	fragDrop = []report.Verdict{report.FragDropped}
+	partial  = []report.Verdict{report.Partial}
+	blocked  = []report.Verdict{report.Blocked}
+	notThere = []report.Verdict{report.Dropped, report.Partial} // first fragment filtered by port
 )
 
 // profileExpect writes down, from each profile's definition (testlab/profiles.go, issue 3),
@@ -57,18 +56,16 @@ func profileExpect(profile string) expect {
 		both(partial, frag...)
 	case "esp-drop": // r1 drops protocol 50 (every fragment carries it), both ways
 		both(dropped, probe.ESP, probe.ESPFrag)
-	case "ah-reject": // r2 rejects protocol 51 with admin-prohibited, both ways
-		e[key(probe.AH, F)], e[key(probe.AHFrag, F)] = blocked, blocked
-		e[key(probe.AH, R)], e[key(probe.AHFrag, R)] = silentRev, silentRev
+	case "ah-reject": // r2 rejects protocol 51 with admin-prohibited, both ways (reverse: to the agent)
+		both(blocked, probe.AH, probe.AHFrag)
 	case "udp500-drop": // r1 drops UDP to port 500, both ways
 		both(dropped, probe.IKE)
 		both(notThere, probe.IKEFrag)
 	case "udp4500-drop": // r2 drops UDP to port 4500, both ways
 		both(dropped, probe.NATT)
 		both(notThere, probe.NATTFrag)
-	case "tcp445-reset": // r2 resets SYNs to 445 in the target's name, both ways
-		e[key(probe.TCP(445), F)] = blocked
-		e[key(probe.TCP(445), R)] = silentRev
+	case "tcp445-reset": // r2 resets SYNs to 445 in the target's name, both ways (reverse: in ours)
+		both(blocked, probe.TCP(445))
 	case "tcp1792-drop": // r1 drops SYNs to 1792, both ways
 		both(dropped, probe.TCP(1792))
 	case "reverse-frag-drop": // r2 drops fragments coming from rsp only
@@ -79,10 +76,39 @@ func profileExpect(profile string) expect {
 		for _, id := range []probe.ID{probe.IKE, probe.IKEFrag, probe.NATT, probe.NATTFrag} {
 			e[key(id, R)] = dropped
 		}
+	case "reverse-esp-reject": // r1 rejects protocol 50 from the rsp side with admin-prohibited
+		e[key(probe.ESP, R)], e[key(probe.ESPFrag, R)] = blocked, blocked
+	case "reverse-tcp1792-reset": // r1 resets SYNs to 1792 from the rsp side in ini's name
+		e[key(probe.TCP(1792), R)] = blocked
+	case "reverse-mtu-blackhole":
+		// Nothing for these probes: the fragments we cut (1280 bytes) fit 1300 (the path MTU
+		// rows are TestCheckPMTUBothWays's, in cmd/ipsecpath).
+	case "echo-filter": // r1 drops echo requests, both ways: the large echo's first fragment
+		both(dropped, probe.ICMPLarge)
 	default:
 		return nil
 	}
 	return e
+}
+
+// profileHops writes down where each profile's refusals come from, as "TTL ADDR" (a router
+// that sent an ICMP error, TTL counted from the probe's sender: us forward, the agent
+// reverse) or "TTL ~" (a reset in the target's or our name, placed by its TTL: estimated).
+// From ini, r1 is hop 1 and r2 hop 2; from rsp, r2 is hop 1 and r1 hop 2.
+func profileHops(profile string) map[string]string {
+	F, R := report.Forward, report.Reverse
+	switch profile {
+	case "ah-reject":
+		return map[string]string{key(probe.AH, F): "2 192.0.2.66", key(probe.AHFrag, F): "2 192.0.2.66",
+			key(probe.AH, R): "1 203.0.113.1", key(probe.AHFrag, R): "1 203.0.113.1"}
+	case "tcp445-reset":
+		return map[string]string{key(probe.TCP(445), F): "2 ~", key(probe.TCP(445), R): "1 ~"}
+	case "reverse-esp-reject":
+		return map[string]string{key(probe.ESP, R): "2 192.0.2.65", key(probe.ESPFrag, R): "2 192.0.2.65"}
+	case "reverse-tcp1792-reset":
+		return map[string]string{key(probe.TCP(1792), R): "2 ~"}
+	}
+	return nil
 }
 
 // labKey is the agent's key in lab tests.
@@ -173,6 +199,11 @@ func TestCheckLabProfiles(t *testing.T) {
 				if !okv {
 					t.Errorf("%s: %s (%s), want %v", k, r.Verdict, r.Detail, w)
 				}
+				checkLabHop(t, k, r, profileHops(prof)[k])
+				if r.Verdict.Failed() && r.Evidence.Compared != "" && r.Verdict != report.FragDropped && r.Verdict != report.Partial &&
+					(strings.Contains(r.Detail, "allow IP fragments") || strings.Contains(r.Detail, "drops first fragments")) {
+					t.Errorf("%s: %s, but the detail advises on fragments: %s", k, r.Verdict, r.Detail)
+				}
 			}
 			if len(rep.Results) != len(keys) {
 				t.Errorf("%d results, want %d", len(rep.Results), len(keys))
@@ -183,6 +214,38 @@ func TestCheckLabProfiles(t *testing.T) {
 				t.Logf("report:\n%s", b.String())
 			}
 		})
+	}
+}
+
+// checkLabHop holds a result to where its refusal came from (want: see profileHops; "" for
+// none written down) and, for every blocked row, to DESIGN.md's hop rule: an ICMP error's
+// source, or a reset's TTL estimate, never the target named as the sender of a reset.
+func checkLabHop(t *testing.T, k string, r report.Result, want string) {
+	t.Helper()
+	if r.Verdict == report.Blocked {
+		switch {
+		case r.Hop == nil:
+			t.Errorf("%s: blocked without a hop: %s", k, r.Detail)
+			return
+		case r.Evidence.Answer == probe.AnswerRST && (!r.Hop.Estimated || r.Evidence.AnsweredBy != ""):
+			t.Errorf("%s: reset hop %+v answered_by %q, want an estimated hop and no answered_by", k, r.Hop, r.Evidence.AnsweredBy)
+		case r.Evidence.ICMP != nil && r.Hop.Addr != r.Evidence.ICMP.From:
+			t.Errorf("%s: hop %+v, want the ICMP error's source %s", k, r.Hop, r.Evidence.ICMP.From)
+		}
+	}
+	if want == "" {
+		return
+	}
+	got := "none"
+	if r.Hop != nil {
+		addr := r.Hop.Addr
+		if r.Hop.Estimated {
+			addr = "~"
+		}
+		got = fmt.Sprintf("%d %s", r.Hop.TTL, addr)
+	}
+	if got != want {
+		t.Errorf("%s: hop %s, want %s (%s)", k, got, want, r.Detail)
 	}
 }
 

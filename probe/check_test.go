@@ -133,8 +133,46 @@ func TestCheckMapping(t *testing.T) {
 		t.Errorf("tcp:445 replies %+v", fT.out.Replies)
 	}
 
+	// Reverse refusals come in the agent's report: a router's admin-prohibited for the
+	// agent's AH (sent to the agent, quoting the probe to us), and a reset in our name for
+	// the agent's SYN. They land on the reverse probes, not on the forward ones.
+	rAH := find(AH, report.Reverse)
+	rah := build(rAH)
+	s = icmpError(t, router, 3, 13, rah[0])
+	r.reverseAnswer(&s)
+	if len(rAH.out.ICMP) != 1 || rAH.out.ICMP[0].From != router || len(fAH.out.ICMP) != 1 {
+		t.Errorf("reverse ah ICMP %+v (forward ah %d errors, want 1)", rAH.out.ICMP, len(fAH.out.ICMP))
+	}
+	rT := find(TCP(445), report.Reverse)
+	rsyn := build(rT)
+	h.DecodeFromBytes(rsyn[0])
+	rrst := make([]byte, 40)
+	putIPv4Header(rrst, 40, 2, false, 64, ProtoTCP, us, them)
+	copy(rrst[20:22], h.Payload[2:4])
+	copy(rrst[22:24], h.Payload[0:2])
+	binary.BigEndian.PutUint32(rrst[28:32], binary.BigEndian.Uint32(h.Payload[4:8])+1)
+	rrst[32], rrst[33] = 5<<4, TCPRst|TCPAck
+	s = asSeen(t, rrst)
+	s.TTL = 63
+	r.reverseAnswer(&s)
+	if len(rT.out.Replies) != 1 || rT.out.Replies[0].Kind != AnswerRST || rT.out.Replies[0].From != us || len(fT.out.Replies) != 1 {
+		t.Errorf("reverse tcp:445 replies %+v (forward %d, want 1)", rT.out.Replies, len(fT.out.Replies))
+	}
+	// What the agent's capture holds of the probes themselves is not an answer.
+	s = asSeen(t, rah[0])
+	r.reverseAnswer(&s)
+	if len(rAH.out.ICMP) != 1 || len(rAH.out.Replies) != 0 {
+		t.Errorf("the probe itself was taken as an answer: %+v %+v", rAH.out.ICMP, rAH.out.Replies)
+	}
+	// The agent's report settles them once refusalGrace has passed with nothing seen here.
+	r.settle(time.Now().Add(refusalGrace))
+	if !rAH.decided || !rT.decided {
+		t.Errorf("reverse refusals not settled: ah %v, tcp:445 %v", rAH.decided, rT.decided)
+	}
+
 	// The verdicts that follow: forward esp-frag passes, reverse partial, ah blocked by
-	// the router, tcp:445 blocked (the agent never saw the SYN: a middlebox reset).
+	// the router both ways, tcp:445 blocked both ways (the receiving end never saw the SYN:
+	// a middlebox reset).
 	outs := make([]Outcome, len(r.list))
 	for i, p := range r.list {
 		outs[i] = *p.out
@@ -146,6 +184,7 @@ func TestCheckMapping(t *testing.T) {
 	for k, v := range map[string]report.Verdict{
 		"forward esp-frag": report.Pass, "reverse esp-frag": report.Partial,
 		"forward ah": report.Blocked, "forward tcp:445": report.Blocked,
+		"reverse ah": report.Blocked, "reverse tcp:445": report.Blocked,
 	} {
 		if got[k] != v {
 			t.Errorf("%s: %s, want %s", k, got[k], v)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -299,7 +300,10 @@ func appendGreeting(dst []byte, g *greeting) []byte {
 // not a greeting of this protocol version, and io.EOF when the agent closed first.
 func readGreeting(r io.Reader, g *greeting) error {
 	var b [greetingLen]byte
-	if _, err := io.ReadFull(r, b[:frameLenSize+2]); err != nil {
+	if n, err := io.ReadFull(r, b[:frameLenSize+2]); err != nil {
+		if n > 0 && errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: the agent sent %d bytes that are not a greeting and closed the connection", ErrAgentProtocol, n)
+		}
 		return err
 	}
 	if b[4] != ControlVersion {
@@ -425,12 +429,21 @@ func decodeBody(b []byte, v any) error {
 
 // LoadKey reads the agent's pre-shared key from path. The key is the file's bytes, one
 // trailing newline removed (so `echo`-made keys work the same on both ends). It refuses a
-// file that is not a regular file, is readable or writable by group or others (chmod 600),
-// is larger than 4096 bytes, or holds a key shorter than MinKeySize bytes. Make one with:
+// symbolic link (the last path element is not followed), anything but a regular file (a
+// named pipe or device is opened without blocking and refused, never read), a file owned
+// by anyone but the running user or root, one readable or writable by group or others
+// (chmod 600), one larger than 4096 bytes, and a key shorter than MinKeySize bytes. Make
+// one with:
 //
 //	head -c 32 /dev/urandom > key && chmod 600 key
 func LoadKey(path string) ([]byte, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: open(2) of a FIFO without a writer would wait forever, deaf to signals.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW|syscall.O_NOCTTY, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		if fi, lerr := os.Lstat(path); lerr == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return nil, fmt.Errorf("key file %s is a symbolic link: give the file itself", path)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("key file: %w", err)
 	}
@@ -440,7 +453,12 @@ func LoadKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("key file: %w", err)
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("key file %s is not a regular file", path)
+		return nil, fmt.Errorf("key file %s is not a regular file (%s)", path, fileKind(st.Mode()))
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		if me := uint32(os.Geteuid()); sys.Uid != me && sys.Uid != 0 {
+			return nil, fmt.Errorf("key file %s is owned by uid %d, not by this user (uid %d) or root: its owner can change the key (chown it to this user)", path, sys.Uid, me)
+		}
 	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
 		return nil, fmt.Errorf("key file %s has mode %04o: group or others may access it (chmod 600 %s)", path, perm, path)
@@ -458,4 +476,21 @@ func LoadKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("key file %s holds a %d-byte key, need at least %d (head -c 32 /dev/urandom > %s)", path, len(b), MinKeySize, path)
 	}
 	return b, nil
+}
+
+// fileKind names what a non-regular file is, for an error message.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "mode " + m.String()
 }

@@ -4,6 +4,7 @@ package probe
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -86,13 +87,17 @@ func (id ID) Valid() bool {
 	return false
 }
 
-// ParseIDs parses a comma-separated --probes list ("ike,esp-frag,tcp:445"). "all" or an
-// empty list means DefaultIDs(tcpPorts). Unknown ids are an error that names them and the
-// valid ones; duplicates are dropped.
+// ParseIDs parses a comma-separated --probes list ("ike,esp-frag,tcp:445"). "all" means
+// DefaultIDs(tcpPorts); an empty list is an error (not "everything": a list emptied by a
+// script's mistake must not run every probe). Unknown ids are an error that names them and
+// the valid ones; duplicates are dropped.
 func ParseIDs(list string, tcpPorts []int) ([]ID, error) {
 	list = strings.TrimSpace(list)
-	if list == "" || list == "all" {
+	if list == "all" {
 		return DefaultIDs(tcpPorts), nil
+	}
+	if list == "" {
+		return nil, fmt.Errorf("empty list: name the probes (%s, tcp:PORT, pmtu) or 'all'", joinIDs(fixedIDs))
 	}
 	var ids []ID
 	seen := map[ID]bool{}
@@ -124,7 +129,7 @@ func ParseIDs(list string, tcpPorts []int) ([]ID, error) {
 	return ids, nil
 }
 
-// ParseTCPPorts parses a --tcp list ("445,1792").
+// ParseTCPPorts parses a --tcp list ("445,1792"); a list without a port is an error.
 func ParseTCPPorts(list string) ([]int, error) {
 	var ports []int
 	for _, f := range strings.Split(list, ",") {
@@ -137,6 +142,9 @@ func ParseTCPPorts(list string) ([]int, error) {
 			return nil, fmt.Errorf("bad TCP port %q (want 1-65535)", f)
 		}
 		ports = append(ports, p)
+	}
+	if len(ports) == 0 {
+		return nil, fmt.Errorf("no TCP port in %q (to run no TCP probe, leave tcp out of --probes)", list)
 	}
 	return ports, nil
 }
@@ -165,6 +173,58 @@ func CheckTarget(a netip.Addr) error {
 		return fmt.Errorf("target %s: broadcast address refused", a)
 	}
 	return nil
+}
+
+// CheckTargetHere is CheckTarget plus LocalBroadcast: the directed broadcast address of a
+// subnet attached to this host (x.y.z.255 on a local /24) is refused like 255.255.255.255.
+// It reads the interfaces of the caller's network namespace.
+func CheckTargetHere(a netip.Addr) error {
+	if err := CheckTarget(a); err != nil {
+		return err
+	}
+	if ifname, ok := LocalBroadcast(a); ok {
+		return fmt.Errorf("target %s: the broadcast address of %s's subnet refused (every host there would get the probes)", a, ifname)
+	}
+	return nil
+}
+
+// LocalBroadcast reports whether a is the broadcast address of the IPv4 subnet of an
+// interface of this host (its address with every host bit set; /31 and /32 have none), and
+// which interface. Interfaces that cannot be read are passed over.
+func LocalBroadcast(a netip.Addr) (ifname string, ok bool) {
+	a = a.Unmap()
+	if !a.Is4() {
+		return "", false
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "", false
+	}
+	for _, ifc := range ifs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, ad := range addrs {
+			n, isNet := ad.(*net.IPNet)
+			if !isNet {
+				continue
+			}
+			ip4 := n.IP.To4()
+			ones, bits := n.Mask.Size()
+			if ip4 == nil || bits != 32 || ones > 30 {
+				continue
+			}
+			var b [4]byte
+			for i := range b {
+				b[i] = ip4[i] | ^n.Mask[len(n.Mask)-4+i]
+			}
+			if netip.AddrFrom4(b) == a {
+				return ifc.Name, true
+			}
+		}
+	}
+	return "", false
 }
 
 // Seen is one IPv4 packet or fragment as captured by AF_PACKET, before reassembly: what the

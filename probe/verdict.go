@@ -12,7 +12,10 @@ package probe
 //	blocked       an ICMP destination unreachable came back from a device on the path (or an
 //	              administratively-prohibited from anyone), or a TCP RST came back that did not
 //	              come from the target (the agent never saw the SYN; without an agent, the RST's
-//	              TTL shows it came from closer than the target)
+//	              TTL shows it came from closer than the target). Reverse alike: the agent
+//	              captures the ICMP errors and resets its own probes draw, and we never saw the
+//	              probe arrive. The hop is the ICMP error's source, or, for a reset, estimated
+//	              from its TTL (Hop.Estimated)
 //	frag-dropped  the unfragmented form of the same protocol passes and the fragmented one
 //	              arrives not at all
 //	partial       some fragments arrived, not all: the detail says which
@@ -20,6 +23,8 @@ package probe
 //	skipped       not run, or no honest verdict is possible without an agent: the detail says why
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -111,8 +116,10 @@ type Outcome struct {
 	SrcPort      int
 	DstPort      int
 	Attempts     []Attempt
-	Replies      []Reply      // answers that came back (forward)
-	ICMP         []ICMPAnswer // ICMP errors matched to this probe (forward)
+	// Replies and ICMP are what came back to the probe's sender: answers and ICMP errors
+	// that reached us (forward), or that the agent captured (reverse).
+	Replies []Reply
+	ICMP    []ICMPAnswer
 	// PathMTU is the pmtu probe's finding (nil: the search did not run or found nothing).
 	PathMTU *report.PathMTU
 }
@@ -168,7 +175,7 @@ func Judge(outs []Outcome) []report.Result {
 	res := make([]report.Result, 0, len(outs))
 	for i, r := range all {
 		o := &outs[i]
-		if o.Direction == report.Reverse && r.Verdict == report.Dropped && forward[o.Probe] == report.Pass {
+		if o.Direction == report.Reverse && r.Verdict == report.Dropped && forward[o.Probe] == report.Pass && o.Probe != PMTU {
 			oneWay(&r, o.Probe)
 		}
 		if !o.Reference {
@@ -237,7 +244,7 @@ func judge(o *Outcome, base *report.Result, ref targetTTL) report.Result {
 	switch {
 	case o.Err != nil:
 		r.Verdict = report.Error
-		r.Detail = fmt.Sprintf("The %s probe could not run: %v.", o.Probe, strings.TrimSuffix(o.Err.Error(), "."))
+		r.Detail = errorDetail(o)
 		return r
 	case o.Skip != "":
 		r.Verdict = report.Skipped
@@ -246,23 +253,46 @@ func judge(o *Outcome, base *report.Result, ref targetTTL) report.Result {
 	case o.Probe == PMTU:
 		return judgePMTU(o, r)
 	}
-	if o.Direction == report.Reverse {
-		return judgeSeen(o, r, base, what, reverseSubject(what), "arrived here")
-	}
-	if o.Observed {
-		return judgeForwardAgent(o, r, base, what)
+	if o.Observed || o.Direction == report.Reverse {
+		return judgeObserved(o, r, base, what)
 	}
 	return judgeOneEnded(o, r, base, what, ref)
 }
 
-// judgeForwardAgent decides a forward probe the agent watched for.
-func judgeForwardAgent(o *Outcome, r report.Result, base *report.Result, what string) report.Result {
+// errorDetail says why a probe could not run, as a sentence: a run that ended (or was cut
+// off) before the probe had its answer says so, not "context canceled".
+func errorDetail(o *Outcome) string {
+	name := "The " + string(o.Probe) + " probe"
+	if o.Probe == PMTU {
+		name = "The path MTU search"
+		if o.Direction == report.Reverse {
+			name += " toward us (the agent's DF echoes)"
+		}
+	}
+	if errors.Is(o.Err, context.Canceled) || errors.Is(o.Err, context.DeadlineExceeded) {
+		return name + " did not finish: the run ended before it had its answer, so nothing was measured; run it again (for the path MTU alone, 'ipsecpath pmtu')."
+	}
+	msg := strings.TrimSuffix(strings.TrimPrefix(o.Err.Error(), "pmtu: "), ".")
+	return fmt.Sprintf("%s could not run: %s.", name, msg)
+}
+
+// judgeObserved decides a probe whose receiving end watched for it: forward, the agent;
+// reverse, our own capture. What came back to the sender (to us forward, to the agent
+// reverse) explains a probe that never arrived.
+func judgeObserved(o *Outcome, r report.Result, base *report.Result, what string) report.Result {
+	reverse := o.Direction == report.Reverse
+	subject, arrived, never, watcher := what, "reached the agent", "never reached the agent", "the agent"
+	if reverse {
+		subject, arrived, never, watcher = reverseSubject(what), "arrived here", "never arrived here", "our capture"
+	}
 	saw := anySeen(o)
-	r.Evidence.AgentSaw = &saw
+	if !reverse {
+		r.Evidence.AgentSaw = &saw
+	}
 	if saw {
-		r = judgeSeen(o, r, base, what, what, "reached the agent")
+		r = judgeSeen(o, r, base, what, subject, arrived)
 		if e := firstBlocking(o); e != nil {
-			r.Evidence.Extra = fmt.Sprintf("%s also came back from %s, but the agent saw the probe arrive", icmpName(e.Type, e.Code), e.From)
+			r.Evidence.Extra = fmt.Sprintf("%s also came back from %s, but %s saw the probe arrive", icmpName(e.Type, e.Code), e.From, watcher)
 		}
 		return r
 	}
@@ -271,18 +301,48 @@ func judgeForwardAgent(o *Outcome, r report.Result, base *report.Result, what st
 		return blockedByICMP(o, r, *e, what)
 	}
 	if rst := firstReply(o, AnswerRST); rst != nil && o.Probe.isTCP() {
-		r.Verdict = report.Blocked
-		r.Evidence.Answer, r.Evidence.AnsweredBy = AnswerRST, rst.From.String()
-		r.Detail = fmt.Sprintf("A TCP reset came back in the name of %s but the agent never saw the SYN: a device on the path (firewall or IPS) resets %s; permit it there.",
-			rst.From, what)
-		return r
+		return blockedByRST(o, r, *rst, what)
 	}
 	if len(o.Replies) > 0 {
 		a := o.Replies[0]
-		r.Evidence.Answer, r.Evidence.AnsweredBy = a.Kind, a.From.String()
-		r.Evidence.Extra = fmt.Sprintf("a %s came back from %s although the agent saw nothing: something on the path answers in the target's name, or the agent captures on another interface", a.Kind, a.From)
+		r.Evidence.Answer = a.Kind
+		if reverse {
+			r.Evidence.Extra = fmt.Sprintf("a %s came back to the agent in the name of %s although nothing arrived here: something on the path answers in this host's name, or our capture watches another interface", a.Kind, a.From)
+		} else {
+			r.Evidence.Extra = fmt.Sprintf("a %s came back in the name of %s although the agent saw nothing: something on the path answers in the target's name, or the agent captures on another interface", a.Kind, a.From)
+		}
 	}
-	return silent(o, r, base, what, "never reached the agent")
+	return silent(o, r, base, what, never)
+}
+
+// blockedByRST decides a TCP probe that never arrived while a reset came back in the name of
+// its destination: a device on the path sent it. Its source address is the destination's,
+// so only its TTL places it, and only as an estimate (Hop.Estimated).
+func blockedByRST(o *Outcome, r report.Result, rst Reply, what string) report.Result {
+	r.Verdict = report.Blocked
+	r.Evidence.Answer = AnswerRST // answered_by stays empty: the address on it is not its sender's
+	r.Evidence.RTTms = ms(rst.RTT)
+	r.Hop = estimatedHop(rst.TTL)
+	from := "us"
+	if o.Direction == report.Reverse {
+		from = "the agent"
+	}
+	r.Evidence.Inferred = fmt.Sprintf("the reset carried the address %s and arrived at %s with TTL %d: if it left with TTL %d, its sender is %d router(s) away from %s, at hop %d",
+		rst.From, from, rst.TTL, initialTTL(rst.TTL), r.Hop.TTL-1, from, r.Hop.TTL)
+	if o.Direction == report.Reverse {
+		r.Detail = fmt.Sprintf("A TCP reset came back to the agent in the name of this host (%s), but the agent's SYN never arrived here: a device on the way from the responder's side (a firewall or IPS, about hop %d from the agent by the reset's TTL, an estimate) resets %s; permit it there.",
+			rst.From, r.Hop.TTL, what)
+		return r
+	}
+	r.Detail = fmt.Sprintf("A TCP reset came back in the name of %s, but the agent never saw the SYN: a device on the path (a firewall or IPS, about hop %d by the reset's TTL, an estimate) resets %s; permit it there.",
+		rst.From, r.Hop.TTL, what)
+	return r
+}
+
+// estimatedHop places the sender of a packet that arrived with ttl, assuming it left with
+// the common initial TTL at or above it.
+func estimatedHop(ttl uint8) *report.Hop {
+	return &report.Hop{TTL: hopCount(ttl) + 1, Estimated: true}
 }
 
 // judgeSeen decides from what the receiving end captured (agent forward, ours reverse).
@@ -309,6 +369,9 @@ func judgeSeen(o *Outcome, r report.Result, base *report.Result, what, subject, 
 	case partial >= 0:
 		a := o.Attempts[partial]
 		seen, missing := splitFragments(a)
+		if base != nil && base.Verdict.Failed() && base.Verdict != report.Error && base.Evidence.Attempts > 0 && !hasOffset(seen, 0) {
+			return headerFiltered(o, r, base, subject, arrived, seen)
+		}
 		r.Verdict = report.Partial
 		r.Detail = fmt.Sprintf("Of %s only the fragment(s) at offset %s %s, not %s: a device on the path drops %s; allow IP fragments there.",
 			subject, offsets(seen), arrived, offsets(missing), whichFragments(seen, missing))
@@ -318,6 +381,69 @@ func judgeSeen(o *Outcome, r report.Result, base *report.Result, what, subject, 
 		return silent(o, r, base, what, "never arrived here")
 	}
 	return silent(o, r, base, what, "never reached the agent")
+}
+
+// headerFiltered decides a fragmented probe of which only non-first fragments arrived while
+// its small form failed too: a filter matches the protocol's header (ICMP type, UDP or TCP
+// port), which only the first fragment carries, so the rest slip through. That is the small
+// form's fault again, not a fragment finding: the verdict and hop are the small form's.
+func headerFiltered(o *Outcome, r report.Result, base *report.Result, subject, arrived string, seen []report.Fragment) report.Result {
+	r.Verdict = base.Verdict
+	if r.Verdict != report.Blocked {
+		r.Verdict = report.Dropped
+	}
+	r.Hop = base.Hop
+	r.Detail = fmt.Sprintf("Of %s only the fragment(s) at offset %s %s, not the first one (the one with the %s header), and %s failed too (%s): the path filters %s itself, not fragments; %s.",
+		subject, offsets(seen), arrived, headerName(o.Probe), baseName(base), base.Verdict, filteredName(o.Probe), filterAdvice(o.Probe))
+	return r
+}
+
+// headerName names the header a probe's first fragment carries.
+func headerName(id ID) string {
+	switch {
+	case id == ICMPLarge:
+		return "ICMP"
+	case id.isTCP():
+		return "TCP"
+	}
+	switch id.Unfragmented() {
+	case IKE, NATT:
+		return "UDP"
+	case ESP:
+		return "ESP"
+	case AH:
+		return "AH"
+	}
+	return "transport"
+}
+
+// filteredName names what a filter that drops a probe's small form matches.
+func filteredName(id ID) string {
+	if id == ICMPLarge || id == smallEcho {
+		return "ICMP echo requests"
+	}
+	return describe(id.Unfragmented())
+}
+
+// filterAdvice says what to open for a probe refused by its protocol, not by its size.
+func filterAdvice(id ID) string {
+	switch {
+	case id == ICMPLarge || id == smallEcho:
+		return "permit ICMP echo there if ping should work (IPsec itself does not need it)"
+	case id.isTCP():
+		return permitAdvice(id)
+	}
+	switch id.Unfragmented() {
+	case IKE:
+		return "permit UDP 500 both ways"
+	case NATT:
+		return "permit UDP 4500 both ways"
+	case ESP:
+		return "permit IP protocol 50 both ways"
+	case AH:
+		return "permit IP protocol 51 both ways"
+	}
+	return "permit it"
 }
 
 // silent decides a probe nothing of which arrived: dropped, or frag-dropped when the
@@ -336,10 +462,14 @@ func silent(o *Outcome, r report.Result, base *report.Result, what, never string
 	r.Verdict = report.Dropped
 	extra := ""
 	if base != nil && base.Verdict != report.Pass && base.Verdict != report.Skipped {
-		extra = fmt.Sprintf(" (the unfragmented form is %s too, so fragments are not the cause)", base.Verdict)
+		form := "the unfragmented form"
+		if base.Probe == string(smallEcho) {
+			form = "a small echo"
+		}
+		extra = fmt.Sprintf(" (%s is %s too, so fragments are not the cause)", form, base.Verdict)
 	}
 	if o.Direction == report.Reverse {
-		r.Detail = fmt.Sprintf("%s from the agent never arrived here: a device on the path drops it on the way from the responder's side%s (a refusal, if any, went back to the agent); %s.",
+		r.Detail = fmt.Sprintf("%s from the agent never arrived here: a device on the path drops it on the way from the responder's side%s (nothing came back to the agent either: no ICMP error, no reset); %s.",
 			capitalize(what), extra, permitAdvice(o.Probe))
 		return r
 	}
@@ -349,13 +479,15 @@ func silent(o *Outcome, r report.Result, base *report.Result, what, never string
 }
 
 // oneWay rewrites the detail of a reverse probe dropped while the same probe passed forward:
-// the path filters one direction only. For IKE and NAT-T that is the stateful firewall that
-// admits UDP 500/4500 only for flows started from our side, which kills a rekey or a delete
-// the responder starts once the flow was idle.
+// the path passes it one way only. For IKE and NAT-T, cold probes cannot tell the two devices
+// that do this apart: a stateful firewall or NAT that admits UDP 500/4500 from the far side
+// only for a flow it holds (none yet, or forgotten after an idle timer: a rekey or delete the
+// responder starts after such an idle period dies), or a static one-way rule. The detail says
+// both and points to the measurement that tells them apart.
 func oneWay(rev *report.Result, id ID) {
 	what := describe(id)
 	if id.Unfragmented() == IKE || id.Unfragmented() == NATT {
-		rev.Detail = fmt.Sprintf("%s from the responder's side never arrived although ours reached the agent: a device on the path (a stateful firewall) lets it through only for flows started from this side, so a rekey or delete the responder starts dies; permit it both ways, or raise the firewall's UDP idle timeout above the IKE/IPsec lifetimes.", capitalize(what))
+		rev.Detail = fmt.Sprintf("%s from the responder's side never arrived although ours reached the agent: a device on the path passes it one way only, either a stateful firewall or NAT that admits it from that side only for a flow it holds (it had none for these cold probes, or forgot it after an idle timer, which also kills a rekey or delete the responder starts after the tunnel idles) or a rule that filters this direction; run 'ipsecpath stateful' to measure the timer, and permit %s both ways or raise the device's UDP idle timeout above the IKE/IPsec rekey interval.", capitalize(what), udpPort(id))
 		return
 	}
 	rev.Detail = fmt.Sprintf("%s from the responder's side never arrived although ours reached the agent: a device on the path filters this direction only; %s.", capitalize(what), permitAdvice(id))
@@ -456,11 +588,12 @@ func judgeRST(o *Outcome, r report.Result, rst Reply, what string, ref targetTTL
 	hops := hopCount(rst.TTL)
 	if hops < ref.hops {
 		r.Verdict = report.Blocked
+		r.Evidence.AnsweredBy = "" // the address on the reset is the target's, its sender is not
 		r.Evidence.Inferred = fmt.Sprintf("RST arrived with TTL %d (%d hops away), the target's own answers (%s) with TTL %d (%d hops): the RST came from a device %d hop(s) closer",
 			rst.TTL, hops, ref.from, ref.ttl, ref.hops, ref.hops-hops)
-		r.Hop = &report.Hop{TTL: hops + 1}
-		r.Detail = fmt.Sprintf("A TCP reset for %s came from a device %d hop(s) before the target (its TTL gives it away), not from the target: a firewall on the path rejects it; permit it there.",
-			what, ref.hops-hops)
+		r.Hop = estimatedHop(rst.TTL)
+		r.Detail = fmt.Sprintf("A TCP reset for %s came in the target's name from a device %d hop(s) before it (about hop %d: its TTL gives it away, an estimate), not from the target: a firewall on the path rejects it; permit it there.",
+			what, ref.hops-hops, r.Hop.TTL)
 		return r
 	}
 	r.Verdict = report.Pass
@@ -477,11 +610,27 @@ func blockedByICMP(o *Outcome, r report.Result, e ICMPAnswer, what string) repor
 	if e.Type == icmpTimeExceeded {
 		r.Verdict = report.Dropped
 		r.Hop = icmpHop(e)
-		r.Detail = fmt.Sprintf("%s came back from %s for %s: the packet's TTL ran out there (a routing loop?); check the routes at %s.", name, e.From, what, e.From)
+		subject := what
+		if o.Direction == report.Reverse {
+			subject = reverseSubject(what)
+		}
+		r.Detail = fmt.Sprintf("%s came back from %s for %s: the packet's TTL ran out there (a routing loop?); check the routes at %s.", name, e.From, subject, e.From)
 		return r
 	}
 	r.Verdict = report.Blocked
 	r.Hop = icmpHop(e)
+	if o.Direction == report.Reverse {
+		subject := reverseSubject(what)
+		switch {
+		case e.Code == ICMPCodeFragNeeded:
+			r.Detail = fmt.Sprintf("%s cannot forward %s of %d bytes with DF set (next-hop MTU %d), and told the agent so: keep packets under that size or let them be fragmented.", e.From, subject, o.Size, e.MTU)
+		case e.From == o.Target:
+			r.Detail = fmt.Sprintf("This host (%s) rejected %s with %s, sent to the agent: a firewall here refuses it; permit it on this host.", e.From, subject, name)
+		default:
+			r.Detail = fmt.Sprintf("%s rejected %s with %s, sent back to the agent: that device's filter blocks it on the way from the responder's side; %s there.", e.From, subject, name, permitAdvice(o.Probe))
+		}
+		return r
+	}
 	switch {
 	case e.Code == ICMPCodeFragNeeded:
 		r.Detail = fmt.Sprintf("%s cannot forward %s of %d bytes with DF set (next-hop MTU %d): keep packets under that size or let them be fragmented.", e.From, what, o.Size, e.MTU)
@@ -496,32 +645,65 @@ func blockedByICMP(o *Outcome, r report.Result, e ICMPAnswer, what string) repor
 // ethernetMTU is the MTU of an unconstrained path.
 const ethernetMTU = 1500
 
-// judgePMTU decides the pmtu probe from the path MTU search.
+// judgePMTU decides the pmtu probe from the path MTU search. Every sentence rests on a field
+// the search set: a search that did not settle says "unfinished" and claims nothing else, a
+// limit the sending host's own interface set says so (ours forward, the agent's reverse), and
+// "the narrow link says so" needs a fragmentation-needed that was seen.
 func judgePMTU(o *Outcome, r report.Result) report.Result {
 	p := o.PathMTU
+	reverse := o.Direction == report.Reverse
+	dir, sender := "", "our"
+	if reverse {
+		dir, sender = " toward us", "the agent's"
+	}
 	if p == nil {
 		r.Verdict = report.Error
-		r.Detail = "The path MTU search found no size that arrives."
+		r.Detail = fmt.Sprintf("The path MTU search%s found no size that arrives.", dir)
 		return r
 	}
 	r.Hop = p.Hop
 	r.Evidence.Size = p.MTU
 	r.Evidence.Attempts = p.Probes
-	if p.Blackhole {
+	if p.SignalledBy != "" {
+		r.Evidence.ICMP = &report.ICMP{Type: icmpUnreach, Code: ICMPCodeFragNeeded, From: p.SignalledBy, Text: icmpName(icmpUnreach, ICMPCodeFragNeeded)}
+	}
+	switch {
+	case p.Blackhole:
 		r.Verdict = report.Dropped
 		at := ""
 		if p.Hop != nil && p.Hop.Addr != "" {
-			at = " after " + p.Hop.Addr
+			at = fmt.Sprintf(" after hop %d (%s)", p.Hop.TTL, p.Hop.Addr)
+		}
+		if reverse {
+			r.Detail = fmt.Sprintf("Path MTU black hole on the way back%s: the agent's packets above %d bytes with DF set vanish without an ICMP fragmentation-needed reaching the agent, so PMTU discovery from the responder's side fails; let ICMP type 3 code 4 through toward the responder, or clamp the MSS / lower the tunnel MTU.", at, p.MTU)
+			return r
 		}
 		r.Detail = fmt.Sprintf("Path MTU black hole%s: packets above %d bytes with DF set vanish without an ICMP fragmentation-needed, so PMTU discovery fails; let ICMP type 3 code 4 through, or clamp the MSS / lower the tunnel MTU.", at, p.MTU)
 		return r
-	}
-	r.Verdict = report.Pass
-	if p.MTU >= ethernetMTU {
-		r.Detail = fmt.Sprintf("Path MTU is %d bytes: full-size packets pass with DF set.", p.MTU)
+	case p.Unfinished != "":
+		r.Verdict = report.Error
+		r.Detail = fmt.Sprintf("The path MTU search%s is unfinished (%s): packets of %d bytes with DF set arrive, but where larger ones stop and whether the path says so with ICMP fragmentation-needed was not established; run 'ipsecpath pmtu' for the path MTU alone.",
+			dir, strings.TrimSuffix(p.Unfinished, "."), p.MTU)
+		return r
+	case p.MTU >= ethernetMTU:
+		r.Verdict = report.Pass
+		r.Detail = fmt.Sprintf("Path MTU%s is %d bytes: full-size packets pass with DF set.", dir, p.MTU)
+		return r
+	case p.Local:
+		r.Verdict = report.Pass
+		r.Detail = fmt.Sprintf("Path MTU%s is %d bytes, set by %s own interface MTU (larger DF packets were refused before leaving; no router on the path said anything); size tunnels for it (MSS clamp, tunnel MTU).", dir, p.MTU, sender)
+		return r
+	case p.Signalled:
+		r.Verdict = report.Pass
+		by := ""
+		if p.SignalledBy != "" {
+			by = " (" + p.SignalledBy + ")"
+		}
+		r.Detail = fmt.Sprintf("Path MTU%s is %d bytes and the narrow link%s says so with ICMP fragmentation-needed, so PMTU discovery works; size tunnels for it (MSS clamp, tunnel MTU).", dir, p.MTU, by)
 		return r
 	}
-	r.Detail = fmt.Sprintf("Path MTU is %d bytes and the narrow link says so with ICMP fragmentation-needed, so PMTU discovery works; size tunnels for it (MSS clamp, tunnel MTU).", p.MTU)
+	r.Verdict = report.Dropped
+	r.Detail = fmt.Sprintf("Path MTU%s is %d bytes: larger packets with DF set do not arrive and no ICMP fragmentation-needed came back for them, so PMTU discovery cannot adapt; run 'ipsecpath pmtu' to see what the path answers instead.", dir, p.MTU)
 	return r
 }
 
@@ -717,6 +899,14 @@ func permitAdvice(id ID) string {
 		return "permit ICMP echo and its fragments"
 	}
 	return "permit it"
+}
+
+// udpPort names the UDP port of an IKE or NAT-T probe.
+func udpPort(id ID) string {
+	if id.Unfragmented() == NATT {
+		return "UDP 4500"
+	}
+	return "UDP 500"
 }
 
 func (id ID) isTCP() bool { _, ok := id.TCPPort(); return ok }

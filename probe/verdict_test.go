@@ -1,7 +1,9 @@
 package probe
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -115,6 +117,11 @@ func TestJudge(t *testing.T) {
 			},
 		},
 		{
+			name: "reverse silence: nothing arrived here and nothing came back to the agent",
+			outs: []Outcome{rev(AH, att(one(), none, none, none))},
+			want: []want{{AH, R, report.Dropped, []string{"never arrived here", "nothing came back to the agent either"}, ""}},
+		},
+		{
 			name: "nonfirst-frag-drop: only the first fragment gets through",
 			outs: []Outcome{
 				fwd(ESP, true, att(one(), all(1))),
@@ -210,7 +217,7 @@ func TestJudge(t *testing.T) {
 			},
 			want: []want{
 				{IKE, F, report.Pass, nil, ""},
-				{IKE, R, report.Dropped, []string{"stateful firewall", "rekey", "from the responder's side"}, ""},
+				{IKE, R, report.Dropped, []string{"one way only", "stateful firewall or NAT", "or a rule that filters this direction", "rekey", "from the responder's side", "run 'ipsecpath stateful' to measure the timer"}, ""},
 				{NATT, R, report.Dropped, []string{"UDP 4500"}, ""},
 			},
 		},
@@ -279,7 +286,7 @@ func TestJudge(t *testing.T) {
 			},
 			want: []want{
 				{IKE, F, report.Pass, nil, ""},
-				{TCP(445), F, report.Blocked, []string{"1 hop(s) before the target"}, ""},
+				{TCP(445), F, report.Blocked, []string{"1 hop(s) before it", "about hop 2", "estimate"}, ""},
 				{TCP(1792), F, report.Pass, []string{"answered with a reset"}, ""},
 				{TCP(22), F, report.Pass, []string{"SYN-ACK"}, ""},
 				{TCP(3389), F, report.Dropped, []string{"No SYN-ACK, RST or ICMP", "permit TCP port 3389"}, ""},
@@ -351,13 +358,131 @@ func TestJudge(t *testing.T) {
 		},
 		{
 			name: "pmtu: a narrow link that says so",
-			outs: []Outcome{with(fwd(PMTU, false, nil), func(o *Outcome) { o.PathMTU = &report.PathMTU{MTU: 1400} })},
-			want: []want{{PMTU, F, report.Pass, []string{"1400", "fragmentation-needed"}, ""}},
+			outs: []Outcome{with(fwd(PMTU, false, nil), func(o *Outcome) {
+				o.PathMTU = &report.PathMTU{MTU: 1400, Signalled: true, SignalledBy: "192.0.2.65"}
+			})},
+			want: []want{{PMTU, F, report.Pass, []string{"1400", "192.0.2.65", "fragmentation-needed"}, ""}},
 		},
 		{
 			name: "pmtu: nothing came back",
 			outs: []Outcome{with(fwd(PMTU, false, nil), func(o *Outcome) { o.Err = errors.New("no size came back") })},
-			want: []want{{PMTU, F, report.Error, []string{"The pmtu probe could not run: no size came back."}, ""}},
+			want: []want{{PMTU, F, report.Error, []string{"The path MTU search could not run: no size came back."}, ""}},
+		},
+		{
+			// Issue 9.2: a reverse search cut off before its confirmation and hop walk, with no
+			// ICMP seen at all, is not "the narrow link says so".
+			name: "pmtu: an unfinished reverse search claims no signal",
+			outs: []Outcome{with(rev(PMTU, nil), func(o *Outcome) {
+				o.PathMTU = &report.PathMTU{MTU: 1300, Probes: 9, Unfinished: "time budget of 2s spent"}
+			})},
+			want: []want{{PMTU, R, report.Error, []string{"unfinished", "time budget of 2s spent", "1300", "was not established"}, ""}},
+		},
+		{
+			name: "pmtu: the limit is the agent's own interface",
+			outs: []Outcome{with(rev(PMTU, nil), func(o *Outcome) {
+				o.PathMTU = &report.PathMTU{MTU: 1280, Signalled: true, Local: true}
+			})},
+			want: []want{{PMTU, R, report.Pass, []string{"1280", "the agent's own interface"}, ""}},
+		},
+		{
+			name: "pmtu: the limit is our own interface",
+			outs: []Outcome{with(fwd(PMTU, false, nil), func(o *Outcome) {
+				o.PathMTU = &report.PathMTU{MTU: 1280, Signalled: true, Local: true}
+			})},
+			want: []want{{PMTU, F, report.Pass, []string{"1280", "our own interface"}, ""}},
+		},
+		{
+			name: "pmtu: a reverse black hole names its hop",
+			outs: []Outcome{with(rev(PMTU, nil), func(o *Outcome) {
+				o.PathMTU = &report.PathMTU{MTU: 1300, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "203.0.113.1"}}
+			})},
+			want: []want{{PMTU, R, report.Dropped, []string{"black hole on the way back after hop 1 (203.0.113.1)", "1300"}, "203.0.113.1"}},
+		},
+		{
+			// reverse-mtu-blackhole: forward the narrow link signals, back it black-holes. The
+			// reverse row is the black hole's, not the one-way filter sentence of other probes.
+			name: "pmtu: black hole on the way back only",
+			outs: []Outcome{
+				with(fwd(PMTU, false, nil), func(o *Outcome) {
+					o.PathMTU = &report.PathMTU{MTU: 1300, Signalled: true, SignalledBy: "198.51.100.1"}
+				}),
+				with(rev(PMTU, nil), func(o *Outcome) {
+					o.PathMTU = &report.PathMTU{MTU: 1300, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "203.0.113.1"}}
+				}),
+			},
+			want: []want{
+				{PMTU, F, report.Pass, []string{"1300", "198.51.100.1", "says so"}, ""},
+				{PMTU, R, report.Dropped, []string{"black hole on the way back after hop 1 (203.0.113.1)"}, "203.0.113.1"},
+			},
+		},
+		{
+			// Issue 9.7: a search the run cut off says so in a sentence, not "context canceled".
+			name: "pmtu: cut off before its first answer",
+			outs: []Outcome{with(fwd(PMTU, false, nil), func(o *Outcome) {
+				o.Err = fmt.Errorf("pmtu: probe of 576 bytes (ttl 64): %w", context.Canceled)
+			})},
+			want: []want{{PMTU, F, report.Error, []string{"did not finish", "'ipsecpath pmtu'"}, ""}},
+		},
+		{
+			// Issue 9.1: a router on the way back answers the agent's ESP with admin-prohibited;
+			// the agent captured it. Blocked, with the router as the hop, as forward.
+			name: "reverse-esp-reject: the agent captured the router's admin-prohibited",
+			outs: []Outcome{
+				fwd(ESP, true, att(one(), all(1))),
+				with(rev(ESP, att(one(), none, none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 13, netip.MustParseAddr("192.0.2.65"), 63)}
+				}),
+			},
+			want: []want{
+				{ESP, F, report.Pass, nil, ""},
+				{ESP, R, report.Blocked, []string{"192.0.2.65 rejected the agent's ESP (IP protocol 50) toward this host", "administratively prohibited", "from the responder's side"}, "192.0.2.65"},
+			},
+		},
+		{
+			// Issue 9.1: a router on the way back resets the agent's SYN in our name.
+			name: "reverse-tcp1792-reset: the agent captured a reset in our name, we never saw the SYN",
+			outs: []Outcome{
+				fwd(TCP(1792), true, att(one(), all(1))),
+				with(rev(TCP(1792), att(one(), none)), func(o *Outcome) {
+					o.Replies = []Reply{{Kind: AnswerRST, From: o.Target, TTL: 63}}
+				}),
+				with(rev(TCP(445), att(one(), all(1))), func(o *Outcome) {
+					o.Replies = []Reply{{Kind: AnswerRST, From: o.Target, TTL: 62}} // our own kernel's
+				}),
+			},
+			want: []want{
+				{TCP(1792), F, report.Pass, nil, ""},
+				{TCP(1792), R, report.Blocked, []string{"reset", "never arrived here", "about hop 2 from the agent", "estimate", "TCP 1792"}, ""},
+				{TCP(445), R, report.Pass, []string{"arrived here"}, ""},
+			},
+		},
+		{
+			// Issue 9.4: a router drops ICMP echo requests; only the large echo's non-first
+			// fragments (no ICMP header) get through. Not a fragment finding.
+			name: "echo-filter: small echo lost, large echo's non-first fragments arrive",
+			outs: []Outcome{
+				ref(fwd(smallEcho, true, att(one(), none, none, none))),
+				fwd(ICMPLarge, true, att(frags(4), []int{1, 2, 3}, []int{1, 2, 3}, []int{1, 2, 3})),
+				ref(rev(smallEcho, att(one(), none, none, none))),
+				rev(ICMPLarge, att(frags(4), []int{1, 2, 3}, []int{1, 2, 3})),
+			},
+			want: []want{
+				{ICMPLarge, F, report.Dropped, []string{"not the first one", "ICMP header", "a small echo failed too (dropped)", "filters ICMP echo requests itself, not fragments", "permit ICMP echo"}, ""},
+				{ICMPLarge, R, report.Dropped, []string{"the agent's 5000-byte ICMP echo toward this host", "filters ICMP echo requests"}, ""},
+			},
+		},
+		{
+			// The same for a UDP port filter: the large IKE message's non-first fragments carry
+			// no port and slip through; the small one is dropped.
+			name: "udp500-drop: only non-first fragments of large IKE arrive",
+			outs: []Outcome{
+				fwd(IKE, true, att(one(), none, none, none)),
+				fwd(IKEFrag, true, att(frags(3), []int{1, 2}, []int{1, 2}, []int{1, 2})),
+			},
+			want: []want{
+				{IKE, F, report.Dropped, nil, ""},
+				{IKEFrag, F, report.Dropped, []string{"UDP header", "filters IKE (UDP 500) itself, not fragments", "permit UDP 500 both ways"}, ""},
+			},
 		},
 	}
 	for _, c := range cases {
@@ -381,6 +506,71 @@ func TestJudge(t *testing.T) {
 					t.Errorf("%s %s: hop %+v, want %s", g.Probe, g.Direction, g.Hop, w.hop)
 				}
 				checkSentence(t, g)
+				noFragAdvice(t, c.name, g)
+			}
+		})
+	}
+}
+
+// noFragAdvice: a result that is not about fragments (the small form failed as well, or it
+// is not a fragment verdict) never advises on fragments, and no detail carries the text of
+// an internal error.
+func noFragAdvice(t *testing.T, name string, r report.Result) {
+	t.Helper()
+	if strings.Contains(r.Detail, "context canceled") || strings.Contains(r.Detail, "deadline exceeded") {
+		t.Errorf("%s %s %s: internal error text in the detail: %q", name, r.Probe, r.Direction, r.Detail)
+	}
+	if r.Evidence.Compared == "" || r.Verdict == report.FragDropped || r.Verdict == report.Partial || r.Verdict == report.Pass {
+		return
+	}
+	for _, s := range []string{"allow IP fragments", "allow fragments", "drops first fragments", "drops IP fragments"} {
+		if strings.Contains(r.Detail, s) {
+			t.Errorf("%s %s %s: %s but advises on fragments: %q", name, r.Probe, r.Direction, r.Verdict, r.Detail)
+		}
+	}
+}
+
+// TestJudgeResetHop: a reset sent in the target's name by a device on the path (forward, the
+// agent never saw the SYN; reverse, we never saw the agent's) is blocked at the hop its TTL
+// places, marked estimated, and the evidence does not name the target as its sender.
+func TestJudgeResetHop(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		outs []Outcome
+		ttl  int
+	}{
+		{"forward, agent", []Outcome{with(fwd(TCP(445), true, att(one(), none)), func(o *Outcome) {
+			o.Replies = []Reply{{Kind: AnswerRST, From: vTarget, TTL: 63}} // r2 in the lab: hop 2
+		})}, 2},
+		{"reverse", []Outcome{with(rev(TCP(1792), att(one(), none)), func(o *Outcome) {
+			o.Replies = []Reply{{Kind: AnswerRST, From: o.Target, TTL: 62}} // r1 seen from rsp: hop 3 if 64-2
+		})}, 3},
+		{"forward, no agent, compared with the target's TTL", []Outcome{
+			with(fwd(IKE, false, att(one(), none)), func(o *Outcome) {
+				o.Replies = []Reply{{Kind: AnswerIKE, From: vTarget, TTL: 62}}
+			}),
+			with(fwd(TCP(445), false, att(one(), none)), func(o *Outcome) {
+				o.Replies = []Reply{{Kind: AnswerRST, From: vTarget, TTL: 63}}
+			}),
+		}, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := Judge(c.outs)
+			r := res[len(res)-1]
+			if r.Verdict != report.Blocked {
+				t.Fatalf("%s (%s), want blocked", r.Verdict, r.Detail)
+			}
+			if r.Hop == nil || r.Hop.TTL != c.ttl || !r.Hop.Estimated || r.Hop.Addr != "" {
+				t.Errorf("hop %+v, want ttl %d estimated, no address", r.Hop, c.ttl)
+			}
+			if r.Evidence.AnsweredBy != "" {
+				t.Errorf("answered_by %q: the reset's address is not its sender", r.Evidence.AnsweredBy)
+			}
+			if r.Evidence.Answer != AnswerRST || !strings.Contains(r.Detail, "estimate") {
+				t.Errorf("answer %q, detail %q: want rst and the word estimate", r.Evidence.Answer, r.Detail)
+			}
+			if s := r.Hop.String(); !strings.Contains(s, "estimated") {
+				t.Errorf("hop reads %q, want it marked estimated", s)
 			}
 		})
 	}

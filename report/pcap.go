@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -60,20 +59,21 @@ type Pcap struct {
 	first  string         // the capture point WritePacket uses
 	buf    []byte         // scratch for commented packet blocks
 	err    error          // the first write error: once set, every write returns it
-	file   *os.File       // the file CreatePcap opened, closed by Close; nil for NewPcap
+	file   *OutputFile    // the output file CreatePcap started, committed by Close; nil for NewPcap
 	closed bool
 }
 
-// CreatePcap creates (or truncates) the file at path, mode 0644, and starts a pcapng
-// stream in it as NewPcap does. Close flushes the stream and closes the file.
+// CreatePcap starts the output file path (CreateOutput: a temporary file next to it; a
+// device node, symbolic link or directory at path is refused) and a pcapng stream in it as
+// NewPcap does. Close flushes the stream and renames the file into place, mode 0644.
 func CreatePcap(path string, points ...string) (*Pcap, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := CreateOutput(path)
 	if err != nil {
 		return nil, fmt.Errorf("report: create pcap: %w", err)
 	}
 	p, err := NewPcap(f, points...)
 	if err != nil {
-		f.Close()
+		f.Abort()
 		return nil, err
 	}
 	p.file = f
@@ -226,8 +226,9 @@ func (p *Pcap) Flush() error {
 	return nil
 }
 
-// Close flushes the stream and, if CreatePcap opened the file, closes it. Writes after
-// Close fail. Closing twice returns nil.
+// Close flushes the stream and, if CreatePcap started the file, puts it in place (or, after
+// a write error, removes it: path is left as it was). Writes after Close fail. Closing
+// twice returns nil.
 func (p *Pcap) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -242,8 +243,10 @@ func (p *Pcap) Close() error {
 		}
 	}
 	if p.file != nil {
-		if cerr := p.file.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("report: pcap: close %s: %w", p.file.Name(), cerr)
+		if err != nil {
+			p.file.Abort()
+		} else if cerr := p.file.Commit(); cerr != nil {
+			err = fmt.Errorf("report: pcap: %w", cerr)
 		}
 	}
 	if p.err == nil {

@@ -52,13 +52,20 @@ func Render(w io.Writer, r *Report, format string) error {
 }
 
 // String gives a hop as a network engineer reads it: "hop 2 (192.0.2.66)", or
-// "hop 2 (no answer)" when the router there stayed silent.
+// "hop 2 (no answer)" when the router there stayed silent, "about hop 2 (estimated from the
+// TTL)" when only a packet's TTL placed it.
 func (h *Hop) String() string {
 	if h == nil {
 		return ""
 	}
+	if h.Estimated && h.Addr == "" {
+		return "about hop " + strconv.Itoa(h.TTL) + " (estimated from the TTL)"
+	}
 	if h.Addr == "" {
 		return "hop " + strconv.Itoa(h.TTL) + " (no answer)"
+	}
+	if h.Estimated {
+		return "about hop " + strconv.Itoa(h.TTL) + " (" + h.Addr + ", estimated from the TTL)"
 	}
 	return "hop " + strconv.Itoa(h.TTL) + " (" + h.Addr + ")"
 }
@@ -98,6 +105,9 @@ func (p *PathMTU) String() string {
 		return "not measured"
 	}
 	s := strconv.Itoa(p.MTU)
+	if p.Unfinished != "" {
+		return "at least " + s + " (search unfinished)"
+	}
 	if p.Blackhole {
 		s += ", black hole"
 		if p.Hop != nil {

@@ -364,3 +364,21 @@ func BenchmarkRender(b *testing.B) {
 		})
 	}
 }
+
+// TestHopAndPathMTUStrings: a hop placed only by a packet's TTL reads as an estimate, and a
+// path MTU search that did not settle reads as a lower bound, never as a finding.
+func TestHopAndPathMTUStrings(t *testing.T) {
+	for _, c := range []struct {
+		got, want string
+	}{
+		{(&Hop{TTL: 2, Addr: "192.0.2.66"}).String(), "hop 2 (192.0.2.66)"},
+		{(&Hop{TTL: 2}).String(), "hop 2 (no answer)"},
+		{(&Hop{TTL: 2, Estimated: true}).String(), "about hop 2 (estimated from the TTL)"},
+		{(&PathMTU{MTU: 1300, Blackhole: true, Hop: &Hop{TTL: 1, Addr: "203.0.113.1"}}).String(), "1300, black hole from hop 1 (203.0.113.1)"},
+		{(&PathMTU{MTU: 1300, Unfinished: "time budget of 2s spent"}).String(), "at least 1300 (search unfinished)"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%q, want %q", c.got, c.want)
+		}
+	}
+}

@@ -60,10 +60,14 @@ const (
 	Reverse Direction = "reverse" // agent → initiator: how a rekey from the far side travels
 )
 
-// Hop is a router on the path, found with TTL-limited probes.
+// Hop is a router on the path, found with TTL-limited probes, or placed by the TTL of what it
+// sent (Estimated). TTL counts from the probe's sender: us forward, the agent reverse.
 type Hop struct {
 	TTL  int    `json:"ttl"`
 	Addr string `json:"addr,omitempty"` // empty when the hop did not answer
+	// Estimated marks a hop placed only by the TTL a packet arrived with (a reset sent in the
+	// target's name: its source address says nothing), assuming a common initial TTL.
+	Estimated bool `json:"estimated,omitempty"`
 }
 
 // Fragment is one IP fragment as sent or as seen by the agent.
@@ -121,6 +125,16 @@ type PathMTU struct {
 	Blackhole bool `json:"blackhole"`
 	Hop       *Hop `json:"hop,omitempty"` // where the black hole starts, when localised
 	Probes    int  `json:"probes,omitempty"`
+	// Signalled is true when the smallest size that failed drew an ICMP fragmentation-needed
+	// (SignalledBy says from whom) or was refused by the sending host's own interface (Local).
+	Signalled   bool   `json:"signalled,omitempty"`
+	SignalledBy string `json:"signalled_by,omitempty"`
+	// Local is true when the limit is the sending host's own interface MTU: ours forward, the
+	// agent's reverse. No router said anything.
+	Local bool `json:"local_limit,omitempty"`
+	// Unfinished says why the search stopped before it settled (a bound, loss, the run's end):
+	// MTU is then only the largest size seen to pass, and nothing else was established.
+	Unfinished string `json:"unfinished,omitempty"`
 }
 
 // PMTU holds the path MTU per direction; Reverse is nil without an agent.

@@ -46,6 +46,19 @@ func fwdChain(rules ...string) string {
 const noFragNeeded = "table ip ipsecpath {\n\tchain ipl_out {\n\t\ttype filter hook output priority 0; policy accept;\n" +
 	"\t\ticmp type destination-unreachable icmp code frag-needed counter drop comment \"PMTUD black hole\"\n\t}\n}\n"
 
+// noFragNeededTo drops the ICMP "fragmentation needed" a router itself sends out of one
+// interface only: a black hole in one direction.
+func noFragNeededTo(oif string) string {
+	return "table ip ipsecpath {\n\tchain ipl_out {\n\t\ttype filter hook output priority 0; policy accept;\n" +
+		"\t\toifname \"" + oif + "\" icmp type destination-unreachable icmp code frag-needed counter drop comment \"PMTUD black hole, one way\"\n\t}\n}\n"
+}
+
+// echoChain drops ICMP echo requests in a prerouting chain at priority -450, before any
+// defragmentation: like an ACL that matches the ICMP type, it sees it only in a first
+// fragment, so a large echo's later fragments still pass.
+const echoChain = "table ip ipsecpath {\n\tchain ipl_echo {\n\t\ttype filter hook prerouting priority -450; policy accept;\n" +
+	"\t\ticmp type echo-request counter drop comment \"ping filter\"\n\t}\n}\n"
+
 // StatefulUDPTimeout is the UDP conntrack timeout (both unreplied and assured) of the
 // stateful-udp profile: an idle IPsec flow is forgotten after it.
 const StatefulUDPTimeout = 10 * time.Second
@@ -82,6 +95,14 @@ var profiles = []Profile{
 			{"net/netfilter/nf_conntrack_udp_timeout", fmt.Sprint(int(StatefulUDPTimeout.Seconds()))},
 			{"net/netfilter/nf_conntrack_udp_timeout_stream", fmt.Sprint(int(StatefulUDPTimeout.Seconds()))},
 		}}},
+	{Name: "reverse-esp-reject", Summary: "r1 rejects IP protocol 50 (ESP) coming from the rsp side with ICMP admin-prohibited; ini→rsp passes",
+		Rules: map[string]string{NodeR1: fwdChain(`iifname "east0" ip protocol esp counter reject with icmp type admin-prohibited`)}},
+	{Name: "reverse-tcp1792-reset", Summary: "r1 answers TCP port 1792 from the rsp side with a TCP reset in ini's name; ini→rsp passes",
+		Rules: map[string]string{NodeR1: fwdChain(`iifname "east0" tcp dport 1792 counter reject with tcp reset`)}},
+	{Name: "reverse-mtu-blackhole", Summary: "r1—r2 link MTU 1300; r1 signals it toward ini, r2 drops its fragmentation-needed toward rsp (PMTUD black hole rsp→ini only)",
+		MiddleMTU: 1300, Rules: map[string]string{NodeR2: noFragNeededTo("east0")}},
+	{Name: "echo-filter", Summary: "r1 drops ICMP echo requests, both directions (first fragments only: the ICMP type is in them); everything else passes",
+		Rules: map[string]string{NodeR1: echoChain}},
 }
 
 // Profiles returns the fault profiles, in a fixed order.

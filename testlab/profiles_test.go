@@ -302,6 +302,111 @@ func TestProfileStatefulUDP(t *testing.T) {
 	}
 }
 
+func TestProfileReverseESPReject(t *testing.T) {
+	t.Parallel()
+	l := ForTest(t, Spec{Profile: "reverse-esp-reject", NoGateways: true})
+	// rsp → ini: r1 refuses ESP from the rsp side and tells rsp so; nothing reaches ini.
+	refused := startCapture(t, l, NodeRsp, "wan0", "icmp[0] = 3 and icmp[1] = 13")
+	atIni := startCapture(t, l, NodeIni, "wan0", "ip proto 50")
+	hping(t, l, NodeRsp, "-0", "-H", "50", "-c", "3", "-i", "u100000", "-d", "64", ini)
+	pk := refused.stop()
+	if len(pk) < 3 || !strings.Contains(pk[0], "192.0.2.65 > "+rsp) {
+		t.Errorf("rsp should get ICMP admin-prohibited from r1 (192.0.2.65) for each ESP packet: %q", pk)
+	}
+	if n := atIni.count(); n != 0 {
+		t.Errorf("ini received %d ESP packets from the rsp side through reverse-esp-reject", n)
+	}
+	// ini → rsp: ESP passes, and nothing refuses it.
+	atRsp := startCapture(t, l, NodeRsp, "wan0", "ip proto 50 and src "+ini)
+	back := startCapture(t, l, NodeIni, "wan0", "icmp[0] = 3 and icmp[1] = 13")
+	hping(t, l, NodeIni, "-0", "-H", "50", "-c", "3", "-i", "u100000", "-d", "64", rsp)
+	if a, b := atRsp.count(), back.count(); a < 3 || b != 0 {
+		t.Errorf("ini→rsp ESP: rsp saw %d (want ≥ 3), ini got %d admin-prohibited (want 0)", a, b)
+	}
+	if c := nftCounter(t, l, NodeR1); c < 3 {
+		t.Errorf("r1 reject counter %d, want ≥ 3", c)
+	}
+}
+
+func TestProfileReverseTCP1792Reset(t *testing.T) {
+	t.Parallel()
+	l := ForTest(t, Spec{Profile: "reverse-tcp1792-reset", NoGateways: true})
+	tcpListen(t, l, NodeIni, 1792)
+	tcpListen(t, l, NodeRsp, 1792)
+	// rsp → ini: the SYN never reaches ini, yet a reset in ini's name comes back to rsp.
+	syn := startCapture(t, l, NodeIni, "wan0", "tcp dst port 1792")
+	rst := startCapture(t, l, NodeRsp, "wan0", "src "+ini+" and tcp src port 1792 and tcp[tcpflags] & tcp-rst != 0")
+	ok, out := tcpConnect(t, l, NodeRsp, ini, 1792)
+	if ok || !strings.Contains(out, "refused") {
+		t.Errorf("rsp→ini tcp 1792 should be reset: ok=%v %s", ok, out)
+	}
+	if s, r := syn.count(), rst.count(); s != 0 || r == 0 {
+		t.Errorf("ini saw %d SYNs to 1792 (want 0), rsp got %d resets in ini's name (want > 0)", s, r)
+	}
+	// ini → rsp passes, and the opposite direction's other port too.
+	if ok, out := tcpConnect(t, l, NodeIni, rsp, 1792); !ok {
+		t.Errorf("ini→rsp tcp 1792 should pass: %s", out)
+	}
+	tcpListen(t, l, NodeIni, 445)
+	if ok, out := tcpConnect(t, l, NodeRsp, ini, 445); !ok {
+		t.Errorf("rsp→ini tcp 445 should pass: %s", out)
+	}
+	if c := nftCounter(t, l, NodeR1); c == 0 {
+		t.Errorf("r1 reset counter 0")
+	}
+}
+
+func TestProfileReverseMTUBlackhole(t *testing.T) {
+	t.Parallel()
+	l := ForTest(t, Spec{Profile: "reverse-mtu-blackhole", NoGateways: true})
+	mustPing(t, l, NodeIni, rsp, "-M", "do", "-s", "1272") // 1300 bytes pass both ways
+	mustPing(t, l, NodeRsp, ini, "-M", "do", "-s", "1272")
+	// ini → rsp: r1 says so (PMTU discovery works).
+	out := mustNotPing(t, l, NodeIni, rsp, "-M", "do", "-s", "1372")
+	if !strings.Contains(out, "mtu = 1300") && !strings.Contains(out, "mtu=1300") {
+		t.Errorf("ini's 1400-byte DF ping should get ICMP frag-needed (mtu 1300) from r1:\n%s", out)
+	}
+	// rsp → ini: r2 generates its frag-needed and drops it; rsp hears nothing.
+	icmpRsp := startCapture(t, l, NodeRsp, "wan0", "icmp[0] = 3")
+	out = mustNotPing(t, l, NodeRsp, ini, "-M", "do", "-s", "1372")
+	if strings.Contains(out, "mtu") || strings.Contains(out, "Frag needed") {
+		t.Errorf("rsp's 1400-byte DF ping got an MTU error back:\n%s", out)
+	}
+	if n := icmpRsp.count(); n != 0 {
+		t.Errorf("ICMP unreachable reached rsp %d times (want 0)", n)
+	}
+	if c := nftCounter(t, l, NodeR2); c == 0 {
+		t.Errorf("r2 dropped no frag-needed of its own")
+	}
+}
+
+func TestProfileEchoFilter(t *testing.T) {
+	t.Parallel()
+	l := ForTest(t, Spec{Profile: "echo-filter", NoGateways: true})
+	mustNotPing(t, l, NodeIni, rsp)
+	mustNotPing(t, l, NodeRsp, ini)
+	// A large echo: r1 drops the first fragment (the ICMP header is in it), the rest pass.
+	first := startCapture(t, l, NodeRsp, "wan0", "src "+ini+" and icmp and ip[6:2] & 0x1fff = 0")
+	rest := startCapture(t, l, NodeRsp, "wan0", "src "+ini+" and ip[6:2] & 0x1fff != 0")
+	mustNotPing(t, l, NodeIni, rsp, "-s", "3000")
+	if f, r := first.count(), rest.count(); f != 0 || r == 0 {
+		t.Errorf("rsp saw %d first fragments / echoes (want 0) and %d later fragments (want > 0)", f, r)
+	}
+	// Everything else passes: TCP, ESP, the routers' own addresses are still reachable by TCP.
+	tcpListen(t, l, NodeRsp, 445)
+	if ok, out := tcpConnect(t, l, NodeIni, rsp, 445); !ok {
+		t.Errorf("tcp 445 should pass echo-filter: %s", out)
+	}
+	esp := startCapture(t, l, NodeRsp, "wan0", "ip proto 50")
+	hping(t, l, NodeIni, "-0", "-H", "50", "-c", "2", "-i", "u100000", "-d", "64", rsp)
+	if n := esp.count(); n < 2 {
+		t.Errorf("ESP should pass echo-filter: rsp saw %d", n)
+	}
+	if c := nftCounter(t, l, NodeR1); c < 4 {
+		t.Errorf("r1 echo counter %d, want ≥ 4", c)
+	}
+}
+
 // hping sends with hping3 (its exit status says only whether replies came: ignored).
 func hping(t *testing.T, l *Lab, node string, args ...string) {
 	t.Helper()

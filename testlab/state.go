@@ -33,6 +33,10 @@ func validName(name string) error {
 	return nil
 }
 
+// CheckName reports whether name is a valid lab name (1-24 of a-z, 0-9 and '-', starting
+// with a letter or digit); the empty name is refused here (Spec turns "" into "default").
+func CheckName(name string) error { return validName(name) }
+
 // nsName is the namespace of node in lab name.
 func nsName(name, node string) string { return "ipl-" + name + "-" + node }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,7 +239,7 @@ func (l *Lab) startGateways(ctx context.Context) error {
 		charons[gw] = p
 	}
 	for _, gw := range gws {
-		if err := waitFile(ctx, l.ViciSocket(gw), CharonReadyTimeout, charons[gw].done); err != nil {
+		if err := waitListening(ctx, l.ViciSocket(gw), CharonReadyTimeout, charons[gw].done); err != nil {
 			log, _ := os.ReadFile(l.CharonLog(gw))
 			return fmt.Errorf("testlab: charon on %s: vici socket: %w (output: %s; log: %s)", gw, err,
 				lastLines(string(charons[gw].Output()), 2), lastLines(string(log), 3))
@@ -318,20 +319,26 @@ func (l *Lab) Swanctl(ctx context.Context, gw string, args ...string) ([]byte, e
 	return out, nil
 }
 
-// waitFile polls for path until d passes, ctx ends or exited (the process that should
-// create it) is closed.
-func waitFile(ctx context.Context, path string, d time.Duration, exited <-chan struct{}) error {
+// waitListening polls until a unix socket at path accepts a connection, d passes, ctx ends or
+// exited (the process that should listen there) is closed. The file alone is not enough:
+// bind(2) creates it before listen(2), and a swanctl connecting in between gets "connection
+// refused" (seen under load as swanctl --load-all exiting 111, ECONNREFUSED).
+func waitListening(ctx context.Context, path string, d time.Duration, exited <-chan struct{}) error {
 	deadline := time.Now().Add(d)
+	var last error
 	for {
-		if _, err := os.Stat(path); err == nil {
+		c, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			c.Close()
 			return nil
 		}
+		last = err
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not appear within %v", path, d)
+			return fmt.Errorf("nothing listens on %s after %v: %w", path, d, last)
 		}
 		select {
 		case <-exited:
-			return fmt.Errorf("the process exited before %s appeared", path)
+			return fmt.Errorf("the process exited before it listened on %s: %w", path, last)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):

@@ -1,6 +1,7 @@
 package testlab
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -9,14 +10,17 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Tests that need neither root nor a lab.
 
 func TestProfileNamesFixed(t *testing.T) {
 	want := []string{"clean", "frag-drop", "nonfirst-frag-drop", "esp-drop", "ah-reject", "udp500-drop",
-		"udp4500-drop", "tcp445-reset", "tcp1792-drop", "mtu1400", "mtu1300-blackhole", "reverse-frag-drop", "stateful-udp"}
+		"udp4500-drop", "tcp445-reset", "tcp1792-drop", "mtu1400", "mtu1300-blackhole", "reverse-frag-drop", "stateful-udp",
+		"reverse-esp-reject", "reverse-tcp1792-reset", "reverse-mtu-blackhole", "echo-filter"}
 	if got := ProfileNames(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("profile names changed:\n got %v\nwant %v", got, want)
 	}
@@ -142,4 +146,36 @@ func mustCert(t *testing.T, path string) *x509.Certificate {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestWaitListening: a unix socket's file exists from bind(2) on, before anything listens;
+// waiting for charon's vici socket must wait for the listener, not the file.
+func TestWaitListening(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vici")
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrUnix{Name: path}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("bound socket has no file: %v", err)
+	}
+	exited := make(chan struct{})
+	ctx := context.Background()
+	if err := waitListening(ctx, path, 100*time.Millisecond, exited); err == nil {
+		t.Fatal("a bound socket nobody listens on counted as ready")
+	}
+	if err := syscall.Listen(fd, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitListening(ctx, path, 5*time.Second, exited); err != nil {
+		t.Fatalf("listening socket: %v", err)
+	}
+	close(exited)
+	if err := waitListening(ctx, filepath.Join(t.TempDir(), "none"), 5*time.Second, exited); err == nil || !strings.Contains(err.Error(), "exited") {
+		t.Errorf("exited process: %v", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -18,8 +19,8 @@ import (
 )
 
 // checkPMTU prepares the pmtu probe of a check: the pmtu package's ICMP search (DF echoes,
-// black hole localised by TTL), bounded by the check's deadline. The prober's socket opens
-// here, in the caller's network namespace.
+// black hole localised by TTL), bounded by its own budget. The prober's socket opens here,
+// in the caller's network namespace.
 func checkPMTU(target netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
 	p, err := pmtu.NewICMPProber(target)
 	if err != nil {
@@ -38,17 +39,35 @@ func checkReversePMTU(agent *probe.AgentClient, from netip.Addr) (func(context.C
 	if err != nil {
 		return nil, fmt.Errorf("open raw ICMP socket: %w", err)
 	}
-	return pmtuSearch(&agentReverse{agent: agent, icmp: c, from: from}, c.Close), nil
+	search := pmtuSearch(&agentReverse{agent: agent, icmp: c, from: from}, c.Close)
+	return func(ctx context.Context) (*report.PathMTU, error) {
+		m, err := search(ctx)
+		if errors.Is(err, pmtu.ErrNoAnswer) {
+			err = &reverseNoAnswer{err: err}
+		}
+		return m, err
+	}, nil
 }
 
-// pmtuSearch is a path MTU search with p, bounded by its context's deadline; it closes what
-// p holds when it returns.
+// reverseNoAnswer is pmtu.ErrNoAnswer said the right way round for the reverse search: the
+// probes are the agent's, and they did not reach us.
+type reverseNoAnswer struct{ err error }
+
+func (e *reverseNoAnswer) Error() string {
+	return fmt.Sprintf("none of the agent's smallest DF echoes (%d bytes) arrived here: ICMP echo filtered on the way back, or no route toward us", pmtu.DefaultMin)
+}
+
+func (e *reverseNoAnswer) Unwrap() error { return e.err }
+
+// pmtuSearch is a path MTU search with p, bounded by its own budget (pmtu.DefaultBudget and
+// its probe counts), or by ctx's deadline when that comes first; it closes what p holds when
+// it returns. A search cut short says what it measured, marked unfinished.
 func pmtuSearch(p pmtu.Prober, release func() error) func(context.Context) (*report.PathMTU, error) {
 	return func(ctx context.Context) (*report.PathMTU, error) {
 		defer release()
 		var o pmtu.Options
 		if d, ok := ctx.Deadline(); ok {
-			o.Budget = time.Until(d)
+			o.Budget = min(time.Until(d), pmtu.DefaultBudget)
 		}
 		res, err := pmtu.Discover(ctx, p, o)
 		if res == nil || res.MTU == 0 {
@@ -58,7 +77,10 @@ func pmtuSearch(p pmtu.Prober, release func() error) func(context.Context) (*rep
 			return nil, err
 		}
 		m := res.PathMTU()
-		return &m, nil // a search cut short by the deadline still says what it measured
+		if err != nil && m.Unfinished == "" && !m.Blackhole {
+			m.Unfinished = fmt.Sprintf("cut short after %d probe(s)", res.Probes)
+		}
+		return &m, nil
 	}
 }
 
@@ -84,7 +106,8 @@ How to read the verdicts:
   pass          it arrived (the agent saw every fragment; without agent, TARGET answered)
   dropped       silence: a device on the path discards it without a word
   blocked       a device said no: ICMP unreachable/admin-prohibited (its address is the
-                hop), or a TCP reset that did not come from TARGET
+                hop), or a TCP reset that did not come from TARGET (its TTL places the hop:
+                "about hop N", an estimate); reverse alike, from what the agent captured
   frag-dropped  the small form of the same protocol passes, the fragmented one does not:
                 a device drops IP fragments (IKE with big certificates or Kerberos dies)
   partial       some fragments arrived, not all: the detail says which offsets
@@ -95,7 +118,8 @@ Each row's detail is one sentence saying what to change where. Reverse UDP 500/4
 go out before any of ours, so a stateful firewall meets them cold, as it meets a rekey from
 the far side after the flow went idle (state a firewall still holds from a run less than its
 idle timeout ago lets them through: wait that long between runs). A probe without an answer is retried twice within
---timeout: one attempt of three arriving is loss (pass, noted), none is a drop.
+--timeout: one attempt of three arriving is loss (pass, noted), none is a drop. The pmtu
+probe is not cut at --timeout: its search runs to its own bounds (at most 30 s per direction).
 
 Exit status: 0 every verdict passed (or was skipped), 1 a probe failed, 2 usage or
 environment error (bad target, unknown probe, agent unreachable or refusing the key, no
@@ -129,6 +153,12 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err := out.resolve(); err != nil {
 		return usageError(e, c, err)
 	}
+	if *pcap == "" && fs.Changed("pcap") {
+		return usageError(e, c, errors.New("--pcap is empty: give a file name (or leave --pcap out)"))
+	}
+	if err := checkPcapPath(*pcap, out.out); err != nil {
+		return usageError(e, c, err)
+	}
 	if fs.NArg() != 1 {
 		return usageError(e, c, fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg()))
 	}
@@ -136,7 +166,7 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, fmt.Errorf("target %q is not an IPv4 address", fs.Arg(0)))
 	}
-	if err := probe.CheckTarget(target); err != nil {
+	if err := probe.CheckTargetHere(target); err != nil {
 		return usageError(e, c, err)
 	}
 	ports, err := probe.ParseTCPPorts(*tcp)
@@ -147,8 +177,8 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, fmt.Errorf("--probes: %w", err))
 	}
-	if *timeout <= 0 || *timeout > probe.MaxCheckTimeout {
-		return usageError(e, c, fmt.Errorf("--timeout %s: want more than 0 and at most %s", *timeout, probe.MaxCheckTimeout))
+	if *timeout < probe.MinCheckTimeout || *timeout > probe.MaxCheckTimeout {
+		return usageError(e, c, fmt.Errorf("--timeout %s: want %s to %s", *timeout, probe.MinCheckTimeout, probe.MaxCheckTimeout))
 	}
 	if *pace < 1 || *pace > probe.MaxRate {
 		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))
@@ -195,6 +225,25 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 		return exitFail
 	}
 	return exitOK
+}
+
+// checkPcapPath refuses, before any probe is sent, a --pcap path that could not be written
+// at the end (report.CheckOutputPath) or that is also the --out file.
+func checkPcapPath(pcap, out string) error {
+	if pcap == "" {
+		return nil
+	}
+	if err := report.CheckOutputPath(pcap); err != nil {
+		return fmt.Errorf("--pcap: %w", err)
+	}
+	if out != "" {
+		a, aerr := filepath.Abs(pcap)
+		b, berr := filepath.Abs(out)
+		if aerr == nil && berr == nil && a == b {
+			return fmt.Errorf("--pcap and --out both name %s: give two files", pcap)
+		}
+	}
+	return nil
 }
 
 // agentOnTarget refuses an agent named by an address other than the target: the agent

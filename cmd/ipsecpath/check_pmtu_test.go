@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/probe"
@@ -49,22 +50,29 @@ func labAgent(t *testing.T, l *testlab.Lab, key []byte) string {
 // expectations follow from the profiles: clean has no narrow link (1500 both ways); mtu1400
 // narrows the r1–r2 link to 1400 and its routers signal it (r1 toward rsp, r2 toward ini);
 // mtu1300-blackhole narrows it to 1300 and drops the routers' fragmentation-needed, so both
-// directions black-hole after their first hop (r1 198.51.100.1 forward, r2 203.0.113.1 back).
+// directions black-hole after their first hop (r1 198.51.100.1 forward, r2 203.0.113.1 back);
+// reverse-mtu-blackhole narrows it to 1300 with r1 signalling toward ini and r2 silent toward
+// rsp: forward signalled by r1, reverse a black hole after r2. That one runs every probe at
+// once, as a user's check does: the reverse search must finish (confirmation and hop walk)
+// however long the other probes take, and claim no signal it did not see (issue 9.2).
 func TestCheckPMTUBothWays(t *testing.T) {
 	testlab.RequireRoot(t)
 	for _, c := range []struct {
-		profile     string
-		mtu         int
-		blackhole   bool
-		fwdHop      string
-		revHop      string
-		code        int
-		maxProbes   int // per direction
-		textReverse string
+		profile      string
+		probes       string
+		mtu          int
+		fwdBH, revBH bool
+		fwdHop       string
+		revHop       string
+		signalledBy  map[report.Direction]string
+		code         int
+		maxProbes    int // per direction
+		textReverse  string
 	}{
-		{"clean", 1500, false, "", "", exitOK, 2, "path MTU: forward 1500; reverse 1500"},
-		{"mtu1400", 1400, false, "", "", exitOK, 3, "path MTU: forward 1400; reverse 1400"},
-		{"mtu1300-blackhole", 1300, true, "198.51.100.1", "203.0.113.1", exitFail, 24, "reverse 1300, black hole from hop 1 (203.0.113.1)"},
+		{"clean", "pmtu", 1500, false, false, "", "", nil, exitOK, 2, "path MTU: forward 1500; reverse 1500"},
+		{"mtu1400", "pmtu", 1400, false, false, "", "", map[report.Direction]string{report.Forward: "198.51.100.1", report.Reverse: "203.0.113.1"}, exitOK, 3, "path MTU: forward 1400; reverse 1400"},
+		{"mtu1300-blackhole", "pmtu", 1300, true, true, "198.51.100.1", "203.0.113.1", nil, exitFail, 24, "reverse 1300, black hole from hop 1 (203.0.113.1)"},
+		{"reverse-mtu-blackhole", "all", 1300, false, true, "", "203.0.113.1", map[report.Direction]string{report.Forward: "198.51.100.1"}, exitFail, 24, "path MTU: forward 1300; reverse 1300, black hole from hop 1 (203.0.113.1)"},
 	} {
 		t.Run(c.profile, func(t *testing.T) {
 			t.Parallel()
@@ -76,8 +84,8 @@ func TestCheckPMTUBothWays(t *testing.T) {
 			var code, tcode int
 			var out, errs, tout, terrs string
 			l.Do("ini", func() error {
-				code, out, errs = runCLI(t, "check", target, "--agent", agent, "--key-file", key, "--probes", "pmtu", "--json")
-				tcode, tout, terrs = runCLI(t, "check", target, "--agent", agent, "--key-file", key, "--probes", "pmtu")
+				code, out, errs = runCLI(t, "check", target, "--agent", agent, "--key-file", key, "--probes", c.probes, "--json")
+				tcode, tout, terrs = runCLI(t, "check", target, "--agent", agent, "--key-file", key, "--probes", c.probes)
 				return nil
 			})
 			if code != c.code || tcode != c.code {
@@ -94,37 +102,57 @@ func TestCheckPMTUBothWays(t *testing.T) {
 				t.Fatalf(`json lacks "pmtu": {"forward", "reverse"}: %v\n%s`, err, out)
 			}
 			t.Logf("%s: forward %s, reverse %s; check took %d ms", c.profile, rep.PMTU.Forward, rep.PMTU.Reverse, rep.DurationMs)
+			verdict := map[report.Direction]report.Verdict{report.Forward: report.Pass, report.Reverse: report.Pass}
 			for _, d := range []struct {
-				name string
-				p    *report.PathMTU
-				hop  string
-			}{{"forward", rep.PMTU.Forward, c.fwdHop}, {"reverse", rep.PMTU.Reverse, c.revHop}} {
+				dir report.Direction
+				p   *report.PathMTU
+				bh  bool
+				hop string
+			}{{report.Forward, rep.PMTU.Forward, c.fwdBH, c.fwdHop}, {report.Reverse, rep.PMTU.Reverse, c.revBH, c.revHop}} {
 				p := d.p
-				if p.MTU != c.mtu || p.Blackhole != c.blackhole || p.Probes > c.maxProbes {
-					t.Errorf("%s: %+v, want mtu %d blackhole %v in at most %d probes", d.name, *p, c.mtu, c.blackhole, c.maxProbes)
+				if p.MTU != c.mtu || p.Blackhole != d.bh || p.Probes > c.maxProbes || p.Unfinished != "" {
+					t.Errorf("%s: %+v, want mtu %d blackhole %v, finished, in at most %d probes", d.dir, *p, c.mtu, d.bh, c.maxProbes)
 				}
 				if d.hop != "" && (p.Hop == nil || p.Hop.Addr != d.hop || p.Hop.TTL != 1) {
-					t.Errorf("%s black hole hop %+v, want ttl 1 %s", d.name, p.Hop, d.hop)
+					t.Errorf("%s black hole hop %+v, want ttl 1 %s", d.dir, p.Hop, d.hop)
+				}
+				// "Signalled" only where a fragmentation-needed was seen, and from whom.
+				if by := c.signalledBy[d.dir]; p.Signalled != (by != "") || p.SignalledBy != by {
+					t.Errorf("%s: signalled %v by %q, want by %q", d.dir, p.Signalled, p.SignalledBy, by)
+				}
+				if d.bh {
+					verdict[d.dir] = report.Dropped
 				}
 			}
 			rows := map[report.Direction]report.Result{}
 			for _, r := range rep.Results {
 				if r.Probe == "pmtu" {
 					rows[r.Direction] = r
+				} else if r.Verdict != report.Pass {
+					t.Errorf("%s %s: %s (%s), want pass on %s", r.Direction, r.Probe, r.Verdict, r.Detail, c.profile)
 				}
 			}
-			want := report.Pass
-			if c.blackhole {
-				want = report.Dropped
-			}
 			for _, d := range []report.Direction{report.Forward, report.Reverse} {
-				if r, ok := rows[d]; !ok || r.Verdict != want || r.Evidence.Size != c.mtu {
-					t.Errorf("pmtu %s row %+v, want %s with size %d", d, r, want, c.mtu)
+				r, ok := rows[d]
+				if !ok || r.Verdict != verdict[d] || r.Evidence.Size != c.mtu {
+					t.Errorf("pmtu %s row %+v, want %s with size %d", d, r, verdict[d], c.mtu)
+					continue
+				}
+				switch {
+				case r.Verdict == report.Dropped && (!strings.Contains(r.Detail, "black hole") || r.Hop == nil || !strings.Contains(r.Detail, r.Hop.Addr)):
+					t.Errorf("pmtu %s: black hole row without the black-hole sentence or its hop: %s (hop %+v)", d, r.Detail, r.Hop)
+				case strings.Contains(r.Detail, "says so") && c.signalledBy[d] == "":
+					t.Errorf("pmtu %s claims a signal nobody sent: %s", d, r.Detail)
 				}
 			}
 			// The table's pmtu row has a verdict in both columns, the footer both MTUs.
-			row := fmt.Sprintf("pmtu   %-7s  %-7s", want, want)
-			if !strings.Contains(tout, c.textReverse) || !strings.Contains(tout, row) {
+			row := fmt.Sprintf("pmtu %s %s", verdict[report.Forward], verdict[report.Reverse])
+			found := false
+			for _, line := range strings.Split(tout, "\n") {
+				f := strings.Fields(strings.TrimPrefix(line, "!"))
+				found = found || (len(f) >= 3 && strings.Join(f[:3], " ") == row)
+			}
+			if !strings.Contains(tout, c.textReverse) || !found {
 				t.Errorf("table lacks %q or %q:\n%s", row, c.textReverse, tout)
 			}
 		})
@@ -169,5 +197,57 @@ func TestICMPAboutReverse(t *testing.T) {
 		if r, ok := icmpAboutReverse(s, n); ok {
 			t.Errorf("%s: taken as %+v", name, r)
 		}
+	}
+}
+
+// cutProber passes sizes up to mtu and, for the first larger one, ends the search's context
+// (the run was interrupted mid-search) and returns its error.
+type cutProber struct {
+	mtu    int
+	cancel context.CancelFunc
+}
+
+func (p *cutProber) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, error) {
+	if r.Size <= p.mtu {
+		return pmtu.Reply{Outcome: pmtu.Arrived, RTT: time.Millisecond}, nil
+	}
+	p.cancel()
+	return pmtu.Reply{}, ctx.Err()
+}
+
+// TestPMTUSearchUnfinished: a check's search cut short after sizes passed is reported with
+// what passed, marked unfinished, and claims no signal (issue 9.2); one cut before anything
+// came back is an error the verdict turns into a sentence.
+func TestPMTUSearchUnfinished(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	released := false
+	m, err := pmtuSearch(&cutProber{mtu: 1300, cancel: cancel}, func() error { released = true; return nil })(ctx)
+	if err != nil || m == nil {
+		t.Fatalf("search: %+v, %v", m, err)
+	}
+	if m.MTU < 576 || m.MTU > 1300 || m.Unfinished == "" || m.Signalled || m.Blackhole || !released {
+		t.Errorf("cut search: %+v (released %v), want at most 1300, unfinished, no signal, no black hole", *m, released)
+	}
+	r := probe.Judge([]probe.Outcome{{Probe: probe.PMTU, Direction: report.Reverse, PathMTU: m}})[0]
+	if r.Verdict != report.Error || !strings.Contains(r.Detail, "unfinished") || strings.Contains(r.Detail, "narrow link") {
+		t.Errorf("row %s: %s", r.Verdict, r.Detail)
+	}
+}
+
+// TestPMTUResultLocal: the pmtu command's row for a limit set by the sender's own interface
+// says whose (the agent's, reverse), never "the narrow link says so"; a router's signal names
+// the router.
+func TestPMTUResultLocal(t *testing.T) {
+	r := pmtuResult(report.Reverse, &pmtu.Result{MTU: 1280, Exact: true, Signalled: true})
+	if !strings.Contains(r.Detail, "the agent's own interface") || strings.Contains(r.Detail, "narrow link") {
+		t.Errorf("reverse, agent's interface: %s", r.Detail)
+	}
+	r = pmtuResult(report.Forward, &pmtu.Result{MTU: 1280, Exact: true, Signalled: true})
+	if !strings.Contains(r.Detail, "our own interface") {
+		t.Errorf("forward, our interface: %s", r.Detail)
+	}
+	r = pmtuResult(report.Forward, &pmtu.Result{MTU: 1400, Exact: true, Signalled: true, ICMPFrom: netip.MustParseAddr("198.51.100.1"), ICMPMTU: 1400})
+	if !strings.Contains(r.Detail, "narrow link (198.51.100.1) says so") {
+		t.Errorf("router's signal: %s", r.Detail)
 	}
 }

@@ -78,6 +78,9 @@ const maxReportBytes = 64 << 20
 // readReport reads one result file; its errors start with the file's name and say what is
 // wrong with it, in one line.
 func readReport(name string) (*report.Report, error) {
+	if name == "" {
+		return nil, errors.New("empty file name: give two result files")
+	}
 	f, err := os.Open(name)
 	if err != nil {
 		var pe *fs.PathError

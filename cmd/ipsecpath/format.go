@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -24,7 +23,9 @@ import (
 //	             for `ipsecpath diff` or a ticket. FILE's form follows its extension: .json →
 //	             json, .md/.markdown → markdown, .xml → junit, .txt/.text → text; any other
 //	             extension gets the stdout form. FILE is written to a temporary file in the
-//	             same directory and renamed, so a killed run never leaves half a report.
+//	             same directory and renamed, so a killed run never leaves half a report;
+//	             it replaces only a regular file (never a device node, a symbolic link or a
+//	             directory), and resolve checks that before the run (report.CheckOutputPath).
 //	--color      colour the verdicts in the text table (ANSI). Off by default; never used
 //	             for --out files.
 //
@@ -63,16 +64,16 @@ func (o *output) resolve() error {
 		}
 		o.format = report.FormatJSON
 	}
+	if o.out == "" && o.fs != nil && o.fs.Changed("out") {
+		return errors.New("--out is empty: give a file name (or leave --out out)")
+	}
 	if o.out == "-" {
 		return errors.New("--out -: the report already goes to stdout; give a file name")
 	}
 	if o.out != "" {
-		if fi, err := os.Stat(o.out); err == nil && fi.IsDir() {
-			return fmt.Errorf("--out %s: is a directory", o.out)
-		}
 		// fail now rather than after a run of many seconds
-		if fi, err := os.Stat(filepath.Dir(o.out)); err != nil || !fi.IsDir() {
-			return fmt.Errorf("--out %s: directory %s does not exist", o.out, filepath.Dir(o.out))
+		if err := report.CheckOutputPath(o.out); err != nil {
+			return fmt.Errorf("--out: %w", err)
 		}
 		o.outFormat = outFileFormat(o.out, o.format)
 	}
@@ -104,7 +105,7 @@ func (o *output) write(e *env, r *report.Report) error {
 		return fmt.Errorf("--out %s: %w", o.out, err)
 	}
 	if err := writeFileAtomic(o.out, buf.Bytes()); err != nil {
-		return fmt.Errorf("--out %s: %w", o.out, err)
+		return fmt.Errorf("--out: %w", err)
 	}
 	return nil
 }
@@ -124,32 +125,10 @@ func outFileFormat(path, fallback string) string {
 	return fallback
 }
 
-// writeFileAtomic writes data to a temporary file next to path and renames it into place,
-// so readers see either the old file or the whole new one. The file is mode 0644.
+// writeFileAtomic writes data to the output file path (report.WriteOutputFile: a temporary
+// file next to it renamed into place, so readers see either the old file or the whole new
+// one; only a regular file is ever replaced, never a device node, symbolic link or
+// directory). A new file is mode 0644. Its errors name path.
 func writeFileAtomic(path string, data []byte) error {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return fmt.Errorf("create a temporary file: %w", err)
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // after a successful rename this finds nothing
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write: %w", err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("chmod: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close: %w", err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		return fmt.Errorf("rename into place: %w", err)
-	}
-	return nil
+	return report.WriteOutputFile(path, data)
 }

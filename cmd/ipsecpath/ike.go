@@ -133,6 +133,9 @@ func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 	case *timeout < 10*time.Millisecond || *timeout > 5*time.Minute:
 		return usageError(e, c, fmt.Errorf("--timeout %s: want 10ms to 5m", *timeout))
 	}
+	if *proposals == "" && fs.Changed("proposals") {
+		return usageError(e, c, fmt.Errorf("--proposals is empty: give proposals (strongSwan syntax, e.g. aes256-sha256-modp2048) or leave --proposals out"))
+	}
 	if *proposals != "" && *stateless {
 		return usageError(e, c, fmt.Errorf("--proposals and --stateless do not go together"))
 	}
@@ -173,7 +176,7 @@ func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 			return usageError(e, c, fmt.Errorf("--out %s: %w", out.out, err))
 		}
 		if err := writeFileAtomic(out.out, buf.Bytes()); err != nil {
-			return usageError(e, c, fmt.Errorf("--out %s: %w", out.out, err))
+			return usageError(e, c, fmt.Errorf("--out: %w", err))
 		}
 	}
 	return ikeExitCode(s, *stateless)
@@ -263,7 +266,7 @@ func ikeResolveTarget(ctx context.Context, s string) (netip.Addr, error) {
 		a = addrs[0]
 	}
 	a = a.Unmap()
-	if err := probe.CheckTarget(a); err != nil {
+	if err := probe.CheckTargetHere(a); err != nil {
 		return netip.Addr{}, err
 	}
 	return a, nil

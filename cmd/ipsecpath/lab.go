@@ -92,6 +92,18 @@ func labError(e *env, c *command, err error) int {
 	return exitFail
 }
 
+// labNameError refuses a lab name before anything runs: empty (an explicit empty --name is not
+// "default"), or not 1-24 of a-z, 0-9 and '-'.
+func labNameError(name string) error {
+	if name == "" {
+		return errors.New("the lab name is empty: give one (1-24 of a-z, 0-9 and '-'), or leave the name out for \"default\"")
+	}
+	if testlab.CheckName(name) != nil {
+		return fmt.Errorf("bad lab name %q: use 1-24 of a-z, 0-9 and '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
 func needRoot(e *env, c *command) int {
 	if !isRoot() {
 		return usageError(e, c, errors.New("needs root (network namespaces, strongSwan): run it with sudo"))
@@ -110,6 +122,9 @@ func labUp(ctx context.Context, e *env, c *command, args []string) int {
 	}
 	if fs.NArg() > 0 {
 		return usageError(e, c, fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	if err := labNameError(*name); err != nil {
+		return usageError(e, c, err)
 	}
 	if _, ok := testlab.ProfileByName(*profile); !ok {
 		return usageError(e, c, fmt.Errorf("unknown profile %q (profiles: %s)", *profile, strings.Join(testlab.ProfileNames(), ", ")))
@@ -163,6 +178,9 @@ func labDown(ctx context.Context, e *env, c *command, args []string) int {
 	name := "default"
 	if fs.NArg() == 1 {
 		name = fs.Arg(0)
+	}
+	if err := labNameError(name); err != nil {
+		return usageError(e, c, err)
 	}
 	if code := needRoot(e, c); code != exitOK {
 		return code
@@ -225,6 +243,9 @@ func labExec(ctx context.Context, e *env, c *command, args []string) int {
 	if len(argv) == 0 {
 		return usageError(e, c, errors.New("no command after NODE --"))
 	}
+	if err := labNameError(*name); err != nil {
+		return usageError(e, c, err)
+	}
 	if code := needRoot(e, c); code != exitOK {
 		return code
 	}
@@ -253,6 +274,9 @@ func labShow(ctx context.Context, e *env, c *command, args []string) int {
 	name := fs.String("name", "default", "lab name")
 	if done, code := parse(e, c, fs, args); done {
 		return code
+	}
+	if err := labNameError(*name); err != nil {
+		return usageError(e, c, err)
 	}
 	if code := needRoot(e, c); code != exitOK {
 		return code
@@ -283,6 +307,9 @@ func labDemoCmd(ctx context.Context, e *env, c *command, args []string) int {
 	name := fs.String("name", "demo", "lab name")
 	if done, code := parse(e, c, fs, args); done {
 		return code
+	}
+	if err := labNameError(*name); err != nil {
+		return usageError(e, c, err)
 	}
 	if code := needRoot(e, c); code != exitOK {
 		return code

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/pmtu"
+	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -115,11 +116,14 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 	if target.IsUnspecified() || target.IsMulticast() || target == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 		return usageError(e, c, fmt.Errorf("target %s: not a unicast address", target))
 	}
+	if ifname, ok := probe.LocalBroadcast(target); ok {
+		return usageError(e, c, fmt.Errorf("target %s: the broadcast address of %s's subnet, not a unicast address", target, ifname))
+	}
 	if *minSize < 68 || *maxSize > 65535 || *minSize > *maxSize {
 		return usageError(e, c, fmt.Errorf("--min %d --max %d: want 68 ≤ min ≤ max ≤ 65535", *minSize, *maxSize))
 	}
-	if *timeout <= 0 || *timeout > time.Minute {
-		return usageError(e, c, fmt.Errorf("--timeout %s: want more than 0 and at most 1m", *timeout))
+	if *timeout < 10*time.Millisecond || *timeout > time.Minute {
+		return usageError(e, c, fmt.Errorf("--timeout %s: want 10ms to 1m", *timeout))
 	}
 	enc, err := encapFromFlags(*suite, *mode, *natt, *inner, target)
 	if err != nil {
@@ -284,12 +288,24 @@ func pmtuResult(d report.Direction, res *pmtu.Result) report.Result {
 		r.Detail = fmt.Sprintf("Path MTU is %d bytes: full-size packets pass with DF set.", res.MTU)
 	case res.ICMPUnseen && res.Upper > 0:
 		r.Detail = fmt.Sprintf("Path MTU is %d bytes toward us; whether the narrow link sends ICMP fragmentation-needed can only be seen at the agent's end.", res.MTU)
+	case res.Signalled && !res.ICMPFrom.IsValid():
+		// LocalTooBig: the sending host's own interface refused the larger size.
+		r.Detail = fmt.Sprintf("Path MTU is %d bytes, set by %s own interface MTU (larger DF packets were refused before leaving; no router on the path said anything); size tunnels for it (MSS clamp, tunnel MTU).", res.MTU, senderOf(d))
 	case res.Signalled:
-		r.Detail = fmt.Sprintf("Path MTU is %d bytes and the narrow link says so with ICMP fragmentation-needed, so PMTU discovery works; size tunnels for it (MSS clamp, tunnel MTU).", res.MTU)
+		r.Detail = fmt.Sprintf("Path MTU is %d bytes and the narrow link (%s) says so with ICMP fragmentation-needed, so PMTU discovery works; size tunnels for it (MSS clamp, tunnel MTU).", res.MTU, res.ICMPFrom)
 	default:
 		r.Detail = fmt.Sprintf("Path MTU is at least %d bytes (the largest size tried).", res.MTU)
 	}
 	return r
+}
+
+// senderOf names whose interface a probe in direction d leaves by: ours forward, the agent's
+// reverse.
+func senderOf(d report.Direction) string {
+	if d == report.Reverse {
+		return "the agent's"
+	}
+	return "our"
 }
 
 // where says in words where a black hole is.
@@ -323,6 +339,8 @@ func writePMTUText(w io.Writer, target netip.Addr, proto string, runs []*pmtuRun
 			fmt.Fprintf(w, "  black hole: yes: %d-byte packets vanish %s, and no ICMP fragmentation-needed comes back\n", b.Size, where(b))
 		case res.Signalled && res.ICMPFrom.IsValid():
 			fmt.Fprintf(w, "  black hole: no: %s sends ICMP fragmentation-needed (MTU %d)\n", res.ICMPFrom, res.ICMPMTU)
+		case res.Signalled && r.dir == report.Reverse:
+			fmt.Fprintf(w, "  black hole: no: the agent's own interface refused larger DF packets\n")
 		case res.Signalled:
 			fmt.Fprintf(w, "  black hole: no: our own interface's MTU is %d\n", res.ICMPMTU)
 		case res.ICMPUnseen && res.Upper > 0:
