@@ -70,9 +70,9 @@ const (
 	rejectLogInterval = 10 * time.Second
 	// maxReportPage bounds the packets in one report reply (each is a few hundred bytes of JSON).
 	maxReportPage = 128
-	// agentRingCapacity is the capture ring of one session (DefaultObserverCapacity is for
-	// the initiator): the collector empties it every collectInterval, so 1024 packets hold
-	// 100,000 packets/s of the initiator's traffic, at 200 KB per session.
+	// agentRingCapacity bounds the packets one session's capture keeps between two drains
+	// (every collectInterval). It holds only packets that pass the session's filter, so
+	// other traffic, however much, never takes their room.
 	agentRingCapacity = 1024
 	// freeMemoryInterval: when the last session ends, memory goes back to the system at
 	// most this often.
@@ -440,7 +440,7 @@ type session struct {
 	local   netip.AddrPort // the agent's end of it
 	started time.Time
 
-	mu      sync.Mutex   // guards src, seen, lost, other, scratch, announced, sent
+	mu      sync.Mutex   // guards src, seen, lost, other, scratch
 	src     PacketSource // running capture, or nil
 	seen    []Seen       // probe packets kept, in arrival order; each Head its own
 	lost    int          // packets lost to full buffers
@@ -448,7 +448,8 @@ type session struct {
 	collect func()       // stops the collector and waits for it; nil when not running
 	scratch []Seen       // what one drain returned, before sorting (reused)
 
-	announced  *ipidSet // IP IDs of the initiator's fragmented probes (announce)
+	fmu        sync.RWMutex // guards announced, nAnnounced, sent: the capture's reader filters with them
+	announced  *ipidSet     // IP IDs of the initiator's fragmented probes (announce)
 	nAnnounced int
 	sent       *ipidSet // IP IDs of the reverse probes sent toward the initiator
 	build      Packets  // send-reverse validation (built, counted, not sent)
@@ -657,15 +658,18 @@ func (s *session) handle(ctx context.Context, f *frame) (msgType, any) {
 	return fail("unknown request %s", f.Type)
 }
 
-// collectInterval is how often a session moves packets from its capture ring into its
-// list of probe packets: the ring (DefaultObserverCapacity) holds 8192 packets, enough
-// for 800k packets/s of background traffic from the initiator between two runs.
+// collectInterval is how often a session moves packets from its capture into its list of
+// probe packets: the capture keeps up to agentRingCapacity packets that pass the session's
+// filter in between (100,000 probe packets/s); background traffic is not kept at all.
 const collectInterval = 10 * time.Millisecond
 
 // startCapture makes src the session's capture and starts the collector, which drains it
 // every collectInterval, so that background traffic from the initiator (a busy gateway's
 // tunnel) cannot push probe packets out of the capture ring between two reports.
 func (s *session) startCapture(src PacketSource) {
+	if f, ok := src.(interface{ SetKeep(func(*Seen) bool) }); ok {
+		f.SetKeep(s.keep) // filter as packets are read: junk never fills the capture's room
+	}
 	s.mu.Lock()
 	s.src, s.started = src, s.r.now()
 	s.forgetSeenLocked()
@@ -727,6 +731,9 @@ func (s *session) drain() {
 	var lost int
 	s.scratch, lost = s.src.Drain(s.scratch[:0])
 	s.lost += lost
+	if o, ok := s.src.(interface{ TakeOther() int }); ok {
+		s.other += o.TakeOther()
+	}
 	for i := range s.scratch {
 		p := &s.scratch[i]
 		if !s.keep(p) {
@@ -756,6 +763,8 @@ func (s *session) drain() {
 //   - from anyone: an ICMP error quoting a reverse probe this session sent (its IP ID), e.g.
 //     a router's admin-prohibited. Errors quoting anything else are not the session's.
 func (s *session) keep(p *Seen) bool {
+	s.fmu.RLock()
+	defer s.fmu.RUnlock()
 	if isICMPError(p) {
 		e, err := ParseICMPError(p)
 		return err == nil && e.Quoted.Dst == s.peer.Addr() && s.sent.has(e.Quoted.IPID)
@@ -773,8 +782,8 @@ func (s *session) keep(p *Seen) bool {
 // announce adds IP IDs the initiator will use for fragmented probes; it returns how many
 // the session has announced, and false when that would exceed MaxAnnounced.
 func (s *session) announce(ids []uint16) (int, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
 	if s.announced == nil {
 		s.announced = new(ipidSet)
 	}
@@ -797,8 +806,8 @@ func (s *session) announce(ids []uint16) (int, bool) {
 // noteSent records the IP ID of a reverse probe sent toward the initiator, so that ICMP
 // errors quoting it are kept.
 func (s *session) noteSent(ipid uint16) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
 	if s.sent == nil {
 		s.sent = new(ipidSet)
 	}

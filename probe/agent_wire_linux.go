@@ -4,9 +4,12 @@ package probe
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/netip"
-	"slices"
+	"os"
 	"sync"
+	"time"
 )
 
 // openWire sets up the raw-socket sender (paced at the agent's pace) and the per-session
@@ -38,61 +41,121 @@ func (r *Responder) openWire() error {
 	return nil
 }
 
-// observerCapturer starts one Observer per session, in the agent's namespace.
+// observerCapturer starts one filtered capture per session, in the agent's namespace.
 type observerCapturer struct{ r *Responder }
 
 func (c *observerCapturer) Capture(peer netip.Addr) (PacketSource, error) {
-	var o *Observer
+	var cp *Capture
 	err := c.r.inNamespace(func() error {
 		var err error
-		o, err = Observe(context.Background(), ObserverConfig{Peer: peer, Capacity: agentRingCapacity})
+		cp, err = OpenCapture(CaptureConfig{Peer: peer})
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &observerSource{o: o}, nil
+	src := &agentSource{c: cp, done: make(chan struct{})}
+	go src.loop()
+	return src, nil
 }
 
-// observerSource adapts an Observer to PacketSource: lost packets are those overwritten in
-// its ring plus those the kernel dropped.
-type observerSource struct {
-	o        *Observer
-	lostSeen uint64
-	heads    []byte // the heads of the last Drain (reused: the caller copies what it keeps)
+// agentSource is one session's capture. It reads every packet the kernel passes (from the
+// initiator, and ICMP errors about packets to it) and keeps, up to agentRingCapacity
+// between two drains, only those the session's filter keeps (SetKeep): unrelated traffic,
+// however much of it, never takes the room of a probe's packets. Kept heads are copied;
+// nothing else is retained.
+type agentSource struct {
+	c    *Capture
+	done chan struct{}
+
+	mu      sync.Mutex
+	keep    func(*Seen) bool // nil: keep everything until the session sets its filter
+	pending []Seen           // kept since the last Drain
+	lost    int              // kept but no room, and the kernel's drops, since the last Drain
+	other   int              // not kept, since the last TakeOther
 }
 
-func (s *observerSource) Drain(dst []Seen) ([]Seen, int) {
-	dst, s.heads = s.o.drainInto(dst, s.heads[:0])
-	st := s.o.Stats()
-	lost := st.Overwritten + st.KernelDrops
-	n := int(lost - s.lostSeen)
-	s.lostSeen = lost
-	return dst, n
-}
-
-func (s *observerSource) Close() error { return s.o.Close() }
-
-// drainInto is Drain without allocating: it appends the packets recorded since the
-// previous drain to dst and their heads to heads, which the returned Seens slice into
-// (valid until heads is reused).
-func (o *Observer) drainInto(dst []Seen, heads []byte) ([]Seen, []byte) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if n := int(o.written-o.drained) * HeadLen; cap(heads)-len(heads) < n {
-		heads = slices.Grow(heads, n)
-	}
-	for i := o.drained; i < o.written; i++ {
-		s := o.ring[i%uint64(len(o.ring))].s
-		if s.Head != nil {
-			k := len(heads)
-			heads = append(heads, s.Head...)
-			s.Head = heads[k:len(heads):len(heads)]
+func (s *agentSource) loop() {
+	defer close(s.done)
+	var buf [CaptureSnap]byte
+	var h IPv4Header
+	for {
+		n, err := s.c.Read(buf[:])
+		if err != nil {
+			return // closed, or the socket failed: Drain reports what was kept
 		}
-		dst = append(dst, s)
+		at := time.Now()
+		if h.DecodeFromBytes(buf[:n]) != nil {
+			s.mu.Lock()
+			s.other++
+			s.mu.Unlock()
+			continue
+		}
+		p := Seen{At: at, Src: h.Src, Dst: h.Dst, Proto: h.Proto, IPID: h.ID, Offset: h.Offset,
+			More: h.MF, DF: h.DF, TTL: h.TTL, TotalLen: h.TotalLen}
+		if h.Offset == 0 {
+			p.Head = h.Payload[:min(len(h.Payload), HeadLen)]
+		}
+		s.mu.Lock()
+		keep := s.keep
+		s.mu.Unlock()
+		ok := keep == nil || keep(&p)
+		s.mu.Lock()
+		switch {
+		case !ok:
+			s.other++
+		case len(s.pending) >= agentRingCapacity:
+			s.lost++
+		default:
+			if p.Head != nil {
+				p.Head = append([]byte(nil), p.Head...)
+			}
+			s.pending = append(s.pending, p)
+		}
+		s.mu.Unlock()
 	}
-	o.drained = o.written
-	return dst, heads
+}
+
+// SetKeep installs the session's filter.
+func (s *agentSource) SetKeep(keep func(*Seen) bool) {
+	s.mu.Lock()
+	s.keep = keep
+	s.mu.Unlock()
+}
+
+// Drain appends what was kept since the previous call to dst; lost counts packets kept
+// with no room left and those the kernel dropped (the reader was too slow).
+func (s *agentSource) Drain(dst []Seen) ([]Seen, int) {
+	drops := 0
+	if st, err := s.c.Stats(); err == nil {
+		drops = int(st.Drops)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dst = append(dst, s.pending...)
+	clear(s.pending)
+	s.pending = s.pending[:0]
+	lost := s.lost + drops
+	s.lost = 0
+	return dst, lost
+}
+
+// TakeOther returns how many packets the filter refused since the previous call.
+func (s *agentSource) TakeOther() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.other
+	s.other = 0
+	return n
+}
+
+func (s *agentSource) Close() error {
+	err := s.c.Close()
+	<-s.done
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+		err = nil
+	}
+	return err
 }
 
 // wireSender builds reverse probes with Build and sends them with the raw Sender, which
