@@ -130,6 +130,12 @@ func (r *Report) WriteText(w io.Writer, opt TextOptions) error {
 		agent = "none (one-ended: the reverse direction is not tested)"
 	}
 	fmt.Fprintf(bw, "target %s, agent %s\nstarted %s, took %s\n\n", oneLine(r.Target), oneLine(agent), stamp(r.Started), duration(r.DurationMs))
+	if r.Ladder != nil {
+		if err := WriteLadderText(bw, r.Ladder); err != nil {
+			return err
+		}
+		fmt.Fprintln(bw)
+	}
 
 	rows := textRows(r.Results)
 	if len(rows) == 0 {
