@@ -163,9 +163,12 @@ func judgeNftRule(line, hook string, target netip.Addr, probes []ID) (report.Fir
 			return nil
 		}
 		switch t {
-		case "counter", "drop", "reject", "with", "tcp-reset", "packets", "bytes":
+		case "counter", "drop", "reject":
 			continue
-		case "comment":
+		case "with": // reject's arguments: the rest of the line
+			i = len(toks)
+			continue
+		case "comment", "packets", "bytes":
 			next()
 			continue
 		case "udp", "tcp", "th":

@@ -108,7 +108,7 @@ func RunLadder(ctx context.Context, cfg LadderConfig) (*report.Ladder, netip.Add
 		}
 		l.Rungs = append(l.Rungs, dns)
 		if !target.IsValid() {
-			l.Stop = fmt.Sprintf("%s could not be resolved (%s): fix name resolution first, or give the address.", cfg.Target, dns.Detail)
+			l.Stop = fmt.Sprintf("%s could not be resolved (see the dns rung): fix name resolution first, or give the address; no probe was sent.", cfg.Target)
 			return l, netip.Addr{}, nil
 		}
 	}
@@ -155,7 +155,7 @@ func (lr *ladderRun) routeRungs(ctx context.Context, dst netip.Addr, what string
 	routes, err := netlink.RouteGet(dst.AsSlice())
 	if err != nil || len(routes) == 0 {
 		r.Verdict = report.RungNoRoute
-		r.Detail = fmt.Sprintf("This host has no route to %s (%v).", what, routeErr(err))
+		r.Detail = fmt.Sprintf("This host has no route to %s (%s).", what, routeErr(err))
 		return r, nil
 	}
 	rt := routes[0]
@@ -167,7 +167,7 @@ func (lr *ladderRun) routeRungs(ctx context.Context, dst netip.Addr, what string
 	src, _ := netip.AddrFromSlice(rt.Src)
 	r.Verdict = report.RungPass
 	if !ok || !gw.IsValid() || gw.IsUnspecified() {
-		r.Detail = fmt.Sprintf("%s is on-link on %s (source %s): no gateway between.", what, dev, src.Unmap())
+		r.Detail = capitalize(fmt.Sprintf("%s is on-link on %s (source %s): no gateway between.", what, dev, src.Unmap()))
 		return r, nil
 	}
 	gw = gw.Unmap()
@@ -175,7 +175,7 @@ func (lr *ladderRun) routeRungs(ctx context.Context, dst netip.Addr, what string
 	if isDefaultGateway(gw) {
 		kind = "default gateway"
 	}
-	r.Detail = fmt.Sprintf("%s is reached via the %s %s on %s (source %s).", what, kind, gw, dev, src.Unmap())
+	r.Detail = capitalize(fmt.Sprintf("%s is reached via the %s %s on %s (source %s).", what, kind, gw, dev, src.Unmap()))
 	g := lr.probeAddr(ctx, "gateway", gw)
 	if g.Verdict.Failed() {
 		g.Detail = fmt.Sprintf("The %s %s %s", kind, gw, strings.TrimPrefix(g.Detail, gw.String()+" "))
@@ -249,41 +249,38 @@ func (lr *ladderRun) probeAddr(ctx context.Context, rung string, addr netip.Addr
 		return r
 	}
 
-	// Echo was silent: TCP SYN and UDP at once.
+	// Echo was silent: a UDP probe, then a TCP SYN. The UDP probe goes first so its ICMP
+	// answer queues on the raw socket while the SYN waits; both sockets are opened on this
+	// goroutine's thread (a caller may have switched it into another network namespace).
 	port := lr.cfg.TCPPort
 	r.Tried = append(r.Tried, fmt.Sprintf("tcp:%d", port), fmt.Sprintf("udp:%d", LadderUDPPort))
-	fctx, cancel := context.WithTimeout(ctx, LadderFallbackWait)
-	defer cancel()
-	type tcpRes struct {
-		kind string
-		at   time.Time
-	}
-	tcpc := make(chan tcpRes, 1)
 	t0 := time.Now()
-	go func() {
-		var d net.Dialer
-		conn, err := d.DialContext(fctx, "tcp4", netip.AddrPortFrom(addr, uint16(port)).String())
-		switch {
-		case err == nil:
-			conn.Close()
-			tcpc <- tcpRes{"tcp-syn-ack", time.Now()}
-		case errors.Is(err, syscall.ECONNREFUSED):
-			tcpc <- tcpRes{"tcp-rst", time.Now()}
-		default:
-			tcpc <- tcpRes{}
-		}
-	}()
 	var udpPort int
 	if u, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, LadderUDPPort))); err == nil {
 		udpPort = u.LocalAddr().(*net.UDPAddr).Port
 		_, _ = u.Write([]byte("ipsecpath-ladder"))
 		defer u.Close()
 	}
-	ans := lr.await(fctx, addr, time.Now().Add(LadderFallbackWait), func(a icmpAnswer) bool {
+	type tcpRes struct {
+		kind string
+		at   time.Time
+	}
+	var tr tcpRes
+	fctx, cancel := context.WithTimeout(ctx, LadderFallbackWait)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(fctx, "tcp4", netip.AddrPortFrom(addr, uint16(port)).String())
+	switch {
+	case err == nil:
+		conn.Close()
+		tr = tcpRes{"tcp-syn-ack", time.Now()}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		tr = tcpRes{"tcp-rst", time.Now()}
+	}
+	ans := lr.await(ctx, addr, maxTime(t0.Add(LadderFallbackWait), time.Now().Add(50*time.Millisecond)), func(a icmpAnswer) bool {
 		return (a.proto == ProtoUDP && a.sport == udpPort && a.dport == LadderUDPPort) ||
 			(a.proto == ProtoTCP && a.dport == port)
 	})
-	tr := <-tcpc
 	switch {
 	case tr.kind != "":
 		r.Verdict, r.AnsweredBy, r.RTTms = report.RungEchoFiltered, tr.kind, ms(tr.at.Sub(t0))
@@ -402,4 +399,11 @@ func parseLadderICMP(b []byte, from, addr netip.Addr) (icmpAnswer, bool) {
 		a.kind = fmt.Sprintf("unreachable-code-%d", code)
 	}
 	return a, true
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -3,13 +3,18 @@ package probe
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/ipsecpath/ipsecpath/report"
 )
@@ -30,28 +35,29 @@ func (lr *ladderRun) dnsRung(ctx context.Context) (report.Rung, netip.Addr) {
 		server = s
 	}
 	r.Addr = server.String()
-	res := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, netip.AddrPortFrom(server, 53).String())
-	}}
-	lctx, cancel := context.WithTimeout(ctx, LadderDNSWait)
-	defer cancel()
 	t0 := time.Now()
-	addrs, err := res.LookupNetIP(lctx, "ip4", lr.cfg.Target)
+	addr, rcode, err := queryA(ctx, server, lr.cfg.Target, LadderDNSWait)
 	took := ms(time.Since(t0))
-	var dnsErr *net.DNSError
 	switch {
-	case err == nil && len(addrs) > 0:
+	case err == nil && rcode == dnsmessage.RCodeSuccess && addr.IsValid():
 		r.Verdict, r.AnsweredBy, r.RTTms = report.RungPass, "dns-answer", took
-		r.Detail = fmt.Sprintf("The DNS server %s resolved %s to %s (%.1f ms).", server, lr.cfg.Target, addrs[0].Unmap(), took)
-		return r, addrs[0].Unmap()
-	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		r.Detail = fmt.Sprintf("The DNS server %s resolved %s to %s (%.1f ms).", server, lr.cfg.Target, addr, took)
+		return r, addr
+	case err == nil && (rcode == dnsmessage.RCodeNameError || rcode == dnsmessage.RCodeSuccess):
 		r.Verdict, r.AnsweredBy, r.RTTms = report.RungError, "dns-nxdomain", took
 		r.Detail = fmt.Sprintf("The DNS server %s answered: %s has no IPv4 address (no such name, or no A record).", server, lr.cfg.Target)
 		return r, netip.Addr{}
-	case errors.As(err, &dnsErr) && !dnsErr.IsTimeout:
+	case err == nil:
 		r.Verdict, r.AnsweredBy, r.RTTms = report.RungError, "dns-error", took
-		r.Detail = fmt.Sprintf("The DNS server %s did not resolve %s: %s.", server, lr.cfg.Target, dnsErr.Err)
+		r.Detail = fmt.Sprintf("The DNS server %s did not resolve %s: it answered %s.", server, lr.cfg.Target, rcode)
+		return r, netip.Addr{}
+	case errors.Is(err, syscall.ECONNREFUSED):
+		r.Verdict, r.AnsweredBy, r.RTTms = report.RungError, "icmp-port-unreachable", took
+		r.Detail = fmt.Sprintf("The DNS server %s answered our query for %s with ICMP port unreachable: it is alive, but no DNS server listens on UDP 53 there.", server, lr.cfg.Target)
+		return r, netip.Addr{}
+	case !isNetTimeout(err):
+		r.Verdict = report.RungError
+		r.Detail = fmt.Sprintf("Asking the DNS server %s for %s failed on this host: %v.", server, lr.cfg.Target, err)
 		return r, netip.Addr{}
 	}
 	// No DNS answer: is the server's host there at all?
@@ -87,4 +93,93 @@ func resolvConfServer(path string) (netip.Addr, error) {
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("no IPv4 nameserver in %s", path)
+}
+
+// queryA asks server (UDP port 53) for the A record of name, with a socket opened on this
+// goroutine's thread. It returns the first address, the answer's rcode, or an error
+// (a timeout when nothing came back).
+func queryA(ctx context.Context, server netip.Addr, name string, wait time.Duration) (netip.Addr, dnsmessage.RCode, error) {
+	if !strings.HasSuffix(name, ".") {
+		name += "."
+	}
+	n, err := dnsmessage.NewName(name)
+	if err != nil {
+		return netip.Addr{}, 0, fmt.Errorf("bad name %q: %w", name, err)
+	}
+	idb := make([]byte, 2)
+	_, _ = rand.Read(idb)
+	id := binary.BigEndian.Uint16(idb)
+	q := dnsmessage.Message{Header: dnsmessage.Header{ID: id, RecursionDesired: true},
+		Questions: []dnsmessage.Question{{Name: n, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}}}
+	b, err := q.Pack()
+	if err != nil {
+		return netip.Addr{}, 0, err
+	}
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(server, 53)))
+	if err != nil {
+		return netip.Addr{}, 0, err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(wait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = c.SetDeadline(deadline)
+	buf := make([]byte, 1500)
+	for try := 0; try < 2; try++ {
+		if _, err := c.Write(b); err != nil {
+			return netip.Addr{}, 0, err
+		}
+		_ = c.SetReadDeadline(minTime(deadline, time.Now().Add(wait/2)))
+		for {
+			k, err := c.Read(buf)
+			if err != nil {
+				if isNetTimeout(err) && try == 0 {
+					break
+				}
+				return netip.Addr{}, 0, err
+			}
+			a, rcode, ok := parseAAnswer(buf[:k], id)
+			if ok {
+				return a, rcode, nil
+			}
+		}
+	}
+	return netip.Addr{}, 0, os.ErrDeadlineExceeded
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// parseAAnswer reads a DNS response with our id: its rcode and first A record.
+func parseAAnswer(b []byte, id uint16) (netip.Addr, dnsmessage.RCode, bool) {
+	var p dnsmessage.Parser
+	h, err := p.Start(b)
+	if err != nil || h.ID != id || !h.Response {
+		return netip.Addr{}, 0, false
+	}
+	if err := p.SkipAllQuestions(); err != nil {
+		return netip.Addr{}, 0, false
+	}
+	for {
+		ah, err := p.AnswerHeader()
+		if err != nil {
+			return netip.Addr{}, h.RCode, true
+		}
+		if ah.Type != dnsmessage.TypeA {
+			if err := p.SkipAnswer(); err != nil {
+				return netip.Addr{}, h.RCode, true
+			}
+			continue
+		}
+		a, err := p.AResource()
+		if err != nil {
+			return netip.Addr{}, h.RCode, true
+		}
+		return netip.AddrFrom4(a.A), h.RCode, true
+	}
 }
