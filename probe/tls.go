@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -428,7 +429,15 @@ func (sp *serviceRun) handshake(ctx context.Context, conn net.Conn) {
 		},
 	}
 	tc := tls.Client(cc, cfg)
-	err := tc.HandshakeContext(ctx)
+	hctx := ctx
+	if d, ok := ctx.Deadline(); ok && sp.cfg.Proxy == nil {
+		// keep half the time for a second handshake with a small ClientHello, should this
+		// one meet silence
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
+		defer cancel()
+	}
+	err := tc.HandshakeContext(hctx)
 	ev.ClientHelloSize = cc.written
 	if leaf != nil {
 		ev.Subject, ev.Issuer = leaf.Subject.String(), leaf.Issuer.String()
@@ -502,9 +511,8 @@ func (sp *serviceRun) verifyFailed(leaf *x509.Certificate, err error) {
 // handshakeFailed judges a handshake that failed other than by our own verification.
 func (sp *serviceRun) handshakeFailed(ctx context.Context, conn net.Conn, cc *countConn, err error) {
 	ev := sp.ev()
-	var alert tls.AlertError
-	if errors.As(err, &alert) {
-		name := AlertName(uint8(alert))
+	if code, ok := receivedAlert(err); ok {
+		name := AlertName(code)
 		ev.Alert = name
 		sp.res.Evidence.Answer = "tls-alert"
 		sp.set(report.Blocked, fmt.Sprintf("The TLS server %s refused the handshake with the alert %s%s.", sp.targetStr(), name, alertAdvice(name, sp.cfg.Certificate != nil)))
@@ -523,10 +531,14 @@ func (sp *serviceRun) handshakeFailed(ctx context.Context, conn net.Conn, cc *co
 			return
 		}
 		mss := connMSS(conn)
-		if mss > 0 && cc.written > mss {
-			sp.set(report.Dropped, fmt.Sprintf("TCP to %s connects, but our ClientHello (%d bytes, more than one %d-byte segment) got no answer within %s: a device on the path drops full-size segments (a PMTU black hole or a missing MSS clamp): a fragment/MSS problem, not TLS; clamp the MSS or fix PMTU discovery there.",
-				sp.targetStr(), cc.written, mss, sp.cfg.Timeout))
-			return
+		if sp.cfg.Proxy == nil && cc.written > smallHelloMax {
+			small, answered := sp.smallHello(ctx)
+			sp.res.Evidence.Extra = fmt.Sprintf("ClientHello %d bytes (TCP MSS %d): no answer; a second handshake with a %d-byte ClientHello: answered=%v", cc.written, mss, small, answered)
+			if answered {
+				sp.set(report.Dropped, fmt.Sprintf("TCP to %s connects and a small ClientHello (%d bytes) is answered, but our full one (%d bytes, TCP segments up to %d bytes) gets no answer: a device on the path drops large packets (a PMTU black hole, a missing MSS clamp, or dropped fragments): a fragment/MSS problem, not TLS; clamp the TCP MSS or fix path MTU discovery there.",
+					sp.targetStr(), small, cc.written, mss))
+				return
+			}
 		}
 		sp.set(report.Dropped, fmt.Sprintf("TCP to %s connects, but our ClientHello (%d bytes) got no answer within %s: the service does not speak TLS first, or a device holds the connection.", sp.targetStr(), cc.written, sp.cfg.Timeout))
 	default:
@@ -594,4 +606,46 @@ func alertAdvice(name string, sentCert bool) string {
 		return ": the server does not know the name we sent (--sni)"
 	}
 	return ""
+}
+
+// smallHelloMax is the ClientHello size above which silence is checked with a small one.
+const smallHelloMax = 600
+
+// smallHello opens a second connection and sends a ClientHello offering only X25519 (no
+// post-quantum key share: a few hundred bytes). It reports the size sent and whether
+// anything came back.
+func (sp *serviceRun) smallHello(ctx context.Context) (int, bool) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp4", sp.targetStr())
+	if err != nil {
+		return 0, false
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	cc := &countConn{Conn: conn}
+	tc := tls.Client(cc, &tls.Config{ServerName: sp.cfg.ServerName, InsecureSkipVerify: true, // only: does anything answer
+		CurvePreferences: []tls.CurveID{tls.X25519}})
+	_ = tc.HandshakeContext(ctx)
+	return cc.written, cc.gotBytes
+}
+
+// receivedAlert returns the description of a TLS alert the peer sent. crypto/tls reports it
+// as a *net.OpError with Op "remote error" whose Err is its (unexported) uint8 alert type;
+// a tls.AlertError (QUIC, and maybe later TCP) is taken too.
+func receivedAlert(err error) (uint8, bool) {
+	var ae tls.AlertError
+	if errors.As(err, &ae) {
+		return uint8(ae), true
+	}
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "remote error" || oe.Err == nil {
+		return 0, false
+	}
+	v := reflect.ValueOf(oe.Err)
+	if v.Kind() != reflect.Uint8 || v.Type().PkgPath() != "crypto/tls" {
+		return 0, false
+	}
+	return uint8(v.Uint()), true
 }
