@@ -3,9 +3,9 @@ package probe
 import (
 	"net/netip"
 	"os"
-	"strconv"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
