@@ -295,3 +295,101 @@ func TestServiceProbeLoopback(t *testing.T) {
 		})
 	}
 }
+
+// startTinyproxy runs Debian's tinyproxy inside node with its own configuration (extra
+// lines appended), listening on addr, by the lab's recorded pid; it waits until ini can
+// connect to it.
+func startTinyproxy(t *testing.T, l *testlab.Lab, node string, addr netip.AddrPort, extra ...string) {
+	t.Helper()
+	testlab.RequireTools(t, "tinyproxy")
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil { // tinyproxy drops to nobody and logs here
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "tinyproxy.conf")
+	lines := []string{"User nobody", "Group nogroup", "Listen " + addr.Addr().String(), "Port " + strconvItoa(int(addr.Port())),
+		"Timeout 10", "LogFile \"" + filepath.Join(dir, "tinyproxy.log") + "\"", "LogLevel Info", "MaxClients 10",
+		"Allow 198.51.100.0/24"}
+	lines = append(lines, extra...)
+	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := l.Start(ctx, node, "tinyproxy", "-d", "-c", conf)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = p.Stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(dir, "tinyproxy.log"))
+			t.Logf("tinyproxy log:\n%s\noutput:\n%s", b, p.Output())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var err error
+		_ = l.Do(testlab.NodeIni, func() error {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp4", addr.String(), time.Second); err == nil {
+				c.Close()
+			}
+			return nil
+		})
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tinyproxy in %s did not come up on %s: %v\n%s", node, addr, err, p.Output())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func strconvItoa(i int) string { return big.NewInt(int64(i)).String() }
+
+// TestTLSLabProxy: tinyproxy on r1 carries tls:443 from ini to a TLS server on rsp; a
+// tinyproxy that allows CONNECT only to 8443 refuses (the proxy's own status line is the
+// verdict); with r2 resetting 443 behind the proxy, the failure is the path behind it.
+func TestTLSLabProxy(t *testing.T) {
+	testlab.RequireRoot(t)
+	t.Parallel()
+	l := testlab.ForTest(t, testlab.Spec{NoGateways: true})
+	rsp := l.Addr(testlab.NodeRsp)
+	ca := newCA(t, "ipsecpath lab CA")
+	srv := ca.issue(t, "updates.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, []string{"updates.lab.example"}, false)
+	tlsServe(t, l, testlab.NodeRsp, netip.AddrPortFrom(rsp, 443), &tls.Config{Certificates: []tls.Certificate{srv}})
+	r1 := netip.MustParseAddr("198.51.100.1")
+	good, refusing := netip.AddrPortFrom(r1, 8888), netip.AddrPortFrom(r1, 8889)
+	startTinyproxy(t, l, testlab.NodeR1, good, "ConnectPort 443")
+	startTinyproxy(t, l, testlab.NodeR1, refusing, "ConnectPort 8443")
+	base := probe.ServiceConfig{Target: rsp, Port: 443, TLS: true, RootCAs: ca.pool, Timeout: 4 * time.Second}
+
+	c := base
+	c.Proxy, _ = probe.ProxyFor("http://"+good.String(), rsp, 443)
+	r := serviceFromIni(t, l, c)
+	if r.Verdict != report.Pass || r.Evidence.TLS.Proxy != good.String() || !strings.Contains(r.Evidence.TLS.ProxyStatus, "200") || !strings.Contains(r.Detail, "through the proxy") {
+		t.Errorf("through tinyproxy: %s: %s %+v", r.Verdict, r.Detail, r.Evidence.TLS)
+	}
+	c.TLS = false // a proxied tcp:443 probe: CONNECT alone
+	if r := serviceFromIni(t, l, c); r.Verdict != report.Pass || r.Probe != "tcp:443" {
+		t.Errorf("tcp through tinyproxy: %s: %s", r.Verdict, r.Detail)
+	}
+
+	c = base
+	c.Proxy, _ = probe.ProxyFor("http://"+refusing.String(), rsp, 443)
+	r = serviceFromIni(t, l, c)
+	if r.Verdict != report.Blocked || !strings.Contains(r.Evidence.TLS.ProxyStatus, "403") || !strings.Contains(r.Detail, "refused to CONNECT") {
+		t.Errorf("refusing tinyproxy: %s: %s %+v", r.Verdict, r.Detail, r.Evidence.TLS)
+	}
+
+	nftIn(t, l, testlab.NodeR2, "table ip scratch_443 {\n chain scratch {\n  type filter hook forward priority 0; policy accept;\n  tcp dport 443 reject with tcp reset\n }\n}\n")
+	c = base
+	c.Proxy, _ = probe.ProxyFor("http://"+good.String(), rsp, 443)
+	r = serviceFromIni(t, l, c)
+	if r.Verdict != report.Blocked || !strings.Contains(r.Detail, "could not reach") || !strings.HasPrefix(r.Evidence.Answer, "proxy 5") {
+		t.Errorf("path behind the proxy broken: %s: %s %+v", r.Verdict, r.Detail, r.Evidence.TLS)
+	}
+}
