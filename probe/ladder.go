@@ -67,7 +67,7 @@ func RunLadder(ctx context.Context, cfg LadderConfig) (*report.Ladder, netip.Add
 	c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return nil, netip.Addr{}, ErrLadderNeedsRaw
+			return nil, netip.Addr{}, fmt.Errorf("%w: %w", ErrLadderNeedsRaw, os.ErrPermission)
 		}
 		return nil, netip.Addr{}, fmt.Errorf("ladder: open ICMP socket: %w", err)
 	}
@@ -135,9 +135,9 @@ func underlayStop(route report.Rung, gw *report.Rung) string {
 		return route.Detail + " Fix the underlay first: no probe was sent."
 	}
 	if gw != nil && gw.Verdict.Failed() {
-		what := "the gateway"
+		what := "The gateway"
 		if strings.Contains(gw.Detail, "default gateway") {
-			what = "the default gateway"
+			what = "The default gateway"
 		}
 		return fmt.Sprintf("%s %s does not answer: fix the underlay first (no IPsec probe was sent: every one would fail behind it).", what, gw.Addr)
 	}

@@ -82,7 +82,7 @@ func TestLadderLabUnderlayDead(t *testing.T) {
 	if g.Addr != "198.51.100.1" || strings.Join(g.Tried, ",") != "echo,tcp:1792,udp:33434" {
 		t.Errorf("gateway rung: %+v", g)
 	}
-	if want := "the default gateway 198.51.100.1 does not answer: fix the underlay first"; !strings.Contains(lad.Stop, want) {
+	if want := "The default gateway 198.51.100.1 does not answer: fix the underlay first"; !strings.Contains(lad.Stop, want) {
 		t.Errorf("stop %q, want it to say %q", lad.Stop, want)
 	}
 }

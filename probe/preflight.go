@@ -34,7 +34,9 @@ func RunPreflight(ctx context.Context, target netip.Addr, probes []ID) *report.P
 	if err != nil {
 		p.Notes = append(p.Notes, fmt.Sprintf("Could not read this host's UDP socket table: %v.", err))
 	}
-	p.Sockets = socks
+	if socks != nil {
+		p.Sockets = socks
+	}
 	for _, s := range socks {
 		who := "no process found holding it (a kernel socket, or one in another process we cannot read)"
 		if s.PID != 0 {
@@ -54,7 +56,9 @@ func RunPreflight(ctx context.Context, target netip.Addr, probes []ID) *report.P
 		return p
 	}
 	p.FirewallChecked = true
-	p.Firewall = FirewallDrops(ruleset, target, probes)
+	if fw := FirewallDrops(ruleset, target, probes); fw != nil {
+		p.Firewall = fw
+	}
 	for _, r := range p.Firewall {
 		what := "may drop"
 		if r.Certain {

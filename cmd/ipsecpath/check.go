@@ -217,11 +217,15 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 		}
 		l, _, err := probe.RunLadder(ctx, probe.LadderConfig{Target: target.String(), TCPPort: lport, Preflight: true,
 			Probes: append(append([]probe.ID(nil), ids...), svc.ids...)})
-		if err != nil {
+		switch {
+		case errors.Is(err, os.ErrPermission) && len(ids) > 0:
+			// no raw socket: the check itself refuses below, after greeting the agent
+			// (a wrong key or an unreachable agent is said first)
+		case err != nil:
 			return usageError(e, c, checkErrorLine(err))
 		}
 		ladder = l
-		if l.Stop != "" { // the underlay is dead: no probe is worth sending
+		if l != nil && l.Stop != "" { // the underlay is dead: no probe is worth sending
 			rep := report.New(target.String(), cfg.Agent, started)
 			rep.Ladder = l
 			rep.Finish(time.Now())

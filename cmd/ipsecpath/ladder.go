@@ -80,6 +80,9 @@ func runLadder(ctx context.Context, e *env, args []string) int {
 	}
 	started := time.Now()
 	l, resolved, err := probe.RunLadder(ctx, cfg)
+	if errors.Is(err, os.ErrPermission) {
+		return usageError(e, c, errors.New("needs root or CAP_NET_RAW for its raw ICMP socket (run as root, or setcap cap_net_raw+ep on the binary)"))
+	}
 	if err != nil {
 		return usageError(e, c, err)
 	}
@@ -194,6 +197,9 @@ func planServices(sf *serviceFlags, target netip.Addr, probesFlag string, ids []
 			sp.ids = append(sp.ids, probe.TLS(p))
 		}
 	}
+	if (*sf.ca != "" || *sf.clientCert != "" || *sf.sni != "") && len(sp.tlsPorts) == 0 {
+		return nil, errors.New("--ca, --client-cert and --sni are for tls probes: add --tls PORTS (or tls:PORT to --probes)")
+	}
 	if *sf.ca != "" {
 		b, err := os.ReadFile(*sf.ca)
 		if err != nil {
@@ -227,9 +233,6 @@ func planServices(sf *serviceFlags, target netip.Addr, probesFlag string, ids []
 			continue
 		}
 		sp.rawIDs = append(sp.rawIDs, id)
-	}
-	if (*sf.ca != "" || *sf.clientCert != "" || *sf.sni != "") && len(sp.tlsPorts) == 0 {
-		return nil, errors.New("--ca, --client-cert and --sni are for tls probes: add --tls PORTS (or tls:PORT to --probes)")
 	}
 	return sp, nil
 }

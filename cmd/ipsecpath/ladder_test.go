@@ -1,0 +1,207 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/testlab"
+)
+
+func TestLadderBadInput(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "want one TARGET"},
+		{[]string{"203.0.113.10", "--dns", "nope"}, `--dns "nope": want an IPv4 address`},
+		{[]string{"203.0.113.10", "--tcp-port", "0"}, "--tcp-port 0: want 1-65535"},
+		{[]string{"224.0.0.1"}, "multicast address refused"},
+	} {
+		code, out, errs := runCLI(t, append([]string{"ladder"}, c.args...)...)
+		oneLine(t, code, out, errs, c.want)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"203.0.113.10", "--ca", "x.pem"}, "--ca, --client-cert and --sni are for tls probes"},
+		{[]string{"203.0.113.10", "--tls", "1792", "--client-cert", "c.pem"}, "--client-cert and --client-key go together"},
+		{[]string{"203.0.113.10", "--tls", "99999"}, `--tls: bad TCP port "99999"`},
+		{[]string{"203.0.113.10", "--tls", "443", "--proxy", "socks5://192.0.2.1:1080"}, "only http:// CONNECT proxies"},
+		{[]string{"203.0.113.10", "--tls", "443", "--ca", "/nonexistent/ca.pem"}, "--ca: open /nonexistent/ca.pem"},
+	} {
+		code, out, errs := runCLI(t, append([]string{"check"}, c.args...)...)
+		oneLine(t, code, out, errs, c.want)
+	}
+}
+
+// runIn runs the CLI inside a lab node.
+func runIn(t *testing.T, l *testlab.Lab, node string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	var code int
+	if err := l.Do(node, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+		defer cancel()
+		code = run(ctx, args, &out, &errb)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ipsecpath %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
+	return code, out.String(), errb.String()
+}
+
+// TestCheckLadderCLILab: on underlay-dead, check stops after the ladder with one sentence
+// and exit 1, sending no probe; `ladder` alone says the same.
+func TestCheckLadderCLILab(t *testing.T) {
+	testlab.RequireRoot(t)
+	t.Parallel()
+	l := testlab.ForTest(t, testlab.Spec{Profile: "underlay-dead", NoGateways: true})
+	rsp := l.Addr(testlab.NodeRsp).String()
+	code, out, errs := runIn(t, l, testlab.NodeIni, "check", rsp, "--probes", "ike,esp")
+	const stop = "The default gateway 198.51.100.1 does not answer: fix the underlay first"
+	if code != exitFail || !strings.Contains(out, stop) || !strings.Contains(out, "gateway   198.51.100.1    dead") || strings.Contains(out, "esp ") {
+		t.Errorf("check: exit %d, stdout:\n%s\nstderr %q", code, out, errs)
+	}
+	code, out, _ = runIn(t, l, testlab.NodeIni, "check", rsp, "--probes", "ike", "--json")
+	rep, err := report.ReadJSON(strings.NewReader(out))
+	if err != nil || code != exitFail || rep.Ladder == nil || !strings.Contains(rep.Ladder.Stop, stop) || len(rep.Results) != 0 {
+		t.Errorf("check --json: exit %d, err %v, report %+v", code, err, rep)
+	}
+	code, out, _ = runIn(t, l, testlab.NodeIni, "ladder", rsp)
+	if code != exitFail || !strings.Contains(out, stop) || strings.Count(out, "    pass    ") != 2 {
+		t.Errorf("ladder: exit %d:\n%s", code, out)
+	}
+	// --no-ladder: the probes run, and fail on the path
+	code, out, _ = runIn(t, l, testlab.NodeIni, "check", rsp, "--probes", "ike", "--no-ladder", "--timeout", "1s")
+	if code != exitFail || strings.Contains(out, "Ladder") || !strings.Contains(out, "dropped") {
+		t.Errorf("--no-ladder: exit %d:\n%s", code, out)
+	}
+}
+
+// TestCheckPreflightCLILab: a UDP 500 socket held in ini and ini's own nftables rule that
+// drops NAT-T on the way out. The preflight names the process, and the natt row is an
+// error blaming this host, not a path verdict; tls:1792 runs beside the raw probes with a
+// lab CA (a TLS server in rsp).
+func TestCheckPreflightCLILab(t *testing.T) {
+	testlab.RequireRoot(t)
+	t.Parallel()
+	l := testlab.ForTest(t, testlab.Spec{NoGateways: true})
+	dir := t.TempDir()
+	keyBytes := bytes.Repeat([]byte{5}, 32)
+	key := writeKey(t, dir, "key", keyBytes, 0o600)
+	agent := labAgent(t, l, keyBytes)
+	caFile := tlsOnRsp(t, l, dir)
+
+	var held net.PacketConn
+	if err := l.Do(testlab.NodeIni, func() error {
+		var err error
+		held, err = net.ListenPacket("udp4", "0.0.0.0:500")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := l.ExecInput(ctx, testlab.NodeIni, strings.NewReader("table ip localfw {\n chain out {\n  type filter hook output priority 0; policy accept;\n  udp dport 4500 drop\n }\n}\n"), "nft", "-f", "-"); err != nil {
+		t.Fatalf("nft: %v %s", err, out)
+	}
+	code, out, errs := runIn(t, l, testlab.NodeIni, "check", l.Addr(testlab.NodeRsp).String(), "--agent", agent, "--key-file", key,
+		"--probes", "ike,natt", "--tls", "1792", "--ca", caFile, "--json")
+	rep, err := report.ReadJSON(strings.NewReader(out))
+	if err != nil {
+		t.Fatalf("exit %d, %v, stderr %q", code, err, errs)
+	}
+	if code != exitFail {
+		t.Errorf("exit %d, want 1 (natt cannot leave this host)", code)
+	}
+	comm, _ := os.ReadFile("/proc/self/comm")
+	pre := rep.Ladder.Preflight
+	if pre == nil || len(pre.Sockets) != 1 || pre.Sockets[0].PID != os.Getpid() || pre.Sockets[0].Process != strings.TrimSpace(string(comm)) {
+		t.Errorf("preflight sockets: %+v", pre)
+	}
+	got := map[string]report.Result{}
+	for _, r := range rep.Results {
+		got[string(r.Direction)+" "+r.Probe] = r
+	}
+	if r := got["forward natt"]; r.Verdict != report.Error || !strings.Contains(r.Detail, "This host's own firewall drops it before it leaves") {
+		t.Errorf("forward natt: %s: %s", r.Verdict, r.Detail)
+	}
+	if r := got["forward tls:1792"]; r.Verdict != report.Pass || r.Evidence.TLS == nil || r.Evidence.TLS.Step != "done" {
+		t.Errorf("forward tls:1792: %s: %s", r.Verdict, r.Detail)
+	}
+	if r := got["forward ike"]; r.Verdict != report.Pass {
+		t.Errorf("forward ike: %s: %s", r.Verdict, r.Detail)
+	}
+}
+
+// tlsOnRsp runs a TLS server on rsp:1792 with a fresh lab CA and returns the CA's PEM file.
+func tlsOnRsp(t *testing.T, l *testlab.Lab, dir string) string {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caT := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lab CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caT, caT, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leafT := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "hsm.lab.example"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{l.Addr(testlab.NodeRsp).AsSlice()}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leafT, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	if err := l.Do(testlab.NodeRsp, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", net.JoinHostPort(l.Addr(testlab.NodeRsp).String(), "1792"))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				tc := tls.Server(c, cfg)
+				if tc.Handshake() == nil {
+					_, _ = io.Copy(io.Discard, tc)
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return caFile
+}
