@@ -25,6 +25,9 @@ func probePacket(id ID) (wirePacket, bool) {
 		return wirePacket{proto: ProtoTCP, port: p}, true
 	}
 	frag := id.Fragmented()
+	if c, ok := udpClassOf(id); ok {
+		return wirePacket{proto: ProtoUDP, port: c.port, frag: frag}, true
+	}
 	switch id.Unfragmented() {
 	case IKE:
 		return wirePacket{proto: ProtoUDP, port: 500, frag: frag}, true
