@@ -374,6 +374,7 @@ type countConn struct {
 	net.Conn
 	written  int
 	gotBytes bool
+	mss      int // the connection's TCP MSS, 0 when unknown
 }
 
 func (c *countConn) Write(b []byte) (int, error) {
@@ -395,7 +396,7 @@ func (c *countConn) Read(b []byte) (int, error) {
 func (sp *serviceRun) handshake(ctx context.Context, conn net.Conn) {
 	ev := sp.ev()
 	ev.Step = "handshake"
-	cc := &countConn{Conn: conn}
+	cc := &countConn{Conn: conn, mss: connMSS(conn)} // read now: a cancelled handshake closes conn
 	var leaf *x509.Certificate
 	var verifyErr error
 	requested := false
@@ -530,7 +531,7 @@ func (sp *serviceRun) handshakeFailed(ctx context.Context, conn net.Conn, cc *co
 			sp.set(report.Dropped, fmt.Sprintf("The TLS handshake with %s started but stalled within %s after the server's first answer: large server flights (certificate chains) may be lost on the path (a fragment or MSS problem).", sp.targetStr(), sp.cfg.Timeout))
 			return
 		}
-		mss := connMSS(conn)
+		mss := cc.mss
 		if sp.cfg.Proxy == nil && cc.written > smallHelloMax {
 			small, answered := sp.smallHello(ctx)
 			sp.res.Evidence.Extra = fmt.Sprintf("ClientHello %d bytes (TCP MSS %d): no answer; a second handshake with a %d-byte ClientHello: answered=%v", cc.written, mss, small, answered)

@@ -393,3 +393,24 @@ func TestTLSLabProxy(t *testing.T) {
 		t.Errorf("path behind the proxy broken: %s: %s %+v", r.Verdict, r.Detail, r.Evidence.TLS)
 	}
 }
+
+// TestTLSLabLargeClientHello: on mtu1300-blackhole (r1—r2 MTU 1300, no ICMP fragmentation
+// needed) TCP connects, but our full ClientHello (with its post-quantum key share, more
+// than 1300 bytes in a full-size segment) vanishes; a small one is answered. The verdict
+// calls it a fragment/MSS problem, not TLS.
+func TestTLSLabLargeClientHello(t *testing.T) {
+	testlab.RequireRoot(t)
+	t.Parallel()
+	l := testlab.ForTest(t, testlab.Spec{Profile: "mtu1300-blackhole", NoGateways: true})
+	rsp := l.Addr(testlab.NodeRsp)
+	ca := newCA(t, "ipsecpath lab CA")
+	srv := ca.issue(t, "hsm.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, nil, false)
+	tlsServe(t, l, testlab.NodeRsp, netip.AddrPortFrom(rsp, 1792), &tls.Config{Certificates: []tls.Certificate{srv}})
+	r := serviceFromIni(t, l, probe.ServiceConfig{Target: rsp, Port: 1792, TLS: true, RootCAs: ca.pool, Timeout: 6 * time.Second})
+	if r.Evidence.TLS.ClientHelloSize <= 1300 {
+		t.Fatalf("this Go's default ClientHello is %d bytes: it fits the 1300-byte path, so the test shows nothing; make it larger (more ALPN protocols)", r.Evidence.TLS.ClientHelloSize)
+	}
+	if r.Verdict != report.Dropped || !strings.Contains(r.Detail, "fragment/MSS problem") || !strings.Contains(r.Evidence.Extra, "answered=true") || !strings.Contains(r.Detail, "TCP segments up to 14") {
+		t.Errorf("%s: %s (extra %q)", r.Verdict, r.Detail, r.Evidence.Extra)
+	}
+}
