@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/net/dns/dnsmessage"
 	"golang.org/x/net/ipv4"
 )
 
@@ -267,4 +268,47 @@ func mustWrite(t *testing.T, path, s string) {
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestParseAAnswer(t *testing.T) {
+	n := dnsmessage.MustNewName("hsm.lab.example.")
+	m := dnsmessage.Message{Header: dnsmessage.Header{ID: 0x4242, Response: true},
+		Questions: []dnsmessage.Question{{Name: n, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}},
+		Answers: []dnsmessage.Resource{
+			{Header: dnsmessage.ResourceHeader{Name: n, Type: dnsmessage.TypeCNAME, Class: dnsmessage.ClassINET}, Body: &dnsmessage.CNAMEResource{CNAME: n}},
+			{Header: dnsmessage.ResourceHeader{Name: n, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}, Body: &dnsmessage.AResource{A: [4]byte{203, 0, 113, 10}}},
+		}}
+	b, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, rc, ok := parseAAnswer(b, 0x4242)
+	if !ok || rc != dnsmessage.RCodeSuccess || a.String() != "203.0.113.10" {
+		t.Errorf("got %v %v %v", a, rc, ok)
+	}
+	if _, _, ok := parseAAnswer(b, 0x4243); ok {
+		t.Error("another id must not match")
+	}
+	m.Answers, m.RCode = nil, dnsmessage.RCodeNameError
+	b, _ = m.Pack()
+	if a, rc, ok := parseAAnswer(b, 0x4242); !ok || rc != dnsmessage.RCodeNameError || a.IsValid() {
+		t.Errorf("NXDOMAIN: %v %v %v", a, rc, ok)
+	}
+}
+
+func FuzzParseAAnswer(f *testing.F) {
+	n := dnsmessage.MustNewName("hsm.lab.example.")
+	m := dnsmessage.Message{Header: dnsmessage.Header{ID: 7, Response: true},
+		Questions: []dnsmessage.Question{{Name: n, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}},
+		Answers: []dnsmessage.Resource{{Header: dnsmessage.ResourceHeader{Name: n, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET},
+			Body: &dnsmessage.AResource{A: [4]byte{203, 0, 113, 10}}}}}
+	b, _ := m.Pack()
+	f.Add(b)
+	f.Add(b[:20])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, _, ok := parseAAnswer(b, 7)
+		if !ok && a.IsValid() {
+			t.Fatal("an address from a message that did not parse")
+		}
+	})
 }

@@ -79,6 +79,10 @@ Probes: ike, ike-frag (UDP 500, the -frag form 3000 bytes and IP-fragmented like
 authenticated IKE), natt, natt-frag (UDP 4500), esp, esp-frag (IP protocol 50), ah, ah-frag
 (51), icmp-large (a 5000-byte echo, like 'ping -l 5000'), tcp:PORT (--tcp, default 445 and
 1792), pmtu (path MTU; with an agent also toward us, from the agent's DF echoes). --probes takes a comma-separated list; 'tcp' means every --tcp port.
+udp:PORT and udp:PORT-frag (a UDP datagram PORT→PORT, the -frag form 3000 bytes and
+IP-fragmented), l2tp and l2tp-frag (an L2TPv2 SCCRQ on UDP 1701, as an L2TP/IPsec client
+sends first) are not in 'all': name them. Like ESP they need the agent: a UDP service may
+stay silent, so without one only the target kernel's port unreachable counts.
 tls:PORT (--tls): a full TLS handshake (crypto/tls) toward TARGET:PORT, verified with --ca
 (default the system's CAs) against --sni (default the target address), our certificate
 from --client-cert/--client-key when the server asks; its verdict names the step that
@@ -127,6 +131,7 @@ with --json. Needs root or CAP_NET_RAW (raw sockets, packet capture).`,
 			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out before.json --pcap run.pcapng",
 			"ipsecpath check 203.0.113.10 --probes tcp:1792 --tls 1792 --ca hsm-ca.pem --client-cert client.pem --client-key client.key",
 			"ipsecpath check 203.0.113.10 --probes tls:443 --proxy http://192.0.2.8:3128",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10 --key-file k --probes l2tp,l2tp-frag,udp:4789",
 		},
 		run: runCheck,
 	})
@@ -137,7 +142,7 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	fs := newFlags(c)
 	agent := fs.String("agent", "", "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
 	keyFile := fs.String("key-file", "", "the agent's pre-shared key `FILE` (chmod 600)")
-	probes := fs.String("probes", "all", "comma-separated probe `LIST` (ike,ike-frag,natt,natt-frag,esp,esp-frag,ah,ah-frag,icmp-large,tcp:PORT,tcp,pmtu,all)")
+	probes := fs.String("probes", "all", "comma-separated probe `LIST` (ike,ike-frag,natt,natt-frag,esp,esp-frag,ah,ah-frag,icmp-large,tcp:PORT,tcp,pmtu,all; also udp:PORT, udp:PORT-frag, l2tp, l2tp-frag, tls:PORT)")
 	tcp := fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
 	timeout := fs.Duration("timeout", probe.DefaultCheckTimeout, "how long to wait for answers (`D`: 2s, 500ms, …)")
 	pace := fs.Int("pace", probe.DefaultRate, "packets per second toward the target (`N`), and asked of the agent")
