@@ -167,13 +167,12 @@ func addServiceFlags(fs *pflag.FlagSet) *serviceFlags {
 // servicePlan is what check runs beside the raw probes: TLS handshakes, and TCP connects
 // through a proxy.
 type servicePlan struct {
-	tlsPorts   []int
-	proxyTCP   []int // tcp:PORT probes sent through the proxy instead of as raw SYNs
-	base       probe.ServiceConfig
-	ids        []probe.ID // the tls ids, for the preflight
-	rawIDs     []probe.ID // what the raw engine still runs
-	hasProxy   bool
-	proxyLabel string
+	tlsPorts []int
+	proxyTCP []int // tcp:PORT probes sent through the proxy instead of as raw SYNs
+	base     probe.ServiceConfig
+	ids      []probe.ID // the tls ids, for the preflight
+	rawIDs   []probe.ID // what the raw engine still runs
+	hasProxy bool
 }
 
 // planServices reads the service flags: tls ids from --tls and --probes, the TLS material,

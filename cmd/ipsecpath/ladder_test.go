@@ -205,3 +205,74 @@ func tlsOnRsp(t *testing.T, l *testlab.Lab, dir string) string {
 	t.Cleanup(func() { ln.Close(); <-done })
 	return caFile
 }
+
+// TestCheckTLSFlagsLoopback runs check's tls probe against a TLS server on 127.0.0.1 that
+// wants a client certificate: --ca, --client-cert/--client-key and --sni are read from PEM
+// files and used (no root: --no-ladder and only a tls probe, which needs no raw socket).
+func TestCheckTLSFlagsLoopback(t *testing.T) {
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caT := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lab CA"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caT, caT, &caKey.PublicKey, caKey)
+	ca, _ := x509.ParseCertificate(caDER)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	issue := func(name string, client bool) (tls.Certificate, string, string) {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		eku := x509.ExtKeyUsageServerAuth
+		if client {
+			eku = x509.ExtKeyUsageClientAuth
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{eku}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, _ := x509.MarshalPKCS8PrivateKey(key)
+		cp, kp := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+		_ = os.WriteFile(cp, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+		_ = os.WriteFile(kp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
+		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, cp, kp
+	}
+	srv, _, _ := issue("hsm.lab.example", false)
+	_, clientCrt, clientKey := issue("luna-client", true)
+	caFile := filepath.Join(dir, "ca.pem")
+	_ = os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg := &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				tc := tls.Server(c, cfg)
+				if tc.Handshake() == nil {
+					_, _ = io.Copy(io.Discard, tc)
+				}
+			}()
+		}
+	}()
+	port := strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:")
+	code, out, errs := runCLI(t, "check", "127.0.0.1", "--no-ladder", "--probes", "tls:"+port, "--ca", caFile,
+		"--client-cert", clientCrt, "--client-key", clientKey, "--sni", "hsm.lab.example", "--json")
+	rep, err := report.ReadJSON(strings.NewReader(out))
+	if err != nil || code != exitOK || len(rep.Results) != 1 || rep.Results[0].Verdict != report.Pass {
+		t.Fatalf("exit %d, %v, stdout %s, stderr %q", code, err, out, errs)
+	}
+	code, out, _ = runCLI(t, "check", "127.0.0.1", "--no-ladder", "--probes", "tls:"+port, "--ca", caFile, "--sni", "hsm.lab.example", "--json")
+	rep, err = report.ReadJSON(strings.NewReader(out))
+	if err != nil || code != exitFail || rep.Results[0].Evidence.TLS == nil || rep.Results[0].Evidence.TLS.Alert != "certificate_required" {
+		t.Errorf("no client certificate: exit %d, %v, %s", code, err, out)
+	}
+}
