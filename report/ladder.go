@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"strings"
@@ -136,4 +137,62 @@ func WriteLadderText(w io.Writer, l *Ladder) error {
 		return fmt.Errorf("report: write ladder: %w", err)
 	}
 	return nil
+}
+
+// ladderStopped reports whether the ladder found the underlay dead and no probe was sent.
+func (r *Report) ladderStopped() bool { return r.Ladder != nil && r.Ladder.Stop != "" }
+
+// writeLadderMarkdown writes the ladder as a table, its stop sentence and the preflight.
+func writeLadderMarkdown(bw *bufio.Writer, l *Ladder) {
+	if l == nil {
+		return
+	}
+	fmt.Fprint(bw, "### Ladder\n\n| Rung | Address | Verdict | Detail |\n|---|---|---|---|\n")
+	for _, g := range l.Rungs {
+		v := mdText(string(g.Verdict))
+		if g.Verdict.Failed() {
+			v = "**" + v + "**"
+		}
+		fmt.Fprintf(bw, "| %s | %s | %s | %s |\n", mdText(g.Rung), mdCode(g.Addr), v, mdText(oneLine(g.Detail)))
+	}
+	if l.Stop != "" {
+		fmt.Fprintf(bw, "\n**%s**\n", mdText(oneLine(l.Stop)))
+	}
+	if p := l.Preflight; p != nil {
+		fmt.Fprint(bw, "\nLocal preflight (this host):\n\n")
+		for _, n := range p.Notes {
+			fmt.Fprintf(bw, "- %s\n", mdText(oneLine(n)))
+		}
+		if !p.FirewallChecked && p.FirewallNote != "" {
+			fmt.Fprintf(bw, "- %s\n", mdText(oneLine(p.FirewallNote)))
+		}
+	}
+	fmt.Fprintln(bw)
+}
+
+// ladderCase is the ladder as one JUnit test case: failed when any rung failed.
+func ladderCase(l *Ladder) (JUnitCase, bool) {
+	if l == nil {
+		return JUnitCase{}, false
+	}
+	c := JUnitCase{ClassName: "ipsecpath.ladder", Name: "ladder"}
+	var lines []string
+	var failed []string
+	for _, g := range l.Rungs {
+		lines = append(lines, fmt.Sprintf("%s %s %s: %s", g.Rung, g.Addr, g.Verdict, oneLine(g.Detail)))
+		if g.Verdict.Failed() {
+			failed = append(failed, g.Rung)
+		}
+	}
+	text := xmlSafe(strings.Join(lines, "\n"))
+	if len(failed) > 0 || l.Stop != "" {
+		msg := l.Stop
+		if msg == "" {
+			msg = "failed rungs: " + strings.Join(failed, ", ")
+		}
+		c.Failure = &JUnitProblem{Message: xmlSafe(oneLine(msg)), Type: "ladder", Text: text}
+	} else {
+		c.SystemOut = &JUnitCharData{Text: text}
+	}
+	return c, true
 }

@@ -172,12 +172,15 @@ func (r *Report) WriteText(w io.Writer, opt TextOptions) error {
 	}
 	s := summarize(r.Results)
 	word := outcome(s)
-	if s.Fail > 0 {
+	if r.ladderStopped() {
+		fmt.Fprintf(bw, "%s: the underlay is dead (see the ladder above); no probe was sent\n", paint(opt, ansiRed, "FAIL"))
+	} else if s.Fail > 0 {
 		word = paint(opt, ansiRed, word)
+		fmt.Fprintf(bw, "%s: %s\n", word, summaryLine(s))
 	} else {
 		word = paint(opt, ansiGreen, word)
+		fmt.Fprintf(bw, "%s: %s\n", word, summaryLine(s))
 	}
-	fmt.Fprintf(bw, "%s: %s\n", word, summaryLine(s))
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("report: write text: %w", err)
 	}
