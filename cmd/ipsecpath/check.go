@@ -91,9 +91,10 @@ estimated from the reset's TTL), the server's TLS alert by name (unknown_ca, bad
 handshake_failure, certificate_expired, …), our own refusal of its certificate (expired, not
 yet valid, name mismatch, unknown authority, with its subject and dates), or silence after a
 ClientHello larger than a TCP segment (a fragment/MSS problem on the path, not TLS).
---proxy (or HTTPS_PROXY, minus NO_PROXY) sends tls and tcp probes through an HTTP CONNECT
-proxy: a proxy that refuses (its status line is quoted) is told apart from one that could not
-reach the target (the path behind it).
+--proxy sends tls and tcp probes through an HTTP CONNECT proxy (tcp:PORT then becomes a
+CONNECT, forward only); without --proxy, tls probes follow HTTPS_PROXY unless NO_PROXY lists
+the target. A proxy that refuses (its status line is quoted) is told apart from one that
+could not reach the target (the path behind it).
 
 First, unless --no-ladder, the triage ladder runs ('ipsecpath help ladder'): loopback, the
 route and gateway toward TARGET, TARGET itself, and the local preflight (who holds UDP

@@ -160,7 +160,7 @@ func addServiceFlags(fs *pflag.FlagSet) *serviceFlags {
 		clientCert: fs.String("client-cert", "", "PEM `FILE`: our client certificate for tls probes"),
 		clientKey:  fs.String("client-key", "", "PEM `FILE`: the client certificate's key"),
 		sni:        fs.String("sni", "", "server `NAME` sent in the ClientHello and checked in the certificate (default: the target address)"),
-		proxy:      fs.String("proxy", "", "HTTP CONNECT proxy `URL` (http://HOST:PORT) for tls and tcp probes (default: HTTPS_PROXY unless NO_PROXY lists the target)"),
+		proxy:      fs.String("proxy", "", "HTTP CONNECT proxy `URL` (http://HOST:PORT) for tls and tcp probes (without it, tls probes use HTTPS_PROXY unless NO_PROXY lists the target)"),
 	}
 }
 
@@ -226,8 +226,11 @@ func planServices(sf *serviceFlags, target netip.Addr, probesFlag string, ids []
 	}
 	sp.base.Proxy = proxy
 	sp.hasProxy = proxy != nil
+	// HTTPS_PROXY is for HTTPS clients: it carries tls probes only. An explicit --proxy also
+	// carries the tcp:PORT probes (a CONNECT instead of a raw SYN, forward only).
+	proxyTCP := sp.hasProxy && *sf.proxy != ""
 	for _, id := range ids {
-		if p, ok := id.TCPPort(); ok && sp.hasProxy {
+		if p, ok := id.TCPPort(); ok && proxyTCP {
 			sp.proxyTCP = append(sp.proxyTCP, p)
 			continue
 		}

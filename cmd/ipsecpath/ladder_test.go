@@ -13,12 +13,14 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
@@ -274,5 +276,44 @@ func TestCheckTLSFlagsLoopback(t *testing.T) {
 	rep, err = report.ReadJSON(strings.NewReader(out))
 	if err != nil || code != exitFail || rep.Results[0].Evidence.TLS == nil || rep.Results[0].Evidence.TLS.Alert != "certificate_required" {
 		t.Errorf("no client certificate: exit %d, %v, %s", code, err, out)
+	}
+}
+
+// TestPlanServicesProxy: HTTPS_PROXY carries tls probes only; --proxy also turns tcp:PORT
+// into CONNECTs; NO_PROXY exempts the target.
+func TestPlanServicesProxy(t *testing.T) {
+	tgt := netip.MustParseAddr("203.0.113.10")
+	plan := func(proxyFlag string) *servicePlan {
+		t.Helper()
+		fs := newFlags(commands["check"])
+		sf := addServiceFlags(fs)
+		args := []string{"--tls", "443"}
+		if proxyFlag != "" {
+			args = append(args, "--proxy", proxyFlag)
+		}
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		sp, err := planServices(sf, tgt, "ike,tcp:445", []probe.ID{probe.IKE, probe.TCP(445)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sp
+	}
+	for _, v := range []string{"HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("HTTPS_PROXY", "http://198.51.100.1:3128")
+	sp := plan("")
+	if sp.base.Proxy == nil || sp.base.Proxy.Host != "198.51.100.1:3128" || len(sp.proxyTCP) != 0 || len(sp.rawIDs) != 2 {
+		t.Errorf("HTTPS_PROXY: proxy %v, proxied tcp %v, raw %v", sp.base.Proxy, sp.proxyTCP, sp.rawIDs)
+	}
+	sp = plan("http://198.51.100.1:8888")
+	if sp.base.Proxy.Host != "198.51.100.1:8888" || len(sp.proxyTCP) != 1 || sp.proxyTCP[0] != 445 || len(sp.rawIDs) != 1 {
+		t.Errorf("--proxy: proxy %v, proxied tcp %v, raw %v", sp.base.Proxy, sp.proxyTCP, sp.rawIDs)
+	}
+	t.Setenv("NO_PROXY", "203.0.113.0/24")
+	if sp = plan(""); sp.base.Proxy != nil {
+		t.Errorf("NO_PROXY lists the target: proxy %v", sp.base.Proxy)
 	}
 }
