@@ -16,6 +16,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,10 +49,12 @@ const (
 	// DefaultServiceTimeout bounds one tls:PORT (or proxied tcp:PORT) probe: TCP connect,
 	// CONNECT through a proxy, and the handshake.
 	DefaultServiceTimeout = 5 * time.Second
-	// PostHandshakeWait is how long we read after a TLS 1.3 handshake in which the server
+	// PostHandshakeWait bounds how long we read after a TLS 1.3 handshake in which the server
 	// asked for our certificate: the server judges it only after our Finished, so its alert
-	// (unknown_ca, …) arrives after the client's handshake has returned.
-	PostHandshakeWait = 700 * time.Millisecond
+	// (unknown_ca, …) arrives after the client's handshake has returned. A server that
+	// accepts sends its session tickets then (OpenSSL and Go do), which ends the wait at once;
+	// the full wait is spent only on a server that sends neither.
+	PostHandshakeWait = 3 * time.Second
 	// ResetWatch is how long the reset watcher waits for the RST it was told about.
 	ResetWatch = 300 * time.Millisecond
 )
@@ -400,7 +403,9 @@ func (sp *serviceRun) handshake(ctx context.Context, conn net.Conn) {
 	var leaf *x509.Certificate
 	var verifyErr error
 	requested := false
+	ts := &ticketSignal{}
 	cfg := &tls.Config{
+		ClientSessionCache: ts,
 		ServerName:         sp.cfg.ServerName,
 		InsecureSkipVerify: true, // verified below, to name what is wrong with the certificate
 		Time:               sp.cfg.Now,
@@ -444,11 +449,24 @@ func (sp *serviceRun) handshake(ctx context.Context, conn net.Conn) {
 		ev.Subject, ev.Issuer = leaf.Subject.String(), leaf.Issuer.String()
 		ev.NotBefore, ev.NotAfter = leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339)
 	}
+	accepted := ""
 	if err == nil && requested && tc.ConnectionState().Version == tls.VersionTLS13 {
-		// the server judges our certificate after our Finished: its verdict comes as an alert
+		// the server judges our certificate after our Finished: a refusal comes as an alert,
+		// an acceptance (usually) as a session ticket
+		ts.conn = tc
 		_ = tc.SetReadDeadline(time.Now().Add(PostHandshakeWait))
 		var b [1]byte
-		if _, rerr := tc.Read(b[:]); rerr != nil && !isNetTimeout(rerr) && !errors.Is(rerr, io.EOF) {
+		_, rerr := tc.Read(b[:])
+		switch {
+		case ts.got.Load():
+			accepted = "; the server accepted our client certificate (it sent a session ticket after judging it)"
+		case rerr == nil:
+			accepted = "; the server accepted our client certificate (it sent data after judging it)"
+		case isNetTimeout(rerr):
+			accepted = fmt.Sprintf("; the server asked for our client certificate and sent no alert within %s (nor a session ticket: its acceptance is not proven)", PostHandshakeWait)
+		case errors.Is(rerr, io.EOF):
+			accepted = "; the server closed the connection right after the handshake, without an alert"
+		default:
 			err = rerr
 		}
 	}
@@ -462,8 +480,8 @@ func (sp *serviceRun) handshake(ctx context.Context, conn net.Conn) {
 		if sp.cfg.Proxy != nil {
 			via = " through the proxy " + sp.cfg.Proxy.Host
 		}
-		sp.set(report.Pass, fmt.Sprintf("The TLS handshake with %s completes%s (%s, certificate %q valid until %s).",
-			sp.targetStr(), via, ev.Version, leaf.Subject.CommonName, leaf.NotAfter.UTC().Format("2006-01-02")))
+		sp.set(report.Pass, fmt.Sprintf("The TLS handshake with %s completes%s (%s, certificate %q valid until %s)%s.",
+			sp.targetStr(), via, ev.Version, leaf.Subject.CommonName, leaf.NotAfter.UTC().Format("2006-01-02"), accepted))
 		tc.Close()
 	case verifyErr != nil:
 		ev.Step = "verify"
@@ -649,4 +667,22 @@ func receivedAlert(err error) (uint8, bool) {
 		return 0, false
 	}
 	return uint8(v.Uint()), true
+}
+
+// ticketSignal is a ClientSessionCache that stores nothing: its Put says a session ticket
+// arrived (the server's sign that the handshake, our certificate included, was accepted) and
+// ends the pending read at once.
+type ticketSignal struct {
+	got  atomic.Bool
+	conn *tls.Conn // set before the post-handshake read; Put runs inside that read
+}
+
+func (t *ticketSignal) Get(string) (*tls.ClientSessionState, bool) { return nil, false }
+
+func (t *ticketSignal) Put(_ string, cs *tls.ClientSessionState) {
+	if cs == nil || t.conn == nil {
+		return
+	}
+	t.got.Store(true)
+	_ = t.conn.SetReadDeadline(time.Now())
 }
