@@ -55,8 +55,11 @@ const (
 	// accepts sends its session tickets then (OpenSSL and Go do), which ends the wait at once;
 	// the full wait is spent only on a server that sends neither.
 	PostHandshakeWait = 3 * time.Second
-	// ResetWatch is how long the reset watcher waits for the RST it was told about.
-	ResetWatch = 300 * time.Millisecond
+	// ResetWatch bounds how long we wait for the reset watcher to have read the RST that
+	// refused a connect (it is queued on the raw socket before connect returns; a loaded
+	// host may be slow to schedule the reader). The full wait is spent only when no RST
+	// came (an ICMP error also refuses a connect).
+	ResetWatch = 2 * time.Second
 )
 
 // ServiceConfig is one service probe: a TLS handshake (TLS true) or a plain TCP connect
