@@ -72,7 +72,7 @@ func RunPreflight(ctx context.Context, target netip.Addr, probes []ID) *report.P
 			what, strings.Join(r.Probes, ", "), dir, r.Table, r.Chain, r.Hook, r.Rule))
 	}
 	if len(p.Firewall) == 0 {
-		p.Notes = append(p.Notes, "This host's nftables ruleset drops none of the probes.")
+		p.Notes = append(p.Notes, "This host's nftables ruleset (iptables-nft rules included) drops none of the probes; legacy iptables rules, if any, are not read.")
 	}
 	return p
 }
