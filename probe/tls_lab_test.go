@@ -182,6 +182,15 @@ func TestTLSLab(t *testing.T) {
 			t.Errorf("%s: %s %+v", r.Verdict, r.Detail, ev)
 		}
 	})
+	t.Run("server certificate not yet valid", func(t *testing.T) {
+		future := ca.issue(t, "hsm.lab.example", now.Add(2*time.Hour), now.Add(20*time.Hour), []netip.Addr{rsp}, nil, false)
+		stop := tlsServe(t, l, testlab.NodeRsp, at, &tls.Config{Certificates: []tls.Certificate{future}})
+		defer stop()
+		r := serviceFromIni(t, l, base)
+		if r.Evidence.TLS.VerifyError != "not-yet-valid" || !strings.Contains(r.Detail, "not valid yet") || !strings.Contains(r.Detail, "clocks") {
+			t.Errorf("%s: %s %+v", r.Verdict, r.Detail, r.Evidence.TLS)
+		}
+	})
 	t.Run("unknown authority and wrong name", func(t *testing.T) {
 		stop := tlsServe(t, l, testlab.NodeRsp, at, &tls.Config{Certificates: []tls.Certificate{srv}})
 		defer stop()
