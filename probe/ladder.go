@@ -15,6 +15,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/icmp"
+	"golang.org/x/sys/unix"
 	"golang.org/x/net/ipv4"
 
 	"github.com/ipsecpath/ipsecpath/report"
@@ -132,14 +133,14 @@ func RunLadder(ctx context.Context, cfg LadderConfig) (*report.Ladder, netip.Add
 // underlayStop is the sentence that stops a check when the route or the gateway is dead.
 func underlayStop(route report.Rung, gw *report.Rung) string {
 	if route.Verdict.Failed() {
-		return route.Detail + " Fix the underlay first: no probe was sent."
+		return route.Detail + " Fix the routing first: every probe toward it would fail on this host."
 	}
 	if gw != nil && gw.Verdict.Failed() {
 		what := "The gateway"
 		if strings.Contains(gw.Detail, "default gateway") {
 			what = "The default gateway"
 		}
-		return fmt.Sprintf("%s %s does not answer: fix the underlay first (no IPsec probe was sent: every one would fail behind it).", what, gw.Addr)
+		return fmt.Sprintf("%s %s does not answer: fix the underlay first (every IPsec probe would fail behind it).", what, gw.Addr)
 	}
 	return ""
 }
@@ -155,6 +156,10 @@ func (lr *ladderRun) routeRungs(ctx context.Context, dst netip.Addr, what string
 	routes, err := netlink.RouteGet(dst.AsSlice())
 	if err != nil || len(routes) == 0 {
 		r.Verdict = report.RungNoRoute
+		if rt, ok := discardRoute(dst); ok {
+			r.Detail = fmt.Sprintf("This host's routing table discards traffic to %s: a %s route for %s.", what, rt.kind, rt.dst)
+			return r, nil
+		}
 		r.Detail = fmt.Sprintf("This host has no route to %s (%s).", what, routeErr(err))
 		return r, nil
 	}
@@ -307,7 +312,7 @@ func (lr *ladderRun) probeAddr(ctx context.Context, rung string, addr netip.Addr
 		return unreachableRung(r, addr, ans)
 	default:
 		r.Verdict = report.RungDead
-		r.Detail = fmt.Sprintf("%s does not answer: nothing came back to ICMP echo, a TCP SYN to port %d nor a UDP probe to port %d.", addr, port, LadderUDPPort)
+		r.Detail = fmt.Sprintf("%s does not answer: nothing came back to ICMP echo, a TCP SYN to port %d nor a UDP probe to port %d (a missing route back to this host looks the same).", addr, port, LadderUDPPort)
 	}
 	return r
 }
@@ -417,4 +422,37 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// discarding is a route that discards instead of forwarding.
+type discarding struct {
+	kind string // blackhole, unreachable, prohibit
+	dst  netip.Prefix
+}
+
+// discardRoute finds the most specific blackhole, unreachable or prohibit route covering dst
+// in any routing table: the kernel's route lookup answers such a route with an error only.
+func discardRoute(dst netip.Addr) (discarding, bool) {
+	rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return discarding{}, false
+	}
+	var best discarding
+	found := false
+	for _, r := range rs {
+		kind := map[int]string{unix.RTN_BLACKHOLE: "blackhole", unix.RTN_UNREACHABLE: "unreachable", unix.RTN_PROHIBIT: "prohibit"}[r.Type]
+		if kind == "" {
+			continue
+		}
+		p := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if r.Dst != nil {
+			a, _ := netip.AddrFromSlice(r.Dst.IP.To4())
+			ones, _ := r.Dst.Mask.Size()
+			p = netip.PrefixFrom(a, ones)
+		}
+		if p.Contains(dst) && (!found || p.Bits() > best.dst.Bits()) {
+			best, found = discarding{kind: kind, dst: p.Masked()}, true
+		}
+	}
+	return best, found
 }

@@ -148,6 +148,22 @@ func TestLadderLab(t *testing.T) {
 			t.Errorf("target rung %+v", r)
 		}
 	})
+	t.Run("blackhole route", func(t *testing.T) {
+		// ini's own blackhole for lan-b (LAN traffic only crosses inside the tunnel)
+		lad, _ := ladderIn(t, l, testlab.NodeIni, probe.LadderConfig{Target: "192.0.2.130"})
+		r := rungs(lad)["route"]
+		if r.Verdict != report.RungNoRoute || !strings.Contains(r.Detail, "blackhole route for 192.0.2.128/26") || !strings.Contains(lad.Stop, "Fix the routing first") {
+			t.Errorf("route rung %+v, stop %q", r, lad.Stop)
+		}
+	})
+	t.Run("no route back", func(t *testing.T) {
+		// from lan-a, r1 is one router away but has no route back to lan-a's subnet
+		lad, _ := ladderIn(t, l, testlab.NodeLanA, probe.LadderConfig{Target: "198.51.100.1"})
+		g, tg := rungs(lad)["gateway"], rungs(lad)["target"]
+		if g.Addr != "192.0.2.1" || g.Verdict != report.RungPass || tg.Verdict != report.RungDead || !strings.Contains(tg.Detail, "missing route back") || lad.Stop != "" {
+			t.Errorf("gateway %+v, target %+v, stop %q", g, tg, lad.Stop)
+		}
+	})
 	t.Run("router rejects the target", func(t *testing.T) {
 		other := netip.MustParseAddr("203.0.113.99")
 		nftIn(t, l, testlab.NodeR2, "table ip scratch_rej {\n chain scratch {\n  type filter hook forward priority 0; policy accept;\n  ip daddr 203.0.113.99 reject with icmp type host-unreachable\n }\n}\n")
