@@ -227,6 +227,8 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 		case errors.Is(err, os.ErrPermission) && len(ids) > 0:
 			// no raw socket: the check itself refuses below, after greeting the agent
 			// (a wrong key or an unreachable agent is said first)
+		case errors.Is(err, os.ErrPermission):
+			return usageError(e, c, errors.New("the ladder needs root or CAP_NET_RAW (a raw ICMP socket): run as root, or skip it with --no-ladder"))
 		case err != nil:
 			return usageError(e, c, checkErrorLine(err))
 		}
