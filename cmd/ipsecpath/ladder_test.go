@@ -317,3 +317,31 @@ func TestPlanServicesProxy(t *testing.T) {
 		t.Errorf("NO_PROXY lists the target: proxy %v", sp.base.Proxy)
 	}
 }
+
+// TestLadderNotPrivileged runs as user nobody: `ladder` and a tls-only check say the ladder
+// needs CAP_NET_RAW (exit 2, one line); with --no-ladder the tls probe runs unprivileged and
+// says it could not tell who sent the reset (no raw socket to read its TTL).
+func TestLadderNotPrivileged(t *testing.T) {
+	testlab.RequireRoot(t) // to become nobody
+	dir, bin := copyTestBinary(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:")
+	ln.Close() // a closed port: connect is refused with a reset
+	code, out, errs := runAsNobody(t, dir, bin, "ladder", "127.0.0.1")
+	if code != exitUsage || out != "" || errs != "ipsecpath ladder: needs root or CAP_NET_RAW for its raw ICMP socket (run as root, or setcap cap_net_raw+ep on the binary)\n" {
+		t.Errorf("ladder: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = runAsNobody(t, dir, bin, "check", "127.0.0.1", "--probes", "tls:"+port)
+	if code != exitUsage || out != "" || errs != "ipsecpath check: the ladder needs root or CAP_NET_RAW (a raw ICMP socket): run as root, or skip it with --no-ladder\n" {
+		t.Errorf("check: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = runAsNobody(t, dir, bin, "check", "127.0.0.1", "--probes", "tls:"+port, "--no-ladder", "--json")
+	rep, err := report.ReadJSON(strings.NewReader(out))
+	if err != nil || code != exitFail || len(rep.Results) != 1 || rep.Results[0].Verdict != report.Blocked ||
+		!strings.Contains(rep.Results[0].Detail, "who sent it is unknown") {
+		t.Errorf("check --no-ladder: exit %d, %v, stdout %s, stderr %q", code, err, out, errs)
+	}
+}
