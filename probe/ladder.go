@@ -15,8 +15,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/icmp"
-	"golang.org/x/sys/unix"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
 
 	"github.com/ipsecpath/ipsecpath/report"
 )
