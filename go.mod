@@ -11,3 +11,8 @@ require (
 )
 
 require golang.org/x/sys v0.49.0
+
+require (
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
+	golang.org/x/text v0.43.0 // indirect
+)

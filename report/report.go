@@ -64,6 +64,12 @@ const (
 type Hop struct {
 	TTL  int    `json:"ttl"`
 	Addr string `json:"addr,omitempty"` // empty when the hop did not answer
+	// Estimated marks a hop guessed from a TTL (a spoofed reset), not named by an answer.
+	Estimated bool `json:"estimated,omitempty"`
+	// LastReached and FirstMissed bracket where a probe died (DESIGN.md): the last hop it is
+	// known to have reached and the first it did not; the faulty device is one end.
+	LastReached *Hop `json:"last_reached,omitempty"`
+	FirstMissed *Hop `json:"first_missed,omitempty"`
 }
 
 // Fragment is one IP fragment as sent or as seen by the agent.

@@ -191,6 +191,7 @@ func TestCheckCLILab(t *testing.T) {
 					"--json", "--pcap", pcap, "--out", md}, &out, &errb)
 				return nil
 			})
+			validateOutputs(t, []string{"check", "--json"}, code, out.String())
 			if code != c.code {
 				t.Fatalf("exit %d, want %d; stderr %q", code, c.code, errb.String())
 			}
