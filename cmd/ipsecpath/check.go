@@ -121,7 +121,8 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	tcp := fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
 	timeout := fs.Duration("timeout", probe.DefaultCheckTimeout, "how long to wait for answers (`D`: 2s, 500ms, …)")
 	pace := fs.Int("pace", probe.DefaultRate, "packets per second toward the target (`N`), and asked of the agent")
-	pcap := fs.String("pcap", "", "write every packet sent and captured (both ends) to `FILE` (pcapng)")
+	pcap := fs.String("pcap", "", "write every packet sent and captured (both ends) to `FILE` (pcapng; 'ipsecpath pcap explain FILE' reads it back)")
+	snaplen := fs.Int("snaplen", report.DefaultSnapLen, "with --pcap: keep at most `N` bytes of each packet (each IP fragment)")
 	out := addOutputFlags(fs)
 	if done, code := parse(e, c, fs, args); done {
 		return code
@@ -175,6 +176,9 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 			return usageError(e, c, fmt.Errorf("--pcap: %w", err))
 		}
 		defer p.Close()
+		if err := p.SetSnapLen(*snaplen); err != nil {
+			return usageError(e, c, fmt.Errorf("--snaplen: %s", strings.TrimPrefix(err.Error(), "report: pcap: ")))
+		}
 		cfg.Pcap = p
 	}
 	prog := newProgress(e.stderr, out.quiet())
