@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/report"
+)
+
+// checkPcapEvidence checks the --pcap file of a check run with an agent against the run's
+// report (rep):
+//   - tshark finds no malformed packet and no expert error in it, and every record's
+//     original length is its IP packet's length (the capture cut nothing Wireshark would
+//     take for the packet itself);
+//   - every record carries a probe note, and every probe and direction of the run has its
+//     sends in the file; every one that passed has its sightings at the far end, tied to
+//     the sends by the note (same probe, direction, attempt);
+//   - `pcap explain` on the file alone agrees with the verdicts: pass ⇒ reached the far end
+//     whole, dropped / frag-dropped ⇒ never reached it, partial ⇒ in part.
+func checkPcapEvidence(t *testing.T, pcap string, rep *report.Report) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	bad, err := exec.CommandContext(ctx, "tshark", "-r", pcap, "-Y", "_ws.malformed || _ws.expert.severity == error").Output()
+	if err != nil {
+		t.Fatalf("tshark -Y malformed: %v", err)
+	}
+	if n := strings.Count(string(bad), "\n"); n != 0 {
+		t.Errorf("tshark marks %d records malformed or in error:\n%s", n, bad)
+	}
+	lens, err := exec.CommandContext(ctx, "tshark", "-r", pcap, "-T", "fields", "-E", "occurrence=f", "-e", "frame.len", "-e", "frame.cap_len", "-e", "ip.len").Output()
+	if err != nil {
+		t.Fatalf("tshark -T fields: %v", err)
+	}
+	cut := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(lens)), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 3 || f[0] != f[2] {
+			t.Errorf("record frame.len/cap_len/ip.len %q: the original length is not the IP length", line)
+			continue
+		}
+		if f[0] != f[1] {
+			cut++
+		}
+	}
+	t.Logf("%s: %d records, %d cut by the capture (original length kept)", pcap, strings.Count(string(lens), "\n"), cut)
+
+	fh, err := os.Open(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	pf, err := report.ReadPcap(fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pf.Comments) == 0 || !strings.Contains(pf.Comments[0], "clock:") {
+		t.Errorf("section header comments %q: want the clock offset first", pf.Comments)
+	}
+	for i, r := range pf.Records {
+		if _, ok := report.ParsePcapNote(r.Comment); !ok {
+			t.Errorf("record %d has no probe note: %q", i+1, r.Comment)
+		}
+	}
+	probes, _ := pf.Probes()
+	byKey := map[string]*report.PcapProbe{}
+	for i := range probes {
+		byKey[probes[i].Probe+" "+string(probes[i].Direction)] = &probes[i]
+	}
+	code, explain, errs := runCLI(t, "pcap", "explain", pcap)
+	if code != exitOK {
+		t.Fatalf("pcap explain: exit %d, %s", code, errs)
+	}
+	for _, r := range rep.Results {
+		if r.Probe == "pmtu" || r.Verdict == report.Skipped || r.Verdict == report.Error {
+			continue
+		}
+		key := r.Probe + " " + string(r.Direction)
+		p := byKey[key]
+		if p == nil {
+			t.Errorf("%s: no record of it in the pcap", key)
+			continue
+		}
+		to := "agent"
+		if r.Direction == report.Reverse {
+			to = "initiator"
+		}
+		var want, line string
+		switch r.Verdict {
+		case report.Pass:
+			want, line = "whole", key+": reached the "+to+" whole"
+		case report.Dropped, report.FragDropped:
+			want, line = "none", key+": never reached the "+to
+		case report.Partial:
+			want, line = "part", key+": reached the "+to+" in part"
+		default: // blocked: an ICMP error or a reset; whether anything arrived varies
+			continue
+		}
+		if got := p.Outcome(); got != want {
+			t.Errorf("%s: verdict %s but the pcap shows %q", key, r.Verdict, got)
+		}
+		if !strings.Contains(explain, line) {
+			t.Errorf("pcap explain lacks %q", line)
+		}
+		sent, tied := 0, 0
+		for _, a := range p.Attempts {
+			sent += len(a.Sent)
+			if len(a.Sent) > 0 && len(a.Arrived) > 0 {
+				tied++
+			}
+		}
+		if sent == 0 {
+			t.Errorf("%s: no send of it in the pcap", key)
+		}
+		if r.Verdict == report.Pass && tied == 0 {
+			t.Errorf("%s passed but no attempt has both its sends and the far end's sightings in the pcap", key)
+		}
+	}
+	if testing.Verbose() {
+		t.Logf("pcap explain %s:\n%s", pcap, explain)
+	}
+}
