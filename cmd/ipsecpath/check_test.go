@@ -185,7 +185,11 @@ func TestCheckCLILab(t *testing.T) {
 			key := writeKey(t, dir, "key", keyBytes, 0o600)
 			agent := labAgent(t, l, keyBytes)
 
-			pcap, md := filepath.Join(dir, "run.pcapng"), filepath.Join(dir, "run.md")
+			outName := "run.md"
+			if c.profile != "clean" {
+				outName = "run.html" // the HTML report, opened in Chromium below
+			}
+			pcap, md := filepath.Join(dir, "run.pcapng"), filepath.Join(dir, outName)
 			var out, errb bytes.Buffer
 			var code int
 			l.Do("ini", func() error {
@@ -210,6 +214,9 @@ func TestCheckCLILab(t *testing.T) {
 				}
 			}
 			checkPcapEvidence(t, pcap, rep)
+			if strings.HasSuffix(md, ".html") {
+				checkHTMLInChromium(t, md, c.profile, rep)
+			}
 			if b, err := os.ReadFile(md); err != nil || !bytes.Contains(b, []byte("ike-frag")) {
 				t.Errorf("--out %s: %v, %d bytes", md, err, len(b))
 			}

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/report/htmltest"
+	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
 // checkPcapEvidence checks the --pcap file of a check run with an agent against the run's
@@ -122,5 +126,52 @@ func checkPcapEvidence(t *testing.T, pcap string, rep *report.Report) {
 	}
 	if testing.Verbose() {
 		t.Logf("pcap explain %s:\n%s", pcap, explain)
+	}
+}
+
+// checkHTMLInChromium opens the --out HTML report of a lab run in headless Chromium: no
+// console error, no network request, one row per result, and every failed row drawn
+// failing (a red line that stops short of the far end, or a refusal); the screenshot and
+// the print to PDF are kept under .artefacts/ (the path is logged).
+func checkHTMLInChromium(t *testing.T, page, profile string, rep *report.Report) {
+	t.Helper()
+	testlab.RequireTools(t, htmltest.Chromium)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p, err := htmltest.Open(ctx, page, `[...document.querySelectorAll('tr.row')].map(tr => tr.dataset.verdict + ' ' + (tr.querySelector('td.path line.ok, td.path line.dead, td.path line.lost, td.path .notrun') || {getAttribute: () => 'none'}).getAttribute('class'))`)
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	if len(p.ConsoleErrors) > 0 {
+		t.Errorf("console errors: %q", p.ConsoleErrors)
+	}
+	if len(p.Requests) > 0 {
+		t.Errorf("network requests: %q", p.Requests)
+	}
+	dir, err := htmltest.ArtefactDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	png := filepath.Join(dir, "check-"+profile+".png")
+	if err := os.WriteFile(png, p.Screenshot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "check-"+profile+".pdf"), p.PDF, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the %s report: %s", profile, png)
+	var rows []string
+	if err := json.Unmarshal(p.Eval[0], &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(rep.Results) {
+		t.Fatalf("%d rows for %d results", len(rows), len(rep.Results))
+	}
+	for _, row := range rows {
+		v, mark, _ := strings.Cut(row, " ")
+		failed := report.Verdict(v).Failed() && v != string(report.Error)
+		if failed && mark != "dead" && mark != "lost" || v == string(report.Pass) && mark != "ok" {
+			t.Errorf("a %s row is drawn %q", v, mark)
+		}
 	}
 }
