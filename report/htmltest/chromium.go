@@ -298,7 +298,9 @@ func (p *Page) event(m cdpMsg, self string) {
 	case "Runtime.exceptionThrown":
 		p.ConsoleErrors = append(p.ConsoleErrors, "exception: "+string(m.Params))
 	case "Log.entryAdded":
-		var e struct{ Entry struct{ Level, Text, URL string } }
+		var e struct {
+			Entry struct{ Level, Text, URL string }
+		}
 		json.Unmarshal(m.Params, &e)
 		if e.Entry.Level == "error" {
 			p.ConsoleErrors = append(p.ConsoleErrors, "log: "+e.Entry.Text+" "+e.Entry.URL)
