@@ -127,3 +127,27 @@ func TestHTMLChromiumFragDrop(t *testing.T) {
 		t.Errorf("%d frag-dropped rows drawn, want the 8 fragmented probes (4 protocols, 2 directions) at least", dead)
 	}
 }
+
+// TestChromiumDetects: the browser harness is not blind: a page that logs an error, throws
+// and fetches an image (from a closed loopback port) is reported as doing so.
+func TestChromiumDetects(t *testing.T) {
+	testlab.RequireTools(t, htmltest.Chromium)
+	page := filepath.Join(t.TempDir(), "bad.html")
+	bad := `<!DOCTYPE html><html><body><img src="http://127.0.0.1:9/x.png"><script>console.error("boom"); throw new Error("thrown");</script></body></html>`
+	if err := os.WriteFile(page, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p, err := htmltest.Open(ctx, page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(p.ConsoleErrors, "\n")
+	if !strings.Contains(joined, "boom") || !strings.Contains(joined, "thrown") {
+		t.Errorf("console errors %q: want boom and thrown", p.ConsoleErrors)
+	}
+	if len(p.Requests) != 1 || p.Requests[0] != "http://127.0.0.1:9/x.png" {
+		t.Errorf("requests %q: want the image", p.Requests)
+	}
+}
