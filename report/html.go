@@ -65,6 +65,7 @@ const (
 )
 
 type htmlView struct {
+	CSS                          template.CSS
 	Title, Outcome, OutcomeClass string
 	Facts                        [][2]string
 	Nodes                        []htmlNode
@@ -156,7 +157,7 @@ func pathHops(r *Report) (n int, fwd map[int]string, rev map[int]string) {
 
 func buildHTMLView(r *Report, opt HTMLOptions) *htmlView {
 	s := summarize(r.Results)
-	v := &htmlView{Title: opt.Title, Outcome: outcome(s), Width: svgW, RowH: svgRowH, PathH: 64,
+	v := &htmlView{CSS: htmlCSS, Title: opt.Title, Outcome: outcome(s), Width: svgW, RowH: svgRowH, PathH: 64,
 		Advice: opt.Advice, Sections: opt.Sections, PMTU: pmtuLine(r.PMTU)}
 	if v.Title == "" {
 		v.Title = "ipsecpath " + r.Target
@@ -286,7 +287,46 @@ var htmlPage = template.Must(template.New("page").Funcs(template.FuncMap{"add": 
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 <title>{{.Title}}: {{.Outcome}}</title>
 <style>
-:root { --pass: #1a7f37; --fail: #cf222e; --skip: #6e7781; --err: #9a6700; --ink: #1f2328; --line: #d0d7de; }
+{{.CSS}}
+</style>
+</head>
+<body>
+<h1>{{.Title}} <span class="badge {{.OutcomeClass}}">{{.Outcome}}</span></h1>
+<dl class="facts">{{range .Facts}}<dt>{{index . 0}}</dt><dd>{{index . 1}}</dd>{{end}}</dl>
+{{if .PMTU}}<div class="box"><strong>Path MTU</strong>: {{.PMTU}}</div>{{end}}
+{{if .Advice}}<div class="box"><strong>Advice</strong><ul>{{range .Advice}}<li>{{.}}</li>{{end}}</ul></div>{{end}}
+<h2>The path</h2>
+<svg viewBox="0 0 {{.Width}} {{.PathH}}" role="img" aria-label="the path from the initiator to the responder">
+<line class="wire" x1="{{(index .Nodes 0).X}}" y1="22" x2="{{(index .Nodes (len .Nodes | add -1)).X}}" y2="22"/>
+{{range .Nodes}}<g class="node{{if .End}} end{{end}}"><circle cx="{{.X}}" cy="22" r="7"/><text x="{{.X}}" y="44">{{.Label}}</text>{{if .Addr}}<text class="addr" x="{{.X}}" y="58">{{.Addr}}</text>{{end}}</g>
+{{end}}</svg>
+<p class="legend">Each row below is one probe in one direction on this path: forward rows run from the initiator (left) to the responder, reverse rows from the responder back. A green line arrived; a red line ends where the probe died: a cross where it was lost{{if .Localised}} (just before the first hop it did not reach){{end}}, a bar where a device refused it, and a dashed line with a question mark when it was lost somewhere on the way and not localised.</p>
+<h2>Results</h2>
+<table>
+<thead><tr><th>Probe</th><th>Direction</th><th>Verdict</th><th class="path"><svg viewBox="0 0 {{.Width}} 18" role="img" aria-label="hops of the path">{{range .Nodes}}<text class="hdr" x="{{.X}}" y="13">{{.Label}}</text>{{end}}</svg></th><th>What it means</th></tr></thead>
+<tbody>
+{{range .Rows}}<tr class="row {{.Class}}" data-probe="{{.Probe}}" data-direction="{{.Direction}}" data-verdict="{{.Verdict}}">
+<td class="probe">{{.Probe}}</td><td>{{.Direction}}</td><td><span class="badge {{.Class}}">{{.Verdict}}</span></td>
+<td class="path">{{if .NotRun}}<div class="notrun">not run</div>{{else}}{{with .Line}}<svg viewBox="0 0 {{$.Width}} {{$.RowH}}" role="img" aria-label="{{if .Pass}}arrived{{else}}died{{end}}">
+{{range $.Nodes}}<line class="tick" x1="{{.X}}" y1="8" x2="{{.X}}" y2="26"/>{{end}}
+{{if .Pass}}<line class="ok" x1="{{.X1}}" y1="{{.Y}}" x2="{{.X2}}" y2="{{.Y}}"/>{{if .ArrowLeft}}<polygon fill="#1a7f37" points="{{.X2}},{{.Y}} {{.X2 | add 9}},{{.Y | add -5}} {{.X2 | add 9}},{{.Y | add 5}}"/>{{else}}<polygon fill="#1a7f37" points="{{.X2}},{{.Y}} {{.X2 | add -9}},{{.Y | add -5}} {{.X2 | add -9}},{{.Y | add 5}}"/>{{end}}{{end}}
+{{if .Dead}}<line class="dead" x1="{{.X1}}" y1="{{.Y}}" x2="{{.X2}}" y2="{{.Y}}"/><line class="x" x1="{{.X2 | add -6}}" y1="{{.Y | add -6}}" x2="{{.X2 | add 6}}" y2="{{.Y | add 6}}"/><line class="x" x1="{{.X2 | add -6}}" y1="{{.Y | add 6}}" x2="{{.X2 | add 6}}" y2="{{.Y | add -6}}"/>{{if .BracketX}}<line class="bracket" x1="{{.BracketX}}" y1="3" x2="{{.BracketX}}" y2="31"/>{{end}}{{end}}
+{{if .Bar}}<line class="dead" x1="{{.X1}}" y1="{{.Y}}" x2="{{.X2}}" y2="{{.Y}}"/><line class="bar" x1="{{.X2}}" y1="{{.Y | add -9}}" x2="{{.X2}}" y2="{{.Y | add 9}}"/>{{end}}
+{{if .Lost}}<line class="lost" x1="{{.X1}}" y1="{{.Y}}" x2="{{.X2}}" y2="{{.Y}}"/><text class="q" x="{{.X2 | add (or (and .ArrowLeft -14) 4)}}" y="{{.Y | add 5}}">?</text>{{end}}
+</svg>{{end}}{{end}}</td>
+<td>{{.Detail}}{{if .Where}}<div class="where">{{.Where}}</div>{{end}}{{if .Evidence}}<details><summary>evidence</summary><ul>{{range .Evidence}}<li>{{.}}</li>{{end}}</ul></details>{{end}}</td>
+</tr>
+{{end}}</tbody>
+</table>
+{{range .Sections}}<h2>{{.Title}}</h2><div class="box"><pre>{{range .Lines}}{{.}}
+{{end}}</pre></div>{{end}}
+<script>window.addEventListener("beforeprint", function () { document.querySelectorAll("details").forEach(function (d) { d.open = true; }); });</script>
+</body>
+</html>
+`))
+
+// htmlCSS is the style sheet of every HTML page (the report, the diff), inlined.
+const htmlCSS = template.CSS(`:root { --pass: #1a7f37; --fail: #cf222e; --skip: #6e7781; --err: #9a6700; --ink: #1f2328; --line: #d0d7de; }
 * { box-sizing: border-box; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--ink); margin: 24px auto; max-width: 1200px; padding: 0 16px; }
 h1 { font-size: 22px; margin: 0 0 8px; }
@@ -330,39 +370,4 @@ pre { margin: 0; white-space: pre-wrap; font-size: 12px; }
   .badge { border: 1px solid #000; -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   svg { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 }
-</style>
-</head>
-<body>
-<h1>{{.Title}} <span class="badge {{.OutcomeClass}}">{{.Outcome}}</span></h1>
-<dl class="facts">{{range .Facts}}<dt>{{index . 0}}</dt><dd>{{index . 1}}</dd>{{end}}</dl>
-{{if .PMTU}}<div class="box"><strong>Path MTU</strong>: {{.PMTU}}</div>{{end}}
-{{if .Advice}}<div class="box"><strong>Advice</strong><ul>{{range .Advice}}<li>{{.}}</li>{{end}}</ul></div>{{end}}
-<h2>The path</h2>
-<svg viewBox="0 0 {{.Width}} {{.PathH}}" role="img" aria-label="the path from the initiator to the responder">
-<line class="wire" x1="{{(index .Nodes 0).X}}" y1="22" x2="{{(index .Nodes (len .Nodes | add -1)).X}}" y2="22"/>
-{{range .Nodes}}<g class="node{{if .End}} end{{end}}"><circle cx="{{.X}}" cy="22" r="7"/><text x="{{.X}}" y="44">{{.Label}}</text>{{if .Addr}}<text class="addr" x="{{.X}}" y="58">{{.Addr}}</text>{{end}}</g>
-{{end}}</svg>
-<p class="legend">Each row below is one probe in one direction on this path: forward rows run from the initiator (left) to the responder, reverse rows from the responder back. A green line arrived; a red line ends where the probe died: a cross where it was lost{{if .Localised}} (just before the first hop it did not reach){{end}}, a bar where a device refused it, and a dashed line with a question mark when it was lost somewhere on the way and not localised.</p>
-<h2>Results</h2>
-<table>
-<thead><tr><th>Probe</th><th>Direction</th><th>Verdict</th><th class="path"><svg viewBox="0 0 {{.Width}} 18" role="img" aria-label="hops of the path">{{range .Nodes}}<text class="hdr" x="{{.X}}" y="13">{{.Label}}</text>{{end}}</svg></th><th>What it means</th></tr></thead>
-<tbody>
-{{range .Rows}}<tr class="row {{.Class}}" data-probe="{{.Probe}}" data-direction="{{.Direction}}" data-verdict="{{.Verdict}}">
-<td class="probe">{{.Probe}}</td><td>{{.Direction}}</td><td><span class="badge {{.Class}}">{{.Verdict}}</span></td>
-<td class="path">{{if .NotRun}}<div class="notrun">not run</div>{{else}}{{with .Line}}<svg viewBox="0 0 {{$.Width}} {{$.RowH}}" role="img" aria-label="{{if .Pass}}arrived{{else}}died{{end}}">
-{{range $.Nodes}}<line class="tick" x1="{{.X}}" y1="8" x2="{{.X}}" y2="26"/>{{end}}
-{{if .Pass}}<line class="ok" x1="{{.X1}}" y1="{{.Y}}" x2="{{.X2}}" y2="{{.Y}}"/>{{if .ArrowLeft}}<polygon fill="#1a7f37" points="{{.X2}},{{.Y}} {{.X2 | add 9}},{{.Y | add -5}} {{.X2 | add 9}},{{.Y | add 5}}"/>{{else}}<polygon fill="#1a7f37" points="{{.X2}},{{.Y}} {{.X2 | add -9}},{{.Y | add -5}} {{.X2 | add -9}},{{.Y | add 5}}"/>{{end}}{{end}}
-{{if .Dead}}<line class="dead" x1="{{.X1}}" y1="{{.Y}}" x2="{{.X2}}" y2="{{.Y}}"/><line class="x" x1="{{.X2 | add -6}}" y1="{{.Y | add -6}}" x2="{{.X2 | add 6}}" y2="{{.Y | add 6}}"/><line class="x" x1="{{.X2 | add -6}}" y1="{{.Y | add 6}}" x2="{{.X2 | add 6}}" y2="{{.Y | add -6}}"/>{{if .BracketX}}<line class="bracket" x1="{{.BracketX}}" y1="3" x2="{{.BracketX}}" y2="31"/>{{end}}{{end}}
-{{if .Bar}}<line class="dead" x1="{{.X1}}" y1="{{.Y}}" x2="{{.X2}}" y2="{{.Y}}"/><line class="bar" x1="{{.X2}}" y1="{{.Y | add -9}}" x2="{{.X2}}" y2="{{.Y | add 9}}"/>{{end}}
-{{if .Lost}}<line class="lost" x1="{{.X1}}" y1="{{.Y}}" x2="{{.X2}}" y2="{{.Y}}"/><text class="q" x="{{.X2 | add (or (and .ArrowLeft -14) 4)}}" y="{{.Y | add 5}}">?</text>{{end}}
-</svg>{{end}}{{end}}</td>
-<td>{{.Detail}}{{if .Where}}<div class="where">{{.Where}}</div>{{end}}{{if .Evidence}}<details><summary>evidence</summary><ul>{{range .Evidence}}<li>{{.}}</li>{{end}}</ul></details>{{end}}</td>
-</tr>
-{{end}}</tbody>
-</table>
-{{range .Sections}}<h2>{{.Title}}</h2><div class="box"><pre>{{range .Lines}}{{.}}
-{{end}}</pre></div>{{end}}
-<script>window.addEventListener("beforeprint", function () { document.querySelectorAll("details").forEach(function (d) { d.open = true; }); });</script>
-</body>
-</html>
-`))
+`)
