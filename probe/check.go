@@ -83,8 +83,8 @@ type CheckConfig struct {
 	// Pace is packets per second toward the target, and asked of the agent for reverse
 	// probes (0: DefaultRate).
 	Pace int
-	// Pcap, when set, gets every packet we sent, and every packet we or the agent captured
-	// (headers and the first HeadLen bytes: what the capture keeps).
+	// Pcap, when set, gets every packet we sent, and every packet we or the agent captured,
+	// each up to its snap length, with a note tying it to its probe (pcapnote.go).
 	Pcap *report.Pcap
 	// Progress, when set, is called as probes get their answers.
 	Progress func(CheckProgress)
@@ -309,8 +309,12 @@ func (r *checkRun) setup(ctx context.Context) error {
 	if r.agentIP.IsValid() && r.agentIP != r.cfg.Target {
 		peers = append(peers, r.agentIP)
 	}
+	snap := 0
+	if r.cfg.Pcap != nil {
+		snap = r.cfg.Pcap.SnapLen() // keep whole packets for the pcap
+	}
 	for _, p := range peers {
-		o, err := Observe(ctx, ObserverConfig{Peer: p})
+		o, err := Observe(ctx, ObserverConfig{Peer: p, Snap: snap})
 		if err != nil {
 			return &CheckError{Err: err}
 		}
@@ -1010,9 +1014,13 @@ func replyKind(proto, flags uint8) string {
 	return "answer"
 }
 
-// seenPacket rebuilds what a capture kept of a packet (its IPv4 header and Head) for the
-// pcap: the header's total length still says how long the packet was.
+// seenPacket is a captured packet for the pcap: the bytes the capture kept (Seen.Packet),
+// or else its IPv4 header rebuilt with Head after it: the header's total length still says
+// how long the packet was.
 func seenPacket(s *Seen) []byte {
+	if len(s.Packet) > 0 {
+		return s.Packet
+	}
 	b := make([]byte, ipv4MinHeader+len(s.Head))
 	putIPv4Header(b, s.TotalLen, s.IPID, s.DF, s.TTL, s.Proto, s.Src, s.Dst)
 	ff := binary.BigEndian.Uint16(b[6:8]) | uint16(s.Offset/8)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,22 +37,29 @@ func checkPcapEvidence(t *testing.T, pcap string, rep *report.Report) {
 	if n := strings.Count(string(bad), "\n"); n != 0 {
 		t.Errorf("tshark marks %d records malformed or in error:\n%s", n, bad)
 	}
-	lens, err := exec.CommandContext(ctx, "tshark", "-r", pcap, "-T", "fields", "-E", "occurrence=f", "-e", "frame.len", "-e", "frame.cap_len", "-e", "ip.len").Output()
+	lens, err := exec.CommandContext(ctx, "tshark", "-r", pcap, "-T", "fields", "-E", "occurrence=f", "-e", "frame.len", "-e", "frame.cap_len", "-e", "ip.len", "-e", "frame.comment").Output()
 	if err != nil {
 		t.Fatalf("tshark -T fields: %v", err)
 	}
 	cut := 0
+	var short []string // records cut although they fit in the snap length
 	for _, line := range strings.Split(strings.TrimSpace(string(lens)), "\n") {
 		f := strings.Split(line, "\t")
-		if len(f) != 3 || f[0] != f[2] {
+		if len(f) != 4 || f[0] != f[2] {
 			t.Errorf("record frame.len/cap_len/ip.len %q: the original length is not the IP length", line)
 			continue
 		}
 		if f[0] != f[1] {
 			cut++
+			if wire, _ := strconv.Atoi(f[0]); wire <= report.DefaultSnapLen {
+				short = append(short, line)
+			}
 		}
 	}
 	t.Logf("%s: %d records, %d cut by the capture (original length kept)", pcap, strings.Count(string(lens), "\n"), cut)
+	if len(short) != 0 {
+		t.Errorf("records cut short although they fit in the default --snaplen (%d): %q", report.DefaultSnapLen, short)
+	}
 
 	fh, err := os.Open(pcap)
 	if err != nil {
