@@ -154,6 +154,12 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if *pace < 1 || *pace > probe.MaxRate {
 		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))
 	}
+	switch {
+	case fs.Changed("snaplen") && *pcap == "":
+		return usageError(e, c, errors.New("--snaplen goes with --pcap FILE"))
+	case *snaplen < report.MinSnapLen || *snaplen > report.MaxPcapPacket:
+		return usageError(e, c, fmt.Errorf("--snaplen %d: want %d-%d bytes", *snaplen, report.MinSnapLen, report.MaxPcapPacket))
+	}
 	cfg := probe.CheckConfig{Target: target, Probes: ids, TCPPorts: ports, Timeout: *timeout, Pace: *pace, PathMTU: checkPMTU, ReversePathMTU: checkReversePMTU}
 	switch {
 	case *agent != "" && *keyFile == "":

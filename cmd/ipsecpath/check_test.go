@@ -62,6 +62,8 @@ func TestCheckBadInput(t *testing.T) {
 		{"bad pace", []string{"192.0.2.1", "--pace", "0"}, "--pace"},
 		{"bad flag", []string{"192.0.2.1", "--frobnicate"}, "unknown flag"},
 		{"bad format", []string{"192.0.2.1", "--format", "yaml"}, "unknown format"},
+		{"snaplen without pcap", []string{"192.0.2.1", "--snaplen", "200"}, "--snaplen goes with --pcap"},
+		{"tiny snaplen", []string{"192.0.2.1", "--pcap", filepath.Join(dir, "x.pcapng"), "--snaplen", "10"}, "--snaplen 10: want 96-262144 bytes"},
 		{"agent without key", []string{"192.0.2.1", "--agent", "192.0.2.1:7500"}, "--agent needs --key-file"},
 		{"key without agent", []string{"192.0.2.1", "--key-file", key}, "--key-file without --agent"},
 		{"missing key file", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", filepath.Join(dir, "nope")}, "no such file"},
