@@ -27,6 +27,17 @@ const rowGeometry = `(() => {
   return {nodes, rows};
 })()`
 
+// printedEvidence switches the page to print media and counts the evidence lists that
+// are laid out (visible) then, against all of them.
+const printedEvidence = `(() => {
+  const sheetHasPrint = [...document.styleSheets].some(s => [...s.cssRules].some(r => r.media && r.media.mediaText === 'print'));
+  window.dispatchEvent(new Event('beforeprint'));
+  const lists = [...document.querySelectorAll('details ul')];
+  const shown = lists.filter(u => u.getBoundingClientRect().height > 0).length;
+  document.querySelectorAll('details').forEach(d => { d.open = false; }); // as a reader finds them
+  return {blocks: sheetHasPrint ? lists.length : 0, shown};
+})()`
+
 type geometry struct {
 	Nodes []float64
 	Rows  []struct {
@@ -56,7 +67,7 @@ func openReport(t *testing.T, r *report.Report, name string) geometry {
 	f.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	p, err := htmltest.Open(ctx, page, rowGeometry)
+	p, err := htmltest.Open(ctx, page, rowGeometry, printedEvidence)
 	if err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
@@ -73,6 +84,9 @@ func openReport(t *testing.T, r *report.Report, name string) geometry {
 	if err := os.WriteFile(pdf, p.PDF, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(dir, name+"-print.png"), p.PrintShot, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if len(p.Screenshot) < 1000 || !strings.HasPrefix(string(p.PDF), "%PDF") {
 		t.Errorf("screenshot %d bytes, PDF starts %q", len(p.Screenshot), p.PDF[:min(len(p.PDF), 8)])
 	}
@@ -80,6 +94,13 @@ func openReport(t *testing.T, r *report.Report, name string) geometry {
 	var g geometry
 	if err := json.Unmarshal(p.Eval[0], &g); err != nil {
 		t.Fatal(err)
+	}
+	var ev struct{ Blocks, Shown int }
+	if err := json.Unmarshal(p.Eval[1], &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Blocks == 0 || ev.Shown != ev.Blocks {
+		t.Errorf("with print media %d of %d evidence blocks are shown: printing must open them all", ev.Shown, ev.Blocks)
 	}
 	if len(g.Rows) != len(r.Results) {
 		t.Errorf("%d rows in the page, %d results", len(g.Rows), len(r.Results))

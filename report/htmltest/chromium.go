@@ -29,6 +29,7 @@ type Page struct {
 	ConsoleErrors []string // console.error calls, uncaught exceptions, error log entries
 	Requests      []string // every URL the page asked for, the page itself excepted
 	Screenshot    []byte   // PNG of the whole page at 1280 px wide
+	PrintShot     []byte   // PNG of the whole page with the print style sheet applied
 	PDF           []byte   // the page printed (print CSS applied)
 	// Eval holds the results of the expressions passed to Open, in order (JSON values).
 	Eval []json.RawMessage
@@ -250,6 +251,19 @@ func (c *cdp) load(ctx context.Context, url string, exprs []string) (*Page, erro
 	}
 	var err error
 	if p.Screenshot, err = base64.StdEncoding.DecodeString(shot.Data); err != nil {
+		return nil, err
+	}
+	if err := c.call(ctx, s, "Emulation.setEmulatedMedia", map[string]any{"media": "print"}, nil); err != nil {
+		return nil, err
+	}
+	var pshot struct{ Data string }
+	if err := c.call(ctx, s, "Page.captureScreenshot", map[string]any{"format": "png", "captureBeyondViewport": true}, &pshot); err != nil {
+		return nil, err
+	}
+	if p.PrintShot, err = base64.StdEncoding.DecodeString(pshot.Data); err != nil {
+		return nil, err
+	}
+	if err := c.call(ctx, s, "Emulation.setEmulatedMedia", map[string]any{"media": ""}, nil); err != nil {
 		return nil, err
 	}
 	var pdf struct{ Data string }
