@@ -808,10 +808,15 @@ func (r *checkRun) collectLocal() {
 		if len(seen) == 0 {
 			continue
 		}
-		notes := make([]string, len(seen))
+		var notes []string
+		if r.cfg.Pcap != nil {
+			notes = make([]string, len(seen))
+		}
 		r.mu.Lock()
 		for i := range seen {
-			notes[i] = r.local(&seen[i])
+			if n := r.local(&seen[i]); notes != nil {
+				notes[i] = n
+			}
 		}
 		r.mu.Unlock()
 		if r.cfg.Pcap != nil {
@@ -858,9 +863,15 @@ func (r *checkRun) local(s *Seen) string {
 		return seenPacket(s)
 	}
 	tied := func(role string, ref attemptRef, extra string) string {
+		if r.cfg.Pcap == nil {
+			return "" // notes are for the pcap only: keep the hot path lean
+		}
 		return note(role, ref.p.out.Probe, direction(ref.p.reverse), ref.attempt+1, ref.p.nonces[ref.attempt], seenFrag(s), pkt(), extra)
 	}
 	other := func() string {
+		if r.cfg.Pcap == nil {
+			return ""
+		}
 		if r.ctlPort != 0 && s.Proto == ProtoTCP && s.Offset == 0 && len(s.Head) >= 2 && binary.BigEndian.Uint16(s.Head) == r.ctlPort {
 			return note("control", "", "", 0, 0, report.Fragment{}, nil, "the agent's control connection")
 		}
@@ -941,8 +952,12 @@ func (r *checkRun) recordReverseSends(req []ReverseProbe, refs []*pending, nums 
 		if err := Build(id, bp, &pk); err != nil {
 			continue
 		}
+		at, agentClock := res[i].Sent, true
+		if at.IsZero() { // an agent that does not say when: when it answered, on our clock
+			at, agentClock = time.Now(), false
+		}
 		for j, w := range pk.Wire {
-			r.record(pointAgent, res[i].Sent, w, len(w), note("sent", refs[i].out.Probe, report.Reverse, nums[i], req[i].Nonce, pk.Frags[j], w, "rebuilt from the request; the agent reported it sent"), true)
+			r.record(pointAgent, at, w, len(w), note("sent", refs[i].out.Probe, report.Reverse, nums[i], req[i].Nonce, pk.Frags[j], w, "rebuilt from the request; the agent reported it sent"), agentClock)
 		}
 	}
 }
