@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -171,4 +172,55 @@ func TestChromiumDetects(t *testing.T) {
 	if len(p.Requests) != 1 || p.Requests[0] != "http://127.0.0.1:9/x.png" {
 		t.Errorf("requests %q: want the image", p.Requests)
 	}
+}
+
+// TestDiffHTMLChromium: the diff page (before: the one-ended run, after: the traced
+// frag-drop run) loads with no console error and no request, one row per change.
+func TestDiffHTMLChromium(t *testing.T) {
+	testlab.RequireTools(t, htmltest.Chromium)
+	read := func(name string) *report.Report {
+		f, err := os.Open(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		r, err := report.ReadJSON(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	before, after := read("frag-drop.json"), read("frag-drop-traced.json")
+	d := report.Diff(before, after)
+	dir, err := htmltest.ArtefactDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := filepath.Join(dir, "diff.html")
+	f, err := os.Create(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteHTML(f); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p, err := htmltest.Open(ctx, page, `document.querySelectorAll('tr.change').length`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.ConsoleErrors) > 0 || len(p.Requests) > 0 {
+		t.Errorf("console errors %q, requests %q", p.ConsoleErrors, p.Requests)
+	}
+	want := len(d.Regressions) + len(d.Fixes) + len(d.Changed) + len(d.OnlyBefore) + len(d.OnlyAfter)
+	if got := string(p.Eval[0]); got != strconv.Itoa(want) || want == 0 {
+		t.Errorf("%s change rows, want %d", got, want)
+	}
+	png := filepath.Join(dir, "diff.png")
+	if err := os.WriteFile(png, p.Screenshot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s", png)
 }

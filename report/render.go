@@ -264,7 +264,10 @@ func stamp(t time.Time) string {
 func resultDetail(res *Result) string {
 	d := oneLine(res.Detail)
 	if res.Hop != nil {
-		h := "at " + res.Hop.String()
+		h := res.Hop.String()
+		if !strings.HasPrefix(h, "between ") && !strings.HasPrefix(h, "after ") {
+			h = "at " + h
+		}
 		if d == "" {
 			return h
 		}
