@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -457,7 +458,7 @@ func (f *PcapFile) Probes() (probes []PcapProbe, untied int) {
 		case "icmp":
 			a.ICMP = append(a.ICMP, strings.TrimSpace(n.Extra+" (at the "+at+")"))
 		}
-		if n.IKE != "" && !slicesContains(a.IKE, n.IKE) {
+		if n.IKE != "" && !slices.Contains(a.IKE, n.IKE) {
 			a.IKE = append(a.IKE, n.IKE)
 		}
 	}
@@ -471,15 +472,6 @@ func (f *PcapFile) Probes() (probes []PcapProbe, untied int) {
 		sort.SliceStable(probes[i].Attempts, func(a, b int) bool { return probes[i].Attempts[a].N < probes[i].Attempts[b].N })
 	}
 	return probes, untied
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func (f *PcapFile) pointName(i int) string {
