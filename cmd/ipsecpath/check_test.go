@@ -165,7 +165,9 @@ func TestCheckNotPrivileged(t *testing.T) {
 
 // TestCheckCLILab runs the whole command inside the lab: agent in rsp, check from ini with
 // --json, --out and --pcap. frag-drop fails (exit 1) with the fragmented forms frag-dropped;
-// clean passes (exit 0).
+// clean passes (exit 0). On every profile the pcap is checked (checkPcapEvidence: tshark
+// finds nothing malformed, every probe's sends and sightings are tied, pcap explain agrees
+// with the verdicts), and the --out HTML report is opened in Chromium (checkHTMLInChromium).
 func TestCheckCLILab(t *testing.T) {
 	testlab.RequireRoot(t)
 	testlab.RequireTools(t, "tshark")
@@ -178,6 +180,8 @@ func TestCheckCLILab(t *testing.T) {
 		{"frag-drop", exitFail, map[string]report.Verdict{"ike": report.Pass, "ike-frag": report.FragDropped, "esp-frag": report.FragDropped, "icmp-large": report.FragDropped}},
 		// forward only: the reverse UDP burst meets the forgotten flow and is dropped
 		{"stateful-udp", exitFail, map[string]report.Verdict{"ike": report.Pass, "esp": report.Pass, "natt-frag": report.Pass}},
+		// first fragments pass, the rest do not: pcap explain must say "in part"
+		{"nonfirst-frag-drop", exitFail, map[string]report.Verdict{"esp": report.Pass, "esp-frag": report.Partial, "ike-frag": report.Partial}},
 	} {
 		t.Run(c.profile, func(t *testing.T) {
 			t.Parallel()
