@@ -183,3 +183,49 @@ func checkHTMLInChromium(t *testing.T, page, profile string, rep *report.Report)
 		}
 	}
 }
+
+// TestPcapExplainBadInput: a missing file, a file that is not pcapng, a cut one and wrong
+// arguments each give exit 2 and one line naming what is wrong.
+func TestPcapExplainBadInput(t *testing.T) {
+	dir := t.TempDir()
+	notPcap := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(notPcap, []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(dir, "cut.pcapng")
+	p, err := report.CreatePcap(cut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := make([]byte, 60)
+	pkt[0], pkt[3] = 0x45, 60
+	if err := p.WritePacketAt(report.DefaultCapturePoint, time.Now(), pkt, "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(cut)
+	if err := os.WriteFile(cut, b[:len(b)-10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pcap"}, "want 'explain FILE'"},
+		{[]string{"pcap", "show", cut}, "want 'explain FILE'"},
+		{[]string{"pcap", "explain", filepath.Join(dir, "missing")}, "no such file"},
+		{[]string{"pcap", "explain", notPcap}, "notes.txt: pcapng: not a pcapng file"},
+		{[]string{"pcap", "explain", cut}, "cut.pcapng: pcapng: block of"},
+	} {
+		code, out, errs := runCLI(t, c.args...)
+		if code != exitUsage || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, c.want) {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and one line with %q", c.args, code, out, errs, c.want)
+		}
+	}
+	code, out, _ := runCLI(t, "help")
+	if code != exitOK || !strings.Contains(out, "pcap") || !strings.Contains(out, "schema") {
+		t.Errorf("help does not list pcap and schema:\n%s", out)
+	}
+}
