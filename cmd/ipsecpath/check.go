@@ -65,7 +65,7 @@ func pmtuSearch(p pmtu.Prober, release func() error) func(context.Context) (*rep
 func init() {
 	register(&command{
 		name:     "check",
-		synopsis: "TARGET [--agent HOST:PORT --key-file F] [--probes LIST] [--tcp PORTS] [--timeout D] [--pace N] [--json | --format F] [--pcap F] [--out F]",
+		synopsis: "TARGET [--agent HOST:PORT --key-file F] [--probes LIST] [--tcp PORTS] [--timeout D] [--pace N] [--json | --format F] [--pcap F [--snaplen N]] [--out F]",
 		summary:  "check IKE, NAT-T, ESP, AH, fragments, large ICMP and TCP toward TARGET, both directions with an agent",
 		long: `Sends every probe class toward TARGET (an IPv4 address) at once, paced, and gives one verdict
 per probe and direction. With a far-end agent ('ipsecpath responder' on TARGET, --agent and
@@ -97,6 +97,12 @@ the far side after the flow went idle (state a firewall still holds from a run l
 idle timeout ago lets them through: wait that long between runs). A probe without an answer is retried twice within
 --timeout: one attempt of three arriving is loss (pass, noted), none is a drop.
 
+Evidence for a ticket: --out report.html writes one self-contained page (the path, a line
+per probe and direction ending where it died, the evidence on click; it prints to PDF);
+--pcap FILE writes every packet sent and captured at both ends (two interfaces, whole
+packets up to --snaplen, each with a note naming its probe, direction, attempt and
+fragment), which 'ipsecpath pcap explain FILE' reads back per probe.
+
 Exit status: 0 every verdict passed (or was skipped), 1 a probe failed, 2 usage or
 environment error (bad target, unknown probe, agent unreachable or refusing the key, no
 root / CAP_NET_RAW). Progress goes to stderr when the run takes over a second, never
@@ -107,6 +113,7 @@ with --json. Needs root or CAP_NET_RAW (raw sockets, packet capture).`,
 			"ipsecpath check 203.0.113.10 --probes ike,ike-frag,esp,esp-frag --json",
 			"ipsecpath check 203.0.113.10 --agent 203.0.113.10 --key-file k --tcp 445,1792,3389 --probes tcp",
 			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out before.json --pcap run.pcapng",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out report.html",
 		},
 		run: runCheck,
 	})
