@@ -498,8 +498,9 @@ func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 		r.mu.Lock()
 		_, err := r.newAttempt(p, pk)
 		r.mu.Unlock()
+		var left time.Time // when the first packet went to the kernel: the pcap's send time
 		if err == nil {
-			err = r.sender.Send(ctx, pk)
+			left, err = r.sender.SendStamped(ctx, pk)
 		}
 		now := time.Now()
 		r.mu.Lock()
@@ -515,7 +516,7 @@ func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 			attempt, nonce := len(p.nonces), p.nonces[len(p.nonces)-1]
 			r.mu.Unlock()
 			for i, w := range pk.Wire {
-				r.record(pointInitiator, now, w, len(w), note("sent", p.out.Probe, report.Forward, attempt, nonce, pk.Frags[i], w, ""), false)
+				r.record(pointInitiator, left, w, len(w), note("sent", p.out.Probe, report.Forward, attempt, nonce, pk.Frags[i], w, ""), false)
 			}
 		}
 	}

@@ -528,10 +528,56 @@ func (f *PcapFile) Explain(w io.Writer) (int, error) {
 			}
 		}
 	}
+	f.explainIKE(ew)
 	if untied > 0 {
 		ew.printf("not tied to a probe: %s (answers to nothing of ours, the agent's control connection, the path MTU search)\n", plural(untied, "packet", "packets"))
 	}
 	return len(probes), ew.err
+}
+
+// explainIKE lists the IKE messages of the file by initiator SPI and message ID, the way
+// two captures are matched by hand: for each, every record that holds it, in time order,
+// with where it was taken and what it was (sent, arrived, answer).
+func (f *PcapFile) explainIKE(ew *errWriter) {
+	type sighting struct {
+		at   time.Time
+		what string
+	}
+	byMsg := map[string][]sighting{}
+	var order []string
+	for _, rec := range f.Records {
+		n, ok := ParsePcapNote(rec.Comment)
+		if !ok || n.IKE == "" {
+			continue
+		}
+		ispi, rest, _ := strings.Cut(n.IKE, ":")
+		rspi, msgid, _ := strings.Cut(rest, ":")
+		key := ispi + " message " + msgid
+		if strings.Trim(rspi, "0") != "" {
+			key = ispi + " (responder " + rspi + ") message " + msgid
+		}
+		if _, seen := byMsg[key]; !seen {
+			order = append(order, key)
+		}
+		what := n.Role + " at the " + f.pointName(rec.Interface)
+		if n.Probe != "" {
+			what += " (" + n.Probe + " " + string(n.Direction) + ", attempt " + strconv.Itoa(n.Attempt) + ")"
+		}
+		byMsg[key] = append(byMsg[key], sighting{rec.At, what})
+	}
+	if len(order) == 0 {
+		return
+	}
+	ew.printf("IKE messages by initiator SPI and message ID:\n")
+	for _, k := range order {
+		ss := byMsg[k]
+		sort.SliceStable(ss, func(i, j int) bool { return ss[i].at.Before(ss[j].at) })
+		parts := make([]string, len(ss))
+		for i, s := range ss {
+			parts[i] = s.what
+		}
+		ew.printf("  %s: %s\n", k, strings.Join(parts, "; "))
+	}
 }
 
 func listOr(s []string, empty string) string {

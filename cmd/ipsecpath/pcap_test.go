@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,9 +74,37 @@ func checkPcapEvidence(t *testing.T, pcap string, rep *report.Report) {
 	if len(pf.Comments) == 0 || !strings.Contains(pf.Comments[0], "clock:") {
 		t.Errorf("section header comments %q: want the clock offset first", pf.Comments)
 	}
+	// The clocks line says how far off the agent's shifted timestamps can be; within that,
+	// no fragment arrives before its attempt was sent (both ends' stamps tell the truth).
+	var errMs float64
+	if i := strings.Index(pf.Comments[0], "± "); i < 0 {
+		t.Errorf("clock comment %q has no error bound", pf.Comments[0])
+	} else if _, err := fmt.Sscanf(pf.Comments[0][i+len("± "):], "%f ms", &errMs); err != nil {
+		t.Errorf("clock comment %q: %v", pf.Comments[0], err)
+	}
+	firstSent := map[string]time.Time{}
 	for i, r := range pf.Records {
-		if _, ok := report.ParsePcapNote(r.Comment); !ok {
+		n, ok := report.ParsePcapNote(r.Comment)
+		if !ok {
 			t.Errorf("record %d has no probe note: %q", i+1, r.Comment)
+			continue
+		}
+		key := fmt.Sprintf("%s %s %d", n.Probe, n.Direction, n.Attempt)
+		if n.Role == "sent" {
+			if at, ok := firstSent[key]; !ok || r.At.Before(at) {
+				firstSent[key] = r.At
+			}
+		}
+	}
+	slack := time.Duration(errMs*float64(time.Millisecond)) + time.Microsecond
+	for i, r := range pf.Records {
+		n, _ := report.ParsePcapNote(r.Comment)
+		if n.Role != "arrived" {
+			continue
+		}
+		key := fmt.Sprintf("%s %s %d", n.Probe, n.Direction, n.Attempt)
+		if sent, ok := firstSent[key]; ok && r.At.Before(sent.Add(-slack)) {
+			t.Errorf("record %d (%s) arrived %v before it was sent (clock error ± %.3f ms)", i+1, r.Comment, sent.Sub(r.At), errMs)
 		}
 	}
 	probes, _ := pf.Probes()
