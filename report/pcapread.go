@@ -492,19 +492,45 @@ func (f *PcapFile) Explain(w io.Writer) (int, error) {
 		ew.printf("# %s\n", oneLine(c))
 	}
 	probes, untied := f.Probes()
+	// A run without an agent has no record at the agent: arrival is then known only from
+	// the target's answers, and silence does not say where the probe went.
+	oneEnded := true
+	for _, rec := range f.Records {
+		if f.pointName(rec.Interface) == "agent" {
+			oneEnded = false
+			break
+		}
+	}
+	if oneEnded && len(probes) > 0 {
+		ew.printf("# no record at an agent: a one-ended run; what reached the far end is known only from its answers\n")
+	}
 	for i := range probes {
 		p := &probes[i]
 		from, to := "initiator", "agent"
 		if p.Direction == Reverse {
 			from, to = "agent", "initiator"
 		}
+		answered, refused := false, false
+		for _, a := range p.Attempts {
+			answered = answered || len(a.Answers) > 0
+			refused = refused || len(a.ICMP) > 0
+		}
 		var sum string
-		switch p.Outcome() {
-		case "whole":
+		switch out := p.Outcome(); {
+		case oneEnded && out != "unsent":
+			switch {
+			case answered:
+				sum = "answered by the target (no agent: the answer shows it arrived)"
+			case refused:
+				sum = "an ICMP error came back for it"
+			default:
+				sum = "no answer (no agent to say whether it arrived)"
+			}
+		case out == "whole":
 			sum = "reached the " + to + " whole"
-		case "part":
+		case out == "part":
 			sum = "reached the " + to + " in part: some fragments, never all of one attempt"
-		case "none":
+		case out == "none":
 			sum = "never reached the " + to
 		default:
 			sum = "no send of it in this file"
@@ -512,9 +538,11 @@ func (f *PcapFile) Explain(w io.Writer) (int, error) {
 		ew.printf("%s %s: %s (%s)\n", p.Probe, p.Direction, sum, plural(len(p.Attempts), "attempt", "attempts"))
 		for _, a := range p.Attempts {
 			ew.printf("  attempt %d: left the %s: %s\n", a.N, from, listOr(a.Sent, "nothing recorded"))
-			if len(a.Arrived) == 0 {
+			switch {
+			case oneEnded:
+			case len(a.Arrived) == 0:
 				ew.printf("    reached the %s: nothing\n", to)
-			} else {
+			default:
 				ew.printf("    reached the %s: %s (%d of %d)\n", to, strings.Join(a.Arrived, ", "), len(a.Arrived), len(a.Sent))
 			}
 			for _, s := range a.Answers {
@@ -553,15 +581,15 @@ func (f *PcapFile) explainIKE(ew *errWriter) {
 		ispi, rest, _ := strings.Cut(n.IKE, ":")
 		rspi, msgid, _ := strings.Cut(rest, ":")
 		key := ispi + " message " + msgid
-		if strings.Trim(rspi, "0") != "" {
-			key = ispi + " (responder " + rspi + ") message " + msgid
-		}
 		if _, seen := byMsg[key]; !seen {
 			order = append(order, key)
 		}
 		what := n.Role + " at the " + f.pointName(rec.Interface)
 		if n.Probe != "" {
 			what += " (" + n.Probe + " " + string(n.Direction) + ", attempt " + strconv.Itoa(n.Attempt) + ")"
+		}
+		if strings.Trim(rspi, "0") != "" {
+			what += " with responder SPI " + rspi
 		}
 		byMsg[key] = append(byMsg[key], sighting{rec.At, what})
 	}

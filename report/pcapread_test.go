@@ -105,3 +105,42 @@ func FuzzReadPcap(f *testing.F) {
 		}
 	})
 }
+
+// Without any record at an agent (a one-ended run) explain does not claim that a probe
+// never reached the agent: it says what the target's answers show, and that silence is
+// only silence.
+func TestExplainOneEnded(t *testing.T) {
+	var buf bytes.Buffer
+	p, err := NewPcap(&buf, "initiator", "agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkt := make([]byte, 128)
+	pkt[0], pkt[3] = 0x45, 128
+	for _, n := range []PcapNote{
+		{Probe: "ike", Direction: Forward, Attempt: 1, Role: "sent", Frag: "0+108"},
+		{Probe: "ike", Direction: Forward, Attempt: 1, Role: "answer", Frag: "0+108", Extra: "ike from 203.0.113.10"},
+		{Probe: "esp", Direction: Forward, Attempt: 1, Role: "sent", Frag: "0+108"},
+	} {
+		if err := p.WriteRecord("initiator", time.Unix(1, 0), pkt, 128, n.String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+	f, err := ReadPcap(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if _, err := f.Explain(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"ike forward: answered by the target", "esp forward: no answer (no agent to say whether it arrived)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("explain lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "reached the agent") {
+		t.Errorf("a one-ended run's explain speaks of the agent:\n%s", out.String())
+	}
+}
