@@ -329,13 +329,13 @@ type session struct {
 	local   netip.AddrPort // the agent's end of it
 	started time.Time
 
-	mu          sync.Mutex   // guards src, seen, lost, other: the collector goroutine shares them
-	src         PacketSource // running capture, or nil
-	seen        []Seen       // probe packets kept, in arrival order
-	lost        int          // packets lost to full buffers
-	other       int          // packets from the initiator that belong to no probe (not kept)
-	packetBytes int          // bytes of Seen.Packet kept (MaxSessionPacketBytes)
-	collect     func()       // stops the collector and waits for it; nil when not running
+	mu      sync.Mutex   // guards src, seen, lost, other: the collector goroutine shares them
+	src     PacketSource // running capture, or nil
+	seen    []Seen       // probe packets kept, in arrival order
+	lost    int          // packets lost to full buffers
+	other   int          // packets from the initiator that belong to no probe (not kept)
+	held    int          // bytes of Seen.Packet kept (at most MaxSessionPacketBytes)
+	collect func()       // stops the collector and waits for it; nil when not running
 
 	// counters for the log line
 	requests, reversePackets int
@@ -508,7 +508,7 @@ const collectInterval = 10 * time.Millisecond
 func (s *session) startCapture(src PacketSource) {
 	s.mu.Lock()
 	s.src, s.started = src, s.r.now()
-	s.seen, s.lost, s.other, s.packetBytes = s.seen[:0], 0, 0, 0
+	s.seen, s.lost, s.other, s.held = s.seen[:0], 0, 0, 0
 	s.mu.Unlock()
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -567,10 +567,10 @@ func (s *session) drain() {
 		if len(p.Head) > HeadLen {
 			p.Head = p.Head[:HeadLen]
 		}
-		if len(p.Packet) > AgentSnap || s.packetBytes+len(p.Packet) > MaxSessionPacketBytes {
+		if len(p.Packet) > AgentSnap || s.held+len(p.Packet) > MaxSessionPacketBytes {
 			p.Packet = nil
 		}
-		s.packetBytes += len(p.Packet)
+		s.held += len(p.Packet)
 		if len(kept) >= MaxSessionSeen {
 			s.lost++
 			continue
