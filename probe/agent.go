@@ -46,6 +46,14 @@ const (
 	// MaxSessionsPerPeer bounds the authenticated sessions of one initiator address, so one
 	// key holder cannot take every connection slot.
 	MaxSessionsPerPeer = 8
+	// AgentSnap is how many bytes of each packet the agent keeps for the initiator's pcap
+	// (Seen.Packet): a whole Ethernet-sized fragment.
+	AgentSnap = 1600
+	// MaxSessionPacketBytes bounds the packet bytes a session keeps, and MaxAgentPacketBytes
+	// those of all sessions together; later packets are reported without them (their
+	// verdicts need only the header and Head).
+	MaxSessionPacketBytes = 4 << 20
+	MaxAgentPacketBytes   = 8 << 20
 	// MaxReverseProbes bounds the probes in one send-reverse request.
 	MaxReverseProbes = 64
 	// MaxReversePackets bounds the packets (fragments) of one send-reverse request, and
@@ -175,9 +183,12 @@ type Responder struct {
 	conns    map[*agentConn]struct{}
 	rejected int       // connections refused or failed before authenticating, not yet logged
 	lastLog  time.Time // last log line about rejected connections
-	kept     int       // packets kept by all sessions (MaxAgentSeen)
-	keptPeer map[netip.Addr]int
-	lastFree time.Time // last time memory was handed back to the system
+
+	// agent-wide budgets (guarded by mu)
+	kept      int                // packets kept by all sessions (MaxAgentSeen)
+	keptBytes int                // their bytes (Seen.Packet) kept (MaxAgentPacketBytes)
+	keptPeer  map[netip.Addr]int // packets kept per initiator address (MaxPeerSeen)
+	lastFree  time.Time          // last time memory was handed back to the system
 }
 
 // agentConn is one control connection and whether it has authenticated.
@@ -377,13 +388,28 @@ func (r *Responder) reserveSeen(peer netip.Addr) bool {
 	return true
 }
 
-// releaseSeen gives back n packets of peer's reservations.
-func (r *Responder) releaseSeen(peer netip.Addr, n int) {
+// reserveBytes books n bytes of kept packets (Seen.Packet) in the agent-wide budget.
+func (r *Responder) reserveBytes(n int) bool {
 	if n == 0 {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keptBytes+n > MaxAgentPacketBytes {
+		return false
+	}
+	r.keptBytes += n
+	return true
+}
+
+// releaseSeen gives back n packets of peer's reservations and their bytes.
+func (r *Responder) releaseSeen(peer netip.Addr, n, bytes int) {
+	if n == 0 && bytes == 0 {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.keptBytes -= bytes
 	r.kept -= n
 	if r.keptPeer[peer] -= n; r.keptPeer[peer] <= 0 {
 		delete(r.keptPeer, peer)
@@ -445,6 +471,7 @@ type session struct {
 	seen    []Seen       // probe packets kept, in arrival order; each Head its own
 	lost    int          // packets lost to full buffers
 	other   int          // packets from the initiator that belong to no probe (not kept)
+	held    int          // bytes of Seen.Packet kept (at most MaxSessionPacketBytes)
 	collect func()       // stops the collector and waits for it; nil when not running
 	scratch []Seen       // what one drain returned, before sorting (reused)
 
@@ -710,9 +737,9 @@ func (s *session) stopCapture() {
 
 // forgetSeenLocked drops the packets kept and gives their room back to the agent.
 func (s *session) forgetSeenLocked() {
-	s.r.releaseSeen(s.peer.Addr(), len(s.seen))
+	s.r.releaseSeen(s.peer.Addr(), len(s.seen), s.held)
 	clear(s.seen)
-	s.seen = s.seen[:0]
+	s.seen, s.held = s.seen[:0], 0
 }
 
 // maxScratch bounds the drain buffer a session keeps between drains.
@@ -747,6 +774,12 @@ func (s *session) drain() {
 		q := *p
 		if q.Head != nil {
 			q.Head = append([]byte(nil), q.Head[:min(len(q.Head), HeadLen)]...)
+		}
+		if len(q.Packet) > AgentSnap || s.held+len(q.Packet) > MaxSessionPacketBytes || !s.r.reserveBytes(len(q.Packet)) {
+			q.Packet = nil // reported without its bytes: the budgets are spent
+		} else if q.Packet != nil {
+			q.Packet = append([]byte(nil), q.Packet...)
+			s.held += len(q.Packet)
 		}
 		s.seen = append(s.seen, q)
 	}

@@ -48,7 +48,7 @@ func (c *observerCapturer) Capture(peer netip.Addr) (PacketSource, error) {
 	var cp *Capture
 	err := c.r.inNamespace(func() error {
 		var err error
-		cp, err = OpenCapture(CaptureConfig{Peer: peer})
+		cp, err = OpenCapture(CaptureConfig{Peer: peer, Snap: AgentSnap})
 		return err
 	})
 	if err != nil {
@@ -71,16 +71,21 @@ type agentSource struct {
 	mu      sync.Mutex
 	keep    func(*Seen) bool // nil: keep everything until the session sets its filter
 	pending []Seen           // kept since the last Drain
+	bytes   int              // their Seen.Packet bytes (at most maxPendingPacketBytes)
 	lost    int              // kept but no room, and the kernel's drops, since the last Drain
 	other   int              // not kept, since the last TakeOther
 }
 
+// maxPendingPacketBytes bounds the packet bytes (for the initiator's pcap) one session's
+// capture holds between two drains; past it, packets are kept without their bytes.
+const maxPendingPacketBytes = 256 << 10
+
 func (s *agentSource) loop() {
 	defer close(s.done)
-	var buf [CaptureSnap]byte
+	buf := make([]byte, s.c.SnapLen())
 	var h IPv4Header
 	for {
-		n, err := s.c.Read(buf[:])
+		n, err := s.c.Read(buf)
 		if err != nil {
 			return // closed, or the socket failed: Drain reports what was kept
 		}
@@ -110,6 +115,10 @@ func (s *agentSource) loop() {
 			if p.Head != nil {
 				p.Head = append([]byte(nil), p.Head...)
 			}
+			if k := min(n, AgentSnap); s.bytes+k <= maxPendingPacketBytes {
+				p.Packet = append([]byte(nil), buf[:k]...)
+				s.bytes += k
+			}
 			s.pending = append(s.pending, p)
 		}
 		s.mu.Unlock()
@@ -134,7 +143,7 @@ func (s *agentSource) Drain(dst []Seen) ([]Seen, int) {
 	defer s.mu.Unlock()
 	dst = append(dst, s.pending...)
 	clear(s.pending)
-	s.pending = s.pending[:0]
+	s.pending, s.bytes = s.pending[:0], 0
 	lost := s.lost + drops
 	s.lost = 0
 	return dst, lost
