@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -25,6 +26,27 @@ func inNode(t *testing.T, l *testlab.Lab, node string, fn func() error) {
 	if err := l.Do(node, fn); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// charonOnFailure logs what rsp's charon said about IKE SAs when the test fails (half-open
+// limits, cookies, state changes): the gateway's side of an unexpected silence.
+func charonOnFailure(t *testing.T, l *testlab.Lab) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		b, err := os.ReadFile(l.CharonLog("rsp"))
+		if err != nil {
+			t.Logf("rsp charon log: %v", err)
+			return
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "[NET]") || strings.Contains(line, "state change") || strings.Contains(line, "half-open") ||
+				strings.Contains(line, "cookie") || strings.Contains(line, "no proposal") || strings.Contains(line, "delet") {
+				t.Logf("rsp charon: %s", line)
+			}
+		}
+	})
 }
 
 // configured reports whether every transform of a chosen IKEv2 proposal (strongSwan
@@ -127,6 +149,7 @@ func TestIKELabNoFragmentation(t *testing.T) {
 	t.Parallel()
 	off := false
 	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", IKEFragmentation: &off})
+	charonOnFailure(t, l)
 	inNode(t, l, "ini", func() error {
 		s, err := SurveyIKE(context.Background(), l.Addr("rsp"), IKESurveyOptions{Ports: []int{IKEPort}})
 		if err != nil {

@@ -133,10 +133,17 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 			}
 		}
 		progress("offering %d proposals one at a time", len(jobs))
-		results, err := runIKE(ctx, target, jobs, o.SourcePort != 0)
+		// At most ikeProposalsInFlight at once: every offer the gateway accepts holds a
+		// half-open SA while it is answered, and strongSwan ignores a peer with 5.
+		par := ikeProposalsInFlight
+		if o.SourcePort != 0 {
+			par = 1
+		}
+		results, err := runIKE(ctx, target, jobs, par)
 		if err != nil {
 			return s, err
 		}
+		markGatewaySilence(target, results)
 		for i, r := range results {
 			pr := &s.Proposals[slot[i]]
 			pr.Result, pr.Outcome = r, r.Outcome
@@ -157,15 +164,20 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 		}
 	}
 	progress("IKE exchanges: %d", len(jobs))
-	results, err := runIKE(ctx, target, jobs, o.SourcePort != 0)
+	par := 0
+	if o.SourcePort != 0 {
+		par = 1
+	}
+	results, err := runIKE(ctx, target, jobs, par)
 	if err != nil {
 		return s, err
 	}
+	markGatewaySilence(target, results)
 	s.Exchanges = results
 	if o.Search {
 		// Search on the first exchange that was answered, IKEv2 first.
 		for _, r := range results {
-			if r.Answered() {
+			if r.Arrived() {
 				progress("size search with IKEv%d on UDP %d up to %d bytes", r.Version, r.Port, o.MaxSize)
 				sr, err := searchIKESize(ctx, target, r, base, o.MaxSize)
 				if err != nil {
@@ -179,13 +191,46 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 	return s, nil
 }
 
-// runIKE runs the jobs, at once or (sequential: a fixed source port) one after the other.
-// Concurrent jobs get their sockets opened here, on the caller's goroutine, so they live in
-// the caller's network namespace (testlab's Do switches only the calling thread).
-func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, sequential bool) ([]IKEResult, error) {
+// ikeProposalsInFlight is how many proposal offers SurveyIKE has in flight at once.
+const ikeProposalsInFlight = 2
+
+// markGatewaySilence turns the silence of an exchange into IKEGatewaySilent when the same
+// gateway answered another exchange of the same run on the same port, with a request at
+// least as big or both small enough to leave unfragmented: the path carries such requests,
+// so the silence is the gateway's (its half-open SA limit, a rate limit), not a drop.
+func markGatewaySilence(target netip.Addr, rs []IKEResult) {
+	mtu := map[int]int{}
+	for i := range rs {
+		r := &rs[i]
+		if r.Outcome != IKENoAnswer {
+			continue
+		}
+		for _, o := range rs {
+			if !o.Arrived() || o.Port != r.Port {
+				continue
+			}
+			m, ok := mtu[r.Port]
+			if !ok {
+				m = pathMTU(target, r.Port)
+				mtu[r.Port] = m
+			}
+			if o.Size >= r.Size || (m > 0 && r.Size <= m && o.Size <= m) {
+				r.Outcome = IKEGatewaySilent
+				r.Steps = append(r.Steps, fmt.Sprintf("no answer, but the gateway answered IKEv%d on UDP %d (%d bytes) in this run: it stopped answering us (half-open limit?), this is not the path", o.Version, o.Port, o.Size))
+				break
+			}
+		}
+	}
+}
+
+// runIKE runs the jobs, at most par at once (0: all at once; 1: one after the other, as a
+// fixed source port needs). Jobs get their sockets opened here, on the caller's goroutine,
+// so they live in the caller's network namespace (testlab's Do switches only the calling
+// thread).
+func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, par int) ([]IKEResult, error) {
 	results := make([]IKEResult, len(jobs))
 	errs := make([]error, len(jobs))
-	if sequential {
+	if par == 1 {
 		for i, j := range jobs {
 			results[i], errs[i] = ProbeIKE(ctx, target, j)
 		}
@@ -207,11 +252,17 @@ func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, sequentia
 				return results, err
 			}
 		}
+		if par <= 0 {
+			par = len(jobs)
+		}
+		sem := make(chan struct{}, par)
 		var wg sync.WaitGroup
 		for i, j := range jobs {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				sem <- struct{}{}
+				defer func() { <-sem }()
 				results[i], errs[i] = exchangeIKE(ctx, conns[i], target, j)
 			}()
 		}
@@ -244,7 +295,7 @@ func searchIKESize(ctx context.Context, target netip.Addr, found IKEResult, base
 		o.Size = size
 		r, err := ProbeIKE(ctx, target, o)
 		sr.Probes++
-		return r.Answered(), err
+		return r.Arrived(), err
 	}
 	natural, err := ask(0)
 	if err != nil {
@@ -317,7 +368,7 @@ func searchIKESize(ctx context.Context, target netip.Addr, found IKEResult, base
 		}
 		if !control {
 			sr.Inconclusive = true
-			sr.Detail = fmt.Sprintf("the gateway stopped answering even small requests during the search (rate limit or half-open SA limit): sizes above %d bytes are unproven", lo)
+			sr.Detail = fmt.Sprintf("the gateway stopped answering us during the search, even at the natural size (half-open limit? rate limit?): sizes above %d bytes are unproven, this is not the path", lo)
 			return sr, nil
 		}
 	}
@@ -376,10 +427,13 @@ func (s *IKESurvey) Report(started time.Time) *report.Report {
 	}
 	for _, p := range s.Proposals {
 		res := ikeResultToReport(fmt.Sprintf("ikev%d:%d %s", p.Version, p.Port, p.Proposal), s.Target, p.Result)
-		if p.Accepted {
+		switch {
+		case p.Accepted:
 			res.Detail = "accepted: " + res.Detail
-		} else if p.Result.Answered() {
+		case p.Result.Answered():
 			res.Detail = "not accepted: " + res.Detail
+		case p.Result.Outcome == IKEGatewaySilent:
+			res.Detail = "not known (the gateway stopped answering us): " + res.Detail
 		}
 		r.Add(res)
 	}
@@ -443,6 +497,19 @@ func ikeResultToReport(probe, target string, x IKEResult) report.Result {
 			}
 			res.Detail = fmt.Sprintf("%s blocked: ICMP %s from %s", x.Name(), what, from)
 		}
+	case IKEGatewaySilent:
+		if x.Arrived() {
+			// It answered this exchange, then went silent: the path carried the request.
+			res.Verdict = report.Pass
+			what := "with a COOKIE"
+			if !x.Cookie {
+				what = "with " + ike.NotifyInvalidKEPayload.String()
+			}
+			res.Detail = fmt.Sprintf("%s: the gateway answered %s, then stopped answering us (half-open limit?): the path carried the request; the gateway's limit, not the path, ended the exchange", x.Name(), what)
+		} else {
+			res.Verdict = report.Error
+			res.Detail = fmt.Sprintf("%s: no answer after %d sends of %d bytes, right after the same gateway answered us on UDP %d: the gateway stopped answering us (half-open limit?), so this says nothing about the path; ask again in 30 s", x.Name(), x.Attempts, x.Size, x.Port)
+		}
 	default:
 		res.Verdict = report.Dropped
 		res.Detail = fmt.Sprintf("%s: no answer after %d sends of %d bytes: a firewall drops it, or no IKE gateway listens", x.Name(), x.Attempts, x.Size)
@@ -465,6 +532,13 @@ func ikeAnswer(x IKEResult) string {
 		return strings.ToLower(strings.ReplaceAll(x.Notify, "_", "-"))
 	case IKEUnreachable:
 		return "icmp"
+	case IKEGatewaySilent:
+		if x.Cookie {
+			return "cookie"
+		}
+		if x.Arrived() {
+			return "invalid-ke-payload"
+		}
 	}
 	return ""
 }
