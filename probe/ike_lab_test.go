@@ -402,3 +402,146 @@ func TestIKEScanAgrees(t *testing.T) {
 		}
 	})
 }
+
+// halfOpen counts rsp's half-open (CONNECTING) IKE SAs of each version, from swanctl.
+func halfOpen(t *testing.T, l *testlab.Lab) (v1, v2 int) {
+	t.Helper()
+	out, err := l.Swanctl(context.Background(), "rsp", "--list-sas")
+	if err != nil {
+		t.Fatalf("swanctl --list-sas: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		switch {
+		case strings.Contains(line, "CONNECTING, IKEv1"):
+			v1++
+		case strings.Contains(line, "CONNECTING, IKEv2"):
+			v2++
+		}
+	}
+	return v1, v2
+}
+
+// TestIKELabBackToBack runs `ipsecpath ike`'s survey three times in a row against one
+// strongSwan, as an engineer does: answered IKEv1 Main Modes leave no half-open SA behind
+// (each is closed with a notify), and when the gateway does reach its per-peer limit (the
+// IKEv2 exchanges' half-open SAs) no exchange is reported as dropped by the path.
+func TestIKELabBackToBack(t *testing.T) {
+	t.Parallel()
+	l := testlab.ForTest(t, testlab.Spec{Profile: "clean"})
+	charonOnFailure(t, l)
+	rsp := l.Addr("rsp")
+	for run := 1; run <= 3; run++ {
+		var s *IKESurvey
+		inNode(t, l, "ini", func() error {
+			var err error
+			s, err = SurveyIKE(context.Background(), rsp, IKESurveyOptions{})
+			return err
+		})
+		for _, x := range s.Exchanges {
+			t.Logf("run %d %s: %s %q steps=%v", run, x.Name(), x.Outcome, x.Notify, x.Steps)
+			if x.Outcome == IKENoAnswer || x.Notify == ike.NotifyCookie.String() {
+				t.Errorf("run %d %s: %s %q: the path carries it, the gateway answered us", run, x.Name(), x.Outcome, x.Notify)
+			}
+			if x.Version == 1 && x.Outcome == IKEAccepted && !x.Released {
+				t.Errorf("run %d %s: accepted, not released", run, x.Name())
+			}
+			if run == 1 && x.Outcome != IKEAccepted {
+				t.Errorf("run 1 %s: %s", x.Name(), x.Outcome)
+			}
+		}
+		for _, res := range s.Report(time.Now()).Results {
+			if res.Verdict == report.Dropped {
+				t.Errorf("run %d %s: dropped (%s)", run, res.Probe, res.Detail)
+			}
+		}
+		if run == 1 {
+			// The notify is not acknowledged: give charon a moment to act on it.
+			var v1, v2 int
+			for i := 0; i < 20; i++ {
+				if v1, v2 = halfOpen(t, l); v1 == 0 {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Logf("after run 1: %d IKEv1 and %d IKEv2 half-open SAs on rsp", v1, v2)
+			if v1 != 0 || v2 != 2 {
+				t.Errorf("after one survey rsp holds %d IKEv1 and %d IKEv2 half-open SAs, want 0 and 2", v1, v2)
+			}
+		}
+	}
+}
+
+// TestIKELabGatewayLimit fills strongSwan's per-peer limit of half-open SAs (5) with
+// IKEv2 exchanges, then asks again: the gateway answers IKEv2 with a COOKIE and ignores
+// the rest. A COOKIE is returned, never a refusal; the silence that follows, and IKEv1's
+// silence on a port where the gateway just answered us, read "the gateway stopped
+// answering us", never as a path drop; the check's one-ended ike probe passes (the COOKIE
+// proves the request arrived).
+func TestIKELabGatewayLimit(t *testing.T) {
+	t.Parallel()
+	l := testlab.ForTest(t, testlab.Spec{Profile: "clean"})
+	charonOnFailure(t, l)
+	rsp, ctx := l.Addr("rsp"), context.Background()
+	inNode(t, l, "ini", func() error {
+		for i := 0; i < 6; i++ {
+			r, err := ProbeIKE(ctx, rsp, IKEOptions{Version: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("fill %d: %s %q cookie=%v steps=%v", i, r.Outcome, r.Notify, r.Cookie, r.Steps)
+			if r.Outcome != IKEAccepted && r.Outcome != IKEGatewaySilent {
+				t.Errorf("fill %d: %s %q", i, r.Outcome, r.Notify)
+			}
+			if r.Outcome == IKEGatewaySilent {
+				if !r.Cookie || !r.Arrived() {
+					t.Errorf("fill %d: gateway-silent without the COOKIE that proves arrival: %+v", i, r)
+				}
+				break
+			}
+		}
+		s, err := SurveyIKE(ctx, rsp, IKESurveyOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range s.Exchanges {
+			t.Logf("%s: %s %q cookie=%v steps=%v", x.Name(), x.Outcome, x.Notify, x.Cookie, x.Steps)
+			if x.Outcome != IKEGatewaySilent {
+				t.Errorf("%s at the gateway's limit: %s %q, want %s", x.Name(), x.Outcome, x.Notify, IKEGatewaySilent)
+			}
+			if x.Version == 2 && (!x.Cookie || !x.Arrived()) {
+				t.Errorf("%s: cookie %v arrived %v", x.Name(), x.Cookie, x.Arrived())
+			}
+		}
+		for _, res := range s.Report(time.Now()).Results {
+			want := report.Error
+			if strings.HasPrefix(res.Probe, "ikev2") {
+				want = report.Pass
+			}
+			if res.Verdict != want || !strings.Contains(res.Detail, "stopped answering us (half-open limit?)") {
+				t.Errorf("%s: %s %q, want %s and the gateway named", res.Probe, res.Verdict, res.Detail, want)
+			}
+		}
+		ps, err := ike.ParseProposals("aes128-sha256-modp2048")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err = SurveyIKE(ctx, rsp, IKESurveyOptions{Ports: []int{IKEPort}, Proposals: ps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range s.Proposals {
+			t.Logf("IKEv%d %s: %s %q", p.Version, p.Proposal, p.Outcome, p.Result.Notify)
+			if p.Outcome == IKERefused || p.Outcome == IKENoAnswer || p.Accepted {
+				t.Errorf("IKEv%d %s at the gateway's limit: %s %q accepted=%v, want not known (%s)", p.Version, p.Proposal, p.Outcome, p.Result.Notify, p.Accepted, IKEGatewaySilent)
+			}
+		}
+		res, err := ProbeIKEClass(ctx, rsp, IKE, IKEClassOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Verdict != report.Pass {
+			t.Errorf("check's ike at the gateway's limit: %s (%s)", res.Verdict, res.Detail)
+		}
+		return nil
+	})
+}
