@@ -30,7 +30,7 @@ const (
 	IKEBackoff = 1.5
 	// ikeMaxRedo bounds the extra rounds an exchange may take after a COOKIE or an
 	// INVALID_KE_PAYLOAD (RFC 7296 §2.6, §1.2), as a real initiator does.
-	ikeMaxRedo = 3
+	ikeMaxRedo = 4
 	// ikeReadBuf is the largest IKE datagram we read.
 	ikeReadBuf = 65536
 )
@@ -407,18 +407,20 @@ func (x *ikeExchange) interpret(res *IKEResult, msg []byte) bool {
 			}
 			switch n.Type {
 			case ike.NotifyCookie:
-				// Every COOKIE is followed (a new one too: the gateway may have
-				// changed its secret), within ikeMaxRedo rounds. A COOKIE is never
-				// the exchange's outcome.
+				// Every COOKIE is followed, a repeated one too (as charon does: the
+				// gateway may have changed its secret, or not yet taken ours), within
+				// ikeMaxRedo rounds. A COOKIE is never the exchange's outcome.
 				res.Cookie = true
-				if v2 && (x.cookie == nil || string(x.cookie) != string(n.Data)) {
+				if v2 {
+					again := x.cookie != nil
 					x.cookie = append([]byte(nil), n.Data...)
-					res.Steps = append(res.Steps, "the gateway asked for a COOKIE (it is under load or holds half-open SAs from us): sent again with it")
+					if again {
+						res.Steps = append(res.Steps, "the gateway asked for a COOKIE again: sent again with it")
+					} else {
+						res.Steps = append(res.Steps, "the gateway asked for a COOKIE (it is under load or holds half-open SAs from us): sent again with it")
+					}
 					return true
 				}
-				res.Outcome = IKEGatewaySilent
-				res.Steps = append(res.Steps, "the gateway asked again for the COOKIE we had returned: it stopped answering us in IKE (half-open limit?); the path carried the request")
-				return false
 			case ike.NotifyFragmentationSupported:
 				res.Fragmentation = true
 			case ike.NotifyNATDetectionSourceIP:

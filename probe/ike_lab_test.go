@@ -483,7 +483,8 @@ func TestIKELabGatewayLimit(t *testing.T) {
 	charonOnFailure(t, l)
 	rsp, ctx := l.Addr("rsp"), context.Background()
 	inNode(t, l, "ini", func() error {
-		for i := 0; i < 6; i++ {
+		limit := false
+		for i := 0; i < 8 && !limit; i++ {
 			r, err := ProbeIKE(ctx, rsp, IKEOptions{Version: 2})
 			if err != nil {
 				t.Fatal(err)
@@ -496,8 +497,11 @@ func TestIKELabGatewayLimit(t *testing.T) {
 				if !r.Cookie || !r.Arrived() {
 					t.Errorf("fill %d: gateway-silent without the COOKIE that proves arrival: %+v", i, r)
 				}
-				break
+				limit = true
 			}
+		}
+		if !limit {
+			t.Fatal("8 IKEv2 exchanges and the gateway still answers: strongSwan's per-peer limit is 5")
 		}
 		s, err := SurveyIKE(ctx, rsp, IKESurveyOptions{})
 		if err != nil {

@@ -131,7 +131,8 @@ func TestProbeIKEFlow(t *testing.T) {
 // TestProbeIKECookieThenSilence: a gateway that answers with a COOKIE and then ignores the
 // request carrying it (strongSwan at its half-open limit) has not refused anything: the
 // outcome is gateway-silent, no notify, the request arrived, and the report passes the
-// path and names the gateway. A second, different COOKIE is returned too.
+// path and names the gateway. A second COOKIE, new or the same again, is returned too, as
+// charon does, and the exchange goes on.
 func TestProbeIKECookieThenSilence(t *testing.T) {
 	cookie := goldenAnswer(t, "strongswan-5.9.8-ikev2-cookie")
 	for _, tc := range []struct {
@@ -141,6 +142,7 @@ func TestProbeIKECookieThenSilence(t *testing.T) {
 	}{
 		{"cookie then silence", [][]byte{cookie}, 1 + IKETries},
 		{"a new cookie then silence", [][]byte{cookie, newCookie(t, cookie)}, 2 + IKETries},
+		{"the same cookie twice then silence", [][]byte{cookie, cookie}, 2 + IKETries},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newFakeGatewayWith(t, tc.answers)
@@ -157,6 +159,21 @@ func TestProbeIKECookieThenSilence(t *testing.T) {
 				t.Errorf("report: %s %q %q", res.Verdict, res.Detail, res.Evidence.Answer)
 			}
 		})
+	}
+}
+
+// TestProbeIKECookieTwice: strongSwan sometimes answers the request that carries its
+// COOKIE with the same COOKIE again; the exchange returns it once more and is accepted.
+func TestProbeIKECookieTwice(t *testing.T) {
+	cookie := goldenAnswer(t, "strongswan-5.9.8-ikev2-cookie")
+	g := newFakeGatewayWith(t, [][]byte{cookie, cookie, goldenAnswer(t, "strongswan-5.9.8-ikev2-invalid-ke"), goldenAnswer(t, "strongswan-5.9.8-ikev2-sa-init-response")})
+	port := g.conn.LocalAddr().(*net.UDPAddr).Port
+	r, err := ProbeIKE(context.Background(), netip.MustParseAddr("127.0.0.1"), IKEOptions{Version: 2, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome != IKEAccepted || r.Chosen == "" || !r.Cookie || r.Attempts != 4 {
+		t.Fatalf("%+v", r)
 	}
 }
 
