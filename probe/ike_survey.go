@@ -196,9 +196,17 @@ const ikeProposalsInFlight = 2
 
 // markGatewaySilence turns the silence of an exchange into IKEGatewaySilent when the same
 // gateway answered another exchange of the same run on the same port, with a request at
-// least as big or both small enough to leave unfragmented: the path carries such requests,
-// so the silence is the gateway's (its half-open SA limit, a rate limit), not a drop.
+// least as big or both small enough to leave unfragmented, and showed in this run that it
+// is limiting us (a COOKIE, or silence right after it answered an exchange): the path
+// carries such requests, so the silence is the gateway's, not a drop. Without that sign
+// the silence stays a silence, with a note that the gateway answered the other version.
 func markGatewaySilence(target netip.Addr, rs []IKEResult) {
+	limiting := false
+	for _, r := range rs {
+		if r.Cookie || (r.Outcome == IKEGatewaySilent && r.Arrived()) {
+			limiting = true
+		}
+	}
 	mtu := map[int]int{}
 	for i := range rs {
 		r := &rs[i]
@@ -215,8 +223,12 @@ func markGatewaySilence(target netip.Addr, rs []IKEResult) {
 				mtu[r.Port] = m
 			}
 			if o.Size >= r.Size || (m > 0 && r.Size <= m && o.Size <= m) {
-				r.Outcome = IKEGatewaySilent
-				r.Steps = append(r.Steps, fmt.Sprintf("no answer, but the gateway answered IKEv%d on UDP %d (%d bytes) in this run: it stopped answering us (half-open limit?), this is not the path", o.Version, o.Port, o.Size))
+				if limiting {
+					r.Outcome = IKEGatewaySilent
+					r.Steps = append(r.Steps, fmt.Sprintf("no answer, but the gateway answered IKEv%d on UDP %d (%d bytes) in this run and asked for COOKIEs: it stopped answering us (half-open limit?), this is not the path", o.Version, o.Port, o.Size))
+				} else if o.Version != r.Version {
+					r.Steps = append(r.Steps, fmt.Sprintf("the gateway answered IKEv%d on UDP %d (%d bytes) in this run: it ignores IKEv%d (not configured there, or a limit of its own), or a device filters IKEv%d only", o.Version, o.Port, o.Size, r.Version, r.Version))
+				}
 				break
 			}
 		}
@@ -505,7 +517,7 @@ func ikeResultToReport(probe, target string, x IKEResult) report.Result {
 			if !x.Cookie {
 				what = "with " + ike.NotifyInvalidKEPayload.String()
 			}
-			res.Detail = fmt.Sprintf("%s: the gateway answered %s, then stopped answering us (half-open limit?): the path carried the request; the gateway's limit, not the path, ended the exchange", x.Name(), what)
+			res.Detail = fmt.Sprintf("%s: the gateway answered %s but not the request sent again as it asked: the gateway stopped answering us (half-open limit?); the path carried the request", x.Name(), what)
 		} else {
 			res.Verdict = report.Error
 			res.Detail = fmt.Sprintf("%s: no answer after %d sends of %d bytes, right after the same gateway answered us on UDP %d: the gateway stopped answering us (half-open limit?), so this says nothing about the path; ask again in 30 s", x.Name(), x.Attempts, x.Size, x.Port)

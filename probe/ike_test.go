@@ -305,3 +305,36 @@ func TestRetransmitSchedule(t *testing.T) {
 		t.Errorf("budget %s, want %s", b, IKEExchangeTimeout)
 	}
 }
+
+// TestMarkGatewaySilence: IKEv1's silence on a port where IKEv2 was just answered reads as
+// the gateway's limit only when the run shows the gateway limiting us (a COOKIE); without
+// that sign it stays a silence, with a note that the other version was answered.
+func TestMarkGatewaySilence(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	v2 := IKEResult{Version: 2, Port: IKEPort, Outcome: IKEAccepted, Size: 742, AnsweredBy: "127.0.0.1"}
+	v1 := IKEResult{Version: 1, Port: IKEPort, Outcome: IKENoAnswer, Size: 784, Attempts: IKETries}
+	v1natt := IKEResult{Version: 1, Port: NATTPort, Outcome: IKENoAnswer, Size: 788, Attempts: IKETries}
+
+	rs := []IKEResult{v2, v1, v1natt}
+	markGatewaySilence(lo, rs)
+	if rs[1].Outcome != IKENoAnswer || len(rs[1].Steps) != 1 || !strings.Contains(rs[1].Steps[0], "ignores IKEv1") {
+		t.Errorf("no COOKIE in the run: %+v", rs[1])
+	}
+
+	v2.Cookie = true
+	rs = []IKEResult{v2, v1, v1natt}
+	markGatewaySilence(lo, rs)
+	if rs[1].Outcome != IKEGatewaySilent || rs[1].Arrived() {
+		t.Errorf("COOKIE in the run: %+v", rs[1])
+	}
+	if rs[2].Outcome != IKENoAnswer {
+		t.Errorf("nothing answered on 4500, yet %+v", rs[2])
+	}
+	res := ikeResultToReport("ikev1:500", "127.0.0.1", rs[1])
+	if res.Verdict != report.Error || !strings.Contains(res.Detail, "the gateway stopped answering us (half-open limit?)") {
+		t.Errorf("report: %s %q", res.Verdict, res.Detail)
+	}
+	if res := ikeResultToReport("ikev1:4500", "127.0.0.1", rs[2]); res.Verdict != report.Dropped {
+		t.Errorf("4500: %s %q", res.Verdict, res.Detail)
+	}
+}
