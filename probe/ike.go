@@ -251,12 +251,15 @@ func exchangeIKE(ctx context.Context, conn *net.UDPConn, target netip.Addr, opts
 			return res, nil
 		}
 	}
-	res.Steps = append(res.Steps, fmt.Sprintf("gave up after %d rounds of COOKIE/INVALID_KE_PAYLOAD", ikeMaxRedo+1))
-	// The gateway kept answering: a refusal we could not satisfy, or COOKIEs only.
+	// The gateway kept answering: a refusal we could not satisfy, or COOKIEs only (it did
+	// not take the ones we returned: strongSwan 5.9 rejects every cookie as expired in the
+	// first seconds after it starts, when its uptime is short).
 	if res.Notify != "" {
 		res.Outcome = IKERefused
+		res.Steps = append(res.Steps, fmt.Sprintf("gave up after %d rounds of COOKIE/INVALID_KE_PAYLOAD", ikeMaxRedo+1))
 	} else {
 		res.Outcome = IKEGatewaySilent
+		res.Steps = append(res.Steps, fmt.Sprintf("gave up after %d rounds: the gateway asked for a COOKIE every time and took none of those we returned", ikeMaxRedo+1))
 	}
 	return res, nil
 }

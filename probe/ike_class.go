@@ -49,7 +49,7 @@ func ProbeIKEClass(ctx context.Context, target netip.Addr, id ID, o IKEClassOpti
 		{Version: 2, Port: port, Size: size, Stateless: true, Timeout: o.Timeout, Nonce: o.Nonce},
 		{Version: 1, Port: port, Size: size, Stateless: true, Timeout: o.Timeout, Nonce: o.Nonce},
 	}
-	rs, err := runIKE(ctx, target, jobs, 0)
+	rs, err := runIKE(ctx, target, jobs, 0, 0)
 	if err != nil {
 		return report.Result{Probe: string(id), Direction: report.Forward, Verdict: report.Error, Detail: err.Error()}, err
 	}

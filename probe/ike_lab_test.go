@@ -3,6 +3,8 @@ package probe
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"regexp"
 	"slices"
@@ -114,6 +116,12 @@ func TestIKELabClean(t *testing.T) {
 		}
 		for _, x := range s.Exchanges {
 			t.Logf("%s: %s %s %v frag=%v natt=%v rtt=%.2fms steps=%v", x.Name(), x.Outcome, x.Chosen, x.VendorIDs, x.Fragmentation, x.NATT, x.RTTms, x.Steps)
+			if x.Version == 2 && x.Outcome == IKEGatewaySilent && x.Cookie {
+				// A COOKIE a fresh charon did not take (see TestIKELabBackToBack): the
+				// path carried the request, the proposal is not known this time.
+				t.Logf("%s: the gateway asked for a COOKIE and did not take it: no chosen proposal to check", x.Name())
+				continue
+			}
 			if x.Outcome != IKEAccepted {
 				t.Errorf("%s: %s %s", x.Name(), x.Outcome, x.Notify)
 				continue
@@ -151,25 +159,18 @@ func TestIKELabNoFragmentation(t *testing.T) {
 	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", IKEFragmentation: &off})
 	charonOnFailure(t, l)
 	inNode(t, l, "ini", func() error {
-		s, err := SurveyIKE(context.Background(), l.Addr("rsp"), IKESurveyOptions{Ports: []int{IKEPort}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, x := range s.Exchanges {
-			if x.Outcome != IKEAccepted || x.Fragmentation || !x.NATT {
-				t.Errorf("%s with fragmentation off: %s, fragmentation %v, NAT-T %v", x.Name(), x.Outcome, x.Fragmentation, x.NATT)
-			}
-		}
-		// This lab holds 2 half-open SAs now: room for the proposal test (one more). In the
-		// clean lab above the survey leaves 4 and strongSwan would start ignoring us.
 		ctx, rsp := context.Background(), l.Addr("rsp")
+		// Proposals first, one at a time: the gateway holds no half-open SA of ours yet, so
+		// it never reaches its COOKIE threshold (3) here. A fresh charon may reject every
+		// COOKIE for its first seconds (strongSwan 5.9's cookie expiry check underflows
+		// when its uptime is short): this test must not depend on one.
 		// A proposal the lab does not allow is refused with NO_PROPOSAL_CHOSEN, one it
 		// allows is accepted, in both versions.
 		ps, err := ike.ParseProposals("3des-md5-modp1024,aes128-sha256-modp2048")
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err = SurveyIKE(ctx, rsp, IKESurveyOptions{Ports: []int{IKEPort}, Proposals: ps})
+		s, err := SurveyIKE(ctx, rsp, IKESurveyOptions{Ports: []int{IKEPort}, Proposals: ps})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,13 +178,23 @@ func TestIKELabNoFragmentation(t *testing.T) {
 			t.Fatalf("%d proposal results", len(s.Proposals))
 		}
 		for _, p := range s.Proposals {
-			t.Logf("IKEv%d %s: accepted=%v %s %s", p.Version, p.Proposal, p.Accepted, p.Outcome, p.Result.Notify)
+			t.Logf("IKEv%d %s: accepted=%v %s %s steps=%v", p.Version, p.Proposal, p.Accepted, p.Outcome, p.Result.Notify, p.Result.Steps)
 			want := strings.HasPrefix(p.Proposal, "aes128")
 			if p.Accepted != want {
 				t.Errorf("IKEv%d %s: accepted %v, want %v", p.Version, p.Proposal, p.Accepted, want)
 			}
 			if !want && (p.Outcome != IKERefused || p.Result.Notify != "NO_PROPOSAL_CHOSEN") {
 				t.Errorf("IKEv%d %s: %s %q, want refused NO_PROPOSAL_CHOSEN", p.Version, p.Proposal, p.Outcome, p.Result.Notify)
+			}
+		}
+		// Then the plain exchanges: one IKEv2 half-open SA, the IKEv1 one released.
+		s, err = SurveyIKE(ctx, rsp, IKESurveyOptions{Ports: []int{IKEPort}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range s.Exchanges {
+			if x.Outcome != IKEAccepted || x.Fragmentation || !x.NATT {
+				t.Errorf("%s with fragmentation off: %s, fragmentation %v, NAT-T %v, steps %v", x.Name(), x.Outcome, x.Fragmentation, x.NATT, x.Steps)
 			}
 		}
 		return nil
@@ -445,7 +456,12 @@ func TestIKELabBackToBack(t *testing.T) {
 			if x.Version == 1 && x.Outcome == IKEAccepted && !x.Released {
 				t.Errorf("run %d %s: accepted, not released", run, x.Name())
 			}
-			if run == 1 && x.Outcome != IKEAccepted {
+			// Run 1 meets a gateway that holds nothing of ours: everything is accepted. An
+			// IKEv2 exchange may still meet a COOKIE (the transient SA of an
+			// INVALID_KE_PAYLOAD round can count for a moment) that a fresh charon does
+			// not take (its cookie expiry check underflows in its first seconds when the
+			// host's uptime is short): gateway-silent after the COOKIE, never a drop.
+			if run == 1 && x.Outcome != IKEAccepted && !(x.Version == 2 && x.Outcome == IKEGatewaySilent && x.Cookie) {
 				t.Errorf("run 1 %s: %s", x.Name(), x.Outcome)
 			}
 		}
@@ -464,8 +480,8 @@ func TestIKELabBackToBack(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 			t.Logf("after run 1: %d IKEv1 and %d IKEv2 half-open SAs on rsp", v1, v2)
-			if v1 != 0 || v2 != 2 {
-				t.Errorf("after one survey rsp holds %d IKEv1 and %d IKEv2 half-open SAs, want 0 and 2", v1, v2)
+			if v1 != 0 || v2 > 2 {
+				t.Errorf("after one survey rsp holds %d IKEv1 and %d IKEv2 half-open SAs, want 0 and at most 2", v1, v2)
 			}
 		}
 	}
@@ -483,26 +499,33 @@ func TestIKELabGatewayLimit(t *testing.T) {
 	charonOnFailure(t, l)
 	rsp, ctx := l.Addr("rsp"), context.Background()
 	inNode(t, l, "ini", func() error {
-		limit := false
-		for i := 0; i < 8 && !limit; i++ {
-			r, err := ProbeIKE(ctx, rsp, IKEOptions{Version: 2})
+		// Fill: 5 IKEv1 Main Mode first messages, answered and never released (IKEv1 has no
+		// COOKIE, so this does not depend on the gateway taking one).
+		c, err := net.Dial("udp4", netip.AddrPortFrom(rsp, IKEPort).String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		buf := make([]byte, 65536)
+		for i := 0; i < 5; i++ {
+			m, err := ike.BuildMainMode(nil, ike.MainModeParams{Cookie: ike.SPIWithNonce(uint32(0x100 + i))})
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("fill %d: %s %q cookie=%v steps=%v", i, r.Outcome, r.Notify, r.Cookie, r.Steps)
-			if r.Outcome != IKEAccepted && r.Outcome != IKEGatewaySilent {
-				t.Errorf("fill %d: %s %q", i, r.Outcome, r.Notify)
+			if _, err := c.Write(m); err != nil {
+				t.Fatal(err)
 			}
-			if r.Outcome == IKEGatewaySilent {
-				if !r.Cookie || !r.Arrived() {
-					t.Errorf("fill %d: gateway-silent without the COOKIE that proves arrival: %+v", i, r)
-				}
-				limit = true
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(buf); err != nil {
+				t.Fatalf("fill %d: no Main Mode answer: %v", i, err)
 			}
 		}
-		if !limit {
-			t.Fatal("8 IKEv2 exchanges and the gateway still answers: strongSwan's per-peer limit is 5")
-		}
+		return nil
+	})
+	if v1, v2 := halfOpen(t, l); v1 != 5 {
+		t.Fatalf("rsp holds %d IKEv1 and %d IKEv2 half-open SAs, want 5 IKEv1", v1, v2)
+	}
+	inNode(t, l, "ini", func() error {
 		s, err := SurveyIKE(ctx, rsp, IKESurveyOptions{})
 		if err != nil {
 			t.Fatal(err)

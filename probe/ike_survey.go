@@ -112,6 +112,11 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 	}
 	s := &IKESurvey{Target: target.String()}
 	base := IKEOptions{SourcePort: o.SourcePort, Auth: o.Auth, Timeout: o.Timeout, Size: o.Size, Stateless: o.Stateless}
+	recheck := func(c IKEOptions) (IKEResult, error) {
+		c.SourcePort, c.Auth, c.Timeout = o.SourcePort, o.Auth, o.Timeout
+		progress("IKEv%d on UDP %d was silent: asking the gateway again, statelessly", c.Version, c.Port)
+		return ProbeIKE(ctx, target, c)
+	}
 	if len(o.Proposals) > 0 {
 		var jobs []IKEOptions
 		var slot []int // index in s.Proposals of each job's result
@@ -133,17 +138,20 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 			}
 		}
 		progress("offering %d proposals one at a time", len(jobs))
-		// At most ikeProposalsInFlight at once: every offer the gateway accepts holds a
-		// half-open SA while it is answered, and strongSwan ignores a peer with 5.
+		// One at a time (ikeProposalsInFlight): every offer makes a half-open SA on the
+		// gateway while it is answered, and strongSwan asks for COOKIEs from a peer with 3
+		// (for 10 s after) and ignores one with 5.
 		par := ikeProposalsInFlight
 		if o.SourcePort != 0 {
 			par = 1
 		}
-		results, err := runIKE(ctx, target, jobs, par)
+		results, err := runIKE(ctx, target, jobs, par, 0)
 		if err != nil {
 			return s, err
 		}
-		markGatewaySilence(target, results)
+		if err := markGatewaySilence(target, results, recheck); err != nil {
+			return s, err
+		}
 		for i, r := range results {
 			pr := &s.Proposals[slot[i]]
 			pr.Result, pr.Outcome = r, r.Outcome
@@ -168,11 +176,21 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 	if o.SourcePort != 0 {
 		par = 1
 	}
-	results, err := runIKE(ctx, target, jobs, par)
+	// IKEv2 first, IKEv1 once IKEv2 is done (or has had its first wait): the half-open SAs
+	// of an accepted Main Mode live only until its release notify, so the gateway never
+	// holds more than the IKEv2 ones at once and stays below its COOKIE threshold
+	// (strongSwan: 3 per peer), which it would then keep up for 10 s.
+	hold := firstRetransmit(o.Timeout, IKETries)
+	if o.Timeout == 0 {
+		hold = IKEFirstRetransmit
+	}
+	results, err := runIKE(ctx, target, jobs, par, hold)
 	if err != nil {
 		return s, err
 	}
-	markGatewaySilence(target, results)
+	if err := markGatewaySilence(target, results, recheck); err != nil {
+		return s, err
+	}
 	s.Exchanges = results
 	if o.Search {
 		// Search on the first exchange that was answered, IKEv2 first.
@@ -192,15 +210,18 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 }
 
 // ikeProposalsInFlight is how many proposal offers SurveyIKE has in flight at once.
-const ikeProposalsInFlight = 2
+const ikeProposalsInFlight = 1
 
-// markGatewaySilence turns the silence of an exchange into IKEGatewaySilent when the same
-// gateway answered another exchange of the same run on the same port, with a request at
-// least as big or both small enough to leave unfragmented, and showed in this run that it
-// is limiting us (a COOKIE, or silence right after it answered an exchange): the path
-// carries such requests, so the silence is the gateway's, not a drop. Without that sign
-// the silence stays a silence, with a note that the gateway answered the other version.
-func markGatewaySilence(target netip.Addr, rs []IKEResult) {
+// markGatewaySilence decides what the silence of an exchange means when the same gateway
+// answered another exchange of the same run on the same port, with a request at least as
+// big or both small enough to leave unfragmented (so the path carries such requests). If
+// the run already shows the gateway limiting us (a COOKIE, or silence right after it
+// answered an exchange), or a stateless request of the answered kind, asked now (recheck),
+// draws a COOKIE or silence, the gateway stopped answering us: IKEGatewaySilent, not a
+// drop. If that request is answered, the gateway is answering and ignores only this kind
+// (or a device filters it): the silence stays, with a note. recheck may be nil (no
+// recheck). It returns recheck's error.
+func markGatewaySilence(target netip.Addr, rs []IKEResult, recheck func(IKEOptions) (IKEResult, error)) error {
 	limiting := false
 	for _, r := range rs {
 		if r.Cookie || (r.Outcome == IKEGatewaySilent && r.Arrived()) {
@@ -222,24 +243,40 @@ func markGatewaySilence(target netip.Addr, rs []IKEResult) {
 				m = pathMTU(target, r.Port)
 				mtu[r.Port] = m
 			}
-			if o.Size >= r.Size || (m > 0 && r.Size <= m && o.Size <= m) {
-				if limiting {
-					r.Outcome = IKEGatewaySilent
-					r.Steps = append(r.Steps, fmt.Sprintf("no answer, but the gateway answered IKEv%d on UDP %d (%d bytes) in this run and asked for COOKIEs: it stopped answering us (half-open limit?), this is not the path", o.Version, o.Port, o.Size))
-				} else if o.Version != r.Version {
-					r.Steps = append(r.Steps, fmt.Sprintf("the gateway answered IKEv%d on UDP %d (%d bytes) in this run: it ignores IKEv%d (not configured there, or a limit of its own), or a device filters IKEv%d only", o.Version, o.Port, o.Size, r.Version, r.Version))
-				}
-				break
+			if o.Size < r.Size && (m == 0 || r.Size > m || o.Size > m) {
+				continue
 			}
+			how := "and asked for COOKIEs"
+			if !limiting && recheck != nil {
+				c, err := recheck(IKEOptions{Version: o.Version, Port: o.Port, Stateless: true})
+				if err != nil {
+					return err
+				}
+				switch {
+				case c.Cookie:
+					limiting, how = true, "and then asked for a COOKIE"
+				case !c.Arrived():
+					limiting, how = true, "and then did not answer a request it had answered"
+				}
+			}
+			if limiting {
+				r.Outcome = IKEGatewaySilent
+				r.Steps = append(r.Steps, fmt.Sprintf("no answer, but the gateway answered IKEv%d on UDP %d (%d bytes) in this run %s: it stopped answering us (half-open limit?), this is not the path", o.Version, o.Port, o.Size, how))
+			} else if o.Version != r.Version {
+				r.Steps = append(r.Steps, fmt.Sprintf("the gateway answered IKEv%d on UDP %d (%d bytes) in this run and still does: it ignores IKEv%d (not configured there?), or a device filters IKEv%d only", o.Version, o.Port, o.Size, r.Version, r.Version))
+			}
+			break
 		}
 	}
+	return nil
 }
 
-// runIKE runs the jobs, at most par at once (0: all at once; 1: one after the other, as a
-// fixed source port needs). Jobs get their sockets opened here, on the caller's goroutine,
-// so they live in the caller's network namespace (testlab's Do switches only the calling
-// thread).
-func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, par int) ([]IKEResult, error) {
+// runIKE runs the jobs, at most par at once (0: all at once; 1: one after the other, in
+// order, as a fixed source port needs). With hold > 0 the IKEv1 jobs wait until every
+// IKEv2 job has ended or hold has passed. Jobs get their sockets opened here, on the
+// caller's goroutine, so they live in the caller's network namespace (testlab's Do
+// switches only the calling thread).
+func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, par int, hold time.Duration) ([]IKEResult, error) {
 	results := make([]IKEResult, len(jobs))
 	errs := make([]error, len(jobs))
 	if par == 1 {
@@ -268,16 +305,39 @@ func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, par int) 
 			par = len(jobs)
 		}
 		sem := make(chan struct{}, par)
+		// gate opens when every IKEv2 job has ended or hold has passed; IKEv1 jobs wait for it.
+		gate := make(chan struct{})
+		var once sync.Once
+		openGate := func() { once.Do(func() { close(gate) }) }
+		if hold > 0 {
+			t := time.AfterFunc(hold, openGate)
+			defer t.Stop()
+		} else {
+			openGate()
+		}
+		var v2 sync.WaitGroup
 		var wg sync.WaitGroup
 		for i, j := range jobs {
 			wg.Add(1)
+			if j.Version == 2 {
+				v2.Add(1)
+			}
 			go func() {
 				defer wg.Done()
+				if j.Version == 2 {
+					defer v2.Done()
+				} else {
+					select {
+					case <-gate:
+					case <-ctx.Done():
+					}
+				}
 				sem <- struct{}{}
 				defer func() { <-sem }()
 				results[i], errs[i] = exchangeIKE(ctx, conns[i], target, j)
 			}()
 		}
+		go func() { v2.Wait(); openGate() }()
 		wg.Wait()
 	}
 	for _, err := range errs {

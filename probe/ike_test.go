@@ -315,15 +315,37 @@ func TestMarkGatewaySilence(t *testing.T) {
 	v1 := IKEResult{Version: 1, Port: IKEPort, Outcome: IKENoAnswer, Size: 784, Attempts: IKETries}
 	v1natt := IKEResult{Version: 1, Port: NATTPort, Outcome: IKENoAnswer, Size: 788, Attempts: IKETries}
 
-	rs := []IKEResult{v2, v1, v1natt}
-	markGatewaySilence(lo, rs)
-	if rs[1].Outcome != IKENoAnswer || len(rs[1].Steps) != 1 || !strings.Contains(rs[1].Steps[0], "ignores IKEv1") {
-		t.Errorf("no COOKIE in the run: %+v", rs[1])
+	// No COOKIE in the run; asked again statelessly, IKEv2 is answered: the gateway ignores
+	// IKEv1 (or a device filters it), it is not limiting us.
+	var asked []IKEOptions
+	answered := func(c IKEOptions) (IKEResult, error) {
+		asked = append(asked, c)
+		return IKEResult{Version: c.Version, Port: c.Port, Outcome: IKEAccepted, AnsweredBy: "127.0.0.1"}, nil
 	}
-
+	rs := []IKEResult{v2, v1, v1natt}
+	if err := markGatewaySilence(lo, rs, answered); err != nil {
+		t.Fatal(err)
+	}
+	if rs[1].Outcome != IKENoAnswer || len(rs[1].Steps) != 1 || !strings.Contains(rs[1].Steps[0], "ignores IKEv1") {
+		t.Errorf("no COOKIE in the run, the gateway still answers: %+v", rs[1])
+	}
+	if len(asked) != 1 || asked[0].Version != 2 || asked[0].Port != IKEPort || !asked[0].Stateless {
+		t.Errorf("asked again: %+v", asked)
+	}
+	// Asked again, the gateway wants a COOKIE: it is limiting us.
+	rs = []IKEResult{v2, v1, v1natt}
+	cookie := func(c IKEOptions) (IKEResult, error) {
+		return IKEResult{Version: c.Version, Port: c.Port, Outcome: IKEGatewaySilent, Cookie: true, AnsweredBy: "127.0.0.1"}, nil
+	}
+	if err := markGatewaySilence(lo, rs, cookie); err != nil || rs[1].Outcome != IKEGatewaySilent {
+		t.Errorf("asked again, a COOKIE: %+v %v", rs[1], err)
+	}
+	// A COOKIE in the run already: no need to ask.
 	v2.Cookie = true
 	rs = []IKEResult{v2, v1, v1natt}
-	markGatewaySilence(lo, rs)
+	if err := markGatewaySilence(lo, rs, nil); err != nil {
+		t.Fatal(err)
+	}
 	if rs[1].Outcome != IKEGatewaySilent || rs[1].Arrived() {
 		t.Errorf("COOKIE in the run: %+v", rs[1])
 	}

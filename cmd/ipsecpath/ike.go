@@ -84,7 +84,7 @@ for a ticket or a CI system; --out FILE also writes the result to FILE (its form
 extension: .json, .md, .xml, .txt), e.g. for 'ipsecpath diff'.
 
 Exit status: 0 when every exchange asked for was answered and accepted (--stateless:
-answered; with --proposals: every proposal answered and at least one accepted) and no
+answered, a COOKIE included; with --proposals: every proposal answered and at least one accepted) and no
 result failed (summary.fail is 0: a size search that finds fragments dropped fails), 1
 otherwise, 2 on a usage error.`,
 		examples: []string{
@@ -206,7 +206,8 @@ func writeIKE(w io.Writer, format string, r *report.Report, s *probe.IKESurvey, 
 	return report.Render(w, r, format)
 }
 
-// ikeExitCode: 0 when every exchange was answered and accepted (stateless: answered; with
+// ikeExitCode: 0 when every exchange was answered and accepted (stateless: answered, a
+// COOKIE included; with
 // proposals: every proposal answered, at least one accepted) and no result of the report
 // failed (the size search's frag-dropped, dropped or inconclusive too), else 1.
 func ikeExitCode(s *probe.IKESurvey, r *report.Report, stateless bool) int {
@@ -230,7 +231,7 @@ func ikeExitCode(s *probe.IKESurvey, r *report.Report, stateless bool) int {
 		return exitFail
 	}
 	for _, x := range s.Exchanges {
-		if x.Outcome != probe.IKEAccepted && !(stateless && x.Answered()) {
+		if x.Outcome != probe.IKEAccepted && !(stateless && x.Arrived()) {
 			return exitFail
 		}
 	}
