@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       := bin/ipsecpath
 PKGS      := ./...
-FUZZTIME  ?= 20000x
+FUZZTIME  ?= 10000x
 # Debian packages the lab, the tests and the benchmarks use. libstrongswan-standard-plugins
 # (the openssl plugin charon loads) is only a Recommends of libstrongswan: name it.
 DEB_PKGS  := strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
