@@ -148,6 +148,13 @@ type Report struct {
 	Results    []Result  `json:"results"`
 	PMTU       *PMTU     `json:"pmtu,omitempty"`
 	Summary    Summary   `json:"summary"`
+	// Stateful is the result of `ipsecpath stateful`: the idle timer per protocol
+	// (udp500, udp4500, esp, ah). A report with it is rendered as a stateful result.
+	Stateful map[string]*StatefulTimer `json:"stateful,omitempty"`
+	// Advice is what to configure, one sentence each (stateful).
+	Advice []string `json:"advice,omitempty"`
+	// Interrupted: the run was stopped (Ctrl-C) and holds what was known by then.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // New starts a report for target (and agent, empty without one) at the given time.
