@@ -380,11 +380,15 @@ func (r *statefulRun) run(ctx context.Context) (interrupted bool, err error) {
 	}
 	for {
 		now := r.clock.Now()
-		if err := r.sendOpeners(ctx, now); err != nil {
-			return ctx.Err() != nil, err
+		err := r.sendOpeners(ctx, now)
+		if err == nil {
+			err = r.sendReverse(ctx, now)
 		}
-		if err := r.sendReverse(ctx, now); err != nil {
-			return ctx.Err() != nil, err
+		if err != nil {
+			if ctx.Err() != nil {
+				return true, nil
+			}
+			return false, err
 		}
 		fwd, rev, err := r.net.Poll(ctx, r.awaitingAgent())
 		if err != nil {
