@@ -71,10 +71,10 @@ PIDS+=("$TCPDUMP")
 for _ in $(seq 100); do grep -q listening "$W/tcpdump.err" 2>/dev/null && break; sleep 0.02; done
 
 SPORT=41000
-# try PORT IDLE: one manual test; prints 1 if the far side's packet arrived after IDLE s.
+# try PORT IDLE SPORT: one manual test from our source port SPORT (fresh for every test);
+# prints 1 if the far side's packet arrived after IDLE s.
 try() {
-	local port=$1 idle=$2 sp
-	SPORT=$((SPORT + 1)); sp=$SPORT
+	local port=$1 idle=$2 sp=$3
 	ip netns exec "ipl-$LAB-ini" hping3 -q -I wan0 -2 -s "$sp" -k -p "$port" -d 40 -c 1 "$RSP" >/dev/null 2>&1 || true
 	sleep "$idle"
 	ip netns exec "ipl-$LAB-rsp" hping3 -q -I wan0 -2 -s "$port" -k -p "$sp" -d 40 -c 1 "$INI" >/dev/null 2>&1 || true
@@ -87,14 +87,14 @@ manual=""
 for port in 500 4500; do
 	lo=0 hi=0 tests=0
 	for idle in $(seq "$STEP" "$STEP" "$MAXIDLE"); do
-		tests=$((tests + 1))
-		if [ "$(try "$port" "$idle")" = 1 ]; then lo=$idle; else hi=$idle; break; fi
+		tests=$((tests + 1)); SPORT=$((SPORT + 1))
+		if [ "$(try "$port" "$idle" "$SPORT")" = 1 ]; then lo=$idle; else hi=$idle; break; fi
 	done
 	if [ "$hi" != 0 ]; then
 		while python3 -c "import sys; sys.exit(0 if $hi - $lo > 1 else 1)"; do
 			mid=$(python3 -c "print(round(($lo + $hi) / 2, 2))")
-			tests=$((tests + 1))
-			if [ "$(try "$port" "$mid")" = 1 ]; then lo=$mid; else hi=$mid; fi
+			tests=$((tests + 1)); SPORT=$((SPORT + 1))
+			if [ "$(try "$port" "$mid" "$SPORT")" = 1 ]; then lo=$mid; else hi=$mid; fi
 		done
 		manual+="udp$port: ${lo}-${hi} s ($tests tests); "
 	else

@@ -378,8 +378,15 @@ func (r *statefulRun) run(ctx context.Context) (interrupted bool, err error) {
 		r.sweeps = append(r.sweeps, sw)
 		sw.plan(r.start)
 	}
+	// A bound no sweep reaches by design (StatefulEstimate's worst case and a minute): should
+	// a sweep ever stall, the run ends with what is known rather than never.
+	typical, extra := StatefulEstimate(r.cfg.MaxIdle, r.cfg.Protocols)
+	limit := r.start.Add(typical + extra + time.Minute)
 	for {
 		now := r.clock.Now()
+		if now.After(limit) {
+			return true, nil
+		}
 		err := r.sendOpeners(ctx, now)
 		if err == nil {
 			err = r.sendReverse(ctx, now)
@@ -449,7 +456,7 @@ func (r *statefulRun) sendOpeners(ctx context.Context, now time.Time) error {
 // and every test that is due.
 func (r *statefulRun) sendReverse(ctx context.Context, now time.Time) error {
 	var rs []statefulReverse
-	var asked []func(time.Time)
+	var asked, waits []func(time.Time)
 	add := func(sw *protoSweep, f *sflow, t *idleTest) error {
 		for range statefulTestPackets {
 			nonce, err := r.net.Nonce()
@@ -467,7 +474,8 @@ func (r *statefulRun) sendReverse(ctx context.Context, now time.Time) error {
 				if err := add(sw, f, nil); err != nil {
 					return err
 				}
-				asked = append(asked, func(at time.Time) { f.state, f.askedAt = flowHandshaking, at })
+				asked = append(asked, func(time.Time) { f.state = flowHandshaking })
+				waits = append(waits, func(at time.Time) { f.askedAt = at })
 			}
 		}
 		for _, t := range sw.tests {
@@ -475,9 +483,8 @@ func (r *statefulRun) sendReverse(ctx context.Context, now time.Time) error {
 				if err := add(sw, t.f, t); err != nil {
 					return err
 				}
-				asked = append(asked, func(at time.Time) {
-					t.state, t.sentAt, t.measured = testSent, at, at.Sub(t.f.last)
-				})
+				asked = append(asked, func(at time.Time) { t.state, t.measured = testSent, at.Sub(t.f.last) })
+				waits = append(waits, func(at time.Time) { t.sentAt = at })
 			}
 		}
 	}
@@ -494,6 +501,12 @@ func (r *statefulRun) sendReverse(ctx context.Context, now time.Time) error {
 			return fmt.Errorf("agent: send reverse packets: %w", err)
 		}
 		rs = rs[n:]
+	}
+	// The arrival window starts when the agent has sent (a busy agent or a slow control
+	// channel must not turn into deaths); the idle time still counts to the request.
+	sent := r.clock.Now()
+	for _, fn := range waits {
+		fn(sent)
 	}
 	return nil
 }
@@ -530,8 +543,8 @@ func (r *statefulRun) dispatch(fwd, rev []statefulSeen) {
 			f.last = s.At // the device saw it just before: the flow's idle time starts again
 		}
 		if ref.t == nil {
-			if f.state == flowHandshaking || f.state == flowFailed && f.failure == "reverse" {
-				f.state, f.failure = flowReady, ""
+			if f.state == flowHandshaking {
+				f.state = flowReady // a late handshake of a flow already given up stays given up
 			}
 			continue
 		}
@@ -739,6 +752,7 @@ func (sw *protoSweep) updateChain() {
 		return
 	}
 	if last == nil {
+		sw.fail() // nothing runs and nothing was judged: cannot happen, but never spin
 		return
 	}
 	survived, died, _ := sw.bracket()
@@ -749,7 +763,9 @@ func (sw *protoSweep) updateChain() {
 	var next time.Duration
 	ladder := max(sw.lowest(), 2*survived)
 	switch {
-	case ladder < died && sw.steps == 0:
+	case ladder < died-statefulResolution(died) && sw.steps == 0:
+		// Still well below the death: keep doubling. (Near it, a doubled survival would
+		// land on the death again, late by the poll interval, and never narrow the bracket.)
 		next = ladder
 	case died-survived <= statefulResolution(died) || sw.steps >= statefulChainSteps:
 		sw.done = true

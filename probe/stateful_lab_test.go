@@ -2,6 +2,7 @@ package probe_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,8 +18,14 @@ func statefulFromIni(t *testing.T, l *testlab.Lab, agent string, protos []probe.
 	t0 := time.Now()
 	err := l.Do("ini", func() error {
 		var err error
+		var last time.Time
 		rep, err = probe.Stateful(context.Background(), probe.StatefulConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey,
-			Protocols: protos, MaxIdle: maxIdle})
+			Protocols: protos, MaxIdle: maxIdle, Progress: func(p probe.StatefulProgress) {
+				if time.Since(last) >= 5*time.Second {
+					last = time.Now()
+					t.Logf("[%5.1fs] %s", p.Elapsed.Seconds(), p.Status)
+				}
+			}})
 		return err
 	})
 	if err != nil {
@@ -70,6 +77,32 @@ func TestStatefulLab(t *testing.T) {
 		}
 		if rep.StatefulFailed() || len(rep.Advice) != 0 {
 			t.Errorf("clean path: failed %v, advice %q", rep.StatefulFailed(), rep.Advice)
+		}
+	})
+	// A fault the profiles do not define, made with plain nftables on r1: ESP and AH from the
+	// rsp side pass only as replies to state ini created, kept by conntrack's generic
+	// protocol tracker (address pair only) for 6 s of silence.
+	t.Run("esp-ah-generic-conntrack", func(t *testing.T) {
+		t.Parallel()
+		l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		rules := "table ip scratch {\n\tchain scratch_fwd {\n\t\ttype filter hook forward priority 0; policy accept;\n" +
+			"\t\tiifname \"east0\" ip protocol { 50, 51 } ct state established accept\n" +
+			"\t\tiifname \"east0\" ip protocol { 50, 51 } drop\n\t}\n}\n"
+		if out, err := l.ExecInput(ctx, "r1", strings.NewReader(rules), "nft", "-f", "-"); err != nil {
+			t.Fatalf("nft on r1: %v: %s", err, out)
+		}
+		if out, err := l.Exec(ctx, "r1", "sh", "-c", "echo 6 > /proc/sys/net/netfilter/nf_conntrack_generic_timeout"); err != nil {
+			t.Fatalf("generic conntrack timeout on r1: %v: %s", err, out)
+		}
+		agent := startAgent(t, l)
+		rep, _ := statefulFromIni(t, l, agent, []probe.StatefulProto{probe.StatefulESP, probe.StatefulAH}, 10*time.Second)
+		for _, k := range []string{"esp", "ah"} {
+			v := rep.Stateful[k]
+			if v == nil || !v.TimerFound || v.SurvivedS < 3.9 || v.SurvivedS > 6 || v.DiedS < 6 || v.DiedS > 8.1 {
+				t.Errorf("%s: %+v, want a timer found around 6 s (survived 4-6, died 6-8)", k, v)
+			}
 		}
 	})
 	t.Run("udp500-drop", func(t *testing.T) {

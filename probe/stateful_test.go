@@ -16,6 +16,7 @@ type fakeClock struct {
 	now      time.Time
 	cancelAt time.Time // when set, cancel is called once now passes it
 	cancel   func()
+	late     time.Duration // every Sleep oversleeps by this much (a busy machine)
 }
 
 func (c *fakeClock) Now() time.Time { return c.now }
@@ -23,7 +24,7 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c.now = c.now.Add(d)
+	c.now = c.now.Add(d + c.late)
 	if c.cancel != nil && !c.cancelAt.IsZero() && c.now.After(c.cancelAt) {
 		c.cancel()
 		return context.Canceled
@@ -344,5 +345,25 @@ func TestParseStatefulProtos(t *testing.T) {
 		if _, err := ParseStatefulProtos(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// A timeline whose doubled survival lands on the death (4 s survived, 8 s died, timer 6 s)
+// must bisect, not test 8 s again and again; every test here is sent 40 ms late, as a busy
+// loop sends them.
+func TestStatefulChainNarrows(t *testing.T) {
+	c := newClock()
+	c.late = 40 * time.Millisecond
+	p := newFakePath(c)
+	p.timer[StatefulESP] = 6 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.cancel, c.cancelAt = cancel, c.now.Add(5*time.Minute)
+	res, took, interrupted := runFake(t, p, []StatefulProto{StatefulESP}, 10*time.Second, ctx)
+	if interrupted || took > 2*time.Minute {
+		t.Fatalf("took %s (interrupted %v): the timeline did not converge", took, interrupted)
+	}
+	if r := res["esp"]; !r.found || r.survived < 4 || r.survived > 6 || r.died < 6 || r.died > 8.1 {
+		t.Errorf("esp: %+v, want a bracket around 6 s", r)
 	}
 }
