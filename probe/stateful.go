@@ -796,6 +796,9 @@ func (sw *protoSweep) fail() {
 		sw.err = fmt.Sprintf("The agent saw none of our %s openers (%d flows): the path drops %s toward the target, so no idle timer can be measured; run 'ipsecpath check'.", name, len(sw.flows), name)
 	} else {
 		sw.err = fmt.Sprintf("The agent's %s never reached us, even right after each flow was opened (%d flows): the far side's %s is blocked whatever the idle time, which is not an idle timer; run 'ipsecpath check'.", name, len(sw.flows), name)
+		if sw.proto.udp() {
+			sw.err += " (An agent older than this ipsecpath answers port " + strings.TrimPrefix(string(sw.proto), "udp") + " instead of each flow's own port: check its version if 'check' passes.)"
+		}
 	}
 	sw.done = true
 }
