@@ -829,7 +829,11 @@ func (sw *protoSweep) status(now time.Time) string {
 	case s > 0:
 		fmt.Fprintf(&b, "survived %s", secs(s))
 	default:
-		b.WriteString("opening")
+		if _, ok := sw.nextDue(); ok {
+			b.WriteString("flows open, silent")
+		} else {
+			b.WriteString("opening flows")
+		}
 	}
 	if sw.done {
 		b.WriteString(", done")
