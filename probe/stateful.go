@@ -319,8 +319,9 @@ type statefulRun struct {
 // Stateful measures, per protocol, the idle time after which a packet from the far side
 // no longer reaches us (see the comment at the top of this file). It returns the report,
 // also when ctx is cancelled midway (then Interrupted is set and each protocol holds what
-// was known); an error means the sweep could not start (a *CheckError: bad target, no raw
-// socket, agent unreachable or refusing the key).
+// was known). An error with no report means the sweep could not start (a *CheckError: bad
+// target, no raw socket, agent unreachable or refusing the key); an error with a report,
+// that the agent failed midway: the report, marked interrupted, holds what was known.
 func Stateful(ctx context.Context, cfg StatefulConfig) (*report.Report, error) {
 	if err := CheckTarget(cfg.Target); err != nil {
 		return nil, &CheckError{Err: err}
@@ -355,9 +356,10 @@ func Stateful(ctx context.Context, cfg StatefulConfig) (*report.Report, error) {
 		n = w
 	}
 	r := &statefulRun{cfg: cfg, net: n, clock: clock, refs: map[uint32]nonceRef{}, start: started}
-	interrupted, err := r.run(ctx)
-	if err != nil {
-		return nil, err
+	interrupted, runErr := r.run(ctx)
+	if runErr != nil {
+		interrupted = true
+		runErr = envErr("agent %s failed midway: %w", cfg.Agent, runErr)
 	}
 	rep := report.New(cfg.Target.String(), cfg.Agent, started)
 	rep.Stateful = map[string]*report.StatefulTimer{}
@@ -367,7 +369,7 @@ func Stateful(ctx context.Context, cfg StatefulConfig) (*report.Report, error) {
 	}
 	rep.Advice = statefulAdvice(r.sweeps)
 	rep.Finish(clock.Now())
-	return rep, nil
+	return rep, runErr
 }
 
 // run drives every protocol's sweep on one event loop until all are done or ctx ends

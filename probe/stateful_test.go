@@ -3,6 +3,7 @@ package probe
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"reflect"
 	"sort"
@@ -365,5 +366,32 @@ func TestStatefulChainNarrows(t *testing.T) {
 	}
 	if r := res["esp"]; !r.found || r.survived < 4 || r.survived > 6 || r.died < 6 || r.died > 8.1 {
 		t.Errorf("esp: %+v, want a bracket around 6 s", r)
+	}
+}
+
+// brokenAgent fails every reverse request after the first n.
+type brokenAgent struct {
+	*fakePath
+	n int
+}
+
+func (b *brokenAgent) Reverse(ctx context.Context, rs []statefulReverse) error {
+	if b.n--; b.n < 0 {
+		return errors.New("agent 203.0.113.10:7500: send-reverse: connection reset")
+	}
+	return b.fakePath.Reverse(ctx, rs)
+}
+
+// The agent failing midway still gives the partial result, marked interrupted, with the error.
+func TestStatefulAgentFailsMidway(t *testing.T) {
+	c := newClock()
+	p := &brokenAgent{fakePath: newFakePath(c), n: 6}
+	rep, err := Stateful(context.Background(), StatefulConfig{Target: netip.MustParseAddr("203.0.113.10"), Agent: "203.0.113.10:7500",
+		Protocols: []StatefulProto{StatefulUDP500}, MaxIdle: 30 * time.Second, net: p, clock: c})
+	if err == nil || rep == nil || !rep.Interrupted {
+		t.Fatalf("err %v, report %v: want both, marked interrupted", err, rep)
+	}
+	if v := rep.Stateful["udp500"]; v == nil || v.SurvivedS == 0 || v.TimerFound {
+		t.Errorf("udp500: %+v, want what the first tests showed", v)
 	}
 }

@@ -120,13 +120,15 @@ func runStateful(ctx context.Context, e *env, args []string) int {
 			prog.Printf("%s", p.Status)
 		}}
 	rep, err := probe.Stateful(ctx, cfg)
-	if err != nil {
+	if rep == nil {
 		return usageError(e, c, checkErrorLine(err))
 	}
-	if err := out.write(e, rep); err != nil {
-		return usageError(e, c, err)
+	if werr := out.write(e, rep); werr != nil {
+		return usageError(e, c, werr)
 	}
 	switch {
+	case err != nil: // the agent failed midway: the report holds what was known
+		return usageError(e, c, checkErrorLine(err))
 	case rep.Interrupted:
 		fmt.Fprintln(e.stderr, "ipsecpath stateful: interrupted: the result holds what was known so far")
 		return exitUsage
