@@ -137,6 +137,22 @@ type Summary struct {
 	Skipped int `json:"skipped"`
 }
 
+// AdviceLines is a result's "advice": sentences saying what to configure. `pmtu --json`
+// writes its own "advice" object beside the report's fields; ReadJSON reads such a file
+// with no advice lines rather than failing on it.
+type AdviceLines []string
+
+// UnmarshalJSON reads an array of strings; any other JSON value leaves the lines empty.
+func (a *AdviceLines) UnmarshalJSON(b []byte) error {
+	var lines []string
+	if err := json.Unmarshal(b, &lines); err != nil {
+		*a = nil
+		return nil
+	}
+	*a = lines
+	return nil
+}
+
 // Report is the whole result of a run. Its JSON form is a contract (DESIGN.md).
 type Report struct {
 	Tool       string    `json:"tool"`
@@ -152,7 +168,7 @@ type Report struct {
 	// (udp500, udp4500, esp, ah). A report with it is rendered as a stateful result.
 	Stateful map[string]*StatefulTimer `json:"stateful,omitempty"`
 	// Advice is what to configure, one sentence each (stateful).
-	Advice []string `json:"advice,omitempty"`
+	Advice AdviceLines `json:"advice,omitempty"`
 	// Interrupted: the run was stopped (Ctrl-C) and holds what was known by then.
 	Interrupted bool `json:"interrupted,omitempty"`
 }

@@ -80,3 +80,15 @@ func TestStatefulJSONRoundTrip(t *testing.T) {
 		t.Errorf("round trip: %+v", got.Stateful["udp500"])
 	}
 }
+
+// pmtu --json writes an "advice" object beside the report's fields: ReadJSON still reads it.
+func TestReadJSONAdviceObject(t *testing.T) {
+	in := `{"tool":"ipsecpath","target":"203.0.113.10","results":[],"advice":{"suite":"aes-gcm-16","mss":1360}}`
+	r, err := ReadJSON(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Advice) != 0 {
+		t.Errorf("advice lines %q from an object", r.Advice)
+	}
+}
