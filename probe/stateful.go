@@ -9,9 +9,11 @@ package probe
 // reach us: the flow now looks like a real IKE/IPsec flow, seen both ways), then the flow
 // stays silent for the test's idle time and the agent sends again (statefulTestPackets
 // packets). If they arrive within statefulArrivalWait the flow survived that idle time,
-// else it died. Idle time is counted from the flow's last packet we saw to the moment we
-// asked the agent for the test: the device saw both a little later, so a survived time is a
-// lower bound.
+// else it died. Idle time is counted from the flow's last packet we saw: for a survival, to
+// the moment we asked the agent (the device saw the last packet before us and the test
+// after that moment, so the survived time is a lower bound); for a death, to the moment the
+// agent said it had sent (the test passed the device before that answer reached us, over
+// the same path), so the died time is an upper bound but for the delay from the device to us.
 //
 // UDP 500 and UDP 4500: every flow has its own source port (a five-tuple of its own, which
 // every stateful device keys UDP by), so many flows run at once, each tested after a
@@ -277,7 +279,8 @@ const (
 type idleTest struct {
 	f        *sflow
 	idle     time.Duration // planned
-	measured time.Duration // from the flow's last packet to when we asked the agent
+	measured time.Duration // from the flow's last packet to when we asked the agent: at most the device's idle time
+	upper    time.Duration // from the flow's last packet to when the agent said it had sent: at least the device's idle time (but for the device→us delay)
 	sentAt   time.Time
 	state    testState
 	round    int
@@ -486,7 +489,7 @@ func (r *statefulRun) sendReverse(ctx context.Context, now time.Time) error {
 					return err
 				}
 				asked = append(asked, func(at time.Time) { t.state, t.measured = testSent, at.Sub(t.f.last) })
-				waits = append(waits, func(at time.Time) { t.sentAt = at })
+				waits = append(waits, func(at time.Time) { t.sentAt, t.upper = at, at.Sub(t.f.last) })
 			}
 		}
 	}
@@ -636,10 +639,13 @@ func (sw *protoSweep) bracket() (survived, died time.Duration, lost int) {
 		if t.state != testDied {
 			continue
 		}
-		if t.measured <= survived {
+		// A death counts at the latest the packet can have left the agent: the request
+		// time would understate the silence the device saw whenever the agent is slow.
+		d := max(t.upper, t.measured)
+		if d <= survived {
 			lost++
-		} else if died == 0 || t.measured < died {
-			died = t.measured
+		} else if died == 0 || d < died {
+			died = d
 		}
 	}
 	return survived, died, lost
@@ -690,7 +696,7 @@ func (sw *protoSweep) updateUDP() {
 		}
 		if t.state == testDied {
 			s, _, _ := sw.bracket()
-			if t.measured > s {
+			if max(t.upper, t.measured) > s {
 				for _, u := range round[i+1:] {
 					if u.state == testPlanned {
 						u.state = testVoid

@@ -45,6 +45,7 @@ type fakePath struct {
 	loseRev   map[int]bool // reverse packets (counted from 0) lost on the wire
 	natOffset uint16       // a NAT maps our port p to p+natOffset
 	oneWay    time.Duration
+	agentLag  time.Duration // the agent sends this long after it is asked (a busy agent)
 
 	state           map[string]time.Time
 	nonce           uint32
@@ -85,6 +86,7 @@ func (p *fakePath) Open(_ context.Context, proto StatefulProto, f *sflow, nonce 
 
 func (p *fakePath) Reverse(_ context.Context, rs []statefulReverse) error {
 	p.reverseRequests++
+	p.clock.now = p.clock.now.Add(p.agentLag)
 	for _, r := range rs {
 		n := p.revCount
 		p.revCount++
@@ -393,5 +395,23 @@ func TestStatefulAgentFailsMidway(t *testing.T) {
 	}
 	if v := rep.Stateful["udp500"]; v == nil || v.SurvivedS == 0 || v.TimerFound {
 		t.Errorf("udp500: %+v, want what the first tests showed", v)
+	}
+}
+
+// A slow agent sends each test later than asked: the silence the device saw is longer than
+// the request time says. The bracket must still hold the timer (died is counted to when the
+// agent had sent), never put the death below it.
+func TestStatefulSlowAgent(t *testing.T) {
+	for _, lag := range []time.Duration{100 * time.Millisecond, 400 * time.Millisecond, 900 * time.Millisecond} {
+		c := newClock()
+		p := newFakePath(c)
+		p.agentLag = lag
+		p.timer[StatefulUDP500], p.timer[StatefulESP] = 10*time.Second, 10*time.Second
+		res, _, _ := runFake(t, p, []StatefulProto{StatefulUDP500, StatefulESP}, 30*time.Second, context.Background())
+		for k, r := range res {
+			if !r.found || r.survived >= 10 || r.died < 10 {
+				t.Errorf("agent lag %s, %s: %+v, want survived < 10 s <= died", lag, k, r)
+			}
+		}
 	}
 }

@@ -43,8 +43,9 @@ How to read the result, per protocol:
   none up to D   it still arrived after D (--max-idle), the longest silence tested
   not measured   our packets never reached the agent, or the agent's never reached us
                  even right after opening: a block, not a timer ('ipsecpath check')
-Idle times count from the flow's last packet we saw to the moment we asked the agent: the
-survived time is a lower bound. The total time is printed before the sweep starts: about
+Idle times count from the flow's last packet we saw: a survived time up to when we asked
+the agent (a lower bound), a died time up to when the agent had sent (an upper bound, but for
+the delay from the device to us), so the timer lies between them. The total time is printed before the sweep starts: about
 --max-idle, more when ESP/AH have a timer (their tests add up).
 
 Exit status: 0 no timer found up to --max-idle for any protocol, 1 a timer was found or a
