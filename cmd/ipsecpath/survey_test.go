@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/report/schematest"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
@@ -87,6 +88,7 @@ func TestSurveyTwoLabs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	schematest.Validate(t, "survey", b)
 	var s report.Survey
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatal(err)
@@ -144,6 +146,9 @@ func TestSurveyTwoLabs(t *testing.T) {
 		t.Errorf("the checks did not run at once: the last started at %s, the first ended at %s", latestStart, earliestEnd)
 	}
 	for _, name := range []string{"lab-a.json", "lab-b.json", "nobody.json"} {
+		if data, err := os.ReadFile(filepath.Join(out, name)); err == nil {
+			schematest.Validate(t, "check", data)
+		}
 		f, err := os.Open(filepath.Join(out, name))
 		if err != nil {
 			t.Errorf("--out-dir: %v", err)
