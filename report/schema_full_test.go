@@ -86,7 +86,9 @@ func TestSchemaFullValues(t *testing.T) {
 	r := fullReport()
 	// A stopped ladder sends no probe; its results are checked with the ladder not stopped.
 	counts := map[string]bool{"Summary.Pass": true, "Summary.Skipped": true} // always written
-	allSet(t, reflect.ValueOf(r), "report", counts, map[reflect.Type]bool{})
+	// stateful's own fields are checked on a stateful result below (stateful.json).
+	statefulOnly := map[string]bool{"Report.Stateful": true, "Report.Advice": true, "Report.Interrupted": true}
+	allSet(t, reflect.ValueOf(r), "report", merged(counts, statefulOnly), map[reflect.Type]bool{})
 	r.Ladder.Stop = ""
 	schematest.ValidateValue(t, "check", r)
 	lad := report.New("vpn.example", "", r.Started)
@@ -103,7 +105,8 @@ func TestSchemaFullValues(t *testing.T) {
 		}}
 	s.Summarize()
 	allSet(t, reflect.ValueOf(s), "survey", map[string]bool{"SurveyTarget.Error": true, "SurveySummary.Pass": true,
-		"SurveySummary.Silent": true, "Report.Ladder": true, "Report.PMTU": true, "Summary.Pass": true, "Summary.Skipped": true},
+		"SurveySummary.Silent": true, "Report.Ladder": true, "Report.PMTU": true, "Summary.Pass": true, "Summary.Skipped": true,
+		"Report.Stateful": true, "Report.Advice": true, "Report.Interrupted": true},
 		map[reflect.Type]bool{})
 	schematest.ValidateValue(t, "survey", s)
 	schematest.ValidateValue(t, "ipsecpath", s)
@@ -191,3 +194,44 @@ func tls(m map[string]any) map[string]any {
 	return res(m)["evidence"].(map[string]any)["tls"].(map[string]any)
 }
 func target(m map[string]any) map[string]any { return m["targets"].([]any)[0].(map[string]any) }
+
+// merged returns the union of the skip sets.
+func merged(sets ...map[string]bool) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range sets {
+		for k := range s {
+			out[k] = true
+		}
+	}
+	return out
+}
+
+// TestSchemaStatefulFull: a stateful result with every field set validates against
+// stateful.json (and the bundle); its fields are refused in a check result, and a timer
+// found without died_s is refused.
+func TestSchemaStatefulFull(t *testing.T) {
+	started := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	r := report.New("203.0.113.10", "203.0.113.10:7500", started)
+	r.Stateful = map[string]*report.StatefulTimer{
+		"udp500": {TimerFound: true, SurvivedS: 9.8, DiedS: 10.3, Flows: 20, Detail: "x", Error: "x"},
+		"esp":    {SurvivedS: 30, Flows: 3},
+	}
+	r.Advice = report.AdviceLines{"x"}
+	r.Interrupted = true
+	r.Finish(started.Add(time.Second))
+	allSet(t, reflect.ValueOf(*r.Stateful["udp500"]), "stateful.udp500", nil, map[reflect.Type]bool{})
+	schematest.ValidateValue(t, "stateful", r)
+	schematest.ValidateValue(t, "ipsecpath", r)
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if schematest.Check("check", b) == nil {
+		t.Error("a check result carrying stateful fields validates against check.json")
+	}
+	r.Stateful["udp500"].DiedS = 0
+	b, _ = json.Marshal(r)
+	if schematest.Check("stateful", b) == nil {
+		t.Error("timer_found without died_s validates")
+	}
+}
