@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -59,9 +60,13 @@ func TestSurveyTwoLabs(t *testing.T) {
 	ka, kb := bytes.Repeat([]byte{5}, 32), bytes.Repeat([]byte{6}, 32)
 	keyA, keyB := writeKey(t, dir, "a.key", ka, 0o600), writeKey(t, dir, "b.key", kb, 0o600)
 	agentA, agentB := labAgent(t, la, ka), labAgent(t, lb, kb)
-	// 192.0.2.100 is on the r1—r2 link of lab a, where no node has it: r1 asks for it by
-	// ARP and gets no answer (its host-unreachable comes only after ~3 s of ARP, beyond the
-	// check's 2 s wait), so nothing comes back within the check.
+	// 192.0.2.100 is on the r1—r2 link of lab a, where no node has it. Left alone, r1 would
+	// ARP for it and send host-unreachable after ~3 s, a race with the check's wait (seen
+	// failing under load): a blackhole route on r1 discards it silently, so nothing at all
+	// comes back, whatever the timing.
+	if out, err := la.Exec(context.Background(), testlab.NodeR1, "ip", "route", "add", "blackhole", "192.0.2.100/32"); err != nil {
+		t.Fatalf("r1: blackhole route: %v: %s", err, out)
+	}
 	targets := filepath.Join(dir, "targets.csv")
 	csv := fmt.Sprintf("target,agent,key_file,label,netns\n%s,%s,%s,lab-a,%s\n%s,%s,%s,lab-b,%s\n192.0.2.100,,,nobody,%s\n",
 		la.Addr("rsp"), agentA, keyA, la.Namespace("ini"),
