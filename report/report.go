@@ -62,8 +62,9 @@ const (
 
 // Hop is a router on the path, found with TTL-limited probes.
 type Hop struct {
-	TTL  int    `json:"ttl"`
-	Addr string `json:"addr,omitempty"` // empty when the hop did not answer
+	TTL      int    `json:"ttl"`
+	Addr     string `json:"addr,omitempty"` // empty when the hop did not answer
+	*Bracket        // a traced failure: last hop reached, first missed (issue 11)
 }
 
 // Fragment is one IP fragment as sent or as seen by the agent.
@@ -147,6 +148,7 @@ type Report struct {
 	DurationMs int64     `json:"duration_ms"`
 	Results    []Result  `json:"results"`
 	PMTU       *PMTU     `json:"pmtu,omitempty"`
+	Trace      *Trace    `json:"trace,omitempty"` // ipsecpath trace's hops and brackets
 	Summary    Summary   `json:"summary"`
 }
 

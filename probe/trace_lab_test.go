@@ -1,0 +1,223 @@
+package probe_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/testlab"
+)
+
+// Lab addresses of the routers as they answer toward ini (DESIGN.md's table) and of rsp.
+const (
+	r1West = "198.51.100.1"
+	r2West = "192.0.2.66"
+	rspIP  = "203.0.113.10"
+	iniIP  = "198.51.100.10"
+	r2East = "203.0.113.1"
+	r1East = "192.0.2.65"
+)
+
+// traceFromIni runs TraceProbe inside ini.
+func traceFromIni(t *testing.T, l *testlab.Lab, cfg probe.TraceConfig) *report.Report {
+	t.Helper()
+	var rep *report.Report
+	t0 := time.Now()
+	err := l.Do("ini", func() error {
+		var err error
+		rep, err = probe.TraceProbe(context.Background(), cfg)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("trace %s: %v", cfg.Probe, err)
+	}
+	t.Logf("trace %s took %s", cfg.Probe, time.Since(t0).Round(time.Millisecond))
+	return rep
+}
+
+// hopAt is "ttl addr" of a bracket end, "-" when absent.
+func hopAt(h *report.HopRef) string {
+	if h == nil {
+		return "-"
+	}
+	return strings.TrimSpace(fmtInt(h.TTL) + " " + h.Addr)
+}
+
+func fmtInt(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + itoa(i)) }
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	s := ""
+	for ; i > 0; i /= 10 {
+		s = string(rune('0'+i%10)) + s
+	}
+	return s
+}
+
+func logTrace(t *testing.T, rep *report.Report) {
+	t.Helper()
+	var b strings.Builder
+	rep.WriteJSON(&b)
+	t.Logf("report:\n%s", b.String())
+}
+
+// wantPath checks one direction of a trace: far end reached or not, and the bracket.
+func wantPath(t *testing.T, name string, p *report.TracePath, farEnd bool, last, first string) {
+	t.Helper()
+	if p == nil {
+		t.Errorf("%s: no path", name)
+		return
+	}
+	if p.FarEnd != farEnd {
+		t.Errorf("%s: far_end %v, want %v (%s)", name, p.FarEnd, farEnd, p.Detail)
+	}
+	if last != "" && hopAt(p.LastReached) != last {
+		t.Errorf("%s: last_reached %s, want %s (%s)", name, hopAt(p.LastReached), last, p.Detail)
+	}
+	if first != "" && hopAt(p.FirstMissed) != first {
+		t.Errorf("%s: first_missed %s, want %s (%s)", name, hopAt(p.FirstMissed), first, p.Detail)
+	}
+}
+
+func TestTraceLab(t *testing.T) {
+	testlab.RequireRoot(t)
+	type dirWant struct {
+		farEnd      bool
+		last, first string
+	}
+	cases := []struct {
+		profile string
+		probe   probe.ID
+		fwd     dirWant
+		rev     *dirWant
+		verdict report.Verdict // forward
+		check   func(t *testing.T, rep *report.Report)
+	}{
+		{profile: "clean", probe: probe.ESPFrag, fwd: dirWant{true, "3 " + rspIP, "-"}, rev: &dirWant{true, "3 " + iniIP, "-"}, verdict: report.Pass},
+		{profile: "frag-drop", probe: probe.IKEFrag, fwd: dirWant{false, "1 " + r1West, "2 " + r2West}, verdict: report.Dropped},
+		{profile: "frag-drop", probe: probe.ESPFrag, fwd: dirWant{false, "1 " + r1West, "2 " + r2West}, verdict: report.Dropped},
+		{profile: "frag-drop", probe: probe.ICMPLarge, fwd: dirWant{false, "1 " + r1West, "2 " + r2West}, verdict: report.Dropped},
+		{profile: "frag-drop", probe: probe.IKE, fwd: dirWant{true, "3 " + rspIP, "-"}, verdict: report.Pass},
+		{profile: "esp-drop", probe: probe.ESP, fwd: dirWant{false, "1 " + r1West, "2 " + r2West}, verdict: report.Dropped},
+		{profile: "udp4500-drop", probe: probe.NATT, fwd: dirWant{false, "2 " + r2West, "3 " + rspIP}, verdict: report.Dropped},
+		{profile: "ah-reject", probe: probe.AH, fwd: dirWant{false, "2 " + r2West, "3 " + rspIP}, verdict: report.Blocked,
+			check: func(t *testing.T, rep *report.Report) {
+				p := rep.Trace.Forward
+				if p.RefusedBy == nil || p.RefusedBy.Addr != r2West || p.RefusedBy.TTL != 2 {
+					t.Errorf("refused_by %+v, want r2 %s at hop 2", p.RefusedBy, r2West)
+				}
+				if h := rep.Results[0].Hop; h == nil || h.Addr != r2West {
+					t.Errorf("hop %+v, want r2 %s", h, r2West)
+				}
+			}},
+		// Reverse: rsp→ini, r2 (hop 1 from rsp, east side 203.0.113.1) drops fragments coming from rsp.
+		{profile: "reverse-frag-drop", probe: probe.ESPFrag, fwd: dirWant{true, "3 " + rspIP, "-"}, rev: &dirWant{false, "0 " + rspIP, "1 " + r2East}, verdict: report.Pass},
+		{profile: "nonfirst-frag-drop", probe: probe.ESPFrag, fwd: dirWant{true, "0 " + iniIP, "3 " + rspIP}, verdict: report.Partial,
+			check: func(t *testing.T, rep *report.Report) {
+				fr := rep.Trace.Forward.Fragments
+				if len(fr) < 2 {
+					t.Fatalf("fragments %+v, want per-fragment fates", fr)
+				}
+				if fr[0].LastReached == nil || fr[0].LastReached.TTL != 2 || fr[0].FarEnd == nil || !*fr[0].FarEnd {
+					t.Errorf("first fragment %+v: want seen past r1 (hop 2 answered) and at the far end", fr[0])
+				}
+				for _, f := range fr[1:] {
+					if f.LastReached != nil || f.FarEnd == nil || *f.FarEnd {
+						t.Errorf("fragment %+v: want never seen", f)
+					}
+				}
+				if d := rep.Trace.Forward.Detail; !strings.Contains(d, "non-first fragments only") {
+					t.Errorf("detail %q does not say that non-first fragments alone die", d)
+				}
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.profile+"/"+string(c.probe), func(t *testing.T) {
+			t.Parallel()
+			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
+			agent := startAgent(t, l)
+			rep := traceFromIni(t, l, probe.TraceConfig{Target: l.Addr("rsp"), Probe: c.probe, Agent: agent, Key: labKey})
+			if rep.Trace == nil {
+				t.Fatal("no trace in the report")
+			}
+			wantPath(t, "forward", rep.Trace.Forward, c.fwd.farEnd, c.fwd.last, c.fwd.first)
+			if c.rev != nil {
+				wantPath(t, "reverse", rep.Trace.Reverse, c.rev.farEnd, c.rev.last, c.rev.first)
+			}
+			if v := rep.Results[0].Verdict; v != c.verdict {
+				t.Errorf("forward verdict %s, want %s (%s)", v, c.verdict, rep.Results[0].Detail)
+			}
+			if c.check != nil {
+				c.check(t, rep)
+			}
+			if t.Failed() || testing.Verbose() {
+				logTrace(t, rep)
+			}
+		})
+	}
+}
+
+// TestTraceLabSilentRouter: r1 sends no time-exceeded at all (a rule in its output hook
+// drops them) while r2 drops fragments: the bracket must be "between hop 0 and hop 2",
+// never r1 as if it were the device.
+func TestTraceLabSilentRouter(t *testing.T) {
+	testlab.RequireRoot(t)
+	l := testlab.ForTest(t, testlab.Spec{Profile: "frag-drop", NoGateways: true})
+	const silent = "table ip ipsecpath_silent {\n\tchain out {\n\t\ttype filter hook output priority 0; policy accept;\n" +
+		"\t\ticmp type time-exceeded counter drop\n\t}\n}\n"
+	if out, err := l.ExecInput(context.Background(), "r1", strings.NewReader(silent), "nft", "-f", "-"); err != nil {
+		t.Fatalf("nft in r1: %v: %s", err, out)
+	}
+	agent := startAgent(t, l)
+	rep := traceFromIni(t, l, probe.TraceConfig{Target: l.Addr("rsp"), Probe: probe.ESPFrag, Agent: agent, Key: labKey})
+	p := rep.Trace.Forward
+	wantPath(t, "forward", p, false, "0 "+iniIP, "2 "+r2West)
+	for _, h := range p.Hops {
+		if h.TTL == 1 && (h.Reached || h.Addr != "") {
+			t.Errorf("hop 1 %+v: r1 sent nothing, want no answer", h)
+		}
+	}
+	if !strings.Contains(p.Detail, "between "+iniIP+" (hop 0) and "+r2West+" (hop 2)") || !strings.Contains(p.Detail, "Hop 1 sent no time-exceeded") {
+		t.Errorf("detail %q: want the 0–2 bracket and hop 1 named as silent", p.Detail)
+	}
+	// The agent's reverse walk: r2 drops fragments from rsp on its way in (hop 1).
+	wantPath(t, "reverse", rep.Trace.Reverse, false, "0 "+rspIP, "1 "+r2East)
+	if t.Failed() {
+		logTrace(t, rep)
+	}
+}
+
+// TestTraceLabOneEnded traces without an agent: arrival is the far end's own answer (rsp's
+// kernel answers ESP with protocol unreachable: nothing there listens for protocol 50).
+func TestTraceLabOneEnded(t *testing.T) {
+	testlab.RequireRoot(t)
+	for _, c := range []struct {
+		profile string
+		id      probe.ID
+		farEnd  bool
+		last    string
+		first   string
+	}{
+		{"clean", probe.ESP, true, "3 " + rspIP, "-"},
+		{"frag-drop", probe.ESPFrag, false, "1 " + r1West, "2 " + r2West},
+		{"esp-drop", probe.ESP, false, "1 " + r1West, "2 " + r2West},
+	} {
+		t.Run(c.profile+"/"+string(c.id), func(t *testing.T) {
+			t.Parallel()
+			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
+			rep := traceFromIni(t, l, probe.TraceConfig{Target: l.Addr("rsp"), Probe: c.id})
+			wantPath(t, "forward", rep.Trace.Forward, c.farEnd, c.last, c.first)
+			if rep.Trace.Reverse != nil {
+				t.Errorf("reverse path without an agent")
+			}
+			if t.Failed() {
+				logTrace(t, rep)
+			}
+		})
+	}
+}
