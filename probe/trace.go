@@ -72,7 +72,8 @@ type TraceConfig struct {
 	Timeout time.Duration
 	// Pace is packets per second toward the target, and asked of the agent (0: DefaultRate).
 	Pace int
-	// Progress, when set, is called with the phase: "tracing", "waiting", "done".
+	// Progress, when set, is called with the phase: "tracing" once the sending starts,
+	// "waiting" at every look for answers (about every 50 ms), "done".
 	Progress func(phase string)
 }
 
@@ -376,6 +377,9 @@ func (t *tracer) run(ctx context.Context) error {
 			scancel()
 			wg.Wait()
 			return fmt.Errorf("trace interrupted: %w", ctx.Err())
+		}
+		if t.progress != nil {
+			t.progress("waiting")
 		}
 		select {
 		case <-tick.C:

@@ -221,3 +221,79 @@ func TestTraceLabOneEnded(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckLabTracesFailures: check fills the hop bracket of every failing result, in JSON
+// and in the text, for about one timeout more; --no-trace (NoTrace) leaves them out.
+func TestCheckLabTracesFailures(t *testing.T) {
+	testlab.RequireRoot(t)
+	F, R := report.Forward, report.Reverse // forward and reverse rows
+	for _, c := range []struct {
+		profile string
+		probes  []probe.ID
+		want    map[string][2]string // failing row → last_reached, first_missed
+	}{
+		{"frag-drop", []probe.ID{probe.IKE, probe.IKEFrag, probe.ESP, probe.ESPFrag, probe.ICMPLarge}, map[string][2]string{
+			key(probe.IKEFrag, F): {"1 " + r1West, "2 " + r2West}, key(probe.ESPFrag, F): {"1 " + r1West, "2 " + r2West},
+			key(probe.ICMPLarge, F): {"1 " + r1West, "2 " + r2West},
+			key(probe.IKEFrag, R): {"0 " + rspIP, "1 " + r2East}, key(probe.ESPFrag, R): {"0 " + rspIP, "1 " + r2East},
+			key(probe.ICMPLarge, R): {"0 " + rspIP, "1 " + r2East},
+		}},
+		{"esp-drop", []probe.ID{probe.ESP, probe.ESPFrag, probe.NATT}, map[string][2]string{
+			key(probe.ESP, F): {"1 " + r1West, "2 " + r2West}, key(probe.ESPFrag, F): {"1 " + r1West, "2 " + r2West},
+			key(probe.ESP, R): {"2 " + r1East, "3 " + iniIP}, key(probe.ESPFrag, R): {"2 " + r1East, "3 " + iniIP},
+		}},
+	} {
+		t.Run(c.profile, func(t *testing.T) {
+			t.Parallel()
+			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
+			agent := startAgent(t, l)
+			cfg := probe.CheckConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey, Probes: c.probes}
+			rep, took := checkFromIni(t, l, cfg)
+			cfg.NoTrace = true
+			bare, tookBare := checkFromIni(t, l, cfg)
+			t.Logf("%s: check took %s, %s without the traces", c.profile, took.Round(time.Millisecond), tookBare.Round(time.Millisecond))
+			var text strings.Builder
+			rep.WriteText(&text, report.TextOptions{})
+			seen := 0
+			for _, r := range rep.Results {
+				k := string(r.Direction) + " " + r.Probe
+				w, failing := c.want[k]
+				if !failing {
+					if r.Verdict.Failed() {
+						t.Errorf("%s: %s (%s), want pass", k, r.Verdict, r.Detail)
+					}
+					continue
+				}
+				seen++
+				if r.Hop == nil || r.Hop.Bracket == nil {
+					t.Errorf("%s: %s without a hop bracket (%s)", k, r.Verdict, r.Detail)
+					continue
+				}
+				if got := [2]string{hopAt(r.Hop.LastReached), hopAt(r.Hop.FirstMissed)}; got != w {
+					t.Errorf("%s: bracket %v, want %v (%s)", k, got, w, r.Detail)
+				}
+				between := r.Hop.Between()
+				if !strings.Contains(r.Detail, between) || !strings.Contains(text.String(), between) {
+					t.Errorf("%s: %q is not in the detail (%s) or the text", k, between, r.Detail)
+				}
+			}
+			if seen != len(c.want) {
+				t.Errorf("%d failing rows, want %d", seen, len(c.want))
+			}
+			var js strings.Builder
+			rep.WriteJSON(&js)
+			if !strings.Contains(js.String(), `"last_reached"`) || !strings.Contains(js.String(), `"first_missed"`) {
+				t.Errorf("JSON without last_reached/first_missed:\n%s", js.String())
+			}
+			for _, r := range bare.Results {
+				if r.Hop != nil && r.Hop.Bracket != nil {
+					t.Errorf("NoTrace: %s %s has a bracket", r.Direction, r.Probe)
+				}
+			}
+			if t.Failed() {
+				t.Logf("text:\n%s\njson:\n%s", text.String(), js.String())
+			}
+		})
+	}
+
+}

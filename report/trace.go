@@ -1,6 +1,8 @@
 package report
 
 import (
+	"fmt"
+	"io"
 	"strconv"
 	"strings"
 )
@@ -137,4 +139,49 @@ func (p *TracePath) HopLines() []string {
 		out = append(out, b.String())
 	}
 	return out
+}
+
+// writeTraceText writes a trace's hops per direction (text form), after the result table.
+func writeTraceText(w io.Writer, t *Trace) {
+	if t == nil {
+		return
+	}
+	for _, d := range []struct {
+		name string
+		p    *TracePath
+	}{{"forward", t.Forward}, {"reverse", t.Reverse}} {
+		if d.p == nil {
+			continue
+		}
+		fmt.Fprintf(w, "%s %s, hop by hop (TTL, who answered, round trip):\n", oneLine(t.Probe), d.name)
+		for _, l := range d.p.HopLines() {
+			fmt.Fprintln(w, l)
+		}
+		for _, f := range d.p.Fragments {
+			fmt.Fprintf(w, "  fragment %d+%d: %s\n", f.Offset, f.Length, f.fate())
+		}
+		if b := d.p.Between(); b != "" && (!d.p.FarEnd || d.p.FirstMissed != nil) {
+			fmt.Fprintf(w, "  dies %s\n", b)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// fate says how far a fragment is known to have got.
+func (f FragmentFate) fate() string {
+	var parts []string
+	if f.LastReached != nil {
+		parts = append(parts, "answered for by "+f.LastReached.String())
+	} else {
+		parts = append(parts, "no router answered for it")
+	}
+	switch {
+	case f.FarEnd == nil:
+		parts = append(parts, "arrival not known (no agent)")
+	case *f.FarEnd:
+		parts = append(parts, "arrived at the far end")
+	default:
+		parts = append(parts, "never arrived at the far end")
+	}
+	return strings.Join(parts, ", ")
 }
