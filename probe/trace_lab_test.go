@@ -235,7 +235,7 @@ func TestCheckLabTracesFailures(t *testing.T) {
 		{"frag-drop", []probe.ID{probe.IKE, probe.IKEFrag, probe.ESP, probe.ESPFrag, probe.ICMPLarge}, map[string][2]string{
 			key(probe.IKEFrag, F): {"1 " + r1West, "2 " + r2West}, key(probe.ESPFrag, F): {"1 " + r1West, "2 " + r2West},
 			key(probe.ICMPLarge, F): {"1 " + r1West, "2 " + r2West},
-			key(probe.IKEFrag, R): {"0 " + rspIP, "1 " + r2East}, key(probe.ESPFrag, R): {"0 " + rspIP, "1 " + r2East},
+			key(probe.IKEFrag, R):   {"0 " + rspIP, "1 " + r2East}, key(probe.ESPFrag, R): {"0 " + rspIP, "1 " + r2East},
 			key(probe.ICMPLarge, R): {"0 " + rspIP, "1 " + r2East},
 		}},
 		{"esp-drop", []probe.ID{probe.ESP, probe.ESPFrag, probe.NATT}, map[string][2]string{
