@@ -458,16 +458,34 @@ func (t *tracer) sendForward(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("trace %s: %w", w.id, err)
 			}
-			if err := r.sender.Send(ctx, pk); err != nil {
+			if err := r.sender.pace(ctx, pk.Dst, len(pk.Wire)); err != nil {
+				return nil // cancelled
+			}
+			t.mu.Lock()
+			c.sent = time.Now() // before the first packet leaves: an answer can beat the write's return
+			t.mu.Unlock()
+			if err := writeAll(r.sender, pk); err != nil {
+				t.mu.Lock()
+				c.sent = time.Time{}
+				t.mu.Unlock()
 				if ctx.Err() != nil {
 					return nil
 				}
 				return fmt.Errorf("trace %s: %w", w.id, err)
 			}
 			t.mu.Lock()
-			c.sent = time.Now()
 			t.sent[0] += len(pk.Wire)
 			t.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// writeAll writes every packet of pk, unpaced (the caller paced them).
+func writeAll(s *Sender, pk *Packets) error {
+	for _, w := range pk.Wire {
+		if err := s.writeTo(pk.Dst, w); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -127,7 +127,7 @@ func (p *TracePath) HopLines() []string {
 		default:
 			b.WriteString(h.Addr)
 			if h.RTTms > 0 {
-				b.WriteString("  " + strconv.FormatFloat(h.RTTms, 'f', 1, 64) + " ms")
+				b.WriteString("  " + strconv.FormatFloat(h.RTTms, 'f', 3, 64) + " ms")
 			}
 		}
 		if h.FarEnd {
