@@ -2,6 +2,7 @@ package probe_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,20 +44,7 @@ func hopAt(h *report.HopRef) string {
 	if h == nil {
 		return "-"
 	}
-	return strings.TrimSpace(fmtInt(h.TTL) + " " + h.Addr)
-}
-
-func fmtInt(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + itoa(i)) }
-
-func itoa(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	s := ""
-	for ; i > 0; i /= 10 {
-		s = string(rune('0'+i%10)) + s
-	}
-	return s
+	return strings.TrimSpace(strconv.Itoa(h.TTL) + " " + h.Addr)
 }
 
 func logTrace(t *testing.T, rep *report.Report) {
