@@ -755,9 +755,15 @@ func (t *tracer) settled() bool {
 			if c.sent.IsZero() {
 				continue
 			}
-			if !c.teFrom.IsValid() && c.err == nil && !(c.farEnd && c.complete()) {
-				return false
+			if c.teFrom.IsValid() || c.err != nil || (c.farEnd && c.complete()) {
+				continue
 			}
+			// One-ended, every copy carries the same nonce: an answer of the far end names
+			// no TTL, but copies at or past the far end's TTL (a reference's) are answered.
+			if f := t.farEnd[dir(w.reverse)]; w.answered && f > 0 && c.ttl >= f {
+				continue
+			}
+			return false
 		}
 	}
 	return true
@@ -995,16 +1001,6 @@ func (t *tracer) missingFrags(w *walk) string {
 		return fmt.Sprintf("%s saw %s arrive from any TTL's copy", witness, what)
 	}
 	return fmt.Sprintf("%s never arrived from any TTL's copy (%s watched)", what, witness)
-}
-
-// copiesUnobserved: no agent reports forward fragments (one-ended).
-func (w *walk) copiesUnobserved() bool {
-	for _, c := range w.copies {
-		if len(c.seen) > 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // fragmentFates is how far each fragment of w is known to have got.
