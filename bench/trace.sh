@@ -15,7 +15,9 @@
 #
 # Each tool runs with its defaults (ipsecpath: 30 hops, 2 s timeout, 100 packets/s;
 # traceroute: 3 queries per hop, 16 in flight, waits up to 5 s; scamper: 2 attempts, 5 s wait,
-# gap limit 5), one-ended (no agent: traceroute cannot use one).
+# gap limit 5), one-ended; each run is cut off after $CAP seconds (default 60: its time then
+# reads as about 60000 ms, its packet count as what it printed so far); no agent (traceroute
+# cannot use one).
 # Printed per pair: the hops where both got an answer and how many of them name the same
 # address ("agree"), whether each reached rsp, wall time of each and the ratio, packets sent
 # by each and the ratio (ipsecpath counts its references and every fragment).
@@ -29,6 +31,9 @@ BIN=${BIN:-bin/ipsecpath}
 PROFILES=${PROFILES:-clean esp-drop frag-drop}
 NAME=ht$$
 RSP=203.0.113.10
+# CAP bounds each tool's run, in seconds: traceroute -P 50 sends one probe at a time and waits
+# 5 s for each silent one (a path that drops ESP after hop 1 takes about 7 minutes).
+CAP=${CAP:-60}
 
 [ "$(id -u)" = 0 ] || { echo "bench/trace.sh: needs root (network namespaces, raw sockets)" >&2; exit 2; }
 for t in traceroute scamper jq; do
@@ -65,7 +70,7 @@ theirs() {
 	local out=$1 t0
 	shift
 	t0=$(now)
-	ip netns exec "ipl-$LAB-ini" traceroute -n "$@" "$RSP" >"$out.txt" 2>"$out.err" || true
+	timeout "$CAP" ip netns exec "ipl-$LAB-ini" traceroute -n "$@" "$RSP" >"$out.txt" 2>"$out.err" || true
 	ms "$t0" >"$out.ms"
 	# " 2  192.0.2.66  0.014 ms …": the first address of each answered hop.
 	awk 'NR > 1 && $2 != "*" { print $1, $2 } NR > 1 && $2 == "*" { for (i = 3; i <= NF; i++) if ($i ~ /^[0-9.]+$/ && $i ~ /\./) { print $1, $i; break } }' "$out.txt" >"$out.hops"
@@ -78,7 +83,7 @@ theirs() {
 scamp() {
 	local out=$1 t0
 	t0=$(now)
-	ip netns exec "ipl-$LAB-ini" scamper -O json -c "trace -P udp-paris -d 500" -i "$RSP" >"$out.json" 2>"$out.err" || true
+	timeout "$CAP" ip netns exec "ipl-$LAB-ini" scamper -O json -c "trace -P udp-paris -d 500" -i "$RSP" >"$out.json" 2>"$out.err" || true
 	ms "$t0" >"$out.ms"
 	jq -r 'select(.type == "trace") | .hops[]? | "\(.probe_ttl) \(.addr)"' "$out.json" | sort -un -k1,1 >"$out.hops"
 	if grep -q " $RSP" "$out.hops"; then echo yes; else echo no; fi >"$out.far"
