@@ -1100,6 +1100,15 @@ func (r *checkRun) traceFailures(ctx context.Context, results []report.Result) {
 		if p.LastReached == nil {
 			continue
 		}
+		if p.FarEnd && x.w.complete() {
+			// It passed when traced: no bracket to give, and the difference is a finding.
+			why := "loss that has stopped, or a device that lets it through now"
+			if x.w.reverse && (x.w.id.Unfragmented() == IKE || x.w.id.Unfragmented() == NATT) {
+				why = "a stateful firewall that let it through once our own UDP 500/4500 of this run had opened the flow (as it would for a rekey soon after traffic), or loss that has stopped"
+			}
+			res.Evidence.Extra = strings.TrimSpace(res.Evidence.Extra + " Traced after the run, it reached " + p.LastReached.Addr + ": " + why + "; not localised.")
+			continue
+		}
 		if res.Hop == nil {
 			res.Hop = p.Hop()
 		} else {

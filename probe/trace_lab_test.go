@@ -285,3 +285,32 @@ func TestCheckLabTracesFailures(t *testing.T) {
 	}
 
 }
+
+// TestCheckLabTraceStateful: on stateful-udp the reverse UDP rows fail in the run (they meet
+// r1 cold) but pass when traced afterwards (our forward UDP opened the flows): the trace must
+// say so instead of inventing a bracket.
+func TestCheckLabTraceStateful(t *testing.T) {
+	testlab.RequireRoot(t)
+	l := testlab.ForTest(t, testlab.Spec{Profile: "stateful-udp", NoGateways: true})
+	agent := startAgent(t, l)
+	rep, _ := checkFromIni(t, l, probe.CheckConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey, Probes: []probe.ID{probe.IKE, probe.NATT}})
+	n := 0
+	for _, r := range rep.Results {
+		if r.Direction != report.Reverse {
+			continue
+		}
+		n++
+		if r.Verdict != report.Dropped {
+			t.Errorf("reverse %s: %s (%s), want dropped", r.Probe, r.Verdict, r.Detail)
+		}
+		if r.Hop != nil && r.Hop.Bracket != nil {
+			t.Errorf("reverse %s: bracket %s for a probe that passed when traced", r.Probe, r.Hop.Between())
+		}
+		if !strings.Contains(r.Evidence.Extra, "Traced after the run, it reached "+iniIP) || !strings.Contains(r.Evidence.Extra, "stateful firewall") {
+			t.Errorf("reverse %s: extra %q does not say the trace passed and why it may", r.Probe, r.Evidence.Extra)
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d reverse rows, want 2", n)
+	}
+}
