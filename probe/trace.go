@@ -113,10 +113,10 @@ func TraceProbe(ctx context.Context, cfg TraceConfig) (*report.Report, error) {
 	}
 	t := r.tracer(cfg.MaxHops, cfg.Timeout)
 	t.progress = cfg.Progress
-	fw := t.add(cfg.Probe, false)
+	fw := t.add(cfg.Probe, false, true)
 	var rv *walk
 	if r.agent != nil && r.agentIP.IsValid() {
-		rv = t.add(cfg.Probe, true)
+		rv = t.add(cfg.Probe, true, true)
 	}
 	if err := t.run(ctx); err != nil {
 		return nil, err
@@ -221,11 +221,12 @@ func (r *checkRun) tracer(maxHops int, timeout time.Duration) *tracer {
 		byNonce: map[uint32]*ttlCopy{}, walkOf: map[uint32]*walk{}}
 }
 
-// add plans the walk of id in one direction, with its references, and returns it.
-func (t *tracer) add(id ID, reverse bool) *walk {
+// add plans the walk of id in one direction, with its references (the small echo, and with
+// unfrag a -frag probe's unfragmented form), and returns it.
+func (t *tracer) add(id ID, reverse, unfrag bool) *walk {
 	w := t.newWalk(id, reverse, false)
 	refs := []ID{smallEcho}
-	if id.Fragmented() {
+	if unfrag && id.Fragmented() {
 		refs = append(refs, id.Unfragmented())
 	}
 	for _, ref := range refs {
@@ -302,6 +303,25 @@ func (t *tracer) ipid(proto uint8) uint16 {
 			return t.nextID
 		}
 	}
+}
+
+// sendOrder lists the walks of a direction in the order their copies of one TTL go out:
+// traced probes first, references last. A router's ICMP rate limit (Linux: a burst of 6,
+// then 1 per second toward one address) then starves a reference rather than a traced
+// probe, and a reference's answer, sent later, shows the router still had the budget to
+// answer the probe's copy had it arrived (see hopMap).
+func (t *tracer) sendOrder(reverse bool) []*walk {
+	var out, refs []*walk
+	for _, w := range t.walks {
+		switch {
+		case w.reverse != reverse:
+		case w.ref:
+			refs = append(refs, w)
+		default:
+			out = append(out, w)
+		}
+	}
+	return append(out, refs...)
 }
 
 // run sends every walk and reads answers until the timeout.
@@ -438,12 +458,7 @@ func (t *tracer) sendForward(ctx context.Context) error {
 	r.sendMu.Lock()
 	defer r.sendMu.Unlock()
 	pk := &r.fwdPk
-	var fwd []*walk
-	for _, w := range t.walks {
-		if !w.reverse {
-			fwd = append(fwd, w)
-		}
-	}
+	fwd := t.sendOrder(false)
 	for ttl := 1; ttl <= t.maxHops; ttl++ {
 		if ttl > t.limit(false) {
 			return nil
@@ -543,12 +558,7 @@ func protoOf(id ID) uint8 {
 // sendReverse asks the agent for the reverse copies, reverseTraceChunk TTLs at a time.
 func (t *tracer) sendReverse(ctx context.Context) error {
 	r := t.r
-	var rev []*walk
-	for _, w := range t.walks {
-		if w.reverse {
-			rev = append(rev, w)
-		}
-	}
+	rev := t.sendOrder(true)
 	for lo := 1; lo <= t.maxHops; lo += reverseTraceChunk {
 		hi := min(lo+reverseTraceChunk-1, t.maxHops, t.limit(true))
 		if lo > hi {
@@ -802,17 +812,24 @@ func (w *walk) farEndTTL() int {
 	return 0
 }
 
-// hopMap returns, per TTL, the address that answered for any walk of the direction
-// (references first): where probes that get that far are answered from.
+// hopMap returns, per TTL, the address a reference of w was answered from there, counting
+// only reference copies sent after w's copy of that TTL: a router's ICMP rate limit may
+// leave a copy unanswered although it arrived, but an answer to a later copy shows the
+// router could still answer (its budget only grows with time, by 1 per second at Linux's
+// default: the few milliseconds between the copies add at most a few thousandths of one).
+// The far end counts when a reference arrived there.
 func (t *tracer) hopMap(w *walk, far netip.Addr) map[int]netip.Addr {
 	m := map[int]netip.Addr{}
-	order := append(append([]*walk(nil), w.refs...), t.walks...)
-	for _, o := range order {
-		if o.reverse != w.reverse {
-			continue
-		}
+	own := map[int]time.Time{}
+	for _, c := range w.copies {
+		own[c.ttl] = c.sent
+	}
+	for _, o := range w.refs {
 		for _, c := range o.copies {
 			if _, ok := m[c.ttl]; ok {
+				continue
+			}
+			if s, ok := own[c.ttl]; !ok || s.IsZero() || c.sent.Before(s) {
 				continue
 			}
 			switch {
@@ -939,12 +956,12 @@ func (t *tracer) path(w *walk) *report.TracePath {
 	case refused != nil:
 		fmt.Fprintf(&b, "%s is refused: %s; it dies %s.", capital(name), refused.err, p.Between())
 	case p.FirstMissed == nil:
-		fmt.Fprintf(&b, "%s dies %s: no hop beyond it answered any probe (the small echo included), so it is not narrowed further.", what, p.Between())
+		fmt.Fprintf(&b, "%s dies %s: no hop beyond it answered the references sent after it (the small echo), so it is not narrowed further.", what, p.Between())
 	default:
-		fmt.Fprintf(&b, "%s dies %s: %s drops it on its way out, or %s on its way in (%s answers probes that get that far, not this one).",
+		fmt.Fprintf(&b, "%s dies %s: %s drops it on its way out, or %s on its way in (%s answered a probe sent after this one, not this one).",
 			what, p.Between(), hopName(p.LastReached, last == 0), hopName(p.FirstMissed, false), p.FirstMissed.Addr)
 		if p.FirstMissed.TTL > last+1 {
-			fmt.Fprintf(&b, " %s no time-exceeded for any probe: the device may also be there.", silentHops(last+1, p.FirstMissed.TTL-1))
+			fmt.Fprintf(&b, " %s no time-exceeded for the references sent after it (silent, or rate-limiting its ICMP): the device may also be there.", silentHops(last+1, p.FirstMissed.TTL-1))
 		}
 	}
 	if frag {
@@ -1082,7 +1099,9 @@ func (r *checkRun) traceFailures(ctx context.Context, results []report.Result) {
 		if rev && (r.agent == nil || !r.agentIP.IsValid()) {
 			continue
 		}
-		ts = append(ts, target{i, t.add(id, rev)})
+		// The run already compared -frag probes with their unfragmented form: the echo
+		// alone maps the hops, and every router is asked for one time-exceeded less per TTL.
+		ts = append(ts, target{i, t.add(id, rev, false)})
 	}
 	if len(ts) == 0 {
 		return

@@ -314,3 +314,56 @@ func TestCheckLabTraceStateful(t *testing.T) {
 		t.Errorf("%d reverse rows, want 2", n)
 	}
 }
+
+// TestCheckLabTraceRateLimited: routers at Linux's default ICMP rate limit (a burst of 6
+// time-exceeded toward one address, then 1 per second; the lab turns it off) on a path where
+// r2 drops, on its way in, every forward probe but the small echo and the control channel (a
+// scratch fault, plain nftables): 11 failing probes ask r1 for more time-exceeded than it
+// will send. A bracket may widen; it must never leave r2's way in outside it.
+func TestCheckLabTraceRateLimited(t *testing.T) {
+	testlab.RequireRoot(t)
+	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
+	ctx := context.Background()
+	const scratch = "table ip ipsecpath_scratch {\n\tchain pre {\n\t\ttype filter hook prerouting priority -450; policy accept;\n" +
+		"\t\tiifname \"west0\" ip frag-off & 0x3fff != 0 counter drop\n" +
+		"\t\tiifname \"west0\" ip protocol { esp, ah, udp } counter drop\n" +
+		"\t\tiifname \"west0\" tcp dport != 7500 counter drop\n\t}\n}\n"
+	if out, err := l.ExecInput(ctx, "r2", strings.NewReader(scratch), "nft", "-f", "-"); err != nil {
+		t.Fatalf("nft in r2: %v: %s", err, out)
+	}
+	for _, n := range []string{"r1", "r2"} {
+		if out, err := l.Exec(ctx, n, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=1000"); err != nil {
+			t.Fatalf("sysctl in %s: %v: %s", n, err, out)
+		}
+	}
+	agent := startAgent(t, l)
+	rep, took := checkFromIni(t, l, probe.CheckConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey, Probes: labProbes})
+	t.Logf("check took %s", took.Round(time.Millisecond))
+	failing, exact := 0, 0
+	for _, r := range rep.Results {
+		if r.Direction != report.Forward {
+			continue
+		}
+		if !r.Verdict.Failed() {
+			t.Errorf("forward %s: %s (%s), want a failure", r.Probe, r.Verdict, r.Detail)
+			continue
+		}
+		failing++
+		if r.Hop == nil || r.Hop.Bracket == nil || r.Hop.LastReached == nil {
+			t.Errorf("forward %s: no bracket (%s)", r.Probe, r.Detail)
+			continue
+		}
+		last, first := r.Hop.LastReached, r.Hop.FirstMissed
+		if last.TTL > 1 || (first != nil && first.TTL < 2) {
+			t.Errorf("forward %s: bracket %s leaves r2's way in (hop 2) outside", r.Probe, r.Hop.Between())
+		}
+		if last.TTL == 1 && first != nil && first.TTL == 2 {
+			exact++
+		}
+		t.Logf("forward %s: %s", r.Probe, r.Hop.Between())
+	}
+	t.Logf("%d of %d brackets exact (r1–r2), the others widened by r1's rate limit", exact, failing)
+	if failing != len(labProbes) {
+		t.Errorf("%d failing forward rows, want %d", failing, len(labProbes))
+	}
+}

@@ -21,7 +21,7 @@ func fakeTrace(t *testing.T, id ID, agent bool, answers, echo map[int]string) (*
 		r.agent = &AgentClient{}
 	}
 	tr := r.tracer(8, time.Second)
-	w := tr.add(id, false)
+	w := tr.add(id, false, true)
 	frags := []report.Fragment{{Offset: 0, Length: 100}}
 	if id.Fragmented() {
 		frags = []report.Fragment{{Offset: 0, Length: 1256, More: true}, {Offset: 1256, Length: 1256, More: true}, {Offset: 2512, Length: 468}}
