@@ -10,6 +10,8 @@
 #
 #   traceroute -n -P 50        vs  ipsecpath trace --probe esp      (raw ESP)
 #   traceroute -n -U -p 500    vs  ipsecpath trace --probe ike      (UDP 500, fixed port)
+#   traceroute -n -U -p 500 … 3000  vs  ipsecpath trace --probe ike-frag  (3000 bytes: the kernel
+#                              fragments traceroute's datagram; ours cuts its own 1280-byte ones)
 #   traceroute -n -T -p 445    vs  ipsecpath trace --probe tcp:445  (TCP SYN)
 #   scamper trace -P udp-paris -d 500  vs  ipsecpath trace --probe ike
 #
@@ -65,12 +67,14 @@ ours() {
 	jq -r '.trace.forward.probes' "$2.json" >"$2.n"
 }
 
-# theirs OUT ARGS…: traceroute with ARGS; the same files as ours.
+# theirs OUT ARGS…: traceroute with ARGS (then the target, then $TRLEN, its packet length,
+# when set); the same files as ours.
 theirs() {
 	local out=$1 t0
 	shift
 	t0=$(now)
-	timeout "$CAP" ip netns exec "ipl-$LAB-ini" traceroute -n "$@" "$RSP" >"$out.txt" 2>"$out.err" || true
+	# shellcheck disable=SC2086 # TRLEN is empty or one number
+	timeout "$CAP" ip netns exec "ipl-$LAB-ini" traceroute -n "$@" "$RSP" ${TRLEN:-} >"$out.txt" 2>"$out.err" || true
 	ms "$t0" >"$out.ms"
 	# " 2  192.0.2.66  0.014 ms …": the first address of each answered hop.
 	awk 'NR > 1 && $2 != "*" { print $1, $2 } NR > 1 && $2 == "*" { for (i = 3; i <= NF; i++) if ($i ~ /^[0-9.]+$/ && $i ~ /\./) { print $1, $i; break } }' "$out.txt" >"$out.hops"
@@ -117,6 +121,9 @@ for PROF in $PROFILES; do
 	ours ike "$d/ike"
 	theirs "$d/tr-ike" -U -p 500
 	compare "ike / traceroute -U 500" "$d/ike" "$d/tr-ike"
+	ours ike-frag "$d/ikef"
+	TRLEN=3000 theirs "$d/tr-ikef" -U -p 500
+	compare "ike-frag / traceroute -U 3000" "$d/ikef" "$d/tr-ikef"
 	ours tcp:445 "$d/tcp"
 	theirs "$d/tr-tcp" -T -p 445
 	compare "tcp:445 / traceroute -T" "$d/tcp" "$d/tr-tcp"
