@@ -151,6 +151,8 @@ func traceResult(w *walk, p *report.TracePath, d report.Direction) report.Result
 		res.Verdict = report.Partial
 	case p.Refused != "":
 		res.Verdict = report.Blocked
+	case p.Unconfirmed:
+		res.Verdict = report.Skipped
 	default:
 		res.Verdict = report.Dropped
 	}
@@ -179,6 +181,9 @@ type tracer struct {
 	sent    [2]int // packets sent per direction
 	// agentFrom is how many packets of the agent's report came before this trace.
 	agentFrom int
+	// echoTTL is the arrival TTL of the far end's echo replies per direction (0: none came):
+	// the target's at our end, ours at the agent.
+	echoTTL [2]uint8
 }
 
 // walk is one probe (or reference) traced in one direction.
@@ -194,6 +199,8 @@ type walk struct {
 	// answered: a reply from the target came back (one-ended; the copy is not known when
 	// every copy carries the same nonce).
 	answered bool
+	// rstTTL is the arrival TTL of the first TCP reset in the target's name (0: none).
+	rstTTL uint8
 }
 
 // ttlCopy is one TTL of a walk.
@@ -659,19 +666,32 @@ func (t *tracer) local(s *Seen) {
 			return
 		}
 	}
-	if s.Src != r.cfg.Target || s.Offset != 0 || r.agent != nil {
-		return // with an agent, forward arrival is what the agent saw
+	if s.Src != r.cfg.Target || s.Offset != 0 {
+		return
 	}
 	m, ok := ClassifyHead(s.Proto, s.Head)
 	if !ok || m.Kind != KindReply {
 		return
 	}
 	if c := t.byNonce[m.Nonce]; c != nil && !c.w.reverse {
-		t.arrived(c, -1)
+		if t.echoTTL[0] == 0 {
+			t.echoTTL[0] = s.TTL // the target's own answers arrive with this TTL
+		}
+		if r.agent == nil {
+			t.arrived(c, -1)
+		}
 		return
 	}
-	if w := t.walkOf[m.Nonce]; w != nil {
-		w.answered = true
+	w := t.walkOf[m.Nonce]
+	switch {
+	case w == nil:
+	case s.Proto == ProtoTCP && m.TCPFlags&TCPRst != 0:
+		// A reset in the target's name may come from a device on the path: judged in path.
+		if w.rstTTL == 0 {
+			w.rstTTL = s.TTL
+		}
+	case r.agent == nil:
+		w.answered = true // with an agent, forward arrival is what the agent saw
 	}
 }
 
@@ -732,6 +752,23 @@ func (t *tracer) collectAgent(ctx context.Context) error {
 				if e.Quoted.Dst == t.r.peer {
 					if c := t.byIPID[ipidKey{true, e.Quoted.Proto, e.Quoted.IPID}]; c != nil {
 						t.icmp(c, e, s.At, t.r.peer)
+					}
+				}
+				continue
+			}
+		}
+		if s.Offset == 0 && s.Src == t.r.peer {
+			// Answers to the agent's reverse probes: our echo replies (their TTL as they
+			// arrive there) and resets in our name.
+			if m, ok := ClassifyHead(s.Proto, s.Head); ok && m.Kind == KindReply {
+				if c := t.byNonce[m.Nonce]; c != nil && c.w.reverse {
+					switch {
+					case c.w.id == smallEcho && s.Proto == ProtoICMP:
+						if t.echoTTL[1] == 0 {
+							t.echoTTL[1] = s.TTL
+						}
+					case s.Proto == ProtoTCP && m.TCPFlags&TCPRst != 0 && c.w.rstTTL == 0:
+						c.w.rstTTL = s.TTL
 					}
 				}
 				continue
@@ -894,6 +931,20 @@ func (t *tracer) path(w *walk) *report.TracePath {
 			break // one far-end row; the TTLs above it only arrive there again
 		}
 	}
+	var reset string // a reset in the target's name that the target did not send
+	if w.rstTTL != 0 {
+		switch {
+		case w.reverse && farTTL == 0:
+			reset = fmt.Sprintf("a TCP reset came back to the agent in %s's name although our capture saw none of the SYNs arrive: a device on the path answers for us", far)
+		case w.reverse:
+		case r.agent != nil && farTTL == 0:
+			reset = fmt.Sprintf("a TCP reset came back in %s's name although the agent saw none of the SYNs arrive: a device on the path answers for it", far)
+		case r.agent == nil && t.echoTTL[0] != 0 && w.rstTTL != t.echoTTL[0]:
+			reset = fmt.Sprintf("a TCP reset came back in %s's name with TTL %d where %s's own echo replies arrive with TTL %d: another device sent it", far, w.rstTTL, far, t.echoTTL[0])
+		case r.agent == nil:
+			w.answered = true // the target's own reset: it got there
+		}
+	}
 	p.FarEnd = farTTL > 0 || w.answered
 	p.FarEndTTL = farTTL
 	hops := t.hopMap(w, far)
@@ -932,6 +983,19 @@ func (t *tracer) path(w *walk) *report.TracePath {
 		lastRef.Addr = from.String()
 	}
 	p.LastReached = lastRef
+	if reset != "" && refused == nil {
+		p.Refused = reset
+		p.RefusedBy = &report.HopRef{}
+		if e := t.echoTTL[dir(w.reverse)]; e != 0 && w.rstTTL > e && farTTL == 0 {
+			// Estimated: the far end's hop count (from the echo) minus the TTL difference.
+			if f := t.farEnd[dir(w.reverse)]; f > int(w.rstTTL-e) {
+				p.RefusedBy.TTL = f - int(w.rstTTL-e)
+				if a, ok := t.hopMap(w, far)[p.RefusedBy.TTL]; ok {
+					p.RefusedBy.Addr = a.String()
+				}
+			}
+		}
+	}
 	if refused != nil {
 		p.Refused = refused.err.String()
 		p.RefusedBy = &report.HopRef{Addr: refused.err.From.String()}
@@ -955,6 +1019,17 @@ func (t *tracer) path(w *walk) *report.TracePath {
 	switch {
 	case refused != nil:
 		fmt.Fprintf(&b, "%s is refused: %s; it dies %s.", capital(name), refused.err, p.Between())
+	case reset != "":
+		fmt.Fprintf(&b, "%s is refused: %s; it dies %s.", capital(name), reset, p.Between())
+		if p.RefusedBy.TTL > 0 {
+			fmt.Fprintf(&b, " By the reset's TTL it comes from %s (estimated).", p.RefusedBy)
+		}
+	case !w.reverse && r.agent == nil && silentByNature(w.id) && p.FirstMissed != nil && p.FirstMissed.Addr == far.String():
+		fmt.Fprintf(&b, "%s reaches %s, the last hop before %s; %s gets no answer from a host, so whether %s received it is not known without the agent (--agent).",
+			capital(name), p.LastReached, far, w.id.Unfragmented(), far)
+		p.Detail = b.String()
+		p.Unconfirmed = true
+		return p
 	case p.FirstMissed == nil:
 		fmt.Fprintf(&b, "%s dies %s: no hop beyond it answered the references sent after it (the small echo), so it is not narrowed further.", what, p.Between())
 	default:
@@ -973,6 +1048,16 @@ func (t *tracer) path(w *walk) *report.TracePath {
 	}
 	p.Detail = b.String()
 	return p
+}
+
+// silentByNature reports the probes a host does not answer by itself when something listens
+// (an IPsec stack takes ESP and AH without a word).
+func silentByNature(id ID) bool {
+	switch id.Unfragmented() {
+	case ESP, AH:
+		return true
+	}
+	return false
 }
 
 // arrivalWitness says how arrival at the far end is known.

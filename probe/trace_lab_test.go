@@ -103,6 +103,20 @@ func TestTraceLab(t *testing.T) {
 					t.Errorf("hop %+v, want r2 %s", h, r2West)
 				}
 			}},
+		// r2 resets SYNs to 445 in rsp's name: the agent never sees them.
+		// Both ways: the reverse SYN's reset goes to the agent, from r2 at rsp's hop 1.
+		{profile: "tcp445-reset", probe: probe.TCP(445), fwd: dirWant{false, "2 " + r2West, "3 " + rspIP},
+			rev: &dirWant{false, "1 " + r2East, "2 " + r1East}, verdict: report.Blocked,
+			check: func(t *testing.T, rep *report.Report) {
+				p := rep.Trace.Forward
+				if !strings.Contains(p.Refused, "TCP reset") || p.RefusedBy == nil || p.RefusedBy.TTL != 2 || p.RefusedBy.Addr != r2West {
+					t.Errorf("refused %q by %+v, want a reset from r2 %s at hop 2 (estimated)", p.Refused, p.RefusedBy, r2West)
+				}
+				p = rep.Trace.Reverse
+				if !strings.Contains(p.Refused, "TCP reset") || p.RefusedBy == nil || p.RefusedBy.TTL != 1 || p.RefusedBy.Addr != r2East {
+					t.Errorf("reverse refused %q by %+v, want a reset from r2 %s at hop 1 (estimated)", p.Refused, p.RefusedBy, r2East)
+				}
+			}},
 		// Reverse: rsp→ini, r2 (hop 1 from rsp, east side 203.0.113.1) drops fragments coming from rsp.
 		{profile: "reverse-frag-drop", probe: probe.ESPFrag, fwd: dirWant{true, "3 " + rspIP, "-"}, rev: &dirWant{false, "0 " + rspIP, "1 " + r2East}, verdict: report.Pass},
 		{profile: "nonfirst-frag-drop", probe: probe.ESPFrag, fwd: dirWant{true, "0 " + iniIP, "3 " + rspIP}, verdict: report.Partial,
@@ -194,12 +208,19 @@ func TestTraceLabOneEnded(t *testing.T) {
 		{"clean", probe.ESP, true, "3 " + rspIP, "-"},
 		{"frag-drop", probe.ESPFrag, false, "1 " + r1West, "2 " + r2West},
 		{"esp-drop", probe.ESP, false, "1 " + r1West, "2 " + r2West},
+		// r2's reset arrives with r2's TTL, not rsp's: blocked, not reached.
+		{"tcp445-reset", probe.TCP(445), false, "2 " + r2West, "3 " + rspIP},
 	} {
 		t.Run(c.profile+"/"+string(c.id), func(t *testing.T) {
 			t.Parallel()
 			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
 			rep := traceFromIni(t, l, probe.TraceConfig{Target: l.Addr("rsp"), Probe: c.id})
 			wantPath(t, "forward", rep.Trace.Forward, c.farEnd, c.last, c.first)
+			if _, tcp := c.id.TCPPort(); tcp {
+				if p := rep.Trace.Forward; p.RefusedBy == nil || p.RefusedBy.TTL != 2 || p.RefusedBy.Addr != r2West || rep.Results[0].Verdict != report.Blocked {
+					t.Errorf("refused by %+v (%s), want blocked by r2 %s at hop 2", p.RefusedBy, rep.Results[0].Verdict, r2West)
+				}
+			}
 			if rep.Trace.Reverse != nil {
 				t.Errorf("reverse path without an agent")
 			}

@@ -87,8 +87,11 @@ type TracePath struct {
 	// Reference is the probe whose hop addresses fill FirstMissed's address (a small ICMP
 	// echo and, for a -frag probe, its unfragmented form).
 	Reference string `json:"reference,omitempty"`
-	Detail    string `json:"detail"`           // one sentence, as in a check result
-	Probes    int    `json:"probes,omitempty"` // packets sent for this direction, references included
+	// Unconfirmed: one-ended, the probe reached the last router before the far end, which
+	// answers this protocol by nature with silence (ESP, AH): its arrival is not known.
+	Unconfirmed bool   `json:"unconfirmed,omitempty"`
+	Detail      string `json:"detail"`           // one sentence, as in a check result
+	Probes      int    `json:"probes,omitempty"` // packets sent for this direction, references included
 }
 
 // Hop is the hop object of a failing result localised by this path: the first hop missed
