@@ -20,7 +20,15 @@ package probe
 // -frag probe, its unfragmented form, traced at the same time. They map which hop answers at
 // which TTL for probes that pass: the first hop after the last one the probe reached that
 // answers them but not the probe is the far end of the bracket; hops that answer nothing
-// widen it.
+// widen it. At every TTL the references go out after the traced probes, and only answers to
+// references sent after a probe's copy count: routers rate-limit their ICMP (Linux: a burst
+// of 6 toward one address, then 1 per second; the lab turns that off), and a router that
+// answered a later copy still had the budget to answer the probe's, had it arrived. A
+// starved reference widens a bracket; it never moves it.
+//
+// Resets: a TCP reset in the far end's name that the far end did not send (with an agent:
+// the SYN was never seen there; without: its TTL differs from the far end's echo replies) is
+// a refusal, its device estimated from the TTL difference and the far end's hop count.
 //
 // Reverse (with an agent): the agent sends TTL-limited copies toward us with send-reverse
 // (its ReverseProbe.TTL), in chunks of reverseTraceChunk TTLs; the time-exceeded come back to
@@ -30,8 +38,9 @@ package probe
 // ESP/AH SPI or echo id.
 //
 // Time: everything is sent at once (paced), then answers are read until Timeout after the
-// first send; a trace of a 2–30 hop path takes about one Timeout. TTLs more than
-// traceFarEndMargin beyond the far end, once a reference arrived there, are not sent.
+// first send (and at least Timeout/2 after the last; within a check, strictly Timeout);
+// a trace of a 2–30 hop path takes about one Timeout. TTLs more than traceFarEndMargin
+// beyond the far end, once a reference arrived there, are not sent.
 
 import (
 	"context"
@@ -169,6 +178,9 @@ type tracer struct {
 	maxHops  int
 	timeout  time.Duration
 	progress func(string)
+	// strict: the run ends timeout after the first send, however long sending takes (check:
+	// its traces may add one timeout, no more); TTLs not sent by then are left out.
+	strict bool
 
 	mu      sync.Mutex
 	walks   []*walk
@@ -357,6 +369,9 @@ func (t *tracer) run(ctx context.Context) error {
 	// after the last (a long path at a low pace); never beyond three timeouts.
 	deadline := start.Add(t.timeout)
 	hard := start.Add(3 * t.timeout)
+	if t.strict {
+		hard = deadline
+	}
 	sctx, scancel := context.WithDeadline(ctx, hard)
 	defer scancel()
 	var wg sync.WaitGroup
@@ -1165,6 +1180,7 @@ func probeName(id ID) string { return "the " + string(id) + " probe" }
 // them: the extra time is about one timeout.
 func (r *checkRun) traceFailures(ctx context.Context, results []report.Result) {
 	t := r.tracer(DefaultTraceMaxHops, r.timeout)
+	t.strict = true
 	type target struct {
 		i int
 		w *walk
