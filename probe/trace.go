@@ -64,6 +64,9 @@ const (
 	// traceFarEndMargin is how many TTLs past the far end (once a copy arrived there) are
 	// still sent: a probe of another protocol may take a slightly longer path.
 	traceFarEndMargin = 2
+	// maxCompanionGap is the longest a companion echo may leave after its probe's copy and
+	// still map the hop for it (see hopMap).
+	maxCompanionGap = 100 * time.Millisecond
 	// reverseTraceChunk is how many TTLs of every reverse walk go in one send-reverse request.
 	reverseTraceChunk = 8
 )
@@ -193,6 +196,7 @@ type tracer struct {
 	sent    [2]int // packets sent per direction
 	// agentFrom is how many packets of the agent's report came before this trace.
 	agentFrom int
+	echoPk Packets // the forward companion echo being sent (sendForward's goroutine)
 	// echoTTL is the arrival TTL of the far end's echo replies per direction (0: none came):
 	// the target's at our end, ours at the agent.
 	echoTTL [2]uint8
@@ -208,6 +212,11 @@ type walk struct {
 	frags   []report.Fragment
 	copies  []*ttlCopy // index TTL-1
 	refs    []*walk    // the reference walks of a traced walk
+	// echo is a traced walk's companion: a small echo whose copy of each TTL goes out right
+	// behind the walk's own, back to back, and maps the hops for it (see hopMap).
+	echo      *walk
+	companion bool  // this walk is some walk's echo
+	unfrag    *walk // a -frag walk's unfragmented form, traced alongside (standalone trace)
 	// answered: a reply from the target came back (one-ended; the copy is not known when
 	// every copy carries the same nonce).
 	answered bool
@@ -244,23 +253,24 @@ func (r *checkRun) tracer(maxHops int, timeout time.Duration) *tracer {
 // unfrag a -frag probe's unfragmented form), and returns it.
 func (t *tracer) add(id ID, reverse, unfrag bool) *walk {
 	w := t.newWalk(id, reverse, false)
-	refs := []ID{smallEcho}
+	w.echo = t.newWalk(smallEcho, reverse, true)
+	w.echo.companion = true
+	w.refs = append(w.refs, w.echo)
 	if unfrag && id.Fragmented() {
-		refs = append(refs, id.Unfragmented())
-	}
-	for _, ref := range refs {
+		ref := id.Unfragmented()
 		if rw := t.findRef(ref, reverse); rw != nil {
-			w.refs = append(w.refs, rw)
-			continue
+			w.unfrag = rw
+		} else {
+			w.unfrag = t.newWalk(ref, reverse, true)
 		}
-		w.refs = append(w.refs, t.newWalk(ref, reverse, true))
+		w.refs = append(w.refs, w.unfrag)
 	}
 	return w
 }
 
 func (t *tracer) findRef(id ID, reverse bool) *walk {
 	for _, w := range t.walks {
-		if w.id == id && w.reverse == reverse {
+		if w.id == id && w.reverse == reverse && w.ref && !w.companion {
 			return w
 		}
 	}
@@ -333,7 +343,7 @@ func (t *tracer) sendOrder(reverse bool) []*walk {
 	var out, refs []*walk
 	for _, w := range t.walks {
 		switch {
-		case w.reverse != reverse:
+		case w.reverse != reverse || w.companion: // companions go with their walk
 		case w.ref:
 			refs = append(refs, w)
 		default:
@@ -491,19 +501,38 @@ func (t *tracer) sendForward(ctx context.Context) error {
 			}
 			t.mu.Lock()
 			c, err := t.buildForward(w, ttl, pk)
+			var ec *ttlCopy
+			if err == nil && w.echo != nil {
+				ec, err = t.buildForward(w.echo, ttl, &t.echoPk)
+			}
 			t.mu.Unlock()
 			if err != nil {
 				return fmt.Errorf("trace %s: %w", w.id, err)
 			}
-			if err := r.sender.pace(ctx, pk.Dst, len(pk.Wire)); err != nil {
+			n := len(pk.Wire)
+			if ec != nil {
+				n += len(t.echoPk.Wire)
+			}
+			// The probe's copy and its echo leave back to back (one pacer reservation).
+			if err := r.sender.pace(ctx, pk.Dst, n); err != nil {
 				return nil // cancelled
 			}
 			t.mu.Lock()
 			c.sent = time.Now() // before the first packet leaves: an answer can beat the write's return
 			t.mu.Unlock()
-			if err := writeAll(r.sender, pk); err != nil {
+			err = writeAll(r.sender, pk)
+			if err == nil && ec != nil {
+				t.mu.Lock()
+				ec.sent = time.Now()
+				t.mu.Unlock()
+				err = writeAll(r.sender, &t.echoPk)
+			}
+			if err != nil {
 				t.mu.Lock()
 				c.sent = time.Time{}
+				if ec != nil {
+					ec.sent = time.Time{}
+				}
 				t.mu.Unlock()
 				if ctx.Err() != nil {
 					return nil
@@ -511,7 +540,7 @@ func (t *tracer) sendForward(ctx context.Context) error {
 				return fmt.Errorf("trace %s: %w", w.id, err)
 			}
 			t.mu.Lock()
-			t.sent[0] += len(pk.Wire)
+			t.sent[0] += n
 			t.mu.Unlock()
 		}
 	}
@@ -590,7 +619,14 @@ func (t *tracer) sendReverse(ctx context.Context) error {
 		var cs []*ttlCopy
 		t.mu.Lock()
 		for ttl := lo; ttl <= hi; ttl++ {
+			var order []*walk
 			for _, w := range rev {
+				order = append(order, w)
+				if w.echo != nil {
+					order = append(order, w.echo) // right behind it (the agent paces them)
+				}
+			}
+			for _, w := range order {
 				first := uint32(0)
 				if len(w.copies) > 0 {
 					first = w.copies[0].nonce
@@ -864,32 +900,32 @@ func (w *walk) farEndTTL() int {
 	return 0
 }
 
-// hopMap returns, per TTL, the address a reference of w was answered from there, counting
-// only reference copies sent after w's copy of that TTL: a router's ICMP rate limit may
-// leave a copy unanswered although it arrived, but an answer to a later copy shows the
-// router could still answer (its budget only grows with time, by 1 per second at Linux's
-// default: the few milliseconds between the copies add at most a few thousandths of one).
-// The far end counts when a reference arrived there.
+// hopMap returns, per TTL, the address w's companion echo was answered from there (or the
+// far end, when it arrived there). Routers rate-limit their ICMP (Linux: a burst of 6 toward
+// one address, then 1 per second), so a copy may go unanswered although it arrived; the
+// companion leaves right behind the probe's copy (back to back forward; one pacing interval
+// later from the agent), so when the companion was answered the router had the budget to
+// answer the probe's copy too, had it arrived: its budget grows by no more than the gap
+// between the two (a thousandth of an answer forward; in reverse, where the agent paces them,
+// a few hundredths at 100 packets/s). Copies of other walks prove nothing of the kind and are not used.
 func (t *tracer) hopMap(w *walk, far netip.Addr) map[int]netip.Addr {
 	m := map[int]netip.Addr{}
+	if w.echo == nil {
+		return m
+	}
 	own := map[int]time.Time{}
 	for _, c := range w.copies {
 		own[c.ttl] = c.sent
 	}
-	for _, o := range w.refs {
-		for _, c := range o.copies {
-			if _, ok := m[c.ttl]; ok {
-				continue
-			}
-			if s, ok := own[c.ttl]; !ok || s.IsZero() || c.sent.Before(s) {
-				continue
-			}
-			switch {
-			case c.teFrom.IsValid():
-				m[c.ttl] = c.teFrom
-			case c.farEnd:
-				m[c.ttl] = far
-			}
+	for _, c := range w.echo.copies {
+		if s, ok := own[c.ttl]; !ok || s.IsZero() || c.sent.IsZero() || c.sent.Before(s) || c.sent.Sub(s) > maxCompanionGap {
+			continue
+		}
+		switch {
+		case c.teFrom.IsValid():
+			m[c.ttl] = c.teFrom
+		case c.farEnd:
+			m[c.ttl] = far
 		}
 	}
 	return m
@@ -1046,13 +1082,20 @@ func (t *tracer) path(w *walk) *report.TracePath {
 		p.Unconfirmed = true
 		return p
 	case p.FirstMissed == nil:
-		fmt.Fprintf(&b, "%s dies %s: no hop beyond it answered the references sent after it (the small echo), so it is not narrowed further.", what, p.Between())
+		fmt.Fprintf(&b, "%s dies %s: no hop beyond it answered the echo sent right behind it, so it is not narrowed further.", what, p.Between())
 	default:
-		fmt.Fprintf(&b, "%s dies %s: %s drops it on its way out, or %s on its way in (%s answered a probe sent after this one, not this one).",
+		fmt.Fprintf(&b, "%s dies %s: %s drops it on its way out, or %s on its way in (%s answered the echo sent right behind it, not it).",
 			what, p.Between(), hopName(p.LastReached, last == 0), hopName(p.FirstMissed, false), p.FirstMissed.Addr)
 		if p.FirstMissed.TTL > last+1 {
-			fmt.Fprintf(&b, " %s no time-exceeded for the references sent after it (silent, or rate-limiting its ICMP): the device may also be there.", silentHops(last+1, p.FirstMissed.TTL-1))
+			fmt.Fprintf(&b, " %s no time-exceeded for the echo sent right behind it either (silent, or rate-limiting its ICMP): the device may also be there.", silentHops(last+1, p.FirstMissed.TTL-1))
 		}
+	}
+	if u := w.unfrag; u != nil && (u.farEndTTL() > 0 || u.answered) {
+		fmt.Fprintf(&b, " Its unfragmented form (%s) reaches %s", u.id, far)
+		if f := u.farEndTTL(); f > 0 {
+			fmt.Fprintf(&b, " (hop %d)", f)
+		}
+		b.WriteString(".")
 	}
 	if frag {
 		if !w.reverse && t.r.agent == nil {
