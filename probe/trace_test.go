@@ -13,7 +13,7 @@ import (
 // fakeTrace builds a finished forward trace of probe id without sockets: answers maps a
 // TTL to what came back for the traced probe, echo to what came back for the reference
 // echo. "far" marks arrival at the far end; an address a time-exceeded from it.
-func fakeTrace(t *testing.T, id ID, agent bool, answers, echo map[int]string) (*tracer, *walk) {
+func fakeTrace(t *testing.T, id ID, agent bool, answers, echo map[int]string, echoDelay time.Duration) (*tracer, *walk) {
 	t.Helper()
 	r := &checkRun{src: netip.MustParseAddr("198.51.100.10"), cfg: CheckConfig{Target: netip.MustParseAddr("203.0.113.10")},
 		byNonce: map[uint32]attemptRef{}, byIPID: map[ipidKey]attemptRef{}}
@@ -27,10 +27,10 @@ func fakeTrace(t *testing.T, id ID, agent bool, answers, echo map[int]string) (*
 		frags = []report.Fragment{{Offset: 0, Length: 1256, More: true}, {Offset: 1256, Length: 1256, More: true}, {Offset: 2512, Length: 468}}
 	}
 	sent := time.Unix(1000, 0)
-	fill := func(w *walk, ans map[int]string, frags []report.Fragment) {
+	fill := func(w *walk, ans map[int]string, frags []report.Fragment, delay time.Duration) {
 		w.frags = frags
 		for ttl := 1; ttl <= 8; ttl++ {
-			c := &ttlCopy{w: w, ttl: ttl, ipid: uint16(ttl), sent: sent}
+			c := &ttlCopy{w: w, ttl: ttl, ipid: uint16(ttl), sent: sent.Add(delay)}
 			w.copies = append(w.copies, c)
 			switch a := ans[ttl]; {
 			case a == "far":
@@ -46,10 +46,8 @@ func fakeTrace(t *testing.T, id ID, agent bool, answers, echo map[int]string) (*
 			}
 		}
 	}
-	fill(w, answers, frags)
-	for _, rw := range w.refs {
-		fill(rw, echo, []report.Fragment{{Offset: 0, Length: 108}})
-	}
+	fill(w, answers, frags, 0)
+	fill(w.echo, echo, []report.Fragment{{Offset: 0, Length: 108}}, echoDelay)
 	return tr, w
 }
 
@@ -64,6 +62,7 @@ func TestTracePathBrackets(t *testing.T) {
 		farEnd      bool
 		last, first string
 		detail      []string
+		echoDelay   time.Duration
 	}{
 		{name: "clean", id: ESP, agent: true, probe: passing, echo: passing, farEnd: true, last: "3 " + rsp, first: "-",
 			detail: []string{"reaches 203.0.113.10 (hop 3): the agent saw it"}},
@@ -79,11 +78,15 @@ func TestTracePathBrackets(t *testing.T) {
 			detail: []string{"refused", "from 192.0.2.66"}},
 		{name: "first fragment only", id: ESPFrag, agent: true, probe: map[int]string{1: r1, 2: r2, 3: "first-only", 4: "first-only"}, echo: passing, farEnd: true,
 			last: "0 198.51.100.10", first: "3 " + rsp, detail: []string{"the first fragment reaches 203.0.113.10 (hop 3)", "none of its 2 non-first fragments", "non-first fragments only"}},
+		// The echo left long after the probe's copy: a router's ICMP budget may have grown in
+		// between, so its answers say nothing about the probe's copy.
+		{name: "late echo", id: ESP, agent: true, probe: map[int]string{1: r1}, echo: passing, echoDelay: 2 * time.Second, last: "1 " + r1, first: "-",
+			detail: []string{"not narrowed"}},
 		{name: "one-ended fragments", id: ESPFrag, probe: map[int]string{1: r1}, echo: passing, last: "1 " + r1, first: "2 " + r2,
 			detail: []string{"first fragment dies between", "no agent watches the far end"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			tr, w := fakeTrace(t, c.id, c.agent, c.probe, c.echo)
+			tr, w := fakeTrace(t, c.id, c.agent, c.probe, c.echo, c.echoDelay)
 			p := tr.path(w)
 			if p.FarEnd != c.farEnd {
 				t.Errorf("far_end %v, want %v", p.FarEnd, c.farEnd)
