@@ -171,7 +171,9 @@ func traceResult(w *walk, p *report.TracePath, d report.Direction) report.Result
 	if res.Verdict != report.Pass {
 		res.Hop = p.Hop()
 	}
-	res.Evidence.Attempts = p.Probes
+	if p.Probes > 0 {
+		res.Evidence.Extra = fmt.Sprintf("%d packets sent in this direction (every TTL, fragments and the echo sent behind each copy counted).", p.Probes)
+	}
 	return res
 }
 
@@ -760,6 +762,9 @@ func (t *tracer) icmp(c *ttlCopy, e ICMPError, at time.Time, far netip.Addr) {
 	case e.From == far && e.Unreachable() && !e.AdminProhibited():
 		// The far end's own kernel: port or protocol unreachable means it got there whole.
 		t.arrived(c, -1)
+	case e.From == far && e.TimeExceeded() && e.Code == 1:
+		// Its reassembly timed out: the first fragment got there, not every other one.
+		t.arrived(c, 0)
 	default:
 		if c.err == nil {
 			ce := e
