@@ -198,7 +198,7 @@ type tracer struct {
 	sent    [2]int // packets sent per direction
 	// agentFrom is how many packets of the agent's report came before this trace.
 	agentFrom int
-	echoPk Packets // the forward companion echo being sent (sendForward's goroutine)
+	echoPk    Packets // the forward companion echo being sent (sendForward's goroutine)
 	// echoTTL is the arrival TTL of the far end's echo replies per direction (0: none came):
 	// the target's at our end, ours at the agent.
 	echoTTL [2]uint8
