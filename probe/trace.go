@@ -65,8 +65,11 @@ const (
 	// still sent: a probe of another protocol may take a slightly longer path.
 	traceFarEndMargin = 2
 	// maxCompanionGap is the longest a companion echo may leave after its probe's copy and
-	// still map the hop for it (see hopMap).
-	maxCompanionGap = 100 * time.Millisecond
+	// still map the hop for it (see hopMap): forward they leave back to back; in reverse the
+	// agent paces them (a fragmented probe's copy is 3–4 packets, and the agent's own sender
+	// paces again: 110 ms were seen in the lab under load).
+	maxCompanionGap        = 100 * time.Millisecond
+	maxReverseCompanionGap = 250 * time.Millisecond
 	// reverseTraceChunk is how many TTLs of every reverse walk go in one send-reverse request.
 	reverseTraceChunk = 8
 )
@@ -232,7 +235,9 @@ type ttlCopy struct {
 	ttl   int
 	ipid  uint16
 	nonce uint32
-	sent  time.Time // zero: not sent
+	// packets is how many IP packets (fragments) the copy is.
+	packets int
+	sent    time.Time // zero: not sent
 	// teFrom answered time-exceeded in transit (code 0) for this copy's first fragment.
 	teFrom netip.Addr
 	teRTT  time.Duration
@@ -392,7 +397,12 @@ func (t *tracer) run(ctx context.Context) error {
 	go func() { defer wg.Done(); errc <- t.sendForward(sctx) }()
 	if r.agent != nil && r.agentIP.IsValid() && t.hasReverse() {
 		wg.Add(1)
-		go func() { defer wg.Done(); errc <- t.sendReverse(sctx) }()
+		// A send-reverse request cut off midway leaves the control session unusable for the
+		// last report: requests are bounded instead (by size, see sendReverse, and by rctx),
+		// and sctx only stops new ones.
+		rctx, rcancel := context.WithDeadline(ctx, hard.Add(setupTimeout))
+		defer rcancel()
+		go func() { defer wg.Done(); errc <- t.sendReverse(sctx, rctx) }()
 	}
 	sendersDone := make(chan struct{})
 	go func() { wg.Wait(); close(sendersDone) }()
@@ -609,7 +619,10 @@ func protoOf(id ID) uint8 {
 }
 
 // sendReverse asks the agent for the reverse copies, reverseTraceChunk TTLs at a time.
-func (t *tracer) sendReverse(ctx context.Context) error {
+// stop ends the sending (no new request); each request runs under ctx, never cut off by
+// stop. A request holds at most as many packets as the agent sends in a quarter of the
+// timeout at the run's pace, so the run outlives its deadline by that much at most.
+func (t *tracer) sendReverse(stop, ctx context.Context) error {
 	r := t.r
 	rev := t.sendOrder(true)
 	for lo := 1; lo <= t.maxHops; lo += reverseTraceChunk {
@@ -647,7 +660,7 @@ func (t *tracer) sendReverse(ctx context.Context) error {
 				if w.frags == nil {
 					w.frags = append([]report.Fragment(nil), r.revPk.Frags...)
 				}
-				c := &ttlCopy{w: w, ttl: ttl, ipid: r.revPk.IPID, nonce: n}
+				c := &ttlCopy{w: w, ttl: ttl, ipid: r.revPk.IPID, nonce: n, packets: len(r.revPk.Wire)}
 				w.copies = append(w.copies, c)
 				t.byIPID[ipidKey{true, r.revPk.Proto, r.revPk.IPID}] = c
 				t.byNonce[n] = c
@@ -657,8 +670,21 @@ func (t *tracer) sendReverse(ctx context.Context) error {
 			}
 		}
 		t.mu.Unlock()
+		pace := r.cfg.Pace
+		if pace == 0 {
+			pace = DefaultRate
+		}
+		budget := max(8, int(float64(pace)*t.timeout.Seconds()/4)) // packets per request
 		for len(req) > 0 {
-			n := min(len(req), MaxReverseProbes)
+			if stop.Err() != nil {
+				return nil
+			}
+			n, pkts := 0, 0
+			// A companion echo stays in the request of its probe's copy (see hopMap).
+			for n < min(len(req), MaxReverseProbes) && (n == 0 || pkts+cs[n].packets <= budget || cs[n].w.companion) {
+				pkts += cs[n].packets
+				n++
+			}
 			res, err := r.agent.SendReverse(ctx, req[:n], r.cfg.Pace)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -911,8 +937,10 @@ func (w *walk) farEndTTL() int {
 // companion leaves right behind the probe's copy (back to back forward; one pacing interval
 // later from the agent), so when the companion was answered the router had the budget to
 // answer the probe's copy too, had it arrived: its budget grows by no more than the gap
-// between the two (a thousandth of an answer forward; in reverse, where the agent paces them,
-// a few hundredths at 100 packets/s). Copies of other walks prove nothing of the kind and are not used.
+// between the two: forward, where they leave back to back, a thousandth of an answer; in
+// reverse, where the agent paces them, up to maxReverseCompanionGap's worth (a quarter of an
+// answer at Linux's 1 per second): at a router already rate-limiting toward the agent, a
+// reverse bracket can then be one hop too narrow, with about that probability. Copies of other walks prove nothing of the kind and are not used.
 func (t *tracer) hopMap(w *walk, far netip.Addr) map[int]netip.Addr {
 	m := map[int]netip.Addr{}
 	if w.echo == nil {
@@ -922,8 +950,12 @@ func (t *tracer) hopMap(w *walk, far netip.Addr) map[int]netip.Addr {
 	for _, c := range w.copies {
 		own[c.ttl] = c.sent
 	}
+	gap := maxCompanionGap
+	if w.reverse {
+		gap = maxReverseCompanionGap
+	}
 	for _, c := range w.echo.copies {
-		if s, ok := own[c.ttl]; !ok || s.IsZero() || c.sent.IsZero() || c.sent.Before(s) || c.sent.Sub(s) > maxCompanionGap {
+		if s, ok := own[c.ttl]; !ok || s.IsZero() || c.sent.IsZero() || c.sent.Before(s) || c.sent.Sub(s) > gap {
 			continue
 		}
 		switch {
