@@ -889,7 +889,8 @@ func (t *tracer) settled() bool {
 			}
 			// One-ended, every copy carries the same nonce: an answer of the far end names
 			// no TTL, but copies at or past the far end's TTL (a reference's) are answered.
-			if f := t.farEnd[dir(w.reverse)]; w.answered && f > 0 && c.ttl >= f {
+			answered := w.answered || (t.r.agent == nil && w.rstTTL != 0 && w.rstTTL == t.echoTTL[0])
+			if f := t.farEnd[dir(w.reverse)]; answered && f > 0 && c.ttl >= f {
 				continue
 			}
 			return false
