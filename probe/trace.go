@@ -199,9 +199,10 @@ type tracer struct {
 	nonces  []uint32
 	farEnd  [2]int // least TTL known to arrive at the far end, per direction (0: not yet)
 	sent    [2]int // packets sent per direction
-	// agentFrom is how many packets of the agent's report came before this trace.
-	agentFrom int
-	echoPk    Packets // the forward companion echo being sent (sendForward's goroutine)
+	// agentFrom is how many packets of the agent's report came before this trace;
+	// agentSeen how many are in the pcap already.
+	agentFrom, agentSeen int
+	echoPk               Packets // the forward companion echo being sent (sendForward's goroutine)
 	// echoTTL is the arrival TTL of the far end's echo replies per direction (0: none came):
 	// the target's at our end, ours at the agent.
 	echoTTL [2]uint8
@@ -379,7 +380,7 @@ func (t *tracer) run(ctx context.Context) error {
 		if err != nil {
 			return envErr("%w", err)
 		}
-		t.agentFrom = len(rep.Seen)
+		t.agentFrom, t.agentSeen = len(rep.Seen), len(rep.Seen)
 	}
 	start := time.Now()
 	// Answers are awaited until timeout after the first send, and at least half of it
@@ -554,6 +555,17 @@ func (t *tracer) sendForward(ctx context.Context) error {
 			t.mu.Lock()
 			t.sent[0] += n
 			t.mu.Unlock()
+			if pc := r.cfg.Pcap; pc != nil {
+				note := fmt.Sprintf("trace %s TTL %d", w.id, ttl)
+				for _, b := range pk.Wire {
+					pc.WritePacketAt("initiator", c.sent, b, note)
+				}
+				if ec != nil {
+					for _, b := range t.echoPk.Wire {
+						pc.WritePacketAt("initiator", ec.sent, b, note+" (its echo)")
+					}
+				}
+			}
 		}
 	}
 	return nil
@@ -717,6 +729,11 @@ func (t *tracer) collectLocal() {
 			t.local(&seen[i])
 		}
 		t.mu.Unlock()
+		if pc := t.r.cfg.Pcap; pc != nil {
+			for i := range seen {
+				pc.WritePacketAt("initiator", seen[i].At, seenPacket(&seen[i]), "")
+			}
+		}
 	}
 }
 
@@ -827,6 +844,12 @@ func (t *tracer) collectAgent(ctx context.Context) error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for i := t.agentSeen; i < len(rep.Seen); i++ {
+		if pc := t.r.cfg.Pcap; pc != nil && i >= t.agentFrom {
+			pc.WritePacketAt("agent", rep.Seen[i].At, seenPacket(&rep.Seen[i]), "")
+		}
+	}
+	t.agentSeen = max(t.agentSeen, len(rep.Seen))
 	for i := t.agentFrom; i < len(rep.Seen); i++ {
 		s := &rep.Seen[i]
 		if s.Proto == ProtoICMP && s.Offset == 0 {
