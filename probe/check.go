@@ -95,6 +95,11 @@ type CheckConfig struct {
 	Pcap *report.Pcap
 	// Progress, when set, is called as probes get their answers.
 	Progress func(CheckProgress)
+	// NoTrace skips localising the failures: without it, the probes of every failing
+	// result (dropped, blocked, frag-dropped, partial) are traced hop by hop after the main
+	// run, both directions, for about one Timeout more (trace.go), and each such result's
+	// hop gets its bracket.
+	NoTrace bool
 	// PathMTU prepares the pmtu probe toward target (the pmtu package plugs in here). It is
 	// called in Check's own goroutine, so sockets it opens are in the caller's network
 	// namespace; the search it returns then runs on another goroutine, bounded by its ctx,
@@ -110,7 +115,7 @@ type CheckConfig struct {
 
 // CheckProgress is a progress report of a running check.
 type CheckProgress struct {
-	Phase   string // "reverse-udp", "probing", "waiting", "done"
+	Phase   string // "reverse-udp", "probing", "waiting", "tracing", "done"
 	Decided int    // probes (per direction) that have their answer
 	Total   int
 }
@@ -233,7 +238,12 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 	for i, p := range r.list {
 		outs[i] = *p.out
 	}
-	for _, res := range Judge(outs) {
+	results := Judge(outs)
+	if !cfg.NoTrace {
+		r.progress("tracing")
+		r.traceFailures(ctx, results)
+	}
+	for _, res := range results {
 		rep.Add(res)
 	}
 	for _, p := range r.list {

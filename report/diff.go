@@ -185,8 +185,22 @@ func sameHop(a, b *Hop) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.TTL == b.TTL && a.Addr == b.Addr && a.Estimated == b.Estimated &&
-		sameHop(a.LastReached, b.LastReached) && sameHop(a.FirstMissed, b.FirstMissed)
+	return a.TTL == b.TTL && a.Addr == b.Addr && a.Estimated == b.Estimated && sameBracket(a.Bracket, b.Bracket)
+}
+
+// sameBracket reports whether two traced brackets name the same hops.
+func sameBracket(a, b *Bracket) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return sameRef(a.LastReached, b.LastReached) && sameRef(a.FirstMissed, b.FirstMissed)
+}
+
+func sameRef(a, b *HopRef) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // WriteJSON writes d indented, with a final newline.

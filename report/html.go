@@ -152,28 +152,40 @@ type htmlLine struct {
 // arrived with at either end.
 func pathHops(r *Report) (n int, fwd map[int]string, rev map[int]string) {
 	fwd, rev = map[int]string{}, map[int]string{}
-	note := func(d Direction, h *Hop) {
-		if h == nil || h.TTL <= 0 || h.TTL > 64 {
+	noteAt := func(d Direction, ttl int, addr string) {
+		if ttl <= 0 || ttl > 64 {
 			return
 		}
-		n = max(n, h.TTL-1) // a hop at TTL t has t-1 routers before it at least
-		if h.Addr == "" {
+		n = max(n, ttl-1) // a hop at TTL t has t-1 routers before it at least
+		if addr == "" {
 			return
 		}
 		if d == Reverse {
-			rev[h.TTL] = h.Addr
+			rev[ttl] = addr
 		} else {
-			fwd[h.TTL] = h.Addr
+			fwd[ttl] = addr
+		}
+	}
+	note := func(d Direction, h *Hop) {
+		if h != nil {
+			noteAt(d, h.TTL, h.Addr)
+		}
+	}
+	noteRef := func(d Direction, h *HopRef) {
+		if h != nil {
+			noteAt(d, h.TTL, h.Addr)
 		}
 	}
 	for i := range r.Results {
 		res := &r.Results[i]
 		if h := res.Hop; h != nil {
 			note(res.Direction, h)
-			note(res.Direction, h.LastReached)
-			note(res.Direction, h.FirstMissed)
-			if h.LastReached != nil {
-				n = max(n, h.LastReached.TTL)
+			if b := h.Bracket; b != nil {
+				noteRef(res.Direction, b.LastReached)
+				noteRef(res.Direction, b.FirstMissed)
+				if b.LastReached != nil {
+					n = max(n, b.LastReached.TTL)
+				}
 			}
 		}
 		for _, f := range res.Evidence.FragmentsSeen {
@@ -281,7 +293,7 @@ func buildHTMLView(r *Report, opt HTMLOptions) *htmlView {
 		switch {
 		case res.Verdict == Pass:
 			ln.X2, ln.Pass = goal, true
-		case h != nil && (h.LastReached != nil || h.FirstMissed != nil):
+		case h != nil && h.Bracket != nil && (h.LastReached != nil || h.FirstMissed != nil):
 			last := 0
 			if h.LastReached != nil {
 				last = h.LastReached.TTL

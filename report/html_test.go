@@ -61,9 +61,9 @@ func TestHTMLPathGeometry(t *testing.T) {
 	seen := []Fragment{{Offset: 0, Length: 100, TTL: 62}}
 	r.Add(Result{Probe: "esp", Direction: Forward, Verdict: Pass, Evidence: Evidence{FragmentsSeen: seen}})
 	r.Add(Result{Probe: "esp-frag", Direction: Forward, Verdict: FragDropped,
-		Hop: &Hop{LastReached: &Hop{TTL: 1, Addr: "198.51.100.1"}, FirstMissed: &Hop{TTL: 2, Addr: "192.0.2.66"}}})
+		Hop: &Hop{Bracket: &Bracket{LastReached: &HopRef{TTL: 1, Addr: "198.51.100.1"}, FirstMissed: &HopRef{TTL: 2, Addr: "192.0.2.66"}}}})
 	r.Add(Result{Probe: "esp-frag", Direction: Reverse, Verdict: FragDropped,
-		Hop: &Hop{FirstMissed: &Hop{TTL: 1, Addr: "203.0.113.1"}}})
+		Hop: &Hop{Bracket: &Bracket{FirstMissed: &HopRef{TTL: 1, Addr: "203.0.113.1"}}}})
 	r.Add(Result{Probe: "ah", Direction: Forward, Verdict: Blocked, Hop: &Hop{TTL: 1, Addr: "198.51.100.1"}})
 	r.Add(Result{Probe: "natt", Direction: Forward, Verdict: Dropped})
 	v := buildHTMLView(r, HTMLOptions{})

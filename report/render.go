@@ -61,15 +61,11 @@ func (h *Hop) String() string {
 	if h == nil {
 		return ""
 	}
-	if h.LastReached != nil || h.FirstMissed != nil {
-		last := "hop 0 (the sender)"
-		if h.LastReached != nil {
-			last = h.LastReached.String()
+	if b := h.Bracket; b != nil && (b.LastReached != nil || b.FirstMissed != nil) {
+		if b.LastReached == nil {
+			return "between hop 0 (the sender) and " + b.FirstMissed.String()
 		}
-		if h.FirstMissed == nil {
-			return "after " + last
-		}
-		return "between " + last + " and " + h.FirstMissed.String()
+		return b.Between()
 	}
 	if h.Estimated && h.Addr == "" {
 		return "about hop " + strconv.Itoa(h.TTL) + " (estimated from the TTL)"

@@ -68,10 +68,10 @@ type Hop struct {
 	// Estimated marks a hop placed only by the TTL a packet arrived with (a reset sent in the
 	// target's name: its source address says nothing), assuming a common initial TTL.
 	Estimated bool `json:"estimated,omitempty"`
-	// LastReached and FirstMissed bracket where a probe died (DESIGN.md): the last hop it is
-	// known to have reached and the first it did not; the faulty device is one end.
-	LastReached *Hop `json:"last_reached,omitempty"`
-	FirstMissed *Hop `json:"first_missed,omitempty"`
+	// Bracket (last_reached, first_missed) says where a traced probe died (DESIGN.md): the
+	// last hop it is known to have reached and the first it did not; the faulty device is
+	// one end.
+	*Bracket
 }
 
 // Fragment is one IP fragment as sent or as seen by the agent.
@@ -183,6 +183,7 @@ type Report struct {
 	Results    []Result  `json:"results"`
 	PMTU       *PMTU     `json:"pmtu,omitempty"`
 	Ladder     *Ladder   `json:"ladder,omitempty"` // the triage ladder run before the probes
+	Trace      *Trace    `json:"trace,omitempty"`  // ipsecpath trace's hops and brackets
 	Summary    Summary   `json:"summary"`
 	// Stateful is the result of `ipsecpath stateful`: the idle timer per protocol
 	// (udp500, udp4500, esp, ah). A report with it is rendered as a stateful result.

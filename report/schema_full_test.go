@@ -19,7 +19,7 @@ func fullReport() *report.Report {
 	frag := report.Fragment{Offset: 1480, Length: 520, More: true, TTL: 63, DF: true}
 	r.Add(report.Result{Probe: "tls:443", Direction: report.Forward, Verdict: report.Blocked, Detail: "x",
 		Hop: &report.Hop{TTL: 3, Addr: "198.51.100.1", Estimated: true,
-			LastReached: &report.Hop{TTL: 2, Addr: "198.51.100.1"}, FirstMissed: &report.Hop{TTL: 3, Estimated: true}},
+			Bracket: &report.Bracket{LastReached: &report.HopRef{TTL: 2, Addr: "198.51.100.1"}, FirstMissed: &report.HopRef{TTL: 3, Addr: "192.0.2.66"}}},
 		Evidence: report.Evidence{Size: 1500, Attempts: 2, FragmentsSent: []report.Fragment{frag}, FragmentsSeen: []report.Fragment{frag},
 			ICMP:  &report.ICMP{Type: 3, Code: 4, From: "198.51.100.1", MTU: 1400, Text: "fragmentation needed"},
 			RTTms: 1.5, Answer: "rst", AnsweredBy: "203.0.113.10", AgentSaw: &yes, Inferred: "x", Compared: "ike", Extra: "x",
@@ -87,7 +87,7 @@ func TestSchemaFullValues(t *testing.T) {
 	// A stopped ladder sends no probe; its results are checked with the ladder not stopped.
 	counts := map[string]bool{"Summary.Pass": true, "Summary.Skipped": true} // always written
 	// stateful's own fields are checked on a stateful result below (stateful.json).
-	statefulOnly := map[string]bool{"Report.Stateful": true, "Report.Advice": true, "Report.Interrupted": true}
+	statefulOnly := map[string]bool{"Report.Stateful": true, "Report.Advice": true, "Report.Interrupted": true, "Report.Trace": true}
 	allSet(t, reflect.ValueOf(r), "report", merged(counts, statefulOnly), map[reflect.Type]bool{})
 	r.Ladder.Stop = ""
 	schematest.ValidateValue(t, "check", r)
@@ -106,7 +106,7 @@ func TestSchemaFullValues(t *testing.T) {
 	s.Summarize()
 	allSet(t, reflect.ValueOf(s), "survey", map[string]bool{"SurveyTarget.Error": true, "SurveySummary.Pass": true,
 		"SurveySummary.Silent": true, "Report.Ladder": true, "Report.PMTU": true, "Summary.Pass": true, "Summary.Skipped": true,
-		"Report.Stateful": true, "Report.Advice": true, "Report.Interrupted": true},
+		"Report.Stateful": true, "Report.Advice": true, "Report.Interrupted": true, "Report.Trace": true},
 		map[reflect.Type]bool{})
 	schematest.ValidateValue(t, "survey", s)
 	schematest.ValidateValue(t, "ipsecpath", s)
@@ -233,5 +233,33 @@ func TestSchemaStatefulFull(t *testing.T) {
 	b, _ = json.Marshal(r)
 	if schematest.Check("stateful", b) == nil {
 		t.Error("timer_found without died_s validates")
+	}
+}
+
+// TestSchemaTraceFull: a trace result with every field set validates against trace.json;
+// a check result carrying a trace does not validate against check.json.
+func TestSchemaTraceFull(t *testing.T) {
+	started := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	r := report.New("203.0.113.10", "203.0.113.10:7500", started)
+	yes := true
+	path := &report.TracePath{
+		Hops:    []report.TraceHop{{TTL: 1, Addr: "198.51.100.1", Reached: true, RTTms: 0.4, FarEnd: true, ICMP: "x"}},
+		Bracket: report.Bracket{LastReached: &report.HopRef{TTL: 1, Addr: "198.51.100.1"}, FirstMissed: &report.HopRef{TTL: 2, Addr: "192.0.2.66"}},
+		FarEnd:  true, FarEndTTL: 3, Refused: "x", RefusedBy: &report.HopRef{TTL: 2, Addr: "192.0.2.66"},
+		Fragments: []report.FragmentFate{{Offset: 1480, Length: 520, LastReached: &report.HopRef{TTL: 1, Addr: "198.51.100.1"}, FarEnd: &yes}},
+		Reference: "icmp", Unconfirmed: true, Detail: "x", Probes: 10,
+	}
+	r.Trace = &report.Trace{Probe: "esp-frag", Forward: path, Reverse: path}
+	r.Add(report.Result{Probe: "esp-frag", Direction: report.Forward, Verdict: report.FragDropped, Detail: "x", Hop: path.Hop()})
+	r.Finish(started.Add(time.Second))
+	allSet(t, reflect.ValueOf(*r.Trace), "trace", nil, map[reflect.Type]bool{})
+	schematest.ValidateValue(t, "trace", r)
+	schematest.ValidateValue(t, "ipsecpath", r)
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if schematest.Check("check", b) == nil {
+		t.Error("a check result carrying a trace validates against check.json")
 	}
 }

@@ -53,7 +53,7 @@ func TestSchemaTestdata(t *testing.T) {
 func TestSchemaRejects(t *testing.T) {
 	r := report.New("203.0.113.10", "", time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
 	r.Add(report.Result{Probe: "esp", Direction: report.Forward, Verdict: report.Dropped, Detail: "x",
-		Hop: &report.Hop{LastReached: &report.Hop{TTL: 1, Addr: "198.51.100.1"}, FirstMissed: &report.Hop{TTL: 2}}})
+		Hop: &report.Hop{Bracket: &report.Bracket{LastReached: &report.HopRef{TTL: 1, Addr: "198.51.100.1"}, FirstMissed: &report.HopRef{TTL: 2}}}})
 	r.Finish(r.Started.Add(time.Second))
 	good, err := json.Marshal(r)
 	if err != nil {

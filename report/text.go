@@ -173,6 +173,7 @@ func (r *Report) WriteText(w io.Writer, opt TextOptions) error {
 	if l := pmtuLine(r.PMTU); l != "" {
 		fmt.Fprintf(bw, "path MTU: %s\n", l)
 	}
+	writeTraceText(bw, r.Trace)
 	s := summarize(r.Results)
 	word := outcome(s)
 	if r.ladderStopped() {

@@ -151,6 +151,11 @@ per probe and direction ending where it died, the evidence on click; it prints t
 packets up to --snaplen, each with a note naming its probe, direction, attempt and
 fragment), which 'ipsecpath pcap explain FILE' reads back per probe.
 
+Every failing probe (dropped, blocked, frag-dropped, partial) is then traced hop by hop, both
+directions, as 'ipsecpath trace' does, for about one --timeout more: its detail names the
+two hops the probe dies between ("dies between 198.51.100.1 (hop 1) and 192.0.2.66 (hop 2)")
+and its hop object carries last_reached and first_missed. --no-trace skips this.
+
 Exit status: 0 every verdict passed (or was skipped), 1 a probe failed, 2 usage or
 environment error (bad target, unknown probe, agent unreachable or refusing the key, no
 root / CAP_NET_RAW). Progress goes to stderr when the run takes over a second, never
@@ -181,6 +186,7 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	pace := fs.Int("pace", probe.DefaultRate, "packets per second toward the target (`N`), and asked of the agent")
 	pcap := fs.String("pcap", "", "write every packet sent and captured (both ends) to `FILE` (pcapng; 'ipsecpath pcap explain FILE' reads it back)")
 	snaplen := fs.Int("snaplen", report.DefaultSnapLen, "with --pcap: keep at most `N` bytes of each packet (each IP fragment)")
+	noTrace := fs.Bool("no-trace", false, "do not trace the failing probes hop by hop after the run (saves about one --timeout)")
 	out := addOutputFlags(fs)
 	sf := addServiceFlags(fs)
 	if done, code := parse(e, c, fs, args); done {
@@ -233,7 +239,7 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	case *snaplen < report.MinSnapLen || *snaplen > report.MaxPcapPacket:
 		return usageError(e, c, fmt.Errorf("--snaplen %d: want %d-%d bytes", *snaplen, report.MinSnapLen, report.MaxPcapPacket))
 	}
-	cfg := probe.CheckConfig{Target: target, Probes: ids, TCPPorts: ports, Timeout: *timeout, Pace: *pace, PathMTU: checkPMTU, ReversePathMTU: checkReversePMTU}
+	cfg := probe.CheckConfig{Target: target, Probes: ids, TCPPorts: ports, Timeout: *timeout, Pace: *pace, PathMTU: checkPMTU, ReversePathMTU: checkReversePMTU, NoTrace: *noTrace}
 	switch {
 	case *agent != "" && *keyFile == "":
 		return usageError(e, c, errors.New("--agent needs --key-file (the agent's pre-shared key)"))
@@ -384,6 +390,8 @@ func progressPrinter(p *progress) func(probe.CheckProgress) {
 		switch cp.Phase {
 		case "reverse-udp":
 			p.Printf("agent sends reverse UDP 500/4500 probes first")
+		case "tracing":
+			p.Printf("tracing the failing probes hop by hop (--no-trace skips this)")
 		case "done":
 			p.Printf("%d/%d probes answered; done", cp.Decided, cp.Total)
 		default:

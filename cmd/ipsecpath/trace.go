@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/ipsecpath/ipsecpath/probe"
+)
+
+func init() {
+	register(&command{
+		name:     "trace",
+		synopsis: "TARGET --probe ID [--agent HOST:PORT --key-file F] [--max-hops N] [--timeout D] [--pace N] [--json | --format F] [--out F]",
+		summary:  "which hop drops a probe: TTL-limited copies of it, both directions with an agent",
+		long: `Sends copies of one probe of 'check' (ike, ike-frag, natt, natt-frag, esp, esp-frag, ah,
+ah-frag, icmp-large, tcp:PORT) toward TARGET with every TTL from 1 to --max-hops, all at
+once (paced), and reads the ICMP time-exceeded each router sends back. The copies differ
+only in TTL and IP ID (the same addresses, ports, SPI: a load-balancing router sends them
+all down one path, as Paris traceroute does). A small ICMP echo and, for a -frag probe, its
+unfragmented form are traced at the same time: they show which hop answers at which TTL
+for probes that pass. With an agent ('ipsecpath responder' on TARGET) the agent confirms
+arrival, fragment by fragment, and walks the reverse direction toward us the same way.
+
+How to read it, per direction:
+  reaches X (hop N)            the far end saw it (with an agent) or answered it
+  dies between A (hop i) and B (hop j)
+                               A answered time-exceeded for it (it got that far); B answers
+                               probes that pass but not this one. The device at fault is A
+                               dropping it on its way out, or B on its way in. Hops between
+                               them that answer nothing widen the bracket; nothing is guessed.
+                               Hop 0 is the sending end itself.
+  is refused: …                a device sent an ICMP error (admin-prohibited, …): it is the hop
+Fragmented probes: routers send time-exceeded for first fragments only (RFC 1812), so TTLs
+localise the first fragment; the agent tells which other fragments arrived. A device that
+passes first fragments and drops the rest is reported as such, with the whole path as its
+bracket. A trace takes about one --timeout (the answers of every TTL are awaited together).
+
+Exit status: 0 the probe reached the far end in every direction traced, 1 it did not,
+2 usage or environment error. Needs root or CAP_NET_RAW.`,
+		examples: []string{
+			"ipsecpath trace 203.0.113.10 --probe esp",
+			"ipsecpath trace 203.0.113.10 --probe ike-frag --agent 203.0.113.10:7500 --key-file /etc/ipsecpath.key",
+			"ipsecpath trace 203.0.113.10 --probe tcp:445 --max-hops 20 --json",
+		},
+		run: runTrace,
+	})
+}
+
+func runTrace(ctx context.Context, e *env, args []string) int {
+	c := commands["trace"]
+	fs := newFlags(c)
+	id := fs.String("probe", "", "the probe `ID` to trace (ike, ike-frag, natt, natt-frag, esp, esp-frag, ah, ah-frag, icmp-large, tcp:PORT)")
+	agent := fs.String("agent", "", "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
+	keyFile := fs.String("key-file", "", "the agent's pre-shared key `FILE` (chmod 600)")
+	maxHops := fs.Int("max-hops", probe.DefaultTraceMaxHops, fmt.Sprintf("largest TTL sent (`N`, 1-%d)", probe.MaxTraceMaxHops))
+	timeout := fs.Duration("timeout", probe.DefaultTraceTimeout, "how long to wait for answers after the first send (`D`)")
+	pace := fs.Int("pace", probe.DefaultRate, "packets per second toward the target (`N`), and asked of the agent")
+	out := addOutputFlags(fs)
+	if done, code := parse(e, c, fs, args); done {
+		return code
+	}
+	if err := out.resolve(); err != nil {
+		return usageError(e, c, err)
+	}
+	if fs.NArg() != 1 {
+		return usageError(e, c, fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg()))
+	}
+	target, err := netip.ParseAddr(fs.Arg(0))
+	if err != nil {
+		return usageError(e, c, fmt.Errorf("target %q is not an IPv4 address", fs.Arg(0)))
+	}
+	if err := probe.CheckTargetHere(target); err != nil {
+		return usageError(e, c, err)
+	}
+	pid := probe.ID(*id)
+	switch {
+	case *id == "":
+		return usageError(e, c, errors.New("--probe is required: name the probe to trace (e.g. --probe esp-frag)"))
+	case !pid.Valid() || pid == probe.PMTU:
+		return usageError(e, c, fmt.Errorf("--probe %q: want one of ike, ike-frag, natt, natt-frag, esp, esp-frag, ah, ah-frag, icmp-large, tcp:PORT", *id))
+	}
+	if *maxHops < 1 || *maxHops > probe.MaxTraceMaxHops {
+		return usageError(e, c, fmt.Errorf("--max-hops %d: want 1-%d", *maxHops, probe.MaxTraceMaxHops))
+	}
+	if *timeout < probe.MinCheckTimeout || *timeout > probe.MaxCheckTimeout {
+		return usageError(e, c, fmt.Errorf("--timeout %s: want %s to %s", *timeout, probe.MinCheckTimeout, probe.MaxCheckTimeout))
+	}
+	if *pace < 1 || *pace > probe.MaxRate {
+		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))
+	}
+	cfg := probe.TraceConfig{Target: target, Probe: pid, MaxHops: *maxHops, Timeout: *timeout, Pace: *pace}
+	switch {
+	case *agent != "" && *keyFile == "":
+		return usageError(e, c, errors.New("--agent needs --key-file (the agent's pre-shared key)"))
+	case *agent == "" && *keyFile != "":
+		return usageError(e, c, errors.New("--key-file without --agent: name the agent with --agent HOST:PORT"))
+	case *agent != "":
+		key, err := probe.LoadKey(*keyFile)
+		if err != nil {
+			return usageError(e, c, err)
+		}
+		if err := agentOnTarget(*agent, target); err != nil {
+			return usageError(e, c, err)
+		}
+		cfg.Agent, cfg.Key = *agent, key
+	}
+	prog := newProgress(e.stderr, out.quiet())
+	said := false
+	cfg.Progress = func(phase string) {
+		if phase == "waiting" && !said && time.Since(prog.start) >= time.Second {
+			said = true
+			prog.Printf("tracing %s: every TTL in flight, waiting up to %s for the answers", pid, *timeout)
+		}
+	}
+	rep, err := probe.TraceProbe(ctx, cfg)
+	if err != nil {
+		return usageError(e, c, checkErrorLine(err))
+	}
+	if err := out.write(e, rep); err != nil {
+		return usageError(e, c, err)
+	}
+	if rep.Failed() {
+		return exitFail
+	}
+	return exitOK
+}
