@@ -228,6 +228,10 @@ type walk struct {
 	answered bool
 	// rstTTL is the arrival TTL of the first TCP reset in the target's name (0: none).
 	rstTTL uint8
+	// ipids are the IP IDs reserved for a fragmented forward walk's copies (index TTL-1)
+	// and announced to the agent before any leaves: the agent keeps non-first fragments
+	// only with an announced IP ID. Empty: each copy takes a fresh one (t.ipid).
+	ipids []uint16
 }
 
 // ttlCopy is one TTL of a walk.
@@ -381,6 +385,9 @@ func (t *tracer) run(ctx context.Context) error {
 			return envErr("%w", err)
 		}
 		t.agentFrom, t.agentSeen = len(rep.Seen), len(rep.Seen)
+		if err := t.announceFragmented(ctx); err != nil {
+			return envErr("%w", err)
+		}
 	}
 	start := time.Now()
 	// Answers are awaited until timeout after the first send, and at least half of it
@@ -598,7 +605,11 @@ func (t *tracer) buildForward(w *walk, ttl int, pk *Packets) (*ttlCopy, error) {
 	}
 	id, bp := r.buildParams(w.id, r.src, r.cfg.Target, nonce)
 	bp.TTL = uint8(ttl)
-	bp.IPID = t.ipid(protoOf(id))
+	if ttl <= len(w.ipids) {
+		bp.IPID = w.ipids[ttl-1]
+	} else {
+		bp.IPID = t.ipid(protoOf(id))
+	}
 	if err := Build(id, bp, pk); err != nil {
 		return nil, err
 	}
@@ -613,6 +624,38 @@ func (t *tracer) buildForward(w *walk, ttl int, pk *Packets) (*ttlCopy, error) {
 		t.byNonce[nonce] = c
 	}
 	return c, nil
+}
+
+// announceFragmented reserves the IP IDs of every fragmented forward walk's copies and
+// tells the agent before any copy leaves (see walk.ipids), maxAnnounce at a time. Like
+// the check's announce, a request is bounded by RequestTimeout, not cut off by ctx: a
+// request cut off midway would leave the control session unusable.
+func (t *tracer) announceFragmented(ctx context.Context) error {
+	var all []uint16
+	t.mu.Lock()
+	for _, w := range t.sendOrder(false) {
+		if !w.id.Fragmented() || w.ipids != nil {
+			continue
+		}
+		proto := protoOf(w.id)
+		w.ipids = make([]uint16, t.maxHops)
+		for i := range w.ipids {
+			w.ipids[i] = t.ipid(proto)
+		}
+		all = append(all, w.ipids...)
+	}
+	t.mu.Unlock()
+	for len(all) > 0 {
+		n := min(len(all), maxAnnounce)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RequestTimeout)
+		err := t.r.agent.Announce(actx, all[:n]...)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("trace: the agent did not take the fragmented copies' IP IDs, so it would not keep their fragments: %w", err)
+		}
+		all = all[n:]
+	}
+	return nil
 }
 
 // protoOf is the IP protocol of a probe id.
