@@ -58,6 +58,10 @@ type ReverseProbe struct {
 	FragSize int    `json:"frag_size,omitempty"` // -frag forms: largest fragment, bytes; 0: the default
 	TTL      uint8  `json:"ttl,omitempty"`       // 0: DefaultTTL
 	DF       bool   `json:"df,omitempty"`        // don't-fragment on an unfragmented probe (pmtu)
+	// DstPort is, for the UDP probes (ike, natt and their -frag forms), the initiator's port
+	// to send to: a flow the initiator opened from that port (stateful). 0: the class's port
+	// (500, 4500). The source port stays the class's port. Other probes ignore it.
+	DstPort uint16 `json:"dst_port,omitempty"`
 }
 
 // ReverseResult says what the agent sent for one ReverseProbe.

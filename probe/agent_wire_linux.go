@@ -85,6 +85,9 @@ func (w *wireSender) SendProbe(ctx context.Context, src, dst netip.Addr, p Rever
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	bp := BuildParams{Src: src, Dst: dst, Nonce: p.Nonce, Size: p.Size, FragSize: p.FragSize, TTL: p.TTL, DF: p.DF}
+	if p.ID.Unfragmented() == IKE || p.ID.Unfragmented() == NATT {
+		bp.DstPort = p.DstPort
+	}
 	if err := Build(p.ID, bp, &w.pk); err != nil {
 		return 0, 0, err
 	}

@@ -137,6 +137,8 @@ type pending struct {
 	// answeredAt is when the first ICMP error or reply for the probe arrived here (reverse:
 	// when the agent's report brought what came back to it).
 	answeredAt time.Time
+	sport      uint16 // our UDP/TCP source port (forward)
+	dstPort    uint16 // reverse UDP through a NAT: the public port our forward form was seen from
 }
 
 // attemptRef points at one attempt of one pending probe.
@@ -179,6 +181,8 @@ type checkRun struct {
 
 	sendMu sync.Mutex // one forward sequence at a time: fwdPk is the buffer on the wire
 	fwdPk  Packets
+
+	nat natState // what the agent saw of our addresses and ports (r.mu; see nat.go)
 }
 
 // Check runs the probes of cfg and returns the report. An error means the check could not
@@ -226,7 +230,15 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 	for i, p := range r.list {
 		outs[i] = *p.out
 	}
-	for _, res := range Judge(outs) {
+	results := Judge(outs)
+	r.mu.Lock()
+	if r.agent != nil {
+		rep.NAT = r.nat.result()
+		r.natAdvice(rep.NAT, results)
+		applyNAT(results, rep.NAT, r.throughMapping())
+	}
+	r.mu.Unlock()
+	for _, res := range results {
 		rep.Add(res)
 	}
 	for _, p := range r.list {
@@ -273,6 +285,7 @@ func (r *checkRun) setup(ctx context.Context) error {
 		if h.Peer.Addr().IsValid() {
 			r.peer = h.Peer.Addr().Unmap()
 		}
+		r.nat.control(a.conn.LocalAddr(), h.Peer)
 		r.agentIP = h.Local.Addr().Unmap()
 		if !r.agentIP.IsValid() {
 			r.agentIP = r.cfg.Target
@@ -459,6 +472,7 @@ func (r *checkRun) newAttempt(p *pending, pk *Packets) (nonce uint32, err error)
 	}
 	ref := attemptRef{p: p, attempt: len(p.out.Attempts)}
 	p.proto = pk.Proto
+	p.sport = sentSourcePort(pk)
 	p.out.Size = pk.Size
 	if len(pk.Wire) > 1 {
 		fs := 0
@@ -527,7 +541,7 @@ func (r *checkRun) sendReverse(ctx context.Context, ps []*pending, attempts int)
 				break
 			}
 			id, bp := r.buildParams(p.out.Probe, r.agentIP, r.peer, nonce)
-			req = append(req, ReverseProbe{ID: id, Nonce: nonce, Size: bp.Size, FragSize: bp.FragSize})
+			req = append(req, ReverseProbe{ID: id, Nonce: nonce, Size: bp.Size, FragSize: bp.FragSize, DstPort: p.dstPort})
 			refs = append(refs, p)
 		}
 	}
@@ -579,6 +593,10 @@ func (r *checkRun) run(ctx context.Context) error {
 		default:
 			revRest = append(revRest, p)
 		}
+	}
+	var held []*pending // behind a NAT: sent after their forward form, through its mapping (nat.go)
+	if len(revUDP) > 0 && r.nat.addressTranslated() {
+		held, revUDP = revUDP, nil
 	}
 	if len(revUDP) > 0 {
 		r.progress("reverse-udp")
@@ -652,6 +670,14 @@ func (r *checkRun) run(ctx context.Context) error {
 		if sending && !now.Before(deadline) {
 			sending = false
 			cancel() // T is up: stop the senders; the searches still running go on
+		}
+		if sending && len(held) > 0 {
+			var ready []*pending
+			ready, held = r.mappedReverse(held, !now.Before(start.Add(r.timeout/4)))
+			if len(ready) > 0 {
+				wg.Add(1)
+				go func() { defer wg.Done(); r.sendReverse(rctx, ready, reverseUDPAttempts) }()
+			}
 		}
 		if sending && len(retries) > 0 && !now.Before(retries[0]) {
 			retries = retries[1:]
@@ -921,6 +947,9 @@ func (r *checkRun) arrived(s *Seen, reverse bool) {
 	a := &ref.p.out.Attempts[ref.attempt]
 	if hasOffset(a.Seen, s.Offset) {
 		return
+	}
+	if !reverse {
+		r.nat.note(r.src, ref.p, s)
 	}
 	a.Seen = append(a.Seen, report.Fragment{Offset: s.Offset, Length: max(s.TotalLen-ipv4MinHeader, 0), More: s.More, TTL: int(s.TTL), DF: s.DF})
 	if a.complete() {

@@ -161,7 +161,9 @@ type Report struct {
 	DurationMs int64     `json:"duration_ms"`
 	Results    []Result  `json:"results"`
 	PMTU       *PMTU     `json:"pmtu,omitempty"`
-	Summary    Summary   `json:"summary"`
+	// NAT is what the run learnt about address translation (nil: not measured).
+	NAT     *NAT    `json:"nat,omitempty"`
+	Summary Summary `json:"summary"`
 }
 
 // New starts a report for target (and agent, empty without one) at the given time.
