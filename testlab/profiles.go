@@ -73,11 +73,13 @@ const NATPublic = "192.0.2.65"
 // natRules makes r1 a NAT for ini: what ini sends out of r1's east interface leaves from
 // r1's address (masquerade, ports kept where free, as Linux does), and like a NAPT without
 // "IPsec passthrough" it forwards only what it can translate: TCP, UDP and ICMP. Raw ESP
-// or AH from ini is dropped; toward the public address they find no mapping.
+// or AH from ini is dropped; toward the public address they find no mapping. Nothing from
+// the east side opens a flow to ini's private address: only replies on a mapping pass.
 const natRules = "table ip ipsecpath {\n\tchain ipl_nat {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n" +
 	"\t\toifname \"east0\" ip saddr 198.51.100.0/24 counter masquerade comment \"NAT: ini leaves as 192.0.2.65\"\n\t}\n" +
 	"\tchain ipl_fwd {\n\t\ttype filter hook forward priority 0; policy accept;\n" +
-	"\t\tiifname \"west0\" oifname \"east0\" ip protocol != { tcp, udp, icmp } counter drop comment \"NAPT: nothing to translate\"\n\t}\n}\n"
+	"\t\tiifname \"west0\" oifname \"east0\" ip protocol != { tcp, udp, icmp } counter drop comment \"NAPT: nothing to translate\"\n" +
+	"\t\tiifname \"east0\" oifname \"west0\" ct state new counter drop comment \"NAT: no mapping, no way in\"\n\t}\n}\n"
 
 var profiles = []Profile{
 	{Name: "clean", Summary: "nothing broken: every protocol, size and direction passes"},
