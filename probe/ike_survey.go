@@ -371,6 +371,7 @@ func pathMTU(target netip.Addr, port int) int {
 // path carried the request; an ICMP error from anyone else is blocked; silence is dropped.
 func (s *IKESurvey) Report(started time.Time) *report.Report {
 	r := report.New(s.Target, "", started)
+	r.NAT = s.NAT()
 	for _, x := range s.Exchanges {
 		r.Add(ikeResultToReport(fmt.Sprintf("ikev%d:%d", x.Version, x.Port), s.Target, x))
 	}

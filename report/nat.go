@@ -33,17 +33,26 @@ type NAT struct {
 	Advice string `json:"advice,omitempty"`
 }
 
-// writeNATText writes the header lines about a NAT: nothing when it was not measured.
-func writeNATText(w io.Writer, n *NAT) {
+// TextLines are the lines a text report prints about n: none when it was not measured.
+func (n *NAT) TextLines() []string {
 	if n == nil {
-		return
+		return nil
 	}
+	var out []string
 	if n.Detected {
-		fmt.Fprintf(w, "NAT: %s\n", oneLine(n.Detail))
+		out = append(out, "NAT: "+oneLine(n.Detail))
 	} else {
-		fmt.Fprintf(w, "NAT: none: %s\n", oneLine(n.Detail))
+		out = append(out, "NAT: none: "+oneLine(n.Detail))
 	}
 	if n.Advice != "" {
-		fmt.Fprintf(w, "NAT advice: %s\n", oneLine(n.Advice))
+		out = append(out, "NAT advice: "+oneLine(n.Advice))
+	}
+	return out
+}
+
+// writeNATText writes n's TextLines.
+func writeNATText(w io.Writer, n *NAT) {
+	for _, l := range n.TextLines() {
+		fmt.Fprintln(w, l)
 	}
 }

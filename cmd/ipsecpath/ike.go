@@ -274,7 +274,11 @@ func ikeResolveTarget(ctx context.Context, s string) (netip.Addr, error) {
 
 // printIKE writes the survey for a person.
 func printIKE(w io.Writer, s *probe.IKESurvey, took time.Duration) {
-	fmt.Fprintf(w, "IKE toward %s\n\n", s.Target)
+	fmt.Fprintf(w, "IKE toward %s\n", s.Target)
+	for _, l := range s.NAT().TextLines() {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintln(w)
 	for _, x := range s.Exchanges {
 		printIKEExchange(w, s.Target, x)
 	}

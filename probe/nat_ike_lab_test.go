@@ -1,0 +1,58 @@
+package probe
+
+import (
+	"context"
+	"strings"
+	"time"
+	"testing"
+
+	"github.com/ipsecpath/ipsecpath/testlab"
+)
+
+// TestIKENATDetection: a one-ended IKEv2 exchange with the lab's strongSwan reports the NAT
+// in front of us from the gateway's NAT detection hashes (nat), and none on our side where
+// there is none (clean). The lab's charons run kernel-libipsec and fake their own source
+// hash, so the gateway's side reads translated in both: the report says it may be faked.
+// One accepted exchange per lab: strongSwan's half-open limit (see above).
+func TestIKENATDetection(t *testing.T) {
+	testlab.RequireRoot(t)
+	for _, c := range []struct {
+		profile string
+		ours    bool
+		side    string
+	}{
+		{"nat", true, "both"},
+		{"clean", false, "gateway's"},
+	} {
+		t.Run(c.profile, func(t *testing.T) {
+			t.Parallel()
+			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile})
+			var s *IKESurvey
+			inNode(t, l, testlab.NodeIni, func() error {
+				var err error
+				s, err = SurveyIKE(context.Background(), l.Addr(testlab.NodeRsp), IKESurveyOptions{Versions: []int{2}, Ports: []int{IKEPort}})
+				return err
+			})
+			if len(s.Exchanges) != 1 || s.Exchanges[0].NATDetected == nil || s.Exchanges[0].NATGateway == nil {
+				t.Fatalf("exchanges %+v: want one IKEv2 answer with both NAT detection checks", s.Exchanges)
+			}
+			x := s.Exchanges[0]
+			if *x.NATDetected != c.ours || !*x.NATGateway || !strings.HasPrefix(x.LocalAddr, "198.51.100.10:") {
+				t.Errorf("ours %v (want %v), gateway's %v (want true: faked by libipsec), local %s", *x.NATDetected, c.ours, *x.NATGateway, x.LocalAddr)
+			}
+			n := s.NAT()
+			if n == nil || !n.Detected || n.Side != c.side || n.Via != "ike-natd" || n.Sent != x.LocalAddr {
+				t.Fatalf("nat = %+v, want detected on side %q", n, c.side)
+			}
+			if c.ours && !strings.Contains(n.Detail, "a NAT between us, on our side") {
+				t.Errorf("detail: %s", n.Detail)
+			}
+			if !strings.Contains(n.Detail, "or fakes that hash") {
+				t.Errorf("the gateway's side must allow for a faked hash: %s", n.Detail)
+			}
+			if r := s.Report(time.Now()); r.NAT == nil || r.NAT.Detail != n.Detail {
+				t.Errorf("report nat %+v", r.NAT)
+			}
+		})
+	}
+}
