@@ -3,8 +3,8 @@ package probe
 import (
 	"context"
 	"strings"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
