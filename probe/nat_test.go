@@ -22,10 +22,10 @@ func seenUDP(src netip.Addr, sport uint16) *Seen {
 
 func TestNATResult(t *testing.T) {
 	for _, c := range []struct {
-		name             string
-		seen             []*Seen
-		sport            []uint16
-		detected         bool
+		name               string
+		seen               []*Seen
+		sport              []uint16
+		detected           bool
 		kind, sent, seenAs string
 	}{
 		{"none", []*Seen{seenUDP(natIni, 500)}, []uint16{500}, false, "", "198.51.100.10:500", "198.51.100.10:500"},
