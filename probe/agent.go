@@ -104,6 +104,9 @@ type ReverseSender interface {
 type ResponderConfig struct {
 	// Key is the pre-shared key (LoadKey); at least MinKeySize bytes.
 	Key []byte
+	// Keys are further keys accepted besides Key (a rotation: old and new); SetKeys
+	// replaces them all while the agent runs.
+	Keys [][]byte
 	// Version is the agent's version, told to initiators in hello (report.Version).
 	Version string
 	// Pace caps reverse probes, in packets per second; 0 means DefaultPace.
@@ -129,6 +132,7 @@ type ResponderConfig struct {
 type Responder struct {
 	cfg       ResponderConfig
 	key       []byte
+	keyring   keyring // the keys new sessions may authenticate with (Key, Keys; SetKeys)
 	now       func() time.Time
 	pace      int
 	maxConn   int
@@ -175,6 +179,9 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 	}
 	if r.now == nil {
 		r.now = time.Now
+	}
+	if err := r.SetKeys(append([][]byte{r.key}, cfg.Keys...)...); err != nil {
+		return nil, err
 	}
 	if r.pace <= 0 {
 		r.pace = DefaultPace
@@ -357,6 +364,7 @@ func (r *Responder) serveConn(ctx context.Context, ac *agentConn) {
 	s := &session{r: r, peer: peer, local: local, opened: r.now()}
 	defer s.close()
 	var rbuf, wbuf []byte
+	var key []byte // the key this session authenticated with (keyring.match)
 	var end string
 	for {
 		timeout := r.handshake
@@ -371,7 +379,12 @@ func (r *Responder) serveConn(ctx context.Context, ac *agentConn) {
 		}
 		rbuf = b
 		var f frame
-		if err := decodeFrame(b, r.key, &f); err != nil {
+		if key == nil {
+			key, err = r.keyring.match(b, &f) // the session keeps this key until it ends
+		} else {
+			err = decodeFrame(b, key, &f)
+		}
+		if err != nil {
 			end = err.Error()
 			break
 		}
@@ -397,7 +410,7 @@ func (r *Responder) serveConn(ctx context.Context, ac *agentConn) {
 			reply.Type = msgError
 			reply.Body, _ = encodeBody(errorReply{Error: err.Error()})
 		}
-		wbuf, err = appendFrame(wbuf[:0], r.key, &reply)
+		wbuf, err = appendFrame(wbuf[:0], key, &reply)
 		if err != nil {
 			end = err.Error()
 			break

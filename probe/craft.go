@@ -210,6 +210,14 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 		proto, minSize = ProtoESP, ipv4MinHeader+espHeaderLen+MarkerLen
 	case AH, AHFrag:
 		proto, minSize = ProtoAH, ipv4MinHeader+ahProbeLen+MarkerLen
+	case L2TP, L2TPFrag:
+		proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+l2tpFixedLen
+		if size == 0 && !frag {
+			size = minSize
+		}
+		if size > minSize && size < minSize+l2tpAVPHeader {
+			return fmt.Errorf("size %d: an L2TP probe is %d bytes, or at least %d", size, minSize, minSize+l2tpAVPHeader)
+		}
 	case ICMPLarge, PMTU:
 		proto, minSize = ProtoICMP, ipv4MinHeader+icmpHeaderLen+MarkerLen
 		if id == ICMPLarge && size == 0 {
@@ -218,7 +226,11 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 		if id == PMTU && size == 0 {
 			return fmt.Errorf("pmtu needs a size")
 		}
-	default: // tcp:PORT
+	default: // tcp:PORT, udp:PORT
+		if _, ok := id.UDPPort(); ok {
+			proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+MarkerLen
+			break
+		}
 		proto, minSize = ProtoTCP, ipv4MinHeader+tcpSynLen
 		size = minSize
 	}
@@ -281,6 +293,23 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 		fill(b[8+MarkerLen:])
 		binary.BigEndian.PutUint16(b[2:4], ^csumFold(csumAdd(0, b)))
 	case ProtoUDP:
+		if uc, ok := udpClassOf(id); ok {
+			sp, dp := uint16(uc.port), uint16(uc.port)
+			if p.SrcPort != 0 {
+				sp = p.SrcPort
+			}
+			if p.DstPort != 0 {
+				dp = p.DstPort
+			}
+			if uc.l2tp {
+				putL2TPSCCRQ(b[udpHeaderLen:], code, size, p.Nonce)
+			} else {
+				putMarker(b[udpHeaderLen:], code, size, p.Nonce)
+				fill(b[udpHeaderLen+MarkerLen:])
+			}
+			putUDP(b, sp, dp, p.Src, p.Dst)
+			break
+		}
 		sp, dp := uint16(PortIKE), uint16(PortIKE)
 		ike := b[udpHeaderLen:]
 		if id == NATT || id == NATTFrag {

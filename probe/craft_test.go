@@ -24,7 +24,8 @@ const tNonce = 0x5a5a0102
 
 // allClasses is every probe class Build knows, with the parameters a test needs.
 func allClasses() []ID {
-	return []ID{IKE, IKEFrag, NATT, NATTFrag, ESP, ESPFrag, AH, AHFrag, ICMPLarge, TCP(445), TCP(1792), PMTU}
+	return []ID{IKE, IKEFrag, NATT, NATTFrag, ESP, ESPFrag, AH, AHFrag, ICMPLarge, TCP(445), TCP(1792), PMTU,
+		UDP(5000), UDP(5000) + "-frag", L2TP, L2TPFrag}
 }
 
 func params(id ID) BuildParams {

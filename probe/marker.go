@@ -66,6 +66,9 @@ func classCode(id ID) (uint8, bool) {
 	if _, ok := id.TCPPort(); ok {
 		return codeTCP, true
 	}
+	if c, ok := udpClassOf(id); ok {
+		return c.code, true
+	}
 	c, ok := classCodes[id]
 	return c, ok
 }
@@ -223,6 +226,9 @@ func ClassifyHead(proto uint8, head []byte) (Match, bool) {
 			return Match{}, false
 		}
 		sp, dp := binary.BigEndian.Uint16(head[0:2]), binary.BigEndian.Uint16(head[2:4])
+		if m, ok := classifyUDPClass(sp, dp, head[8:]); ok {
+			return m, true
+		}
 		ike := head[8:]
 		if sp == PortNATT || dp == PortNATT {
 			if len(ike) < 4 || binary.BigEndian.Uint32(ike[0:4]) != 0 {

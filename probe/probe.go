@@ -76,6 +76,9 @@ func (id ID) Valid() bool {
 	if _, ok := id.TCPPort(); ok {
 		return true
 	}
+	if _, ok := udpClassOf(id); ok {
+		return true
+	}
 	if id == PMTU {
 		return true
 	}
@@ -116,7 +119,7 @@ func ParseIDs(list string, tcpPorts []int) ([]ID, error) {
 			continue
 		}
 		if !id.Valid() {
-			return nil, fmt.Errorf("unknown probe %q (valid: %s, tcp:PORT, pmtu, all)", id, joinIDs(fixedIDs))
+			return nil, fmt.Errorf("unknown probe %q (valid: %s, tcp:PORT, udp:PORT, udp:PORT-frag, l2tp, l2tp-frag, pmtu, all)", id, joinIDs(fixedIDs))
 		}
 		if !seen[id] {
 			seen[id] = true

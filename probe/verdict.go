@@ -548,6 +548,10 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 		r.Verdict = report.Skipped
 		r.Detail = "No verdict without an agent: the target does not answer even a small ping, so silence says nothing about fragments."
 		return r
+	case o.Probe.isUDPClass() && (base == nil || base.Verdict != report.Pass):
+		r.Verdict = report.Skipped
+		r.Detail = fmt.Sprintf("No verdict without an agent: a UDP service that gets %s may stay silent, and the target's kernel sent no port unreachable, so silence proves nothing; run 'ipsecpath responder' there and pass --agent.", what)
+		return r
 	case o.Probe.isESPorAH():
 		if base != nil && base.Verdict == report.Pass {
 			r.Verdict = report.FragDropped
@@ -854,6 +858,9 @@ func describe(id ID) string {
 	if p, ok := id.TCPPort(); ok {
 		return "TCP " + strconv.Itoa(p)
 	}
+	if d, ok := describeUDPClass(id); ok {
+		return d
+	}
 	switch id {
 	case IKE:
 		return "IKE (UDP 500)"
@@ -885,6 +892,9 @@ func describe(id ID) string {
 func permitAdvice(id ID) string {
 	if p, ok := id.TCPPort(); ok {
 		return "permit TCP port " + strconv.Itoa(p)
+	}
+	if c, ok := udpClassOf(id); ok {
+		return "permit UDP " + strconv.Itoa(c.port) + " (and its fragments) both ways"
 	}
 	switch id.Unfragmented() {
 	case IKE:

@@ -98,6 +98,13 @@ func (r *Report) JUnit() *JUnitSuites {
 	if r.PMTU != nil && r.PMTU.Reverse != nil {
 		suite.Properties = append(suite.Properties, JUnitProperty{Name: "pmtu.reverse", Value: xmlSafe(r.PMTU.Reverse.String())})
 	}
+	if c, ok := ladderCase(r.Ladder); ok {
+		suite.Tests++
+		if c.Failure != nil {
+			suite.Failures++
+		}
+		suite.Cases = append(suite.Cases, c)
+	}
 	for i := range r.Results {
 		res := &r.Results[i]
 		c := JUnitCase{ClassName: xmlSafe("ipsecpath." + string(res.Direction)), Name: xmlSafe(res.Probe)}

@@ -13,7 +13,11 @@ import (
 func (r *Report) WriteMarkdown(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	s := summarize(r.Results)
-	fmt.Fprintf(bw, "## ipsecpath %s: %s\n\n", mdText(r.Target), outcome(s))
+	word := outcome(s)
+	if r.ladderStopped() {
+		word = "FAIL (underlay dead)"
+	}
+	fmt.Fprintf(bw, "## ipsecpath %s: %s\n\n", mdText(r.Target), word)
 	agent := "none (one-ended: the reverse direction is not tested)"
 	if r.Agent != "" {
 		agent = mdCode(r.Agent)
@@ -24,6 +28,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(bw, "- path MTU: %s\n", mdText(l))
 	}
 	fmt.Fprintf(bw, "- summary: %s\n\n", summaryLine(s))
+	writeLadderMarkdown(bw, r.Ladder)
 
 	order := failedFirst(r.Results)
 	if len(order) == 0 {

@@ -107,6 +107,7 @@ type Evidence struct {
 	FragmentSize  int        `json:"fragment_size,omitempty"`    // largest fragment we cut, IP header included
 	ProbeID       uint32     `json:"probe_nonce,omitempty"`      // the nonce that tied observations to this probe
 	ResponderAddr string     `json:"responder_addr,omitempty"`   // the agent's or target's address as seen
+	TLS           *TLS       `json:"tls,omitempty"`              // a tls:PORT probe's handshake
 }
 
 // Result is the verdict for one probe in one direction.
@@ -161,6 +162,7 @@ type Report struct {
 	DurationMs int64     `json:"duration_ms"`
 	Results    []Result  `json:"results"`
 	PMTU       *PMTU     `json:"pmtu,omitempty"`
+	Ladder     *Ladder   `json:"ladder,omitempty"` // the triage ladder run before the probes
 	// NAT is what the run learnt about address translation (nil: not measured).
 	NAT     *NAT    `json:"nat,omitempty"`
 	Summary Summary `json:"summary"`
@@ -206,7 +208,7 @@ func (r *Report) Finish(end time.Time) {
 // Failed reports whether any result failed: the CLI then exits 1.
 func (r *Report) Failed() bool {
 	r.Summarize()
-	return r.Summary.Fail > 0
+	return r.Summary.Fail > 0 || (r.Ladder != nil && r.Ladder.Stop != "")
 }
 
 // WriteJSON writes the report in its contract JSON form, indented, with a final newline.

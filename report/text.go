@@ -132,6 +132,12 @@ func (r *Report) WriteText(w io.Writer, opt TextOptions) error {
 	fmt.Fprintf(bw, "target %s, agent %s\nstarted %s, took %s\n", oneLine(r.Target), oneLine(agent), stamp(r.Started), duration(r.DurationMs))
 	writeNATText(bw, r.NAT)
 	fmt.Fprintln(bw)
+	if r.Ladder != nil {
+		if err := WriteLadderText(bw, r.Ladder); err != nil {
+			return err
+		}
+		fmt.Fprintln(bw)
+	}
 
 	rows := textRows(r.Results)
 	if len(rows) == 0 {
@@ -168,12 +174,15 @@ func (r *Report) WriteText(w io.Writer, opt TextOptions) error {
 	}
 	s := summarize(r.Results)
 	word := outcome(s)
-	if s.Fail > 0 {
+	if r.ladderStopped() {
+		fmt.Fprintf(bw, "%s: the underlay is dead (see the ladder above); no probe was sent\n", paint(opt, ansiRed, "FAIL"))
+	} else if s.Fail > 0 {
 		word = paint(opt, ansiRed, word)
+		fmt.Fprintf(bw, "%s: %s\n", word, summaryLine(s))
 	} else {
 		word = paint(opt, ansiGreen, word)
+		fmt.Fprintf(bw, "%s: %s\n", word, summaryLine(s))
 	}
-	fmt.Fprintf(bw, "%s: %s\n", word, summaryLine(s))
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("report: write text: %w", err)
 	}

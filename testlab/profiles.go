@@ -99,6 +99,8 @@ var profiles = []Profile{
 		Rules: map[string]string{NodeR2: fwdChain(`tcp dport 445 counter reject with tcp reset`)}},
 	{Name: "tcp1792-drop", Summary: "r1 silently drops TCP port 1792",
 		Rules: map[string]string{NodeR1: fwdChain(`tcp dport 1792 counter drop`)}},
+	{Name: "tcp1792-reset", Summary: "r2 answers TCP port 1792 (the HSM's NTLS) with a TCP reset on the target's behalf",
+		Rules: map[string]string{NodeR2: fwdChain(`tcp dport 1792 counter reject with tcp reset`)}},
 	{Name: "mtu1400", Summary: "r1—r2 link MTU 1400; ICMP fragmentation-needed comes back (path MTU discovery works)",
 		MiddleMTU: 1400},
 	{Name: "mtu1300-blackhole", Summary: "r1—r2 link MTU 1300 and the routers' ICMP fragmentation-needed dropped (PMTUD black hole)",
@@ -121,11 +123,19 @@ var profiles = []Profile{
 		MiddleMTU: 1300, Rules: map[string]string{NodeR2: noFragNeededTo("east0")}},
 	{Name: "echo-filter", Summary: "r1 drops ICMP echo requests, both directions (first fragments only: the ICMP type is in them); everything else passes",
 		Rules: map[string]string{NodeR1: echoChain}},
+	{Name: "underlay-dead", Summary: "r1 (ini's default gateway) drops everything from ini, itself included: the underlay is dead, not IPsec",
+		Rules: map[string]string{NodeR1: underlayDead}},
 	{Name: "nat", Summary: "r1 masquerades ini as 192.0.2.65 (TCP, UDP and ICMP; raw ESP and AH cannot cross); strongSwan runs NAT-T on UDP 4500",
 		Rules: map[string]string{NodeR1: natRules}, NATPublic: NATPublic},
 	{Name: "nat-frag-drop", Summary: "r1 masquerades ini as 192.0.2.65 and drops non-first IPv4 fragments both ways, as some home and carrier NATs do",
 		Rules: map[string]string{NodeR1: natRules + fragChain("", true)}, NATPublic: NATPublic},
 }
+
+// underlayDead drops every packet that arrives on r1's ini-side interface, whether for r1
+// itself (input: echo, TCP, UDP to 198.51.100.1) or for beyond (forward), at a priority
+// below conntrack's defragmentation so fragments die too.
+const underlayDead = "table ip ipsecpath {\n\tchain ipl_dead {\n\t\ttype filter hook prerouting priority -450; policy accept;\n" +
+	"\t\tiifname \"west0\" counter drop comment \"underlay dead: nothing from ini\"\n\t}\n}\n"
 
 // Profiles returns the fault profiles, in a fixed order.
 func Profiles() []Profile {

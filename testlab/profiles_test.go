@@ -201,6 +201,46 @@ func TestProfileTCP1792Drop(t *testing.T) {
 	}
 }
 
+func TestProfileTCP1792Reset(t *testing.T) {
+	t.Parallel()
+	l := ForTest(t, Spec{Profile: "tcp1792-reset", NoGateways: true})
+	tcpListen(t, l, NodeRsp, 445)
+	tcpListen(t, l, NodeRsp, 1792)
+	rst := startCapture(t, l, NodeIni, "wan0", "tcp src port 1792 and tcp[tcpflags] & tcp-rst != 0")
+	syn := startCapture(t, l, NodeRsp, "wan0", "tcp dst port 1792")
+	ok, out := tcpConnect(t, l, NodeIni, rsp, 1792)
+	if ok || !strings.Contains(out, "refused") {
+		t.Errorf("tcp 1792 should be reset: ok=%v %s", ok, out)
+	}
+	if r, s := rst.count(), syn.count(); r == 0 || s != 0 {
+		t.Errorf("ini saw %d RSTs (want >0), rsp saw %d SYNs to 1792 (want 0)", r, s)
+	}
+	if ok, out := tcpConnect(t, l, NodeIni, rsp, 445); !ok {
+		t.Errorf("tcp 445 should pass tcp1792-reset: %s", out)
+	}
+}
+
+// TestProfileUnderlayDead: nothing from ini gets through r1 or to r1 itself (ping, TCP and
+// UDP), while everything else in the lab still works (r1 reaches rsp).
+func TestProfileUnderlayDead(t *testing.T) {
+	t.Parallel()
+	l := ForTest(t, Spec{Profile: "underlay-dead", NoGateways: true})
+	mustNotPing(t, l, NodeIni, "198.51.100.1")
+	mustNotPing(t, l, NodeIni, rsp)
+	tcpListen(t, l, NodeRsp, 1792)
+	if ok, out := tcpConnect(t, l, NodeIni, rsp, 1792); ok || strings.Contains(out, "refused") {
+		t.Errorf("tcp from ini should die silently: ok=%v %s", ok, out)
+	}
+	in := startCapture(t, l, NodeR1, "west0", "udp port 33434")
+	back := startCapture(t, l, NodeIni, "wan0", "icmp")
+	mustExec(t, l, NodeIni, "sh", "-c", "echo probe | nc -u -w 1 198.51.100.1 33434; true")
+	if n, b := in.count(), back.count(); n == 0 || b != 0 {
+		t.Errorf("r1's west0 saw %d UDP datagrams from ini (want >0), ini got %d ICMP back (want 0: r1 must not answer)", n, b)
+	}
+	mustPing(t, l, NodeR1, rsp)
+	mustPing(t, l, NodeRsp, "192.0.2.65")
+}
+
 func TestProfileMTU1400(t *testing.T) {
 	t.Parallel()
 	l := ForTest(t, Spec{Profile: "mtu1400", NoGateways: true})

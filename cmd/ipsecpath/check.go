@@ -87,7 +87,7 @@ func pmtuSearch(p pmtu.Prober, release func() error) func(context.Context) (*rep
 func init() {
 	register(&command{
 		name:     "check",
-		synopsis: "TARGET [--agent HOST:PORT --key-file F] [--probes LIST] [--tcp PORTS] [--timeout D] [--pace N] [--json | --format F] [--pcap F] [--out F]",
+		synopsis: "TARGET [--agent HOST:PORT --key-file F] [--probes LIST] [--tcp PORTS] [--tls PORTS [--ca F] [--client-cert F --client-key F] [--sni NAME]] [--proxy URL] [--no-ladder] [--timeout D] [--pace N] [--json | --format F] [--pcap F] [--out F]",
 		summary:  "check IKE, NAT-T, ESP, AH, fragments, large ICMP and TCP toward TARGET, both directions with an agent",
 		long: `Sends every probe class toward TARGET (an IPv4 address) at once, paced, and gives one verdict
 per probe and direction. With a far-end agent ('ipsecpath responder' on TARGET, --agent and
@@ -101,6 +101,29 @@ Probes: ike, ike-frag (UDP 500, the -frag form 3000 bytes and IP-fragmented like
 authenticated IKE), natt, natt-frag (UDP 4500), esp, esp-frag (IP protocol 50), ah, ah-frag
 (51), icmp-large (a 5000-byte echo, like 'ping -l 5000'), tcp:PORT (--tcp, default 445 and
 1792), pmtu (path MTU; with an agent also toward us, from the agent's DF echoes). --probes takes a comma-separated list; 'tcp' means every --tcp port.
+udp:PORT and udp:PORT-frag (a UDP datagram PORT→PORT, the -frag form 3000 bytes and
+IP-fragmented), l2tp and l2tp-frag (an L2TPv2 SCCRQ on UDP 1701, as an L2TP/IPsec client
+sends first) are not in 'all': name them. Like ESP they need the agent: a UDP service may
+stay silent, so without one only the target kernel's port unreachable counts.
+tls:PORT (--tls): a full TLS handshake (crypto/tls) toward TARGET:PORT, verified with --ca
+(default the system's CAs) against --sni (default the target address), our certificate
+from --client-cert/--client-key when the server asks; its verdict names the step that
+failed: no SYN-ACK (dropped), a TCP reset and who sent it (the target, or a device before it,
+estimated from the reset's TTL), the server's TLS alert by name (unknown_ca, bad_certificate,
+handshake_failure, certificate_expired, …), our own refusal of its certificate (expired, not
+yet valid, name mismatch, unknown authority, with its subject and dates), or silence after a
+ClientHello larger than a TCP segment (a fragment/MSS problem on the path, not TLS).
+--proxy sends tls and tcp probes through an HTTP CONNECT proxy (tcp:PORT then becomes a
+CONNECT, forward only); without --proxy, tls probes follow HTTPS_PROXY unless NO_PROXY lists
+the target. A proxy that refuses (its status line is quoted) is told apart from one that
+could not reach the target (the path behind it).
+
+First, unless --no-ladder, the triage ladder runs ('ipsecpath help ladder'): loopback, the
+route and gateway toward TARGET, TARGET itself, and the local preflight (who holds UDP
+500/4500 here, local firewall rules). When the underlay is dead ("the default gateway
+198.51.100.1 does not answer: fix the underlay first") no probe is sent and the exit status
+is 1. A probe this host's own firewall drops on the way out is an error saying so, not a
+path verdict.
 
 How to read the verdicts:
   pass          it arrived (the agent saw every fragment; without agent, TARGET answered)
@@ -131,6 +154,9 @@ with --json. Needs root or CAP_NET_RAW (raw sockets, packet capture).`,
 			"ipsecpath check 203.0.113.10 --probes ike,ike-frag,esp,esp-frag --json",
 			"ipsecpath check 203.0.113.10 --agent 203.0.113.10 --key-file k --tcp 445,1792,3389 --probes tcp",
 			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out before.json --pcap run.pcapng",
+			"ipsecpath check 203.0.113.10 --probes tcp:1792 --tls 1792 --ca hsm-ca.pem --client-cert client.pem --client-key client.key",
+			"ipsecpath check 203.0.113.10 --probes tls:443 --proxy http://192.0.2.8:3128",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10 --key-file k --probes l2tp,l2tp-frag,udp:4789",
 		},
 		run: runCheck,
 	})
@@ -141,12 +167,13 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	fs := newFlags(c)
 	agent := fs.String("agent", "", "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
 	keyFile := fs.String("key-file", "", "the agent's pre-shared key `FILE` (chmod 600)")
-	probes := fs.String("probes", "all", "comma-separated probe `LIST` (ike,ike-frag,natt,natt-frag,esp,esp-frag,ah,ah-frag,icmp-large,tcp:PORT,tcp,pmtu,all)")
+	probes := fs.String("probes", "all", "comma-separated probe `LIST` (ike,ike-frag,natt,natt-frag,esp,esp-frag,ah,ah-frag,icmp-large,tcp:PORT,tcp,pmtu,all; also udp:PORT, udp:PORT-frag, l2tp, l2tp-frag, tls:PORT)")
 	tcp := fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
 	timeout := fs.Duration("timeout", probe.DefaultCheckTimeout, "how long to wait for answers (`D`: 2s, 500ms, …)")
 	pace := fs.Int("pace", probe.DefaultRate, "packets per second toward the target (`N`), and asked of the agent")
 	pcap := fs.String("pcap", "", "write every packet sent and captured (both ends) to `FILE` (pcapng)")
 	out := addOutputFlags(fs)
+	sf := addServiceFlags(fs)
 	if done, code := parse(e, c, fs, args); done {
 		return code
 	}
@@ -173,10 +200,18 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, fmt.Errorf("--tcp: %w", err))
 	}
-	ids, err := probe.ParseIDs(*probes, ports)
-	if err != nil {
-		return usageError(e, c, fmt.Errorf("--probes: %w", err))
+	rawList, hadTLS := stripTLS(*probes)
+	var ids []probe.ID
+	if !hadTLS || strings.Trim(rawList, ", ") != "" {
+		if ids, err = probe.ParseIDs(rawList, ports); err != nil {
+			return usageError(e, c, fmt.Errorf("--probes: %w", err))
+		}
 	}
+	svc, err := planServices(sf, target, *probes, ids)
+	if err != nil {
+		return usageError(e, c, err)
+	}
+	ids = svc.rawIDs
 	if *timeout < probe.MinCheckTimeout || *timeout > probe.MaxCheckTimeout {
 		return usageError(e, c, fmt.Errorf("--timeout %s: want %s to %s", *timeout, probe.MinCheckTimeout, probe.MaxCheckTimeout))
 	}
@@ -209,10 +244,50 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	}
 	prog := newProgress(e.stderr, out.quiet())
 	cfg.Progress = progressPrinter(prog)
-	rep, err := probe.Check(ctx, cfg)
-	if err != nil {
-		return usageError(e, c, checkErrorLine(err))
+	started := time.Now()
+	var ladder *report.Ladder
+	if !*sf.noLadder {
+		lport := probe.LadderTCPPort
+		if len(ports) > 0 {
+			lport = ports[0]
+		}
+		l, _, err := probe.RunLadder(ctx, probe.LadderConfig{Target: target.String(), TCPPort: lport, Preflight: true,
+			Probes: append(append([]probe.ID(nil), ids...), svc.ids...)})
+		switch {
+		case errors.Is(err, os.ErrPermission) && len(ids) > 0:
+			// no raw socket: the check itself refuses below, after greeting the agent
+			// (a wrong key or an unreachable agent is said first)
+		case errors.Is(err, os.ErrPermission):
+			return usageError(e, c, errors.New("the ladder needs root or CAP_NET_RAW (a raw ICMP socket): run as root, or skip it with --no-ladder"))
+		case err != nil:
+			return usageError(e, c, checkErrorLine(err))
+		}
+		ladder = l
+		if l != nil && l.Stop != "" { // the underlay is dead: no probe is worth sending
+			rep := report.New(target.String(), cfg.Agent, started)
+			rep.Ladder = l
+			rep.Finish(time.Now())
+			if err := out.write(e, rep); err != nil {
+				return usageError(e, c, err)
+			}
+			return exitFail
+		}
 	}
+	var rep *report.Report
+	if len(ids) > 0 {
+		if rep, err = probe.Check(ctx, cfg); err != nil {
+			return usageError(e, c, checkErrorLine(err))
+		}
+	} else {
+		rep = report.New(target.String(), cfg.Agent, started)
+	}
+	for _, r := range svc.run(ctx, probe.DefaultServiceTimeout) {
+		rep.Add(r)
+	}
+	rep.Ladder = ladder
+	localFirewallVerdicts(rep)
+	rep.Started = started.UTC().Truncate(time.Millisecond)
+	rep.Finish(time.Now())
 	if cfg.Pcap != nil {
 		if err := cfg.Pcap.Close(); err != nil {
 			return usageError(e, c, fmt.Errorf("--pcap: %w", err))

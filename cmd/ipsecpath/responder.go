@@ -7,8 +7,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/probe"
@@ -37,6 +40,17 @@ authenticated connection, never to an address named in a request.
 While it runs it holds raw sockets for IP protocols 50 (ESP) and 51 (AH), so this host's
 kernel stops answering ESP and AH probes with "protocol unreachable".
 
+Key rotation: --key-file may be repeated (up to 4 keys); a session may authenticate with
+any of them and keeps its key until it ends. SIGHUP re-reads every key file for new sessions
+without dropping open ones (a file that fails to load keeps the keys in use, and says so);
+only the first file must exist, the others may be absent, which is how a rotation goes:
+  1. run with --key-file agent.key --key-file agent.key.next (the second absent for now)
+  2. put the new key in agent.key.next (mode 600) and send SIGHUP: both keys work
+  3. move every initiator to the new key
+  4. mv agent.key.next agent.key and send SIGHUP: only the new key works
+examples/ipsecpath-responder.service runs it under systemd, hardened ('systemctl reload'
+sends the SIGHUP).
+
 It logs one line per session on stderr: the initiator, the requests served, the packets
 observed (and lost to full buffers), the reverse packets sent and why the session ended.
 It runs until SIGINT or SIGTERM. Exit status 2: bad flag, bad key file, no privilege, or
@@ -55,7 +69,7 @@ func runResponder(ctx context.Context, e *env, args []string) int {
 	c := commands["responder"]
 	flags := newFlags(c)
 	listen := flags.String("listen", ":"+strconv.Itoa(probe.ControlPort), "control address ADDR:PORT (ADDR alone: port 7500; empty ADDR: every address)")
-	keyFile := flags.String("key-file", "", "pre-shared key file: a regular file owned by you or root, mode 600, at least 16 bytes (required)")
+	keyFiles := flags.StringArray("key-file", nil, "pre-shared key file: a regular file owned by you or root, mode 600, at least 16 bytes (required; repeat it during a key rotation: the first must exist, the others may be absent)")
 	pace := flags.Int("pace", probe.DefaultPace, "reverse probes: at most this many packets per second")
 	if done, code := parse(e, c, flags, args); done {
 		return code
@@ -63,8 +77,11 @@ func runResponder(ctx context.Context, e *env, args []string) int {
 	if flags.NArg() != 0 {
 		return usageError(e, c, fmt.Errorf("unexpected argument %q (the agent takes only flags)", flags.Arg(0)))
 	}
-	if *keyFile == "" {
+	if len(*keyFiles) == 0 || (*keyFiles)[0] == "" {
 		return usageError(e, c, errors.New("--key-file is required (create one: head -c 32 /dev/urandom > agent.key && chmod 600 agent.key)"))
+	}
+	if len(*keyFiles) > probe.MaxAgentKeys {
+		return usageError(e, c, fmt.Errorf("--key-file given %d times: at most %d keys at once", len(*keyFiles), probe.MaxAgentKeys))
 	}
 	if *pace < 1 || *pace > probe.MaxRate {
 		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))
@@ -73,13 +90,18 @@ func runResponder(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, err)
 	}
-	key, err := probe.LoadKey(*keyFile)
+	// SIGHUP reloads the key files; registered before anything else so that an early HUP
+	// does not kill the agent.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	keys, _, err := loadKeys(*keyFiles)
 	if err != nil {
 		return usageError(e, c, err)
 	}
 
 	lg := &lineLog{w: e.stderr}
-	r, err := probe.NewResponder(probe.ResponderConfig{Key: key, Version: report.Version, Pace: *pace, Logf: lg.Printf})
+	r, err := probe.NewResponder(probe.ResponderConfig{Key: keys[0], Keys: keys[1:], Version: report.Version, Pace: *pace, Logf: lg.Printf})
 	if errors.Is(err, os.ErrPermission) {
 		return usageError(e, c, errors.New("needs root or CAP_NET_RAW (raw sockets to capture probes and send reverse ones)"))
 	}
@@ -91,12 +113,54 @@ func runResponder(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, fmt.Errorf("control port: %w", err))
 	}
-	lg.Printf("listening on %s (version %s, reverse pace %d packets/s)", ln.Addr(), report.Version, *pace)
+	lg.Printf("listening on %s (version %s, reverse pace %d packets/s, %d key(s))", ln.Addr(), report.Version, *pace, len(keys))
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			keys, missing, err := loadKeys(*keyFiles)
+			if err == nil {
+				err = r.SetKeys(keys...)
+			}
+			if err != nil {
+				lg.Printf("SIGHUP: key reload failed, the keys in use stay: %v", err)
+				continue
+			}
+			lg.Printf("SIGHUP: reloaded %d key(s) for new sessions (absent: %s); open sessions keep theirs", len(keys), orNone(missing))
+		}
+	}()
 	if err := r.Serve(ctx, ln); err != nil {
 		return usageError(e, c, err)
 	}
 	lg.Printf("stopped")
 	return exitOK
+}
+
+// loadKeys reads the key files: the first must load; the others may be absent (a rotation's
+// empty slot: they are listed in missing), but any other problem (mode, size) is an error.
+func loadKeys(paths []string) (keys [][]byte, missing []string, err error) {
+	for i, p := range paths {
+		k, err := probe.LoadKey(p)
+		if i > 0 && errors.Is(err, os.ErrNotExist) {
+			missing = append(missing, p)
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, missing, nil
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
 }
 
 // listenAddr completes --listen: "ADDR" gets port 7500, ":PORT" means every address.
@@ -122,12 +186,17 @@ func listenAddr(s string) (string, error) {
 
 // lineLog writes timestamped lines, whole, from several goroutines.
 type lineLog struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string // the command's name ("" : responder)
 }
 
 func (l *lineLog) Printf(format string, args ...any) {
-	line := fmt.Sprintf("%s responder: %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
+	name := l.prefix
+	if name == "" {
+		name = "responder"
+	}
+	line := fmt.Sprintf("%s %s: %s\n", time.Now().UTC().Format(time.RFC3339), name, fmt.Sprintf(format, args...))
 	l.mu.Lock()
 	io.WriteString(l.w, line)
 	l.mu.Unlock()

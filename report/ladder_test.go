@@ -1,0 +1,71 @@
+package report
+
+import (
+	"bytes"
+	"encoding/xml"
+	"strings"
+	"testing"
+	"time"
+)
+
+func stoppedReport() *Report {
+	r := New("203.0.113.10", "", time.Date(2026, 11, 29, 22, 0, 0, 0, time.UTC))
+	r.Ladder = &Ladder{Target: "203.0.113.10", Rungs: []Rung{
+		{Rung: "loopback", Addr: "127.0.0.1", Verdict: RungPass, Detail: "127.0.0.1 answers ICMP echo (0.1 ms)."},
+		{Rung: "route", Addr: "203.0.113.10", Verdict: RungPass, Detail: "203.0.113.10 is reached via the default gateway 198.51.100.1 on wan0."},
+		{Rung: "gateway", Addr: "198.51.100.1", Verdict: RungDead, Detail: "The default gateway 198.51.100.1 does not answer."},
+	}, Stop: "The default gateway 198.51.100.1 does not answer: fix the underlay first.",
+		Preflight: &Preflight{Notes: []string{"UDP 500 is bound on this host at 0.0.0.0:500, held by charon (pid 42)."}, FirewallChecked: true}}
+	r.Finish(r.Started.Add(2 * time.Second))
+	return r
+}
+
+// A check stopped by the ladder has no results: every form must still say it failed, and why.
+func TestLadderStoppedRenders(t *testing.T) {
+	r := stoppedReport()
+	if !r.Failed() {
+		t.Error("a stopped ladder must fail the report")
+	}
+	var b bytes.Buffer
+	if err := r.WriteText(&b, TextOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	txt := b.String()
+	for _, want := range []string{"gateway   198.51.100.1    dead", "fix the underlay first", "held by charon (pid 42)", "FAIL: the underlay is dead"} {
+		if !strings.Contains(txt, want) {
+			t.Errorf("text lacks %q:\n%s", want, txt)
+		}
+	}
+	if strings.Contains(txt, "PASS") {
+		t.Errorf("text says PASS:\n%s", txt)
+	}
+	b.Reset()
+	if err := r.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{"FAIL (underlay dead)", "| gateway | `198.51.100.1` | **dead** |", "**The default gateway 198.51.100.1 does not answer: fix the underlay first.**"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	b.Reset()
+	if err := r.WriteJUnit(&b); err != nil {
+		t.Fatal(err)
+	}
+	var js JUnitSuites
+	if err := xml.Unmarshal(b.Bytes(), &js); err != nil {
+		t.Fatal(err)
+	}
+	if js.Failures != 1 || len(js.Suites[0].Cases) != 1 || js.Suites[0].Cases[0].Failure == nil {
+		t.Errorf("junit: %+v", js)
+	}
+	b.Reset()
+	if err := r.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadJSON(&b)
+	if err != nil || back.Ladder == nil || back.Ladder.Stop != r.Ladder.Stop || len(back.Ladder.Rungs) != 3 {
+		t.Errorf("json round trip: %v %+v", err, back.Ladder)
+	}
+}
