@@ -144,6 +144,16 @@ idle timeout ago lets them through: wait that long between runs). A probe withou
 --timeout: one attempt of three arriving is loss (pass, noted), none is a drop. The pmtu
 probe is not cut at --timeout: its search runs to its own bounds (at most 30 s per direction).
 
+NAT: with an agent, the header says whether our probes reached it from another address or
+port than we sent them from ("NAT: a NAT between us (public address 192.0.2.65): UDP 500 sent
+from 198.51.100.10:500 reached the agent from 192.0.2.65:500"), or "NAT: none"; without an
+agent nothing is claimed ('ipsecpath ike' reads the gateway's own NAT detection hashes). Behind
+a NAT the reverse UDP probes go after ours, to the public address and port the agent saw ours
+come from (the mapping they opened), and the rows say what the NAT explains: raw ESP and AH
+cannot cross it (use NAT-T), the agent's SYNs and echoes reach the NAT itself (a port forward
+would be needed), a reverse UDP drop through a fresh mapping points to 'ipsecpath stateful'.
+The NAT advice covers NAT-T keepalives and whether fragmented UDP 4500 crossed the NAT.
+
 Exit status: 0 every verdict passed (or was skipped), 1 a probe failed, 2 usage or
 environment error (bad target, unknown probe, agent unreachable or refusing the key, no
 root / CAP_NET_RAW). Progress goes to stderr when the run takes over a second, never
