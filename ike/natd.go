@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/binary"
+	"fmt"
 	"hash"
 	"net/netip"
 )
@@ -129,4 +130,27 @@ func nomatch(want []byte, got [][]byte) *bool {
 		}
 	}
 	return &translated
+}
+
+// MainMode3Params describes IKEv1 Main Mode message 3 sent only to read the responder's
+// NAT-D payloads in message 4: key exchange, nonce and our two NAT-D hashes (RFC 3947 §3.2:
+// the destination first, then our own address).
+type MainMode3Params struct {
+	CookieI, CookieR [8]byte
+	KE               []byte           // our public value in the chosen group (KeyExchange)
+	Nonce            []byte           // 8 to 256 bytes (RFC 2409 §5)
+	Hash             func() hash.Hash // the chosen transform's hash (HashV1Func)
+	Local, Remote    netip.AddrPort   // where we send from and to
+}
+
+// BuildMainMode3 appends Main Mode message 3: KE, Nonce, NAT-D(Remote), NAT-D(Local).
+func BuildMainMode3(b []byte, p MainMode3Params) ([]byte, error) {
+	if p.Hash == nil || len(p.KE) == 0 || len(p.Nonce) < 8 || len(p.Nonce) > 256 {
+		return b, fmt.Errorf("%w: Main Mode 3 needs a hash, a key exchange and a nonce of 8 to 256 bytes", ErrMalformed)
+	}
+	h := Header{InitiatorSPI: p.CookieI, ResponderSPI: p.CookieR, Version: VersionIKEv1, Exchange: ExchangeIdentityProtection}
+	return AppendMessage(b, h, SerializeOptions{FixLengths: true},
+		&Data{Type: PayloadKEv1, Data: p.KE}, Nonce(false, p.Nonce),
+		NATD(NATDHashV1(p.Hash, p.CookieI, p.CookieR, p.Remote)),
+		NATD(NATDHashV1(p.Hash, p.CookieI, p.CookieR, p.Local)))
 }

@@ -145,3 +145,44 @@ func FuzzNATD(f *testing.F) {
 		}
 	})
 }
+
+// TestBuildMainMode3: our message 3 carries KE, Nonce and the two NAT-D hashes in RFC
+// 3947's order, the destination's equal to strongSwan's own in the captured message 3.
+func TestBuildMainMode3(t *testing.T) {
+	mm3 := natdGolden(t, "strongswan-5.9.8-ikev1-mm3-behind-nat")
+	_, want := NATDFromMessage(mm3)
+	ke := make([]byte, 256)
+	nonce := make([]byte, 32)
+	b, err := BuildMainMode3([]byte("foo"), MainMode3Params{CookieI: mm3.InitiatorSPI, CookieR: mm3.ResponderSPI,
+		KE: ke, Nonce: nonce, Hash: sha256.New, Local: iniAddr, Remote: rspAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b[:3]) != "foo" {
+		t.Fatal("BuildMainMode3 does not append")
+	}
+	var m Message
+	if err := m.DecodeFromBytes(b[3:]); err != nil {
+		t.Fatal(err)
+	}
+	var types []PayloadType
+	for _, p := range m.Payloads {
+		types = append(types, p.Type)
+	}
+	if len(types) != 4 || types[0] != PayloadKEv1 || types[1] != PayloadNonceV1 || types[2] != PayloadNATDV1 || types[3] != PayloadNATDV1 {
+		t.Fatalf("payloads %v, want KE, Nonce, NAT-D, NAT-D", types)
+	}
+	src, dst := NATDFromMessage(&m)
+	if len(dst) != 1 || string(dst[0]) != string(want[0]) {
+		t.Errorf("destination NAT-D %x, want strongSwan's %x", dst, want)
+	}
+	if len(src) != 1 || string(src[0]) != string(NATDHashV1(sha256.New, mm3.InitiatorSPI, mm3.ResponderSPI, iniAddr)) {
+		t.Errorf("source NAT-D %x", src)
+	}
+	if m.InitiatorSPI != mm3.InitiatorSPI || m.ResponderSPI != mm3.ResponderSPI || m.Major() != 1 {
+		t.Errorf("header %+v", m.Header)
+	}
+	if _, err := BuildMainMode3(nil, MainMode3Params{KE: ke, Nonce: nonce[:4], Hash: sha256.New}); err == nil {
+		t.Error("a 4-byte nonce was accepted")
+	}
+}

@@ -85,6 +85,8 @@ type IKESurvey struct {
 	Exchanges []IKEResult         `json:"exchanges,omitempty"`
 	Proposals []IKEProposalResult `json:"proposals,omitempty"`
 	Size      *IKESizeResult      `json:"size_search,omitempty"`
+	// NATDv1 is IKEv1's NAT detection (CheckIKEv1NATD), when it ran.
+	NATDv1 *IKEv1NATD `json:"natd_v1,omitempty"`
 }
 
 // SurveyIKE asks target the IKE questions an engineer asks with ike-scan, in one run: does

@@ -56,3 +56,37 @@ func TestIKENATDetection(t *testing.T) {
 		})
 	}
 }
+
+// TestIKEv1NATDetection: IKEv1 tells NAT detection only in Main Mode 4; ProbeIKEv1NATD asks
+// for it with a message 3 and checks the lab's strongSwan's NAT-D payloads: our side
+// translated behind nat, not on clean (the gateway's own hash is faked by libipsec in both).
+func TestIKEv1NATDetection(t *testing.T) {
+	testlab.RequireRoot(t)
+	for _, c := range []struct {
+		profile string
+		ours    bool
+	}{{"nat", true}, {"clean", false}} {
+		t.Run(c.profile, func(t *testing.T) {
+			t.Parallel()
+			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile})
+			for _, port := range []int{IKEPort, NATTPort} {
+				var v *IKEv1NATD
+				inNode(t, l, testlab.NodeIni, func() error {
+					var err error
+					v, err = ProbeIKEv1NATD(context.Background(), l.Addr(testlab.NodeRsp), port, 0)
+					return err
+				})
+				if v.Ours == nil || v.Gateway == nil {
+					t.Fatalf("port %d: %+v: want both NAT-D checks", port, v)
+				}
+				if *v.Ours != c.ours || !*v.Gateway || !strings.Contains(v.Hash, "Hash=SHA2-256") {
+					t.Errorf("port %d: ours %v (want %v), gateway %v (want true: faked), hash %q", port, *v.Ours, c.ours, *v.Gateway, v.Hash)
+				}
+				s := &IKESurvey{Target: l.Addr(testlab.NodeRsp).String(), NATDv1: v}
+				if n := s.NAT(); n == nil || n.Detected != true || (c.ours && n.Side != "both") || (!c.ours && n.Side != "gateway's") {
+					t.Errorf("port %d: nat %+v", port, n)
+				}
+			}
+		})
+	}
+}

@@ -164,6 +164,12 @@ func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 	if err != nil {
 		return usageError(e, c, err)
 	}
+	if !o.Stateless && ctx.Err() == nil {
+		// IKEv1 tells NAT detection only in Main Mode 4: asked for when IKEv2 did not tell.
+		if err := s.CheckIKEv1NATD(ctx, target, o.Timeout); err != nil {
+			prog.Printf("IKEv1 NAT detection could not run: %v", err)
+		}
+	}
 	r := s.Report(started)
 	r.Finish(time.Now())
 	elapsed := time.Since(started)
