@@ -673,7 +673,7 @@ func (r *checkRun) run(ctx context.Context) error {
 		}
 		if sending && len(held) > 0 {
 			var ready []*pending
-			ready, held = r.mappedReverse(held, !now.Before(start.Add(r.timeout/4)))
+			ready, held = r.mappedReverse(held, !now.Before(start.Add(r.timeout/2)))
 			if len(ready) > 0 {
 				wg.Add(1)
 				go func() { defer wg.Done(); r.sendReverse(rctx, ready, reverseUDPAttempts) }()

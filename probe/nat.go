@@ -337,7 +337,7 @@ func protoName(id ID) string {
 // mappedReverse splits held reverse UDP probes (a NAT rewrites our address: see the top of
 // this file) into those that can go now, through the mapping a forward probe from the same
 // source port opened (the agent saw it: its public port is known), and those still waiting.
-// force sends the rest as well, to the class's port: a forward probe the agent never saw
+// force (at T/2) sends the rest as well, to the class's port: a forward probe the agent never saw
 // may still have opened the mapping on its way out. The caller holds no lock.
 func (r *checkRun) mappedReverse(held []*pending, force bool) (ready, wait []*pending) {
 	r.mu.Lock()
