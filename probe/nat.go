@@ -188,7 +188,7 @@ func (n *natState) result() *report.NAT {
 	if out.Public != "" {
 		pub = " (public address " + out.Public + ")"
 	}
-	out.Detail = fmt.Sprintf("a NAT between us%s: %s sent from %s reached the agent from %s (it translates our %s); raw ESP and AH cannot cross a NAT, IKE and ESP need UDP 4500 encapsulation (NAT-T).",
+	out.Detail = fmt.Sprintf("a NAT between us%s: %s sent from %s reached the agent from %s (it translates our %s); IPsec across it needs NAT-T (IKE and ESP in UDP 4500), and AH cannot cross a NAT at all.",
 		pub, what, out.Sent, out.Seen, kindWords(k))
 	return out
 }

@@ -69,10 +69,10 @@ func (s *IKESurvey) NAT() *report.NAT {
 	gw := fmt.Sprintf("its hash of its own address does not match %s, where we sent: the gateway is behind a NAT that forwards %s to it, or fakes that hash to force UDP encapsulation (strongSwan does with encap = yes or kernel-libipsec)", remote, remote)
 	switch n.Side {
 	case "both":
-		n.Detail = fmt.Sprintf("a NAT between us, on our side: the gateway's NAT detection hash of where it saw us come from (%s) does not match our %s, so a NAT rewrote our address or port; and %s. IKE floats to UDP 4500 and ESP must be UDP-encapsulated (NAT-T); raw ESP and AH cannot cross a NAT.",
+		n.Detail = fmt.Sprintf("a NAT between us, on our side: the gateway's NAT detection hash of where it saw us come from (%s) does not match our %s, so a NAT rewrote our address or port; and %s. IPsec across it needs NAT-T (IKE and ESP in UDP 4500), and AH cannot cross a NAT at all.",
 			pick.name, pick.local, gw)
 	case "ours":
-		n.Detail = fmt.Sprintf("a NAT between us, on our side: the gateway's NAT detection hash of where it saw us come from (%s) does not match our %s, so a NAT rewrote our address or port. IKE floats to UDP 4500 and ESP must be UDP-encapsulated (NAT-T); raw ESP and AH cannot cross a NAT.",
+		n.Detail = fmt.Sprintf("a NAT between us, on our side: the gateway's NAT detection hash of where it saw us come from (%s) does not match our %s, so a NAT rewrote our address or port. IPsec across it needs NAT-T (IKE and ESP in UDP 4500), and AH cannot cross a NAT at all.",
 			pick.name, pick.local)
 	case "gateway's":
 		n.Detail = fmt.Sprintf("on the gateway's side (%s): %s; our own %s arrived untranslated.", pick.name, gw, pick.local)

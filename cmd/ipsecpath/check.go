@@ -149,9 +149,10 @@ port than we sent them from ("NAT: a NAT between us (public address 192.0.2.65):
 from 198.51.100.10:500 reached the agent from 192.0.2.65:500"), or "NAT: none"; without an
 agent nothing is claimed ('ipsecpath ike' reads the gateway's own NAT detection hashes). Behind
 a NAT the reverse UDP probes go after ours, to the public address and port the agent saw ours
-come from (the mapping they opened), and the rows say what the NAT explains: raw ESP and AH
-cannot cross it (use NAT-T), the agent's SYNs and echoes reach the NAT itself (a port forward
-would be needed), a reverse UDP drop through a fresh mapping points to 'ipsecpath stateful'.
+come from (the mapping they opened), and the rows say what the NAT explains: raw ESP or AH
+that did not cross it (use NAT-T; AH never can), the agent's SYNs and echoes that reach the
+NAT itself (a port forward would be needed), a reverse UDP drop through a fresh mapping
+(the NAT's timer: 'ipsecpath stateful').
 The NAT advice covers NAT-T keepalives and whether fragmented UDP 4500 crossed the NAT.
 
 Exit status: 0 every verdict passed (or was skipped), 1 a probe failed, 2 usage or
