@@ -595,8 +595,8 @@ func (r *checkRun) run(ctx context.Context) error {
 		}
 	}
 	var held []*pending // behind a NAT: sent after their forward form, through its mapping (nat.go)
-	if len(revUDP) > 0 && r.nat.addressTranslated() {
-		held, revUDP = revUDP, nil
+	if r.nat.addressTranslated() {
+		held, revUDP, revRest = holdForMapping(revUDP, revRest)
 	}
 	if len(revUDP) > 0 {
 		r.progress("reverse-udp")
@@ -674,9 +674,14 @@ func (r *checkRun) run(ctx context.Context) error {
 		if sending && len(held) > 0 {
 			var ready []*pending
 			ready, held = r.mappedReverse(held, !now.Before(start.Add(r.timeout/2)))
-			if len(ready) > 0 {
+			udp, raw := splitUDP(ready)
+			if len(udp) > 0 {
 				wg.Add(1)
-				go func() { defer wg.Done(); r.sendReverse(rctx, ready, reverseUDPAttempts) }()
+				go func() { defer wg.Done(); r.sendReverse(rctx, udp, reverseUDPAttempts) }()
+			}
+			if len(raw) > 0 {
+				wg.Add(1)
+				go func() { defer wg.Done(); r.sendReverse(rctx, raw, 1) }()
 			}
 		}
 		if sending && len(retries) > 0 && !now.Before(retries[0]) {

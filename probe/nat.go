@@ -283,8 +283,10 @@ func applyNAT(results []report.Result, n *report.NAT, throughMapping map[ID]uint
 		switch {
 		case id.isESPorAH() && fwd && r.Verdict == report.Pass && id.Unfragmented() == AH:
 			r.Detail = fmt.Sprintf("%s reached the agent with its source rewritten to %s by the NAT: AH's integrity check covers the source address, so the peer rejects every AH packet that crossed this NAT; AH cannot cross a NAT (NAT-T encapsulates ESP only): use ESP with NAT-T.", capitalize(name), pub)
+		case id.isESPorAH() && r.Verdict == report.Pass && id.Unfragmented() == AH:
+			r.Detail = fmt.Sprintf("%s from the agent arrived through the NAT, its destination rewritten from %s to ours: AH's integrity check covers the addresses, so every AH packet that crossed this NAT fails it; AH cannot cross a NAT (NAT-T encapsulates ESP only): use ESP with NAT-T.", capitalize(name), pub)
 		case id.isESPorAH() && fwd && r.Verdict == report.Pass:
-			r.Detail = fmt.Sprintf("%s reached the agent with its source rewritten to %s by the NAT: this NAT passes raw ESP, for one host behind it at a time; IKE detects the NAT and moves ESP into UDP 4500 (NAT-T) anyway.", capitalize(name), pub)
+			r.Detail = fmt.Sprintf("%s reached the agent with its source rewritten to %s by the NAT: this NAT passed raw ESP here, but IKE detects the NAT and moves ESP into UDP 4500 (NAT-T) anyway, and raw ESP, which has no ports, through a NAT breaks once two hosts behind it talk to the same peer.", capitalize(name), pub)
 		case id.isESPorAH() && fwd:
 			r.Detail = fmt.Sprintf("%s sent from behind the NAT (public address %s) never reached the agent%s: raw %s has no ports for a NAT to translate and cannot cross this NAT; %s", capitalize(name), pub, cameBack(r), protoName(id), natTAdvice(id))
 		case id.isESPorAH() && r.Verdict != report.Pass:
@@ -334,15 +336,26 @@ func protoName(id ID) string {
 	return "ESP"
 }
 
-// mappedReverse splits held reverse UDP probes (a NAT rewrites our address: see the top of
-// this file) into those that can go now, through the mapping a forward probe from the same
-// source port opened (the agent saw it: its public port is known), and those still waiting.
+// mappedReverse splits held reverse probes (a NAT rewrites our address: see the top of this
+// file) into those that can go now, through the mapping a forward probe opened (UDP: one
+// from the same source port, whose public port the agent saw; ESP/AH: one of the same
+// protocol the agent saw, for a NAT that passes them), and those still waiting.
 // force (at T/2) sends the rest as well, to the class's port: a forward probe the agent never saw
 // may still have opened the mapping on its way out. The caller holds no lock.
 func (r *checkRun) mappedReverse(held []*pending, force bool) (ready, wait []*pending) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, p := range held {
+		if !p.udp {
+			// Raw ESP/AH: a NAT that passes them maps by protocol and addresses only.
+			_, seen := r.nat.seen[natKey{proto: rawProto(p.out.Probe)}]
+			if seen || force {
+				ready = append(ready, p)
+			} else {
+				wait = append(wait, p)
+			}
+			continue
+		}
 		var sport uint16
 		for _, f := range r.list {
 			if !f.reverse && f.out.Probe == p.out.Probe {
@@ -397,4 +410,39 @@ func natTAdvice(id ID) string {
 		return "AH cannot be carried across a NAT at all (its integrity check covers the addresses, and NAT-T encapsulates ESP only): use ESP with UDP encapsulation (NAT-T, UDP 4500)."
 	}
 	return "use UDP encapsulation (NAT-T, UDP 4500), which IKE turns on when it detects the NAT."
+}
+
+// holdForMapping takes, behind a NAT, the reverse probes that can only arrive through a
+// mapping our own forward probes open (UDP 500/4500, raw ESP and AH) out of the cold
+// reverse burst and the reverse rest: they go later (mappedReverse).
+func holdForMapping(revUDP, revRest []*pending) (held, udp, rest []*pending) {
+	held = append(held, revUDP...)
+	for _, p := range revRest {
+		if p.out.Probe.isESPorAH() {
+			held = append(held, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	return held, nil, rest
+}
+
+// splitUDP separates reverse UDP probes from the others.
+func splitUDP(ps []*pending) (udp, other []*pending) {
+	for _, p := range ps {
+		if p.udp {
+			udp = append(udp, p)
+		} else {
+			other = append(other, p)
+		}
+	}
+	return udp, other
+}
+
+// rawProto is the IP protocol of an ESP or AH probe.
+func rawProto(id ID) uint8 {
+	if id.Unfragmented() == AH {
+		return ProtoAH
+	}
+	return ProtoESP
 }

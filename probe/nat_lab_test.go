@@ -155,3 +155,38 @@ func TestCheckNATPortRewrite(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckNATPassthrough is a NAT the profiles do not define: r1 of the nat profile with its
+// filter chain flushed by hand masquerades raw ESP and AH too (Linux tracks them by address
+// pair), like a NAT with "IPsec passthrough". ESP then passes both ways, the reverse only
+// through the mapping our forward ESP opened, and the AH rows still say AH cannot cross a NAT.
+func TestCheckNATPassthrough(t *testing.T) {
+	testlab.RequireRoot(t)
+	t.Parallel()
+	l := testlab.ForTest(t, testlab.Spec{Profile: "nat", NoGateways: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := l.Exec(ctx, "r1", "nft", "flush", "chain", "ip", "ipsecpath", "ipl_fwd"); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+	agent := startAgent(t, l)
+	rep, _ := checkFromIni(t, l, probe.CheckConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey,
+		Probes: []probe.ID{probe.ESP, probe.ESPFrag, probe.AH, probe.NATT}})
+	if n := rep.NAT; n == nil || !n.Detected || n.Public != testlab.NATPublic {
+		t.Fatalf("nat = %+v", n)
+	}
+	got := natResults(rep)
+	for _, r := range rep.Results {
+		if r.Verdict != report.Pass {
+			t.Errorf("%s %s: %s (%s), want pass through a passthrough NAT", r.Direction, r.Probe, r.Verdict, r.Detail)
+		}
+	}
+	if d := got[key(probe.ESP, report.Forward)].Detail; !strings.Contains(d, "source rewritten to "+testlab.NATPublic) || !strings.Contains(d, "passed raw ESP here") {
+		t.Errorf("forward esp: %s", d)
+	}
+	for _, d := range []report.Direction{report.Forward, report.Reverse} {
+		if r := got[key(probe.AH, d)]; !strings.Contains(r.Detail, "AH cannot cross a NAT") {
+			t.Errorf("%s ah: %s", d, r.Detail)
+		}
+	}
+}

@@ -111,7 +111,7 @@ func TestApplyNAT(t *testing.T) {
 	}
 	applyNAT(rs, nat, map[ID]uint16{NATT: 31000})
 	want := []string{
-		"cannot cross this NAT", "cannot cross this NAT", "AH cannot cross a NAT", "passes raw ESP, for one host",
+		"cannot cross this NAT", "cannot cross this NAT", "AH cannot cross a NAT", "passed raw ESP here",
 		"kept", "port forward", "is the NAT's own to answer", "", "192.0.2.65:31000, through the mapping our own probe had just opened",
 		"kept: not sent", "kept",
 	}
