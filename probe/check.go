@@ -660,11 +660,13 @@ func (r *checkRun) run(ctx context.Context) error {
 		}
 		r.progress("waiting")
 		now := time.Now()
-		if r.allDecided() || (!now.Before(deadline) && !r.searching()) {
+		if parent.Err() != nil {
+			// First: a search cut short by Ctrl-C is no longer "searching", and must not
+			// pass for a finished run.
+			interrupted = true // the caller cancelled (Ctrl-C)
 			break
 		}
-		if parent.Err() != nil {
-			interrupted = true // the caller cancelled (Ctrl-C)
+		if r.allDecided() || (!now.Before(deadline) && !r.searching()) {
 			break
 		}
 		if sending && !now.Before(deadline) {
