@@ -158,14 +158,13 @@ type Report struct {
 	Version    string    `json:"version"`
 	Target     string    `json:"target"`
 	Agent      string    `json:"agent,omitempty"`
+	NAT        *NAT      `json:"nat,omitempty"` // address translation seen (nil: not measured)
 	Started    time.Time `json:"started"`
 	DurationMs int64     `json:"duration_ms"`
 	Results    []Result  `json:"results"`
 	PMTU       *PMTU     `json:"pmtu,omitempty"`
 	Ladder     *Ladder   `json:"ladder,omitempty"` // the triage ladder run before the probes
-	// NAT is what the run learnt about address translation (nil: not measured).
-	NAT     *NAT    `json:"nat,omitempty"`
-	Summary Summary `json:"summary"`
+	Summary    Summary   `json:"summary"`
 }
 
 // New starts a report for target (and agent, empty without one) at the given time.
