@@ -230,15 +230,7 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 	for i, p := range r.list {
 		outs[i] = *p.out
 	}
-	results := Judge(outs)
-	r.mu.Lock()
-	if r.agent != nil {
-		rep.NAT = r.nat.result()
-		r.natAdvice(rep.NAT, results)
-		applyNAT(results, rep.NAT, r.throughMapping())
-	}
-	r.mu.Unlock()
-	for _, res := range results {
+	for _, res := range Judge(outs) {
 		rep.Add(res)
 	}
 	for _, p := range r.list {
@@ -254,6 +246,7 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 			rep.PMTU.Forward = p.out.PathMTU
 		}
 	}
+	r.reportNAT(rep)
 	rep.Finish(time.Now())
 	r.progress("done")
 	return rep, nil

@@ -446,3 +446,16 @@ func rawProto(id ID) uint8 {
 	}
 	return ProtoESP
 }
+
+// reportNAT puts what the agent saw of our addresses into rep (with an agent only: without
+// one nothing was measured) and rewrites the rows the NAT explains.
+func (r *checkRun) reportNAT(rep *report.Report) {
+	if r.agent == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rep.NAT = r.nat.result()
+	r.natAdvice(rep.NAT, rep.Results)
+	applyNAT(rep.Results, rep.NAT, r.throughMapping())
+}
