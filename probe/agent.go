@@ -34,6 +34,12 @@ const (
 	MaxSessionBytes = 4 << 20
 	// MaxSessionSeen bounds the packets kept per session; more are counted as lost.
 	MaxSessionSeen = 8192
+	// AgentSnap is how many bytes of each packet the agent keeps for the initiator's pcap
+	// (Seen.Packet): a whole Ethernet-sized fragment.
+	AgentSnap = 1600
+	// MaxSessionPacketBytes bounds the packet bytes a session keeps; later packets are
+	// reported without them (their verdicts need only the header and Head).
+	MaxSessionPacketBytes = 4 << 20
 	// MaxReverseProbes bounds the probes in one send-reverse request.
 	MaxReverseProbes = 64
 	// MaxReverseSize bounds the wire size of one reverse probe (the IP total length limit).
@@ -339,6 +345,7 @@ type session struct {
 	seen    []Seen       // probe packets kept, in arrival order
 	lost    int          // packets lost to full buffers
 	other   int          // packets from the initiator that belong to no probe (not kept)
+	held    int          // bytes of Seen.Packet kept (at most MaxSessionPacketBytes)
 	collect func()       // stops the collector and waits for it; nil when not running
 
 	// counters for the log line
@@ -518,7 +525,7 @@ const collectInterval = 10 * time.Millisecond
 func (s *session) startCapture(src PacketSource) {
 	s.mu.Lock()
 	s.src, s.started = src, s.r.now()
-	s.seen, s.lost, s.other = s.seen[:0], 0, 0
+	s.seen, s.lost, s.other, s.held = s.seen[:0], 0, 0, 0
 	s.mu.Unlock()
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -577,6 +584,10 @@ func (s *session) drain() {
 		if len(p.Head) > HeadLen {
 			p.Head = p.Head[:HeadLen]
 		}
+		if len(p.Packet) > AgentSnap || s.held+len(p.Packet) > MaxSessionPacketBytes {
+			p.Packet = nil
+		}
+		s.held += len(p.Packet)
 		if len(kept) >= MaxSessionSeen {
 			s.lost++
 			continue

@@ -64,6 +64,24 @@ type AgentClient struct {
 	seen     []Seen // everything fetched since StartObserving
 	next     uint64 // the agent's cursor after seen
 	lost     int
+	clock    ClockEstimate
+}
+
+// ClockEstimate is the agent's clock offset as the control channel's round trips give it:
+// each reply carries the agent's time; against the midpoint of the request's round trip it
+// gives one sample, accurate to half that round trip. The sample of the shortest round trip
+// is kept (as NTP does).
+type ClockEstimate struct {
+	Offset  time.Duration // agent clock minus ours
+	Error   time.Duration // half the round trip of the sample kept: the offset is within ± this
+	Samples int           // round trips measured
+}
+
+// Clock returns the estimate from every round trip so far (Samples 0: none yet).
+func (a *AgentClient) Clock() ClockEstimate {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.clock
 }
 
 // AgentHello is what the agent says about itself and about us.
@@ -276,10 +294,12 @@ func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) e
 		a.conn.Close()
 		return err
 	}
+	t0 := time.Now()
 	if _, err := a.conn.Write(a.wbuf); err != nil {
 		return broken(a.transportError(ctx, t, "send", err))
 	}
 	rb, err := readFrame(a.conn, a.rbuf[:0])
+	t1 := time.Now()
 	if err != nil {
 		return broken(a.transportError(ctx, t, "read reply", err))
 	}
@@ -294,6 +314,10 @@ func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) e
 	if err := checkClock(f.Time, time.Now()); err != nil {
 		return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
 	}
+	if half := t1.Sub(t0) / 2; a.clock.Samples == 0 || half < a.clock.Error {
+		a.clock.Offset, a.clock.Error = f.Time.Sub(t0.Add(half)), half
+	}
+	a.clock.Samples++
 	a.answered = true
 	if f.Type == msgError {
 		var e errorReply

@@ -44,7 +44,7 @@ func (c *observerCapturer) Capture(peer netip.Addr) (PacketSource, error) {
 	var o *Observer
 	err := c.r.inNamespace(func() error {
 		var err error
-		o, err = Observe(context.Background(), ObserverConfig{Peer: peer})
+		o, err = Observe(context.Background(), ObserverConfig{Peer: peer, Snap: AgentSnap})
 		return err
 	})
 	if err != nil {

@@ -46,19 +46,34 @@ type CaptureConfig struct {
 	// Outgoing also keeps the packets this host sends to Peer (AF_PACKET sees them as
 	// PACKET_OUTGOING); without it they are filtered out in the kernel.
 	Outgoing bool
+	// Snap is how many bytes of each kept packet the kernel hands over, from the IP header
+	// on (0 or less than CaptureSnap: CaptureSnap; at most MaxCaptureSnap).
+	Snap int
+}
+
+// MaxCaptureSnap bounds CaptureConfig.Snap: the largest IPv4 packet.
+const MaxCaptureSnap = 65535
+
+// snap is the snap length the filter returns for a packet to keep.
+func (cfg CaptureConfig) snap() uint32 {
+	return uint32(min(max(cfg.Snap, CaptureSnap), MaxCaptureSnap))
 }
 
 // Capture reads IPv4 packets from every interface of the current network namespace through
 // an AF_PACKET socket (SOCK_DGRAM: each packet starts at its IP header) with a classic BPF
 // filter, so fragments are seen one by one, before any reassembly, with TTL and DF as they
-// arrived. Each packet is cut to CaptureSnap bytes in the kernel.
+// arrived. Each packet is cut to CaptureSnap bytes (or CaptureConfig.Snap) in the kernel.
 type Capture struct {
 	f    *os.File
 	peer netip.Addr
+	snap int // bytes of each packet the kernel hands over
 }
 
+// SnapLen returns how many bytes of each packet Read returns at most.
+func (c *Capture) SnapLen() int { return c.snap }
+
 // CaptureFilter is the BPF program of a Capture (see CaptureConfig). It runs on the packet
-// from its IP header on and returns CaptureSnap for a packet to keep, 0 to drop.
+// from its IP header on and returns the snap length for a packet to keep, 0 to drop.
 func CaptureFilter(cfg CaptureConfig) ([]bpf.RawInstruction, error) {
 	if !cfg.Peer.Is4() {
 		return nil, fmt.Errorf("probe: capture: peer %v is not an IPv4 address", cfg.Peer)
@@ -82,16 +97,16 @@ func CaptureFilter(cfg CaptureConfig) ([]bpf.RawInstruction, error) {
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: peer, SkipTrue: 3, SkipFalse: 4}, // 12 → 16 / 17
 		bpf.LoadAbsolute{Off: ipv4DstOffset, Size: 4},                         // 13 outgoing: A = dst
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: peer, SkipFalse: 2},              // 14 → 17 drop
-		bpf.RetConstant{Val: outgoingSnap(cfg.Outgoing)},                      // 15
-		bpf.RetConstant{Val: CaptureSnap},                                     // 16 keep
+		bpf.RetConstant{Val: outgoingSnap(cfg)},                               // 15
+		bpf.RetConstant{Val: cfg.snap()},                                      // 16 keep
 		bpf.RetConstant{Val: 0},                                               // 17 drop
 	}
 	return bpf.Assemble(prog)
 }
 
-func outgoingSnap(keep bool) uint32 {
-	if keep {
-		return CaptureSnap
+func outgoingSnap(cfg CaptureConfig) uint32 {
+	if cfg.Outgoing {
+		return cfg.snap()
 	}
 	return 0
 }
@@ -124,7 +139,7 @@ func OpenCapture(cfg CaptureConfig) (*Capture, error) {
 	if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(ethPIP)}); err != nil {
 		return fail("bind", err)
 	}
-	return &Capture{f: os.NewFile(uintptr(fd), "packet:"+cfg.Peer.String()), peer: cfg.Peer}, nil
+	return &Capture{f: os.NewFile(uintptr(fd), "packet:"+cfg.Peer.String()), peer: cfg.Peer, snap: int(cfg.snap())}, nil
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -139,7 +154,7 @@ func attachFilter(fd int, prog []bpf.RawInstruction) error {
 	return nil
 }
 
-// Read reads one packet (from its IP header, at most CaptureSnap bytes) into b. After Close
+// Read reads one packet (from its IP header, at most SnapLen bytes) into b. After Close
 // it returns net.ErrClosed; past a deadline, os.ErrDeadlineExceeded.
 func (c *Capture) Read(b []byte) (int, error) {
 	n, err := c.f.Read(b)

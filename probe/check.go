@@ -90,8 +90,8 @@ type CheckConfig struct {
 	// Pace is packets per second toward the target, and asked of the agent for reverse
 	// probes (0: DefaultRate).
 	Pace int
-	// Pcap, when set, gets every packet we sent, and every packet we or the agent captured
-	// (headers and the first HeadLen bytes: what the capture keeps).
+	// Pcap, when set, gets every packet we sent, and every packet we or the agent captured,
+	// each up to its snap length, with a note tying it to its probe (pcapnote.go).
 	Pcap *report.Pcap
 	// Progress, when set, is called as probes get their answers.
 	Progress func(CheckProgress)
@@ -182,6 +182,11 @@ type checkRun struct {
 	sendMu sync.Mutex // one forward sequence at a time: fwdPk is the buffer on the wire
 	fwdPk  Packets
 
+	pcapMu      sync.Mutex // the records for cfg.Pcap (pcapnote.go)
+	pcapRecs    []pcapRec
+	pcapDropped int
+	ctlPort     uint16 // the agent's control port: its segments are noted as control
+
 	nat natState // what the agent saw of our addresses and ports (r.mu; see nat.go)
 }
 
@@ -222,7 +227,9 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 		return nil, err
 	}
 	r.plan()
-	if err := r.run(ctx); err != nil {
+	err := r.run(ctx)
+	r.writePcap()
+	if err != nil {
 		return nil, err
 	}
 	r.unjudgeable()
@@ -280,6 +287,7 @@ func (r *checkRun) setup(ctx context.Context) error {
 		}
 		r.nat.control(a.conn.LocalAddr(), h.Peer)
 		r.agentIP = h.Local.Addr().Unmap()
+		r.ctlPort = h.Local.Port()
 		if !r.agentIP.IsValid() {
 			r.agentIP = r.cfg.Target
 		}
@@ -315,8 +323,12 @@ func (r *checkRun) setup(ctx context.Context) error {
 	if r.agentIP.IsValid() && r.agentIP != r.cfg.Target {
 		peers = append(peers, r.agentIP)
 	}
+	snap := 0
+	if r.cfg.Pcap != nil {
+		snap = r.cfg.Pcap.SnapLen() // keep whole packets for the pcap
+	}
 	for _, p := range peers {
-		o, err := Observe(ctx, ObserverConfig{Peer: p})
+		o, err := Observe(ctx, ObserverConfig{Peer: p, Snap: snap})
 		if err != nil {
 			return &CheckError{Err: err}
 		}
@@ -501,8 +513,9 @@ func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 		r.mu.Lock()
 		_, err := r.newAttempt(p, pk)
 		r.mu.Unlock()
+		var left time.Time // when the first packet went to the kernel: the pcap's send time
 		if err == nil {
-			err = r.sender.Send(ctx, pk)
+			left, err = r.sender.SendStamped(ctx, pk)
 		}
 		now := time.Now()
 		r.mu.Lock()
@@ -514,8 +527,11 @@ func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 		}
 		r.mu.Unlock()
 		if err == nil && r.cfg.Pcap != nil {
-			for _, w := range pk.Wire {
-				r.cfg.Pcap.WritePacketAt("initiator", now, w, fmt.Sprintf("sent %s attempt %d", p.out.Probe, len(p.nonces)))
+			r.mu.Lock()
+			attempt, nonce := len(p.nonces), p.nonces[len(p.nonces)-1]
+			r.mu.Unlock()
+			for i, w := range pk.Wire {
+				r.record(pointInitiator, left, w, len(w), note("sent", p.out.Probe, report.Forward, attempt, nonce, pk.Frags[i], w, ""), false)
 			}
 		}
 	}
@@ -525,6 +541,7 @@ func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 func (r *checkRun) sendReverse(ctx context.Context, ps []*pending, attempts int) {
 	var req []ReverseProbe
 	var refs []*pending
+	var nums []int // attempt number of each request
 	r.mu.Lock()
 	for _, p := range ps {
 		for range attempts {
@@ -536,6 +553,7 @@ func (r *checkRun) sendReverse(ctx context.Context, ps []*pending, attempts int)
 			id, bp := r.buildParams(p.out.Probe, r.agentIP, r.peer, nonce)
 			req = append(req, ReverseProbe{ID: id, Nonce: nonce, Size: bp.Size, FragSize: bp.FragSize, DstPort: p.dstPort})
 			refs = append(refs, p)
+			nums = append(nums, len(p.nonces))
 		}
 	}
 	r.mu.Unlock()
@@ -559,7 +577,10 @@ func (r *checkRun) sendReverse(ctx context.Context, ps []*pending, attempts int)
 			}
 		}
 		r.mu.Unlock()
-		req, refs = req[n:], refs[n:]
+		if err == nil {
+			r.recordReverseSends(req[:n], refs[:n], nums[:n], res)
+		}
+		req, refs, nums = req[n:], refs[n:], nums[n:]
 	}
 }
 
@@ -845,14 +866,20 @@ func (r *checkRun) collectLocal() {
 		if len(seen) == 0 {
 			continue
 		}
+		var notes []string
+		if r.cfg.Pcap != nil {
+			notes = make([]string, len(seen))
+		}
 		r.mu.Lock()
 		for i := range seen {
-			r.local(&seen[i])
+			if n := r.local(&seen[i]); notes != nil {
+				notes[i] = n
+			}
 		}
 		r.mu.Unlock()
 		if r.cfg.Pcap != nil {
 			for i := range seen {
-				r.cfg.Pcap.WritePacketAt("initiator", seen[i].At, seenPacket(&seen[i]), "")
+				r.record(pointInitiator, seen[i].At, seenPacket(&seen[i]), seen[i].TotalLen, notes[i], false)
 			}
 		}
 	}
@@ -869,10 +896,15 @@ func (r *checkRun) collectAgent(ctx context.Context) error {
 	defer r.mu.Unlock()
 	for i := r.agentSeen; i < len(rep.Seen); i++ {
 		s := &rep.Seen[i]
-		r.arrived(s, false)
+		ref, ok := r.arrived(s, false)
 		r.reverseAnswer(s)
 		if r.cfg.Pcap != nil {
-			r.cfg.Pcap.WritePacketAt("agent", s.At, seenPacket(s), "")
+			pkt := seenPacket(s)
+			n := note("other", "", "", 0, 0, report.Fragment{}, pkt, "seen by the agent, not tied to a probe of this run")
+			if ok {
+				n = note("arrived", ref.p.out.Probe, report.Forward, ref.attempt+1, ref.p.nonces[ref.attempt], seenFrag(s), pkt, "")
+			}
+			r.record(pointAgent, s.At, pkt, s.TotalLen, n, true)
 		}
 	}
 	r.agentSeen = len(rep.Seen)
@@ -881,24 +913,49 @@ func (r *checkRun) collectAgent(ctx context.Context) error {
 	return nil
 }
 
-// local maps one packet our capture saw. The caller holds r.mu.
-func (r *checkRun) local(s *Seen) {
+// local maps one packet our capture saw and returns its pcap note. The caller holds r.mu.
+func (r *checkRun) local(s *Seen) string {
+	pkt := func() []byte {
+		if r.cfg.Pcap == nil {
+			return nil
+		}
+		return seenPacket(s)
+	}
+	tied := func(role string, ref attemptRef, extra string) string {
+		if r.cfg.Pcap == nil {
+			return "" // notes are for the pcap only: keep the hot path lean
+		}
+		return note(role, ref.p.out.Probe, direction(ref.p.reverse), ref.attempt+1, ref.p.nonces[ref.attempt], seenFrag(s), pkt(), extra)
+	}
+	other := func() string {
+		if r.cfg.Pcap == nil {
+			return ""
+		}
+		if r.ctlPort != 0 && s.Proto == ProtoTCP && s.Offset == 0 && len(s.Head) >= 2 && binary.BigEndian.Uint16(s.Head) == r.ctlPort {
+			return note("control", "", "", 0, 0, report.Fragment{}, nil, "the agent's control connection")
+		}
+		return note("other", "", "", 0, 0, report.Fragment{}, pkt(), "not tied to a probe of this run")
+	}
 	if s.Offset == 0 {
 		if m, ok := ClassifyHead(s.Proto, s.Head); ok {
 			switch m.Kind {
 			case KindProbe:
-				r.arrived(s, true)
-				return
+				if ref, ok := r.arrived(s, true); ok {
+					return tied("arrived", ref, "")
+				}
+				return other()
 			case KindReply:
 				if ref, ok := r.byNonce[m.Nonce]; ok && !ref.p.reverse {
-					ref.p.out.Replies = append(ref.p.out.Replies, Reply{Kind: replyKind(s.Proto, m.TCPFlags), From: s.Src, TTL: s.TTL, RTT: max(s.At.Sub(ref.p.sentAt[ref.attempt]), 0)})
+					kind := replyKind(s.Proto, m.TCPFlags)
+					ref.p.out.Replies = append(ref.p.out.Replies, Reply{Kind: kind, From: s.Src, TTL: s.TTL, RTT: max(s.At.Sub(ref.p.sentAt[ref.attempt]), 0)})
 					r.answered(ref.p, s.At)
+					return tied("answer", ref, kind+" from "+s.Src.String())
 				}
-				return
+				return other()
 			case KindICMPError:
 				e, err := ParseICMPError(s)
 				if err != nil {
-					return
+					return other()
 				}
 				ref, ok := r.byNonce[m.Nonce]
 				if !ok || m.Nonce == 0 {
@@ -907,8 +964,9 @@ func (r *checkRun) local(s *Seen) {
 				if ok && !ref.p.reverse {
 					ref.p.out.ICMP = append(ref.p.out.ICMP, ICMPAnswer{ICMPError: e, TTL: s.TTL})
 					r.answered(ref.p, s.At)
+					return tied("icmp", ref, fmt.Sprintf("%s from %s", icmpName(e.Type, e.Code), e.From))
 				}
-				return
+				return other()
 			}
 		}
 		if s.Proto == ProtoICMP {
@@ -916,18 +974,57 @@ func (r *checkRun) local(s *Seen) {
 				if ref, ok := r.byIPID[ipidKey{false, e.Quoted.Proto, e.Quoted.IPID}]; ok && !ref.p.reverse {
 					ref.p.out.ICMP = append(ref.p.out.ICMP, ICMPAnswer{ICMPError: e, TTL: s.TTL})
 					r.answered(ref.p, s.At)
+					return tied("icmp", ref, fmt.Sprintf("%s from %s", icmpName(e.Type, e.Code), e.From))
 				}
-				return
+				return other()
 			}
 		}
 	}
-	r.arrived(s, true)
+	if ref, ok := r.arrived(s, true); ok {
+		return tied("arrived", ref, "")
+	}
+	return other()
+}
+
+func direction(reverse bool) report.Direction {
+	if reverse {
+		return report.Reverse
+	}
+	return report.Forward
+}
+
+// recordReverseSends records, at the agent's capture point, the reverse probes the agent
+// reports sent: rebuilt here from the request (both ends build a probe from its id and
+// nonce with the same code), stamped with the agent's send time.
+func (r *checkRun) recordReverseSends(req []ReverseProbe, refs []*pending, nums []int, res []ReverseResult) {
+	if r.cfg.Pcap == nil {
+		return
+	}
+	var pk Packets
+	for i := range req {
+		if i >= len(res) || res[i].Error != "" || res[i].Packets == 0 {
+			continue
+		}
+		r.mu.Lock()
+		id, bp := r.buildParams(refs[i].out.Probe, r.agentIP, r.peer, req[i].Nonce)
+		r.mu.Unlock()
+		if err := Build(id, bp, &pk); err != nil {
+			continue
+		}
+		at, agentClock := res[i].Sent, true
+		if at.IsZero() { // an agent that does not say when: when it answered, on our clock
+			at, agentClock = time.Now(), false
+		}
+		for j, w := range pk.Wire {
+			r.record(pointAgent, at, w, len(w), note("sent", refs[i].out.Probe, report.Reverse, nums[i], req[i].Nonce, pk.Frags[j], w, "rebuilt from the request; the agent reported it sent"), agentClock)
+		}
+	}
 }
 
 // arrived records a probe fragment seen at the receiving end: the agent (forward) or us
 // (reverse). First fragments are matched by the nonce in their header, the others by IP ID.
 // The caller holds r.mu.
-func (r *checkRun) arrived(s *Seen, reverse bool) {
+func (r *checkRun) arrived(s *Seen, reverse bool) (attemptRef, bool) {
 	var ref attemptRef
 	var ok bool
 	if s.Offset == 0 {
@@ -935,18 +1032,18 @@ func (r *checkRun) arrived(s *Seen, reverse bool) {
 		// unrelated packet whose IP ID happens to match is not a probe).
 		m, mok := ClassifyHead(s.Proto, s.Head)
 		if !mok || m.Kind != KindProbe {
-			return
+			return ref, false
 		}
 		ref, ok = r.byNonce[m.Nonce]
 	} else {
 		ref, ok = r.byIPID[ipidKey{reverse, s.Proto, s.IPID}]
 	}
 	if !ok || ref.p.reverse != reverse || ref.p.proto != s.Proto {
-		return
+		return ref, false
 	}
 	a := &ref.p.out.Attempts[ref.attempt]
 	if hasOffset(a.Seen, s.Offset) {
-		return
+		return ref, true // a duplicate: still this probe's
 	}
 	if !reverse {
 		r.nat.note(r.src, ref.p, s)
@@ -955,6 +1052,7 @@ func (r *checkRun) arrived(s *Seen, reverse bool) {
 	if a.complete() {
 		ref.p.decided = true
 	}
+	return ref, true
 }
 
 // reverseAnswer maps a packet the agent captured that came back for one of its reverse
@@ -1032,9 +1130,13 @@ func replyKind(proto, flags uint8) string {
 	return "answer"
 }
 
-// seenPacket rebuilds what a capture kept of a packet (its IPv4 header and Head) for the
-// pcap: the header's total length still says how long the packet was.
+// seenPacket is a captured packet for the pcap: the bytes the capture kept (Seen.Packet),
+// or else its IPv4 header rebuilt with Head after it: the header's total length still says
+// how long the packet was.
 func seenPacket(s *Seen) []byte {
+	if len(s.Packet) > 0 {
+		return s.Packet
+	}
 	b := make([]byte, ipv4MinHeader+len(s.Head))
 	putIPv4Header(b, s.TotalLen, s.IPID, s.DF, s.TTL, s.Proto, s.Src, s.Dst)
 	ff := binary.BigEndian.Uint16(b[6:8]) | uint16(s.Offset/8)

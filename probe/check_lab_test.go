@@ -12,6 +12,7 @@ import (
 
 	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/report/schematest"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
@@ -181,6 +182,7 @@ func checkFromIni(t *testing.T, l *testlab.Lab, cfg probe.CheckConfig) (*report.
 	if err != nil {
 		t.Fatalf("check: %v", err)
 	}
+	schematest.ValidateValue(t, "check", rep) // as --json would print it
 	return rep, time.Since(t0)
 }
 

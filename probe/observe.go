@@ -30,6 +30,10 @@ type ObserverConfig struct {
 	// Capacity is the ring size in packets (default DefaultObserverCapacity). When the ring is
 	// full the oldest packet is overwritten and Stats().Overwritten counts it.
 	Capacity int
+	// Snap, when above 0, keeps up to Snap bytes of every packet (any fragment, from its IP
+	// header on) in Seen.Packet, for a pcap. A slot's buffer grows to what its packets
+	// need, so the ring holds at most Capacity×Snap bytes of them (0: none kept).
+	Snap int
 }
 
 // Observer captures packets in the background (see Capture) into a bounded ring of Seen.
@@ -38,6 +42,7 @@ type ObserverConfig struct {
 type Observer struct {
 	c    *Capture
 	peer netip.Addr
+	snap int // bytes of each packet kept in Seen.Packet (0: none)
 
 	mu      sync.Mutex
 	ring    []slot
@@ -55,6 +60,7 @@ type Observer struct {
 type slot struct {
 	s    Seen
 	head [HeadLen]byte
+	pkt  []byte // the packet as captured, when the Observer keeps packets (Snap)
 }
 
 // ObserverStats counts what an Observer did.
@@ -75,11 +81,15 @@ func Observe(ctx context.Context, cfg ObserverConfig) (*Observer, error) {
 	if n < 1 || n > MaxObserverCapacity {
 		return nil, fmt.Errorf("probe: observer capacity %d: want 1–%d", n, MaxObserverCapacity)
 	}
-	c, err := OpenCapture(CaptureConfig{Peer: cfg.Peer, Outgoing: cfg.Outgoing})
+	c, err := OpenCapture(CaptureConfig{Peer: cfg.Peer, Outgoing: cfg.Outgoing, Snap: cfg.Snap})
 	if err != nil {
 		return nil, err
 	}
-	o := &Observer{c: c, peer: cfg.Peer, ring: make([]slot, n), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	if cfg.Snap < 0 || cfg.Snap > MaxCaptureSnap {
+		c.Close()
+		return nil, fmt.Errorf("probe: observer snap length %d: want 0–%d", cfg.Snap, MaxCaptureSnap)
+	}
+	o := &Observer{c: c, peer: cfg.Peer, ring: make([]slot, n), wake: make(chan struct{}, 1), done: make(chan struct{}), snap: cfg.Snap}
 	o.stop = context.AfterFunc(ctx, func() { o.c.Close() })
 	go o.loop()
 	return o, nil
@@ -87,7 +97,7 @@ func Observe(ctx context.Context, cfg ObserverConfig) (*Observer, error) {
 
 func (o *Observer) loop() {
 	defer close(o.done)
-	var buf [CaptureSnap]byte
+	buf := make([]byte, o.c.SnapLen())
 	var h IPv4Header
 	for {
 		n, err := o.c.Read(buf[:])
@@ -106,7 +116,7 @@ func (o *Observer) loop() {
 			o.mu.Unlock()
 			continue
 		}
-		o.record(&h, at)
+		o.recordPacket(&h, buf[:n], at)
 		select {
 		case o.wake <- struct{}{}:
 		default:
@@ -114,7 +124,11 @@ func (o *Observer) loop() {
 	}
 }
 
-func (o *Observer) record(h *IPv4Header, at time.Time) {
+func (o *Observer) record(h *IPv4Header, at time.Time) { o.recordPacket(h, nil, at) }
+
+// recordPacket records one decoded packet; raw is the packet as captured (kept in
+// Seen.Packet, up to the snap length, when the Observer keeps packets).
+func (o *Observer) recordPacket(h *IPv4Header, raw []byte, at time.Time) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.written-o.drained >= uint64(len(o.ring)) {
@@ -127,6 +141,10 @@ func (o *Observer) record(h *IPv4Header, at time.Time) {
 	if h.Offset == 0 {
 		k := copy(sl.head[:], h.Payload)
 		sl.s.Head = sl.head[:k:k]
+	}
+	if o.snap > 0 && len(raw) > 0 {
+		sl.pkt = append(sl.pkt[:0], raw[:min(len(raw), o.snap)]...)
+		sl.s.Packet = sl.pkt[:len(sl.pkt):len(sl.pkt)]
 	}
 	o.written++
 	o.stats.Captured++
@@ -176,6 +194,9 @@ func (o *Observer) copyRange(first uint64, keep func(*Seen) bool) []Seen {
 			k := len(heads)
 			heads = append(heads, s.Head...)
 			s.Head = heads[k:len(heads):len(heads)]
+		}
+		if s.Packet != nil {
+			s.Packet = append([]byte(nil), s.Packet...)
 		}
 		out = append(out, s)
 	}

@@ -246,6 +246,9 @@ type Seen struct {
 	// Head is up to HeadLen bytes after the IP header of a first fragment (Offset 0): the
 	// transport header and the start of its payload, where every probe carries its nonce.
 	Head []byte `json:"head,omitempty"`
+	// Packet is the packet (any fragment) as captured, from its IP header on, up to the
+	// capture's snap length (ObserverConfig.Snap), for a pcap; empty when not kept.
+	Packet []byte `json:"packet,omitempty"`
 }
 
 // HeadLen is how many bytes after the IP header Seen keeps from a first fragment.

@@ -139,15 +139,23 @@ func (s *Sender) Close() error { return s.raw.Close() }
 // Send puts every Wire packet of p on the wire, in order and back to back once the pacer
 // for p.Dst allows len(p.Wire) packets. It honours ctx while waiting for the pacer.
 func (s *Sender) Send(ctx context.Context, p *Packets) error {
+	_, err := s.SendStamped(ctx, p)
+	return err
+}
+
+// SendStamped is Send, and returns when its first packet was handed to the kernel, after
+// pacing: a time no later than any capture of the packets on the way can show.
+func (s *Sender) SendStamped(ctx context.Context, p *Packets) (time.Time, error) {
 	if err := s.pace(ctx, p.Dst, len(p.Wire)); err != nil {
-		return err
+		return time.Time{}, err
 	}
+	at := time.Now()
 	for _, w := range p.Wire {
 		if err := s.writeTo(p.Dst, w); err != nil {
-			return err
+			return at, err
 		}
 	}
-	return nil
+	return at, nil
 }
 
 // WritePacket sends one IPv4 packet in wire form (its destination is read from the header),

@@ -177,10 +177,16 @@ func samePathMTU(a, b *PathMTU) bool {
 	if a.MTU != b.MTU || a.Blackhole != b.Blackhole {
 		return false
 	}
-	if a.Hop == nil || b.Hop == nil {
-		return a.Hop == b.Hop
+	return sameHop(a.Hop, b.Hop)
+}
+
+// sameHop compares two hops by value, brackets included.
+func sameHop(a, b *Hop) bool {
+	if a == nil || b == nil {
+		return a == b
 	}
-	return *a.Hop == *b.Hop
+	return a.TTL == b.TTL && a.Addr == b.Addr && a.Estimated == b.Estimated &&
+		sameHop(a.LastReached, b.LastReached) && sameHop(a.FirstMissed, b.FirstMissed)
 }
 
 // WriteJSON writes d indented, with a final newline.

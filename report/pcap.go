@@ -25,6 +25,13 @@ const (
 	// MaxPcapComment is the longest per-packet comment kept, in bytes; longer ones are cut
 	// (a pcapng option's length is 16 bits).
 	MaxPcapComment = 4096
+	// DefaultSnapLen is how many bytes of each packet (each IP fragment) Pcap keeps unless
+	// SetSnapLen says otherwise: a whole Ethernet-sized fragment, so a full IKE fragment or
+	// ESP packet is in the file as it was on the wire.
+	DefaultSnapLen = 1600
+	// MinSnapLen is the smallest snap length: an IPv4 header with options and the first
+	// bytes of what it carries (a probe's marker, an IKE header).
+	MinSnapLen = 96
 )
 
 // pcapng block and option codes (draft-ietf-opsawg-pcapng). Pcap writes the blocks itself,
@@ -56,7 +63,11 @@ type Pcap struct {
 	mu     sync.Mutex
 	w      *bufio.Writer
 	points map[string]int // capture point → pcapng interface id
+	order  []string       // capture points in interface-id order
 	first  string         // the capture point WritePacket uses
+	snap   int            // bytes kept of each packet (DefaultSnapLen)
+	notes  []string       // section header comments (SetSectionComment)
+	header bool           // the section header and interfaces are written
 	buf    []byte         // scratch for commented packet blocks
 	err    error          // the first write error: once set, every write returns it
 	file   *OutputFile    // the output file CreatePcap started, committed by Close; nil for NewPcap
@@ -90,8 +101,66 @@ func NewPcap(w io.Writer, points ...string) (*Pcap, error) {
 	if err := checkPoint(points[0]); err != nil {
 		return nil, fmt.Errorf("report: new pcap: %w", err)
 	}
-	p := &Pcap{w: bufio.NewWriterSize(w, 64<<10), points: map[string]int{}, first: points[0]}
+	p := &Pcap{w: bufio.NewWriterSize(w, 64<<10), points: map[string]int{}, first: points[0], snap: DefaultSnapLen}
+	for _, name := range points {
+		if _, dup := p.points[name]; dup {
+			return nil, fmt.Errorf("report: new pcap: capture point %q named twice", name)
+		}
+		if _, err := p.point(name); err != nil {
+			return nil, fmt.Errorf("report: new pcap: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// SetSnapLen sets how many bytes of each packet are kept (MinSnapLen–MaxPcapPacket; the
+// default is DefaultSnapLen). A record keeps the packet's length on the wire as its
+// original length whatever is cut. It must be called before the first packet is written.
+func (p *Pcap) SetSnapLen(n int) error {
+	if n < MinSnapLen || n > MaxPcapPacket {
+		return fmt.Errorf("report: pcap: snap length %d: want %d–%d bytes", n, MinSnapLen, MaxPcapPacket)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.header {
+		return errors.New("report: pcap: snap length set after the first packet")
+	}
+	p.snap = n
+	return nil
+}
+
+// SnapLen returns how many bytes of each packet are kept.
+func (p *Pcap) SnapLen() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.snap
+}
+
+// SetSectionComment adds a comment to the section header (Wireshark: Statistics → Capture
+// File Properties), e.g. how the two ends' clocks were aligned. The header is written with
+// the first packet (or at Flush or Close): comments added later are refused.
+func (p *Pcap) SetSectionComment(comment string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.header {
+		return errors.New("report: pcap: section comment added after the header was written")
+	}
+	if comment != "" {
+		p.notes = append(p.notes, cutComment(comment))
+	}
+	return nil
+}
+
+// writeHeader writes the section header and the interfaces declared so far, once. The
+// caller holds p.mu (or owns p alone).
+func (p *Pcap) writeHeader() error {
+	if p.header {
+		return nil
+	}
 	var opts []byte
+	for _, c := range p.notes {
+		opts = appendOpt(opts, ngOptComment, c)
+	}
 	opts = appendOpt(opts, ngSHBHardware, runtime.GOARCH)
 	opts = appendOpt(opts, ngSHBOS, runtime.GOOS)
 	opts = appendOpt(opts, ngSHBUserAppl, Tool+" "+Version)
@@ -101,20 +170,15 @@ func NewPcap(w io.Writer, points ...string) (*Pcap, error) {
 	body = binary.LittleEndian.AppendUint16(body, 0)          // minor version
 	body = binary.LittleEndian.AppendUint64(body, ^uint64(0)) // section length: not given
 	if _, err := p.w.Write(appendBlock(nil, ngBlockSHB, body, opts)); err != nil {
-		return nil, fmt.Errorf("report: new pcap: write section header: %w", err)
+		return fmt.Errorf("write section header: %w", err)
 	}
-	for _, name := range points {
-		if _, dup := p.points[name]; dup {
-			return nil, fmt.Errorf("report: new pcap: capture point %q named twice", name)
-		}
-		if _, err := p.point(name); err != nil {
-			return nil, fmt.Errorf("report: new pcap: %w", err)
+	for _, name := range p.order {
+		if _, err := p.w.Write(idb(name, p.snap)); err != nil {
+			return fmt.Errorf("declare capture point %q: %w", name, err)
 		}
 	}
-	if err := p.w.Flush(); err != nil {
-		return nil, fmt.Errorf("report: new pcap: flush: %w", err)
-	}
-	return p, nil
+	p.header = true
+	return nil
 }
 
 // appendOpt appends one pcapng option (code, length, value padded to 4 bytes) to b.
@@ -141,12 +205,13 @@ func appendBlock(b []byte, typ uint32, body, opts []byte) []byte {
 
 func pad4(n int) int { return (4 - n&3) & 3 }
 
-// idb is the Interface Description Block of a capture point.
-func idb(name string) []byte {
+// idb is the Interface Description Block of a capture point that keeps snap bytes of each
+// packet.
+func idb(name string, snap int) []byte {
 	var body []byte
 	body = binary.LittleEndian.AppendUint16(body, ngLinkTypeRaw)
 	body = binary.LittleEndian.AppendUint16(body, 0) // reserved
-	body = binary.LittleEndian.AppendUint32(body, MaxPcapPacket)
+	body = binary.LittleEndian.AppendUint32(body, uint32(snap))
 	var opts []byte
 	opts = appendOpt(opts, ngIfName, name)
 	opts = appendOpt(opts, ngIfDescription, "raw IP packets as "+Tool+" sent or saw them at the "+name)
@@ -172,10 +237,13 @@ func (p *Pcap) point(name string) (int, error) {
 		return 0, err
 	}
 	id := len(p.points)
-	if _, err := p.w.Write(idb(name)); err != nil {
-		return 0, fmt.Errorf("declare capture point %q: %w", name, err)
+	if p.header {
+		if _, err := p.w.Write(idb(name, p.snap)); err != nil {
+			return 0, fmt.Errorf("declare capture point %q: %w", name, err)
+		}
 	}
 	p.points[name] = id
+	p.order = append(p.order, name)
 	return id, nil
 }
 
@@ -186,18 +254,48 @@ func (p *Pcap) WritePacket(ts time.Time, ipPacket []byte) error {
 
 // WritePacketAt records one raw IP packet, taken at time ts at capture point point, with a
 // comment shown by Wireshark as the packet comment (empty: none; cut at MaxPcapComment
-// bytes). The packet is copied out before WritePacketAt returns.
+// bytes). ipPacket may be what a capture kept of a longer packet: the record's original
+// length is the length its IP header gives (IPv4 total length, IPv6 payload length + 40)
+// when that is longer, so Wireshark shows the packet as cut short by the capture, not as a
+// malformed short packet. At most the snap length (SetSnapLen) is kept. The packet is
+// copied out before WritePacketAt returns.
 func (p *Pcap) WritePacketAt(point string, ts time.Time, ipPacket []byte, comment string) error {
-	if len(ipPacket) == 0 {
+	return p.WriteRecord(point, ts, ipPacket, IPWireLength(ipPacket), comment)
+}
+
+// IPWireLength is the length of the IP packet whose first bytes are b, as its header says
+// (IPv4 total length, IPv6 payload length + 40), or len(b) when b holds no such header or
+// the header says less.
+func IPWireLength(b []byte) int {
+	n := 0
+	switch {
+	case len(b) >= 20 && b[0]>>4 == 4:
+		n = int(binary.BigEndian.Uint16(b[2:4]))
+	case len(b) >= 40 && b[0]>>4 == 6:
+		n = 40 + int(binary.BigEndian.Uint16(b[4:6]))
+	}
+	return max(n, len(b))
+}
+
+// WriteRecord records data, the first bytes of a packet that was wireLen bytes long on
+// the wire, taken at time ts at capture point point, with a comment (see WritePacketAt).
+// Of data at most the snap length is kept; the record's original length is wireLen (at
+// least len(data)).
+func (p *Pcap) WriteRecord(point string, ts time.Time, data []byte, wireLen int, comment string) error {
+	if len(data) == 0 {
 		return errors.New("report: pcap: empty packet")
 	}
-	if len(ipPacket) > MaxPcapPacket {
-		return fmt.Errorf("report: pcap: packet of %d bytes is over %d", len(ipPacket), MaxPcapPacket)
+	if len(data) > MaxPcapPacket || wireLen > MaxPcapPacket {
+		return fmt.Errorf("report: pcap: packet of %d bytes is over %d", max(len(data), wireLen), MaxPcapPacket)
 	}
+	wireLen = max(wireLen, len(data))
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.err != nil {
 		return p.err
+	}
+	if err := p.writeHeader(); err != nil {
+		return p.fail(err)
 	}
 	id, err := p.point(point)
 	if err != nil {
@@ -206,7 +304,10 @@ func (p *Pcap) WritePacketAt(point string, ts time.Time, ipPacket []byte, commen
 	if comment != "" {
 		comment = cutComment(comment)
 	}
-	p.buf = appendEPB(p.buf[:0], id, ts, ipPacket, comment)
+	if len(data) > p.snap {
+		data = data[:p.snap]
+	}
+	p.buf = appendEPB(p.buf[:0], id, ts, data, wireLen, comment)
 	if _, err := p.w.Write(p.buf); err != nil {
 		return p.fail(fmt.Errorf("write packet: %w", err))
 	}
@@ -219,6 +320,9 @@ func (p *Pcap) Flush() error {
 	defer p.mu.Unlock()
 	if p.err != nil {
 		return p.err
+	}
+	if err := p.writeHeader(); err != nil {
+		return p.fail(err)
 	}
 	if err := p.w.Flush(); err != nil {
 		return p.fail(fmt.Errorf("flush: %w", err))
@@ -237,6 +341,9 @@ func (p *Pcap) Close() error {
 	}
 	p.closed = true
 	err := p.err
+	if err == nil {
+		err = p.writeHeader()
+	}
 	if err == nil {
 		if ferr := p.w.Flush(); ferr != nil {
 			err = fmt.Errorf("report: pcap: flush: %w", ferr)
@@ -274,9 +381,9 @@ func cutComment(s string) string {
 	return s
 }
 
-// appendEPB appends an Enhanced Packet Block to b, with an opt_comment option when comment
-// is not empty.
-func appendEPB(b []byte, iface int, ts time.Time, data []byte, comment string) []byte {
+// appendEPB appends an Enhanced Packet Block to b: data as captured, from a packet of
+// wireLen bytes on the wire, with an opt_comment option when comment is not empty.
+func appendEPB(b []byte, iface int, ts time.Time, data []byte, wireLen int, comment string) []byte {
 	optLen := 0
 	if comment != "" {
 		optLen = 4 + len(comment) + pad4(len(comment)) + 4 // comment option, then opt_endofopt
@@ -289,8 +396,8 @@ func appendEPB(b []byte, iface int, ts time.Time, data []byte, comment string) [
 	b = le.AppendUint32(b, uint32(iface))
 	b = le.AppendUint32(b, uint32(nanos>>32))
 	b = le.AppendUint32(b, uint32(nanos))
-	b = le.AppendUint32(b, uint32(len(data)))
-	b = le.AppendUint32(b, uint32(len(data)))
+	b = le.AppendUint32(b, uint32(len(data))) // captured length
+	b = le.AppendUint32(b, uint32(wireLen))   // original length
 	b = append(b, data...)
 	b = append(b, make([]byte, pad4(len(data)))...)
 	if comment != "" {

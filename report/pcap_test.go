@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"encoding/binary"
 	"io"
 	"net"
 	"os"
@@ -349,5 +350,47 @@ func BenchmarkPcapWritePacketWithComment(b *testing.B) {
 		if err := p.WritePacketAt("agent", ts, pkt, "esp-frag fragment 2 of 3 seen"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A packet the capture cut short is recorded with its length on the wire as the original
+// length: tshark marks it "packet size limited during capture", not malformed. Written the
+// old way (original length = what was kept) the same bytes are malformed — the bug a user
+// met — which shows the check below can fail.
+func TestPcapCutPacketNotMalformed(t *testing.T) {
+	testlab.RequireTools(t, "tshark")
+	pkt := make([]byte, 510) // IPv4 + UDP 500 + a 482-byte IKE message
+	pkt[0], pkt[8], pkt[9] = 0x45, 64, 17
+	binary.BigEndian.PutUint16(pkt[2:], 510)
+	copy(pkt[12:], []byte{198, 51, 100, 10, 203, 0, 113, 10})
+	binary.BigEndian.PutUint16(pkt[20:], 500)
+	binary.BigEndian.PutUint16(pkt[22:], 500)
+	binary.BigEndian.PutUint16(pkt[24:], 490)
+	pkt[28+17] = 0x20 // IKE version 2.0
+	pkt[28+18] = 34   // IKE_SA_INIT
+	binary.BigEndian.PutUint32(pkt[28+24:], 482)
+	bad := func(wire int) int {
+		path := filepath.Join(t.TempDir(), "cut.pcapng")
+		p, err := CreatePcap(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.WriteRecord(DefaultCapturePoint, time.Unix(1_800_000_000, 0), pkt[:84], wire, "cut to 84 bytes"); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Close(); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("tshark", "-r", path, "-Y", "_ws.malformed || _ws.expert.severity == error").Output()
+		if err != nil {
+			t.Fatalf("tshark: %v", err)
+		}
+		return strings.Count(string(out), "\n")
+	}
+	if n := bad(IPWireLength(pkt[:84])); n != 0 {
+		t.Errorf("recorded with its wire length (510): tshark finds %d malformed or error records, want 0", n)
+	}
+	if n := bad(84); n == 0 {
+		t.Error("recorded the old way (original length 84): tshark finds nothing wrong, so the check above proves nothing")
 	}
 }

@@ -14,10 +14,11 @@ const (
 	FormatJSON     = "json"     // the JSON contract (WriteJSON)
 	FormatMarkdown = "markdown" // a table and the evidence of failures, for a ticket
 	FormatJUnit    = "junit"    // JUnit XML: one testcase per probe and direction, for CI
+	// FormatHTML (html.go) is a self-contained page with the path drawn.
 )
 
 // Formats lists the formats Render accepts, in the order help texts name them.
-var Formats = []string{FormatText, FormatJSON, FormatMarkdown, FormatJUnit}
+var Formats = []string{FormatText, FormatJSON, FormatMarkdown, FormatJUnit, FormatHTML}
 
 // CheckFormat returns nil if format is one Render accepts, and otherwise an error that
 // lists the valid ones.
@@ -46,6 +47,8 @@ func Render(w io.Writer, r *Report, format string) error {
 		return r.WriteJSON(w)
 	case FormatMarkdown:
 		return r.WriteMarkdown(w)
+	case FormatHTML:
+		return r.WriteHTML(w, HTMLOptions{})
 	default: // FormatJUnit; CheckFormat ruled out the rest
 		return r.WriteJUnit(w)
 	}
@@ -57,6 +60,16 @@ func Render(w io.Writer, r *Report, format string) error {
 func (h *Hop) String() string {
 	if h == nil {
 		return ""
+	}
+	if h.LastReached != nil || h.FirstMissed != nil {
+		last := "hop 0 (the sender)"
+		if h.LastReached != nil {
+			last = h.LastReached.String()
+		}
+		if h.FirstMissed == nil {
+			return "after " + last
+		}
+		return "between " + last + " and " + h.FirstMissed.String()
 	}
 	if h.Estimated && h.Addr == "" {
 		return "about hop " + strconv.Itoa(h.TTL) + " (estimated from the TTL)"
@@ -261,7 +274,10 @@ func stamp(t time.Time) string {
 func resultDetail(res *Result) string {
 	d := oneLine(res.Detail)
 	if res.Hop != nil {
-		h := "at " + res.Hop.String()
+		h := res.Hop.String()
+		if !strings.HasPrefix(h, "between ") && !strings.HasPrefix(h, "after ") {
+			h = "at " + h
+		}
 		if d == "" {
 			return h
 		}

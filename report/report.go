@@ -68,6 +68,10 @@ type Hop struct {
 	// Estimated marks a hop placed only by the TTL a packet arrived with (a reset sent in the
 	// target's name: its source address says nothing), assuming a common initial TTL.
 	Estimated bool `json:"estimated,omitempty"`
+	// LastReached and FirstMissed bracket where a probe died (DESIGN.md): the last hop it is
+	// known to have reached and the first it did not; the faulty device is one end.
+	LastReached *Hop `json:"last_reached,omitempty"`
+	FirstMissed *Hop `json:"first_missed,omitempty"`
 }
 
 // Fragment is one IP fragment as sent or as seen by the agent.

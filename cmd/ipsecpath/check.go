@@ -87,7 +87,7 @@ func pmtuSearch(p pmtu.Prober, release func() error) func(context.Context) (*rep
 func init() {
 	register(&command{
 		name:     "check",
-		synopsis: "TARGET [--agent HOST:PORT --key-file F] [--probes LIST] [--tcp PORTS] [--tls PORTS [--ca F] [--client-cert F --client-key F] [--sni NAME]] [--proxy URL] [--no-ladder] [--timeout D] [--pace N] [--json | --format F] [--pcap F] [--out F]",
+		synopsis: "TARGET [--agent HOST:PORT --key-file F] [--probes LIST] [--tcp PORTS] [--tls PORTS [--ca F] [--client-cert F --client-key F] [--sni NAME]] [--proxy URL] [--no-ladder] [--timeout D] [--pace N] [--json | --format F] [--pcap F [--snaplen N]] [--out F]",
 		summary:  "check IKE, NAT-T, ESP, AH, fragments, large ICMP and TCP toward TARGET, both directions with an agent",
 		long: `Sends every probe class toward TARGET (an IPv4 address) at once, paced, and gives one verdict
 per probe and direction. With a far-end agent ('ipsecpath responder' on TARGET, --agent and
@@ -144,6 +144,12 @@ idle timeout ago lets them through: wait that long between runs). A probe withou
 --timeout: one attempt of three arriving is loss (pass, noted), none is a drop. The pmtu
 probe is not cut at --timeout: its search runs to its own bounds (at most 30 s per direction).
 
+Evidence for a ticket: --out report.html writes one self-contained page (the path, a line
+per probe and direction ending where it died, the evidence on click; it prints to PDF);
+--pcap FILE writes every packet sent and captured at both ends (two interfaces, whole
+packets up to --snaplen, each with a note naming its probe, direction, attempt and
+fragment), which 'ipsecpath pcap explain FILE' reads back per probe.
+
 NAT: with an agent, the header says whether our probes reached it from another address or
 port than we sent them from ("NAT: a NAT between us (public address 192.0.2.65): UDP 500 sent
 from 198.51.100.10:500 reached the agent from 192.0.2.65:500"), or "NAT: none"; without an
@@ -168,6 +174,7 @@ with --json. Needs root or CAP_NET_RAW (raw sockets, packet capture).`,
 			"ipsecpath check 203.0.113.10 --probes tcp:1792 --tls 1792 --ca hsm-ca.pem --client-cert client.pem --client-key client.key",
 			"ipsecpath check 203.0.113.10 --probes tls:443 --proxy http://192.0.2.8:3128",
 			"ipsecpath check 203.0.113.10 --agent 203.0.113.10 --key-file k --probes l2tp,l2tp-frag,udp:4789",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out report.html",
 		},
 		run: runCheck,
 	})
@@ -182,7 +189,8 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	tcp := fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
 	timeout := fs.Duration("timeout", probe.DefaultCheckTimeout, "how long to wait for answers (`D`: 2s, 500ms, …)")
 	pace := fs.Int("pace", probe.DefaultRate, "packets per second toward the target (`N`), and asked of the agent")
-	pcap := fs.String("pcap", "", "write every packet sent and captured (both ends) to `FILE` (pcapng)")
+	pcap := fs.String("pcap", "", "write every packet sent and captured (both ends) to `FILE` (pcapng; 'ipsecpath pcap explain FILE' reads it back)")
+	snaplen := fs.Int("snaplen", report.DefaultSnapLen, "with --pcap: keep at most `N` bytes of each packet (each IP fragment)")
 	out := addOutputFlags(fs)
 	sf := addServiceFlags(fs)
 	if done, code := parse(e, c, fs, args); done {
@@ -229,6 +237,12 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if *pace < 1 || *pace > probe.MaxRate {
 		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))
 	}
+	switch {
+	case fs.Changed("snaplen") && *pcap == "":
+		return usageError(e, c, errors.New("--snaplen goes with --pcap FILE"))
+	case *snaplen < report.MinSnapLen || *snaplen > report.MaxPcapPacket:
+		return usageError(e, c, fmt.Errorf("--snaplen %d: want %d-%d bytes", *snaplen, report.MinSnapLen, report.MaxPcapPacket))
+	}
 	cfg := probe.CheckConfig{Target: target, Probes: ids, TCPPorts: ports, Timeout: *timeout, Pace: *pace, PathMTU: checkPMTU, ReversePathMTU: checkReversePMTU}
 	switch {
 	case *agent != "" && *keyFile == "":
@@ -251,6 +265,9 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 			return usageError(e, c, fmt.Errorf("--pcap: %w", err))
 		}
 		defer p.Close()
+		if err := p.SetSnapLen(*snaplen); err != nil {
+			return usageError(e, c, fmt.Errorf("--snaplen: %s", strings.TrimPrefix(err.Error(), "report: pcap: ")))
+		}
 		cfg.Pcap = p
 	}
 	prog := newProgress(e.stderr, out.quiet())

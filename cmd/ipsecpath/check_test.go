@@ -62,6 +62,8 @@ func TestCheckBadInput(t *testing.T) {
 		{"bad pace", []string{"192.0.2.1", "--pace", "0"}, "--pace"},
 		{"bad flag", []string{"192.0.2.1", "--frobnicate"}, "unknown flag"},
 		{"bad format", []string{"192.0.2.1", "--format", "yaml"}, "unknown format"},
+		{"snaplen without pcap", []string{"192.0.2.1", "--snaplen", "200"}, "--snaplen goes with --pcap"},
+		{"tiny snaplen", []string{"192.0.2.1", "--pcap", filepath.Join(dir, "x.pcapng"), "--snaplen", "10"}, "--snaplen 10: want 96-262144 bytes"},
 		{"agent without key", []string{"192.0.2.1", "--agent", "192.0.2.1:7500"}, "--agent needs --key-file"},
 		{"key without agent", []string{"192.0.2.1", "--key-file", key}, "--key-file without --agent"},
 		{"missing key file", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", filepath.Join(dir, "nope")}, "no such file"},
@@ -163,7 +165,9 @@ func TestCheckNotPrivileged(t *testing.T) {
 
 // TestCheckCLILab runs the whole command inside the lab: agent in rsp, check from ini with
 // --json, --out and --pcap. frag-drop fails (exit 1) with the fragmented forms frag-dropped;
-// clean passes (exit 0).
+// clean passes (exit 0). On every profile the pcap is checked (checkPcapEvidence: tshark
+// finds nothing malformed, every probe's sends and sightings are tied, pcap explain agrees
+// with the verdicts), and the --out HTML report is opened in Chromium (checkHTMLInChromium).
 func TestCheckCLILab(t *testing.T) {
 	testlab.RequireRoot(t)
 	testlab.RequireTools(t, "tshark")
@@ -174,6 +178,10 @@ func TestCheckCLILab(t *testing.T) {
 	}{
 		{"clean", exitOK, map[string]report.Verdict{"ike-frag": report.Pass, "esp": report.Pass, "tcp:445": report.Pass}},
 		{"frag-drop", exitFail, map[string]report.Verdict{"ike": report.Pass, "ike-frag": report.FragDropped, "esp-frag": report.FragDropped, "icmp-large": report.FragDropped}},
+		// forward only: the reverse UDP burst meets the forgotten flow and is dropped
+		{"stateful-udp", exitFail, map[string]report.Verdict{"ike": report.Pass, "esp": report.Pass, "natt-frag": report.Pass}},
+		// first fragments pass, the rest do not: pcap explain must say "in part"
+		{"nonfirst-frag-drop", exitFail, map[string]report.Verdict{"esp": report.Pass, "esp-frag": report.Partial, "ike-frag": report.Partial}},
 	} {
 		t.Run(c.profile, func(t *testing.T) {
 			t.Parallel()
@@ -183,7 +191,11 @@ func TestCheckCLILab(t *testing.T) {
 			key := writeKey(t, dir, "key", keyBytes, 0o600)
 			agent := labAgent(t, l, keyBytes)
 
-			pcap, md := filepath.Join(dir, "run.pcapng"), filepath.Join(dir, "run.md")
+			outName := "run.md"
+			if c.profile != "clean" {
+				outName = "run.html" // the HTML report, opened in Chromium below
+			}
+			pcap, md := filepath.Join(dir, "run.pcapng"), filepath.Join(dir, outName)
 			var out, errb bytes.Buffer
 			var code int
 			l.Do("ini", func() error {
@@ -191,6 +203,7 @@ func TestCheckCLILab(t *testing.T) {
 					"--json", "--pcap", pcap, "--out", md}, &out, &errb)
 				return nil
 			})
+			validateOutputs(t, []string{"check", "--json"}, code, out.String())
 			if code != c.code {
 				t.Fatalf("exit %d, want %d; stderr %q", code, c.code, errb.String())
 			}
@@ -202,9 +215,13 @@ func TestCheckCLILab(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, r := range rep.Results {
-				if w, ok := c.want[r.Probe]; ok && r.Verdict != w {
+				if w, ok := c.want[r.Probe]; ok && r.Verdict != w && (c.profile != "stateful-udp" || r.Direction == report.Forward) {
 					t.Errorf("%s %s: %s (%s), want %s", r.Probe, r.Direction, r.Verdict, r.Detail, w)
 				}
+			}
+			checkPcapEvidence(t, pcap, rep)
+			if strings.HasSuffix(md, ".html") {
+				checkHTMLInChromium(t, md, c.profile, rep)
 			}
 			if b, err := os.ReadFile(md); err != nil || !bytes.Contains(b, []byte("ike-frag")) {
 				t.Errorf("--out %s: %v, %d bytes", md, err, len(b))

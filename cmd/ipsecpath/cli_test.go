@@ -18,5 +18,6 @@ func runCLI(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
 	defer cancel()
 	code = run(ctx, args, &out, &errb)
+	validateOutputs(t, args, code, out.String())
 	return code, out.String(), errb.String()
 }

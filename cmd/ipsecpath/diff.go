@@ -8,6 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/ipsecpath/ipsecpath/report"
 )
@@ -15,7 +17,7 @@ import (
 func init() {
 	register(&command{
 		name:     "diff",
-		synopsis: "BEFORE.json AFTER.json [--json]",
+		synopsis: "BEFORE.json AFTER.json [--json | --format text|json|markdown|html] [--force]",
 		summary:  "compare two runs (before and after a change): regressions, fixes, path MTU",
 		long: `Reads two results written by 'check --json' or 'check --out F.json' and matches them by
 probe and direction. It lists:
@@ -26,14 +28,21 @@ probe and direction. It lists:
   ONLY BEFORE  probes the second run did not run; ONLY AFTER: new ones
   PATH MTU     a different path MTU; a black hole that appeared counts as a regression
 
+--format prints the difference as text (the default), json, markdown (for a ticket) or html
+(one self-contained page); --json is short for --format json.
+
+Two runs against different targets are different paths, not a before and an after: diff
+refuses them (exit 2) unless --force, and then says so in what it prints.
+
 Exit status: 0 no regression, 1 at least one regression, 2 a file is missing or is not an
-ipsecpath result (one line names the file and what is wrong).`,
+ipsecpath result, or the targets differ without --force (one line says what is wrong).`,
 		examples: []string{
 			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out before.json",
 			"# … change the firewall, then:",
 			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out after.json",
 			"ipsecpath diff before.json after.json",
 			"ipsecpath diff before.json after.json --json | jq .regressions",
+			"ipsecpath diff before.json after.json --format html > change.html",
 		},
 		run: runDiff,
 	})
@@ -43,8 +52,19 @@ func runDiff(_ context.Context, e *env, args []string) int {
 	c := commands["diff"]
 	flags := newFlags(c)
 	asJSON := flags.Bool("json", false, "print the difference as JSON (regressions, fixes, changed, only_before, only_after, pmtu_changes)")
+	format := flags.String("format", report.FormatText, "output form: "+strings.Join(report.DiffFormats, ", "))
+	force := flags.Bool("force", false, "compare runs against different targets anyway")
 	if done, code := parse(e, c, flags, args); done {
 		return code
+	}
+	if !slices.Contains(report.DiffFormats, *format) {
+		return usageError(e, c, fmt.Errorf("--format: unknown format %q (valid: %s)", *format, strings.Join(report.DiffFormats, ", ")))
+	}
+	if *asJSON {
+		if flags.Changed("format") && *format != report.FormatJSON {
+			return usageError(e, c, fmt.Errorf("--json and --format %s contradict each other: give one", *format))
+		}
+		*format = report.FormatJSON
 	}
 	if flags.NArg() != 2 {
 		return usageError(e, c, fmt.Errorf("want two files, BEFORE.json and AFTER.json; got %d argument(s)", flags.NArg()))
@@ -57,13 +77,11 @@ func runDiff(_ context.Context, e *env, args []string) int {
 	if err != nil {
 		return usageError(e, c, err)
 	}
-	d := report.Diff(before, after)
-	if *asJSON {
-		err = d.WriteJSON(e.stdout)
-	} else {
-		err = d.WriteText(e.stdout)
+	if err := report.CheckComparable(before, after); err != nil && !*force {
+		return usageError(e, c, fmt.Errorf("%s and %s: %s; give --force to compare them anyway", flags.Arg(0), flags.Arg(1), strings.TrimPrefix(err.Error(), "report: ")))
 	}
-	if err != nil {
+	d := report.Diff(before, after)
+	if err := d.Render(e.stdout, *format); err != nil {
 		return usageError(e, c, err)
 	}
 	if d.Regression {

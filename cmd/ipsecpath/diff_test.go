@@ -99,3 +99,47 @@ func TestDiffCommandBadInput(t *testing.T) {
 		t.Errorf("--help: exit %d\n%s", code, out)
 	}
 }
+
+// TestDiffFormats: the same difference in text, JSON, Markdown and HTML names the same
+// regression; runs against different targets are refused unless --force.
+func TestDiffFormats(t *testing.T) {
+	dir := t.TempDir()
+	good := writeReport(t, dir, "good.json", sampleReport())
+	broken := sampleReport()
+	broken.Results[0].Verdict = report.Dropped
+	broken.Results[0].Detail = "ESP <never> reached the agent."
+	brokenPath := writeReport(t, dir, "broken.json", broken)
+	for format, want := range map[string][]string{
+		"text":     {"REGRESSIONS", "esp  forward  pass -> dropped  ESP <never> reached the agent."},
+		"json":     {`"regression": true`, `"after": "dropped"`},
+		"markdown": {"## ipsecpath diff: REGRESSION", "### Regressions", "| `esp` | forward | pass | **dropped** | ESP &lt;never> reached the agent. |"},
+		"html":     {"<!DOCTYPE html>", `<tr class="change" data-probe="esp" data-direction="forward">`, "ESP &lt;never&gt; reached the agent.", `<span class="badge fail">REGRESSION</span>`},
+	} {
+		code, out, errs := runCLI(t, "diff", "--format", format, good, brokenPath)
+		if code != exitFail || errs != "" {
+			t.Errorf("--format %s: exit %d, stderr %q", format, code, errs)
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("--format %s lacks %q:\n%s", format, w, out)
+			}
+		}
+	}
+	if code, _, errs := runCLI(t, "diff", "--format", "junit", good, good); code != exitUsage || !strings.Contains(errs, `unknown format "junit"`) {
+		t.Errorf("--format junit: exit %d, %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, "diff", "--json", "--format", "html", good, good); code != exitUsage || !strings.Contains(errs, "contradict") {
+		t.Errorf("--json --format html: exit %d, %q", code, errs)
+	}
+	other := sampleReport()
+	other.Target = "198.51.100.7"
+	otherPath := writeReport(t, dir, "other.json", other)
+	code, out, errs := runCLI(t, "diff", good, otherPath)
+	if code != exitUsage || out != "" || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "different targets") || !strings.Contains(errs, "--force") {
+		t.Errorf("different targets: exit %d, stdout %q, stderr %q; want exit 2, one line naming --force", code, out, errs)
+	}
+	code, out, _ = runCLI(t, "diff", "--force", good, otherPath)
+	if code != exitOK || !strings.Contains(out, "note: the two runs probed different targets") {
+		t.Errorf("--force: exit %d\n%s", code, out)
+	}
+}

@@ -21,7 +21,8 @@ import (
 //	--out FILE   ALSO write the report to FILE; stdout still gets it. The usual run is
 //	             `check … --out before.json`: a person reads the table, and the file is kept
 //	             for `ipsecpath diff` or a ticket. FILE's form follows its extension: .json →
-//	             json, .md/.markdown → markdown, .xml → junit, .txt/.text → text; any other
+//	             json, .md/.markdown → markdown, .xml → junit, .txt/.text → text, .html/.htm →
+//	             html (one self-contained page with the path drawn); any other
 //	             extension gets the stdout form. FILE is written to a temporary file in the
 //	             same directory and renamed, so a killed run never leaves half a report;
 //	             it replaces only a regular file (never a device node, a symbolic link or a
@@ -48,7 +49,7 @@ func addOutputFlags(fs *pflag.FlagSet) *output {
 	fs.StringVar(&o.format, "format", report.FormatText,
 		"output form on stdout: "+strings.Join(report.Formats, ", "))
 	fs.BoolVar(&o.json, "json", false, "shorthand for --format json (the JSON contract)")
-	fs.StringVar(&o.out, "out", "", "also write the report to `FILE` (form from its extension: .json, .md, .xml, .txt)")
+	fs.StringVar(&o.out, "out", "", "also write the report to `FILE` (form from its extension: .json, .md, .xml, .txt, .html)")
 	fs.BoolVar(&o.color, "color", false, "colour the verdicts of the text table (for a terminal)")
 	return o
 }
@@ -121,6 +122,8 @@ func outFileFormat(path, fallback string) string {
 		return report.FormatJUnit
 	case ".txt", ".text":
 		return report.FormatText
+	case ".html", ".htm":
+		return report.FormatHTML
 	}
 	return fallback
 }

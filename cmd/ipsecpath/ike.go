@@ -200,6 +200,11 @@ func writeIKE(w io.Writer, format string, r *report.Report, s *probe.IKESurvey, 
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		return enc.Encode(ikeJSON{Report: r, IKE: s})
+	case report.FormatHTML:
+		var b strings.Builder
+		printIKE(&b, s, elapsed)
+		return r.WriteHTML(w, report.HTMLOptions{Title: "ipsecpath ike " + r.Target,
+			Sections: []report.HTMLSection{{Title: "What the gateway answered", Lines: strings.Split(strings.TrimRight(b.String(), "\n"), "\n")}}})
 	}
 	return report.Render(w, r, format)
 }

@@ -146,6 +146,16 @@ func TestIKELab(t *testing.T) {
 			if err != nil || len(r.Results) != 4 || r.Summary.Pass != 4 {
 				t.Errorf("--out %s: %v, %+v", file, err, r)
 			}
+			// And as one HTML page: a row per exchange, and the survey's own listing.
+			if err := l.Do("ini", func() error {
+				code, out, errOut = runCLI(t, "ike", l.Addr("rsp").String(), "--search=false", "--stateless", "--format", "html")
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if code != exitOK || !strings.HasPrefix(out, "<!DOCTYPE html>") || strings.Count(out, `<tr class="row pass"`) != 4 || !strings.Contains(out, "<h2>What the gateway answered</h2>") {
+				t.Errorf("--format html: exit %d, stderr %q\n%.2000s", code, errOut, out)
+			}
 		})
 	}
 }

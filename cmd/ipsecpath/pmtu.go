@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,7 +19,7 @@ import (
 func init() {
 	register(&command{
 		name:     "pmtu",
-		synopsis: "TARGET [--agent HOST:PORT --key-file F] [--proto icmp|udp|tcp] [--port N] [--suite S] [--mode tunnel|transport] [--natt] [--min N --max N] [--timeout D] [--json]",
+		synopsis: "TARGET [--agent HOST:PORT --key-file F] [--proto icmp|udp|tcp] [--port N] [--suite S] [--mode tunnel|transport] [--natt] [--min N --max N] [--timeout D] [--json | --format F] [--out F]",
 		summary:  "path MTU toward TARGET, PMTU black holes and the hop that makes them, and MTU/MSS advice for IPsec",
 		long: `Finds the largest packet that crosses the path to TARGET with don't-fragment set, in a
 bounded number of probes: the smallest size (--min) must come back, then the largest
@@ -57,11 +58,17 @@ link that signals, and localises it, as the forward one does.
 Exit status: 0 the path MTU was found and no black hole; 1 a black hole; 2 usage or
 environment error (bad target or range, no route, target does not answer the smallest
 probe, no root / CAP_NET_RAW). Progress goes to stderr when the run takes over a second,
-never with --json.`,
+never with --json.
+
+--format json (or --json) prints the report contract plus the advice and each direction's
+search; markdown and junit the report's own forms; html one self-contained page with the
+path, the path MTU, the advice and the search. --out FILE also writes FILE (form from its
+extension: .json, .md, .xml, .txt, .html).`,
 		examples: []string{
 			"ipsecpath pmtu 203.0.113.10",
 			"ipsecpath pmtu 203.0.113.10 --suite aes-cbc-sha256 --natt",
 			"ipsecpath pmtu 203.0.113.10 --mode transport --json",
+			"ipsecpath pmtu 203.0.113.10 --out pmtu.html",
 			"ipsecpath pmtu 203.0.113.10 --agent 203.0.113.10:7500 --key-file /etc/ipsecpath.key --proto udp",
 			"ipsecpath pmtu 203.0.113.10 --proto tcp --port 443",
 			"ipsecpath pmtu 203.0.113.10 --min 1200 --max 9000 --timeout 2s",
@@ -101,9 +108,12 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 	minSize := fs.Int("min", pmtu.DefaultMin, "smallest probe, bytes with the IP header: it must come back (IPv6 default: 1280)")
 	maxSize := fs.Int("max", pmtu.DefaultMax, "largest probe, bytes with the IP header")
 	timeout := fs.Duration("timeout", pmtu.DefaultTimeout, "longest wait for one probe's answer (`D`); after the first answer, 4 × the RTT")
-	jsonOut := fs.Bool("json", false, "print the result as JSON (the report contract plus advice and search)")
+	out := addOutputFlags(fs)
 	if done, code := parse(e, c, fs, args); done {
 		return code
+	}
+	if err := out.resolve(); err != nil {
+		return usageError(e, c, err)
 	}
 	if fs.NArg() != 1 {
 		return usageError(e, c, fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg()))
@@ -153,7 +163,7 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 	}
 	// No uid check: a binary with cap_net_raw works too; a refused raw socket says what is
 	// missing (pmtuErrorLine).
-	prog := newProgress(e.stderr, *jsonOut)
+	prog := newProgress(e.stderr, out.quiet())
 	base := pmtu.Options{Min: *minSize, Max: *maxSize, Timeout: *timeout}
 	if target.Is6() && !fs.Changed("min") {
 		base.Min = min(1280, base.Max) // every IPv6 link carries 1280 (RFC 8200)
@@ -193,7 +203,7 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 	}()
 
 	rep := report.New(target.String(), *agent, time.Now())
-	out := pmtuOutput{Report: rep, Search: map[string]*pmtu.Result{}}
+	po := pmtuOutput{Report: rep, Search: map[string]*pmtu.Result{}}
 	rep.PMTU = &report.PMTU{}
 	for _, r := range runs {
 		d := r.dir
@@ -203,7 +213,7 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 			return usageError(e, c, pmtuErrorLine(fmt.Errorf("%s: %w", d, err)))
 		}
 		r.res = res
-		out.Search[string(d)] = res
+		po.Search[string(d)] = res
 		pm := res.PathMTU()
 		if d == report.Reverse {
 			rep.PMTU.Reverse = &pm
@@ -223,20 +233,45 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 	}
 	adv, advErr := enc.Advise(mtu)
 	if advErr == nil {
-		out.Advice = &adv
+		po.Advice = &adv
 	}
-	if *jsonOut {
-		b, err := json.MarshalIndent(out, "", "  ")
-		if err != nil {
-			return usageError(e, c, fmt.Errorf("write json: %w", err))
+	what := *proto
+	if what == "tcp" {
+		what = fmt.Sprintf("tcp port %d", *port)
+	}
+	write := func(w io.Writer, format string) error {
+		switch format {
+		case report.FormatJSON:
+			b, err := json.MarshalIndent(po, "", "  ")
+			if err != nil {
+				return fmt.Errorf("write json: %w", err)
+			}
+			_, err = fmt.Fprintf(w, "%s\n", b)
+			return err
+		case report.FormatText:
+			writePMTUText(w, target, what, runs, po.Advice, advErr, enc)
+			return nil
+		case report.FormatHTML:
+			var b strings.Builder
+			writePMTUText(&b, target, what, runs, po.Advice, advErr, enc)
+			search, advice, _ := strings.Cut(b.String(), "\nadvice")
+			return rep.WriteHTML(w, report.HTMLOptions{Title: "ipsecpath pmtu " + target.String() + " (" + what + ")",
+				Advice:   strings.Split(strings.TrimSpace("advice"+advice), "\n"),
+				Sections: []report.HTMLSection{{Title: "The search", Lines: strings.Split(strings.TrimSpace(search), "\n")}}})
 		}
-		fmt.Fprintf(e.stdout, "%s\n", b)
-	} else {
-		what := *proto
-		if what == "tcp" {
-			what = fmt.Sprintf("tcp port %d", *port)
+		return report.Render(w, rep, format)
+	}
+	if err := write(e.stdout, out.format); err != nil {
+		return usageError(e, c, fmt.Errorf("write the result: %w", err))
+	}
+	if out.out != "" {
+		var buf bytes.Buffer
+		if err := write(&buf, out.outFormat); err != nil {
+			return usageError(e, c, fmt.Errorf("--out %s: %w", out.out, err))
 		}
-		writePMTUText(e.stdout, target, what, runs, out.Advice, advErr, enc)
+		if err := writeFileAtomic(out.out, buf.Bytes()); err != nil {
+			return usageError(e, c, fmt.Errorf("--out %s: %w", out.out, err))
+		}
 	}
 	if rep.Failed() {
 		return exitFail

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -138,9 +140,10 @@ func TestPMTUCLILab(t *testing.T) {
 			target := l.Addr("rsp").String()
 			var code, jcode, tcode int
 			var out, errs, jout, jerrs, tout, terrs string
+			page := filepath.Join(t.TempDir(), "pmtu.html")
 			l.Do("ini", func() error {
 				code, out, errs = runCLI(t, "pmtu", target)
-				jcode, jout, jerrs = runCLI(t, "pmtu", target, "--json")
+				jcode, jout, jerrs = runCLI(t, "pmtu", target, "--json", "--out", page)
 				tcode, tout, terrs = runCLI(t, "pmtu", target, "--proto", "tcp")
 				return nil
 			})
@@ -182,8 +185,22 @@ func TestPMTUCLILab(t *testing.T) {
 				t.Errorf("black hole hop %+v, want ttl 1 198.51.100.1", f.Hop)
 			}
 			// The report half reads back as a report (diff takes it).
-			if _, err := report.ReadJSON(strings.NewReader(jout)); err != nil {
-				t.Errorf("report.ReadJSON: %v", err)
+			rep, err := report.ReadJSON(strings.NewReader(jout))
+			if err != nil {
+				t.Fatalf("report.ReadJSON: %v", err)
+			}
+			// --out F.html: the same run as a page with the path MTU, the advice and the search.
+			b, err := os.ReadFile(page)
+			if err != nil {
+				t.Fatalf("--out %s: %v", page, err)
+			}
+			for _, s := range []string{"<!DOCTYPE html>", "<strong>Path MTU</strong>: forward " + strconv.Itoa(c.want.mtu), "<strong>Advice</strong>", "TCP MSS clamp         " + strconv.Itoa(c.want.mtu-94), "<h2>The search</h2>"} {
+				if !strings.Contains(string(b), s) {
+					t.Errorf("--out %s lacks %q", page, s)
+				}
+			}
+			if c.want.blackhole {
+				checkHTMLInChromium(t, page, "pmtu-"+c.profile, rep)
 			}
 		})
 	}
