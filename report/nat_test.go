@@ -44,3 +44,15 @@ func TestNATInReport(t *testing.T) {
 		t.Errorf("round trip: %v %+v", err, back.NAT)
 	}
 }
+
+func TestNATInHTML(t *testing.T) {
+	r := New("203.0.113.10", "203.0.113.10:7500", time.Unix(0, 0))
+	r.NAT = &NAT{Detected: true, Via: "agent", Public: "192.0.2.65", Detail: "a NAT between us (public address 192.0.2.65).", Advice: "keep keepalives short."}
+	var b strings.Builder
+	if err := Render(&b, r, FormatHTML); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "a NAT between us (public address 192.0.2.65).") || !strings.Contains(b.String(), "keep keepalives short.") {
+		t.Errorf("the HTML page does not name the NAT")
+	}
+}
