@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/report/schematest"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
@@ -50,9 +52,15 @@ func TestIKENATDetection(t *testing.T) {
 			if !strings.Contains(n.Detail, "or fakes that hash") {
 				t.Errorf("the gateway's side must allow for a faked hash: %s", n.Detail)
 			}
-			if r := s.Report(time.Now()); r.NAT == nil || r.NAT.Detail != n.Detail {
+			r := s.Report(time.Now())
+			if r.NAT == nil || r.NAT.Detail != n.Detail {
 				t.Errorf("report nat %+v", r.NAT)
 			}
+			// As 'ipsecpath ike --json' prints it.
+			schematest.ValidateValue(t, "ike", struct {
+				*report.Report
+				IKE *IKESurvey `json:"ike"`
+			}{r, s})
 		})
 	}
 }
@@ -83,6 +91,10 @@ func TestIKEv1NATDetection(t *testing.T) {
 					t.Errorf("port %d: ours %v (want %v), gateway %v (want true: faked), hash %q", port, *v.Ours, c.ours, *v.Gateway, v.Hash)
 				}
 				s := &IKESurvey{Target: l.Addr(testlab.NodeRsp).String(), NATDv1: v}
+				schematest.ValidateValue(t, "ike", struct {
+					*report.Report
+					IKE *IKESurvey `json:"ike"`
+				}{s.Report(time.Now()), s})
 				if n := s.NAT(); n == nil || n.Detected != true || (c.ours && n.Side != "both") || (!c.ours && n.Side != "gateway's") {
 					t.Errorf("port %d: nat %+v", port, n)
 				}

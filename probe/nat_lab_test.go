@@ -8,6 +8,7 @@ import (
 
 	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/report/schematest"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
@@ -39,6 +40,7 @@ func TestCheckNAT(t *testing.T) {
 	agent := startAgent(t, l)
 	rep, _ := checkFromIni(t, l, probe.CheckConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey, Probes: labProbes})
 	text := natText(t, rep)
+	schematest.ValidateValue(t, "check", rep)
 	n := rep.NAT
 	if n == nil || !n.Detected || n.Public != testlab.NATPublic || n.Kind != "address" || n.Via != "agent" ||
 		n.Sent != "198.51.100.10:500" || n.Seen != testlab.NATPublic+":500" {
@@ -111,6 +113,7 @@ func TestCheckNATNone(t *testing.T) {
 	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
 	agent := startAgent(t, l)
 	rep, _ := checkFromIni(t, l, probe.CheckConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey, Probes: []probe.ID{probe.IKE, probe.ESP}})
+	schematest.ValidateValue(t, "check", rep)
 	if n := rep.NAT; n == nil || n.Detected || n.Sent != "198.51.100.10:500" || n.Seen != n.Sent {
 		t.Errorf("clean path: nat = %+v, want measured, none", n)
 	}
