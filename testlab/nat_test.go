@@ -40,6 +40,11 @@ func nftRuleCounter(t *testing.T, l *Lab, node, comment string) int {
 // back through the mapping, nothing from outside reaches ini's own address, and raw ESP/AH
 // from ini is dropped at the NAT.
 func proveNAT(t *testing.T, l *Lab) {
+	for _, k := range []string{"nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"} {
+		if v := strings.TrimSpace(mustExec(t, l, NodeR1, "cat", "/proc/sys/net/netfilter/"+k)); v != strconv.Itoa(int(NATUDPTimeout.Seconds())) {
+			t.Errorf("r1 %s = %s, want %v", k, v, NATUDPTimeout)
+		}
+	}
 	atRsp := startCapture(t, l, NodeRsp, "wan0", "icmp[0] = 8")
 	mustPing(t, l, NodeIni, rsp)
 	pk := atRsp.stop()

@@ -70,6 +70,17 @@ const StatefulUDPTimeout = 10 * time.Second
 // interface's.
 const NATPublic = "192.0.2.65"
 
+// NATUDPTimeout is the nat profiles' UDP mapping timer (conntrack, unreplied and assured
+// alike): set, not left to the kernel's defaults (30 s and 120 s), so 'ipsecpath stateful'
+// has one timer to find; strongSwan's NAT-T keepalive (20 s) keeps the tunnel's mapping.
+const NATUDPTimeout = 30 * time.Second
+
+// natSysctls sets NATUDPTimeout on r1.
+var natSysctls = map[string][][2]string{NodeR1: {
+	{"net/netfilter/nf_conntrack_udp_timeout", fmt.Sprint(int(NATUDPTimeout.Seconds()))},
+	{"net/netfilter/nf_conntrack_udp_timeout_stream", fmt.Sprint(int(NATUDPTimeout.Seconds()))},
+}}
+
 // natRules makes r1 a NAT for ini: what ini sends out of r1's east interface leaves from
 // r1's address (masquerade, ports kept where free, as Linux does), and like a NAPT without
 // "IPsec passthrough" it forwards only what it can translate: TCP, UDP and ICMP. Raw ESP
@@ -126,9 +137,9 @@ var profiles = []Profile{
 	{Name: "underlay-dead", Summary: "r1 (ini's default gateway) drops everything from ini, itself included: the underlay is dead, not IPsec",
 		Rules: map[string]string{NodeR1: underlayDead}},
 	{Name: "nat", Summary: "r1 masquerades ini as 192.0.2.65 (TCP, UDP and ICMP; raw ESP and AH cannot cross); strongSwan runs NAT-T on UDP 4500",
-		Rules: map[string]string{NodeR1: natRules}, NATPublic: NATPublic},
+		Rules: map[string]string{NodeR1: natRules}, NATPublic: NATPublic, Sysctls: natSysctls},
 	{Name: "nat-frag-drop", Summary: "r1 masquerades ini as 192.0.2.65 and drops non-first IPv4 fragments both ways, as some home and carrier NATs do",
-		Rules: map[string]string{NodeR1: natRules + fragChain("", true)}, NATPublic: NATPublic},
+		Rules: map[string]string{NodeR1: natRules + fragChain("", true)}, NATPublic: NATPublic, Sysctls: natSysctls},
 }
 
 // underlayDead drops every packet that arrives on r1's ini-side interface, whether for r1
