@@ -2,7 +2,7 @@
 GO        ?= go
 BIN       := bin/ipsecpath
 PKGS      := ./...
-FUZZTIME  ?= 4s
+FUZZTIME  ?= 10000x
 # Debian packages the lab, the tests and the benchmarks use. libstrongswan-standard-plugins
 # (the openssl plugin charon loads) is only a Recommends of libstrongswan: name it.
 DEB_PKGS  := strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
@@ -30,7 +30,7 @@ $(GOBIN)/staticcheck:
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 # test runs every test: formatting, vet, staticcheck, the unit and lab tests, and each fuzz
-# target for $(FUZZTIME). Lab and raw-socket tests need root; under CI=true they never skip.
+# target for $(FUZZTIME) inputs. Lab and raw-socket tests need root; under CI=true they never skip.
 test: deps go-deps lint unit fuzz
 
 unit: build

@@ -291,3 +291,16 @@ func BuildMainMode(b []byte, p MainModeParams) ([]byte, error) {
 	h := Header{InitiatorSPI: p.Cookie, Version: VersionIKEv1, Exchange: ExchangeIdentityProtection}
 	return AppendMessage(b, h, SerializeOptions{FixLengths: true}, ps...)
 }
+
+// BuildNotifyV1 appends an unencrypted IKEv1 Informational message carrying one error
+// notify about the ISAKMP SA of icookie and rcookie (its SPI is the two cookies), as an
+// initiator sends when it gives up on a Main Mode after the responder's first answer.
+// strongSwan destroys a half-open (Main Mode) IKE_SA that receives an error notify, so a
+// probe that learnt what it wanted from message 2 leaves no state behind; gateways that
+// ignore unauthenticated notifies keep the SA until it times out.
+func BuildNotifyV1(b []byte, icookie, rcookie [8]byte, messageID uint32, t NotifyType) ([]byte, error) {
+	spi := make([]byte, 0, 16)
+	spi = append(append(spi, icookie[:]...), rcookie[:]...)
+	h := Header{InitiatorSPI: icookie, ResponderSPI: rcookie, Version: VersionIKEv1, Exchange: ExchangeInformationalV1, MessageID: messageID}
+	return AppendMessage(b, h, SerializeOptions{FixLengths: true}, &Notify{DOI: doiIPsecV1, ProtocolID: protoIKE, SPI: spi, Type: t})
+}

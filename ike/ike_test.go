@@ -334,3 +334,31 @@ func TestLieOnPurpose(t *testing.T) {
 		t.Fatalf("got  %s\nwant %s", got, want)
 	}
 }
+
+// TestBuildNotifyV1 checks the release message byte for byte: header with both cookies,
+// Informational, not encrypted, one notify (DOI 1, protocol ISAKMP, 16-byte SPI = the
+// cookies, the type asked for), 28 + 28 bytes.
+func TestBuildNotifyV1(t *testing.T) {
+	ic, rc := SPIWithNonce(0x01020304), [8]byte{9, 8, 7, 6, 5, 4, 3, 2}
+	b, err := BuildNotifyV1([]byte("x"), ic, rc, 0x11223344, NotifyNoProposalChosen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 'x' {
+		t.Fatal("prefix overwritten")
+	}
+	want, _ := hex.DecodeString("6970737001020304" + "0908070605040302" + "0b" + "10" + "05" + "00" + "11223344" + "00000038" +
+		"00" + "00" + "001c" + "00000001" + "01" + "10" + "000e" + "6970737001020304" + "0908070605040302")
+	if !bytes.Equal(b[1:], want) {
+		t.Fatalf("got\n%s\nwant\n%s", hex.Dump(b[1:]), hex.Dump(want))
+	}
+	m := mustDecode(t, b[1:])
+	p, ok := m.Find(PayloadNotifyV1)
+	if !ok {
+		t.Fatalf("payloads %v", types(m))
+	}
+	n, err := ParseNotify(false, p.Body)
+	if err != nil || n.Type != NotifyNoProposalChosen || !bytes.Equal(n.SPI, append(ic[:], rc[:]...)) {
+		t.Fatalf("notify %+v, %v", n, err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"syscall"
@@ -34,14 +35,39 @@ const (
 	MaxSessionBytes = 4 << 20
 	// MaxSessionSeen bounds the packets kept per session; more are counted as lost.
 	MaxSessionSeen = 8192
+	// MaxAgentSeen bounds the packets kept by all sessions together (a few hundred bytes
+	// each), and MaxPeerSeen those kept by the sessions of one initiator address: more are
+	// counted as lost.
+	MaxAgentSeen = 32768
+	MaxPeerSeen  = MaxAgentSeen / 2
+	// AgentMemoryLimit is the soft memory limit `ipsecpath responder` gives the Go runtime
+	// (unless GOMEMLIMIT is set): what the bounds above hold, with room to spare.
+	AgentMemoryLimit = 40 << 20
+	// MaxSessionsPerPeer bounds the authenticated sessions of one initiator address, so one
+	// key holder cannot take every connection slot.
+	MaxSessionsPerPeer = 8
 	// AgentSnap is how many bytes of each packet the agent keeps for the initiator's pcap
 	// (Seen.Packet): a whole Ethernet-sized fragment.
 	AgentSnap = 1600
-	// MaxSessionPacketBytes bounds the packet bytes a session keeps; later packets are
-	// reported without them (their verdicts need only the header and Head).
+	// MaxSessionPacketBytes bounds the packet bytes a session keeps, and MaxAgentPacketBytes
+	// those of all sessions together; later packets are reported without them (their
+	// verdicts need only the header and Head).
 	MaxSessionPacketBytes = 4 << 20
+	MaxAgentPacketBytes   = 8 << 20
 	// MaxReverseProbes bounds the probes in one send-reverse request.
 	MaxReverseProbes = 64
+	// MaxReversePackets bounds the packets (fragments) of one send-reverse request, and
+	// MaxReverseProbePackets those of one probe in it: at the default pace a request is
+	// sent in at most a few seconds. A request over either bound is refused whole.
+	MaxReversePackets      = 512
+	MaxReverseProbePackets = 64
+	// MinReverseFragSize is the smallest frag_size of a reverse probe: 68 bytes, the IPv4
+	// minimum MTU every link carries (RFC 791); smaller fragments test nothing real.
+	MinReverseFragSize = 68
+	// MaxAnnounced bounds the IP IDs one session may announce.
+	MaxAnnounced = 4096
+	// maxAnnounce bounds the IP IDs of one announce request.
+	maxAnnounce = 256
 	// MaxReverseSize bounds the wire size of one reverse probe (the IP total length limit).
 	MaxReverseSize = 65535
 	// ReverseSendTimeout bounds one send-reverse request on the agent.
@@ -52,6 +78,13 @@ const (
 	rejectLogInterval = 10 * time.Second
 	// maxReportPage bounds the packets in one report reply (each is a few hundred bytes of JSON).
 	maxReportPage = 128
+	// agentRingCapacity bounds the packets one session's capture keeps between two drains
+	// (every collectInterval). It holds only packets that pass the session's filter, so
+	// other traffic, however much, never takes their room.
+	agentRingCapacity = 1024
+	// freeMemoryInterval: when the last session ends, memory goes back to the system at
+	// most this often.
+	freeMemoryInterval = time.Second
 )
 
 // ReverseProbe asks the agent to send one probe toward the initiator. The agent chooses
@@ -143,8 +176,8 @@ type Responder struct {
 	pace      int
 	maxConn   int
 	handshake time.Duration
-	nonces    *replayCache
-	closers   []func() error // raw sockets that keep the kernel quiet, the real capture/sender
+	instance  [nonceSize]byte // drawn at start: bound into every connection key
+	closers   []func() error  // raw sockets that keep the kernel quiet, the real capture/sender
 
 	ns         netns.NsHandle // the namespace NewResponder ran in (raw mode), else netns.None()
 	rawCapture Capturer       // the AF_PACKET capture, when cfg.Capture is nil
@@ -154,6 +187,12 @@ type Responder struct {
 	conns    map[*agentConn]struct{}
 	rejected int       // connections refused or failed before authenticating, not yet logged
 	lastLog  time.Time // last log line about rejected connections
+
+	// agent-wide budgets (guarded by mu)
+	kept      int                // packets kept by all sessions (MaxAgentSeen)
+	keptBytes int                // their bytes (Seen.Packet) kept (MaxAgentPacketBytes)
+	keptPeer  map[netip.Addr]int // packets kept per initiator address (MaxPeerSeen)
+	lastFree  time.Time          // last time memory was handed back to the system
 }
 
 // agentConn is one control connection and whether it has authenticated.
@@ -174,14 +213,15 @@ func NewResponder(cfg ResponderConfig) (*Responder, error) {
 		return nil, fmt.Errorf("responder: key of %d bytes, need at least %d", len(cfg.Key), MinKeySize)
 	}
 	r := &Responder{
-		cfg:     cfg,
-		key:     append([]byte(nil), cfg.Key...),
-		now:     cfg.Now,
-		pace:    cfg.Pace,
-		maxConn: cfg.MaxConns,
-		nonces:  newReplayCache(0),
-		conns:   make(map[*agentConn]struct{}),
-		ns:      netns.None(),
+		cfg:      cfg,
+		key:      append([]byte(nil), cfg.Key...),
+		now:      cfg.Now,
+		pace:     cfg.Pace,
+		maxConn:  cfg.MaxConns,
+		instance: newNonce(),
+		conns:    make(map[*agentConn]struct{}),
+		keptPeer: make(map[netip.Addr]int),
+		ns:       netns.None(),
 	}
 	if r.now == nil {
 		r.now = time.Now
@@ -258,7 +298,12 @@ func (r *Responder) Serve(ctx context.Context, ln net.Listener) error {
 		if ap, err := addrPort(c.RemoteAddr()); err == nil {
 			ac.src = ap.Addr()
 		}
-		if !r.admit(ac) {
+		if st := r.admit(ac); st != greetReady {
+			// Say "busy" (not a silent close, which reads as a wrong key) and hang up. A
+			// fresh socket's send buffer takes 40 bytes without blocking.
+			g := greeting{Version: ControlVersion, Status: st, Instance: r.instance}
+			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			c.Write(appendGreeting(nil, &g))
 			c.Close()
 			continue
 		}
@@ -270,14 +315,19 @@ func (r *Responder) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// admit registers a new connection. At the cap it evicts the oldest unauthenticated
-// connection of the source address that holds the most unauthenticated connections (so a
-// flood from one address evicts its own connections, not another initiator's that is
-// still on its way to authenticating); if every connection has authenticated, it refuses
-// the new one.
-func (r *Responder) admit(ac *agentConn) bool {
+// admit registers a new connection and returns greetReady, or the busy status it is
+// refused with. A source address that holds MaxSessionsPerPeer sessions gets no more. At
+// the cap it evicts the oldest unauthenticated connection of the source address that holds
+// the most unauthenticated connections (so a flood from one address evicts its own
+// connections, not another initiator's that is still on its way to authenticating); if
+// every connection has authenticated, it refuses the new one.
+func (r *Responder) admit(ac *agentConn) uint8 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.peerSessionsLocked(ac.src) >= MaxSessionsPerPeer {
+		r.noteRejectLocked()
+		return greetBusyPeer
+	}
 	if len(r.conns) >= r.maxConn {
 		pending := map[netip.Addr]int{}
 		for c := range r.conns {
@@ -298,13 +348,93 @@ func (r *Responder) admit(ac *agentConn) bool {
 		}
 		if oldest == nil {
 			r.noteRejectLocked()
-			return false
+			return greetBusy
 		}
 		delete(r.conns, oldest)
 		oldest.c.Close()
 	}
 	r.conns[ac] = struct{}{}
+	return greetReady
+}
+
+// peerSessionsLocked counts the authenticated sessions of src.
+func (r *Responder) peerSessionsLocked(src netip.Addr) int {
+	n := 0
+	for c := range r.conns {
+		if c.authed && c.src == src {
+			n++
+		}
+	}
+	return n
+}
+
+// authenticate marks ac as a session unless its address holds MaxSessionsPerPeer already.
+func (r *Responder) authenticate(ac *agentConn, s *session) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.peerSessionsLocked(ac.src) >= MaxSessionsPerPeer {
+		return false
+	}
+	ac.authed = true
+	s.id = sessionID()
 	return true
+}
+
+// reserveSeen books room for one kept packet of peer in the agent-wide budgets.
+func (r *Responder) reserveSeen(peer netip.Addr) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.kept >= MaxAgentSeen || r.keptPeer[peer] >= MaxPeerSeen {
+		return false
+	}
+	r.kept++
+	r.keptPeer[peer]++
+	return true
+}
+
+// reserveBytes books n bytes of kept packets (Seen.Packet) in the agent-wide budget.
+func (r *Responder) reserveBytes(n int) bool {
+	if n == 0 {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keptBytes+n > MaxAgentPacketBytes {
+		return false
+	}
+	r.keptBytes += n
+	return true
+}
+
+// releaseSeen gives back n packets of peer's reservations and their bytes.
+func (r *Responder) releaseSeen(peer netip.Addr, n, bytes int) {
+	if n == 0 && bytes == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keptBytes -= bytes
+	r.kept -= n
+	if r.keptPeer[peer] -= n; r.keptPeer[peer] <= 0 {
+		delete(r.keptPeer, peer)
+	}
+}
+
+// sessionEnded hands memory back to the system when no session is left (the runtime
+// would otherwise keep it for minutes), at most once per freeMemoryInterval.
+func (r *Responder) sessionEnded() {
+	r.mu.Lock()
+	idle := r.kept == 0 && r.now().Sub(r.lastFree) >= freeMemoryInterval
+	for c := range r.conns {
+		idle = idle && !c.authed
+	}
+	if idle {
+		r.lastFree = r.now()
+	}
+	r.mu.Unlock()
+	if idle {
+		debug.FreeOSMemory()
+	}
 }
 
 func (r *Responder) forget(ac *agentConn) {
@@ -340,23 +470,36 @@ type session struct {
 	local   netip.AddrPort // the agent's end of it
 	started time.Time
 
-	mu      sync.Mutex   // guards src, seen, lost, other: the collector goroutine shares them
+	mu      sync.Mutex   // guards src, seen, lost, other, scratch
 	src     PacketSource // running capture, or nil
-	seen    []Seen       // probe packets kept, in arrival order
+	seen    []Seen       // probe packets kept, in arrival order; each Head its own
 	lost    int          // packets lost to full buffers
 	other   int          // packets from the initiator that belong to no probe (not kept)
 	held    int          // bytes of Seen.Packet kept (at most MaxSessionPacketBytes)
 	collect func()       // stops the collector and waits for it; nil when not running
+	scratch []Seen       // what one drain returned, before sorting (reused)
+
+	fmu        sync.RWMutex // guards announced, nAnnounced, sent: the capture's reader filters with them
+	announced  *ipidSet     // IP IDs of the initiator's fragmented probes (announce)
+	nAnnounced int
+	sent       *ipidSet // IP IDs of the reverse probes sent toward the initiator
+	build      Packets  // send-reverse validation (built, counted, not sent)
 
 	// counters for the log line
 	requests, reversePackets int
 	opened                   time.Time
 }
 
-// serveConn runs one connection: no answer and a close for anything not authentic.
+// serveConn runs one connection: a greeting, then no answer and a close for anything
+// not authentic.
 func (r *Responder) serveConn(ctx context.Context, ac *agentConn) {
 	c := ac.c
-	defer r.forget(ac)
+	defer func() {
+		r.forget(ac)
+		if ac.authed {
+			r.sessionEnded()
+		}
+	}()
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
@@ -367,11 +510,18 @@ func (r *Responder) serveConn(ctx context.Context, ac *agentConn) {
 		r.noteReject()
 		return
 	}
+	g := greeting{Version: ControlVersion, Status: greetReady, Instance: r.instance, Challenge: newNonce()}
+	c.SetWriteDeadline(time.Now().Add(ReplyWriteTimeout))
+	if _, err := c.Write(appendGreeting(nil, &g)); err != nil {
+		r.noteReject()
+		return
+	}
+	chain := g.Challenge // the in-reply-to the next request must carry
 	lr := &limitedReader{c: c, left: MaxSessionBytes}
 	s := &session{r: r, peer: peer, local: local, opened: r.now()}
 	defer s.close()
 	var rbuf, wbuf []byte
-	var key []byte // the key this session authenticated with (keyring.match)
+	var key []byte // the connection key this session authenticated with (keyring.match)
 	var end string
 	for {
 		timeout := r.handshake
@@ -387,7 +537,8 @@ func (r *Responder) serveConn(ctx context.Context, ac *agentConn) {
 		rbuf = b
 		var f frame
 		if key == nil {
-			key, err = r.keyring.match(b, &f) // the session keeps this key until it ends
+			// The session keeps the key it authenticated with until it ends.
+			key, err = r.keyring.match(b, g.Instance, g.Challenge, &f)
 		} else {
 			err = decodeFrame(b, key, &f)
 		}
@@ -395,22 +546,30 @@ func (r *Responder) serveConn(ctx context.Context, ac *agentConn) {
 			end = err.Error()
 			break
 		}
-		if !f.Type.isRequest() || f.InReplyTo != ([nonceSize]byte{}) {
+		if !f.Type.isRequest() {
 			end = ErrFrameType.Error()
 			break
 		}
-		if err := r.nonces.admit(f.Nonce, f.Time, r.now()); err != nil {
-			end = err.Error()
+		if f.InReplyTo != chain {
+			end = ErrFrameReplay.Error()
 			break
 		}
-		if !ac.authed {
-			r.mu.Lock()
-			ac.authed = true
-			s.id = sessionID()
-			r.mu.Unlock()
+		var rt msgType
+		var body any
+		last := f.Type == msgStop
+		switch cerr := checkClock(f.Time, r.now()); {
+		case cerr != nil:
+			// Authentic (the MAC is right): say so, and end the session.
+			rt, body, last = msgError, errorReply{Error: cerr.Error(), Code: codeClock}, true
+			end = cerr.Error()
+		case !ac.authed && !r.authenticate(ac, s):
+			rt, body, last = msgError, errorReply{Code: codeBusy,
+				Error: fmt.Sprintf("%s holds %d sessions with this agent already (its limit per initiator)", peer.Addr(), MaxSessionsPerPeer)}, true
+			end = "too many sessions from " + peer.Addr().String()
+		default:
+			s.requests++
+			rt, body = s.handle(ctx, &f)
 		}
-		s.requests++
-		rt, body := s.handle(ctx, &f)
 		reply := frame{Type: rt, Nonce: newNonce(), Time: r.now(), InReplyTo: f.Nonce}
 		reply.Body, err = encodeBody(body)
 		if err != nil {
@@ -422,13 +581,16 @@ func (r *Responder) serveConn(ctx context.Context, ac *agentConn) {
 			end = err.Error()
 			break
 		}
+		chain = reply.Nonce
 		c.SetWriteDeadline(time.Now().Add(ReplyWriteTimeout))
 		if _, err := c.Write(wbuf); err != nil {
 			end = "write: " + err.Error()
 			break
 		}
-		if f.Type == msgStop {
-			end = "stop"
+		if last {
+			if f.Type == msgStop {
+				end = "stop"
+			}
 			break
 		}
 	}
@@ -504,9 +666,22 @@ func (s *session) handle(ctx context.Context, f *frame) (msgType, any) {
 		}
 		res, err := s.sendReverse(ctx, q)
 		if err != nil {
-			return fail("%v", err)
+			return msgError, errorReply{Error: err.Error(), Code: codeInvalid}
 		}
 		return reply, sendReverseReply{Results: res}
+	case msgAnnounce:
+		var q announceReq
+		if err := decodeBody(f.Body, &q); err != nil {
+			return fail("%v", err)
+		}
+		if len(q.IPIDs) > maxAnnounce {
+			return msgError, errorReply{Code: codeInvalid, Error: fmt.Sprintf("%d IP IDs in one announce, at most %d", len(q.IPIDs), maxAnnounce)}
+		}
+		n, ok := s.announce(q.IPIDs)
+		if !ok {
+			return msgError, errorReply{Code: codeBusy, Error: fmt.Sprintf("this session announced %d IP IDs, at most %d", n, MaxAnnounced)}
+		}
+		return reply, announceReply{Announced: n}
 	case msgStop:
 		s.stopCapture()
 		return reply, struct{}{}
@@ -514,18 +689,22 @@ func (s *session) handle(ctx context.Context, f *frame) (msgType, any) {
 	return fail("unknown request %s", f.Type)
 }
 
-// collectInterval is how often a session moves packets from its capture ring into its
-// list of probe packets: the ring (DefaultObserverCapacity) holds 8192 packets, enough
-// for 800k packets/s of background traffic from the initiator between two runs.
+// collectInterval is how often a session moves packets from its capture into its list of
+// probe packets: the capture keeps up to agentRingCapacity packets that pass the session's
+// filter in between (100,000 probe packets/s); background traffic is not kept at all.
 const collectInterval = 10 * time.Millisecond
 
 // startCapture makes src the session's capture and starts the collector, which drains it
 // every collectInterval, so that background traffic from the initiator (a busy gateway's
 // tunnel) cannot push probe packets out of the capture ring between two reports.
 func (s *session) startCapture(src PacketSource) {
+	if f, ok := src.(interface{ SetKeep(func(*Seen) bool) }); ok {
+		f.SetKeep(s.keep) // filter as packets are read: junk never fills the capture's room
+	}
 	s.mu.Lock()
 	s.src, s.started = src, s.r.now()
-	s.seen, s.lost, s.other, s.held = s.seen[:0], 0, 0, 0
+	s.forgetSeenLocked()
+	s.lost, s.other = 0, 0
 	s.mu.Unlock()
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -560,54 +739,123 @@ func (s *session) stopCapture() {
 	}
 }
 
+// forgetSeenLocked drops the packets kept and gives their room back to the agent.
+func (s *session) forgetSeenLocked() {
+	s.r.releaseSeen(s.peer.Addr(), len(s.seen), s.held)
+	clear(s.seen)
+	s.seen, s.held = s.seen[:0], 0
+}
+
+// maxScratch bounds the drain buffer a session keeps between drains.
+const maxScratch = 2 * agentRingCapacity
+
 // drain moves what the capture holds into the session, keeping at most MaxSessionSeen
-// packets: probe packets (first fragments with a probe's marker, every non-first
-// fragment) from the initiator, minus the control connection itself, and ICMP errors
-// quoting a probe (the capture passes only errors about packets sent to the initiator:
-// answers to reverse probes, e.g. a router's admin-prohibited). Other packets are counted.
+// packets (and no more than the agent-wide budgets allow): see keep. Other packets are
+// counted. Each kept packet gets its own copy of its head, so nothing else the capture
+// returned stays reachable.
 func (s *session) drain() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.src == nil {
 		return
 	}
-	start := len(s.seen)
 	var lost int
-	s.seen, lost = s.src.Drain(s.seen)
+	s.scratch, lost = s.src.Drain(s.scratch[:0])
 	s.lost += lost
-	kept := s.seen[:start]
-	for _, p := range s.seen[start:] {
-		if (p.Src != s.peer.Addr() && !isICMPError(&p)) || s.isControl(&p) || !isProbePacket(&p) {
+	if o, ok := s.src.(interface{ TakeOther() int }); ok {
+		s.other += o.TakeOther()
+	}
+	for i := range s.scratch {
+		p := &s.scratch[i]
+		if !s.keep(p) {
 			s.other++
 			continue
 		}
-		if len(p.Head) > HeadLen {
-			p.Head = p.Head[:HeadLen]
-		}
-		if len(p.Packet) > AgentSnap || s.held+len(p.Packet) > MaxSessionPacketBytes {
-			p.Packet = nil
-		}
-		s.held += len(p.Packet)
-		if len(kept) >= MaxSessionSeen {
+		if len(s.seen) >= MaxSessionSeen || !s.r.reserveSeen(s.peer.Addr()) {
 			s.lost++
 			continue
 		}
-		kept = append(kept, p)
+		q := *p
+		if q.Head != nil {
+			q.Head = append([]byte(nil), q.Head[:min(len(q.Head), HeadLen)]...)
+		}
+		if len(q.Packet) > AgentSnap || s.held+len(q.Packet) > MaxSessionPacketBytes || !s.r.reserveBytes(len(q.Packet)) {
+			q.Packet = nil // reported without its bytes: the budgets are spent
+		} else if q.Packet != nil {
+			q.Packet = append([]byte(nil), q.Packet...)
+			s.held += len(q.Packet)
+		}
+		s.seen = append(s.seen, q)
 	}
-	clear(s.seen[len(kept):])
-	s.seen = kept
+	clear(s.scratch)
+	if cap(s.scratch) > maxScratch {
+		s.scratch = nil
+	}
 }
 
-// isProbePacket reports whether p may belong to a probe: a non-first fragment (its first
-// fragment may be lost: partial), or a first fragment that carries a probe's marker, answers
-// a probe or is an ICMP error quoting one.
-func isProbePacket(p *Seen) bool {
+// keep reports whether p belongs to one of the session's probes:
+//   - from the initiator (not the control connection): a first fragment with a probe's
+//     marker, or one that answers a probe (a reset, an echo reply); a non-first fragment
+//     whose IP ID the initiator announced (it carries nothing else to go by);
+//   - from anyone: an ICMP error quoting a reverse probe this session sent (its IP ID), e.g.
+//     a router's admin-prohibited. Errors quoting anything else are not the session's.
+func (s *session) keep(p *Seen) bool {
+	s.fmu.RLock()
+	defer s.fmu.RUnlock()
+	if isICMPError(p) {
+		e, err := ParseICMPError(p)
+		return err == nil && e.Quoted.Dst == s.peer.Addr() && s.sent.has(e.Quoted.IPID)
+	}
+	if p.Src != s.peer.Addr() || s.isControl(p) {
+		return false
+	}
 	if p.Offset > 0 {
-		return true
+		return s.announced.has(p.IPID)
 	}
 	_, ok := ClassifyHead(p.Proto, p.Head)
 	return ok
 }
+
+// announce adds IP IDs the initiator will use for fragmented probes; it returns how many
+// the session has announced, and false when that would exceed MaxAnnounced.
+func (s *session) announce(ids []uint16) (int, bool) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if s.announced == nil {
+		s.announced = new(ipidSet)
+	}
+	fresh := 0
+	for i, id := range ids {
+		if !s.announced.has(id) && !slices.Contains(ids[:i], id) {
+			fresh++
+		}
+	}
+	if s.nAnnounced+fresh > MaxAnnounced {
+		return s.nAnnounced, false
+	}
+	for _, id := range ids {
+		s.announced.add(id)
+	}
+	s.nAnnounced += fresh
+	return s.nAnnounced, true
+}
+
+// noteSent records the IP ID of a reverse probe sent toward the initiator, so that ICMP
+// errors quoting it are kept.
+func (s *session) noteSent(ipid uint16) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if s.sent == nil {
+		s.sent = new(ipidSet)
+	}
+	s.sent.add(ipid)
+}
+
+// ipidSet is a set of IP IDs: a bitmap of 8 KB, bounded whatever goes in. A nil set is empty.
+type ipidSet [65536 / 64]uint64
+
+func (m *ipidSet) has(id uint16) bool { return m != nil && m[id/64]&(1<<(id%64)) != 0 }
+func (m *ipidSet) add(id uint16)      { m[id/64] |= 1 << (id % 64) }
 
 // isICMPError reports whether p is an ICMP destination unreachable, time exceeded or
 // parameter problem message.
@@ -652,14 +900,64 @@ func (s *session) page(q reportReq) reportReply {
 	return rep
 }
 
-// sendReverse sends the requested probes toward the initiator, paced.
+// checkReverse validates a send-reverse request before anything shared is touched: the
+// number of probes, each probe's sizes, and the packets the request would send (each probe
+// is built, not sent, to count them). It returns, per probe, the error that keeps it from
+// being sent (an unknown probe id, a size its class cannot take), or an error refusing the
+// whole request when it is out of bounds.
+func (s *session) checkReverse(q *sendReverseReq, src, dst netip.Addr) ([]string, error) {
+	if len(q.Probes) > MaxReverseProbes {
+		return nil, fmt.Errorf("%d reverse probes in one request, at most %d", len(q.Probes), MaxReverseProbes)
+	}
+	defer func() {
+		if cap(s.build.dgram) > 4<<10 { // do not keep a 64 KB buffer per idle session
+			s.build = Packets{}
+		}
+	}()
+	errs := make([]string, len(q.Probes))
+	total := 0
+	for i, p := range q.Probes {
+		switch {
+		case p.Size < 0 || p.Size > MaxReverseSize:
+			return nil, fmt.Errorf("probe %d (%s): size %d out of range (0 for the default, at most %d)", i, p.ID, p.Size, MaxReverseSize)
+		case p.FragSize != 0 && (p.FragSize < MinReverseFragSize || p.FragSize > MaxReverseSize):
+			return nil, fmt.Errorf("probe %d (%s): fragment size %d out of range (0 for the default, or %d–%d: every IPv4 link carries %d-byte packets)",
+				i, p.ID, p.FragSize, MinReverseFragSize, MaxReverseSize, MinReverseFragSize)
+		case !p.ID.Valid():
+			errs[i] = fmt.Sprintf("unknown probe %q", p.ID)
+			continue
+		}
+		bp := BuildParams{Src: src, Dst: dst, Nonce: p.Nonce, Size: p.Size, FragSize: p.FragSize, TTL: p.TTL, DF: p.DF}
+		if p.ID.Unfragmented() == IKE || p.ID.Unfragmented() == NATT {
+			bp.DstPort = p.DstPort // as the sender builds it
+		}
+		if err := Build(p.ID, bp, &s.build); err != nil {
+			errs[i] = err.Error()
+			continue
+		}
+		n := len(s.build.Wire)
+		if n > MaxReverseProbePackets {
+			return nil, fmt.Errorf("probe %d (%s): %d bytes in fragments of at most %d make %d packets, at most %d per probe",
+				i, p.ID, s.build.Size, max(p.FragSize, DefaultFragSize), n, MaxReverseProbePackets)
+		}
+		if total += n; total > MaxReversePackets {
+			return nil, fmt.Errorf("the request makes more than %d packets, at most %d per request: split it", MaxReversePackets, MaxReversePackets)
+		}
+	}
+	return errs, nil
+}
+
+// sendReverse sends the requested probes toward the initiator, paced. The request is
+// validated whole first (checkReverse): one that is refused sends nothing.
 func (s *session) sendReverse(ctx context.Context, q sendReverseReq) ([]ReverseResult, error) {
 	snd := s.r.sender()
 	if snd == nil {
 		return nil, errors.New("this agent cannot send reverse probes")
 	}
-	if len(q.Probes) > MaxReverseProbes {
-		return nil, fmt.Errorf("%d reverse probes in one request, at most %d", len(q.Probes), MaxReverseProbes)
+	dst, src := s.peer.Addr(), s.local.Addr()
+	errs, err := s.checkReverse(&q, src, dst)
+	if err != nil {
+		return nil, err
 	}
 	pace := s.r.pace
 	if q.Pace > 0 && q.Pace < pace {
@@ -667,17 +965,11 @@ func (s *session) sendReverse(ctx context.Context, q sendReverseReq) ([]ReverseR
 	}
 	ctx, cancel := context.WithTimeout(ctx, ReverseSendTimeout)
 	defer cancel()
-	dst, src := s.peer.Addr(), s.local.Addr()
 	res := make([]ReverseResult, len(q.Probes))
 	next := time.Now()
 	for i, p := range q.Probes {
-		res[i] = ReverseResult{ID: p.ID, Nonce: p.Nonce}
-		switch {
-		case !p.ID.Valid():
-			res[i].Error = fmt.Sprintf("unknown probe %q", p.ID)
-			continue
-		case p.Size < 0 || p.Size > MaxReverseSize || p.FragSize < 0 || p.FragSize > MaxReverseSize:
-			res[i].Error = fmt.Sprintf("size %d / fragment size %d out of range", p.Size, p.FragSize)
+		res[i] = ReverseResult{ID: p.ID, Nonce: p.Nonce, Error: errs[i]}
+		if errs[i] != "" {
 			continue
 		}
 		if wait := time.Until(next); wait > 0 {
@@ -693,6 +985,7 @@ func (s *session) sendReverse(ctx context.Context, q sendReverseReq) ([]ReverseR
 			continue
 		}
 		res[i].Sent = s.r.now()
+		s.noteSent(uint16(p.Nonce)) // Build's IP ID; noted first: an ICMP error can be quick
 		n, nb, err := snd.SendProbe(ctx, src, dst, p)
 		res[i].Packets, res[i].Bytes = n, nb
 		s.reversePackets += n
@@ -704,8 +997,14 @@ func (s *session) sendReverse(ctx context.Context, q sendReverseReq) ([]ReverseR
 	return res, nil
 }
 
-// close ends the session's capture.
-func (s *session) close() { s.stopCapture() }
+// close ends the session's capture and gives back what it kept.
+func (s *session) close() {
+	s.stopCapture()
+	s.mu.Lock()
+	s.forgetSeenLocked()
+	s.seen, s.scratch = nil, nil
+	s.mu.Unlock()
+}
 
 func (r *Responder) capturer() Capturer {
 	if r.cfg.Capture != nil {

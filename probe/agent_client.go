@@ -26,10 +26,20 @@ const (
 // minimum MTU less 40 bytes of headers, so replies pass any sane path without PMTUD.
 const controlMSS = 1240
 
-// ErrAgentRejected says the agent closed the connection without answering: the key
-// differs, the clocks are more than ClockWindow apart, the message was a replay, or the
-// other end is not an ipsecpath agent. The agent never says which, by design.
-var ErrAgentRejected = errors.New("agent closed the connection without answering (wrong key, clocks more than 30s apart, or not an ipsecpath agent)")
+// Errors of a session with the agent, distinct so that the CLI says which.
+var (
+	// ErrAgentRejected says the agent greeted us and then closed the connection without
+	// answering our request: our key is not the agent's key (or the request was damaged on
+	// the way). The agent never says which, by design.
+	ErrAgentRejected = errors.New("the agent refused our request without answering: our key is not the agent's key")
+	// ErrAgentBusy says the agent is up and has no room for this session now (every
+	// connection slot holds a session, or our address holds MaxSessionsPerPeer of them), or
+	// one of its quotas is full. Try again later; the key is not in question.
+	ErrAgentBusy = errors.New("the agent is busy")
+	// ErrAgentProtocol says the other end did not greet us in this control protocol: an
+	// ipsecpath agent of another release, or not an ipsecpath agent.
+	ErrAgentProtocol = errors.New("control protocol mismatch")
+)
 
 // AgentError is an authenticated error reply: the agent understood the request and could
 // not serve it (e.g. it cannot capture).
@@ -37,6 +47,7 @@ type AgentError struct {
 	Addr string // the agent, as dialled
 	Op   string // the request, e.g. "start-observing"
 	Msg  string // the agent's reason
+	Code string // "busy", "invalid", "clock", or empty
 }
 
 // Error reads like the client's other errors: "agent ADDR: OP: reason".
@@ -46,6 +57,9 @@ func (e *AgentError) Error() string {
 	}
 	return "agent " + e.Addr + ": " + e.Op + ": " + e.Msg
 }
+
+// Is makes an error reply with code "busy" match ErrAgentBusy.
+func (e *AgentError) Is(target error) bool { return target == ErrAgentBusy && e.Code == codeBusy }
 
 // AgentClient is the initiator's end of a control session with one agent. Its methods
 // may be called from several goroutines; requests are sent one at a time. After a
@@ -59,6 +73,9 @@ type AgentClient struct {
 	reportMu sync.Mutex // one Report (several pages) or StartObserving at a time
 	broken   error
 	answered bool // an authentic reply came: the agent accepted our key and clock
+	greeted  bool // the agent's greeting was read: ckey and chain are set
+	ckey     []byte
+	chain    [nonceSize]byte // in-reply-to of our next request
 	rbuf     []byte
 	wbuf     []byte
 	seen     []Seen // everything fetched since StartObserving
@@ -238,6 +255,21 @@ func (a *AgentClient) SendReverse(ctx context.Context, probes []ReverseProbe, pa
 	return r.Results, nil
 }
 
+// Announce tells the agent the IP IDs of fragmented probes we send, before we send them:
+// the agent keeps non-first fragments from us only when their IP ID was announced (their
+// first fragment, which may be the one lost, carries the probe's marker; the others carry
+// nothing but the IP ID). At most maxAnnounce IDs per call.
+func (a *AgentClient) Announce(ctx context.Context, ipids ...uint16) error {
+	if len(ipids) == 0 {
+		return nil
+	}
+	if len(ipids) > maxAnnounce {
+		return fmt.Errorf("agent %s: announce: %d IP IDs, at most %d per request", a.addr, len(ipids), maxAnnounce)
+	}
+	var r announceReply
+	return a.roundTrip(ctx, msgAnnounce, announceReq{IPIDs: ipids}, &r)
+}
+
 // Stop ends the capture and the session; the connection is closed afterwards.
 func (a *AgentClient) Stop(ctx context.Context) error {
 	err := a.roundTrip(ctx, msgStop, nil, nil)
@@ -285,14 +317,19 @@ func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) e
 		}
 	}()
 
-	req := frame{Type: t, Nonce: newNonce(), Time: time.Now(), Body: b}
-	if a.wbuf, err = appendFrame(a.wbuf[:0], a.key, &req); err != nil {
-		return fmt.Errorf("agent %s: %s: %w", a.addr, t, err)
-	}
 	broken := func(err error) error {
 		a.broken = err
 		a.conn.Close()
 		return err
+	}
+	if !a.greeted {
+		if err := a.readGreeting(ctx, t); err != nil {
+			return broken(err)
+		}
+	}
+	req := frame{Type: t, Nonce: newNonce(), Time: time.Now(), InReplyTo: a.chain, Body: b}
+	if a.wbuf, err = appendFrame(a.wbuf[:0], a.ckey, &req); err != nil {
+		return fmt.Errorf("agent %s: %s: %w", a.addr, t, err)
 	}
 	t0 := time.Now()
 	if _, err := a.conn.Write(a.wbuf); err != nil {
@@ -305,12 +342,13 @@ func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) e
 	}
 	a.rbuf = rb
 	var f frame
-	if err := decodeFrame(rb, a.key, &f); err != nil {
+	if err := decodeFrame(rb, a.ckey, &f); err != nil {
 		return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
 	}
 	if f.InReplyTo != req.Nonce || (f.Type != t|msgReplyBit && f.Type != msgError) {
 		return broken(fmt.Errorf("agent %s: %s: got %s: %w", a.addr, t, f.Type, ErrFrameReply))
 	}
+	a.chain = f.Nonce
 	if err := checkClock(f.Time, time.Now()); err != nil {
 		return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
 	}
@@ -324,11 +362,47 @@ func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) e
 		if err := decodeBody(f.Body, &e); err != nil {
 			return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
 		}
-		return &AgentError{Addr: a.addr, Op: t.String(), Msg: e.Error}
+		return &AgentError{Addr: a.addr, Op: t.String(), Msg: e.Error, Code: e.Code}
 	}
 	if err := decodeBody(f.Body, out); err != nil {
 		return broken(fmt.Errorf("agent %s: %s: %w", a.addr, t, err))
 	}
+	return nil
+}
+
+// readGreeting reads the agent's greeting and derives the connection key. The caller holds
+// a.mu and has set the connection's deadline.
+func (a *AgentClient) readGreeting(ctx context.Context, t msgType) error {
+	var g greeting
+	start := time.Now()
+	if err := readGreeting(a.conn, &g); err != nil {
+		closed := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+		var ne net.Error
+		timeout := errors.As(err, &ne) && ne.Timeout()
+		switch {
+		case errors.Is(err, ErrAgentProtocol):
+			return fmt.Errorf("agent %s: %s: %w", a.addr, t, err)
+		case ctx.Err() == nil && closed:
+			return fmt.Errorf("agent %s: %s: %w: the agent closed the connection without greeting us: it is an ipsecpath agent older than control protocol %d (upgrade it) or not an ipsecpath agent", a.addr, t, ErrAgentProtocol, ControlVersion)
+		case timeout && !errors.Is(ctx.Err(), context.Canceled):
+			// TCP connected, so the host answers; 40 bytes cross any path.
+			return fmt.Errorf("agent %s: %s: %w: the agent accepted the connection but sent no greeting in %s: an ipsecpath agent older than control protocol %d waits for us to speak first (upgrade it), or this is not an ipsecpath agent",
+				a.addr, t, ErrAgentProtocol, time.Since(start).Round(100*time.Millisecond), ControlVersion)
+		}
+		return a.transportError(ctx, t, "read greeting", err)
+	}
+	switch g.Status {
+	case greetReady:
+	case greetBusy:
+		return fmt.Errorf("agent %s: %s: %w: every one of its connection slots holds a session; try again when one ends", a.addr, t, ErrAgentBusy)
+	case greetBusyPeer:
+		return fmt.Errorf("agent %s: %s: %w: our address holds %d sessions with it already (its limit per initiator); try again when one ends", a.addr, t, ErrAgentBusy, MaxSessionsPerPeer)
+	default:
+		return fmt.Errorf("agent %s: %s: %w: greeting with unknown status %d", a.addr, t, ErrAgentProtocol, g.Status)
+	}
+	a.ckey = connKey(a.key, g.Instance, g.Challenge)
+	a.chain = g.Challenge
+	a.greeted = true
 	return nil
 }
 

@@ -34,18 +34,20 @@ func checkKeys(keys [][]byte) ([][]byte, error) {
 	return out, nil
 }
 
-// match authenticates the first frame b of a session with each key in turn and returns the
-// key it authenticated with; an error that is not a MAC mismatch (size, version) is the same
-// for every key and is returned at once.
-func (kr *keyring) match(b []byte, f *frame) ([]byte, error) {
+// match authenticates the first frame b of a connection with the connection key of each
+// key in turn (connKey: bound to this agent instance and the connection's challenge) and
+// returns the connection key it authenticated with; an error that is not a MAC mismatch
+// (size, version) is the same for every key and is returned at once.
+func (kr *keyring) match(b []byte, instance, challenge [nonceSize]byte, f *frame) ([]byte, error) {
 	ks := kr.keys.Load()
 	if ks == nil {
 		return nil, ErrFrameMAC
 	}
 	for _, k := range *ks {
-		err := decodeFrame(b, k, f)
+		ck := connKey(k, instance, challenge)
+		err := decodeFrame(b, ck, f)
 		if err == nil {
-			return k, nil
+			return ck, nil
 		}
 		if !errors.Is(err, ErrFrameMAC) {
 			return nil, err

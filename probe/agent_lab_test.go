@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -152,6 +153,11 @@ func TestAgentLab(t *testing.T) {
 			t.Fatalf("%s built as %d packet(s)", id, len(sp.frags))
 		}
 		sent = append(sent, sp)
+		if len(pk.Wire) > 1 {
+			if err := c.Announce(ctx, pk.IPID); err != nil {
+				t.Fatalf("Announce: %v", err)
+			}
+		}
 		if err := snd.Send(ctx, &pk); err != nil {
 			t.Fatalf("send %s: %v", id, err)
 		}
@@ -325,6 +331,8 @@ func TestAgentLabCaptureFlood(t *testing.T) {
 	}
 	junk := append([]byte(nil), pk.Wire[0]...)
 	clear(junk[20+8 : 20+8+MarkerLen])
+	junkFrag := append([]byte(nil), junk...)
+	binary.BigEndian.PutUint16(junkFrag[6:8], 1480/8) // fragment offset 1480, no more fragments (the kernel fills the checksum)
 	// Probes sent in the middle of the junk.
 	probeIDs := []ID{ESPFrag, AHFrag, ICMPLarge}
 	var sent []sentProbe
@@ -340,12 +348,25 @@ func TestAgentLabCaptureFlood(t *testing.T) {
 					sp.frags = append(sp.frags, f.Offset)
 				}
 				sent = append(sent, sp)
+				if err := c.Announce(ctx, pk.IPID); err != nil {
+					t.Fatalf("Announce: %v", err)
+				}
 				if err := snd.Send(ctx, &pk); err != nil {
 					t.Fatalf("send %s: %v", id, err)
 				}
 			}
 		}
-		if err := snd.WritePacket(ctx, junk); err != nil {
+		j := junk
+		if i%2 == 1 {
+			// A busy gateway's fragmented traffic: non-first fragments with IP IDs the
+			// initiator did not announce. Not the agent's business.
+			j = junkFrag
+			binary.BigEndian.PutUint16(j[4:6], uint16(i))
+			if id := uint16(i); id == uint16(nonces[1]) || id == uint16(nonces[2]) || id == uint16(nonces[3]) {
+				continue // the probes' IP IDs (Build's default: the nonce's low bits)
+			}
+		}
+		if err := snd.WritePacket(ctx, j); err != nil {
 			t.Fatalf("flood: %v", err)
 		}
 	}
@@ -370,6 +391,11 @@ func TestAgentLabCaptureFlood(t *testing.T) {
 	t.Logf("junk flood: agent kept %d packets, ignored %d other, lost %d", len(rep.Seen), rep.Other, rep.Lost)
 	if len(missing) > 0 {
 		t.Fatalf("probes sent amid the flood not reported:\n%s", strings.Join(missing, "\n"))
+	}
+	for _, s := range rep.Seen {
+		if s.Offset > 0 && s.IPID != sent[0].ipid && s.IPID != sent[1].ipid && s.IPID != sent[2].ipid {
+			t.Fatalf("the agent kept a non-first fragment with IP ID %#x that no probe announced: %+v", s.IPID, s)
+		}
 	}
 	if rep.Other+rep.Lost < flood/2 {
 		t.Fatalf("%d junk packets sent, agent counted %d other and %d lost", flood, rep.Other, rep.Lost)

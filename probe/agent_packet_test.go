@@ -23,7 +23,7 @@ func TestSessionDrainPacketBudget(t *testing.T) {
 	over.Packet = make([]byte, AgentSnap+1) // a source that ignored the snap length
 	batch = append([]Seen{over}, batch...)
 	src := &fakeSource{f: &fakeCapture{}, pending: batch}
-	s := &session{peer: peer, local: netip.AddrPortFrom(agent, ControlPort), src: src}
+	s := &session{r: &Responder{keptPeer: map[netip.Addr]int{}}, peer: peer, local: netip.AddrPortFrom(agent, ControlPort), src: src}
 	s.drain()
 	if len(s.seen) != len(batch) {
 		t.Fatalf("kept %d of %d probe packets", len(s.seen), len(batch))

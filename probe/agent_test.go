@@ -24,6 +24,18 @@ type fakeCapture struct {
 	peers   []netip.Addr
 	open    int
 	lost    int
+	sources []*fakeSource
+}
+
+// inject hands packets to every open source, as if captured now.
+func (f *fakeCapture) inject(pk ...Seen) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.sources {
+		if !s.closed {
+			s.pending = append(s.pending, pk...)
+		}
+	}
 }
 
 func (f *fakeCapture) Capture(peer netip.Addr) (PacketSource, error) {
@@ -35,7 +47,9 @@ func (f *fakeCapture) Capture(peer netip.Addr) (PacketSource, error) {
 	if f.packets != nil {
 		pk = f.packets(peer)
 	}
-	return &fakeSource{f: f, pending: pk, lost: f.lost}, nil
+	src := &fakeSource{f: f, pending: pk, lost: f.lost}
+	f.sources = append(f.sources, src)
+	return src, nil
 }
 
 type fakeSource struct {
@@ -46,6 +60,10 @@ type fakeSource struct {
 }
 
 func (s *fakeSource) Drain(dst []Seen) ([]Seen, int) {
+	if s.f != nil {
+		s.f.mu.Lock()
+		defer s.f.mu.Unlock()
+	}
 	dst = append(dst, s.pending...)
 	s.pending = nil
 	l := s.lost
@@ -54,11 +72,11 @@ func (s *fakeSource) Drain(dst []Seen) ([]Seen, int) {
 }
 
 func (s *fakeSource) Close() error {
+	s.f.mu.Lock()
+	defer s.f.mu.Unlock()
 	if !s.closed {
 		s.closed = true
-		s.f.mu.Lock()
 		s.f.open--
-		s.f.mu.Unlock()
 	}
 	return nil
 }
@@ -197,24 +215,6 @@ func TestAgentGoodSession(t *testing.T) {
 	fx := startAgent(t, nil)
 	lo := netip.MustParseAddr("127.0.0.1")
 	router := netip.MustParseAddr("192.0.2.66")
-	fx.capt.packets = func(peer netip.Addr) []Seen {
-		var s []Seen
-		s = append(s, buildSeen(t, ESPFrag, peer, lo, 0x01020304)...) // 3 fragments: kept
-		s = append(s, buildSeen(t, AH, peer, lo, 0x01020305)...)      // kept
-		// A router's admin-prohibited quoting a reverse probe sent to the peer: kept.
-		var pk Packets
-		if err := Build(ESP, BuildParams{Src: lo, Dst: peer, Nonce: 0x01020306}, &pk); err != nil {
-			t.Fatal(err)
-		}
-		quoted := append([]byte{3, 13, 0, 0, 0, 0, 0, 0}, pk.Wire[0][:28]...) // IP header + 8 bytes
-		s = append(s, Seen{Src: router, Dst: lo, Proto: 1, Head: quoted})
-		// Not kept: not from the initiator; echo from elsewhere; the initiator's other traffic.
-		s = append(s, Seen{Src: netip.MustParseAddr("192.0.2.99"), Dst: lo, Proto: 50, Head: make([]byte, 40)})
-		s = append(s, Seen{Src: netip.MustParseAddr("192.0.2.99"), Dst: lo, Proto: 1, Head: []byte{8, 0, 0, 0, 0, 0, 0, 0}})
-		s = append(s, Seen{Src: peer, Dst: lo, Proto: 50, Head: bytes.Repeat([]byte{0xee}, 100)})
-		s = append(s, Seen{Src: peer, Dst: lo, Proto: 17, Head: []byte{0x11, 0x94, 0x11, 0x94, 0, 40, 0, 0, 0xde, 0xad, 0xbe, 0xef}})
-		return s
-	}
 	ctx := context.Background()
 	c := dial(t, fx.addr, testKey)
 	h, err := c.Hello(ctx)
@@ -233,12 +233,56 @@ func TestAgentGoodSession(t *testing.T) {
 	if len(fx.capt.peers) != 1 || fx.capt.peers[0] != lo {
 		t.Fatalf("capture opened for %v, want exactly [127.0.0.1] (the TCP peer)", fx.capt.peers)
 	}
-	rep, err := c.Report(ctx)
+	res, err := c.SendReverse(ctx, []ReverseProbe{{ID: ESP, Nonce: 0x01020306}, {ID: ESPFrag, Nonce: 0x0102030c, Size: 3000}, {ID: "bogus", Nonce: 13}}, 0)
+	if err != nil {
+		t.Fatalf("SendReverse: %v", err)
+	}
+	if len(res) != 3 || res[0].Packets != 1 || res[1].Packets != 3 || res[0].Error != "" || !strings.Contains(res[2].Error, "unknown probe") {
+		t.Fatalf("SendReverse results %+v", res)
+	}
+	want := []string{
+		fmt.Sprintf("%s>127.0.0.1 esp %d 0", h.Local.Addr(), 0x01020306),
+		fmt.Sprintf("%s>127.0.0.1 esp-frag %d 3000", h.Local.Addr(), 0x0102030c),
+	}
+	if strings.Join(fx.snd.sends, "|") != strings.Join(want, "|") {
+		t.Fatalf("sent %q, want %q", fx.snd.sends, want)
+	}
+	if err := c.Announce(ctx, 0x0304); err != nil { // the IP ID of nonce 0x01020304
+		t.Fatalf("Announce: %v", err)
+	}
+	var s []Seen
+	s = append(s, buildSeen(t, ESPFrag, lo, lo, 0x01020304)...) // 3 fragments: kept (IP ID announced)
+	s = append(s, buildSeen(t, AH, lo, lo, 0x01020305)...)      // kept
+	// A router's admin-prohibited quoting the reverse probe sent to the peer: kept.
+	var pk Packets
+	if err := Build(ESP, BuildParams{Src: h.Local.Addr(), Dst: lo, Nonce: 0x01020306}, &pk); err != nil {
+		t.Fatal(err)
+	}
+	quoted := append([]byte{3, 13, 0, 0, 0, 0, 0, 0}, pk.Wire[0][:28]...) // IP header + 8 bytes
+	s = append(s, Seen{Src: router, Dst: lo, Proto: 1, Head: quoted})
+	// Not kept: not from the initiator; echo from elsewhere; the initiator's other traffic;
+	// an error quoting a packet to the initiator that no reverse probe of ours was (anyone
+	// can forge those); a non-first fragment whose IP ID was not announced.
+	s = append(s, Seen{Src: netip.MustParseAddr("192.0.2.99"), Dst: lo, Proto: 50, Head: make([]byte, 40)})
+	s = append(s, Seen{Src: netip.MustParseAddr("192.0.2.99"), Dst: lo, Proto: 1, Head: []byte{8, 0, 0, 0, 0, 0, 0, 0}})
+	s = append(s, Seen{Src: lo, Dst: lo, Proto: 50, Head: bytes.Repeat([]byte{0xee}, 100)})
+	s = append(s, Seen{Src: lo, Dst: lo, Proto: 17, Head: []byte{0x11, 0x94, 0x11, 0x94, 0, 40, 0, 0, 0xde, 0xad, 0xbe, 0xef}})
+	if err := Build(ESP, BuildParams{Src: h.Local.Addr(), Dst: lo, Nonce: 0x0a0b0c0d}, &pk); err != nil {
+		t.Fatal(err)
+	}
+	s = append(s, Seen{Src: netip.MustParseAddr("198.18.7.7"), Dst: lo, Proto: 1, Head: append([]byte{3, 13, 0, 0, 0, 0, 0, 0}, pk.Wire[0][:28]...)})
+	s = append(s, Seen{Src: lo, Dst: lo, Proto: 50, IPID: 0x7777, Offset: 1256, TotalLen: 600})
+	fx.capt.inject(s...)
+	var rep *AgentReport
+	waitFor(t, "packets collected", func() bool {
+		rep, err = c.Report(ctx)
+		return err != nil || rep.Other == 6
+	})
 	if err != nil {
 		t.Fatalf("Report: %v", err)
 	}
-	if len(rep.Seen) != 5 || rep.Other != 4 || !rep.Observing {
-		t.Fatalf("Report: %d packets, %d other (observing %v), want 4 probe packets from the initiator, 1 ICMP error, 4 other: %+v",
+	if len(rep.Seen) != 5 || rep.Other != 6 || !rep.Observing {
+		t.Fatalf("Report: %d packets, %d other (observing %v), want 4 probe packets from the initiator, 1 ICMP error, 6 other: %+v",
 			len(rep.Seen), rep.Other, rep.Observing, rep.Seen)
 	}
 	if rep.Seen[1].Offset == 0 || rep.Seen[2].Offset == 0 || rep.Seen[4].Head[1] != 13 || len(rep.Seen[0].Head) != HeadLen {
@@ -249,26 +293,12 @@ func TestAgentGoodSession(t *testing.T) {
 			t.Fatalf("packet %d classified %+v, %v; want nonce %#x", 3*i, m, ok, want)
 		}
 	}
-	res, err := c.SendReverse(ctx, []ReverseProbe{{ID: ESP, Nonce: 11}, {ID: ESPFrag, Nonce: 12, Size: 3000}, {ID: "bogus", Nonce: 13}}, 0)
-	if err != nil {
-		t.Fatalf("SendReverse: %v", err)
-	}
-	if len(res) != 3 || res[0].Packets != 1 || res[1].Packets != 3 || res[0].Error != "" || !strings.Contains(res[2].Error, "unknown probe") {
-		t.Fatalf("SendReverse results %+v", res)
-	}
-	want := []string{
-		fmt.Sprintf("%s>127.0.0.1 esp 11 0", h.Local.Addr()),
-		fmt.Sprintf("%s>127.0.0.1 esp-frag 12 3000", h.Local.Addr()),
-	}
-	if strings.Join(fx.snd.sends, "|") != strings.Join(want, "|") {
-		t.Fatalf("sent %q, want %q", fx.snd.sends, want)
-	}
 	if err := c.Stop(ctx); err != nil {
 		t.Fatalf("Stop: %v", err)
 	}
 	waitFor(t, "capture closed", func() bool { return fx.capt.openCount() == 0 })
 	waitFor(t, "session log line", func() bool { return len(fx.log.get()) == 1 })
-	if l := fx.log.get()[0]; !strings.Contains(l, "from 127.0.0.1:") || !strings.Contains(l, "5 requests, 5 probe packets observed (0 lost, 4 other packets ignored), 4 reverse packets sent") || !strings.Contains(l, "ended: stop") {
+	if l := fx.log.get()[0]; !strings.Contains(l, "from 127.0.0.1:") || !strings.Contains(l, "requests, 5 probe packets observed (0 lost, 6 other packets ignored), 4 reverse packets sent") || !strings.Contains(l, "ended: stop") {
 		t.Fatalf("log line %q", l)
 	}
 	if _, err := c.Hello(ctx); err == nil {
@@ -283,17 +313,23 @@ func TestAgentReportPages(t *testing.T) {
 	fx.capt.packets = func(peer netip.Addr) []Seen {
 		s := make([]Seen, n)
 		for i := range s {
-			// Non-first fragments: kept whatever they hold.
+			// Non-first fragments with announced IP IDs: kept whatever they hold.
 			s[i] = Seen{At: time.Now(), Src: peer, Dst: peer, Proto: 50, IPID: uint16(i), Offset: 1480, TotalLen: 1500}
 		}
 		return s
 	}
 	ctx := context.Background()
 	c := dial(t, fx.addr, testKey)
+	announceUpTo(t, c, n)
 	if err := c.StartObserving(ctx); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := c.Report(ctx)
+	var rep *AgentReport
+	var err error
+	waitFor(t, "all packets", func() bool {
+		rep, err = c.Report(ctx)
+		return err != nil || len(rep.Seen) == n
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,6 +344,20 @@ func TestAgentReportPages(t *testing.T) {
 	again, err := c.Report(ctx)
 	if err != nil || len(again.Seen) != n {
 		t.Fatalf("second Report: %d packets, %v", len(again.Seen), err)
+	}
+}
+
+// announceUpTo announces IP IDs 0 … n-1.
+func announceUpTo(t testing.TB, c *AgentClient, n int) {
+	t.Helper()
+	var ids []uint16
+	for i := range n {
+		if ids = append(ids, uint16(i)); len(ids) == maxAnnounce || i == n-1 {
+			if err := c.Announce(context.Background(), ids...); err != nil {
+				t.Fatalf("Announce: %v", err)
+			}
+			ids = ids[:0]
+		}
 	}
 }
 
@@ -356,71 +406,145 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// exchange sends a frame and reads the reply frame.
-func exchange(t *testing.T, c net.Conn, wire []byte) (frame, error) {
+// rawSession drives a control connection by hand: greeting read, frames sealed with the
+// connection key and chained to the agent's last message.
+type rawSession struct {
+	c     net.Conn
+	g     greeting
+	key   []byte
+	chain [nonceSize]byte
+}
+
+// greet reads the agent's greeting on c.
+func greet(t *testing.T, c net.Conn, key []byte) *rawSession {
 	t.Helper()
-	if _, err := c.Write(wire); err != nil {
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	s := &rawSession{c: c}
+	if err := readGreeting(c, &s.g); err != nil {
+		t.Fatalf("greeting: %v", err)
+	}
+	s.key, s.chain = connKey(key, s.g.Instance, s.g.Challenge), s.g.Challenge
+	return s
+}
+
+// seal returns the wire form of a request of type typ, chained and signed for this session.
+func (s *rawSession) seal(t *testing.T, typ msgType, body string) ([]byte, frame) {
+	t.Helper()
+	f := frame{Type: typ, Nonce: newNonce(), Time: time.Now(), InReplyTo: s.chain, Body: []byte(body)}
+	w, err := appendFrame(nil, s.key, &f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, f
+}
+
+// exchange sends a sealed request and reads the reply, which moves the chain on.
+func (s *rawSession) exchange(t *testing.T, wire []byte) (frame, error) {
+	t.Helper()
+	if _, err := s.c.Write(wire); err != nil {
 		return frame{}, err
 	}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, err := readFrame(c, nil)
+	s.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := readFrame(s.c, nil)
 	if err != nil {
 		return frame{}, err
 	}
 	var f frame
-	return f, decodeFrame(b, testKey, &f)
+	if err := decodeFrame(b, s.key, &f); err != nil {
+		return frame{}, err
+	}
+	s.chain = f.Nonce
+	return f, nil
 }
 
+// TestAgentReplayRejected: a captured request is served by nobody but the connection it
+// was made for: not again on that connection, not on another connection to the same
+// agent, not by another agent holding the same key, not by the agent after a restart.
 func TestAgentReplayRejected(t *testing.T) {
 	fx := startAgent(t, nil)
-	req := frame{Type: msgHello, Nonce: newNonce(), Time: time.Now()}
-	wire, err := appendFrame(nil, testKey, &req)
-	if err != nil {
-		t.Fatal(err)
+	s1 := greet(t, rawConn(t, fx.addr), testKey)
+	hello, _ := s1.seal(t, msgHello, "")
+	if rep, err := s1.exchange(t, hello); err != nil || rep.Type != msgHello|msgReplyBit {
+		t.Fatalf("hello: %+v, %v", rep, err)
 	}
-	c1 := rawConn(t, fx.addr)
-	rep, err := exchange(t, c1, wire)
-	if err != nil || rep.Type != msgHello|msgReplyBit || rep.InReplyTo != req.Nonce {
-		t.Fatalf("first hello: %+v, %v", rep, err)
+	start, req := s1.seal(t, msgStartObserving, "")
+	rep, err := s1.exchange(t, start)
+	if err != nil || rep.Type != msgStartObserving|msgReplyBit || rep.InReplyTo != req.Nonce {
+		t.Fatalf("start-observing: %+v, %v", rep, err)
 	}
-	// Same bytes on the same connection: the agent closes.
-	if _, err := c1.Write(wire); err != nil {
-		t.Fatal(err)
+	if fx.capt.openCount() != 1 {
+		t.Fatalf("%d captures open, want 1", fx.capt.openCount())
 	}
-	expectClosed(t, c1, 3*time.Second)
-	// Same bytes on a new connection: refused too.
-	c2 := rawConn(t, fx.addr)
-	if _, err := c2.Write(wire); err != nil {
-		t.Fatal(err)
+	// Same bytes again on the same connection: not chained to the last reply; closed.
+	s1.c.Write(start)
+	expectClosed(t, s1.c, 3*time.Second)
+
+	replayTo := func(name, addr string) {
+		t.Helper()
+		c := rawConn(t, addr)
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		var g greeting
+		if err := readGreeting(c, &g); err != nil {
+			t.Fatalf("%s: greeting: %v", name, err)
+		}
+		c.Write(hello)
+		c.Write(start)
+		expectClosed(t, c, 3*time.Second)
 	}
-	expectClosed(t, c2, 3*time.Second)
-	// A reply replayed to the agent as if it were a request: refused (wrong type).
-	rwire, _ := appendFrame(nil, testKey, &rep)
-	c3 := rawConn(t, fx.addr)
-	c3.Write(rwire)
-	expectClosed(t, c3, 3*time.Second)
+	replayTo("same agent, new connection", fx.addr)
+	other := startAgent(t, nil) // same key: another host, or this agent restarted
+	replayTo("another agent with the same key", other.addr)
+	if n := other.capt.openCount() + len(other.capt.peers); n != 0 {
+		t.Fatalf("the other agent started a capture for a replayed request")
+	}
+	fx.stop()
+	restarted := startAgent(t, nil)
+	replayTo("the agent restarted", restarted.addr)
+	if len(restarted.capt.peers) != 0 {
+		t.Fatalf("the restarted agent started a capture for a replayed request")
+	}
+	// A reply sent back to the agent as if it were a request: refused (wrong type).
+	s3 := greet(t, rawConn(t, restarted.addr), testKey)
+	rep.InReplyTo = s3.chain
+	rwire, _ := appendFrame(nil, s3.key, &rep)
+	s3.c.Write(rwire)
+	expectClosed(t, s3.c, 3*time.Second)
 }
 
+// TestAgentStaleTimestampRejected: an authentic request with a clock off by more than
+// ClockWindow gets an authenticated error that says so (the initiator can tell a clock
+// from a key), and the session ends.
 func TestAgentStaleTimestampRejected(t *testing.T) {
 	fx := startAgent(t, nil)
 	for _, off := range []time.Duration{-ClockWindow - 2*time.Second, ClockWindow + 2*time.Second, -time.Hour} {
-		req := frame{Type: msgHello, Nonce: newNonce(), Time: time.Now().Add(off)}
-		wire, _ := appendFrame(nil, testKey, &req)
-		c := rawConn(t, fx.addr)
-		c.Write(wire)
-		expectClosed(t, c, 3*time.Second)
+		s := greet(t, rawConn(t, fx.addr), testKey)
+		f := frame{Type: msgHello, Nonce: newNonce(), Time: time.Now().Add(off), InReplyTo: s.chain}
+		wire, _ := appendFrame(nil, s.key, &f)
+		rep, err := s.exchange(t, wire)
+		var e errorReply
+		if err != nil || rep.Type != msgError || decodeBody(rep.Body, &e) != nil || e.Code != codeClock || !strings.Contains(e.Error, "off the local clock") {
+			t.Fatalf("hello %v off: %+v %+v, %v", off, rep, e, err)
+		}
+		expectClosed(t, s.c, 3*time.Second)
 	}
 	// Inside the window: served.
-	req := frame{Type: msgHello, Nonce: newNonce(), Time: time.Now().Add(-ClockWindow + 5*time.Second)}
-	wire, _ := appendFrame(nil, testKey, &req)
-	if _, err := exchange(t, rawConn(t, fx.addr), wire); err != nil {
-		t.Fatalf("hello 25s old: %v", err)
+	s := greet(t, rawConn(t, fx.addr), testKey)
+	f := frame{Type: msgHello, Nonce: newNonce(), Time: time.Now().Add(-ClockWindow + 5*time.Second), InReplyTo: s.chain}
+	wire, _ := appendFrame(nil, s.key, &f)
+	if rep, err := s.exchange(t, wire); err != nil || rep.Type != msgHello|msgReplyBit {
+		t.Fatalf("hello 25s old: %+v, %v", rep, err)
+	}
+	for _, l := range fx.log.get() {
+		if strings.HasPrefix(l, "session") && !strings.Contains(l, "ended: initiator closed") {
+			t.Fatalf("a stale request made a session: %q", l)
+		}
 	}
 }
 
 func TestAgentOversizeFrameClosedUnread(t *testing.T) {
 	fx := startAgent(t, nil)
 	c := rawConn(t, fx.addr)
+	greet(t, c, testKey)
 	var hdr [4]byte
 	binary.BigEndian.PutUint32(hdr[:], 1<<30) // announces 1 GiB
 	start := time.Now()
@@ -434,6 +558,7 @@ func TestAgentOversizeFrameClosedUnread(t *testing.T) {
 	}
 	// A frame one byte over MaxFrameSize, also refused.
 	c2 := rawConn(t, fx.addr)
+	greet(t, c2, testKey)
 	binary.BigEndian.PutUint32(hdr[:], MaxFrameSize-frameLenSize+1)
 	c2.Write(hdr[:])
 	expectClosed(t, c2, 2*time.Second)
@@ -465,16 +590,19 @@ func TestAgentRequestBoundToReply(t *testing.T) {
 	// replayed old reply): the client must refuse it.
 	addr := fakeAgent(t, func(c net.Conn) {
 		defer c.Close()
+		g := greeting{Version: ControlVersion, Instance: newNonce(), Challenge: newNonce()}
+		c.Write(appendGreeting(nil, &g))
+		key := connKey(testKey, g.Instance, g.Challenge)
 		b, err := readFrame(c, nil)
 		if err != nil {
 			return
 		}
 		var f frame
-		if decodeFrame(b, testKey, &f) != nil {
+		if decodeFrame(b, key, &f) != nil {
 			return
 		}
 		bad := frame{Type: f.Type | msgReplyBit, Nonce: newNonce(), Time: time.Now(), InReplyTo: newNonce(), Body: []byte(`{}`)}
-		w, _ := appendFrame(nil, testKey, &bad)
+		w, _ := appendFrame(nil, key, &bad)
 		c.Write(w)
 		io.Copy(io.Discard, c)
 	})
@@ -484,6 +612,25 @@ func TestAgentRequestBoundToReply(t *testing.T) {
 	}
 	if _, err := c.Hello(context.Background()); err == nil {
 		t.Fatalf("client still usable after a bad reply")
+	}
+}
+
+// TestAgentOlderProtocol: an agent of control protocol 1 waits for the initiator's frame
+// and, failing its MAC, closes; either way the initiator says the versions differ, not
+// that the key is wrong or that time ran out.
+func TestAgentOlderProtocol(t *testing.T) {
+	for _, closeAfter := range []time.Duration{50 * time.Millisecond, time.Hour} {
+		addr := fakeAgent(t, func(c net.Conn) {
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(closeAfter))
+			io.Copy(io.Discard, c)
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		_, err := dial(t, addr, testKey).Hello(ctx)
+		cancel()
+		if !errors.Is(err, ErrAgentProtocol) || errors.Is(err, ErrAgentRejected) || !strings.Contains(err.Error(), "older than control protocol 2") {
+			t.Errorf("agent of protocol 1 closing after %v: %v, want ErrAgentProtocol", closeAfter, err)
+		}
 	}
 }
 
@@ -520,6 +667,10 @@ func TestAgentUnreachableAndBadAddr(t *testing.T) {
 	}
 }
 
+// TestAgentSendReverseBounds: a send-reverse request is checked whole before anything is
+// sent: absurd sizes, fragment sizes (fragments of 28 bytes carry 8 bytes each: a 3000-byte
+// probe would be 375 packets, 30 s of the sender at 100/s), and packet counts are refused
+// with an "invalid" error, and nothing leaves; the pace is the agent's.
 func TestAgentSendReverseBounds(t *testing.T) {
 	fx := startAgent(t, func(c *ResponderConfig) { c.Pace = 50 })
 	c := dial(t, fx.addr, testKey)
@@ -527,16 +678,50 @@ func TestAgentSendReverseBounds(t *testing.T) {
 	if _, err := c.SendReverse(ctx, make([]ReverseProbe, MaxReverseProbes+1), 0); err == nil {
 		t.Fatalf("client sent more than MaxReverseProbes")
 	}
-	res, err := c.SendReverse(ctx, []ReverseProbe{{ID: ESP, Size: -1}, {ID: AH, Size: 70000}, {ID: AH, Nonce: 1}, {ID: AH, Nonce: 2}, {ID: AH, Nonce: 3}}, 1000)
+	nonces, err := NewNonces(MaxReverseProbes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res[0].Error == "" || res[1].Error == "" || res[2].Error != "" {
-		t.Fatalf("bounds not enforced: %+v", res)
+	many := make([]ReverseProbe, MaxReverseProbes) // 64 × 9 fragments > MaxReversePackets
+	for i := range many {
+		many[i] = ReverseProbe{ID: ESPFrag, Nonce: nonces[i], Size: 9000, FragSize: 1100}
 	}
-	// Pace: 50/s even though the client asked for 1000/s: 3 sends need ≥ 40 ms.
-	if n := len(fx.snd.at); n != 3 {
-		t.Fatalf("%d sends, want 3", n)
+	for _, tc := range []struct {
+		name   string
+		probes []ReverseProbe
+		want   string
+	}{
+		{"negative size", []ReverseProbe{{ID: AH, Nonce: nonces[0]}, {ID: ESP, Nonce: nonces[1], Size: -1}}, "size -1 out of range"},
+		{"oversize", []ReverseProbe{{ID: AH, Nonce: nonces[0], Size: 70000}}, "size 70000 out of range"},
+		{"28-byte fragments", []ReverseProbe{{ID: AH, Nonce: nonces[0]}, {ID: ESPFrag, Nonce: nonces[1], FragSize: 28}}, "fragment size 28 out of range"},
+		{"fragment size over the limit", []ReverseProbe{{ID: ESPFrag, Nonce: nonces[1], FragSize: 1 << 20}}, "out of range"},
+		{"too many fragments in one probe", []ReverseProbe{{ID: ESPFrag, Nonce: nonces[1], Size: 60000, FragSize: 100}}, "at most 64 per probe"},
+		{"too many packets in one request", many, "at most 512 per request"},
+	} {
+		_, err := c.SendReverse(ctx, tc.probes, 0)
+		var ae *AgentError
+		if !errors.As(err, &ae) || ae.Code != codeInvalid || !strings.Contains(ae.Msg, tc.want) {
+			t.Errorf("%s: %v, want an invalid-request error saying %q", tc.name, err, tc.want)
+		}
+		if errors.Is(err, ErrAgentBusy) || errors.Is(err, ErrAgentRejected) {
+			t.Errorf("%s: %v reads as busy or bad key", tc.name, err)
+		}
+	}
+	if n := len(fx.snd.sends); n != 0 {
+		t.Fatalf("refused requests sent %d probes: %q", n, fx.snd.sends)
+	}
+	res, err := c.SendReverse(ctx, []ReverseProbe{{ID: AH, Nonce: nonces[0]}, {ID: AH, Nonce: nonces[1]}, {ID: AH, Nonce: nonces[2]}, {ID: ESPFrag, Nonce: nonces[3], FragSize: MinReverseFragSize}}, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Error != "" {
+			t.Fatalf("a valid request: %+v", res)
+		}
+	}
+	// Pace: 50/s even though the client asked for 1000/s: 4 sends need ≥ 3 intervals.
+	if n := len(fx.snd.at); n != 4 {
+		t.Fatalf("%d sends, want 4", n)
 	}
 	if d := fx.snd.at[2].Sub(fx.snd.at[0]); d < 35*time.Millisecond {
 		t.Fatalf("3 packets in %v at pace 50/s", d)
@@ -666,6 +851,9 @@ func FuzzAgentRequest(f *testing.F) {
 	f.Add(byte(msgSendReverse), []byte(`{"probes":[{"id":"esp","nonce":1,"size":100},{"id":"tcp:445"}],"pace":3}`))
 	f.Add(byte(msgSendReverse), []byte(`{"probes":[{"id":"ike-frag","size":-5,"frag_size":99999999}]}`))
 	f.Add(byte(msgStop), []byte(`null`))
+	f.Add(byte(msgAnnounce), []byte(`{"ip_ids":[1,2,65535,1]}`))
+	f.Add(byte(msgAnnounce), []byte(`{"ip_ids":[-1,70000]}`))
+	f.Add(byte(msgSendReverse), []byte(`{"probes":[{"id":"esp-frag","nonce":305419896,"size":3000,"frag_size":28}]}`))
 	peer := netip.MustParseAddrPort("192.0.2.1:40000")
 	f.Fuzz(func(t *testing.T, typ byte, body []byte) {
 		capt := &fakeCapture{packets: func(p netip.Addr) []Seen {
@@ -743,12 +931,14 @@ func BenchmarkSessionDrain(b *testing.B) {
 		batch = append(batch, junk, junk, junk, probe[0])
 	}
 	src := &fakeSource{f: &fakeCapture{}}
-	s := &session{peer: peer, local: netip.AddrPortFrom(agent, ControlPort), src: src}
+	r := &Responder{keptPeer: map[netip.Addr]int{}}
+	s := &session{r: r, peer: peer, local: netip.AddrPortFrom(agent, ControlPort), src: src}
+	s.announce([]uint16{0x0304})
 	b.ReportAllocs()
 	for b.Loop() {
 		src.pending = batch
 		s.drain()
-		s.seen = s.seen[:0]
+		s.forgetSeenLocked()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/packet")
 }
@@ -772,13 +962,18 @@ func FuzzAgentReply(f *testing.F) {
 		defer cc.Close()
 		go func() {
 			defer sc.Close()
+			g := greeting{Version: ControlVersion, Instance: newNonce(), Challenge: newNonce()}
+			if _, err := sc.Write(appendGreeting(nil, &g)); err != nil {
+				return
+			}
+			key := connKey(testKey, g.Instance, g.Challenge)
 			for range 8 {
 				b, err := readFrame(sc, nil)
 				if err != nil {
 					return
 				}
 				var req frame
-				if decodeFrame(b, testKey, &req) != nil {
+				if decodeFrame(b, key, &req) != nil {
 					return
 				}
 				rt := req.Type | msgReplyBit
@@ -789,7 +984,7 @@ func FuzzAgentReply(f *testing.F) {
 					rt = msgType(mode)
 				}
 				rep := frame{Type: rt, Nonce: newNonce(), Time: time.Now(), InReplyTo: req.Nonce, Body: body}
-				w, _ := appendFrame(nil, testKey, &rep)
+				w, _ := appendFrame(nil, key, &rep)
 				if _, err := sc.Write(w); err != nil {
 					return
 				}
@@ -905,9 +1100,15 @@ func TestAgentConcurrentReports(t *testing.T) {
 		return s
 	}
 	c := dial(t, fx.addr, testKey)
+	announceUpTo(t, c, 700)
 	if err := c.StartObserving(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, "packets collected", func() bool {
+		fx.capt.mu.Lock()
+		defer fx.capt.mu.Unlock()
+		return len(fx.capt.sources) == 1 && len(fx.capt.sources[0].pending) == 0
+	})
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Go(func() {
@@ -975,10 +1176,10 @@ func TestAgentFloodFromOneSourceSparesOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	rs := greet(t, c, testKey)
 	time.Sleep(400 * time.Millisecond) // hundreds of flood connections arrive meanwhile
-	req := frame{Type: msgHello, Nonce: newNonce(), Time: time.Now()}
-	wire, _ := appendFrame(nil, testKey, &req)
-	rep, err := exchange(t, c, wire)
+	wire, req := rs.seal(t, msgHello, "")
+	rep, err := rs.exchange(t, wire)
 	if err != nil || rep.InReplyTo != req.Nonce {
 		t.Fatalf("slow initiator from another address during a one-source flood: %v", err)
 	}

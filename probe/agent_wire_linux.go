@@ -4,8 +4,12 @@ package probe
 
 import (
 	"context"
+	"errors"
+	"net"
 	"net/netip"
+	"os"
 	"sync"
+	"time"
 )
 
 // openWire sets up the raw-socket sender (paced at the agent's pace) and the per-session
@@ -37,64 +41,159 @@ func (r *Responder) openWire() error {
 	return nil
 }
 
-// observerCapturer starts one Observer per session, in the agent's namespace.
+// observerCapturer starts one filtered capture per session, in the agent's namespace.
 type observerCapturer struct{ r *Responder }
 
 func (c *observerCapturer) Capture(peer netip.Addr) (PacketSource, error) {
-	var o *Observer
+	var cp *Capture
 	err := c.r.inNamespace(func() error {
 		var err error
-		o, err = Observe(context.Background(), ObserverConfig{Peer: peer, Snap: AgentSnap})
+		cp, err = OpenCapture(CaptureConfig{Peer: peer, Snap: AgentSnap})
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &observerSource{o: o}, nil
+	src := &agentSource{c: cp, done: make(chan struct{})}
+	go src.loop()
+	return src, nil
 }
 
-// observerSource adapts an Observer to PacketSource: lost packets are those overwritten in
-// its ring plus those the kernel dropped.
-type observerSource struct {
-	o        *Observer
-	lostSeen uint64
+// agentSource is one session's capture. It reads every packet the kernel passes (from the
+// initiator, and ICMP errors about packets to it) and keeps, up to agentRingCapacity
+// between two drains, only those the session's filter keeps (SetKeep): unrelated traffic,
+// however much of it, never takes the room of a probe's packets. Kept heads are copied;
+// nothing else is retained.
+type agentSource struct {
+	c    *Capture
+	done chan struct{}
+
+	mu      sync.Mutex
+	keep    func(*Seen) bool // nil: keep everything until the session sets its filter
+	pending []Seen           // kept since the last Drain
+	bytes   int              // their Seen.Packet bytes (at most maxPendingPacketBytes)
+	lost    int              // kept but no room, and the kernel's drops, since the last Drain
+	other   int              // not kept, since the last TakeOther
 }
 
-func (s *observerSource) Drain(dst []Seen) ([]Seen, int) {
-	dst = append(dst, s.o.Drain()...)
-	st := s.o.Stats()
-	lost := st.Overwritten + st.KernelDrops
-	n := int(lost - s.lostSeen)
-	s.lostSeen = lost
-	return dst, n
+// maxPendingPacketBytes bounds the packet bytes (for the initiator's pcap) one session's
+// capture holds between two drains; past it, packets are kept without their bytes.
+const maxPendingPacketBytes = 256 << 10
+
+func (s *agentSource) loop() {
+	defer close(s.done)
+	buf := make([]byte, s.c.SnapLen())
+	var h IPv4Header
+	for {
+		n, err := s.c.Read(buf)
+		if err != nil {
+			return // closed, or the socket failed: Drain reports what was kept
+		}
+		at := time.Now()
+		if h.DecodeFromBytes(buf[:n]) != nil {
+			s.mu.Lock()
+			s.other++
+			s.mu.Unlock()
+			continue
+		}
+		p := Seen{At: at, Src: h.Src, Dst: h.Dst, Proto: h.Proto, IPID: h.ID, Offset: h.Offset,
+			More: h.MF, DF: h.DF, TTL: h.TTL, TotalLen: h.TotalLen}
+		if h.Offset == 0 {
+			p.Head = h.Payload[:min(len(h.Payload), HeadLen)]
+		}
+		s.mu.Lock()
+		keep := s.keep
+		s.mu.Unlock()
+		ok := keep == nil || keep(&p)
+		s.mu.Lock()
+		switch {
+		case !ok:
+			s.other++
+		case len(s.pending) >= agentRingCapacity:
+			s.lost++
+		default:
+			if p.Head != nil {
+				p.Head = append([]byte(nil), p.Head...)
+			}
+			if k := min(n, AgentSnap); s.bytes+k <= maxPendingPacketBytes {
+				p.Packet = append([]byte(nil), buf[:k]...)
+				s.bytes += k
+			}
+			s.pending = append(s.pending, p)
+		}
+		s.mu.Unlock()
+	}
 }
 
-func (s *observerSource) Close() error { return s.o.Close() }
+// SetKeep installs the session's filter.
+func (s *agentSource) SetKeep(keep func(*Seen) bool) {
+	s.mu.Lock()
+	s.keep = keep
+	s.mu.Unlock()
+}
+
+// Drain appends what was kept since the previous call to dst; lost counts packets kept
+// with no room left and those the kernel dropped (the reader was too slow).
+func (s *agentSource) Drain(dst []Seen) ([]Seen, int) {
+	drops := 0
+	if st, err := s.c.Stats(); err == nil {
+		drops = int(st.Drops)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	dst = append(dst, s.pending...)
+	clear(s.pending)
+	s.pending, s.bytes = s.pending[:0], 0
+	lost := s.lost + drops
+	s.lost = 0
+	return dst, lost
+}
+
+// TakeOther returns how many packets the filter refused since the previous call.
+func (s *agentSource) TakeOther() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.other
+	s.other = 0
+	return n
+}
+
+func (s *agentSource) Close() error {
+	err := s.c.Close()
+	<-s.done
+	if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+		err = nil
+	}
+	return err
+}
 
 // wireSender builds reverse probes with Build and sends them with the raw Sender, which
-// paces per destination at the agent's pace. The UDP probes keep the real protocol's
-// ports (500→500, 4500→4500) although charon may own those ports here: a raw socket
-// needs no bound port.
+// paces per destination at the agent's pace. Sessions send concurrently: each probe is
+// built in its own buffers (pooled), so no lock is held while a probe waits for its pacer.
+// The UDP probes keep the real protocol's ports (500→500, 4500→4500) although charon may
+// own those ports here: a raw socket needs no bound port.
 type wireSender struct {
-	s  *Sender
-	mu sync.Mutex
-	pk Packets // reused buffers: one probe at a time
+	s    *Sender
+	pool sync.Pool // *Packets
 }
 
 func (w *wireSender) SendProbe(ctx context.Context, src, dst netip.Addr, p ReverseProbe) (int, int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
+	pk, _ := w.pool.Get().(*Packets)
+	if pk == nil {
+		pk = new(Packets)
+	}
+	defer w.pool.Put(pk)
 	bp := BuildParams{Src: src, Dst: dst, Nonce: p.Nonce, Size: p.Size, FragSize: p.FragSize, TTL: p.TTL, DF: p.DF}
 	if p.ID.Unfragmented() == IKE || p.ID.Unfragmented() == NATT {
 		bp.DstPort = p.DstPort
 	}
-	if err := Build(p.ID, bp, &w.pk); err != nil {
+	if err := Build(p.ID, bp, pk); err != nil {
 		return 0, 0, err
 	}
-	if err := w.s.Send(ctx, &w.pk); err != nil {
+	if err := w.s.Send(ctx, pk); err != nil {
 		return 0, 0, err
 	}
-	return len(w.pk.Wire), w.pk.WireBytes(), nil
+	return len(pk.Wire), pk.WireBytes(), nil
 }
 
 func (w *wireSender) Close() error { return nil } // the Sender is closed by the Responder

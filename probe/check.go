@@ -513,6 +513,9 @@ func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 		r.mu.Lock()
 		_, err := r.newAttempt(p, pk)
 		r.mu.Unlock()
+		if err == nil && r.agent != nil && len(pk.Wire) > 1 {
+			err = r.announce(ctx, pk.IPID)
+		}
 		var left time.Time // when the first packet went to the kernel: the pcap's send time
 		if err == nil {
 			left, err = r.sender.SendStamped(ctx, pk)
@@ -535,6 +538,19 @@ func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 			}
 		}
 	}
+}
+
+// announce tells the agent the IP ID of a fragmented probe about to leave: it keeps
+// non-first fragments only with an announced IP ID. Like reverse requests it is not cut
+// off when the run ends early (that would leave the session unusable for the last
+// report): it is bounded by RequestTimeout instead, and the probe is then not sent.
+func (r *checkRun) announce(ctx context.Context, ipid uint16) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RequestTimeout)
+	defer cancel()
+	if err := r.agent.Announce(actx, ipid); err != nil {
+		return fmt.Errorf("the agent did not take the probe's IP ID, so it would not keep its fragments: %w", err)
+	}
+	return nil
 }
 
 // sendReverse asks the agent for one attempt of each of ps.

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -20,29 +19,46 @@ import (
 // framing, authentication and replay defence.
 //
 // One TCP connection is one session between an initiator (`ipsecpath check`) and the agent
-// (`ipsecpath responder`). The initiator sends a request, the agent sends one reply, in
-// turn. Every message, both ways, is one frame:
+// (`ipsecpath responder`). The agent speaks first: a greeting, sent on accept and not
+// authenticated (so it gives nobody a MAC to guess the key against offline):
+//
+//	offset size  field
+//	     0    4  length of the rest, greetingLen-4 (36)
+//	     4    1  protocol version, ControlVersion (2)
+//	     5    1  type 0x00, greeting
+//	     6    1  status: 0 ready; 1 busy, every connection slot holds a session; 2 busy, the
+//	             initiator's address holds MaxSessionsPerPeer sessions already (the agent closes)
+//	     7    1  reserved, zero
+//	     8   16  instance: random, drawn when the agent starts
+//	    24   16  challenge: random, drawn for this connection
+//
+// Then the initiator sends a request, the agent one reply, in turn. Every message, both
+// ways, is one frame:
 //
 //	offset size  field
 //	     0    4  length L of the rest of the frame (big-endian), 76 ≤ L ≤ MaxFrameSize-4
-//	     4    1  protocol version, ControlVersion (1)
-//	     5    1  message type: requests 0x01-0x05, replies 0x81-0x85 (request|0x80), error 0xff
+//	     4    1  protocol version, ControlVersion (2)
+//	     5    1  message type: requests 0x01-0x05 and 0x10, replies request|0x80, error 0xff
 //	     6    2  reserved, zero
 //	     8   16  nonce: 16 random bytes, fresh for every message
 //	    24    8  timestamp: sender's clock, Unix nanoseconds (signed, big-endian)
-//	    32   16  in-reply-to: in a reply, the nonce of the request it answers; zero in a request
+//	    32   16  in-reply-to: in a reply, the nonce of the request it answers; in a request,
+//	             the challenge for the first request, then the nonce of the agent's last reply
 //	    48    n  body: a JSON object, n = L - 76 (may be empty)
-//	  48+n   32  HMAC-SHA256 with the pre-shared key over bytes 0 … 48+n-1 (length field included)
+//	  48+n   32  HMAC-SHA256 over bytes 0 … 48+n-1 (length field included) with the
+//	             connection key: HMAC-SHA256(pre-shared key, "ipsecpath control 2" ‖ instance ‖ challenge)
 //
 // A receiver reads the 4-byte length first and closes the connection, without reading
 // further, if it is out of bounds. It then reads the frame, checks the MAC (constant time),
 // the version, the type and the in-reply-to rule, and only then looks at the body. Replay
-// defence on the agent: the timestamp must be within ClockWindow of the agent's clock
-// (either side), and the nonce must not be in the cache of nonces accepted within the
-// window. Replies are bound to their request: the initiator accepts only a reply whose
-// in-reply-to is the nonce of the request it sent, inside the MAC. A frame that fails any
-// check gets no answer: the agent closes the connection. An authenticated request that
-// cannot be served gets an authenticated error reply (type 0xff, body {"error": "…"}).
+// defence: the MAC binds every frame to one connection of one agent instance (a frame
+// captured elsewhere, or before the agent restarted, fails the MAC), and the in-reply-to
+// chain binds each request to the reply before it (a frame replayed or reordered inside the
+// connection fails the chain). No nonce cache is shared between sessions, so no initiator
+// can fill one to lock the others out. The timestamp must be within ClockWindow of the
+// receiver's clock. A frame that fails the MAC, version, type or chain gets no answer: the
+// agent closes the connection. An authenticated request that cannot be served gets an
+// authenticated error reply (type 0xff, body {"error": "…", "code": "busy"|"invalid"|"clock"}).
 //
 // Requests and their replies (JSON bodies; see the *Req and *Reply types below):
 //
@@ -55,19 +71,24 @@ import (
 //	                                                 (non-probe) packets
 //	0x04 send-reverse     {"probes":[…],"pace":P} → probes sent toward the initiator, per probe
 //	0x05 stop             {}                      → capture stopped; the agent closes the session
+//	0x10 announce         {"ip_ids":[…]}          → the IP IDs of fragmented probes the initiator
+//	                                                 sends: the agent keeps non-first fragments
+//	                                                 only with these IDs
 //
 // No request names an address: the agent captures from, and sends to, only the address the
 // authenticated TCP connection comes from.
 //
 // Limits (agent.go): MaxAgentConns connections, the oldest unauthenticated one evicted
-// first; HandshakeTimeout for the first frame; SessionIdleTimeout between requests;
-// MaxSessionBytes per connection; MaxSessionSeen packets kept per session;
-// MaxReverseProbes per send-reverse request, paced at the agent's --pace.
+// first; MaxSessionsPerPeer sessions per initiator address; HandshakeTimeout for the first
+// frame; SessionIdleTimeout between requests; MaxSessionBytes per connection;
+// MaxSessionSeen packets kept per session and MaxAgentSeen in all; MaxReverseProbes and
+// MaxReversePackets per send-reverse request, paced at the agent's --pace.
 const (
 	// ControlPort is the agent's default TCP port.
 	ControlPort = 7500
-	// ControlVersion is the protocol version carried in every frame.
-	ControlVersion = 1
+	// ControlVersion is the protocol version carried in the greeting and every frame. 2:
+	// the agent greets first and the MAC binds frames to one connection of one agent instance.
+	ControlVersion = 2
 	// MaxFrameSize bounds a frame, length field included: larger frames are refused unread.
 	MaxFrameSize = 64 << 10
 	// ClockWindow is how far a request's timestamp may be from the agent's clock, either
@@ -85,6 +106,27 @@ const (
 	frameMaxLen     = MaxFrameSize - frameLenSize                   // largest L
 	maxBodySize     = MaxFrameSize - frameHeaderSize - frameMACSize
 	nonceSize       = 16
+
+	// greetingLen is the size of the agent's greeting, length field included.
+	greetingLen = 40
+	// greetingType is the greeting's type byte.
+	greetingType = 0x00
+	// connKeyLabel starts the input of the connection key's HMAC.
+	connKeyLabel = "ipsecpath control 2"
+)
+
+// Greeting status bytes.
+const (
+	greetReady    = 0
+	greetBusy     = 1 // every connection slot holds an authenticated session
+	greetBusyPeer = 2 // the initiator's address holds MaxSessionsPerPeer sessions
+)
+
+// Error reply codes (errorReply.Code).
+const (
+	codeBusy    = "busy"    // a quota is full: try again later; the key was right
+	codeInvalid = "invalid" // the request is refused as it stands (sizes, counts)
+	codeClock   = "clock"   // the request's timestamp is outside ClockWindow
 )
 
 // msgType is a control message type (the byte at offset 5).
@@ -96,11 +138,12 @@ const (
 	msgReport         msgType = 0x03
 	msgSendReverse    msgType = 0x04
 	msgStop           msgType = 0x05
+	msgAnnounce       msgType = 0x10
 	msgReplyBit       msgType = 0x80
 	msgError          msgType = 0xff
 )
 
-func (t msgType) isRequest() bool { return t >= msgHello && t <= msgStop }
+func (t msgType) isRequest() bool { return t >= msgHello && t <= msgStop || t == msgAnnounce }
 
 func (t msgType) String() string {
 	switch t &^ msgReplyBit {
@@ -114,6 +157,8 @@ func (t msgType) String() string {
 		return "send-reverse"
 	case msgStop:
 		return "stop"
+	case msgAnnounce:
+		return "announce"
 	}
 	if t == msgError {
 		return "error"
@@ -128,7 +173,7 @@ var (
 	ErrFrameVersion = errors.New("control frame has an unknown protocol version")
 	ErrFrameType    = errors.New("control frame has an unexpected message type")
 	ErrFrameStale   = errors.New("control frame timestamp outside the clock window")
-	ErrFrameReplay  = errors.New("control frame nonce already seen (replay)")
+	ErrFrameReplay  = errors.New("control request not chained to the agent's last message (replayed, reordered, or from another connection)")
 	ErrFrameReply   = errors.New("control reply does not answer the request sent")
 )
 
@@ -235,57 +280,61 @@ func checkClock(t, now time.Time) error {
 	return nil
 }
 
-// replayCache remembers the nonces of requests accepted within the clock window. It is
-// bounded: when full of nonces still inside the window it refuses new requests (fails
-// closed) rather than forgetting one that could then be replayed. Only authenticated
-// frames reach it, so only key holders can fill it.
-type replayCache struct {
-	mu   sync.Mutex
-	max  int
-	seen map[[nonceSize]byte]time.Time // nonce → when it can be forgotten (timestamp + window)
-	last time.Time                     // last sweep
+// greeting is the agent's first message on a connection (see the package comment above).
+type greeting struct {
+	Version   uint8
+	Status    uint8
+	Instance  [nonceSize]byte
+	Challenge [nonceSize]byte
 }
 
-// defaultReplayCacheSize bounds the nonce cache: about 40 bytes per entry.
-const defaultReplayCacheSize = 16384
-
-func newReplayCache(max int) *replayCache {
-	if max <= 0 {
-		max = defaultReplayCacheSize
-	}
-	return &replayCache{max: max, seen: make(map[[nonceSize]byte]time.Time)}
+// appendGreeting appends the wire form of g to dst.
+func appendGreeting(dst []byte, g *greeting) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, greetingLen-frameLenSize)
+	dst = append(dst, g.Version, greetingType, g.Status, 0)
+	dst = append(dst, g.Instance[:]...)
+	return append(dst, g.Challenge[:]...)
 }
 
-// admit checks the timestamp of an authenticated request and records its nonce. It
-// returns ErrFrameStale, ErrFrameReplay, or an error when the cache is full.
-func (c *replayCache) admit(nonce [nonceSize]byte, ts, now time.Time) error {
-	if err := checkClock(ts, now); err != nil {
+// readGreeting reads the agent's greeting. It returns ErrAgentProtocol when what arrives is
+// not a greeting of this protocol version, and io.EOF when the agent closed first.
+func readGreeting(r io.Reader, g *greeting) error {
+	var b [greetingLen]byte
+	if n, err := io.ReadFull(r, b[:frameLenSize+2]); err != nil {
+		if n > 0 && errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: the agent sent %d bytes that are not a greeting and closed the connection", ErrAgentProtocol, n)
+		}
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, dup := c.seen[nonce]; dup {
-		return ErrFrameReplay
+	if b[4] != ControlVersion {
+		return fmt.Errorf("%w: the agent speaks control protocol %d, this ipsecpath speaks %d: run the same ipsecpath release on both ends", ErrAgentProtocol, b[4], ControlVersion)
 	}
-	if len(c.seen) >= c.max || now.Sub(c.last) > ClockWindow {
-		for n, forget := range c.seen {
-			if now.After(forget) {
-				delete(c.seen, n)
-			}
+	if binary.BigEndian.Uint32(b[:4]) != greetingLen-frameLenSize || b[5] != greetingType {
+		return fmt.Errorf("%w: the agent's first message is not a greeting", ErrAgentProtocol)
+	}
+	if _, err := io.ReadFull(r, b[frameLenSize+2:]); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
 		}
-		c.last = now
+		return err
 	}
-	if len(c.seen) >= c.max {
-		return fmt.Errorf("control: %d requests within %s: nonce cache full", len(c.seen), 2*ClockWindow)
+	if b[7] != 0 {
+		return fmt.Errorf("%w: the agent's greeting has a reserved byte set", ErrAgentProtocol)
 	}
-	// A replay is refused by the clock check once now > ts+ClockWindow; keep the nonce
-	// until then (and at least a window from now, against a clock stepped backwards).
-	forget := ts.Add(ClockWindow)
-	if f := now.Add(ClockWindow); f.After(forget) {
-		forget = f
-	}
-	c.seen[nonce] = forget
+	*g = greeting{Version: b[4], Status: b[6]}
+	copy(g.Instance[:], b[8:24])
+	copy(g.Challenge[:], b[24:40])
 	return nil
+}
+
+// connKey derives the key that authenticates one connection's frames from the pre-shared
+// key, the agent's instance and the connection's challenge.
+func connKey(key []byte, instance, challenge [nonceSize]byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(connKeyLabel))
+	m.Write(instance[:])
+	m.Write(challenge[:])
+	return m.Sum(nil)
 }
 
 // Bodies of the control messages (JSON inside the authenticated frame).
@@ -336,9 +385,20 @@ type sendReverseReply struct {
 	Results []ReverseResult `json:"results"`
 }
 
+// announceReq tells the agent the IP IDs of fragmented probes the initiator sends.
+type announceReq struct {
+	IPIDs []uint16 `json:"ip_ids"`
+}
+
+// announceReply answers announce.
+type announceReply struct {
+	Announced int `json:"announced"` // IP IDs this session has announced in all
+}
+
 // errorReply is the body of an error reply.
 type errorReply struct {
 	Error string `json:"error"`
+	Code  string `json:"code,omitempty"` // codeBusy, codeInvalid, codeClock; empty: other
 }
 
 // encodeBody marshals v as a frame body, bounded by maxBodySize.

@@ -30,7 +30,7 @@ const (
 	IKEBackoff = 1.5
 	// ikeMaxRedo bounds the extra rounds an exchange may take after a COOKIE or an
 	// INVALID_KE_PAYLOAD (RFC 7296 §2.6, §1.2), as a real initiator does.
-	ikeMaxRedo = 3
+	ikeMaxRedo = 4
 	// ikeReadBuf is the largest IKE datagram we read.
 	ikeReadBuf = 65536
 )
@@ -49,6 +49,12 @@ const (
 	IKERefused     IKEOutcome = "refused"     // the gateway answered with an error notify (NO_PROPOSAL_CHOSEN, …)
 	IKENoAnswer    IKEOutcome = "no-answer"   // silence after every retransmit
 	IKEUnreachable IKEOutcome = "unreachable" // an ICMP error came back instead
+	// IKEGatewaySilent: silence from a gateway that answered us just before, in this
+	// exchange (a COOKIE, then nothing once we returned it: Cookie is set) or in another
+	// exchange of the same run on the same port (SurveyIKE). It says the gateway stopped
+	// answering us (strongSwan ignores a peer that holds 5 half-open SAs, for up to 30 s),
+	// not that the path dropped the request.
+	IKEGatewaySilent IKEOutcome = "gateway-silent"
 )
 
 // IKEOptions configures one IKE exchange. The zero value sends IKEv2 IKE_SA_INIT to UDP 500
@@ -111,10 +117,23 @@ type IKEResult struct {
 	// sent again with a MODP_2048 key exchange, as an initiator does".
 	Steps []string `json:"steps,omitempty"`
 	Nonce uint32   `json:"probe_nonce"`
+	// Cookie: the gateway answered a request of this exchange with a COOKIE (RFC 7296
+	// §2.6): the request arrived, whatever came after.
+	Cookie bool `json:"cookie,omitempty"`
+	// Released: an accepted IKEv1 Main Mode was closed with an unencrypted error notify
+	// (ike.BuildNotifyV1), so the gateway can drop the half-open SA it made for us.
+	Released bool `json:"released,omitempty"`
 }
 
 // Answered reports whether the gateway answered in IKE (accepted or refused).
 func (r *IKEResult) Answered() bool { return r.Outcome == IKEAccepted || r.Outcome == IKERefused }
+
+// Arrived reports whether the request is known to have reached the gateway: it answered
+// in IKE, or answered this exchange (a COOKIE, an INVALID_KE_PAYLOAD) before it went
+// silent.
+func (r *IKEResult) Arrived() bool {
+	return r.Answered() || (r.Outcome == IKEGatewaySilent && r.AnsweredBy != "")
+}
 
 // Name is "IKEv2 on UDP 500" and the like.
 func (r *IKEResult) Name() string { return fmt.Sprintf("IKEv%d on UDP %d", r.Version, r.Port) }
@@ -212,23 +231,67 @@ func exchangeIKE(ctx context.Context, conn *net.UDPConn, target netip.Addr, opts
 		if answer == nil {
 			res.Outcome = IKENoAnswer
 			if x.cookie != nil {
-				// The COOKIE itself was an answer: the path works, the gateway is busy.
-				res.Outcome, res.Notify = IKERefused, ike.NotifyCookie.String()
-				res.Steps = append(res.Steps, "after we returned its COOKIE the gateway went silent: it holds too many half-open SAs from us (strongSwan ignores a peer with 5, for 30 s); the path carried the request")
+				// The COOKIE itself was an answer: the path carried the request, the
+				// gateway stopped answering us. Not a refusal, not a verdict on the path.
+				res.Outcome, res.Notify = IKEGatewaySilent, ""
+				res.Steps = append(res.Steps, fmt.Sprintf("after we returned its COOKIE the gateway stopped answering us (%d sends): half-open limit? (strongSwan ignores a peer that holds 5 half-open SAs, for up to 30 s); the path carried the request", sends))
 				return res, nil
 			}
 			if round > 0 {
-				res.Steps = append(res.Steps, fmt.Sprintf("no answer to the request sent again (%d sends)", sends))
+				// It answered the first request of this exchange (INVALID_KE_PAYLOAD),
+				// then not the one sent again as it asked: the gateway, not the path.
+				res.Outcome, res.Notify = IKEGatewaySilent, ""
+				res.Steps = append(res.Steps, fmt.Sprintf("no answer to the request sent again as the gateway asked (%d sends): it stopped answering us (half-open limit?); the path carried the first request", sends))
 			}
 			return res, nil
 		}
 		res.RTT, res.RTTms, res.AnsweredBy = rtt, float64(rtt.Microseconds())/1000, remote.Addr().String()
 		if again := x.interpret(&res, answer); !again {
+			if opts.Version == 1 && res.Outcome == IKEAccepted && !opts.Stateless {
+				res.Released = x.releaseV1(conn, answer)
+				if res.Released {
+					res.Steps = append(res.Steps, "closed with an unencrypted NO_PROPOSAL_CHOSEN notify, so the gateway can drop the half-open SA this exchange made (strongSwan does)")
+				}
+			}
 			return res, nil
 		}
 	}
-	res.Steps = append(res.Steps, fmt.Sprintf("gave up after %d rounds of COOKIE/INVALID_KE_PAYLOAD", ikeMaxRedo+1))
+	// The gateway kept answering: a refusal we could not satisfy, or COOKIEs only (it did
+	// not take the ones we returned: strongSwan 5.9 rejects every cookie as expired in the
+	// first seconds after it starts, when its uptime is short).
+	if res.Notify != "" {
+		res.Outcome = IKERefused
+		res.Steps = append(res.Steps, fmt.Sprintf("gave up after %d rounds of COOKIE/INVALID_KE_PAYLOAD", ikeMaxRedo+1))
+	} else {
+		res.Outcome = IKEGatewaySilent
+		res.Steps = append(res.Steps, fmt.Sprintf("gave up after %d rounds: the gateway asked for a COOKIE every time and took none of those we returned", ikeMaxRedo+1))
+	}
 	return res, nil
+}
+
+// releaseV1 ends an IKEv1 Main Mode the gateway answered (message 2 in answer): one
+// unencrypted Informational with a NO_PROPOSAL_CHOSEN notify for the ISAKMP SA, which makes
+// strongSwan destroy the half-open SA at once instead of holding it 30 s against its
+// per-peer limit. It reports whether the notify was sent (it is not acknowledged).
+func (x *ikeExchange) releaseV1(conn *net.UDPConn, answer []byte) bool {
+	var h ike.Header
+	if h.DecodeFromBytes(answer) != nil || h.Exchange != ike.ExchangeIdentityProtection || h.ResponderSPI == [8]byte{} {
+		return false
+	}
+	var mid [4]byte
+	if _, err := rand.Read(mid[:]); err != nil {
+		return false
+	}
+	var b []byte
+	if x.opts.Port == NATTPort {
+		b = ike.AppendNonESPMarker(b)
+	}
+	b, err := ike.BuildNotifyV1(b, x.spi, h.ResponderSPI, binary.BigEndian.Uint32(mid[:])|1, ike.NotifyNoProposalChosen)
+	if err != nil {
+		return false
+	}
+	_, err = conn.Write(b)
+	return err == nil
 }
 
 // ikeExchange is the state of one exchange across its rounds.
@@ -352,13 +415,20 @@ func (x *ikeExchange) interpret(res *IKEResult, msg []byte) bool {
 			}
 			switch n.Type {
 			case ike.NotifyCookie:
-				if v2 && x.cookie == nil {
+				// Every COOKIE is followed, a repeated one too (as charon does: the
+				// gateway may have changed its secret, or not yet taken ours), within
+				// ikeMaxRedo rounds. A COOKIE is never the exchange's outcome.
+				res.Cookie = true
+				if v2 {
+					again := x.cookie != nil
 					x.cookie = append([]byte(nil), n.Data...)
-					res.Notify = n.Type.String()
-					res.Steps = append(res.Steps, "the gateway asked for a COOKIE (it is under load or sees many half-open SAs from us): sent again with it")
+					if again {
+						res.Steps = append(res.Steps, "the gateway asked for a COOKIE again: sent again with it")
+					} else {
+						res.Steps = append(res.Steps, "the gateway asked for a COOKIE (it is under load or holds half-open SAs from us): sent again with it")
+					}
 					return true
 				}
-				res.Notify = n.Type.String()
 			case ike.NotifyFragmentationSupported:
 				res.Fragmentation = true
 			case ike.NotifyNATDetectionSourceIP:

@@ -49,12 +49,12 @@ func ProbeIKEClass(ctx context.Context, target netip.Addr, id ID, o IKEClassOpti
 		{Version: 2, Port: port, Size: size, Stateless: true, Timeout: o.Timeout, Nonce: o.Nonce},
 		{Version: 1, Port: port, Size: size, Stateless: true, Timeout: o.Timeout, Nonce: o.Nonce},
 	}
-	rs, err := runIKE(ctx, target, jobs, false)
+	rs, err := runIKE(ctx, target, jobs, 0, 0)
 	if err != nil {
 		return report.Result{Probe: string(id), Direction: report.Forward, Verdict: report.Error, Detail: err.Error()}, err
 	}
 	best := rs[0]
-	if !best.Answered() && (rs[1].Answered() || best.Outcome == IKENoAnswer) {
+	if ikeRank(rs[1]) > ikeRank(best) {
 		best = rs[1]
 	}
 	res := ikeResultToReport(string(id), target.String(), best)
@@ -64,4 +64,20 @@ func ProbeIKEClass(ctx context.Context, target netip.Addr, id ID, o IKEClassOpti
 	}
 	res.Evidence.Inferred = "one-ended: the IKE gateway's own answer proves the request arrived"
 	return res, nil
+}
+
+// ikeRank orders exchange outcomes by what they prove about the path: an IKE answer, then
+// an answer before the gateway went silent (a COOKIE), an ICMP error, then silence.
+func ikeRank(r IKEResult) int {
+	switch {
+	case r.Answered():
+		return 4
+	case r.Arrived():
+		return 3
+	case r.Outcome == IKEUnreachable:
+		return 2
+	case r.Outcome == IKEGatewaySilent:
+		return 1
+	}
+	return 0
 }

@@ -114,6 +114,11 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 	}
 	s := &IKESurvey{Target: target.String()}
 	base := IKEOptions{SourcePort: o.SourcePort, Auth: o.Auth, Timeout: o.Timeout, Size: o.Size, Stateless: o.Stateless}
+	recheck := func(c IKEOptions) (IKEResult, error) {
+		c.SourcePort, c.Auth, c.Timeout = o.SourcePort, o.Auth, o.Timeout
+		progress("IKEv%d on UDP %d was silent: asking the gateway again, statelessly", c.Version, c.Port)
+		return ProbeIKE(ctx, target, c)
+	}
 	if len(o.Proposals) > 0 {
 		var jobs []IKEOptions
 		var slot []int // index in s.Proposals of each job's result
@@ -135,8 +140,18 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 			}
 		}
 		progress("offering %d proposals one at a time", len(jobs))
-		results, err := runIKE(ctx, target, jobs, o.SourcePort != 0)
+		// One at a time (ikeProposalsInFlight): every offer makes a half-open SA on the
+		// gateway while it is answered, and strongSwan asks for COOKIEs from a peer with 3
+		// (for 10 s after) and ignores one with 5.
+		par := ikeProposalsInFlight
+		if o.SourcePort != 0 {
+			par = 1
+		}
+		results, err := runIKE(ctx, target, jobs, par, 0)
 		if err != nil {
+			return s, err
+		}
+		if err := markGatewaySilence(target, results, recheck); err != nil {
 			return s, err
 		}
 		for i, r := range results {
@@ -159,15 +174,30 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 		}
 	}
 	progress("IKE exchanges: %d", len(jobs))
-	results, err := runIKE(ctx, target, jobs, o.SourcePort != 0)
+	par := 0
+	if o.SourcePort != 0 {
+		par = 1
+	}
+	// IKEv2 first, IKEv1 once IKEv2 is done (or has had its first wait): the half-open SAs
+	// of an accepted Main Mode live only until its release notify, so the gateway never
+	// holds more than the IKEv2 ones at once and stays below its COOKIE threshold
+	// (strongSwan: 3 per peer), which it would then keep up for 10 s.
+	hold := firstRetransmit(o.Timeout, IKETries)
+	if o.Timeout == 0 {
+		hold = IKEFirstRetransmit
+	}
+	results, err := runIKE(ctx, target, jobs, par, hold)
 	if err != nil {
+		return s, err
+	}
+	if err := markGatewaySilence(target, results, recheck); err != nil {
 		return s, err
 	}
 	s.Exchanges = results
 	if o.Search {
 		// Search on the first exchange that was answered, IKEv2 first.
 		for _, r := range results {
-			if r.Answered() {
+			if r.Arrived() {
 				progress("size search with IKEv%d on UDP %d up to %d bytes", r.Version, r.Port, o.MaxSize)
 				sr, err := searchIKESize(ctx, target, r, base, o.MaxSize)
 				if err != nil {
@@ -181,13 +211,77 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 	return s, nil
 }
 
-// runIKE runs the jobs, at once or (sequential: a fixed source port) one after the other.
-// Concurrent jobs get their sockets opened here, on the caller's goroutine, so they live in
-// the caller's network namespace (testlab's Do switches only the calling thread).
-func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, sequential bool) ([]IKEResult, error) {
+// ikeProposalsInFlight is how many proposal offers SurveyIKE has in flight at once.
+const ikeProposalsInFlight = 1
+
+// markGatewaySilence decides what the silence of an exchange means when the same gateway
+// answered another exchange of the same run on the same port, with a request at least as
+// big or both small enough to leave unfragmented (so the path carries such requests). If
+// the run already shows the gateway limiting us (a COOKIE, or silence right after it
+// answered an exchange), or a stateless request of the answered kind, asked now (recheck),
+// draws a COOKIE or silence, the gateway stopped answering us: IKEGatewaySilent, not a
+// drop. If that request is answered, the gateway is answering and ignores only this kind
+// (or a device filters it): the silence stays, with a note. recheck may be nil (no
+// recheck). It returns recheck's error.
+func markGatewaySilence(target netip.Addr, rs []IKEResult, recheck func(IKEOptions) (IKEResult, error)) error {
+	limiting := false
+	for _, r := range rs {
+		if r.Cookie || (r.Outcome == IKEGatewaySilent && r.Arrived()) {
+			limiting = true
+		}
+	}
+	mtu := map[int]int{}
+	for i := range rs {
+		r := &rs[i]
+		if r.Outcome != IKENoAnswer {
+			continue
+		}
+		for _, o := range rs {
+			if !o.Arrived() || o.Port != r.Port {
+				continue
+			}
+			m, ok := mtu[r.Port]
+			if !ok {
+				m = pathMTU(target, r.Port)
+				mtu[r.Port] = m
+			}
+			if o.Size < r.Size && (m == 0 || r.Size > m || o.Size > m) {
+				continue
+			}
+			how := "and asked for COOKIEs"
+			if !limiting && recheck != nil {
+				c, err := recheck(IKEOptions{Version: o.Version, Port: o.Port, Stateless: true})
+				if err != nil {
+					return err
+				}
+				switch {
+				case c.Cookie:
+					limiting, how = true, "and then asked for a COOKIE"
+				case !c.Arrived():
+					limiting, how = true, "and then did not answer a request it had answered"
+				}
+			}
+			if limiting {
+				r.Outcome = IKEGatewaySilent
+				r.Steps = append(r.Steps, fmt.Sprintf("no answer, but the gateway answered IKEv%d on UDP %d (%d bytes) in this run %s: it stopped answering us (half-open limit?), this is not the path", o.Version, o.Port, o.Size, how))
+			} else if o.Version != r.Version {
+				r.Steps = append(r.Steps, fmt.Sprintf("the gateway answered IKEv%d on UDP %d (%d bytes) in this run and still does: it ignores IKEv%d (not configured there?), or a device filters IKEv%d only", o.Version, o.Port, o.Size, r.Version, r.Version))
+			}
+			break
+		}
+	}
+	return nil
+}
+
+// runIKE runs the jobs, at most par at once (0: all at once; 1: one after the other, in
+// order, as a fixed source port needs). With hold > 0 the IKEv1 jobs wait until every
+// IKEv2 job has ended or hold has passed. Jobs get their sockets opened here, on the
+// caller's goroutine, so they live in the caller's network namespace (testlab's Do
+// switches only the calling thread).
+func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, par int, hold time.Duration) ([]IKEResult, error) {
 	results := make([]IKEResult, len(jobs))
 	errs := make([]error, len(jobs))
-	if sequential {
+	if par == 1 {
 		for i, j := range jobs {
 			results[i], errs[i] = ProbeIKE(ctx, target, j)
 		}
@@ -209,14 +303,43 @@ func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, sequentia
 				return results, err
 			}
 		}
+		if par <= 0 {
+			par = len(jobs)
+		}
+		sem := make(chan struct{}, par)
+		// gate opens when every IKEv2 job has ended or hold has passed; IKEv1 jobs wait for it.
+		gate := make(chan struct{})
+		var once sync.Once
+		openGate := func() { once.Do(func() { close(gate) }) }
+		if hold > 0 {
+			t := time.AfterFunc(hold, openGate)
+			defer t.Stop()
+		} else {
+			openGate()
+		}
+		var v2 sync.WaitGroup
 		var wg sync.WaitGroup
 		for i, j := range jobs {
 			wg.Add(1)
+			if j.Version == 2 {
+				v2.Add(1)
+			}
 			go func() {
 				defer wg.Done()
+				if j.Version == 2 {
+					defer v2.Done()
+				} else {
+					select {
+					case <-gate:
+					case <-ctx.Done():
+					}
+				}
+				sem <- struct{}{}
+				defer func() { <-sem }()
 				results[i], errs[i] = exchangeIKE(ctx, conns[i], target, j)
 			}()
 		}
+		go func() { v2.Wait(); openGate() }()
 		wg.Wait()
 	}
 	for _, err := range errs {
@@ -246,7 +369,7 @@ func searchIKESize(ctx context.Context, target netip.Addr, found IKEResult, base
 		o.Size = size
 		r, err := ProbeIKE(ctx, target, o)
 		sr.Probes++
-		return r.Answered(), err
+		return r.Arrived(), err
 	}
 	natural, err := ask(0)
 	if err != nil {
@@ -319,7 +442,7 @@ func searchIKESize(ctx context.Context, target netip.Addr, found IKEResult, base
 		}
 		if !control {
 			sr.Inconclusive = true
-			sr.Detail = fmt.Sprintf("the gateway stopped answering even small requests during the search (rate limit or half-open SA limit): sizes above %d bytes are unproven", lo)
+			sr.Detail = fmt.Sprintf("the gateway stopped answering us during the search, even at the natural size (half-open limit? rate limit?): sizes above %d bytes are unproven, this is not the path", lo)
 			return sr, nil
 		}
 	}
@@ -379,10 +502,13 @@ func (s *IKESurvey) Report(started time.Time) *report.Report {
 	}
 	for _, p := range s.Proposals {
 		res := ikeResultToReport(fmt.Sprintf("ikev%d:%d %s", p.Version, p.Port, p.Proposal), s.Target, p.Result)
-		if p.Accepted {
+		switch {
+		case p.Accepted:
 			res.Detail = "accepted: " + res.Detail
-		} else if p.Result.Answered() {
+		case p.Result.Answered():
 			res.Detail = "not accepted: " + res.Detail
+		case p.Result.Outcome == IKEGatewaySilent:
+			res.Detail = "not known (the gateway stopped answering us): " + res.Detail
 		}
 		r.Add(res)
 	}
@@ -446,6 +572,19 @@ func ikeResultToReport(probe, target string, x IKEResult) report.Result {
 			}
 			res.Detail = fmt.Sprintf("%s blocked: ICMP %s from %s", x.Name(), what, from)
 		}
+	case IKEGatewaySilent:
+		if x.Arrived() {
+			// It answered this exchange, then went silent: the path carried the request.
+			res.Verdict = report.Pass
+			what := "with a COOKIE"
+			if !x.Cookie {
+				what = "with " + ike.NotifyInvalidKEPayload.String()
+			}
+			res.Detail = fmt.Sprintf("%s: the gateway answered %s but not the request sent again as it asked: the gateway stopped answering us (half-open limit?); the path carried the request", x.Name(), what)
+		} else {
+			res.Verdict = report.Error
+			res.Detail = fmt.Sprintf("%s: no answer after %d sends of %d bytes, right after the same gateway answered us on UDP %d: the gateway stopped answering us (half-open limit?), so this says nothing about the path; ask again in 30 s", x.Name(), x.Attempts, x.Size, x.Port)
+		}
 	default:
 		res.Verdict = report.Dropped
 		res.Detail = fmt.Sprintf("%s: no answer after %d sends of %d bytes: a firewall drops it, or no IKE gateway listens", x.Name(), x.Attempts, x.Size)
@@ -468,6 +607,13 @@ func ikeAnswer(x IKEResult) string {
 		return strings.ToLower(strings.ReplaceAll(x.Notify, "_", "-"))
 	case IKEUnreachable:
 		return "icmp"
+	case IKEGatewaySilent:
+		if x.Cookie {
+			return "cookie"
+		}
+		if x.Arrived() {
+			return "invalid-ke-payload"
+		}
 	}
 	return ""
 }

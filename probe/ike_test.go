@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/ike"
+	"github.com/ipsecpath/ipsecpath/report"
 )
 
 // goldenAnswer reads one of the ike package's golden strongSwan answers (UDP payload).
@@ -47,18 +48,25 @@ type fakeGateway struct {
 	conn               *net.UDPConn
 	requests           atomic.Int32
 	sawCookie, sawKE14 atomic.Bool
+	got                chan []byte // every datagram received, in order
 }
 
 func newFakeGateway(t *testing.T) *fakeGateway {
+	t.Helper()
+	return newFakeGatewayWith(t, [][]byte{nil, goldenAnswer(t, "strongswan-5.9.8-ikev2-cookie"), goldenAnswer(t, "strongswan-5.9.8-ikev2-invalid-ke"),
+		goldenAnswer(t, "strongswan-5.9.8-ikev2-sa-init-response")})
+}
+
+// newFakeGatewayWith answers the n-th request with answers[n] (nil or beyond the end:
+// silence), and records every request in got.
+func newFakeGatewayWith(t *testing.T, answers [][]byte) *fakeGateway {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	g := &fakeGateway{conn: c}
-	answers := [][]byte{nil, goldenAnswer(t, "strongswan-5.9.8-ikev2-cookie"), goldenAnswer(t, "strongswan-5.9.8-ikev2-invalid-ke"),
-		goldenAnswer(t, "strongswan-5.9.8-ikev2-sa-init-response")}
+	g := &fakeGateway{conn: c, got: make(chan []byte, 64)}
 	go func() {
 		buf := make([]byte, 65536)
 		for {
@@ -66,8 +74,12 @@ func newFakeGateway(t *testing.T) *fakeGateway {
 			if err != nil {
 				return
 			}
+			select {
+			case g.got <- append([]byte(nil), buf[:n]...):
+			default:
+			}
 			var m ike.Message
-			if m.DecodeFromBytes(buf[:n]) != nil {
+			if m.DecodeFromBytes(buf[:n]) != nil || m.Exchange == ike.ExchangeInformationalV1 {
 				continue
 			}
 			i := int(g.requests.Add(1)) - 1
@@ -113,6 +125,111 @@ func TestProbeIKEFlow(t *testing.T) {
 	// NAT detection: the golden answer hashes the lab's addresses, not ours.
 	if r.NATDetected == nil || !*r.NATDetected {
 		t.Errorf("NAT detected %v", r.NATDetected)
+	}
+}
+
+// TestProbeIKECookieThenSilence: a gateway that answers with a COOKIE and then ignores the
+// request carrying it (strongSwan at its half-open limit) has not refused anything: the
+// outcome is gateway-silent, no notify, the request arrived, and the report passes the
+// path and names the gateway. A second COOKIE, new or the same again, is returned too, as
+// charon does, and the exchange goes on.
+func TestProbeIKECookieThenSilence(t *testing.T) {
+	cookie := goldenAnswer(t, "strongswan-5.9.8-ikev2-cookie")
+	for _, tc := range []struct {
+		name    string
+		answers [][]byte
+		sends   int
+	}{
+		{"cookie then silence", [][]byte{cookie}, 1 + IKETries},
+		{"a new cookie then silence", [][]byte{cookie, newCookie(t, cookie)}, 2 + IKETries},
+		{"the same cookie twice then silence", [][]byte{cookie, cookie}, 2 + IKETries},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newFakeGatewayWith(t, tc.answers)
+			port := g.conn.LocalAddr().(*net.UDPAddr).Port
+			r, err := ProbeIKE(context.Background(), netip.MustParseAddr("127.0.0.1"), IKEOptions{Version: 2, Port: port, Timeout: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Outcome != IKEGatewaySilent || r.Notify != "" || !r.Cookie || !r.Arrived() || r.Answered() || r.Attempts != tc.sends {
+				t.Fatalf("%+v", r)
+			}
+			res := ikeResultToReport("ikev2:500", "127.0.0.1", r)
+			if res.Verdict != report.Pass || !strings.Contains(res.Detail, "stopped answering us (half-open limit?)") || res.Evidence.Answer != "cookie" {
+				t.Errorf("report: %s %q %q", res.Verdict, res.Detail, res.Evidence.Answer)
+			}
+		})
+	}
+}
+
+// TestProbeIKECookieTwice: strongSwan sometimes answers the request that carries its
+// COOKIE with the same COOKIE again; the exchange returns it once more and is accepted.
+func TestProbeIKECookieTwice(t *testing.T) {
+	cookie := goldenAnswer(t, "strongswan-5.9.8-ikev2-cookie")
+	g := newFakeGatewayWith(t, [][]byte{cookie, cookie, goldenAnswer(t, "strongswan-5.9.8-ikev2-invalid-ke"), goldenAnswer(t, "strongswan-5.9.8-ikev2-sa-init-response")})
+	port := g.conn.LocalAddr().(*net.UDPAddr).Port
+	r, err := ProbeIKE(context.Background(), netip.MustParseAddr("127.0.0.1"), IKEOptions{Version: 2, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome != IKEAccepted || r.Chosen == "" || !r.Cookie || r.Attempts != 4 {
+		t.Fatalf("%+v", r)
+	}
+}
+
+// newCookie is a COOKIE answer like c with different cookie data.
+func newCookie(t *testing.T, c []byte) []byte {
+	t.Helper()
+	n := append([]byte(nil), c...)
+	n[len(n)-1] ^= 0xff
+	return n
+}
+
+// TestProbeIKEReleaseV1: after an accepted Main Mode the exchange sends one unencrypted
+// Informational with a NO_PROPOSAL_CHOSEN notify for the ISAKMP SA (both cookies), so
+// strongSwan drops its half-open SA; a stateless exchange (refused) sends nothing more.
+func TestProbeIKEReleaseV1(t *testing.T) {
+	mm2 := goldenAnswer(t, "strongswan-5.9.8-ikev1-mm2")
+	var rc [8]byte
+	copy(rc[:], mm2[8:16])
+	g := newFakeGatewayWith(t, [][]byte{mm2, goldenAnswer(t, "strongswan-5.9.8-ikev1-no-proposal-chosen")})
+	port := g.conn.LocalAddr().(*net.UDPAddr).Port
+	r, err := ProbeIKE(context.Background(), netip.MustParseAddr("127.0.0.1"), IKEOptions{Version: 1, Port: port, Nonce: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome != IKEAccepted || !r.Released {
+		t.Fatalf("%+v", r)
+	}
+	<-g.got // Main Mode message 1
+	var rel []byte
+	select {
+	case rel = <-g.got:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no release notify")
+	}
+	var m ike.Message
+	if err := m.DecodeFromBytes(rel); err != nil {
+		t.Fatal(err)
+	}
+	spi := ike.SPIWithNonce(7)
+	p, ok := m.Find(ike.PayloadNotifyV1)
+	if m.Exchange != ike.ExchangeInformationalV1 || m.InitiatorSPI != spi || m.ResponderSPI != rc || !ok {
+		t.Fatalf("release: %+v", m.Header)
+	}
+	if n, err := ike.ParseNotify(false, p.Body); err != nil || n.Type != ike.NotifyNoProposalChosen || !bytes.Equal(n.SPI, append(spi[:], rc[:]...)) {
+		t.Fatalf("release notify %+v %v", n, err)
+	}
+	// Stateless: NO_PROPOSAL_CHOSEN is the answer, nothing to release.
+	r, err = ProbeIKE(context.Background(), netip.MustParseAddr("127.0.0.1"), IKEOptions{Version: 1, Port: port, Stateless: true})
+	if err != nil || r.Outcome != IKERefused || r.Released {
+		t.Fatalf("stateless: %+v %v", r, err)
+	}
+	<-g.got
+	select {
+	case b := <-g.got:
+		t.Fatalf("stateless exchange sent %d more bytes", len(b))
+	case <-time.After(200 * time.Millisecond):
 	}
 }
 
@@ -186,5 +303,60 @@ func TestRetransmitSchedule(t *testing.T) {
 	}
 	if b := retransmitBudget(IKEFirstRetransmit, IKETries); b != IKEExchangeTimeout {
 		t.Errorf("budget %s, want %s", b, IKEExchangeTimeout)
+	}
+}
+
+// TestMarkGatewaySilence: IKEv1's silence on a port where IKEv2 was just answered reads as
+// the gateway's limit only when the run shows the gateway limiting us (a COOKIE); without
+// that sign it stays a silence, with a note that the other version was answered.
+func TestMarkGatewaySilence(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	v2 := IKEResult{Version: 2, Port: IKEPort, Outcome: IKEAccepted, Size: 742, AnsweredBy: "127.0.0.1"}
+	v1 := IKEResult{Version: 1, Port: IKEPort, Outcome: IKENoAnswer, Size: 784, Attempts: IKETries}
+	v1natt := IKEResult{Version: 1, Port: NATTPort, Outcome: IKENoAnswer, Size: 788, Attempts: IKETries}
+
+	// No COOKIE in the run; asked again statelessly, IKEv2 is answered: the gateway ignores
+	// IKEv1 (or a device filters it), it is not limiting us.
+	var asked []IKEOptions
+	answered := func(c IKEOptions) (IKEResult, error) {
+		asked = append(asked, c)
+		return IKEResult{Version: c.Version, Port: c.Port, Outcome: IKEAccepted, AnsweredBy: "127.0.0.1"}, nil
+	}
+	rs := []IKEResult{v2, v1, v1natt}
+	if err := markGatewaySilence(lo, rs, answered); err != nil {
+		t.Fatal(err)
+	}
+	if rs[1].Outcome != IKENoAnswer || len(rs[1].Steps) != 1 || !strings.Contains(rs[1].Steps[0], "ignores IKEv1") {
+		t.Errorf("no COOKIE in the run, the gateway still answers: %+v", rs[1])
+	}
+	if len(asked) != 1 || asked[0].Version != 2 || asked[0].Port != IKEPort || !asked[0].Stateless {
+		t.Errorf("asked again: %+v", asked)
+	}
+	// Asked again, the gateway wants a COOKIE: it is limiting us.
+	rs = []IKEResult{v2, v1, v1natt}
+	cookie := func(c IKEOptions) (IKEResult, error) {
+		return IKEResult{Version: c.Version, Port: c.Port, Outcome: IKEGatewaySilent, Cookie: true, AnsweredBy: "127.0.0.1"}, nil
+	}
+	if err := markGatewaySilence(lo, rs, cookie); err != nil || rs[1].Outcome != IKEGatewaySilent {
+		t.Errorf("asked again, a COOKIE: %+v %v", rs[1], err)
+	}
+	// A COOKIE in the run already: no need to ask.
+	v2.Cookie = true
+	rs = []IKEResult{v2, v1, v1natt}
+	if err := markGatewaySilence(lo, rs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rs[1].Outcome != IKEGatewaySilent || rs[1].Arrived() {
+		t.Errorf("COOKIE in the run: %+v", rs[1])
+	}
+	if rs[2].Outcome != IKENoAnswer {
+		t.Errorf("nothing answered on 4500, yet %+v", rs[2])
+	}
+	res := ikeResultToReport("ikev1:500", "127.0.0.1", rs[1])
+	if res.Verdict != report.Error || !strings.Contains(res.Detail, "the gateway stopped answering us (half-open limit?)") {
+		t.Errorf("report: %s %q", res.Verdict, res.Detail)
+	}
+	if res := ikeResultToReport("ikev1:4500", "127.0.0.1", rs[2]); res.Verdict != report.Dropped {
+		t.Errorf("4500: %s %q", res.Verdict, res.Detail)
 	}
 }

@@ -81,11 +81,12 @@ func RunLadder(ctx context.Context, cfg LadderConfig) (*report.Ladder, netip.Add
 	}
 
 	lo := lr.probeAddr(ctx, "loopback", netip.MustParseAddr("127.0.0.1"))
-	l.Rungs = append(l.Rungs, lo)
 	if lo.Verdict.Failed() {
-		l.Stop = "This host's own loopback 127.0.0.1 does not answer: its network stack is broken (is lo up?): fix this host first."
+		lo, l.Stop = loopbackFailed(lo, loopbackDown())
+		l.Rungs = append(l.Rungs, lo)
 		return l, netip.Addr{}, nil
 	}
+	l.Rungs = append(l.Rungs, lo)
 
 	target, err := netip.ParseAddr(cfg.Target)
 	if err != nil { // a name: the dns rung first
@@ -128,6 +129,41 @@ func RunLadder(ctx context.Context, cfg LadderConfig) (*report.Ladder, netip.Add
 	}
 	l.Rungs = append(l.Rungs, lr.probeAddr(ctx, "target", target))
 	return l, target, nil
+}
+
+// loopbackDown reports whether this network namespace's lo interface exists and is down
+// (as in a fresh namespace: lo has no 127.0.0.1 and no route to it until it is up).
+func loopbackDown() bool {
+	link, err := netlink.LinkByName("lo")
+	return err == nil && link.Attrs().Flags&net.FlagUp == 0
+}
+
+// loopbackFailed words a failed loopback rung and the ladder's stop after what was seen:
+// lo down (read from the interface, not guessed), no route to 127.0.0.1, or silence.
+func loopbackFailed(lo report.Rung, down bool) (report.Rung, string) {
+	switch {
+	case down:
+		lo.Detail = strings.TrimSuffix(lo.Detail, ".") + ": the loopback interface lo is down."
+		return lo, "This host's loopback interface lo is down, so it cannot even reach its own 127.0.0.1: bring it up (ip link set lo up) first; no probe was sent."
+	case lo.Verdict == report.RungNoRoute:
+		return lo, "This host has no route to its own loopback 127.0.0.1 although lo is up (is 127.0.0.1/8 missing from lo, or a rule steering it away?): fix this host's routing first; no probe was sent."
+	case lo.Verdict == report.RungDead:
+		return lo, "This host's own loopback 127.0.0.1 does not answer echo, TCP or UDP: a local firewall rule on lo, or a broken network stack; fix this host first; no probe was sent."
+	}
+	return lo, "This host's own loopback 127.0.0.1 could not be tested (see the loopback rung): fix this host first; no probe was sent."
+}
+
+// CheckRoute refuses a target this host has no usable route to, before anything is sent:
+// no route at all, or a route that discards it (blackhole, unreachable, prohibit), named.
+// It sends nothing (SourceFor only routes). nil when the kernel routes dst.
+func CheckRoute(dst netip.Addr) error {
+	if _, err := SourceFor(dst); err != nil {
+		if rt, ok := discardRoute(dst.Unmap()); ok {
+			return fmt.Errorf("no route to %s: this host's routing table discards it (a %s route for %s)", dst, rt.kind, rt.dst)
+		}
+		return fmt.Errorf("no route to %s from this host (%s)", dst, sendErrText(errors.Unwrap(err)))
+	}
+	return nil
 }
 
 // underlayStop is the sentence that stops a check when the route or the gateway is dead.

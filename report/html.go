@@ -40,7 +40,9 @@ const initialTTL = 64
 // to the responder; one line per probe and direction, from the end that sent it to where
 // it died (to the far end when it passed, to the bracket or the refusing hop when it was
 // localised, dashed with a question mark when it was not); the verdict's sentence beside
-// it, the evidence under a click (<details>), the path MTU and the advice. Printing the
+// it, the evidence under a click (<details>), the path MTU and the advice. The triage
+// ladder, when the run has one, comes first: a row per rung, its stop sentence (then no
+// path and no result rows: no probe was sent) and the local preflight. Printing the
 // page (to PDF) opens every evidence block and keeps rows whole.
 func (r *Report) WriteHTML(w io.Writer, opt HTMLOptions) error {
 	if r == nil {
@@ -75,6 +77,49 @@ type htmlView struct {
 	Sections                     []HTMLSection
 	Width, RowH, PathH           int
 	Localised                    bool
+	Ladder                       *htmlLadder
+}
+
+// htmlLadder is the triage ladder as the page shows it: a row per rung, the local
+// preflight's findings, and the stop sentence when the underlay was found dead.
+type htmlLadder struct {
+	Target, Resolved string
+	Rungs            []htmlRung
+	Preflight        []string
+	Stop             string
+}
+
+type htmlRung struct {
+	Rung, Addr, Verdict, Class, Detail string
+}
+
+func buildHTMLLadder(l *Ladder) *htmlLadder {
+	if l == nil {
+		return nil
+	}
+	h := &htmlLadder{Target: l.Target, Stop: oneLine(l.Stop)}
+	if l.Resolved != l.Target {
+		h.Resolved = l.Resolved
+	}
+	for _, g := range l.Rungs {
+		class := "pass"
+		switch {
+		case g.Verdict.Failed():
+			class = "fail"
+		case g.Verdict == RungSkipped:
+			class = "skip"
+		}
+		h.Rungs = append(h.Rungs, htmlRung{Rung: g.Rung, Addr: g.Addr, Verdict: string(g.Verdict), Class: class, Detail: oneLine(g.Detail)})
+	}
+	if p := l.Preflight; p != nil {
+		for _, n := range p.Notes {
+			h.Preflight = append(h.Preflight, oneLine(n))
+		}
+		if !p.FirewallChecked && p.FirewallNote != "" {
+			h.Preflight = append(h.Preflight, oneLine(p.FirewallNote))
+		}
+	}
+	return h
 }
 
 type htmlNode struct {
@@ -165,6 +210,10 @@ func buildHTMLView(r *Report, opt HTMLOptions) *htmlView {
 	v.OutcomeClass = "pass"
 	if s.Fail > 0 {
 		v.OutcomeClass = "fail"
+	}
+	v.Ladder = buildHTMLLadder(r.Ladder)
+	if r.ladderStopped() {
+		v.Outcome, v.OutcomeClass = "FAIL (underlay dead)", "fail"
 	}
 	agent := "none (one-ended: the reverse direction is not tested)"
 	if r.Agent != "" {
@@ -305,7 +354,16 @@ var htmlPage = template.Must(template.New("page").Funcs(template.FuncMap{"add": 
 <dl class="facts">{{range .Facts}}<dt>{{index . 0}}</dt><dd>{{index . 1}}</dd>{{end}}</dl>
 {{if .PMTU}}<div class="box"><strong>Path MTU</strong>: {{.PMTU}}</div>{{end}}
 {{if .Advice}}<div class="box"><strong>Advice</strong><ul>{{range .Advice}}<li>{{.}}</li>{{end}}</ul></div>{{end}}
-<h2>The path</h2>
+{{with .Ladder}}<h2>Ladder toward {{.Target}}{{if .Resolved}} ({{.Resolved}}){{end}}</h2>
+<table class="ladder">
+<thead><tr><th>Rung</th><th>Address</th><th>Verdict</th><th>What it means</th></tr></thead>
+<tbody>
+{{range .Rungs}}<tr class="rung {{.Class}}" data-rung="{{.Rung}}" data-verdict="{{.Verdict}}"><td class="probe">{{.Rung}}</td><td class="probe">{{if .Addr}}{{.Addr}}{{else}}-{{end}}</td><td><span class="badge {{.Class}}">{{.Verdict}}</span></td><td>{{.Detail}}</td></tr>
+{{end}}</tbody>
+</table>
+{{if .Stop}}<div class="box stop"><strong>{{.Stop}}</strong></div>{{end}}
+{{if .Preflight}}<div class="box"><strong>Local preflight (this host)</strong><ul class="preflight">{{range .Preflight}}<li>{{.}}</li>{{end}}</ul></div>{{end}}
+{{end}}{{if and .Ladder .Ladder.Stop}}<p class="legend">No probe was sent: the ladder found the underlay dead.</p>{{else}}<h2>The path</h2>
 <svg viewBox="0 0 {{.Width}} {{.PathH}}" role="img" aria-label="the path from the initiator to the responder">
 <line class="wire" x1="{{(index .Nodes 0).X}}" y1="22" x2="{{(index .Nodes (len .Nodes | add -1)).X}}" y2="22"/>
 {{range .Nodes}}<g class="node{{if .End}} end{{end}}"><circle cx="{{.X}}" cy="22" r="7"/><text x="{{.X}}" y="44">{{.Label}}</text>{{if .Addr}}<text class="addr" x="{{.X}}" y="58">{{.Addr}}</text>{{end}}</g>
@@ -328,7 +386,7 @@ var htmlPage = template.Must(template.New("page").Funcs(template.FuncMap{"add": 
 </tr>
 {{end}}</tbody>
 </table>
-{{range .Sections}}<h2>{{.Title}}</h2><div class="box"><pre>{{range .Lines}}{{.}}
+{{end}}{{range .Sections}}<h2>{{.Title}}</h2><div class="box"><pre>{{range .Lines}}{{.}}
 {{end}}</pre></div>{{end}}
 <script>window.addEventListener("beforeprint", function () { document.querySelectorAll("details").forEach(function (d) { d.open = true; }); });</script>
 </body>
@@ -372,6 +430,8 @@ details ul { margin: 4px 0 0; padding-left: 18px; font-family: ui-monospace, mon
 .box { border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; margin: 8px 0; }
 pre { margin: 0; white-space: pre-wrap; font-size: 12px; }
 .legend { font-size: 12px; color: #59636e; }
+.box.stop { border-color: var(--fail); color: var(--fail); }
+table.ladder { margin-bottom: 8px; }
 @media print {
   body { margin: 0; max-width: none; font-size: 11px; }
   details > summary { display: none; }

@@ -145,6 +145,9 @@ func (r *Report) JUnit() *JUnitSuites {
 
 // WriteJUnit writes r as a JUnit XML document (see JUnit), with an XML declaration.
 func (r *Report) WriteJUnit(w io.Writer) error {
+	if r.Stateful != nil {
+		return r.writeStatefulJUnit(w)
+	}
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return fmt.Errorf("report: write junit: %w", err)
 	}

@@ -11,6 +11,9 @@ import (
 // outcome, the run's facts, one table row per probe and direction (failed rows first, their
 // verdict in bold), the path MTU, and the evidence of every failed or skipped result.
 func (r *Report) WriteMarkdown(w io.Writer) error {
+	if r.Stateful != nil {
+		return r.writeStatefulMarkdown(w)
+	}
 	bw := bufio.NewWriter(w)
 	s := summarize(r.Results)
 	word := outcome(s)

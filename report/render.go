@@ -221,6 +221,52 @@ func (e Evidence) Lines() []string {
 	if e.Extra != "" {
 		add("note", e.Extra)
 	}
+	return append(l, e.TLS.lines()...)
+}
+
+// lines lists a tls probe's handshake evidence, one "name: value" line per field seen.
+func (t *TLS) lines() []string {
+	if t == nil {
+		return nil
+	}
+	var l []string
+	add := func(name, value string) { l = append(l, name+": "+value) }
+	add("tls step reached", t.Step)
+	if t.Proxy != "" {
+		s := t.Proxy
+		if t.ProxyStatus != "" {
+			s += " answered " + strconv.Quote(t.ProxyStatus)
+		}
+		add("proxy", s)
+	}
+	if t.SNI != "" {
+		add("sni", t.SNI)
+	}
+	if t.ClientHelloSize > 0 {
+		add("client hello", strconv.Itoa(t.ClientHelloSize)+" bytes")
+	}
+	if t.Version != "" || t.Cipher != "" {
+		add("tls", strings.TrimSpace(t.Version+" "+t.Cipher))
+	}
+	if t.Alert != "" {
+		add("tls alert from the server", t.Alert)
+	}
+	if t.Subject != "" || t.Issuer != "" {
+		s := strconv.Quote(t.Subject)
+		if t.Issuer != "" {
+			s += " issued by " + strconv.Quote(t.Issuer)
+		}
+		if t.NotBefore != "" || t.NotAfter != "" {
+			s += ", valid " + t.NotBefore + " to " + t.NotAfter
+		}
+		add("server certificate", s)
+	}
+	if t.VerifyError != "" {
+		add("certificate refused by us", t.VerifyError)
+	}
+	if t.ResetTTL > 0 {
+		add("reset arrived with ttl", strconv.Itoa(t.ResetTTL))
+	}
 	return l
 }
 

@@ -156,6 +156,22 @@ type Summary struct {
 	Skipped int `json:"skipped"`
 }
 
+// AdviceLines is a result's "advice": sentences saying what to configure. `pmtu --json`
+// writes its own "advice" object beside the report's fields; ReadJSON reads such a file
+// with no advice lines rather than failing on it.
+type AdviceLines []string
+
+// UnmarshalJSON reads an array of strings; any other JSON value leaves the lines empty.
+func (a *AdviceLines) UnmarshalJSON(b []byte) error {
+	var lines []string
+	if err := json.Unmarshal(b, &lines); err != nil {
+		*a = nil
+		return nil
+	}
+	*a = lines
+	return nil
+}
+
 // Report is the whole result of a run. Its JSON form is a contract (DESIGN.md).
 type Report struct {
 	Tool       string    `json:"tool"`
@@ -169,6 +185,13 @@ type Report struct {
 	PMTU       *PMTU     `json:"pmtu,omitempty"`
 	Ladder     *Ladder   `json:"ladder,omitempty"` // the triage ladder run before the probes
 	Summary    Summary   `json:"summary"`
+	// Stateful is the result of `ipsecpath stateful`: the idle timer per protocol
+	// (udp500, udp4500, esp, ah). A report with it is rendered as a stateful result.
+	Stateful map[string]*StatefulTimer `json:"stateful,omitempty"`
+	// Advice is what to configure, one sentence each (stateful).
+	Advice AdviceLines `json:"advice,omitempty"`
+	// Interrupted: the run was stopped (Ctrl-C) and holds what was known by then.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // New starts a report for target (and agent, empty without one) at the given time.

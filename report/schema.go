@@ -25,7 +25,7 @@ const SchemaBase = "https://github.com/ipsecpath/ipsecpath/report/schema/"
 
 // SchemaNames lists the result schemas: the command whose --json output each describes.
 // "defs" (shared definitions) is not a result and is not listed.
-var SchemaNames = []string{"check", "ike", "pmtu", "diff"}
+var SchemaNames = []string{"check", "ike", "pmtu", "diff", "ladder", "survey"}
 
 // Schema returns the schema file NAME.json ("defs" or one of SchemaNames).
 func Schema(name string) ([]byte, error) {

@@ -124,6 +124,9 @@ func textRows(results []Result) []*textRow {
 // with "!", then the path MTU and a one-line summary ending in PASS or FAIL. A "-" means
 // the probe was not run in that direction (no agent: the reverse direction is not tested).
 func (r *Report) WriteText(w io.Writer, opt TextOptions) error {
+	if r.Stateful != nil {
+		return r.writeStatefulText(w)
+	}
 	bw := bufio.NewWriter(w)
 	agent := r.Agent
 	if agent == "" {

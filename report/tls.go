@@ -9,7 +9,7 @@ type TLS struct {
 	// Alert is the TLS alert the server sent, by its RFC 8446 name ("unknown_ca").
 	Alert string `json:"alert,omitempty"`
 	// VerifyError is why we refused the server's certificate ("expired", "not-yet-valid",
-	// "name-mismatch", "unknown-authority").
+	// "name-mismatch", "unknown-authority", or "invalid" for any other reason the detail names).
 	VerifyError string `json:"verify_error,omitempty"`
 	// The server's (leaf) certificate, when it sent one.
 	Subject   string `json:"subject,omitempty"`

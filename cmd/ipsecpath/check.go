@@ -122,7 +122,8 @@ First, unless --no-ladder, the triage ladder runs ('ipsecpath help ladder'): loo
 route and gateway toward TARGET, TARGET itself, and the local preflight (who holds UDP
 500/4500 here, local firewall rules). When the underlay is dead ("the default gateway
 198.51.100.1 does not answer: fix the underlay first") no probe is sent and the exit status
-is 1. A probe this host's own firewall drops on the way out is an error saying so, not a
+is 1. A TARGET this host has no route to at all (or a blackhole/unreachable/prohibit route
+discards) is refused before anything is sent, in one line, exit 2. A probe this host's own firewall drops on the way out is an error saying so, not a
 path verdict.
 
 How to read the verdicts:
@@ -259,6 +260,12 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 		}
 		cfg.Agent, cfg.Key = *agent, key
 	}
+	// A target this host has no route to is an environment error, refused before anything
+	// is sent (and before the ladder, whose loopback rung would otherwise speak first); a
+	// dead loopback or gateway is the ladder's finding.
+	if err := probe.CheckRoute(target); err != nil {
+		return usageError(e, c, err)
+	}
 	if *pcap != "" {
 		p, err := report.CreatePcap(*pcap, "initiator", "agent")
 		if err != nil {
@@ -370,7 +377,7 @@ func checkErrorLine(err error) error {
 	case errors.Is(err, os.ErrPermission):
 		return errors.New("needs root or CAP_NET_RAW for raw sockets and packet capture (run as root, or setcap cap_net_raw+ep on the binary)")
 	case errors.Is(err, probe.ErrAgentRejected):
-		return fmt.Errorf("the agent refused us: wrong key, clocks more than %s apart, or not an ipsecpath agent", probe.ClockWindow)
+		return errors.New("the agent greeted us and refused our first request without answering: our --key-file does not hold the agent's key")
 	}
 	return errors.New(strings.ReplaceAll(err.Error(), "\n", " "))
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -143,7 +144,59 @@ func TestCheckAgentFailures(t *testing.T) {
 	})
 	t.Run("wrong key", func(t *testing.T) {
 		code, out, errs := runCLI(t, "check", "127.0.0.1", "--agent", ln.Addr().String(), "--key-file", key)
-		oneLine(t, code, out, errs, "the agent refused us: wrong key")
+		oneLine(t, code, out, errs, "our --key-file does not hold the agent's key")
+	})
+	t.Run("busy", func(t *testing.T) {
+		// An agent whose only connection slot holds a session: busy, not a wrong key.
+		busy, err := probe.NewResponder(probe.ResponderConfig{Key: bytes.Repeat([]byte{7}, 32), Capture: fakeCapturer{}, Sender: fakeSender{}, MaxConns: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bctx, bcancel := context.WithCancel(context.Background())
+		bdone := make(chan struct{})
+		go func() { defer close(bdone); busy.Serve(bctx, bl) }()
+		defer func() { bcancel(); <-bdone; busy.Close() }()
+		holder, err := probe.DialAgent(context.Background(), bl.Addr().String(), bytes.Repeat([]byte{7}, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer holder.Close()
+		if _, err := holder.Hello(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		code, out, errs := runCLI(t, "check", "127.0.0.1", "--agent", bl.Addr().String(), "--key-file", key)
+		oneLine(t, code, out, errs, "the agent is busy: every one of its connection slots holds a session")
+		if strings.Contains(errs, "key") {
+			t.Errorf("busy agent reported with a word about the key: %q", errs)
+		}
+	})
+	t.Run("agent of protocol 1", func(t *testing.T) {
+		// What an agent of the previous release does with a request it cannot authenticate:
+		// it says nothing and closes.
+		old, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer old.Close()
+		go func() {
+			for {
+				c, err := old.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+					io.Copy(io.Discard, c)
+				}()
+			}
+		}()
+		code, out, errs := runCLI(t, "check", "127.0.0.1", "--agent", old.Addr().String(), "--key-file", key)
+		oneLine(t, code, out, errs, "older than control protocol 2 (upgrade it)")
 	})
 }
 

@@ -48,6 +48,13 @@ How to read it, per exchange:
                offer, ... The path works; the configurations do not match.
   NO ANSWER    silence after every retransmit: a firewall drops UDP 500/4500 (or the
                fragments of a big request), or no IKE gateway listens there.
+  GATEWAY STOPPED ANSWERING US
+               silence right after the same gateway answered us: it answered this
+               exchange (a COOKIE) and then not the request sent again, or it answered
+               another exchange of this run on the same port. That is the gateway's limit
+               on half-open SAs (strongSwan ignores a peer that holds 5, for up to 30 s)
+               or a rate limit, not the path: ask again 30 s later. A COOKIE alone is
+               never a verdict: it is returned, as an initiator does.
   ICMP         an ICMP error came back: from the target itself (port unreachable: nothing
                listens for IKE) or from a router (it blocks IKE: "administratively
                prohibited").
@@ -64,9 +71,12 @@ aes256-sha256-modp2048) on its own and says which the gateway accepts; IKEv2 pro
 tested with a decoy key-exchange group, so an accepted one shows as INVALID_KE_PAYLOAD.
 --auth (IKEv1): psk, rsa, kerberos (GSS-API, the value Windows uses: 65001) or a number.
 --stateless asks every exchange for such an immediate refusal too: it proves the gateway
-receives IKE and answers, without a chosen proposal, and can be repeated without limit
-(a plain run leaves up to 4 half-open SAs on the gateway until they time out, 30 s on
-strongSwan).
+receives IKE and answers, without a chosen proposal, and can be repeated without limit.
+A plain run leaves one half-open SA per IKEv2 exchange on the gateway until it times out
+(30 s on strongSwan). An answered IKEv1 Main Mode is closed at once with an unencrypted
+NO_PROPOSAL_CHOSEN notify (the gateway's log shows it), which strongSwan takes as the end
+of that half-open SA; gateways that ignore unauthenticated notifies keep it until it
+times out.
 
 --json (or --format json) prints the report contract with one result per exchange plus an
 "ike" object with everything learnt; --format markdown or junit renders the same results
@@ -74,7 +84,8 @@ for a ticket or a CI system; --out FILE also writes the result to FILE (its form
 extension: .json, .md, .xml, .txt), e.g. for 'ipsecpath diff'.
 
 Exit status: 0 when every exchange asked for was answered and accepted (--stateless:
-answered; with --proposals: every proposal answered and at least one accepted), 1
+answered, a COOKIE included; with --proposals: every proposal answered and at least one accepted) and no
+result failed (summary.fail is 0: a size search that finds fragments dropped fails), 1
 otherwise, 2 on a usage error.`,
 		examples: []string{
 			"ipsecpath ike 203.0.113.10",
@@ -185,7 +196,7 @@ func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 			return usageError(e, c, fmt.Errorf("--out: %w", err))
 		}
 	}
-	return ikeExitCode(s, *stateless)
+	return ikeExitCode(s, r, *stateless)
 }
 
 // writeIKE prints a survey in one of the --format forms: text is the survey's own
@@ -209,9 +220,14 @@ func writeIKE(w io.Writer, format string, r *report.Report, s *probe.IKESurvey, 
 	return report.Render(w, r, format)
 }
 
-// ikeExitCode: 0 when every exchange was answered and accepted (stateless: answered; with
-// proposals: every proposal answered, at least one accepted), else 1.
-func ikeExitCode(s *probe.IKESurvey, stateless bool) int {
+// ikeExitCode: 0 when every exchange was answered and accepted (stateless: answered, a
+// COOKIE included; with
+// proposals: every proposal answered, at least one accepted) and no result of the report
+// failed (the size search's frag-dropped, dropped or inconclusive too), else 1.
+func ikeExitCode(s *probe.IKESurvey, r *report.Report, stateless bool) int {
+	if r.Failed() {
+		return exitFail
+	}
 	if len(s.Proposals) > 0 {
 		accepted := false
 		for _, p := range s.Proposals {
@@ -229,7 +245,7 @@ func ikeExitCode(s *probe.IKESurvey, stateless bool) int {
 		return exitFail
 	}
 	for _, x := range s.Exchanges {
-		if x.Outcome != probe.IKEAccepted && !(stateless && x.Answered()) {
+		if x.Outcome != probe.IKEAccepted && !(stateless && x.Arrived()) {
 			return exitFail
 		}
 	}
@@ -305,6 +321,8 @@ func printIKE(w io.Writer, s *probe.IKESurvey, took time.Duration) {
 				if p.Result.Chosen == "" && p.Result.WantedGroup != "" {
 					verdict += " (gateway wants " + p.Result.WantedGroup + ")"
 				}
+			case p.Result.Outcome == probe.IKEGatewaySilent:
+				verdict = "NOT KNOWN: the gateway stopped answering us (half-open limit?)"
 			case !p.Result.Answered():
 				verdict = "NO ANSWER"
 			default:
@@ -353,6 +371,13 @@ func printIKEExchange(w io.Writer, target string, x probe.IKEResult) {
 			fmt.Fprintf(w, "  %-11s %s\n", "meaning", "the target itself answered: the path carries IKE, but nothing listens for it there")
 		} else {
 			fmt.Fprintf(w, "  %-11s %s\n", "meaning", "a router on the path refuses IKE")
+		}
+	case probe.IKEGatewaySilent:
+		fmt.Fprintf(w, "%-18s GATEWAY STOPPED ANSWERING US (half-open limit?) after %s of %d bytes\n", name, sends(x.Attempts), x.Size)
+		if x.Arrived() {
+			fmt.Fprintf(w, "  %-11s %s\n", "meaning", "it answered this exchange first, so the path carried the request; the gateway's limit ended it")
+		} else {
+			fmt.Fprintf(w, "  %-11s %s\n", "meaning", "it answered us on this port in this run, so this is the gateway, not the path; ask again in 30 s")
 		}
 	default:
 		fmt.Fprintf(w, "%-18s NO ANSWER after %s of %d bytes\n", name, sends(x.Attempts), x.Size)

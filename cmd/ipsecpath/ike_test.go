@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
@@ -85,6 +86,24 @@ func TestIKENothingListens(t *testing.T) {
 	}
 }
 
+// TestIKEExitCode: the exit status follows the report's summary too: a survey whose every
+// exchange was accepted but whose size search failed (frag-dropped) exits 1, as README says.
+func TestIKEExitCode(t *testing.T) {
+	x := probe.IKEResult{Version: 2, Port: probe.IKEPort, Outcome: probe.IKEAccepted, Size: 742}
+	s := &probe.IKESurvey{Target: "203.0.113.10", Exchanges: []probe.IKEResult{x}}
+	if r := s.Report(time.Now()); ikeExitCode(s, r, false) != exitOK || r.Summary.Fail != 0 {
+		t.Fatalf("all accepted: exit %d, summary %+v", ikeExitCode(s, r, false), r.Summary)
+	}
+	s.Size = &probe.IKESizeResult{Version: 2, Port: probe.IKEPort, LargestAnswered: 1500, SmallestUnanswered: 1501, PathMTU: 1500, MaxSize: 5000}
+	r := s.Report(time.Now())
+	if r.Summary.Fail != 1 {
+		t.Fatalf("frag-dropped size search: summary %+v", r.Summary)
+	}
+	if code := ikeExitCode(s, r, false); code != exitFail {
+		t.Errorf("summary.fail = 1: exit %d, want %d", code, exitFail)
+	}
+}
+
 // TestIKELab runs the command against the lab's strongSwan: clean answers (exit 0), the
 // text names the chosen proposals, vendor IDs and fragmentation support; udp500-drop
 // exits 1 and says NO ANSWER on 500 only.
@@ -98,6 +117,10 @@ func TestIKELab(t *testing.T) {
 		{"clean", []string{"--max-size", "2500"}, exitOK, []string{"IKEv2 on UDP 500   answered", "IKEv1 on UDP 4500  answered",
 			"aes128-sha256-prfsha256-modp2048", "aes256-sha256-modp2048", "IKE fragmentation, NAT-T", "RFC 3947 NAT-T",
 			"largest answered  2500 bytes", "4 of 4 exchanges answered"}},
+		// Every exchange answered, but the size search finds fragments dropped: summary.fail
+		// is 1, and the exit status says so.
+		{"frag-drop", []string{"--max-size", "3000"}, exitFail, []string{"4 of 4 exchanges answered", "the path drops IP fragments",
+			"not answered      1501 bytes and above"}},
 		{"udp500-drop", []string{"--search=false"}, exitFail, []string{"IKEv2 on UDP 500   NO ANSWER after 3 sends", "IKEv1 on UDP 500   NO ANSWER",
 			"IKEv2 on UDP 4500  answered", "IKEv1 on UDP 4500  answered", "2 of 4 exchanges answered"}},
 	} {

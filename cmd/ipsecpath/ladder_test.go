@@ -67,6 +67,7 @@ func runIn(t *testing.T, l *testlab.Lab, node string, args ...string) (int, stri
 		t.Fatal(err)
 	}
 	t.Logf("ipsecpath %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
+	validateOutputs(t, args, code, out.String())
 	return code, out.String(), errb.String()
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,10 +33,14 @@ with the real protocols' source ports (UDP 500 and 4500, even when charon owns t
 reverse verdicts show what a rekey started from this side meets.
 
 Security: every control message carries an HMAC-SHA256 over a pre-shared key (the same
-key file on both ends: at least 16 bytes, mode 600), a random nonce and a timestamp; the
-clocks of both ends must agree within 30 s (use NTP). Wrong keys, replays and junk get
-no answer and cost bounded memory. The agent sends only to the address of the
-authenticated connection, never to an address named in a request.
+key file on both ends: at least 16 bytes, mode 600) bound to one connection of this run
+of the agent, so a message captured on the wire is served by no other connection, no
+other agent with the key and not after a restart; the clocks of both ends must agree
+within 30 s (use NTP). Wrong keys, replays and junk get no answer and cost bounded memory
+(the agent stays under about 64 MiB however many packets arrive). An agent with no room
+says so: the initiator reports "busy" (at most 8 sessions per initiator address, 32 in
+all), not a wrong key. The agent sends only to the address of the authenticated
+connection, never to an address named in a request.
 
 While it runs it holds raw sockets for IP protocols 50 (ESP) and 51 (AH), so this host's
 kernel stops answering ESP and AH probes with "protocol unreachable".
@@ -100,6 +105,11 @@ func runResponder(ctx context.Context, e *env, args []string) int {
 		return usageError(e, c, err)
 	}
 
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// The agent's memory is bounded by design (probe.MaxAgentSeen and friends); the
+		// soft limit makes the collector keep it there instead of letting the heap double.
+		debug.SetMemoryLimit(probe.AgentMemoryLimit)
+	}
 	lg := &lineLog{w: e.stderr}
 	r, err := probe.NewResponder(probe.ResponderConfig{Key: keys[0], Keys: keys[1:], Version: report.Version, Pace: *pace, Logf: lg.Printf})
 	if errors.Is(err, os.ErrPermission) {

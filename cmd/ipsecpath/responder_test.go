@@ -149,6 +149,7 @@ func runAsNobody(t *testing.T, dir, bin string, args ...string) (code int, stdou
 	if err != nil && !errors.As(err, &ee) {
 		t.Fatalf("run %v as nobody: %v", args, err)
 	}
+	validateOutputs(t, args, cmd.ProcessState.ExitCode(), o.String())
 	return cmd.ProcessState.ExitCode(), o.String(), e.String()
 }
 

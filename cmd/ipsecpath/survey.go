@@ -65,15 +65,15 @@ to stderr once the survey runs over a second, never with --json. Needs root or C
 			"ipsecpath survey --targets sites.csv",
 			"ipsecpath survey --targets sites.yaml --parallel 16 --pace 800 --out-dir surveys/$(date +%F)",
 			"ipsecpath survey --targets sites.csv --format markdown > survey.md",
+			"ipsecpath survey --targets sites.csv --format html > survey.html",
 			"ipsecpath diff surveys/2026-11-28/hq.json surveys/2026-11-29/hq.json",
 		},
 		run: runSurvey,
 	})
 }
 
-// surveyFormats are the forms survey prints. HTML is not among them yet: the report package
-// has no HTML renderer for a survey.
-var surveyFormats = []string{report.FormatText, report.FormatJSON, report.FormatMarkdown}
+// surveyFormats are the forms survey prints.
+var surveyFormats = []string{report.FormatText, report.FormatJSON, report.FormatMarkdown, report.FormatHTML}
 
 // checkWithPMTU is a check with the path MTU searches plugged in, as `check` runs it.
 func checkWithPMTU(ctx context.Context, cfg probe.CheckConfig) (*report.Report, error) {
@@ -109,7 +109,7 @@ func runSurvey(ctx context.Context, e *env, args []string) int {
 		*format = report.FormatJSON
 	}
 	switch *format {
-	case report.FormatText, report.FormatJSON, report.FormatMarkdown:
+	case report.FormatText, report.FormatJSON, report.FormatMarkdown, report.FormatHTML:
 	default:
 		return usageError(e, c, fmt.Errorf("--format: unknown format %q for a survey (valid: %s)", *format, strings.Join(surveyFormats, ", ")))
 	}
@@ -162,6 +162,8 @@ func runSurvey(ctx context.Context, e *env, args []string) int {
 		err = s.WriteJSON(e.stdout)
 	case report.FormatMarkdown:
 		err = s.WriteMarkdown(e.stdout)
+	case report.FormatHTML:
+		err = s.WriteHTML(e.stdout)
 	default:
 		err = s.WriteText(e.stdout)
 	}

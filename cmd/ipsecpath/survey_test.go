@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/report/schematest"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
@@ -87,6 +88,7 @@ func TestSurveyTwoLabs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	schematest.Validate(t, "survey", b)
 	var s report.Survey
 	if err := json.Unmarshal(b, &s); err != nil {
 		t.Fatal(err)
@@ -144,6 +146,9 @@ func TestSurveyTwoLabs(t *testing.T) {
 		t.Errorf("the checks did not run at once: the last started at %s, the first ended at %s", latestStart, earliestEnd)
 	}
 	for _, name := range []string{"lab-a.json", "lab-b.json", "nobody.json"} {
+		if data, err := os.ReadFile(filepath.Join(out, name)); err == nil {
+			schematest.Validate(t, "check", data)
+		}
 		f, err := os.Open(filepath.Join(out, name))
 		if err != nil {
 			t.Errorf("--out-dir: %v", err)
@@ -202,5 +207,28 @@ func TestSurveyOutDir(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(victim); string(b) != "keep" {
 		t.Errorf("the symlink's target was overwritten: %q", b)
+	}
+}
+
+// TestSurveyLoopbackFormats: a survey of this host's loopback (nothing leaves it) prints
+// JSON that validates against the survey schema (runCLI checks it) and an HTML page with
+// its matrix row.
+func TestSurveyLoopbackFormats(t *testing.T) {
+	testlab.RequireRoot(t)
+	targets := filepath.Join(t.TempDir(), "t.csv")
+	if err := os.WriteFile(targets, []byte("target,label,probes\n127.0.0.1,self,ike\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI(t, "survey", "--targets", targets, "--timeout", "1s", "--json")
+	var s report.Survey
+	if err := json.Unmarshal([]byte(out), &s); (code != exitOK && code != exitFail) || err != nil || errs != "" ||
+		s.Kind != "survey" || len(s.Targets) != 1 || s.Targets[0].Report == nil {
+		t.Fatalf("survey --json: exit %d, stderr %q, err %v\n%s", code, errs, err, out)
+	}
+	code, out, errs = runCLI(t, "survey", "--targets", targets, "--timeout", "1s", "--format", "html")
+	if (code != exitOK && code != exitFail) || !strings.HasPrefix(out, "<!DOCTYPE html>") ||
+		!strings.Contains(out, `<tr class="target" data-target="127.0.0.1" data-direction="forward"`) ||
+		!strings.Contains(out, `<td class="probe">self 127.0.0.1</td>`) {
+		t.Errorf("survey --format html: exit %d, stderr %q\n%s", code, errs, out)
 	}
 }
