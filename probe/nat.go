@@ -459,3 +459,30 @@ func (r *checkRun) reportNAT(rep *report.Report) {
 	r.natAdvice(rep.NAT, rep.Results)
 	applyNAT(rep.Results, rep.NAT, r.throughMapping())
 }
+
+// statefulNAT puts into a stateful report what the agent saw of our addresses (behind a
+// NAT the UDP timer measured is the NAT's mapping timer, the one NAT-T keepalives must
+// beat) and the keepalive advice from that timer. n is the sweep's wire (the real one
+// knows; a test's fake may not).
+func statefulNAT(rep *report.Report, n statefulNet) {
+	nw, ok := n.(interface{ natResult() *report.NAT })
+	if !ok {
+		return
+	}
+	rep.NAT = nw.natResult()
+	if rep.NAT == nil || !rep.NAT.Detected {
+		return
+	}
+	t := rep.Stateful[string(StatefulUDP4500)]
+	if t == nil || t.Error != "" {
+		t = rep.Stateful[string(StatefulUDP500)]
+	}
+	switch {
+	case t == nil || t.Error != "":
+		rep.NAT.Advice = NATKeepaliveAdvice(false, 0, 0)
+	case t.TimerFound:
+		rep.NAT.Advice = NATKeepaliveAdvice(true, time.Duration(t.SurvivedS*float64(time.Second)), time.Duration(t.DiedS*float64(time.Second)))
+	default:
+		rep.NAT.Advice = fmt.Sprintf("this NAT kept an idle UDP mapping for the longest silence tested (%s s): NAT-T keepalives shorter than that (strongSwan charon.keep_alive, default 20 s) keep it.", report.Seconds(t.SurvivedS))
+	}
+}

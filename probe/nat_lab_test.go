@@ -193,3 +193,33 @@ func TestCheckNATPassthrough(t *testing.T) {
 		}
 	}
 }
+
+// TestStatefulNAT: 'ipsecpath stateful' behind the nat profile's NAT measures the NAT's
+// UDP mapping timer (testlab.NATUDPTimeout), names the NAT, and turns the timer into the
+// NAT-T keepalive advice.
+func TestStatefulNAT(t *testing.T) {
+	testlab.RequireRoot(t)
+	t.Parallel()
+	l := testlab.ForTest(t, testlab.Spec{Profile: "nat", NoGateways: true})
+	agent := startAgent(t, l)
+	rep, _ := statefulFromIni(t, l, agent, []probe.StatefulProto{probe.StatefulUDP4500}, testlab.NATUDPTimeout+5*time.Second)
+	tm := rep.Stateful[string(probe.StatefulUDP4500)]
+	want := testlab.NATUDPTimeout.Seconds()
+	if tm == nil || !tm.TimerFound || tm.SurvivedS > want || tm.DiedS < want || tm.DiedS > want+2 {
+		t.Fatalf("udp4500 timer %+v, want found around %v s", tm, want)
+	}
+	n := rep.NAT
+	if n == nil || !n.Detected || n.Public != testlab.NATPublic {
+		t.Fatalf("nat = %+v, want detected with public address %s", n, testlab.NATPublic)
+	}
+	if !strings.Contains(n.Advice, "this NAT forgot an idle UDP mapping after between") || !strings.Contains(n.Advice, "keep_alive = ") {
+		t.Errorf("advice: %s", n.Advice)
+	}
+	var b strings.Builder
+	if err := report.Render(&b, rep, report.FormatText); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "NAT: a NAT between us (public address "+testlab.NATPublic+")") {
+		t.Errorf("stateful text does not name the NAT:\n%s", b.String())
+	}
+}
