@@ -8,7 +8,7 @@ FUZZTIME  ?= 10000x
 DEB_PKGS  := strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins \
              libstrongswan-extra-plugins nftables iproute2 tcpdump tshark iputils-ping \
              netcat-openbsd openssl ike-scan scamper hping3 iputils-tracepath traceroute \
-             chromium prometheus tinyproxy
+             chromium prometheus tinyproxy conntrack
 STATICCHECK_VERSION ?= v0.8.2
 GOBIN     := $(shell $(GO) env GOPATH)/bin
 

@@ -142,6 +142,8 @@ type pending struct {
 	// answeredAt is when the first ICMP error or reply for the probe arrived here (reverse:
 	// when the agent's report brought what came back to it).
 	answeredAt time.Time
+	sport      uint16 // our UDP/TCP source port (forward)
+	dstPort    uint16 // reverse UDP through a NAT: the public port our forward form was seen from
 }
 
 // attemptRef points at one attempt of one pending probe.
@@ -189,6 +191,8 @@ type checkRun struct {
 	pcapRecs    []pcapRec
 	pcapDropped int
 	ctlPort     uint16 // the agent's control port: its segments are noted as control
+
+	nat natState // what the agent saw of our addresses and ports (r.mu; see nat.go)
 }
 
 // Check runs the probes of cfg and returns the report. An error means the check could not
@@ -259,6 +263,7 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 			rep.PMTU.Forward = p.out.PathMTU
 		}
 	}
+	r.reportNAT(rep)
 	rep.Finish(time.Now())
 	r.progress("done")
 	return rep, nil
@@ -290,6 +295,7 @@ func (r *checkRun) setup(ctx context.Context) error {
 		if h.Peer.Addr().IsValid() {
 			r.peer = h.Peer.Addr().Unmap()
 		}
+		r.nat.control(a.conn.LocalAddr(), h.Peer)
 		r.agentIP = h.Local.Addr().Unmap()
 		r.ctlPort = h.Local.Port()
 		if !r.agentIP.IsValid() {
@@ -481,6 +487,7 @@ func (r *checkRun) newAttempt(p *pending, pk *Packets) (nonce uint32, err error)
 	}
 	ref := attemptRef{p: p, attempt: len(p.out.Attempts)}
 	p.proto = pk.Proto
+	p.sport = sentSourcePort(pk)
 	p.out.Size = pk.Size
 	if len(pk.Wire) > 1 {
 		fs := 0
@@ -570,7 +577,7 @@ func (r *checkRun) sendReverse(ctx context.Context, ps []*pending, attempts int)
 				break
 			}
 			id, bp := r.buildParams(p.out.Probe, r.agentIP, r.peer, nonce)
-			req = append(req, ReverseProbe{ID: id, Nonce: nonce, Size: bp.Size, FragSize: bp.FragSize})
+			req = append(req, ReverseProbe{ID: id, Nonce: nonce, Size: bp.Size, FragSize: bp.FragSize, DstPort: p.dstPort})
 			refs = append(refs, p)
 			nums = append(nums, len(p.nonces))
 		}
@@ -626,6 +633,10 @@ func (r *checkRun) run(ctx context.Context) error {
 		default:
 			revRest = append(revRest, p)
 		}
+	}
+	var held []*pending // behind a NAT: sent after their forward form, through its mapping (nat.go)
+	if r.nat.addressTranslated() {
+		held, revUDP, revRest = holdForMapping(revUDP, revRest)
 	}
 	if len(revUDP) > 0 {
 		r.progress("reverse-udp")
@@ -689,16 +700,31 @@ func (r *checkRun) run(ctx context.Context) error {
 		}
 		r.progress("waiting")
 		now := time.Now()
-		if r.allDecided() || (!now.Before(deadline) && !r.searching()) {
+		if parent.Err() != nil {
+			// First: a search cut short by Ctrl-C is no longer "searching", and must not
+			// pass for a finished run.
+			interrupted = true // the caller cancelled (Ctrl-C)
 			break
 		}
-		if parent.Err() != nil {
-			interrupted = true // the caller cancelled (Ctrl-C)
+		if r.allDecided() || (!now.Before(deadline) && !r.searching()) {
 			break
 		}
 		if sending && !now.Before(deadline) {
 			sending = false
 			cancel() // T is up: stop the senders; the searches still running go on
+		}
+		if sending && len(held) > 0 {
+			var ready []*pending
+			ready, held = r.mappedReverse(held, !now.Before(start.Add(r.timeout/2)))
+			udp, raw := splitUDP(ready)
+			if len(udp) > 0 {
+				wg.Add(1)
+				go func() { defer wg.Done(); r.sendReverse(rctx, udp, reverseUDPAttempts) }()
+			}
+			if len(raw) > 0 {
+				wg.Add(1)
+				go func() { defer wg.Done(); r.sendReverse(rctx, raw, 1) }()
+			}
 		}
 		if sending && len(retries) > 0 && !now.Before(retries[0]) {
 			retries = retries[1:]
@@ -1044,6 +1070,9 @@ func (r *checkRun) arrived(s *Seen, reverse bool) (attemptRef, bool) {
 	a := &ref.p.out.Attempts[ref.attempt]
 	if hasOffset(a.Seen, s.Offset) {
 		return ref, true // a duplicate: still this probe's
+	}
+	if !reverse {
+		r.nat.note(r.src, ref.p, s)
 	}
 	a.Seen = append(a.Seen, report.Fragment{Offset: s.Offset, Length: max(s.TotalLen-ipv4MinHeader, 0), More: s.More, TTL: int(s.TTL), DF: s.DF})
 	if a.complete() {

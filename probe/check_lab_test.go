@@ -89,6 +89,22 @@ func profileExpect(profile string) expect {
 		// rows are TestCheckPMTUBothWays's, in cmd/ipsecpath).
 	case "echo-filter": // r1 drops echo requests, both ways: the large echo's first fragment
 		both(dropped, probe.ICMPLarge)
+	case "nat", "nat-frag-drop":
+		// r1 masquerades ini and forwards only TCP, UDP and ICMP: raw ESP/AH die there both
+		// ways (reverse: sent to the public address, r1's own, which has no ESP/AH handler
+		// and may answer protocol-unreachable); the agent's SYNs and echoes reach r1 itself
+		// (it resets them, answers them); UDP goes through the mapping ours opened.
+		for _, id := range []probe.ID{probe.ESP, probe.ESPFrag, probe.AH, probe.AHFrag} {
+			e[key(id, F)], e[key(id, R)] = dropped, []report.Verdict{report.Dropped, report.Blocked}
+		}
+		e[key(probe.ICMPLarge, R)] = dropped
+		e[key(probe.TCP(445), R)], e[key(probe.TCP(1792), R)] = blocked, blocked
+		if profile == "nat-frag-drop" {
+			// r1 drops non-first fragments before its conntrack reassembles (the first waits
+			// there in vain): the unfragmented forms pass, the fragmented ones never arrive.
+			both(fragDrop, probe.IKEFrag, probe.NATTFrag)
+			e[key(probe.ICMPLarge, F)] = fragDrop
+		}
 	default:
 		return nil
 	}
@@ -113,6 +129,8 @@ func profileHops(profile string) map[string]string {
 		return map[string]string{key(probe.ESP, R): "2 192.0.2.65", key(probe.ESPFrag, R): "2 192.0.2.65"}
 	case "reverse-tcp1792-reset":
 		return map[string]string{key(probe.TCP(1792), R): "2 ~"}
+	case "nat", "nat-frag-drop": // r1, the NAT, resets the agent's SYNs to its public address
+		return map[string]string{key(probe.TCP(445), R): "2 ~", key(probe.TCP(1792), R): "2 ~"}
 	}
 	return nil
 }

@@ -108,6 +108,11 @@ type IKEResult struct {
 	RTTms       float64       `json:"rtt_ms,omitempty"`
 	AnsweredBy  string        `json:"answered_by,omitempty"`
 	ICMP        *report.ICMP  `json:"icmp,omitempty"`
+	// NATGateway: none of its hashes of its own address matched the address we sent to (it
+	// is behind a NAT, or fakes the hash to force UDP encapsulation); nil: not known.
+	// LocalAddr is our address:port the hashes were checked against.
+	NATGateway *bool  `json:"nat_gateway,omitempty"`
+	LocalAddr  string `json:"local_addr,omitempty"`
 	// Steps says what happened along the way, e.g. "INVALID_KE_PAYLOAD wants MODP_2048:
 	// sent again with a MODP_2048 key exchange, as an initiator does".
 	Steps []string `json:"steps,omitempty"`
@@ -489,18 +494,13 @@ func (x *ikeExchange) interpret(res *IKEResult, msg []byte) bool {
 		if err == nil && len(s.Proposals) > 0 {
 			res.Chosen, res.ChosenDetail = s.Proposals[0].Keywords(), s.Proposals[0].String()
 		}
-		if len(natdDst) > 0 {
-			// The gateway's hash of where it saw us come from, against where we sent from.
-			mine := ike.NATDetectionHash(x.spi, m.ResponderSPI, x.local)
-			nat := true
-			for _, h := range natdDst {
-				if string(h) == string(mine) {
-					nat = false
-				}
-			}
-			res.NATDetected = &nat
+		// The gateway's hashes of where it saw us come from and of its own address, against
+		// where we sent from and to (ike/natd.go).
+		n := ike.CheckNATD(func(ap netip.AddrPort) []byte { return ike.NATDetectionHash(x.spi, m.ResponderSPI, ap) }, x.local, x.remote, natdSrc, natdDst)
+		res.NATDetected, res.NATGateway = n.Ours, n.Theirs
+		if n.Checked() {
+			res.LocalAddr = x.local.String()
 		}
-		_ = natdSrc
 	} else {
 		s, err := ike.ParseSAv1(sa.Body)
 		if err == nil && len(s.Proposals) > 0 && len(s.Proposals[0].Transforms) > 0 {

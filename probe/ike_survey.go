@@ -85,6 +85,8 @@ type IKESurvey struct {
 	Exchanges []IKEResult         `json:"exchanges,omitempty"`
 	Proposals []IKEProposalResult `json:"proposals,omitempty"`
 	Size      *IKESizeResult      `json:"size_search,omitempty"`
+	// NATDv1 is IKEv1's NAT detection (CheckIKEv1NATD), when it ran.
+	NATDv1 *IKEv1NATD `json:"natd_v1,omitempty"`
 }
 
 // SurveyIKE asks target the IKE questions an engineer asks with ike-scan, in one run: does
@@ -494,6 +496,7 @@ func pathMTU(target netip.Addr, port int) int {
 // path carried the request; an ICMP error from anyone else is blocked; silence is dropped.
 func (s *IKESurvey) Report(started time.Time) *report.Report {
 	r := report.New(s.Target, "", started)
+	r.NAT = s.NAT()
 	for _, x := range s.Exchanges {
 		r.Add(ikeResultToReport(fmt.Sprintf("ikev%d:%d", x.Version, x.Port), s.Target, x))
 	}

@@ -371,6 +371,7 @@ func Stateful(ctx context.Context, cfg StatefulConfig) (*report.Report, error) {
 		rep.Stateful[string(sw.proto)] = sw.result(interrupted)
 	}
 	rep.Advice = statefulAdvice(r.sweeps)
+	statefulNAT(rep, r.net)
 	rep.Finish(clock.Now())
 	return rep, runErr
 }

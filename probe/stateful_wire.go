@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/ipsecpath/ipsecpath/report"
 )
 
 // statefulAgentKeepalive is how often a sweep that is only waiting still talks to the agent:
@@ -24,6 +26,8 @@ type statefulWire struct {
 	nonces      []uint32
 	agentSeen   int
 	lastAgent   time.Time
+	nat         natState          // what the agent saw of our addresses and ports (nat.go)
+	natPorts    map[uint32]uint16 // opener nonce → our UDP source port
 }
 
 // openStatefulWire connects to the agent (first: a wrong key is the commonest mistake),
@@ -54,6 +58,7 @@ func openStatefulWire(ctx context.Context, cfg StatefulConfig) (w *statefulWire,
 	if !h.Capture || !h.Sender {
 		return nil, envErr("agent %s cannot capture and send packets (it needs root or CAP_NET_RAW)", cfg.Agent)
 	}
+	w.nat.control(w.agent.conn.LocalAddr(), h.Peer)
 	agentIP := h.Local.Addr().Unmap()
 	if !agentIP.IsValid() {
 		agentIP = cfg.Target
@@ -135,6 +140,10 @@ func (w *statefulWire) Open(ctx context.Context, p StatefulProto, f *sflow, nonc
 		go drainUDP(c)
 		f.port = uint16(c.LocalAddr().(*net.UDPAddr).Port)
 	}
+	if w.natPorts == nil {
+		w.natPorts = map[uint32]uint16{}
+	}
+	w.natPorts[nonce] = f.port
 	bp := BuildParams{Src: w.src, Dst: w.target, Nonce: nonce, SrcPort: f.port}
 	if err := Build(p.probeID(), bp, &w.pk); err != nil {
 		return err
@@ -196,6 +205,7 @@ func (w *statefulWire) Poll(ctx context.Context, withAgent bool) (fwd, rev []sta
 		if !ok || m.Kind != KindProbe {
 			continue
 		}
+		w.nat.note(w.src, &pending{sport: w.natPorts[m.Nonce]}, s)
 		fs := statefulSeen{Nonce: m.Nonce, At: s.At}
 		if s.Proto == ProtoUDP && len(s.Head) >= 2 {
 			fs.Port = uint16(s.Head[0])<<8 | uint16(s.Head[1])
@@ -205,3 +215,6 @@ func (w *statefulWire) Poll(ctx context.Context, withAgent bool) (fwd, rev []sta
 	w.agentSeen = len(rep.Seen)
 	return fwd, rev, nil
 }
+
+// natResult is what the agent saw of our addresses and ports (nil: nothing measured).
+func (w *statefulWire) natResult() *report.NAT { return w.nat.result() }

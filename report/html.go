@@ -233,6 +233,16 @@ func buildHTMLView(r *Report, opt HTMLOptions) *htmlView {
 	}
 	v.Facts = [][2]string{{"target", r.Target}, {"agent", agent}, {"started", stamp(r.Started) + ", took " + duration(r.DurationMs)},
 		{"version", r.Tool + " " + r.Version}, {"summary", summaryLine(s)}}
+	if n := r.NAT; n != nil {
+		nat := "none: " + oneLine(n.Detail)
+		if n.Detected {
+			nat = oneLine(n.Detail)
+		}
+		v.Facts = append(v.Facts, [2]string{"NAT", nat})
+		if n.Advice != "" {
+			v.Facts = append(v.Facts, [2]string{"NAT advice", oneLine(n.Advice)})
+		}
+	}
 
 	n, fwd, rev := pathHops(r)
 	col := func(i int) int { return svgMargin + i*(svgW-2*svgMargin)/(n+1) }

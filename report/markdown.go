@@ -30,6 +30,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	if l := pmtuLine(r.PMTU); l != "" {
 		fmt.Fprintf(bw, "- path MTU: %s\n", mdText(l))
 	}
+	for _, l := range r.NAT.TextLines() {
+		fmt.Fprintf(bw, "- %s\n", mdText(l))
+	}
 	fmt.Fprintf(bw, "- summary: %s\n\n", summaryLine(s))
 	writeLadderMarkdown(bw, r.Ladder)
 

@@ -178,6 +178,7 @@ type Report struct {
 	Version    string    `json:"version"`
 	Target     string    `json:"target"`
 	Agent      string    `json:"agent,omitempty"`
+	NAT        *NAT      `json:"nat,omitempty"` // address translation seen (nil: not measured)
 	Started    time.Time `json:"started"`
 	DurationMs int64     `json:"duration_ms"`
 	Results    []Result  `json:"results"`

@@ -31,6 +31,8 @@ func fullReport() *report.Report {
 	pm := &report.PathMTU{MTU: 1400, Blackhole: true, Hop: &report.Hop{TTL: 2, Addr: "198.51.100.1"}, Probes: 9,
 		Signalled: true, SignalledBy: "198.51.100.1", Local: true, Unfinished: "the run's end"}
 	r.PMTU = &report.PMTU{Forward: pm, Reverse: pm}
+	r.NAT = &report.NAT{Detected: true, Sent: "198.51.100.10:500", Seen: "192.0.2.65:1024", Kind: "address+port",
+		Public: "192.0.2.65", Side: "ours", Via: "agent", Detail: "x", Advice: "x"}
 	r.Ladder = &report.Ladder{Target: "vpn.example", Resolved: "203.0.113.10",
 		Rungs: []report.Rung{{Rung: "gateway", Addr: "198.51.100.1", Verdict: report.RungUnreachable, Detail: "x",
 			AnsweredBy: "icmp-host-unreachable", RTTms: 0.3, Tried: []string{"echo", "tcp:1792", "udp:33434"}, From: "198.51.100.2"}},

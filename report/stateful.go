@@ -92,6 +92,7 @@ func (r *Report) StatefulFailed() bool {
 func (r *Report) writeStatefulText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "target %s, agent %s\nstarted %s, took %s\n", oneLine(r.Target), oneLine(r.Agent), stamp(r.Started), duration(r.DurationMs))
+	writeNATText(bw, r.NAT)
 	if r.Interrupted {
 		fmt.Fprintln(bw, "INTERRUPTED: what was known when the run was stopped")
 	}

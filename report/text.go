@@ -132,7 +132,9 @@ func (r *Report) WriteText(w io.Writer, opt TextOptions) error {
 	if agent == "" {
 		agent = "none (one-ended: the reverse direction is not tested)"
 	}
-	fmt.Fprintf(bw, "target %s, agent %s\nstarted %s, took %s\n\n", oneLine(r.Target), oneLine(agent), stamp(r.Started), duration(r.DurationMs))
+	fmt.Fprintf(bw, "target %s, agent %s\nstarted %s, took %s\n", oneLine(r.Target), oneLine(agent), stamp(r.Started), duration(r.DurationMs))
+	writeNATText(bw, r.NAT)
+	fmt.Fprintln(bw)
 	if r.Ladder != nil {
 		if err := WriteLadderText(bw, r.Ladder); err != nil {
 			return err

@@ -20,6 +20,9 @@ type Profile struct {
 	MiddleMTU int
 	// Sysctls are /proc/sys keys per node, written after Rules (conntrack exists then).
 	Sysctls map[string][][2]string
+	// NATPublic, when set, is the address a router masquerades ini's traffic to: rsp's
+	// strongSwan then accepts ini from it as well (its remote_addrs).
+	NATPublic string
 }
 
 // fragChain drops IPv4 fragments in a prerouting chain at priority -450, i.e. before
@@ -62,6 +65,32 @@ const echoChain = "table ip ipsecpath {\n\tchain ipl_echo {\n\t\ttype filter hoo
 // StatefulUDPTimeout is the UDP conntrack timeout (both unreplied and assured) of the
 // stateful-udp profile: an idle IPsec flow is forgotten after it.
 const StatefulUDPTimeout = 10 * time.Second
+
+// NATPublic is the address r1 masquerades ini's traffic to in the nat profiles: its east
+// interface's.
+const NATPublic = "192.0.2.65"
+
+// NATUDPTimeout is the nat profiles' UDP mapping timer (conntrack, unreplied and assured
+// alike): set, not left to the kernel's defaults (30 s and 120 s), so 'ipsecpath stateful'
+// has one timer to find; strongSwan's NAT-T keepalive (20 s) keeps the tunnel's mapping.
+const NATUDPTimeout = 30 * time.Second
+
+// natSysctls sets NATUDPTimeout on r1.
+var natSysctls = map[string][][2]string{NodeR1: {
+	{"net/netfilter/nf_conntrack_udp_timeout", fmt.Sprint(int(NATUDPTimeout.Seconds()))},
+	{"net/netfilter/nf_conntrack_udp_timeout_stream", fmt.Sprint(int(NATUDPTimeout.Seconds()))},
+}}
+
+// natRules makes r1 a NAT for ini: what ini sends out of r1's east interface leaves from
+// r1's address (masquerade, ports kept where free, as Linux does), and like a NAPT without
+// "IPsec passthrough" it forwards only what it can translate: TCP, UDP and ICMP. Raw ESP
+// or AH from ini is dropped; toward the public address they find no mapping. Nothing from
+// the east side opens a flow to ini's private address: only replies on a mapping pass.
+const natRules = "table ip ipsecpath {\n\tchain ipl_nat {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n" +
+	"\t\toifname \"east0\" ip saddr 198.51.100.0/24 counter masquerade comment \"NAT: ini leaves as 192.0.2.65\"\n\t}\n" +
+	"\tchain ipl_fwd {\n\t\ttype filter hook forward priority 0; policy accept;\n" +
+	"\t\tiifname \"west0\" oifname \"east0\" ip protocol != { tcp, udp, icmp } counter drop comment \"NAPT: nothing to translate\"\n" +
+	"\t\tiifname \"east0\" oifname \"west0\" ct state new counter drop comment \"NAT: no mapping, no way in\"\n\t}\n}\n"
 
 var profiles = []Profile{
 	{Name: "clean", Summary: "nothing broken: every protocol, size and direction passes"},
@@ -107,6 +136,10 @@ var profiles = []Profile{
 		Rules: map[string]string{NodeR1: echoChain}},
 	{Name: "underlay-dead", Summary: "r1 (ini's default gateway) drops everything from ini, itself included: the underlay is dead, not IPsec",
 		Rules: map[string]string{NodeR1: underlayDead}},
+	{Name: "nat", Summary: "r1 masquerades ini as 192.0.2.65 (TCP, UDP and ICMP; raw ESP and AH cannot cross); strongSwan runs NAT-T on UDP 4500",
+		Rules: map[string]string{NodeR1: natRules}, NATPublic: NATPublic, Sysctls: natSysctls},
+	{Name: "nat-frag-drop", Summary: "r1 masquerades ini as 192.0.2.65 and drops non-first IPv4 fragments both ways, as some home and carrier NATs do",
+		Rules: map[string]string{NodeR1: natRules + fragChain("", true)}, NATPublic: NATPublic, Sysctls: natSysctls},
 }
 
 // underlayDead drops every packet that arrives on r1's ini-side interface, whether for r1

@@ -194,7 +194,7 @@ func (l *Lab) writeGatewayConfig(gw, pki string) error {
 	}
 	files := map[string][]byte{
 		filepath.Join(root, "strongswan.conf"):          []byte(strongswanConf(root)),
-		filepath.Join(l.swanctlDir(gw), "swanctl.conf"): []byte(swanctlConf(gw, l.st.IKEFragmentation)),
+		filepath.Join(l.swanctlDir(gw), "swanctl.conf"): []byte(natRemoteAddrs(swanctlConf(gw, l.st.IKEFragmentation), gw, l.profile.NATPublic)),
 	}
 	for src, dst := range map[string]string{"ca.crt": "x509ca/ca.crt", gw + ".crt": "x509/" + gw + ".crt", gw + ".key": "private/" + gw + ".key"} {
 		b, err := os.ReadFile(filepath.Join(pki, src))
@@ -352,4 +352,14 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// natRemoteAddrs lets rsp accept ini from the NAT's public address too (nat profiles):
+// behind r1's masquerade ini's IKE arrives from pub, and a peer config found by address
+// would not match.
+func natRemoteAddrs(conf, gw, pub string) string {
+	if gw != NodeRsp || pub == "" {
+		return conf
+	}
+	return strings.ReplaceAll(conf, "remote_addrs = "+primary[NodeIni].String()+"\n", "remote_addrs = "+primary[NodeIni].String()+", "+pub+"\n")
 }

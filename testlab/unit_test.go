@@ -20,7 +20,8 @@ import (
 func TestProfileNamesFixed(t *testing.T) {
 	want := []string{"clean", "frag-drop", "nonfirst-frag-drop", "esp-drop", "ah-reject", "udp500-drop",
 		"udp4500-drop", "tcp445-reset", "tcp1792-drop", "tcp1792-reset", "mtu1400", "mtu1300-blackhole", "reverse-frag-drop", "stateful-udp",
-		"reverse-esp-reject", "reverse-tcp1792-reset", "reverse-mtu-blackhole", "echo-filter", "underlay-dead"}
+		"reverse-esp-reject", "reverse-tcp1792-reset", "reverse-mtu-blackhole", "echo-filter", "underlay-dead",
+		"nat", "nat-frag-drop"}
 	if got := ProfileNames(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("profile names changed:\n got %v\nwant %v", got, want)
 	}

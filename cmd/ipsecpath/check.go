@@ -156,6 +156,17 @@ directions, as 'ipsecpath trace' does, for about one --timeout more: its detail 
 two hops the probe dies between ("dies between 198.51.100.1 (hop 1) and 192.0.2.66 (hop 2)")
 and its hop object carries last_reached and first_missed. --no-trace skips this.
 
+NAT: with an agent, the header says whether our probes reached it from another address or
+port than we sent them from ("NAT: a NAT between us (public address 192.0.2.65): UDP 500 sent
+from 198.51.100.10:500 reached the agent from 192.0.2.65:500"), or "NAT: none"; without an
+agent nothing is claimed ('ipsecpath ike' reads the gateway's own NAT detection hashes). Behind
+a NAT the reverse UDP probes go after ours, to the public address and port the agent saw ours
+come from (the mapping they opened), and the rows say what the NAT explains: raw ESP or AH
+that did not cross it (use NAT-T; AH never can), the agent's SYNs and echoes that reach the
+NAT itself (a port forward would be needed), a reverse UDP drop through a fresh mapping
+(the NAT's timer: 'ipsecpath stateful').
+The NAT advice covers NAT-T keepalives and whether fragmented UDP 4500 crossed the NAT.
+
 Exit status: 0 every verdict passed (or was skipped), 1 a probe failed, 2 usage or
 environment error (bad target, unknown probe, agent unreachable or refusing the key, no
 root / CAP_NET_RAW). Progress goes to stderr when the run takes over a second, never

@@ -175,6 +175,12 @@ func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 	if err != nil {
 		return usageError(e, c, err)
 	}
+	if !o.Stateless && ctx.Err() == nil {
+		// IKEv1 tells NAT detection only in Main Mode 4: asked for when IKEv2 did not tell.
+		if err := s.CheckIKEv1NATD(ctx, target, o.Timeout); err != nil {
+			prog.Printf("IKEv1 NAT detection could not run: %v", err)
+		}
+	}
 	r := s.Report(started)
 	r.Finish(time.Now())
 	elapsed := time.Since(started)
@@ -295,7 +301,11 @@ func ikeResolveTarget(ctx context.Context, s string) (netip.Addr, error) {
 
 // printIKE writes the survey for a person.
 func printIKE(w io.Writer, s *probe.IKESurvey, took time.Duration) {
-	fmt.Fprintf(w, "IKE toward %s\n\n", s.Target)
+	fmt.Fprintf(w, "IKE toward %s\n", s.Target)
+	for _, l := range s.NAT().TextLines() {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintln(w)
 	for _, x := range s.Exchanges {
 		printIKEExchange(w, s.Target, x)
 	}

@@ -87,8 +87,8 @@ func TestLabProfilesList(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, e.String())
 	}
 	lines := strings.Split(strings.TrimSpace(o.String()), "\n")
-	if len(lines) != len(testlab.Profiles()) || len(lines) != 19 {
-		t.Fatalf("want 19 profiles, got %d:\n%s", len(lines), o.String())
+	if len(lines) != len(testlab.Profiles()) || len(lines) != 21 {
+		t.Fatalf("want 21 profiles, got %d:\n%s", len(lines), o.String())
 	}
 	for i, p := range testlab.ProfileNames() {
 		if f := strings.Fields(lines[i]); f[0] != p || len(f) < 4 {
