@@ -70,6 +70,9 @@ func (r *checkRun) writePcap() {
 		}
 	}
 	r.cfg.Pcap.SetSectionComment(fmt.Sprintf("ipsecpath check %s: every record carries a note: probe, direction (forward: initiator to agent; reverse: agent to initiator), attempt, role (sent, arrived, answer, icmp, other, control), fragment offset+length; 'ipsecpath pcap explain FILE' reads them", r.cfg.Target))
+	if !r.cfg.NoTrace {
+		r.cfg.Pcap.SetSectionComment("the hop-by-hop traces of failing probes that follow the check are not in this file (their hops are in the report); run 'ipsecpath trace' under tcpdump to capture one")
+	}
 	if r.pcapDropped > 0 {
 		r.cfg.Pcap.SetSectionComment(fmt.Sprintf("%d further packets were not recorded (more than %d in one run)", r.pcapDropped, maxPcapRecords))
 	}

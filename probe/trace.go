@@ -562,17 +562,6 @@ func (t *tracer) sendForward(ctx context.Context) error {
 			t.mu.Lock()
 			t.sent[0] += n
 			t.mu.Unlock()
-			if pc := r.cfg.Pcap; pc != nil {
-				note := fmt.Sprintf("trace %s TTL %d", w.id, ttl)
-				for _, b := range pk.Wire {
-					pc.WritePacketAt("initiator", c.sent, b, note)
-				}
-				if ec != nil {
-					for _, b := range t.echoPk.Wire {
-						pc.WritePacketAt("initiator", ec.sent, b, note+" (its echo)")
-					}
-				}
-			}
 		}
 	}
 	return nil
@@ -772,11 +761,6 @@ func (t *tracer) collectLocal() {
 			t.local(&seen[i])
 		}
 		t.mu.Unlock()
-		if pc := t.r.cfg.Pcap; pc != nil {
-			for i := range seen {
-				pc.WritePacketAt("initiator", seen[i].At, seenPacket(&seen[i]), "")
-			}
-		}
 	}
 }
 
@@ -888,9 +872,6 @@ func (t *tracer) collectAgent(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for i := t.agentSeen; i < len(rep.Seen); i++ {
-		if pc := t.r.cfg.Pcap; pc != nil && i >= t.agentFrom {
-			pc.WritePacketAt("agent", rep.Seen[i].At, seenPacket(&rep.Seen[i]), "")
-		}
 	}
 	t.agentSeen = max(t.agentSeen, len(rep.Seen))
 	for i := t.agentFrom; i < len(rep.Seen); i++ {

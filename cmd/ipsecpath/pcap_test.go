@@ -29,6 +29,20 @@ import (
 //     whole, dropped / frag-dropped ⇒ never reached it, partial ⇒ in part.
 func checkPcapEvidence(t *testing.T, pcap string, rep *report.Report) {
 	t.Helper()
+	defer func() {
+		if !t.Failed() {
+			return
+		}
+		// Keep the file that failed for a look with Wireshark.
+		if b, err := os.ReadFile(pcap); err == nil {
+			if dir, err := htmltest.ArtefactDir(); err == nil {
+				keep := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "-")+".pcapng")
+				if os.WriteFile(keep, b, 0o644) == nil {
+					t.Logf("the pcapng that failed is kept: %s", keep)
+				}
+			}
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	bad, err := exec.CommandContext(ctx, "tshark", "-r", pcap, "-Y", "_ws.malformed || _ws.expert.severity == error").Output()
