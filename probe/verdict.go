@@ -554,6 +554,9 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 		return r
 	case o.Probe.isESPorAH():
 		if base != nil && base.Verdict == report.Pass {
+			if kernelErrorOnly(base) {
+				return silentBesideKernelError(o, r, base)
+			}
 			r.Verdict = report.FragDropped
 			r.Evidence.Inferred = "compared with the unfragmented form, which the target's kernel answered"
 			r.Detail = fmt.Sprintf("%s got no answer while %s did: a device on the path drops IP fragments, one way or the other; %s.", fragSubject(o), baseName(base), fragAdvice(o.Probe))
@@ -564,6 +567,9 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 		return r
 	}
 	r.Evidence.Inferred = "no answer from the target within the timeout"
+	if base != nil && base.Verdict == report.Pass && kernelErrorOnly(base) {
+		return silentBesideKernelError(o, r, base)
+	}
 	if base != nil && base.Verdict == report.Pass {
 		r.Verdict = report.FragDropped
 		r.Detail = fmt.Sprintf("%s got no answer while %s did: a device on the path drops IP fragments, one way or the other; %s.", fragSubject(o), baseName(base), fragAdvice(o.Probe))
@@ -576,6 +582,25 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 	default:
 		r.Detail = fmt.Sprintf("No answer to %s: the path drops it, or no IKE gateway listens at %s (run with --agent to tell them apart).", what, o.Target)
 	}
+	return r
+}
+
+// kernelErrorOnly reports whether a one-ended pass rests on the target kernel's ICMP
+// port/protocol unreachable alone, not on an answer from a service.
+func kernelErrorOnly(base *report.Result) bool {
+	return base.Evidence.ICMP != nil && base.Evidence.Answer == ""
+}
+
+// silentBesideKernelError decides a fragmented probe that got no answer while its small form
+// got only the target kernel's ICMP error. Kernels rate-limit ICMP errors per destination
+// (Linux: about one a second after a burst of six), so that silence is as well explained by
+// the target holding back its next ICMP error as by fragments lost on the path: dropped, not
+// frag-dropped, and the detail says both.
+func silentBesideKernelError(o *Outcome, r report.Result, base *report.Result) report.Result {
+	r.Verdict = report.Dropped
+	r.Evidence.Inferred = "no answer from the target within the timeout; the unfragmented form got only the target kernel's ICMP error, which kernels rate-limit"
+	r.Detail = fmt.Sprintf("%s got no answer while %s got %s from the target's kernel: either IP fragments are lost on the path, or the target's kernel sent no more ICMP errors for now (kernels rate-limit them; Linux sends about one a second after a burst of six). Run with --agent to tell them apart.",
+		fragSubject(o), baseName(base), icmpName(uint8(base.Evidence.ICMP.Type), uint8(base.Evidence.ICMP.Code)))
 	return r
 }
 

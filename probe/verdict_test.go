@@ -256,8 +256,32 @@ func TestJudge(t *testing.T) {
 			},
 			want: []want{
 				{ESP, F, report.Pass, []string{"protocol unreachable"}, ""},
-				{ESPFrag, F, report.FragDropped, nil, ""},
+				// kernels rate-limit ICMP errors: the silence may be the target's, not a lost fragment
+				{ESPFrag, F, report.Dropped, []string{"protocol unreachable from the target's kernel", "rate-limit", "--agent"}, ""},
 				{AH, F, report.Skipped, []string{"without an agent", "--agent"}, ""},
+			},
+		},
+		{
+			// Seen on a clean scratch path: the target's kernel answered ike and natt with port
+			// unreachable, then held back the next ones (its ICMP rate limit), so the -frag forms
+			// got nothing although every fragment arrived.
+			name: "one-ended UDP: only a kernel port unreachable for the small form, the -frag form silent",
+			outs: []Outcome{
+				with(fwd(NATT, false, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 3, vTarget, 61)}
+				}),
+				fwd(NATTFrag, false, att(frags(3), none, none, none)),
+				with(fwd(IKE, false, att(one(), none)), func(o *Outcome) {
+					o.Replies = []Reply{{Kind: AnswerIKE, From: vTarget, TTL: 61}}
+				}),
+				fwd(IKEFrag, false, att(frags(3), none, none, none)),
+			},
+			want: []want{
+				{NATT, F, report.Pass, []string{"port unreachable"}, ""},
+				{NATTFrag, F, report.Dropped, []string{"port unreachable from the target's kernel", "rate-limit", "--agent"}, ""},
+				{IKE, F, report.Pass, nil, ""},
+				// a service's own answer is not rate-limited like the kernel's ICMP errors
+				{IKEFrag, F, report.FragDropped, []string{"drops IP fragments"}, ""},
 			},
 		},
 		{
