@@ -206,11 +206,31 @@ type targetTTL struct {
 	ttl  uint8  // the TTL they arrived with
 	hops int    // routers crossed
 	from string // which probe's answer it is
+	// kernelError names a forward probe the target's kernel answered with ICMP port or
+	// protocol unreachable ("ike: ICMP port unreachable"), "" when none was: that kernel
+	// rate-limits its ICMP errors, so another probe's silence may be its, not the path's.
+	kernelError string
 }
 
 // hopsFromTarget finds a forward answer that certainly came from the target itself: an IKE
 // response, an echo reply, a SYN-ACK, or the target's own ICMP protocol/port unreachable.
 func hopsFromTarget(outs []Outcome) targetTTL {
+	t := hopsFromTargetTTL(outs)
+	for _, o := range outs {
+		if o.Direction != report.Forward || o.Reference {
+			continue
+		}
+		for _, e := range o.ICMP {
+			if e.From == o.Target && e.Type == icmpUnreach && (e.Code == ICMPCodeProtoUnreach || e.Code == ICMPCodePortUnreach) {
+				t.kernelError = string(o.Probe) + ": " + icmpName(e.Type, e.Code)
+				return t
+			}
+		}
+	}
+	return t
+}
+
+func hopsFromTargetTTL(outs []Outcome) targetTTL {
 	for _, o := range outs {
 		if o.Direction != report.Forward {
 			continue
@@ -579,6 +599,8 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 	switch {
 	case o.Probe.isTCP():
 		r.Detail = fmt.Sprintf("No SYN-ACK, RST or ICMP came back for %s: a host answers a SYN either way, so the path or a host firewall drops it; %s.", what, permitAdvice(o.Probe))
+	case ref.kernelError != "" && (o.Probe.Unfragmented() == IKE || o.Probe.Unfragmented() == NATT):
+		r.Detail = fmt.Sprintf("No answer to %s, while the target's kernel answered %s: the path may drop it, or nothing listens there either and the target's kernel sent no more ICMP errors for now (kernels rate-limit them; Linux sends about one a second after a burst of six). Run with --agent to tell them apart.", what, ref.kernelError)
 	default:
 		r.Detail = fmt.Sprintf("No answer to %s: the path drops it, or no IKE gateway listens at %s (run with --agent to tell them apart).", what, o.Target)
 	}

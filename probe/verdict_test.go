@@ -285,6 +285,26 @@ func TestJudge(t *testing.T) {
 			},
 		},
 		{
+			// Seen on a scratch path: ike got the target kernel's port unreachable, natt (sent
+			// right after) got nothing although it arrived: the kernel's ICMP rate limit.
+			name: "one-ended IKE: silence beside another probe's kernel port unreachable",
+			outs: []Outcome{
+				with(fwd(IKE, false, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 3, vTarget, 61)}
+				}),
+				fwd(NATT, false, att(one(), none, none, none)),
+			},
+			want: []want{
+				{IKE, F, report.Pass, []string{"port unreachable"}, ""},
+				{NATT, F, report.Dropped, []string{"ike: ICMP port unreachable", "rate-limit", "--agent"}, ""},
+			},
+		},
+		{
+			name: "one-ended IKE: silence and nothing from the target's kernel",
+			outs: []Outcome{fwd(NATT, false, att(one(), none, none, none))},
+			want: []want{{NATT, F, report.Dropped, []string{"the path drops it, or no IKE gateway listens"}, ""}},
+		},
+		{
 			name: "one-ended reassembly timeout from the target: first fragment arrived",
 			outs: []Outcome{with(fwd(NATTFrag, false, att(frags(3), none)), func(o *Outcome) {
 				o.ICMP = []ICMPAnswer{ica(11, 1, vTarget, 62)}
