@@ -722,7 +722,10 @@ func judgePMTU(o *Outcome, r report.Result) report.Result {
 	case p.Blackhole:
 		r.Verdict = report.Dropped
 		at := ""
-		if p.Hop != nil && p.Hop.Addr != "" {
+		switch {
+		case p.Hop != nil && p.Hop.FirstMissed != nil:
+			at = " " + p.Hop.String() // the next hop answers nothing: the drop may be there
+		case p.Hop != nil && p.Hop.Addr != "":
 			at = fmt.Sprintf(" after hop %d (%s)", p.Hop.TTL, p.Hop.Addr)
 		}
 		if reverse {

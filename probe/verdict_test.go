@@ -443,6 +443,15 @@ func TestJudge(t *testing.T) {
 			want: []want{{PMTU, R, report.Dropped, []string{"black hole on the way back after hop 1 (203.0.113.1)", "1300"}, "203.0.113.1"}},
 		},
 		{
+			// Seen on a scratch path: hop 2 sends no ICMP at all, so the drop may be there.
+			name: "pmtu: a black hole whose next hop answers nothing is bracketed",
+			outs: []Outcome{with(fwd(PMTU, true, nil), func(o *Outcome) {
+				o.PathMTU = &report.PathMTU{MTU: 1280, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "198.51.100.1",
+					LastReached: &report.Hop{TTL: 1, Addr: "198.51.100.1"}, FirstMissed: &report.Hop{TTL: 2}}}
+			})},
+			want: []want{{PMTU, F, report.Dropped, []string{"black hole between hop 1 (198.51.100.1) and hop 2 (no answer)", "1280"}, "198.51.100.1"}},
+		},
+		{
 			// reverse-mtu-blackhole: forward the narrow link signals, back it black-holes. The
 			// reverse row is the black hole's, not the one-way filter sentence of other probes.
 			name: "pmtu: black hole on the way back only",
