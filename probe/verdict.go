@@ -600,9 +600,9 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 	case o.Probe.isTCP():
 		r.Detail = fmt.Sprintf("No SYN-ACK, RST or ICMP came back for %s: a host answers a SYN either way, so the path or a host firewall drops it; %s.", what, permitAdvice(o.Probe))
 	case ref.kernelError != "" && (o.Probe.Unfragmented() == IKE || o.Probe.Unfragmented() == NATT):
-		r.Detail = fmt.Sprintf("No answer to %s, while the target's kernel answered %s: the path may drop it, or nothing listens there either and the target's kernel sent no more ICMP errors for now (kernels rate-limit them; Linux sends about one a second after a burst of six). Run with --agent to tell them apart.", what, ref.kernelError)
+		r.Detail = fmt.Sprintf("No answer to %s, while the target's kernel answered %s: the path or a firewall on the target may drop it, or nothing listens there either and the target's kernel sent no more ICMP errors for now (kernels rate-limit them; Linux sends about one a second after a burst of six). Run with --agent to tell them apart.", what, ref.kernelError)
 	default:
-		r.Detail = fmt.Sprintf("No answer to %s: the path drops it, or no IKE gateway listens at %s (run with --agent to tell them apart).", what, o.Target)
+		r.Detail = fmt.Sprintf("No answer to %s: the path or a firewall on %s itself drops it, or no IKE gateway listens there (run with --agent to tell them apart).", what, o.Target)
 	}
 	return r
 }

@@ -302,7 +302,7 @@ func TestJudge(t *testing.T) {
 		{
 			name: "one-ended IKE: silence and nothing from the target's kernel",
 			outs: []Outcome{fwd(NATT, false, att(one(), none, none, none))},
-			want: []want{{NATT, F, report.Dropped, []string{"the path drops it, or no IKE gateway listens"}, ""}},
+			want: []want{{NATT, F, report.Dropped, []string{"a firewall on 203.0.113.10 itself drops it, or no IKE gateway listens there"}, ""}},
 		},
 		{
 			name: "one-ended reassembly timeout from the target: first fragment arrived",
