@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -166,6 +167,7 @@ func Judge(outs []Outcome) []report.Result {
 		}
 		all[i] = r
 	}
+	echoOnly(outs, all)
 	forward := make(map[ID]report.Verdict, len(outs))
 	for i, r := range all {
 		if outs[i].Direction != report.Reverse {
@@ -183,6 +185,29 @@ func Judge(outs []Outcome) []report.Result {
 		}
 	}
 	return res
+}
+
+// echoOnly rewrites the detail of a path MTU search that got no answer even to its smallest
+// echo when other probes of the same direction passed in this run: the far end is up and
+// routed, so it is ICMP echo that does not come through, not "host down or no route".
+func echoOnly(outs []Outcome, all []report.Result) {
+	passed := map[report.Direction]string{}
+	for i, r := range all {
+		if r.Verdict == report.Pass && outs[i].Probe != PMTU && !outs[i].Reference && passed[r.Direction] == "" {
+			passed[r.Direction] = r.Probe
+		}
+	}
+	for i := range all {
+		o, r := &outs[i], &all[i]
+		if o.Probe != PMTU || r.Verdict != report.Error || !errors.Is(o.Err, pmtu.ErrNoAnswer) || passed[r.Direction] == "" {
+			continue
+		}
+		if r.Direction == report.Reverse {
+			r.Detail = fmt.Sprintf("The path MTU search toward us (the agent's DF echoes) could not run: none of the agent's smallest DF echoes (%d bytes) arrived here, yet the agent's %s did: ICMP echo is filtered on the way back (or by this host's firewall), not the route; the forward search or 'ipsecpath pmtu --proto udp' with the agent measures without echo.", pmtu.DefaultMin, passed[r.Direction])
+			continue
+		}
+		r.Detail = fmt.Sprintf("The path MTU search could not run: not even its smallest echo (%d bytes) was answered, yet %s reached the far end in this run: ICMP echo is filtered on the way (or at the target), the host is up and routed; 'ipsecpath pmtu --proto tcp' (or --proto udp with --agent) measures the path MTU without echo.", pmtu.DefaultMin, passed[r.Direction])
+	}
 }
 
 // initialTTL guesses the TTL a packet left its sender with from the TTL it arrived with:

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -441,6 +442,41 @@ func TestJudge(t *testing.T) {
 				o.PathMTU = &report.PathMTU{MTU: 1300, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "203.0.113.1"}}
 			})},
 			want: []want{{PMTU, R, report.Dropped, []string{"black hole on the way back after hop 1 (203.0.113.1)", "1300"}, "203.0.113.1"}},
+		},
+		{
+			// Seen on a scratch path whose first router drops ICMP echo requests both ways:
+			// the search's error said "host down, ICMP echo filtered, or no route" beside
+			// probes that reached the agent.
+			name: "pmtu: no echo answered, while other probes arrived both ways",
+			outs: []Outcome{
+				fwd(ESP, true, att(one(), all(1))),
+				with(fwd(PMTU, true, nil), func(o *Outcome) {
+					o.Err = fmt.Errorf("%w (576 bytes, 3 tries, 1s each): host down, ICMP echo filtered, or no route", pmtu.ErrNoAnswer)
+				}),
+				rev(ESP, att(one(), all(1))),
+				with(rev(PMTU, nil), func(o *Outcome) { o.Err = fmt.Errorf("wrapped: %w", pmtu.ErrNoAnswer) }),
+				with(rev(AH, nil), func(o *Outcome) { o.Err = fmt.Errorf("wrapped: %w", pmtu.ErrNoAnswer) }),
+			},
+			want: []want{
+				{ESP, F, report.Pass, nil, ""},
+				{PMTU, F, report.Error, []string{"esp reached the far end", "ICMP echo is filtered", "--proto tcp"}, ""},
+				{ESP, R, report.Pass, nil, ""},
+				{PMTU, R, report.Error, []string{"the agent's esp did", "filtered on the way back"}, ""},
+				{AH, R, report.Error, []string{"could not run"}, ""},
+			},
+		},
+		{
+			name: "pmtu: no echo answered and nothing else arrived",
+			outs: []Outcome{
+				fwd(ESP, true, att(one(), none, none, none)),
+				with(fwd(PMTU, true, nil), func(o *Outcome) {
+					o.Err = fmt.Errorf("%w (576 bytes, 3 tries, 1s each): host down, ICMP echo filtered, or no route", pmtu.ErrNoAnswer)
+				}),
+			},
+			want: []want{
+				{ESP, F, report.Dropped, nil, ""},
+				{PMTU, F, report.Error, []string{"host down, ICMP echo filtered, or no route"}, ""},
+			},
 		},
 		{
 			// Seen on a scratch path: hop 2 sends no ICMP at all, so the drop may be there.
