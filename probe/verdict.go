@@ -668,7 +668,7 @@ func judgeRST(o *Outcome, r report.Result, rst Reply, what string, ref targetTTL
 		r.Evidence.Inferred = fmt.Sprintf("RST arrived with TTL %d (%d hops away), the target's own answers (%s) with TTL %d (%d hops): the RST came from a device %d hop(s) closer",
 			rst.TTL, hops, ref.from, ref.ttl, ref.hops, ref.hops-hops)
 		r.Hop = estimatedHop(rst.TTL)
-		r.Detail = fmt.Sprintf("A TCP reset for %s came in the target's name from a device %d hop(s) before it (about hop %d: its TTL gives it away, an estimate), not from the target: a firewall on the path rejects it; permit it there.",
+		r.Detail = fmt.Sprintf("A TCP reset for %s came in the target's name from a device %d hop(s) before it (about hop %d: its TTL gives it away, an estimate), not from the target: a device on the path (a firewall, IPS or router filter) resets it; permit it there.",
 			what, ref.hops-hops, r.Hop.TTL)
 		return r
 	}
