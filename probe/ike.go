@@ -679,7 +679,7 @@ func IKEICMPMeaning(target string, ic *report.ICMP) string {
 	case ic.Type == 3 && (ic.Code == 9 || ic.Code == 10 || ic.Code == 13) && fromTarget:
 		return "the target's own firewall rejects it (administratively prohibited): the path carries IKE up to the target"
 	case ic.Type == 3 && (ic.Code == 2 || ic.Code == 3 || ic.Code == 9 || ic.Code == 10 || ic.Code == 13):
-		return fmt.Sprintf("a device on the path (%s) rejects IKE in the target's stead: its filter blocks it", ic.From)
+		return fmt.Sprintf("a device on the path (%s) rejects IKE: its filter blocks it", ic.From)
 	case ic.Type == 3 && ic.Code == 4:
 		return fmt.Sprintf("%s cannot forward a request this large with DF set (next-hop MTU %d): a path MTU limit, not a refusal", ic.From, ic.MTU)
 	case ic.Type == 3:
