@@ -612,6 +612,17 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 		return r
 	}
 	r.Evidence.Inferred = "no answer from the target within the timeout"
+	if base != nil && (base.Verdict == report.Dropped || base.Verdict == report.Blocked) {
+		// Whatever stopped the unfragmented form explains this silence: say so, not the
+		// generic causes (the hop is the base's, not observed for this probe: not copied).
+		at := ""
+		if base.Hop != nil {
+			at = ", " + base.Hop.String()
+		}
+		r.Verdict = report.Dropped
+		r.Detail = fmt.Sprintf("No answer to %s, and %s failed too (%s%s): what stops the small form stops this one, whatever its size; see that row.", what, baseName(base), base.Verdict, at)
+		return r
+	}
 	if base != nil && base.Verdict == report.Pass && kernelErrorOnly(base) {
 		return silentBesideKernelError(o, r, base)
 	}

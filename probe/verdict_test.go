@@ -301,6 +301,26 @@ func TestJudge(t *testing.T) {
 			},
 		},
 		{
+			// Seen on a scratch path: r1 rejects UDP 4500 (natt blocked there) but sends no ICMP
+			// for a first fragment (its reject cannot verify a fragment's UDP checksum), and the
+			// target's kernel answered ike: natt-frag's silence is natt's filter, not the rest.
+			name: "one-ended: the -frag form silent, its small form blocked by a router",
+			outs: []Outcome{
+				with(fwd(IKE, false, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 3, vTarget, 61)}
+				}),
+				with(fwd(NATT, false, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 3, vNear, 64)}
+				}),
+				fwd(NATTFrag, false, att(frags(3), none, none, none)),
+			},
+			want: []want{
+				{IKE, F, report.Pass, nil, ""},
+				{NATT, F, report.Blocked, []string{"198.51.100.1"}, "198.51.100.1"},
+				{NATTFrag, F, report.Dropped, []string{"(natt) failed too (blocked, hop 1 (198.51.100.1))", "see that row"}, ""},
+			},
+		},
+		{
 			name: "one-ended IKE: silence and nothing from the target's kernel",
 			outs: []Outcome{fwd(NATT, false, att(one(), none, none, none))},
 			want: []want{{NATT, F, report.Dropped, []string{"a firewall on 203.0.113.10 itself drops it, or no IKE gateway listens there"}, ""}},
