@@ -123,6 +123,9 @@ type Outcome struct {
 	ICMP    []ICMPAnswer
 	// PathMTU is the pmtu probe's finding (nil: the search did not run or found nothing).
 	PathMTU *report.PathMTU
+	// FarLocalDrop is a rule of the agent host's own firewall that drops this (forward)
+	// probe after the agent's capture saw it arrive, nil when none does.
+	FarLocalDrop *report.FirewallRule
 }
 
 // smallEcho is the id of the reference probe for icmp-large: a small ICMP echo. It is never
@@ -336,6 +339,13 @@ func judgeObserved(o *Outcome, r report.Result, base *report.Result, what string
 	}
 	if saw {
 		r = judgeSeen(o, r, base, what, subject, arrived)
+		if fw := o.FarLocalDrop; fw != nil && !reverse {
+			// The path delivered it; the far host itself then drops it (its capture is
+			// before its firewall). Still the path's pass, but not a daemon's arrival.
+			r.Detail = strings.TrimSuffix(r.Detail, ".") + fmt.Sprintf("; but the agent's host's own firewall then %ss it (nft %s chain %s, hook %s: %q), so a daemon there never gets it: a local cause at the far end, not the path.",
+				fw.Action, fw.Table, fw.Chain, fw.Hook, fw.Rule)
+			r.Evidence.Extra = fmt.Sprintf("the agent's host's nftables rule %q (%s %s, hook %s) %ss it after the capture", fw.Rule, fw.Table, fw.Chain, fw.Hook, fw.Action)
+		}
 		if e := firstBlocking(o); e != nil {
 			r.Evidence.Extra = fmt.Sprintf("%s also came back from %s, but %s saw the probe arrive", icmpName(e.Type, e.Code), e.From, watcher)
 		}

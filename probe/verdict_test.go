@@ -321,6 +321,21 @@ func TestJudge(t *testing.T) {
 			},
 		},
 		{
+			// Seen on a scratch path: the far host's own input rule dropped UDP 500, the
+			// agent (capturing before that rule) saw every probe: pass, and says so.
+			name: "the agent saw it, its host's own firewall then drops it",
+			outs: []Outcome{
+				with(fwd(IKE, true, att(one(), all(1))), func(o *Outcome) {
+					o.FarLocalDrop = &report.FirewallRule{Table: "inet m", Chain: "min", Hook: "input", Rule: "udp dport 500 drop", Action: "drop"}
+				}),
+				fwd(NATT, true, att(one(), all(1))),
+			},
+			want: []want{
+				{IKE, F, report.Pass, []string{"reached the agent", "the agent's host's own firewall then drops it", "udp dport 500 drop", "not the path"}, ""},
+				{NATT, F, report.Pass, []string{"reached the agent."}, ""},
+			},
+		},
+		{
 			name: "one-ended IKE: silence and nothing from the target's kernel",
 			outs: []Outcome{fwd(NATT, false, att(one(), none, none, none))},
 			want: []want{{NATT, F, report.Dropped, []string{"a firewall on 203.0.113.10 itself drops it, or no IKE gateway listens there"}, ""}},
