@@ -501,7 +501,7 @@ func (s *session) handle(ctx context.Context, f *frame) (msgType, any) {
 			Session:  s.id,
 		}
 		if f := s.r.cfg.LocalDrops; f != nil {
-			h.LocalDrops = f(ctx, s.peer.Addr())
+			h.LocalDrops = f(ctx, s.peer.Addr().Unmap())
 		}
 		return reply, h
 	case msgStartObserving:
