@@ -716,9 +716,14 @@ func blockedByICMP(o *Outcome, r report.Result, e ICMPAnswer, what string) repor
 	}
 	r.Verdict = report.Blocked
 	r.Hop = icmpHop(e)
+	// net/host unreachable (and their "unknown" and source-route forms) from a router: it
+	// could not deliver, which is routing or a dead target, not a filter.
+	undeliverable := e.From != o.Target && (e.Code == ICMPCodeNetUnreach || e.Code == ICMPCodeHostUnreach || e.Code == 5 || e.Code == 6 || e.Code == 7)
 	if o.Direction == report.Reverse {
 		subject := reverseSubject(what)
 		switch {
+		case undeliverable:
+			r.Detail = fmt.Sprintf("%s could not deliver %s (%s), and told the agent so: it has no route toward this host, or this host does not answer on that device's link; a routing problem, not a filter: check the routes toward this host there.", e.From, subject, name)
 		case e.Code == ICMPCodeFragNeeded:
 			r.Detail = fmt.Sprintf("%s cannot forward %s of %d bytes with DF set (next-hop MTU %d), and told the agent so: keep packets under that size or let them be fragmented.", e.From, subject, o.Size, e.MTU)
 		case e.From == o.Target:
@@ -729,6 +734,8 @@ func blockedByICMP(o *Outcome, r report.Result, e ICMPAnswer, what string) repor
 		return r
 	}
 	switch {
+	case undeliverable:
+		r.Detail = fmt.Sprintf("%s could not deliver %s (%s): it has no route toward %s, or %s does not answer on that device's link (down, or a wrong address); a routing problem or a dead target, not a filter: check that the target is up and routed there.", e.From, what, name, o.Target, o.Target)
 	case e.Code == ICMPCodeFragNeeded:
 		r.Detail = fmt.Sprintf("%s cannot forward %s of %d bytes with DF set (next-hop MTU %d): keep packets under that size or let them be fragmented.", e.From, what, o.Size, e.MTU)
 	case e.From == o.Target:

@@ -336,6 +336,23 @@ func TestJudge(t *testing.T) {
 			},
 		},
 		{
+			// Seen in the survey lab test (a target that does not exist): the first router's
+			// host unreachable read "that device's filter blocks it".
+			name: "a router's host unreachable is a delivery failure, not a filter",
+			outs: []Outcome{
+				with(fwd(IKE, false, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 1, vNear, 64)}
+				}),
+				with(rev(ESP, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 0, vNear, 62)}
+				}),
+			},
+			want: []want{
+				{IKE, F, report.Blocked, []string{"198.51.100.1 could not deliver", "host unreachable", "not a filter"}, "198.51.100.1"},
+				{ESP, R, report.Blocked, []string{"198.51.100.1 could not deliver", "network unreachable", "not a filter"}, "198.51.100.1"},
+			},
+		},
+		{
 			name: "one-ended IKE: silence and nothing from the target's kernel",
 			outs: []Outcome{fwd(NATT, false, att(one(), none, none, none))},
 			want: []want{{NATT, F, report.Dropped, []string{"a firewall on 203.0.113.10 itself drops it, or no IKE gateway listens there"}, ""}},
