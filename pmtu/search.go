@@ -222,6 +222,7 @@ type Result struct {
 }
 
 // PathMTU is the result in the report's form: Hop is the last hop the large probe reached
+// (a bracket up to the next hop when that one answers nothing, DESIGN.md's localisation)
 // before it vanished (the router that drops it without ICMP), nil when not localised.
 //
 // The rest says what the MTU rests on: Signalled when the smallest failing size drew a
@@ -247,6 +248,12 @@ func (r *Result) PathMTU() report.PathMTU {
 		h := &report.Hop{TTL: b.Last.TTL}
 		if b.Last.Addr.IsValid() {
 			h.Addr = b.Last.Addr.String()
+		}
+		if !b.Sure && b.Next.TTL > 0 {
+			// The next hop answered nothing (no time-exceeded even for a small probe), so
+			// the large probe may as well die there: a bracket, not Last alone.
+			h.LastReached = &report.Hop{TTL: h.TTL, Addr: h.Addr}
+			h.FirstMissed = &report.Hop{TTL: b.Next.TTL}
 		}
 		p.Hop = h
 	}

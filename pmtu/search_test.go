@@ -386,6 +386,26 @@ func TestDiscoverBounds(t *testing.T) {
 			t.Errorf("PathMTU() = %+v", pm)
 		}
 	})
+	t.Run("quiet next hop", func(t *testing.T) {
+		// Seen on a scratch path: r2 sends no ICMP at all and its link toward the target is
+		// narrow. r1 is the last hop heard from; the drop may be at r2, so the report's hop is
+		// a bracket up to hop 2, not r1 alone.
+		p := &fakePath{clock: &fakeClock{t: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)}, localMTU: 1500,
+			routers: []router{{addr: r1, mtuOut: 1500}, {addr: r2, mtuOut: 1280, silent: true, noTTL: true}},
+			target:  rspA, targetUp: true, hopRTT: 200 * time.Microsecond}
+		res := discover(t, p, Options{})
+		if res.Blackhole == nil || res.Blackhole.Sure || res.Blackhole.Last.TTL != 1 || res.Blackhole.Next.TTL != 2 {
+			t.Fatalf("black hole %+v, want after hop 1, hop 2 silent, not sure", res.Blackhole)
+		}
+		pm := res.PathMTU()
+		h := pm.Hop
+		if h == nil || h.LastReached == nil || h.FirstMissed == nil || h.LastReached.Addr != r1.String() || h.FirstMissed.TTL != 2 || h.FirstMissed.Addr != "" {
+			t.Fatalf("PathMTU().Hop = %+v, want a bracket from hop 1 (%s) to hop 2 (no answer)", h, r1)
+		}
+		if got, want := pm.String(), "1280, black hole between hop 1 (198.51.100.1) and hop 2 (no answer)"; got != want {
+			t.Errorf("PathMTU().String() = %q, want %q", got, want)
+		}
+	})
 	t.Run("not localised", func(t *testing.T) {
 		p := labPath(1300, true)
 		res := discover(t, p, Options{MaxHops: -1})

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/ipsecpath/ipsecpath/report"
 )
 
 // Agent limits and timeouts. Unauthenticated input never costs more than
@@ -163,6 +165,27 @@ type ResponderConfig struct {
 	HandshakeTimeout time.Duration
 	// Now replaces time.Now (tests).
 	Now func() time.Time
+	// LocalDrops, when set, lists this host's own firewall rules that drop probes arriving
+	// from an initiator (AgentLocalDrops); hello tells the initiator, since the capture sees
+	// a probe before those rules do. nil: not checked.
+	LocalDrops func(ctx context.Context, from netip.Addr) []report.FirewallRule
+}
+
+// AgentLocalDrops reads this host's nftables ruleset and returns the rules of its input and
+// prerouting chains certain to drop or reject probes arriving from from (FirewallDropsArriving);
+// nil when nft cannot be read.
+func AgentLocalDrops(ctx context.Context, from netip.Addr) []report.FirewallRule {
+	rs, err := nftRuleset(ctx)
+	if err != nil {
+		return nil
+	}
+	var out []report.FirewallRule
+	for _, r := range FirewallDropsArriving(rs, from, DefaultIDs(DefaultTCPPorts)) {
+		if r.Certain {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Responder is the far-end agent: it serves authenticated control sessions, captures what
@@ -638,6 +661,9 @@ func (s *session) handle(ctx context.Context, f *frame) (msgType, any) {
 			Sender:   s.r.sender() != nil,
 			Clock:    s.r.now().UnixNano(),
 			Session:  s.id,
+		}
+		if f := s.r.cfg.LocalDrops; f != nil {
+			h.LocalDrops = f(ctx, s.peer.Addr().Unmap())
 		}
 		return reply, h
 	case msgStartObserving:

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ipsecpath/ipsecpath/report"
 )
 
 // Client timeouts, used when the caller's context has no earlier deadline.
@@ -110,8 +112,11 @@ type AgentHello struct {
 	Pace     int            // the agent's cap on reverse probes, packets per second
 	Capture  bool           // start-observing works
 	Sender   bool           // send-reverse works
-	Session  string         // the session id in the agent's log
-	Skew     time.Duration  // agent clock minus ours, roughly (half a round trip of error)
+	// LocalDrops are the agent host's own firewall rules that drop our probes after its
+	// capture saw them (a daemon there never gets them); nil from older agents.
+	LocalDrops []report.FirewallRule
+	Session    string        // the session id in the agent's log
+	Skew       time.Duration // agent clock minus ours, roughly (half a round trip of error)
 }
 
 // AgentReport is what the agent captured from us since StartObserving.
@@ -172,7 +177,7 @@ func (a *AgentClient) Hello(ctx context.Context) (*AgentHello, error) {
 	}
 	t1 := time.Now()
 	out := &AgentHello{Protocol: h.Protocol, Version: h.Version, Pace: h.Pace, Capture: h.Capture,
-		Sender: h.Sender, Session: h.Session}
+		Sender: h.Sender, Session: h.Session, LocalDrops: h.LocalDrops}
 	out.Peer, _ = netip.ParseAddrPort(h.Peer)
 	out.Local, _ = netip.ParseAddrPort(h.Local)
 	if h.Clock != 0 {

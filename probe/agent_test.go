@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ipsecpath/ipsecpath/report"
 )
 
 // fakeCapture hands out sources that replay a fixed list of packets, as if captured.
@@ -1186,4 +1188,32 @@ func TestAgentFloodFromOneSourceSparesOthers(t *testing.T) {
 	mu.Lock()
 	t.Logf("%d flood connections opened while the slow initiator waited", len(held))
 	mu.Unlock()
+}
+
+// TestAgentHelloLocalDrops: the agent tells the initiator which of its own host's firewall
+// rules drop probes from it (asked for the initiator's address), and says nothing without
+// the check configured.
+func TestAgentHelloLocalDrops(t *testing.T) {
+	rule := report.FirewallRule{Table: "inet m", Chain: "min", Hook: "input", Rule: "udp dport 500 drop", Action: "drop", Probes: []string{"ike", "ike-frag"}, Certain: true}
+	var asked []netip.Addr
+	fx := startAgent(t, func(c *ResponderConfig) {
+		c.LocalDrops = func(_ context.Context, from netip.Addr) []report.FirewallRule {
+			asked = append(asked, from)
+			return []report.FirewallRule{rule}
+		}
+	})
+	h, err := dial(t, fx.addr, testKey).Hello(context.Background())
+	if err != nil {
+		t.Fatalf("Hello: %v", err)
+	}
+	if len(asked) != 1 || asked[0] != netip.MustParseAddr("127.0.0.1") {
+		t.Errorf("LocalDrops asked for %v, want [127.0.0.1] (the TCP peer)", asked)
+	}
+	if len(h.LocalDrops) != 1 || h.LocalDrops[0].Rule != rule.Rule || len(h.LocalDrops[0].Probes) != 2 {
+		t.Errorf("Hello.LocalDrops = %+v, want [%+v]", h.LocalDrops, rule)
+	}
+	plain := startAgent(t, nil)
+	if h, err := dial(t, plain.addr, testKey).Hello(context.Background()); err != nil || h.LocalDrops != nil {
+		t.Errorf("without LocalDrops: %+v, %v; want none", h, err)
+	}
 }

@@ -167,6 +167,9 @@ type checkRun struct {
 	src     netip.Addr // our address toward the target
 	peer    netip.Addr // our address as the agent sees it (reverse destination)
 	agentIP netip.Addr // the agent's address (reverse source)
+	// farDrops are the agent host's own firewall rules that drop our probes once its
+	// capture has seen them (hello's local_drops).
+	farDrops []report.FirewallRule
 
 	sender *Sender
 	obs    []*Observer
@@ -298,6 +301,7 @@ func (r *checkRun) setup(ctx context.Context) error {
 		r.nat.control(a.conn.LocalAddr(), h.Peer)
 		r.agentIP = h.Local.Addr().Unmap()
 		r.ctlPort = h.Local.Port()
+		r.farDrops = h.LocalDrops
 		if !r.agentIP.IsValid() {
 			r.agentIP = r.cfg.Target
 		}
@@ -426,6 +430,9 @@ func (r *checkRun) plan() {
 		for _, d := range dirs {
 			o := &Outcome{Probe: id, Direction: d, Reference: isRef[id], Target: r.cfg.Target, Observed: r.agent != nil}
 			p := &pending{out: o, reverse: d == report.Reverse}
+			if !p.reverse {
+				o.FarLocalDrop = firstDropOf(r.farDrops, id)
+			}
 			if p.reverse {
 				o.Target = r.peer
 				o.Observed = true
@@ -1174,4 +1181,16 @@ func seenPacket(s *Seen) []byte {
 	binary.BigEndian.PutUint16(b[10:12], ^csumFold(csumAdd(0, b[:ipv4MinHeader])))
 	copy(b[ipv4MinHeader:], s.Head)
 	return b
+}
+
+// firstDropOf returns the first of rules that drops probe id, nil when none does.
+func firstDropOf(rules []report.FirewallRule, id ID) *report.FirewallRule {
+	for i := range rules {
+		for _, p := range rules[i].Probes {
+			if p == string(id) {
+				return &rules[i]
+			}
+		}
+	}
+	return nil
 }

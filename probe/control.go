@@ -13,6 +13,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/ipsecpath/ipsecpath/report"
 )
 
 // The far-end agent's control channel (`ipsecpath responder`, Responder, AgentClient):
@@ -350,6 +352,9 @@ type helloReply struct {
 	Sender   bool   `json:"sender"`   // the agent can send reverse probes
 	Clock    int64  `json:"clock_ns"` // the agent's clock when it answered (Unix ns)
 	Session  string `json:"session"`  // short session id the agent logs
+	// LocalDrops are the agent host's own firewall rules that drop probes arriving from
+	// the initiator (after the agent's capture saw them); absent from older agents.
+	LocalDrops []report.FirewallRule `json:"local_drops,omitempty"`
 }
 
 // observeReply answers start-observing.

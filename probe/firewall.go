@@ -54,6 +54,23 @@ var nftPorts = map[string]int{"isakmp": 500, "ipsec-nat-t": 4500, "l2f": 1701, "
 // toward target (or their answers), and chains whose policy is drop. A rule with matches
 // it does not evaluate (interfaces, conntrack state, marks, …) is returned as not Certain.
 func FirewallDrops(ruleset string, target netip.Addr, probes []ID) []report.FirewallRule {
+	return firewallDrops(ruleset, target, probes, false)
+}
+
+// FirewallDropsArriving is FirewallDrops on the receiving host (the agent's): the rules of
+// its input and prerouting filter chains that drop or reject the probes as they arrive from
+// from (destination port the probe's, source address from), and such chains whose policy is
+// drop. The capture sees a probe before these chains: a probe can reach the agent and still
+// never reach a daemon on that host.
+func FirewallDropsArriving(ruleset string, from netip.Addr, probes []ID) []report.FirewallRule {
+	return firewallDrops(ruleset, from, probes, true)
+}
+
+func firewallDrops(ruleset string, peer netip.Addr, probes []ID, arriving bool) []report.FirewallRule {
+	hookOK := relevantHook
+	if arriving {
+		hookOK = func(h string) bool { return h == "input" || h == "prerouting" }
+	}
 	var out []report.FirewallRule
 	var table, chain, hook string
 	depth := 0
@@ -91,17 +108,17 @@ func FirewallDrops(ruleset string, target netip.Addr, probes []ID) []report.Fire
 				if f[i] == "hook" {
 					hook = f[i+1]
 				}
-				if f[i] == "policy" && f[i+1] == "drop" && relevantHook(hook) {
+				if f[i] == "policy" && f[i+1] == "drop" && hookOK(hook) {
 					out = append(out, report.FirewallRule{Table: table, Chain: chain, Hook: hook, Rule: "policy drop", Action: "drop",
 						Probes: idStrings(probes), Certain: false})
 				}
 			}
 			continue
 		}
-		if !relevantHook(hook) {
+		if !hookOK(hook) {
 			continue
 		}
-		if r, ok := judgeNftRule(line, hook, target, probes); ok {
+		if r, ok := judgeNftRule(line, hook, peer, probes, arriving); ok {
 			r.Table, r.Chain, r.Hook = table, chain, hook
 			out = append(out, r)
 		}
@@ -121,8 +138,10 @@ func idStrings(ids []ID) []string {
 	return s
 }
 
-// judgeNftRule evaluates one rule line against the probes.
-func judgeNftRule(line, hook string, target netip.Addr, probes []ID) (report.FirewallRule, bool) {
+// judgeNftRule evaluates one rule line against the probes: as the sender sees them (target
+// the probes' destination; inbound hooks see the answers), or, arriving, as the receiving
+// host's inbound hooks see the probes themselves (target then the probes' source).
+func judgeNftRule(line, hook string, target netip.Addr, probes []ID, arriving bool) (report.FirewallRule, bool) {
 	toks := nftTokens(line)
 	action := ""
 	for _, t := range toks {
@@ -183,8 +202,12 @@ func judgeNftRule(line, hook string, target netip.Addr, probes []ID) (report.Fir
 				if t != "th" {
 					proto = nftProtos[t]
 				}
-				// outbound the probe's destination port; inbound the answer's source port
+				// outbound the probe's destination port; inbound the answer's source port, or
+				// the probe's destination port when it is the probe that arrives
 				relevant := (which == "dport") != inbound
+				if arriving {
+					relevant = which == "dport"
+				}
 				conds = append(conds, func(p wirePacket) bool {
 					if (proto != 0 && p.proto != proto) || (proto == 0 && p.proto != ProtoTCP && p.proto != ProtoUDP) {
 						return false
@@ -207,6 +230,9 @@ func judgeNftRule(line, hook string, target netip.Addr, probes []ID) (report.Fir
 					i++
 					addrs := next()
 					relevant := (which == "daddr") != inbound
+					if arriving {
+						relevant = which == "saddr"
+					}
 					conds = append(conds, func(wirePacket) bool { return relevant && nftAddrIn(target, addrs) })
 					continue
 				case "frag-off":
@@ -228,6 +254,12 @@ func judgeNftRule(line, hook string, target netip.Addr, probes []ID) (report.Fir
 						return false
 					}
 					for _, ty := range types {
+						if arriving {
+							if p.proto == ProtoICMP && p.echo && ty == "echo-request" {
+								return true
+							}
+							continue
+						}
 						if (!inbound && ty == "echo-request") || (inbound && (ty == "echo-reply" || ty == "destination-unreachable")) {
 							return true
 						}

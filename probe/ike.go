@@ -664,6 +664,34 @@ func readICMPError(c *net.UDPConn) *report.ICMP {
 }
 
 // icmpText names the ICMP errors an IKE probe meets.
+// IKEICMPMeaning says what an ICMP error that came back instead of an IKE answer means, from
+// who sent it (the target itself or another device) and its type and code: only a port or
+// protocol unreachable from the target says that nothing listens there, only a rejection
+// says a filter, and a routing or size error says neither.
+func IKEICMPMeaning(target string, ic *report.ICMP) string {
+	if ic == nil {
+		return "an ICMP error came back, its sender not recorded"
+	}
+	fromTarget := ic.From == target
+	switch {
+	case ic.Type == 3 && (ic.Code == 2 || ic.Code == 3) && fromTarget:
+		return "the target itself answered: the path carries IKE, but nothing listens for it there"
+	case ic.Type == 3 && (ic.Code == 9 || ic.Code == 10 || ic.Code == 13) && fromTarget:
+		return "the target's own firewall rejects it (administratively prohibited): the path carries IKE up to the target"
+	case ic.Type == 3 && (ic.Code == 2 || ic.Code == 3 || ic.Code == 9 || ic.Code == 10 || ic.Code == 13):
+		return fmt.Sprintf("a device on the path (%s) rejects IKE: its filter blocks it", ic.From)
+	case ic.Type == 3 && ic.Code == 4:
+		return fmt.Sprintf("%s cannot forward a request this large with DF set (next-hop MTU %d): a path MTU limit, not a refusal", ic.From, ic.MTU)
+	case ic.Type == 3:
+		return fmt.Sprintf("%s cannot deliver it (%s): no route toward the target there, or the target does not answer on its link; not a refusal of IKE", ic.From, icmpText(ic))
+	case ic.Type == 11 && ic.Code == 1:
+		return fmt.Sprintf("%s got only part of the fragmented request (reassembly timed out): fragments are lost on the way", ic.From)
+	case ic.Type == 11:
+		return fmt.Sprintf("the request's TTL ran out at %s: a routing loop, or a path longer than the TTL; not a refusal of IKE", ic.From)
+	}
+	return fmt.Sprintf("%s answered with ICMP type %d code %d", ic.From, ic.Type, ic.Code)
+}
+
 func icmpText(ic *report.ICMP) string {
 	if ic.Type == 3 {
 		switch ic.Code {

@@ -562,7 +562,7 @@ func ikeResultToReport(probe, target string, x IKEResult) report.Result {
 	case IKEUnreachable:
 		if x.ICMP != nil && x.ICMP.From == target {
 			res.Verdict = report.Pass
-			res.Detail = fmt.Sprintf("%s: the target answered ICMP %s: nothing listens for IKE there", x.Name(), icmpText(x.ICMP))
+			res.Detail = fmt.Sprintf("%s: ICMP %s from the target: %s", x.Name(), icmpText(x.ICMP), IKEICMPMeaning(target, x.ICMP))
 		} else {
 			res.Verdict = report.Blocked
 			from, what := "?", "error"
@@ -570,7 +570,7 @@ func ikeResultToReport(probe, target string, x IKEResult) report.Result {
 				from, what = x.ICMP.From, icmpText(x.ICMP)
 				res.Hop = &report.Hop{Addr: from}
 			}
-			res.Detail = fmt.Sprintf("%s blocked: ICMP %s from %s", x.Name(), what, from)
+			res.Detail = fmt.Sprintf("%s blocked: ICMP %s from %s: %s", x.Name(), what, from, IKEICMPMeaning(target, x.ICMP))
 		}
 	case IKEGatewaySilent:
 		if x.Arrived() {

@@ -360,3 +360,37 @@ func TestMarkGatewaySilence(t *testing.T) {
 		t.Errorf("4500: %s %q", res.Verdict, res.Detail)
 	}
 }
+
+// TestIKEICMPMeaning: what an ICMP error in answer to an IKE request is said to mean depends
+// on who sent it and its code. Seen on a scratch path: every error from another device read
+// "a router on the path refuses IKE", also a host unreachable or a fragmentation-needed.
+func TestIKEICMPMeaning(t *testing.T) {
+	const target, router = "203.0.113.130", "198.51.100.129"
+	for _, c := range []struct {
+		ic   *report.ICMP
+		want []string
+		not  []string
+	}{
+		{&report.ICMP{Type: 3, Code: 3, From: target}, []string{"nothing listens"}, []string{"firewall"}},
+		{&report.ICMP{Type: 3, Code: 13, From: target}, []string{"target's own firewall"}, []string{"nothing listens"}},
+		{&report.ICMP{Type: 3, Code: 3, From: router}, []string{"device on the path (198.51.100.129)", "filter"}, []string{"nothing listens"}},
+		{&report.ICMP{Type: 3, Code: 13, From: router}, []string{"device on the path", "filter"}, nil},
+		{&report.ICMP{Type: 3, Code: 1, From: router}, []string{"cannot deliver", "host unreachable", "not a refusal"}, []string{"filter", "rejects"}},
+		{&report.ICMP{Type: 3, Code: 4, From: router, MTU: 1280}, []string{"1280", "path MTU", "not a refusal"}, []string{"filter", "rejects"}},
+		{&report.ICMP{Type: 11, Code: 0, From: router}, []string{"TTL ran out", "not a refusal"}, []string{"filter"}},
+		{&report.ICMP{Type: 11, Code: 1, From: target}, []string{"only part", "fragments"}, []string{"nothing listens"}},
+		{nil, []string{"not recorded"}, nil},
+	} {
+		got := IKEICMPMeaning(target, c.ic)
+		for _, w := range c.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%+v: %q lacks %q", c.ic, got, w)
+			}
+		}
+		for _, n := range c.not {
+			if strings.Contains(got, n) {
+				t.Errorf("%+v: %q claims %q", c.ic, got, n)
+			}
+		}
+	}
+}

@@ -200,15 +200,15 @@ func (lr *ladderRun) routeRungs(ctx context.Context, dst netip.Addr, what string
 		return r, nil
 	}
 	rt := routes[0]
-	dev := ""
-	if link, err := netlink.LinkByIndex(rt.LinkIndex); err == nil {
-		dev = link.Attrs().Name
+	dev := "" // " on interface NAME", when the kernel names it
+	if link, err := netlink.LinkByIndex(rt.LinkIndex); err == nil && link.Attrs().Name != "" {
+		dev = " on interface " + link.Attrs().Name
 	}
 	gw, ok := netip.AddrFromSlice(rt.Gw)
 	src, _ := netip.AddrFromSlice(rt.Src)
 	r.Verdict = report.RungPass
 	if !ok || !gw.IsValid() || gw.IsUnspecified() {
-		r.Detail = capitalize(fmt.Sprintf("%s is on-link on %s (source %s): no gateway between.", what, dev, src.Unmap()))
+		r.Detail = capitalize(fmt.Sprintf("%s is on-link%s (source %s): no gateway between.", what, dev, src.Unmap()))
 		return r, nil
 	}
 	gw = gw.Unmap()
@@ -216,7 +216,7 @@ func (lr *ladderRun) routeRungs(ctx context.Context, dst netip.Addr, what string
 	if isDefaultGateway(gw) {
 		kind = "default gateway"
 	}
-	r.Detail = capitalize(fmt.Sprintf("%s is reached via the %s %s on %s (source %s).", what, kind, gw, dev, src.Unmap()))
+	r.Detail = capitalize(fmt.Sprintf("%s is reached via the %s %s%s (source %s).", what, kind, gw, dev, src.Unmap()))
 	g := lr.probeAddr(ctx, "gateway", gw)
 	if g.Verdict.Failed() {
 		g.Detail = fmt.Sprintf("The %s %s %s", kind, gw, strings.TrimPrefix(g.Detail, gw.String()+" "))

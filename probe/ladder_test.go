@@ -312,3 +312,41 @@ func FuzzParseAAnswer(f *testing.F) {
 		}
 	})
 }
+
+// TestFirewallDropsArriving: the agent's host judged as the receiver. Seen on a scratch path:
+// the far host's own input rule "udp dport 500 drop" let every IKE probe reach the agent's
+// capture (which sees packets before the input chain) while a daemon there got none.
+func TestFirewallDropsArriving(t *testing.T) {
+	from := netip.MustParseAddr("198.51.100.130")
+	const far = `table inet m {
+	chain min {
+		type filter hook input priority filter; policy accept;
+		ct state established,related accept
+		udp dport 500 counter packets 1 bytes 31 drop
+		udp sport 4500 drop
+		ip saddr 198.51.100.128/29 ip protocol esp drop
+		ip saddr 192.0.2.0/24 ip protocol ah drop
+		icmp type echo-request drop
+	}
+	chain mout {
+		type filter hook output priority filter; policy accept;
+		udp dport 4500 drop
+	}
+}
+`
+	got := map[string][]string{}
+	for _, r := range FirewallDropsArriving(far, from, DefaultIDs(nil)) {
+		sort.Strings(r.Probes)
+		if r.Certain {
+			got[r.Rule] = r.Probes
+		}
+	}
+	want := map[string][]string{
+		"udp dport 500 counter packets 1 bytes 31 drop":   {"ike", "ike-frag"},
+		"ip saddr 198.51.100.128/29 ip protocol esp drop": {"esp", "esp-frag"},
+		"icmp type echo-request drop":                     {"icmp-large", "pmtu"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("arriving drops:\n got %v\nwant %v", got, want)
+	}
+}

@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -122,6 +123,9 @@ type Outcome struct {
 	ICMP    []ICMPAnswer
 	// PathMTU is the pmtu probe's finding (nil: the search did not run or found nothing).
 	PathMTU *report.PathMTU
+	// FarLocalDrop is a rule of the agent host's own firewall that drops this (forward)
+	// probe after the agent's capture saw it arrive, nil when none does.
+	FarLocalDrop *report.FirewallRule
 }
 
 // smallEcho is the id of the reference probe for icmp-large: a small ICMP echo. It is never
@@ -166,6 +170,7 @@ func Judge(outs []Outcome) []report.Result {
 		}
 		all[i] = r
 	}
+	echoOnly(outs, all)
 	forward := make(map[ID]report.Verdict, len(outs))
 	for i, r := range all {
 		if outs[i].Direction != report.Reverse {
@@ -183,6 +188,29 @@ func Judge(outs []Outcome) []report.Result {
 		}
 	}
 	return res
+}
+
+// echoOnly rewrites the detail of a path MTU search that got no answer even to its smallest
+// echo when other probes of the same direction passed in this run: the far end is up and
+// routed, so it is ICMP echo that does not come through, not "host down or no route".
+func echoOnly(outs []Outcome, all []report.Result) {
+	passed := map[report.Direction]string{}
+	for i, r := range all {
+		if r.Verdict == report.Pass && outs[i].Probe != PMTU && !outs[i].Reference && passed[r.Direction] == "" {
+			passed[r.Direction] = r.Probe
+		}
+	}
+	for i := range all {
+		o, r := &outs[i], &all[i]
+		if o.Probe != PMTU || r.Verdict != report.Error || !errors.Is(o.Err, pmtu.ErrNoAnswer) || passed[r.Direction] == "" {
+			continue
+		}
+		if r.Direction == report.Reverse {
+			r.Detail = fmt.Sprintf("The path MTU search toward us (the agent's DF echoes) could not run: none of the agent's smallest DF echoes (%d bytes) arrived here, yet the agent's %s did: ICMP echo is filtered on the way back (or by this host's firewall), not the route; the forward search or 'ipsecpath pmtu --proto udp' with the agent measures without echo.", pmtu.DefaultMin, passed[r.Direction])
+			continue
+		}
+		r.Detail = fmt.Sprintf("The path MTU search could not run: not even its smallest echo (%d bytes) was answered, yet %s reached the far end in this run: ICMP echo is filtered on the way (or at the target), the host is up and routed; 'ipsecpath pmtu --proto tcp' (or --proto udp with --agent) measures the path MTU without echo.", pmtu.DefaultMin, passed[r.Direction])
+	}
 }
 
 // initialTTL guesses the TTL a packet left its sender with from the TTL it arrived with:
@@ -206,11 +234,31 @@ type targetTTL struct {
 	ttl  uint8  // the TTL they arrived with
 	hops int    // routers crossed
 	from string // which probe's answer it is
+	// kernelError names a forward probe the target's kernel answered with ICMP port or
+	// protocol unreachable ("ike: ICMP port unreachable"), "" when none was: that kernel
+	// rate-limits its ICMP errors, so another probe's silence may be its, not the path's.
+	kernelError string
 }
 
 // hopsFromTarget finds a forward answer that certainly came from the target itself: an IKE
 // response, an echo reply, a SYN-ACK, or the target's own ICMP protocol/port unreachable.
 func hopsFromTarget(outs []Outcome) targetTTL {
+	t := hopsFromTargetTTL(outs)
+	for _, o := range outs {
+		if o.Direction != report.Forward || o.Reference {
+			continue
+		}
+		for _, e := range o.ICMP {
+			if e.From == o.Target && e.Type == icmpUnreach && (e.Code == ICMPCodeProtoUnreach || e.Code == ICMPCodePortUnreach) {
+				t.kernelError = string(o.Probe) + ": " + icmpName(e.Type, e.Code)
+				return t
+			}
+		}
+	}
+	return t
+}
+
+func hopsFromTargetTTL(outs []Outcome) targetTTL {
 	for _, o := range outs {
 		if o.Direction != report.Forward {
 			continue
@@ -291,6 +339,13 @@ func judgeObserved(o *Outcome, r report.Result, base *report.Result, what string
 	}
 	if saw {
 		r = judgeSeen(o, r, base, what, subject, arrived)
+		if fw := o.FarLocalDrop; fw != nil && !reverse {
+			// The path delivered it; the far host itself then drops it (its capture is
+			// before its firewall). Still the path's pass, but not a daemon's arrival.
+			r.Detail = strings.TrimSuffix(r.Detail, ".") + fmt.Sprintf("; but the agent's host's own firewall then %ss it (nft %s chain %s, hook %s: %q), so a daemon there never gets it: a local cause at the far end, not the path.",
+				fw.Action, fw.Table, fw.Chain, fw.Hook, fw.Rule)
+			r.Evidence.Extra = fmt.Sprintf("the agent's host's nftables rule %q (%s %s, hook %s) %ss it after the capture", fw.Rule, fw.Table, fw.Chain, fw.Hook, fw.Action)
+		}
 		if e := firstBlocking(o); e != nil {
 			r.Evidence.Extra = fmt.Sprintf("%s also came back from %s, but %s saw the probe arrive", icmpName(e.Type, e.Code), e.From, watcher)
 		}
@@ -554,6 +609,9 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 		return r
 	case o.Probe.isESPorAH():
 		if base != nil && base.Verdict == report.Pass {
+			if kernelErrorOnly(base) {
+				return silentBesideKernelError(o, r, base)
+			}
 			r.Verdict = report.FragDropped
 			r.Evidence.Inferred = "compared with the unfragmented form, which the target's kernel answered"
 			r.Detail = fmt.Sprintf("%s got no answer while %s did: a device on the path drops IP fragments, one way or the other; %s.", fragSubject(o), baseName(base), fragAdvice(o.Probe))
@@ -564,6 +622,20 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 		return r
 	}
 	r.Evidence.Inferred = "no answer from the target within the timeout"
+	if base != nil && (base.Verdict == report.Dropped || base.Verdict == report.Blocked) {
+		// Whatever stopped the unfragmented form explains this silence: say so, not the
+		// generic causes (the hop is the base's, not observed for this probe: not copied).
+		at := ""
+		if base.Hop != nil {
+			at = ", " + base.Hop.String()
+		}
+		r.Verdict = report.Dropped
+		r.Detail = fmt.Sprintf("No answer to %s, and %s failed too (%s%s): what stops the small form stops this one, whatever its size; see that row.", what, baseName(base), base.Verdict, at)
+		return r
+	}
+	if base != nil && base.Verdict == report.Pass && kernelErrorOnly(base) {
+		return silentBesideKernelError(o, r, base)
+	}
 	if base != nil && base.Verdict == report.Pass {
 		r.Verdict = report.FragDropped
 		r.Detail = fmt.Sprintf("%s got no answer while %s did: a device on the path drops IP fragments, one way or the other; %s.", fragSubject(o), baseName(base), fragAdvice(o.Probe))
@@ -573,9 +645,30 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 	switch {
 	case o.Probe.isTCP():
 		r.Detail = fmt.Sprintf("No SYN-ACK, RST or ICMP came back for %s: a host answers a SYN either way, so the path or a host firewall drops it; %s.", what, permitAdvice(o.Probe))
+	case ref.kernelError != "" && (o.Probe.Unfragmented() == IKE || o.Probe.Unfragmented() == NATT):
+		r.Detail = fmt.Sprintf("No answer to %s, while the target's kernel answered %s: the path or a firewall on the target may drop it, or nothing listens there either and the target's kernel sent no more ICMP errors for now (kernels rate-limit them; Linux sends about one a second after a burst of six). Run with --agent to tell them apart.", what, ref.kernelError)
 	default:
-		r.Detail = fmt.Sprintf("No answer to %s: the path drops it, or no IKE gateway listens at %s (run with --agent to tell them apart).", what, o.Target)
+		r.Detail = fmt.Sprintf("No answer to %s: the path or a firewall on %s itself drops it, or no IKE gateway listens there (run with --agent to tell them apart).", what, o.Target)
 	}
+	return r
+}
+
+// kernelErrorOnly reports whether a one-ended pass rests on the target kernel's ICMP
+// port/protocol unreachable alone, not on an answer from a service.
+func kernelErrorOnly(base *report.Result) bool {
+	return base.Evidence.ICMP != nil && base.Evidence.Answer == ""
+}
+
+// silentBesideKernelError decides a fragmented probe that got no answer while its small form
+// got only the target kernel's ICMP error. Kernels rate-limit ICMP errors per destination
+// (Linux: about one a second after a burst of six), so that silence is as well explained by
+// the target holding back its next ICMP error as by fragments lost on the path: dropped, not
+// frag-dropped, and the detail says both.
+func silentBesideKernelError(o *Outcome, r report.Result, base *report.Result) report.Result {
+	r.Verdict = report.Dropped
+	r.Evidence.Inferred = "no answer from the target within the timeout; the unfragmented form got only the target kernel's ICMP error, which kernels rate-limit"
+	r.Detail = fmt.Sprintf("%s got no answer while %s got %s from the target's kernel: either IP fragments are lost on the path, or the target's kernel sent no more ICMP errors for now (kernels rate-limit them; Linux sends about one a second after a burst of six). Run with --agent to tell them apart.",
+		fragSubject(o), baseName(base), icmpName(uint8(base.Evidence.ICMP.Type), uint8(base.Evidence.ICMP.Code)))
 	return r
 }
 
@@ -596,7 +689,7 @@ func judgeRST(o *Outcome, r report.Result, rst Reply, what string, ref targetTTL
 		r.Evidence.Inferred = fmt.Sprintf("RST arrived with TTL %d (%d hops away), the target's own answers (%s) with TTL %d (%d hops): the RST came from a device %d hop(s) closer",
 			rst.TTL, hops, ref.from, ref.ttl, ref.hops, ref.hops-hops)
 		r.Hop = estimatedHop(rst.TTL)
-		r.Detail = fmt.Sprintf("A TCP reset for %s came in the target's name from a device %d hop(s) before it (about hop %d: its TTL gives it away, an estimate), not from the target: a firewall on the path rejects it; permit it there.",
+		r.Detail = fmt.Sprintf("A TCP reset for %s came in the target's name from a device %d hop(s) before it (about hop %d: its TTL gives it away, an estimate), not from the target: a device on the path (a firewall, IPS or router filter) resets it; permit it there.",
 			what, ref.hops-hops, r.Hop.TTL)
 		return r
 	}
@@ -623,9 +716,14 @@ func blockedByICMP(o *Outcome, r report.Result, e ICMPAnswer, what string) repor
 	}
 	r.Verdict = report.Blocked
 	r.Hop = icmpHop(e)
+	// net/host unreachable (and their "unknown" and source-route forms) from a router: it
+	// could not deliver, which is routing or a dead target, not a filter.
+	undeliverable := e.From != o.Target && (e.Code == ICMPCodeNetUnreach || e.Code == ICMPCodeHostUnreach || e.Code == 5 || e.Code == 6 || e.Code == 7)
 	if o.Direction == report.Reverse {
 		subject := reverseSubject(what)
 		switch {
+		case undeliverable:
+			r.Detail = fmt.Sprintf("%s could not deliver %s (%s), and told the agent so: it has no route toward this host, or this host does not answer on that device's link; a routing problem, not a filter: check the routes toward this host there.", e.From, subject, name)
 		case e.Code == ICMPCodeFragNeeded:
 			r.Detail = fmt.Sprintf("%s cannot forward %s of %d bytes with DF set (next-hop MTU %d), and told the agent so: keep packets under that size or let them be fragmented.", e.From, subject, o.Size, e.MTU)
 		case e.From == o.Target:
@@ -636,6 +734,8 @@ func blockedByICMP(o *Outcome, r report.Result, e ICMPAnswer, what string) repor
 		return r
 	}
 	switch {
+	case undeliverable:
+		r.Detail = fmt.Sprintf("%s could not deliver %s (%s): it has no route toward %s, or %s does not answer on that device's link (down, or a wrong address); a routing problem or a dead target, not a filter: check that the target is up and routed there.", e.From, what, name, o.Target, o.Target)
 	case e.Code == ICMPCodeFragNeeded:
 		r.Detail = fmt.Sprintf("%s cannot forward %s of %d bytes with DF set (next-hop MTU %d): keep packets under that size or let them be fragmented.", e.From, what, o.Size, e.MTU)
 	case e.From == o.Target:
@@ -675,7 +775,10 @@ func judgePMTU(o *Outcome, r report.Result) report.Result {
 	case p.Blackhole:
 		r.Verdict = report.Dropped
 		at := ""
-		if p.Hop != nil && p.Hop.Addr != "" {
+		switch {
+		case p.Hop != nil && p.Hop.FirstMissed != nil:
+			at = " " + p.Hop.String() // the next hop answers nothing: the drop may be there
+		case p.Hop != nil && p.Hop.Addr != "":
 			at = fmt.Sprintf(" after hop %d (%s)", p.Hop.TTL, p.Hop.Addr)
 		}
 		if reverse {

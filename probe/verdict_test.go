@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -256,9 +257,105 @@ func TestJudge(t *testing.T) {
 			},
 			want: []want{
 				{ESP, F, report.Pass, []string{"protocol unreachable"}, ""},
-				{ESPFrag, F, report.FragDropped, nil, ""},
+				// kernels rate-limit ICMP errors: the silence may be the target's, not a lost fragment
+				{ESPFrag, F, report.Dropped, []string{"protocol unreachable from the target's kernel", "rate-limit", "--agent"}, ""},
 				{AH, F, report.Skipped, []string{"without an agent", "--agent"}, ""},
 			},
+		},
+		{
+			// Seen on a clean scratch path: the target's kernel answered ike and natt with port
+			// unreachable, then held back the next ones (its ICMP rate limit), so the -frag forms
+			// got nothing although every fragment arrived.
+			name: "one-ended UDP: only a kernel port unreachable for the small form, the -frag form silent",
+			outs: []Outcome{
+				with(fwd(NATT, false, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 3, vTarget, 61)}
+				}),
+				fwd(NATTFrag, false, att(frags(3), none, none, none)),
+				with(fwd(IKE, false, att(one(), none)), func(o *Outcome) {
+					o.Replies = []Reply{{Kind: AnswerIKE, From: vTarget, TTL: 61}}
+				}),
+				fwd(IKEFrag, false, att(frags(3), none, none, none)),
+			},
+			want: []want{
+				{NATT, F, report.Pass, []string{"port unreachable"}, ""},
+				{NATTFrag, F, report.Dropped, []string{"port unreachable from the target's kernel", "rate-limit", "--agent"}, ""},
+				{IKE, F, report.Pass, nil, ""},
+				// a service's own answer is not rate-limited like the kernel's ICMP errors
+				{IKEFrag, F, report.FragDropped, []string{"drops IP fragments"}, ""},
+			},
+		},
+		{
+			// Seen on a scratch path: ike got the target kernel's port unreachable, natt (sent
+			// right after) got nothing although it arrived: the kernel's ICMP rate limit.
+			name: "one-ended IKE: silence beside another probe's kernel port unreachable",
+			outs: []Outcome{
+				with(fwd(IKE, false, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 3, vTarget, 61)}
+				}),
+				fwd(NATT, false, att(one(), none, none, none)),
+			},
+			want: []want{
+				{IKE, F, report.Pass, []string{"port unreachable"}, ""},
+				{NATT, F, report.Dropped, []string{"ike: ICMP port unreachable", "rate-limit", "--agent"}, ""},
+			},
+		},
+		{
+			// Seen on a scratch path: r1 rejects UDP 4500 (natt blocked there) but sends no ICMP
+			// for a first fragment (its reject cannot verify a fragment's UDP checksum), and the
+			// target's kernel answered ike: natt-frag's silence is natt's filter, not the rest.
+			name: "one-ended: the -frag form silent, its small form blocked by a router",
+			outs: []Outcome{
+				with(fwd(IKE, false, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 3, vTarget, 61)}
+				}),
+				with(fwd(NATT, false, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 3, vNear, 64)}
+				}),
+				fwd(NATTFrag, false, att(frags(3), none, none, none)),
+			},
+			want: []want{
+				{IKE, F, report.Pass, nil, ""},
+				{NATT, F, report.Blocked, []string{"198.51.100.1"}, "198.51.100.1"},
+				{NATTFrag, F, report.Dropped, []string{"(natt) failed too (blocked, hop 1 (198.51.100.1))", "see that row"}, ""},
+			},
+		},
+		{
+			// Seen on a scratch path: the far host's own input rule dropped UDP 500, the
+			// agent (capturing before that rule) saw every probe: pass, and says so.
+			name: "the agent saw it, its host's own firewall then drops it",
+			outs: []Outcome{
+				with(fwd(IKE, true, att(one(), all(1))), func(o *Outcome) {
+					o.FarLocalDrop = &report.FirewallRule{Table: "inet m", Chain: "min", Hook: "input", Rule: "udp dport 500 drop", Action: "drop"}
+				}),
+				fwd(NATT, true, att(one(), all(1))),
+			},
+			want: []want{
+				{IKE, F, report.Pass, []string{"reached the agent", "the agent's host's own firewall then drops it", "udp dport 500 drop", "not the path"}, ""},
+				{NATT, F, report.Pass, []string{"reached the agent."}, ""},
+			},
+		},
+		{
+			// Seen in the survey lab test (a target that does not exist): the first router's
+			// host unreachable read "that device's filter blocks it".
+			name: "a router's host unreachable is a delivery failure, not a filter",
+			outs: []Outcome{
+				with(fwd(IKE, false, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 1, vNear, 64)}
+				}),
+				with(rev(ESP, att(one(), none)), func(o *Outcome) {
+					o.ICMP = []ICMPAnswer{ica(3, 0, vNear, 62)}
+				}),
+			},
+			want: []want{
+				{IKE, F, report.Blocked, []string{"198.51.100.1 could not deliver", "host unreachable", "not a filter"}, "198.51.100.1"},
+				{ESP, R, report.Blocked, []string{"198.51.100.1 could not deliver", "network unreachable", "not a filter"}, "198.51.100.1"},
+			},
+		},
+		{
+			name: "one-ended IKE: silence and nothing from the target's kernel",
+			outs: []Outcome{fwd(NATT, false, att(one(), none, none, none))},
+			want: []want{{NATT, F, report.Dropped, []string{"a firewall on 203.0.113.10 itself drops it, or no IKE gateway listens there"}, ""}},
 		},
 		{
 			name: "one-ended reassembly timeout from the target: first fragment arrived",
@@ -397,6 +494,50 @@ func TestJudge(t *testing.T) {
 				o.PathMTU = &report.PathMTU{MTU: 1300, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "203.0.113.1"}}
 			})},
 			want: []want{{PMTU, R, report.Dropped, []string{"black hole on the way back after hop 1 (203.0.113.1)", "1300"}, "203.0.113.1"}},
+		},
+		{
+			// Seen on a scratch path whose first router drops ICMP echo requests both ways:
+			// the search's error said "host down, ICMP echo filtered, or no route" beside
+			// probes that reached the agent.
+			name: "pmtu: no echo answered, while other probes arrived both ways",
+			outs: []Outcome{
+				fwd(ESP, true, att(one(), all(1))),
+				with(fwd(PMTU, true, nil), func(o *Outcome) {
+					o.Err = fmt.Errorf("%w (576 bytes, 3 tries, 1s each): host down, ICMP echo filtered, or no route", pmtu.ErrNoAnswer)
+				}),
+				rev(ESP, att(one(), all(1))),
+				with(rev(PMTU, nil), func(o *Outcome) { o.Err = fmt.Errorf("wrapped: %w", pmtu.ErrNoAnswer) }),
+				with(rev(AH, nil), func(o *Outcome) { o.Err = fmt.Errorf("wrapped: %w", pmtu.ErrNoAnswer) }),
+			},
+			want: []want{
+				{ESP, F, report.Pass, nil, ""},
+				{PMTU, F, report.Error, []string{"esp reached the far end", "ICMP echo is filtered", "--proto tcp"}, ""},
+				{ESP, R, report.Pass, nil, ""},
+				{PMTU, R, report.Error, []string{"the agent's esp did", "filtered on the way back"}, ""},
+				{AH, R, report.Error, []string{"could not run"}, ""},
+			},
+		},
+		{
+			name: "pmtu: no echo answered and nothing else arrived",
+			outs: []Outcome{
+				fwd(ESP, true, att(one(), none, none, none)),
+				with(fwd(PMTU, true, nil), func(o *Outcome) {
+					o.Err = fmt.Errorf("%w (576 bytes, 3 tries, 1s each): host down, ICMP echo filtered, or no route", pmtu.ErrNoAnswer)
+				}),
+			},
+			want: []want{
+				{ESP, F, report.Dropped, nil, ""},
+				{PMTU, F, report.Error, []string{"host down, ICMP echo filtered, or no route"}, ""},
+			},
+		},
+		{
+			// Seen on a scratch path: hop 2 sends no ICMP at all, so the drop may be there.
+			name: "pmtu: a black hole whose next hop answers nothing is bracketed",
+			outs: []Outcome{with(fwd(PMTU, true, nil), func(o *Outcome) {
+				o.PathMTU = &report.PathMTU{MTU: 1280, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "198.51.100.1",
+					LastReached: &report.Hop{TTL: 1, Addr: "198.51.100.1"}, FirstMissed: &report.Hop{TTL: 2}}}
+			})},
+			want: []want{{PMTU, F, report.Dropped, []string{"black hole between hop 1 (198.51.100.1) and hop 2 (no answer)", "1280"}, "198.51.100.1"}},
 		},
 		{
 			// reverse-mtu-blackhole: forward the narrow link signals, back it black-holes. The

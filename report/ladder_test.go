@@ -12,7 +12,7 @@ func stoppedReport() *Report {
 	r := New("203.0.113.10", "", time.Date(2026, 11, 29, 22, 0, 0, 0, time.UTC))
 	r.Ladder = &Ladder{Target: "203.0.113.10", Rungs: []Rung{
 		{Rung: "loopback", Addr: "127.0.0.1", Verdict: RungPass, Detail: "127.0.0.1 answers ICMP echo (0.1 ms)."},
-		{Rung: "route", Addr: "203.0.113.10", Verdict: RungPass, Detail: "203.0.113.10 is reached via the default gateway 198.51.100.1 on wan0."},
+		{Rung: "route", Addr: "203.0.113.10", Verdict: RungPass, Detail: "203.0.113.10 is reached via the default gateway 198.51.100.1 on interface wan0."},
 		{Rung: "gateway", Addr: "198.51.100.1", Verdict: RungDead, Detail: "The default gateway 198.51.100.1 does not answer."},
 	}, Stop: "The default gateway 198.51.100.1 does not answer: fix the underlay first.",
 		Preflight: &Preflight{Notes: []string{"UDP 500 is bound on this host at 0.0.0.0:500, held by charon (pid 42)."}, FirewallChecked: true}}

@@ -119,7 +119,10 @@ func (p *PathMTU) String() string {
 	}
 	if p.Blackhole {
 		s += ", black hole"
-		if p.Hop != nil {
+		switch {
+		case p.Hop != nil && (p.Hop.LastReached != nil || p.Hop.FirstMissed != nil):
+			s += " " + p.Hop.String() // "between hop 1 (…) and hop 2 (no answer)"
+		case p.Hop != nil:
 			s += " from " + p.Hop.String()
 		}
 	}

@@ -367,11 +367,7 @@ func printIKEExchange(w io.Writer, target string, x probe.IKEResult) {
 			from, text = x.ICMP.From, x.ICMP.Text
 		}
 		fmt.Fprintf(w, "%-18s ICMP %s from %s\n", name, text, from)
-		if from == target {
-			fmt.Fprintf(w, "  %-11s %s\n", "meaning", "the target itself answered: the path carries IKE, but nothing listens for it there")
-		} else {
-			fmt.Fprintf(w, "  %-11s %s\n", "meaning", "a router on the path refuses IKE")
-		}
+		fmt.Fprintf(w, "  %-11s %s\n", "meaning", probe.IKEICMPMeaning(target, x.ICMP))
 	case probe.IKEGatewaySilent:
 		fmt.Fprintf(w, "%-18s GATEWAY STOPPED ANSWERING US (half-open limit?) after %s of %d bytes\n", name, sends(x.Attempts), x.Size)
 		if x.Arrived() {

@@ -30,7 +30,12 @@ waits for 'ipsecpath check --agent HOST:PORT --key-file F' on a TCP control port
 packet and IP fragment that comes from the initiator's address, before reassembly, and
 reports them; on request it sends the reverse forms of the probes toward that initiator,
 with the real protocols' source ports (UDP 500 and 4500, even when charon owns them), so
-reverse verdicts show what a rekey started from this side meets.
+reverse verdicts show what a rekey started from this side meets. Its capture sees packets
+before this host's own firewall does, so at each session it also reads this host's nftables
+ruleset ('nft list ruleset') and tells the initiator which input rules drop the probes: such
+a probe passes (the path delivered it) and its row says that a daemon here never gets it.
+Listing the ruleset needs CAP_NET_ADMIN (root has it; the example systemd unit does not
+grant it): without it nothing is said about this host's firewall.
 
 Security: every control message carries an HMAC-SHA256 over a pre-shared key (the same
 key file on both ends: at least 16 bytes, mode 600) bound to one connection of this run
@@ -111,7 +116,7 @@ func runResponder(ctx context.Context, e *env, args []string) int {
 		debug.SetMemoryLimit(probe.AgentMemoryLimit)
 	}
 	lg := &lineLog{w: e.stderr}
-	r, err := probe.NewResponder(probe.ResponderConfig{Key: keys[0], Keys: keys[1:], Version: report.Version, Pace: *pace, Logf: lg.Printf})
+	r, err := probe.NewResponder(probe.ResponderConfig{Key: keys[0], Keys: keys[1:], Version: report.Version, Pace: *pace, Logf: lg.Printf, LocalDrops: probe.AgentLocalDrops})
 	if errors.Is(err, os.ErrPermission) {
 		return usageError(e, c, errors.New("needs root or CAP_NET_RAW (raw sockets to capture probes and send reverse ones)"))
 	}
