@@ -252,8 +252,7 @@ func (r *Result) PathMTU() report.PathMTU {
 		if !b.Sure && b.Next.TTL > 0 {
 			// The next hop answered nothing (no time-exceeded even for a small probe), so
 			// the large probe may as well die there: a bracket, not Last alone.
-			h.LastReached = &report.Hop{TTL: h.TTL, Addr: h.Addr}
-			h.FirstMissed = &report.Hop{TTL: b.Next.TTL}
+			h.Bracket = &report.Bracket{LastReached: &report.HopRef{TTL: h.TTL, Addr: h.Addr}, FirstMissed: &report.HopRef{TTL: b.Next.TTL}}
 		}
 		p.Hop = h
 	}

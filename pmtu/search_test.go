@@ -399,10 +399,10 @@ func TestDiscoverBounds(t *testing.T) {
 		}
 		pm := res.PathMTU()
 		h := pm.Hop
-		if h == nil || h.LastReached == nil || h.FirstMissed == nil || h.LastReached.Addr != r1.String() || h.FirstMissed.TTL != 2 || h.FirstMissed.Addr != "" {
+		if !h.Bracketed() || h.LastReached == nil || h.FirstMissed == nil || h.LastReached.Addr != r1.String() || h.FirstMissed.TTL != 2 || h.FirstMissed.Addr != "" {
 			t.Fatalf("PathMTU().Hop = %+v, want a bracket from hop 1 (%s) to hop 2 (no answer)", h, r1)
 		}
-		if got, want := pm.String(), "1280, black hole between hop 1 (198.51.100.1) and hop 2 (no answer)"; got != want {
+		if got, want := pm.String(), "1280, black hole between 198.51.100.1 (hop 1) and hop 2 (address unknown)"; got != want {
 			t.Errorf("PathMTU().String() = %q, want %q", got, want)
 		}
 	})

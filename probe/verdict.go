@@ -776,7 +776,7 @@ func judgePMTU(o *Outcome, r report.Result) report.Result {
 		r.Verdict = report.Dropped
 		at := ""
 		switch {
-		case p.Hop != nil && p.Hop.FirstMissed != nil:
+		case p.Hop.Bracketed() && p.Hop.FirstMissed != nil:
 			at = " " + p.Hop.String() // the next hop answers nothing: the drop may be there
 		case p.Hop != nil && p.Hop.Addr != "":
 			at = fmt.Sprintf(" after hop %d (%s)", p.Hop.TTL, p.Hop.Addr)

@@ -535,9 +535,9 @@ func TestJudge(t *testing.T) {
 			name: "pmtu: a black hole whose next hop answers nothing is bracketed",
 			outs: []Outcome{with(fwd(PMTU, true, nil), func(o *Outcome) {
 				o.PathMTU = &report.PathMTU{MTU: 1280, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "198.51.100.1",
-					LastReached: &report.Hop{TTL: 1, Addr: "198.51.100.1"}, FirstMissed: &report.Hop{TTL: 2}}}
+					Bracket: &report.Bracket{LastReached: &report.HopRef{TTL: 1, Addr: "198.51.100.1"}, FirstMissed: &report.HopRef{TTL: 2}}}}
 			})},
-			want: []want{{PMTU, F, report.Dropped, []string{"black hole between hop 1 (198.51.100.1) and hop 2 (no answer)", "1280"}, "198.51.100.1"}},
+			want: []want{{PMTU, F, report.Dropped, []string{"black hole between 198.51.100.1 (hop 1) and hop 2 (address unknown)", "1280"}, "198.51.100.1"}},
 		},
 		{
 			// reverse-mtu-blackhole: forward the narrow link signals, back it black-holes. The

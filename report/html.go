@@ -303,7 +303,7 @@ func buildHTMLView(r *Report, opt HTMLOptions) *htmlView {
 		switch {
 		case res.Verdict == Pass:
 			ln.X2, ln.Pass = goal, true
-		case h != nil && h.Bracket != nil && (h.LastReached != nil || h.FirstMissed != nil):
+		case h.Bracketed():
 			last := 0
 			if h.LastReached != nil {
 				last = h.LastReached.TTL

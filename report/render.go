@@ -54,6 +54,11 @@ func Render(w io.Writer, r *Report, format string) error {
 	}
 }
 
+// Bracketed reports whether h carries a traced bracket (last hop reached, first missed).
+func (h *Hop) Bracketed() bool {
+	return h != nil && h.Bracket != nil && (h.LastReached != nil || h.FirstMissed != nil)
+}
+
 // String gives a hop as a network engineer reads it: "hop 2 (192.0.2.66)", or
 // "hop 2 (no answer)" when the router there stayed silent, "about hop 2 (estimated from the
 // TTL)" when only a packet's TTL placed it.
@@ -61,7 +66,8 @@ func (h *Hop) String() string {
 	if h == nil {
 		return ""
 	}
-	if b := h.Bracket; b != nil && (b.LastReached != nil || b.FirstMissed != nil) {
+	if h.Bracketed() {
+		b := h.Bracket
 		if b.LastReached == nil {
 			return "between hop 0 (the sender) and " + b.FirstMissed.String()
 		}
@@ -120,8 +126,8 @@ func (p *PathMTU) String() string {
 	if p.Blackhole {
 		s += ", black hole"
 		switch {
-		case p.Hop != nil && (p.Hop.LastReached != nil || p.Hop.FirstMissed != nil):
-			s += " " + p.Hop.String() // "between hop 1 (…) and hop 2 (no answer)"
+		case p.Hop.Bracketed():
+			s += " " + p.Hop.String() // "between 198.51.100.1 (hop 1) and hop 2 (address unknown)"
 		case p.Hop != nil:
 			s += " from " + p.Hop.String()
 		}
