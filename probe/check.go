@@ -642,11 +642,13 @@ func (r *checkRun) run(ctx context.Context) error {
 		}
 		r.progress("waiting")
 		now := time.Now()
-		if r.allDecided() || (!now.Before(deadline) && !r.searching()) {
-			break
-		}
+		// Cancelled first: a cancel also ends the path MTU searches, so the test below would
+		// otherwise see nothing left to wait for and finish an interrupted run as complete.
 		if parent.Err() != nil {
 			interrupted = true // the caller cancelled (Ctrl-C)
+			break
+		}
+		if r.allDecided() || (!now.Before(deadline) && !r.searching()) {
 			break
 		}
 		if sending && !now.Before(deadline) {
