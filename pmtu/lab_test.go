@@ -188,7 +188,15 @@ func TestLabLibipsecOverhead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tcpd.Stop()
-	time.Sleep(500 * time.Millisecond) // tcpdump opens its socket
+	// tcpdump says "listening on any" once its socket is open; a probe sent before would be
+	// missed (a fixed 500 ms was not always enough under load).
+	for !strings.Contains(string(tcpd.Output()), "listening on") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("tcpdump in r1 not listening: %v\n%s", ctx.Err(), tcpd.Output())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 
 	sizes := []int{601, 1000, 1337, 1338, 1400}
 	var p *pmtu.ICMPProber
@@ -213,7 +221,31 @@ func TestLabLibipsecOverhead(t *testing.T) {
 	if res.MTU != 1400 || !res.Signalled || res.ICMPFrom != netip.MustParseAddr("192.0.2.1") {
 		t.Errorf("through the tunnel: mtu %d signalled %v from %v; want 1400 (ipsec0) from ini 192.0.2.1", res.MTU, res.Signalled, res.ICMPFrom)
 	}
-	time.Sleep(300 * time.Millisecond)
+	// Every echo was answered, so each one crossed r1; wait until tcpdump has printed them
+	// all (it may lag behind under load) before stopping it, or until the test's deadline.
+	want := make([]string, len(sizes))
+	for i, s := range sizes {
+		w, err := enc.WireSize(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = fmt.Sprintf("length %d)", w)
+	}
+	printed := func() bool {
+		out := string(tcpd.Output())
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				return false
+			}
+		}
+		return true
+	}
+	for !printed() && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	tcpd.Stop()
 	out := string(tcpd.Output())
 	for _, s := range sizes {

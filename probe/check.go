@@ -707,9 +707,9 @@ func (r *checkRun) run(ctx context.Context) error {
 		}
 		r.progress("waiting")
 		now := time.Now()
+		// Cancelled first: a cancel also ends the path MTU searches, so the test below would
+		// otherwise see nothing left to wait for and finish an interrupted run as complete.
 		if parent.Err() != nil {
-			// First: a search cut short by Ctrl-C is no longer "searching", and must not
-			// pass for a finished run.
 			interrupted = true // the caller cancelled (Ctrl-C)
 			break
 		}

@@ -403,27 +403,53 @@ func TestWireLabCaptureDeadlines(t *testing.T) {
 }
 
 // A flood from the peer fills a small ring: the Observer overwrites the oldest, counts
-// them, keeps its size, and still records what comes after.
+// every overwrite, keeps its size, and still records what comes after.
+//
+// The flood goes in rounds of floodRound packets, each sent once the Observer has recorded
+// the one before (nobody drains the ring meanwhile, so it overflows all the same). Sent in
+// one go, the flood raced three queues that hold fewer packets than it: each router's queue
+// of packets waiting for ARP (unres_qlen_bytes, 212992 bytes: exactly 256 of these 128-byte
+// probes), the veths' backlog (1000) and the capture's receive buffer (512 at the default
+// rmem_max). Under load, r1 or r2 resolving its next hop late (its first ARP request
+// unanswered, the next one a second later) let only the last 256 packets through, the AH
+// probe among them: "Captured:256 Overwritten:0". A round of 64 fits in all three, so every
+// packet is recorded whatever the load, and the counts below are exact.
 func TestWireLabObserverFlood(t *testing.T) {
 	t.Parallel()
 	lab := testlab.ForTest(t, testlab.Spec{NoGateways: true})
 	ini, rsp := lab.Addr("ini"), lab.Addr("rsp")
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	const capacity, flood, floodRound = 256, 5000, 64
 	var o *Observer
-	if err := lab.Do("rsp", func() (err error) { o, err = Observe(ctx, ObserverConfig{Peer: ini, Capacity: 256}); return err }); err != nil {
+	if err := lab.Do("rsp", func() (err error) { o, err = Observe(ctx, ObserverConfig{Peer: ini, Capacity: capacity}); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer o.Close()
 	var snd *Sender
-	// 20000 packets/s: fast enough to overrun the ring, slow enough that the veths' backlog
-	// (1000 packets) does not drop the flood before the capture sees it on a busy machine.
-	if err := lab.Do("ini", func() (err error) { snd, err = OpenSender(SenderConfig{Rate: 20000, Burst: 64}); return err }); err != nil {
+	if err := lab.Do("ini", func() (err error) {
+		snd, err = OpenSender(SenderConfig{Rate: MaxRate, Burst: floodRound})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	defer snd.Close()
+	// recorded waits until the Observer has recorded n packets in all.
+	recorded := func(n uint64) {
+		t.Helper()
+		for {
+			st := o.Stats()
+			if st.Captured >= n {
+				return
+			}
+			select {
+			case <-o.Wake():
+			case <-ctx.Done():
+				t.Fatalf("waiting for packet %d: %v; observer %+v, err %v", n, ctx.Err(), st, o.Err())
+			}
+		}
+	}
 	var p Packets
-	const flood = 5000
 	for i := 0; i < flood; i++ {
 		if err := Build(ESP, BuildParams{Src: ini, Dst: rsp, Nonce: uint32(0x10001 + i)}, &p); err != nil {
 			t.Fatal(err)
@@ -431,32 +457,34 @@ func TestWireLabObserverFlood(t *testing.T) {
 		if err := snd.Send(ctx, &p); err != nil {
 			t.Fatal(err)
 		}
+		if (i+1)%floodRound == 0 || i+1 == flood {
+			recorded(uint64(i + 1))
+		}
 	}
 	if err := Build(AH, BuildParams{Src: ini, Dst: rsp, Nonce: tNonce}, &p); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
 	if err := snd.Send(ctx, &p); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	var got []Seen
-	for time.Now().Before(deadline) {
-		got = o.Since(time.Time{})
-		if n := len(got); n > 0 && got[n-1].Proto == ProtoAH {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	recorded(flood + 1)
+	got := o.Since(time.Time{})
 	st := o.Stats()
 	t.Logf("flood of %d: %+v, ring holds %d", flood, st, len(got))
-	if len(got) > 256 {
-		t.Fatalf("ring returned %d packets, capacity 256", len(got))
+	if want := (ObserverStats{Captured: flood + 1, Overwritten: flood + 1 - capacity}); st != want {
+		t.Fatalf("stats %+v after %d packets into %d slots, want %+v", st, flood+1, capacity, want)
 	}
-	if st.Captured <= 256 || st.Overwritten != st.Captured-256 {
-		t.Fatalf("stats %+v after a flood of %d into 256 slots: want more than 256 captured and all but 256 overwritten", st, flood)
+	if len(got) != capacity {
+		t.Fatalf("ring returned %d packets, capacity %d", len(got), capacity)
 	}
-	if m, ok := Classify(&got[len(got)-1]); !ok || m.ID != AH || m.Nonce != tNonce {
+	// What is left is the newest: the last capacity-1 packets of the flood, in order, then AH.
+	for i := range got[:capacity-1] {
+		want := uint32(0x10001 + flood - (capacity - 1) + i)
+		if m, ok := Classify(&got[i]); !ok || m.ID != ESP || m.Nonce != want {
+			t.Fatalf("ring slot %d: %+v %v, want esp nonce %#x", i, m, ok, want)
+		}
+	}
+	if m, ok := Classify(&got[capacity-1]); !ok || m.ID != AH || m.Nonce != tNonce {
 		t.Fatalf("the probe after the flood: %+v %v", m, ok)
 	}
 }

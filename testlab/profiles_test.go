@@ -47,6 +47,16 @@ func TestProfileClean(t *testing.T) {
 			}
 		}
 	}
+	// Each end of every link has a permanent ARP entry for the other: no packet waits for ARP.
+	for _, k := range links {
+		for _, e := range [][2][3]string{{{k.nodeA, k.ifA}, {k.nodeB, k.ifB, k.addrB}}, {{k.nodeB, k.ifB}, {k.nodeA, k.ifA, k.addrA}}} {
+			mac := strings.TrimSpace(mustExec(t, l, e[1][0], "cat", "/sys/class/net/"+e[1][1]+"/address"))
+			want := strings.SplitN(e[1][2], "/", 2)[0] + " lladdr " + mac + " PERMANENT"
+			if out := mustExec(t, l, e[0][0], "ip", "-4", "neigh", "show", "dev", e[0][1]); !strings.Contains(out, want) {
+				t.Errorf("%s %s: neighbours %q, want %q", e[0][0], e[0][1], out, want)
+			}
+		}
+	}
 	// Both ends of every veth share one MTU.
 	for _, n := range Nodes {
 		out := mustExec(t, l, n, "ip", "-o", "link", "show")
