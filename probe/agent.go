@@ -103,12 +103,27 @@ type ReverseProbe struct {
 	// to send to: a flow the initiator opened from that port (stateful). 0: the class's port
 	// (500, 4500). The source port stays the class's port. Other probes ignore it.
 	DstPort uint16 `json:"dst_port,omitempty"`
+	// IPID is the IP identification every packet (every fragment) of the probe carries;
+	// 0: the nonce's low 16 bits. A trace sets it so that its TTL copies of one probe can
+	// share one nonce (one SPI, echo id, ports: one five-tuple) and still be told apart.
+	// Within a request, a non-zero IPID may not repeat for the same protocol.
+	IPID uint16 `json:"ip_id,omitempty"`
+}
+
+// buildReverse builds reverse probe p from src to dst into pk, as the agent sends it.
+func buildReverse(src, dst netip.Addr, p ReverseProbe, pk *Packets) error {
+	bp := BuildParams{Src: src, Dst: dst, Nonce: p.Nonce, Size: p.Size, FragSize: p.FragSize, TTL: p.TTL, DF: p.DF, IPID: p.IPID}
+	if p.ID.Unfragmented() == IKE || p.ID.Unfragmented() == NATT {
+		bp.DstPort = p.DstPort
+	}
+	return Build(p.ID, bp, pk)
 }
 
 // ReverseResult says what the agent sent for one ReverseProbe.
 type ReverseResult struct {
 	ID      ID        `json:"id"`
 	Nonce   uint32    `json:"nonce"`
+	IPID    uint16    `json:"ip_id,omitempty"` // the IP ID its packets carried (absent from older agents)
 	Packets int       `json:"packets"`         // IP packets (fragments) sent
 	Bytes   int       `json:"bytes"`           // bytes sent, IP headers included
 	Sent    time.Time `json:"sent"`            // when its first packet left (agent clock)
@@ -953,11 +968,14 @@ func (s *session) checkReverse(q *sendReverseReq, src, dst netip.Addr) ([]string
 			errs[i] = fmt.Sprintf("unknown probe %q", p.ID)
 			continue
 		}
-		bp := BuildParams{Src: src, Dst: dst, Nonce: p.Nonce, Size: p.Size, FragSize: p.FragSize, TTL: p.TTL, DF: p.DF}
-		if p.ID.Unfragmented() == IKE || p.ID.Unfragmented() == NATT {
-			bp.DstPort = p.DstPort // as the sender builds it
+		if p.IPID != 0 {
+			for j, o := range q.Probes[:i] {
+				if o.IPID == p.IPID && o.ID.Valid() && protoOf(o.ID) == protoOf(p.ID) {
+					return nil, fmt.Errorf("probe %d (%s): ip_id %d is also probe %d's: fragments of different probes would share one reassembly key", i, p.ID, p.IPID, j)
+				}
+			}
 		}
-		if err := Build(p.ID, bp, &s.build); err != nil {
+		if err := buildReverse(src, dst, p, &s.build); err != nil { // as the sender builds it
 			errs[i] = err.Error()
 			continue
 		}
@@ -1011,7 +1029,11 @@ func (s *session) sendReverse(ctx context.Context, q sendReverseReq) ([]ReverseR
 			continue
 		}
 		res[i].Sent = s.r.now()
-		s.noteSent(uint16(p.Nonce)) // Build's IP ID; noted first: an ICMP error can be quick
+		res[i].IPID = p.IPID
+		if p.IPID == 0 {
+			res[i].IPID = uint16(p.Nonce) // Build's default
+		}
+		s.noteSent(res[i].IPID) // noted first: an ICMP error can be quick
 		n, nb, err := snd.SendProbe(ctx, src, dst, p)
 		res[i].Packets, res[i].Bytes = n, nb
 		s.reversePackets += n

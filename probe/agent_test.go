@@ -699,6 +699,7 @@ func TestAgentSendReverseBounds(t *testing.T) {
 		{"fragment size over the limit", []ReverseProbe{{ID: ESPFrag, Nonce: nonces[1], FragSize: 1 << 20}}, "out of range"},
 		{"too many fragments in one probe", []ReverseProbe{{ID: ESPFrag, Nonce: nonces[1], Size: 60000, FragSize: 100}}, "at most 64 per probe"},
 		{"too many packets in one request", many, "at most 512 per request"},
+		{"repeated ip_id", []ReverseProbe{{ID: ESPFrag, Nonce: nonces[0], IPID: 7}, {ID: AH, Nonce: nonces[1], IPID: 7}, {ID: ESP, Nonce: nonces[2], IPID: 7}}, "ip_id 7 is also probe 0's"},
 	} {
 		_, err := c.SendReverse(ctx, tc.probes, 0)
 		var ae *AgentError
@@ -712,9 +713,12 @@ func TestAgentSendReverseBounds(t *testing.T) {
 	if n := len(fx.snd.sends); n != 0 {
 		t.Fatalf("refused requests sent %d probes: %q", n, fx.snd.sends)
 	}
-	res, err := c.SendReverse(ctx, []ReverseProbe{{ID: AH, Nonce: nonces[0]}, {ID: AH, Nonce: nonces[1]}, {ID: AH, Nonce: nonces[2]}, {ID: ESPFrag, Nonce: nonces[3], FragSize: MinReverseFragSize}}, 1000)
+	res, err := c.SendReverse(ctx, []ReverseProbe{{ID: AH, Nonce: nonces[0]}, {ID: AH, Nonce: nonces[1]}, {ID: AH, Nonce: nonces[2], IPID: 4242}, {ID: ESPFrag, Nonce: nonces[3], FragSize: MinReverseFragSize}}, 1000)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if res[0].IPID != uint16(nonces[0]) || res[2].IPID != 4242 {
+		t.Errorf("results report IP IDs %d and %d, want the nonce's %d and the asked-for 4242", res[0].IPID, res[2].IPID, uint16(nonces[0]))
 	}
 	for _, r := range res {
 		if r.Error != "" {

@@ -183,11 +183,7 @@ func (w *wireSender) SendProbe(ctx context.Context, src, dst netip.Addr, p Rever
 		pk = new(Packets)
 	}
 	defer w.pool.Put(pk)
-	bp := BuildParams{Src: src, Dst: dst, Nonce: p.Nonce, Size: p.Size, FragSize: p.FragSize, TTL: p.TTL, DF: p.DF}
-	if p.ID.Unfragmented() == IKE || p.ID.Unfragmented() == NATT {
-		bp.DstPort = p.DstPort
-	}
-	if err := Build(p.ID, bp, pk); err != nil {
+	if err := buildReverse(src, dst, p, pk); err != nil {
 		return 0, 0, err
 	}
 	if err := w.s.Send(ctx, pk); err != nil {

@@ -32,10 +32,11 @@ package probe
 //
 // Reverse (with an agent): the agent sends TTL-limited copies toward us with send-reverse
 // (its ReverseProbe.TTL), in chunks of reverseTraceChunk TTLs; the time-exceeded come back to
-// the agent, whose capture reports them; arrival is our own capture. The agent's probes
-// carry one nonce per copy (the IP ID is the nonce's low 16 bits), so reverse copies keep
-// addresses, protocol and UDP ports (and TCP ports: the nonces are chosen for it) but not the
-// ESP/AH SPI or echo id.
+// the agent, whose capture reports them; arrival is our own capture. As forward, every
+// reverse copy of a walk carries the walk's one nonce (one SPI, echo id, ports: one
+// five-tuple) and its own IP ID (ReverseProbe.IPID), by which the quotes and arrivals are
+// matched. An agent that ignores the IP ID asked for (older than ReverseProbe.IPID) says so
+// by the IP ID in its result: the walk is then reported as not traced, never misread.
 //
 // Time: everything is sent at once (paced), then answers are read until Timeout after the
 // first send (and at least Timeout/2 after the last; within a check, strictly Timeout);
@@ -171,7 +172,7 @@ func traceResult(w *walk, p *report.TracePath, d report.Direction) report.Result
 	default:
 		res.Verdict = report.Dropped
 	}
-	if res.Verdict != report.Pass {
+	if res.Verdict != report.Pass && p.LastReached != nil {
 		res.Hop = p.Hop()
 	}
 	if p.Probes > 0 {
@@ -193,7 +194,7 @@ type tracer struct {
 	mu      sync.Mutex
 	walks   []*walk
 	byIPID  map[ipidKey]*ttlCopy
-	byNonce map[uint32]*ttlCopy // nonces unique to one copy (echo, reverse)
+	byNonce map[uint32]*ttlCopy // echo copies' nonces; a reverse walk's nonce: its first copy
 	walkOf  map[uint32]*walk    // forward: the walk's one nonce
 	nextID  uint16
 	nonces  []uint32
@@ -206,6 +207,14 @@ type tracer struct {
 	// echoTTL is the arrival TTL of the far end's echo replies per direction (0: none came):
 	// the target's at our end, ours at the agent.
 	echoTTL [2]uint8
+	// nextRevID is the last IP ID given to a reverse copy (revIPID); revNonce holds the low
+	// 16 bits of the reverse walks' nonces: the IP ID an agent that ignores ReverseProbe.IPID
+	// puts on every copy, never given to a copy.
+	nextRevID uint16
+	revNonce  map[uint16]bool
+	// ignoredIPID: the agent sent reverse copies with another IP ID than asked (an older
+	// agent); the reverse walks are not traced (see sendReverse).
+	ignoredIPID bool
 }
 
 // walk is one probe (or reference) traced in one direction.
@@ -258,7 +267,7 @@ type ttlCopy struct {
 // tracer returns a tracer over r's sockets (r.setup has run).
 func (r *checkRun) tracer(maxHops int, timeout time.Duration) *tracer {
 	return &tracer{r: r, maxHops: maxHops, timeout: timeout, byIPID: map[ipidKey]*ttlCopy{},
-		byNonce: map[uint32]*ttlCopy{}, walkOf: map[uint32]*walk{}}
+		byNonce: map[uint32]*ttlCopy{}, walkOf: map[uint32]*walk{}, revNonce: map[uint16]bool{}}
 }
 
 // add plans the walk of id in one direction, with its references (the small echo, and with
@@ -295,17 +304,8 @@ func (t *tracer) newWalk(id ID, reverse, ref bool) *walk {
 	return w
 }
 
-// nonce returns a fresh probe nonce; for a reverse TCP walk, one whose source port (derived
-// from the nonce) equals first's, so every copy has the same five-tuple.
-func (t *tracer) nonce(first uint32, sameTCPPort bool) (uint32, error) {
-	if sameTCPPort && first != 0 {
-		const span = 28232 // see Build: the TCP source port is 32768 + nonce%28232
-		for k := uint32(1); ; k++ {
-			if n := first + k*span; t.freeNonce(n) {
-				return n, nil
-			}
-		}
-	}
+// nonce returns a fresh probe nonce.
+func (t *tracer) nonce() (uint32, error) {
 	for {
 		if len(t.nonces) == 0 {
 			var err error
@@ -322,9 +322,9 @@ func (t *tracer) nonce(first uint32, sameTCPPort bool) (uint32, error) {
 }
 
 // freeNonce reports whether n is a valid nonce used by neither this trace nor the check
-// before it, nor its low 16 bits as an IP ID (reverse copies carry them as theirs).
+// before it, nor its low 16 bits as an IP ID (reverse echo copies carry them as theirs).
 func (t *tracer) freeNonce(n uint32) bool {
-	if !validNonce(n) || t.byNonce[n] != nil || t.walkOf[n] != nil || t.r.byNonce[n].p != nil {
+	if !validNonce(n) || t.byNonce[n] != nil || t.walkOf[n] != nil || t.r.byNonce[n].p != nil || t.revNonce[uint16(n)] {
 		return false
 	}
 	for _, p := range []uint8{0, ProtoUDP, ProtoESP, ProtoAH, ProtoICMP, ProtoTCP} {
@@ -342,6 +342,29 @@ func (t *tracer) ipid(proto uint8) uint16 {
 		if t.nextID != 0 && t.byIPID[ipidKey{false, proto, t.nextID}] == nil &&
 			t.r.byIPID[ipidKey{false, proto, t.nextID}].p == nil && t.r.byIPID[ipidKey{false, 0, t.nextID}].p == nil {
 			return t.nextID
+		}
+	}
+}
+
+// revIPID returns a fresh IP ID for a reverse copy: never 0, used by no other reverse
+// packet of this tracer or of the check before it, nor the low 16 bits of a reverse walk's
+// nonce. The caller holds t.mu and registers the copy in byIPID before asking again.
+func (t *tracer) revIPID() uint16 {
+	for {
+		t.nextRevID++
+		id := t.nextRevID
+		if id == 0 || t.revNonce[id] {
+			continue
+		}
+		free := true
+		for _, p := range []uint8{0, ProtoUDP, ProtoESP, ProtoAH, ProtoICMP, ProtoTCP} {
+			if t.byIPID[ipidKey{true, p, id}] != nil || t.r.byIPID[ipidKey{true, p, id}].p != nil {
+				free = false
+				break
+			}
+		}
+		if free {
+			return id
 		}
 	}
 }
@@ -378,6 +401,7 @@ func (t *tracer) run(ctx context.Context) error {
 		}
 		t.nonces = n
 		t.nextID = uint16(n[0] >> 16)
+		t.nextRevID = uint16(n[1] >> 16)
 	}
 	if r.agent != nil {
 		rep, err := r.agent.Report(ctx)
@@ -582,7 +606,7 @@ func (t *tracer) buildForward(w *walk, ttl int, pk *Packets) (*ttlCopy, error) {
 	r := t.r
 	nonce := w.nonce
 	if w.id == smallEcho || nonce == 0 {
-		n, err := t.nonce(0, false)
+		n, err := t.nonce()
 		if err != nil {
 			return nil, err
 		}
@@ -674,46 +698,10 @@ func (t *tracer) sendReverse(stop, ctx context.Context) error {
 		if lo > hi {
 			return nil
 		}
-		var req []ReverseProbe
-		var cs []*ttlCopy
-		t.mu.Lock()
-		for ttl := lo; ttl <= hi; ttl++ {
-			var order []*walk
-			for _, w := range rev {
-				order = append(order, w)
-				if w.echo != nil {
-					order = append(order, w.echo) // right behind it (the agent paces them)
-				}
-			}
-			for _, w := range order {
-				first := uint32(0)
-				if len(w.copies) > 0 {
-					first = w.copies[0].nonce
-				}
-				n, err := t.nonce(first, w.id.isTCP())
-				if err != nil {
-					t.mu.Unlock()
-					return err
-				}
-				id, bp := r.buildParams(w.id, r.agentIP, r.peer, n)
-				if err := Build(id, bp, &r.revPk); err != nil {
-					t.mu.Unlock()
-					return fmt.Errorf("trace %s: %w", w.id, err)
-				}
-				w.proto = r.revPk.Proto
-				if w.frags == nil {
-					w.frags = append([]report.Fragment(nil), r.revPk.Frags...)
-				}
-				c := &ttlCopy{w: w, ttl: ttl, ipid: r.revPk.IPID, nonce: n, packets: len(r.revPk.Wire)}
-				w.copies = append(w.copies, c)
-				t.byIPID[ipidKey{true, r.revPk.Proto, r.revPk.IPID}] = c
-				t.byNonce[n] = c
-				req = append(req, ReverseProbe{ID: id, Nonce: n, Size: bp.Size, FragSize: bp.FragSize, TTL: uint8(ttl)})
-				cs = append(cs, c)
-				t.sent[1] += len(r.revPk.Wire)
-			}
+		req, cs, err := t.reverseRequest(rev, lo, hi)
+		if err != nil {
+			return err
 		}
-		t.mu.Unlock()
 		pace := r.cfg.Pace
 		if pace == 0 {
 			pace = DefaultRate
@@ -736,19 +724,92 @@ func (t *tracer) sendReverse(stop, ctx context.Context) error {
 				}
 				return fmt.Errorf("trace: agent did not send the reverse copies: %w", err)
 			}
-			t.mu.Lock()
-			for i := range n {
-				if res[i].Error == "" {
-					// In the agent's clock, like the time-exceeded its capture reports.
-					cs[i].sent = res[i].Sent
-				}
+			if t.takeResults(req[:n], cs[:n], res) {
+				return nil // the walks cannot be traced: no more copies
 			}
-			t.mu.Unlock()
 			req, cs = req[n:], cs[n:]
 		}
 		t.collectLocal() // arrivals tell how far the next chunk needs to go
 	}
 	return nil
+}
+
+// takeResults records what the agent says it sent for the reverse copies cs (requested as
+// req) and reports whether it ignored the IP IDs asked for (see tracer.ignoredIPID).
+func (t *tracer) takeResults(req []ReverseProbe, cs []*ttlCopy, res []ReverseResult) (ignored bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range min(len(req), len(res)) {
+		switch {
+		case res[i].Error != "":
+		case req[i].IPID != 0 && res[i].IPID != req[i].IPID:
+			// The agent ignored the IP ID (an older agent: it reports none): the copy
+			// carried its nonce's, like every other copy of its walk, so nothing that
+			// comes back can name its TTL. It stays unsent and unmatched.
+			delete(t.byIPID, ipidKey{true, cs[i].w.proto, cs[i].ipid})
+			t.ignoredIPID = true
+		default:
+			// In the agent's clock, like the time-exceeded its capture reports.
+			cs[i].sent = res[i].Sent
+		}
+	}
+	return t.ignoredIPID
+}
+
+// reverseRequest builds the reverse copies of TTLs lo to hi of the walks rev (in send
+// order, each walk's companion echo right behind it) and registers them. Every copy of a
+// walk carries the walk's one nonce, so the same SPI, echo id and ports at every TTL, and
+// its own IP ID; a companion echo takes a nonce per copy (its replies name the TTL).
+func (t *tracer) reverseRequest(rev []*walk, lo, hi int) ([]ReverseProbe, []*ttlCopy, error) {
+	r := t.r
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var req []ReverseProbe
+	var cs []*ttlCopy
+	for ttl := lo; ttl <= hi; ttl++ {
+		var order []*walk
+		for _, w := range rev {
+			order = append(order, w)
+			if w.echo != nil {
+				order = append(order, w.echo) // right behind it (the agent paces them)
+			}
+		}
+		for _, w := range order {
+			n := w.nonce
+			if w.companion || n == 0 {
+				var err error
+				if n, err = t.nonce(); err != nil {
+					return nil, nil, err
+				}
+				if !w.companion {
+					w.nonce = n
+					t.revNonce[uint16(n)] = true
+				}
+			}
+			id, bp := r.buildParams(w.id, r.agentIP, r.peer, n)
+			bp.TTL = uint8(ttl)
+			if !w.companion {
+				bp.IPID = t.revIPID()
+			}
+			if err := Build(id, bp, &r.revPk); err != nil {
+				return nil, nil, fmt.Errorf("trace %s: %w", w.id, err)
+			}
+			w.proto = r.revPk.Proto
+			if w.frags == nil {
+				w.frags = append([]report.Fragment(nil), r.revPk.Frags...)
+			}
+			c := &ttlCopy{w: w, ttl: ttl, ipid: r.revPk.IPID, nonce: n, packets: len(r.revPk.Wire)}
+			w.copies = append(w.copies, c)
+			t.byIPID[ipidKey{true, r.revPk.Proto, r.revPk.IPID}] = c
+			if t.byNonce[n] == nil {
+				t.byNonce[n] = c
+			}
+			req = append(req, ReverseProbe{ID: id, Nonce: n, Size: bp.Size, FragSize: bp.FragSize, TTL: uint8(ttl), IPID: bp.IPID})
+			cs = append(cs, c)
+			t.sent[1] += len(r.revPk.Wire)
+		}
+	}
+	return req, cs, nil
 }
 
 // collectLocal reads our capture: time-exceeded and other ICMP errors for forward copies,
@@ -1035,6 +1096,11 @@ func (t *tracer) path(w *walk) *report.TracePath {
 		refNames = append(refNames, name)
 	}
 	p.Reference = strings.Join(refNames, ", ")
+	if w.reverse && t.ignoredIPID {
+		p.Unconfirmed = true
+		p.Detail = fmt.Sprintf("Not traced: the agent did not put the IP IDs asked for on the reverse copies of the %s probe (an agent older than this ipsecpath ignores them), so every TTL's copy carried the same IP ID and no time-exceeded or arrival could be tied to its TTL. Run the same ipsecpath release on the agent.", w.id)
+		return p
+	}
 	farTTL := w.farEndTTL()
 	last := 0
 	var lastAddr netip.Addr
@@ -1346,6 +1412,9 @@ func (r *checkRun) traceFailures(ctx context.Context, results []report.Result) {
 		res := &results[x.i]
 		p := t.path(x.w)
 		if p.LastReached == nil {
+			if p.Unconfirmed {
+				res.Evidence.Extra = strings.TrimSpace(res.Evidence.Extra + " " + p.Detail)
+			}
 			continue
 		}
 		if p.FarEnd && x.w.complete() {
