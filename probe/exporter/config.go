@@ -204,9 +204,12 @@ func (m *Module) ports() []int {
 	return m.TCPPorts
 }
 
-// checkConfig is m's check toward target, waiting at most wait for answers.
+// checkConfig is m's check toward target, waiting at most wait for answers. Failing probes
+// are not traced hop by hop afterwards (NoTrace): the metrics carry no hops, and the trace's
+// extra timeout would push a failing path's run past the scrape's timeout, so the scrape
+// would fail exactly when the path does.
 func (m *Module) checkConfig(target netip.Addr, wait time.Duration) probe.CheckConfig {
-	cc := probe.CheckConfig{Target: target, Probes: m.Probes, TCPPorts: m.TCPPorts, Timeout: min(m.Timeout, wait), Pace: m.Pace}
+	cc := probe.CheckConfig{Target: target, Probes: m.Probes, TCPPorts: m.TCPPorts, Timeout: min(m.Timeout, wait), Pace: m.Pace, NoTrace: true}
 	if m.AgentPort != 0 {
 		cc.Agent = net.JoinHostPort(target.String(), strconv.Itoa(m.AgentPort))
 		cc.Key = m.Key
