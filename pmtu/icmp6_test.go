@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/testlab"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -63,7 +64,7 @@ func TestParseICMPv6Golden(t *testing.T) {
 		"quotes udp":       mod(golden6PTB, 8+6, 17),
 		"quotes ipv4":      mod(golden6PTB, 8, 0x45),
 		"other dst":        mod(golden6PTB, 8+39, 2),
-		"quotes reply":     mod(golden6PTB, 8+40, icmp6EchoReply),
+		"quotes reply":     mod(golden6PTB, 8+40, wire.ICMP6EchoReply),
 		"truncated":        golden6PTB[:8+40+7],
 		"redirect":         mod(golden6PTB, 0, 137),
 		"reply other seq":  mod(golden6EchoReply, 7, 8),

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
@@ -330,7 +331,7 @@ func TestAgentLabCaptureFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	junk := append([]byte(nil), pk.Wire[0]...)
-	clear(junk[20+8 : 20+8+MarkerLen])
+	clear(junk[20+8 : 20+8+wire.MarkerLen])
 	junkFrag := append([]byte(nil), junk...)
 	binary.BigEndian.PutUint16(junkFrag[6:8], 1480/8) // fragment offset 1480, no more fragments (the kernel fills the checksum)
 	// Probes sent in the middle of the junk.

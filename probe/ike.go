@@ -9,11 +9,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/ike"
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -649,41 +649,18 @@ func readICMPError(c *net.UDPConn) *report.ICMP {
 				continue
 			}
 			ic := &report.ICMP{Type: int(m.Data[5]), Code: int(m.Data[6])}
-			if ic.Type == 3 && ic.Code == 4 {
+			if ic.Type == wire.ICMPUnreach && ic.Code == wire.CodeFragNeeded {
 				ic.MTU = int(binary.NativeEndian.Uint32(m.Data[8:12]))
 			}
 			if len(m.Data) >= 16+8 && binary.NativeEndian.Uint16(m.Data[16:18]) == syscall.AF_INET {
 				ic.From = netip.AddrFrom4([4]byte(m.Data[20:24])).String()
 			}
-			ic.Text = icmpText(ic)
+			ic.Text = wire.ICMPBrief(ic.Type, ic.Code)
 			out = ic
 		}
 		return true
 	})
 	return out
-}
-
-// icmpText names the ICMP errors an IKE probe meets.
-func icmpText(ic *report.ICMP) string {
-	if ic.Type == 3 {
-		switch ic.Code {
-		case 0:
-			return "network unreachable"
-		case 1:
-			return "host unreachable"
-		case 3:
-			return "port unreachable"
-		case 4:
-			return "fragmentation needed"
-		case 9, 10, 13:
-			return "administratively prohibited"
-		}
-		return "destination unreachable code " + strconv.Itoa(ic.Code)
-	}
-	if ic.Type == 11 {
-		return "time exceeded"
-	}
-	return fmt.Sprintf("ICMP type %d code %d", ic.Type, ic.Code)
 }
 
 // backoffParts is 1 + IKEBackoff + IKEBackoff² + … for tries waits.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/ike"
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -562,12 +563,12 @@ func ikeResultToReport(probe, target string, x IKEResult) report.Result {
 	case IKEUnreachable:
 		if x.ICMP != nil && x.ICMP.From == target {
 			res.Verdict = report.Pass
-			res.Detail = fmt.Sprintf("%s: the target answered ICMP %s: nothing listens for IKE there", x.Name(), icmpText(x.ICMP))
+			res.Detail = fmt.Sprintf("%s: the target answered ICMP %s: nothing listens for IKE there", x.Name(), wire.ICMPBrief(x.ICMP.Type, x.ICMP.Code))
 		} else {
 			res.Verdict = report.Blocked
 			from, what := "?", "error"
 			if x.ICMP != nil {
-				from, what = x.ICMP.From, icmpText(x.ICMP)
+				from, what = x.ICMP.From, wire.ICMPBrief(x.ICMP.Type, x.ICMP.Code)
 				res.Hop = &report.Hop{Addr: from}
 			}
 			res.Detail = fmt.Sprintf("%s blocked: ICMP %s from %s", x.Name(), what, from)

@@ -11,6 +11,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/net/ipv4"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 func mustHex(s string) []byte {
@@ -126,7 +128,7 @@ func TestICMPErrorParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Type != 3 || e.Code != ICMPCodeProtoUnreach || e.From != tDst || e.Quoted.Proto != ProtoESP ||
+	if e.Type != 3 || e.Code != wire.CodeProtoUnreach || e.From != tDst || e.Quoted.Proto != ProtoESP ||
 		e.Quoted.IPID != 258 || e.Quoted.Dst != tDst || e.Quoted.N != 8 || e.AdminProhibited() || !e.Unreachable() {
 		t.Fatalf("%+v", e)
 	}

@@ -3,6 +3,8 @@ package probe
 import (
 	"encoding/binary"
 	"testing"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // answers the far end gives, built from a probe's bytes the way a kernel or gateway would.
@@ -13,12 +15,12 @@ func TestClassifyAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	head := append([]byte(nil), out.Wire[0][20:20+HeadLen]...)
-	head[0] = icmpEchoReply
+	head[0] = wire.ICMPEchoReply
 	if m, ok := ClassifyHead(ProtoICMP, head); !ok || m.ID != ICMPLarge || m.Kind != KindReply || m.Nonce != tNonce || m.DatagramLen != 5028 {
 		t.Fatalf("echo reply: %+v %v", m, ok)
 	}
 	// Echo request whose id/seq disagree with the marker: not ours.
-	head[0] = icmpEcho
+	head[0] = wire.ICMPEcho
 	head[7] ^= 1
 	if m, ok := ClassifyHead(ProtoICMP, head); ok {
 		t.Fatalf("tampered echo classified: %+v", m)
@@ -131,7 +133,7 @@ func TestCorrelator(t *testing.T) {
 	}
 	c.Expect(&out)
 	icmp := make([]byte, 8+28)
-	icmp[0], icmp[1] = icmpUnreach, ICMPCodeAdminProhibited
+	icmp[0], icmp[1] = wire.ICMPUnreach, wire.CodeAdminProhibited
 	copy(icmp[8:], out.Wire[0][:28])
 	s := Seen{Src: tSrc, Proto: ProtoICMP, Head: icmp}
 	if m, ok := c.Match(&s); !ok || m.ID != NATTFrag || m.Kind != KindICMPError || m.Nonce != tNonce {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
@@ -167,9 +168,9 @@ func TestWireLabClean(t *testing.T) {
 		var want string
 		switch p.ID {
 		case ESP, ESPFrag, AH, AHFrag:
-			want = fmt.Sprintf("icmp-error 3/%d from %s", ICMPCodeProtoUnreach, r.rsp)
+			want = fmt.Sprintf("icmp-error 3/%d from %s", wire.CodeProtoUnreach, r.rsp)
 		case IKE, IKEFrag, NATT, NATTFrag:
-			want = fmt.Sprintf("icmp-error 3/%d from %s", ICMPCodePortUnreach, r.rsp)
+			want = fmt.Sprintf("icmp-error 3/%d from %s", wire.CodePortUnreach, r.rsp)
 		case ICMPLarge, PMTU:
 			want = "reply echo from " + r.rsp.String()
 		default:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -229,14 +230,14 @@ func readICMPFor(c net.PacketConn, buf []byte, target netip.Addr, nonce uint32, 
 		switch {
 		case m.Kind == probe.KindReply:
 			rep.Outcome = pmtu.Arrived
-		case m.Kind == probe.KindICMPError && rep.From == target && b[0] == 3 && (b[1] == 2 || b[1] == 3):
+		case m.Kind == probe.KindICMPError && rep.From == target && b[0] == wire.ICMPUnreach && (b[1] == wire.CodeProtoUnreach || b[1] == wire.CodePortUnreach):
 			// The target's own port/protocol unreachable: the probe got there whole.
 			rep.Outcome = pmtu.Arrived
 		case m.Kind != probe.KindICMPError:
 			continue
-		case b[0] == 3 && b[1] == 4:
+		case b[0] == wire.ICMPUnreach && b[1] == wire.CodeFragNeeded:
 			rep.Outcome, rep.MTU = pmtu.FragNeeded, int(binary.BigEndian.Uint16(b[6:8]))
-		case b[0] == 11 && b[1] == 0:
+		case b[0] == wire.ICMPTimeExceeded && b[1] == wire.CodeTTLExceeded:
 			rep.Outcome = pmtu.TimeExceeded
 		default:
 			rep.Outcome = pmtu.Unreachable
@@ -348,9 +349,9 @@ func icmpAboutReverse(s *probe.Seen, nonce uint32) (pmtu.Reply, bool) {
 	b := s.Head
 	rep := pmtu.Reply{From: s.Src, Type: b[0], Code: b[1]}
 	switch {
-	case b[0] == 3 && b[1] == 4:
+	case b[0] == wire.ICMPUnreach && b[1] == wire.CodeFragNeeded:
 		rep.Outcome, rep.MTU = pmtu.FragNeeded, int(binary.BigEndian.Uint16(b[6:8]))
-	case b[0] == 11 && b[1] == 0:
+	case b[0] == wire.ICMPTimeExceeded && b[1] == wire.CodeTTLExceeded:
 		rep.Outcome = pmtu.TimeExceeded
 	default:
 		rep.Outcome = pmtu.Unreachable
