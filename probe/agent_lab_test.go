@@ -196,7 +196,7 @@ func TestAgentLab(t *testing.T) {
 			if s.TTL != DefaultTTL-2 {
 				t.Errorf("%s arrived with TTL %d, want %d (two routers)", p, s.TTL, DefaultTTL-2)
 			}
-			if m, ok := Classify(&s); p.id != IKE && p.id != IKEFrag && (!ok || m.Nonce != p.nonce) {
+			if m, ok := classify(&s); p.id != IKE && p.id != IKEFrag && (!ok || m.Nonce != p.nonce) {
 				t.Errorf("%s: first fragment classified %+v, %v", p, m, ok)
 			}
 		}
@@ -466,7 +466,7 @@ func TestAgentLabReverseICMPError(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range rep.Seen {
-			m, ok := Classify(&s)
+			m, ok := classify(&s)
 			if s.Proto == ProtoICMP && s.Src == r2 && ok && m.Kind == KindICMPError && m.Nonce == nonces[0] {
 				if s.Head[0] != 3 || s.Head[1] != 13 {
 					t.Fatalf("ICMP type %d code %d from r2, want 3/13 (admin-prohibited)", s.Head[0], s.Head[1])

@@ -173,7 +173,7 @@ func TestBuildEveryClass(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := Seen{Proto: h.Proto, IPID: h.ID, Head: h.Payload[:min(HeadLen, len(h.Payload))]}
-			m, ok := Classify(&s)
+			m, ok := classify(&s)
 			if !ok || m.ID != id || m.Nonce != tNonce || m.Kind != KindProbe {
 				t.Fatalf("Classify = %+v, %v", m, ok)
 			}

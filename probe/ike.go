@@ -35,12 +35,6 @@ const (
 	ikeReadBuf = 65536
 )
 
-// IKE ports.
-const (
-	IKEPort  = 500
-	NATTPort = 4500
-)
-
 // IKEOutcome is how an IKE exchange ended.
 type IKEOutcome string
 
@@ -141,7 +135,7 @@ func (r *IKEResult) Name() string { return fmt.Sprintf("IKEv%d on UDP %d", r.Ver
 // IKEOverhead returns the bytes a request carries besides the IKE message: IPv4 and UDP
 // headers, and the non-ESP marker on 4500.
 func IKEOverhead(port int) int {
-	if port == NATTPort {
+	if port == PortNATT {
 		return 28 + ike.NonESPMarkerLen
 	}
 	return 28
@@ -176,7 +170,7 @@ func prepareIKE(target netip.Addr, opts IKEOptions) (IKEOptions, error) {
 		opts.Version = 2
 	}
 	if opts.Port == 0 {
-		opts.Port = IKEPort
+		opts.Port = PortIKE
 	}
 	if opts.Version != 1 && opts.Version != 2 {
 		return opts, fmt.Errorf("probe: ike: version %d (want 1 or 2)", opts.Version)
@@ -283,7 +277,7 @@ func (x *ikeExchange) releaseV1(conn *net.UDPConn, answer []byte) bool {
 		return false
 	}
 	var b []byte
-	if x.opts.Port == NATTPort {
+	if x.opts.Port == PortNATT {
 		b = ike.AppendNonESPMarker(b)
 	}
 	b, err := ike.BuildNotifyV1(b, x.spi, h.ResponderSPI, binary.BigEndian.Uint32(mid[:])|1, ike.NotifyNoProposalChosen)
@@ -307,7 +301,7 @@ type ikeExchange struct {
 
 func (x *ikeExchange) build() ([]byte, error) {
 	var b []byte
-	if x.opts.Port == NATTPort {
+	if x.opts.Port == PortNATT {
 		b = ike.AppendNonESPMarker(b)
 	}
 	size := 0
@@ -364,7 +358,7 @@ func unacceptableV1(auth ike.AuthMethod) []ike.TransformV1 {
 // our version with our initiator SPI, and for IKEv2 the response to IKE_SA_INIT.
 func (x *ikeExchange) matches(udp []byte) ([]byte, bool) {
 	msg := udp
-	if x.opts.Port == NATTPort {
+	if x.opts.Port == PortNATT {
 		var err error
 		if msg, err = ike.StripNonESPMarker(udp); err != nil {
 			return nil, false

@@ -104,7 +104,7 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 		o.Versions = []int{2, 1}
 	}
 	if o.Ports == nil {
-		o.Ports = []int{IKEPort, NATTPort}
+		o.Ports = []int{PortIKE, PortNATT}
 	}
 	if o.MaxSize == 0 {
 		o.MaxSize = IKEDefaultMaxSize

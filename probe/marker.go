@@ -295,9 +295,9 @@ func quotedNonce(proto uint8, b []byte) (uint32, bool) {
 	return 0, false
 }
 
-// Classify maps a captured first fragment (or whole packet) to its probe; see ClassifyHead.
-// Non-first fragments carry no header: use a Correlator.
-func Classify(s *Seen) (Match, bool) {
+// classify maps a captured first fragment (or whole packet) to its probe; see ClassifyHead.
+// Non-first fragments carry no header: use a correlator.
+func classify(s *Seen) (Match, bool) {
 	if s.Offset != 0 {
 		return Match{}, false
 	}
@@ -311,26 +311,26 @@ type fragKey struct {
 	id       uint16
 }
 
-// MaxCorrelated bounds how many datagrams a Correlator remembers, expected and learned
+// MaxCorrelated bounds how many datagrams a correlator remembers, expected and learned
 // apart; a map that reaches it starts over (a check sends far fewer probes).
 const MaxCorrelated = 4096
 
-// Correlator maps every fragment of a probe to the probe, first or not: it knows the probes
+// correlator maps every fragment of a probe to the probe, first or not: it knows the probes
 // you sent (Expect) and learns from first fragments it classifies. Safe for concurrent use.
-type Correlator struct {
+type correlator struct {
 	mu      sync.Mutex
 	expect  map[fragKey]Match
 	learned map[fragKey]Match
 }
 
-// NewCorrelator returns an empty Correlator.
-func NewCorrelator() *Correlator {
-	return &Correlator{expect: map[fragKey]Match{}, learned: map[fragKey]Match{}}
+// newCorrelator returns an empty correlator.
+func newCorrelator() *correlator {
+	return &correlator{expect: map[fragKey]Match{}, learned: map[fragKey]Match{}}
 }
 
 // Expect records a probe that was built (and is about to be sent), so that its fragments and
 // ICMP errors quoting only its IP header map to it even when the first fragment is lost.
-func (c *Correlator) Expect(p *Packets) {
+func (c *correlator) Expect(p *Packets) {
 	m := Match{ID: p.ID, Nonce: p.Nonce, Kind: KindProbe, DatagramLen: p.Size}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -343,7 +343,7 @@ func (c *Correlator) Expect(p *Packets) {
 
 // Match maps a Seen to its probe: first fragments and ICMP errors by their head; other
 // fragments by (src, dst, proto, IP ID) of a probe expected or a first fragment seen.
-func (c *Correlator) Match(s *Seen) (Match, bool) {
+func (c *correlator) Match(s *Seen) (Match, bool) {
 	if s.Offset == 0 {
 		m, ok := ClassifyHead(s.Proto, s.Head)
 		if ok && m.Kind == KindProbe && (s.More || m.DatagramLen > 0) {
@@ -375,7 +375,7 @@ func (c *Correlator) Match(s *Seen) (Match, bool) {
 }
 
 // matchQuoted maps an ICMP error whose quote is too short to classify, by the quoted IP ID.
-func (c *Correlator) matchQuoted(s *Seen) (Match, bool) {
+func (c *correlator) matchQuoted(s *Seen) (Match, bool) {
 	e, err := ParseICMPError(s)
 	if err != nil {
 		return Match{}, false
@@ -392,7 +392,7 @@ func (c *Correlator) matchQuoted(s *Seen) (Match, bool) {
 	return m, ok
 }
 
-func (c *Correlator) learn(k fragKey, m Match) {
+func (c *correlator) learn(k fragKey, m Match) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.learned[k]; ok {

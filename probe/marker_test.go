@@ -103,7 +103,7 @@ func TestCorrelator(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := wireSeen(t, out.Wire)
-	c := NewCorrelator()
+	c := newCorrelator()
 	// Without Expect, a later fragment maps once its first fragment was seen.
 	if _, ok := c.Match(&seen[1]); ok {
 		t.Fatal("non-first fragment matched before anything was known")
@@ -115,7 +115,7 @@ func TestCorrelator(t *testing.T) {
 		}
 	}
 	// With Expect, the first fragment may be lost; a NAT'd source still maps by (proto, id).
-	c = NewCorrelator()
+	c = newCorrelator()
 	c.Expect(&out)
 	last := seen[len(seen)-1]
 	last.Src = tDst

@@ -144,7 +144,7 @@ func ProbeIKEv1NATD(ctx context.Context, target netip.Addr, port int, timeout ti
 	remote := netip.AddrPortFrom(target.Unmap(), uint16(port))
 	out := &IKEv1NATD{Port: port, LocalAddr: local.String()}
 	var prefix []byte
-	if port == NATTPort {
+	if port == PortNATT {
 		prefix = ike.AppendNonESPMarker(nil)
 	}
 	var cookie [8]byte
@@ -152,7 +152,7 @@ func ProbeIKEv1NATD(ctx context.Context, target netip.Addr, port int, timeout ti
 		return nil, fmt.Errorf("probe: ike: cookie: %w", err)
 	}
 	strip := func(udp []byte) []byte {
-		if port != NATTPort {
+		if port != PortNATT {
 			return udp
 		}
 		m, err := ike.StripNonESPMarker(udp)

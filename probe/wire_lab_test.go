@@ -26,7 +26,7 @@ type wireRun struct {
 	sent     map[uint32]*Packets // by nonce
 	atRsp    []Seen              // rsp's Observer (peer ini)
 	atIni    []Seen              // ini's Observer (peer rsp): answers and ICMP errors
-	corr     *Correlator
+	corr     *correlator
 }
 
 // wireSettle is how long the test waits after the last send for stragglers.
@@ -38,7 +38,7 @@ const wireSettle = 700 * time.Millisecond
 func runWire(t *testing.T, profile string, ids []ID, mod func(ID, *BuildParams)) *wireRun {
 	t.Helper()
 	lab := testlab.ForTest(t, testlab.Spec{Profile: profile, NoGateways: true})
-	r := &wireRun{lab: lab, ini: lab.Addr("ini"), rsp: lab.Addr("rsp"), sent: map[uint32]*Packets{}, corr: NewCorrelator()}
+	r := &wireRun{lab: lab, ini: lab.Addr("ini"), rsp: lab.Addr("rsp"), sent: map[uint32]*Packets{}, corr: newCorrelator()}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// The kernel rate-limits ICMP errors per destination (a burst of 6): lift that in rsp so
@@ -93,7 +93,7 @@ func runWire(t *testing.T, profile string, ids []ID, mod func(ID, *BuildParams))
 	return r
 }
 
-// arrived returns, per nonce, the fragments rsp saw of that probe, mapped by the Correlator.
+// arrived returns, per nonce, the fragments rsp saw of that probe, mapped by the correlator.
 func (r *wireRun) arrived(t *testing.T) map[uint32][]report.Fragment {
 	t.Helper()
 	got := map[uint32][]report.Fragment{}
@@ -457,7 +457,7 @@ func TestWireLabObserverFlood(t *testing.T) {
 	if st.Captured <= 256 || st.Overwritten != st.Captured-256 {
 		t.Fatalf("stats %+v after a flood of %d into 256 slots: want more than 256 captured and all but 256 overwritten", st, flood)
 	}
-	if m, ok := Classify(&got[len(got)-1]); !ok || m.ID != AH || m.Nonce != tNonce {
+	if m, ok := classify(&got[len(got)-1]); !ok || m.ID != AH || m.Nonce != tNonce {
 		t.Fatalf("the probe after the flood: %+v %v", m, ok)
 	}
 }
@@ -507,7 +507,7 @@ func TestWireLabGatewayAnswers(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 		for _, s := range o.Drain() {
-			if m, ok := Classify(&s); ok && m.Kind == KindReply && want[m.Nonce] == m.ID {
+			if m, ok := classify(&s); ok && m.Kind == KindReply && want[m.Nonce] == m.ID {
 				got[m.Nonce] = s
 			}
 		}
