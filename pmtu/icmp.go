@@ -52,19 +52,11 @@ func parseICMP(from, target netip.Addr, b []byte, id echoID) (Reply, error) {
 	}
 	// The quoted packet: an IPv4 header (IHL checked against what is there) and at least the
 	// 8 bytes of our echo header.
-	q := b[wire.ICMPHeaderLen:]
-	if len(q) < 20 || q[0]>>4 != 4 {
+	q, ok := wire.ParseQuotedIPv4(b[wire.ICMPHeaderLen:], wire.ICMPHeaderLen)
+	if !ok || q.Proto != 1 || q.Dst != target || q.IPID != id.IPID {
 		return Reply{}, errNotOurs
 	}
-	ihl := int(q[0]&0x0f) * 4
-	if ihl < 20 || len(q) < ihl+wire.ICMPHeaderLen {
-		return Reply{}, errNotOurs
-	}
-	qdst, _ := netip.AddrFromSlice(q[16:20])
-	if q[9] != 1 || qdst != target || binary.BigEndian.Uint16(q[4:]) != id.IPID {
-		return Reply{}, errNotOurs
-	}
-	e := q[ihl:]
+	e := q.Next
 	if e[0] != wire.ICMPEcho || binary.BigEndian.Uint16(e[4:]) != id.ID || binary.BigEndian.Uint16(e[6:]) != id.Seq {
 		return Reply{}, errNotOurs
 	}

@@ -134,19 +134,11 @@ func parseICMPForTCP(from netip.Addr, b []byte, t TCPProbe) (Reply, error) {
 	default:
 		return Reply{}, errNotOurs
 	}
-	q := b[wire.ICMPHeaderLen:]
-	if len(q) < 20 || q[0]>>4 != 4 {
+	q, ok := wire.ParseQuotedIPv4(b[wire.ICMPHeaderLen:], 8)
+	if !ok || q.Proto != protoTCP || q.Dst != t.Dst || q.IPID != t.IPID {
 		return Reply{}, errNotOurs
 	}
-	ihl := int(q[0]&0x0f) * 4
-	if ihl < 20 || len(q) < ihl+8 {
-		return Reply{}, errNotOurs
-	}
-	qdst, _ := netip.AddrFromSlice(q[16:20])
-	if q[9] != protoTCP || qdst != t.Dst || binary.BigEndian.Uint16(q[4:]) != t.IPID {
-		return Reply{}, errNotOurs
-	}
-	s := q[ihl:]
+	s := q.Next
 	if binary.BigEndian.Uint16(s[0:]) != t.SrcPort || binary.BigEndian.Uint16(s[2:]) != t.DstPort || binary.BigEndian.Uint32(s[4:]) != t.Seq {
 		return Reply{}, errNotOurs
 	}

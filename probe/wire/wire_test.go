@@ -89,3 +89,47 @@ func FuzzParseMarker(f *testing.F) {
 		}
 	})
 }
+
+// quotedEcho is an IPv4 header (IHL 5, ID 0x1234, protocol 1, 192.0.2.1 → 203.0.113.10)
+// and an echo request header, as an ICMP error quotes them.
+var quotedEcho, _ = hex.DecodeString("45000054123440004001000" + "0c0000201cb00710a" + "0800f7ff42420007")
+
+func TestParseQuotedIPv4(t *testing.T) {
+	q, ok := ParseQuotedIPv4(quotedEcho, 8)
+	if !ok || q.Proto != 1 || q.Dst.String() != "203.0.113.10" || q.IPID != 0x1234 || !bytes.Equal(q.Next, quotedEcho[20:]) {
+		t.Fatalf("ParseQuotedIPv4 = %+v, %v", q, ok)
+	}
+	if _, ok := ParseQuotedIPv4(quotedEcho, 9); ok {
+		t.Error("took a quote with 8 bytes after the header when 9 were needed")
+	}
+	if _, ok := ParseQuotedIPv4(quotedEcho[:19], 0); ok {
+		t.Error("took a short header")
+	}
+	opts := append([]byte{}, quotedEcho...)
+	opts[0] = 0x46 // IHL 6: the header claims 24 bytes, 4 of them the echo header's
+	if q, ok := ParseQuotedIPv4(opts, 8); ok {
+		t.Errorf("IHL 6 with 28 bytes took 8 after it: %+v", q)
+	}
+	v6 := append([]byte{}, quotedEcho...)
+	v6[0] = 0x65
+	if _, ok := ParseQuotedIPv4(v6, 0); ok {
+		t.Error("took version 6")
+	}
+}
+
+func FuzzParseQuotedIPv4(f *testing.F) {
+	f.Add(quotedEcho, 8)
+	f.Add(quotedEcho[:20], 0)
+	f.Fuzz(func(t *testing.T, b []byte, after int) {
+		if after < 0 || after > 64 {
+			return
+		}
+		q, ok := ParseQuotedIPv4(b, after)
+		if !ok {
+			return
+		}
+		if len(q.Next) < after || !q.Dst.Is4() || len(b)-len(q.Next) < 20 {
+			t.Fatalf("ParseQuotedIPv4(% x, %d) = %+v", b, after, q)
+		}
+	})
+}
