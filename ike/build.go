@@ -43,6 +43,16 @@ const (
 	minPadVID   = genericHeaderLen + 1
 )
 
+// sizeGap is how many bytes bodies ps lack to make a message of size bytes; an
+// ErrSizeUnreachable when the message is already larger.
+func sizeGap(ps []Body, size int) (int, error) {
+	d := size - bodyLen(ps)
+	if d < 0 {
+		return d, fmt.Errorf("%w: %d bytes asked, the message is already %d", ErrSizeUnreachable, size, size-d)
+	}
+	return d, nil
+}
+
 // padding returns vendor-ID payloads that add exactly d bytes (d ≥ minPadVID or 0).
 func padding(v2 bool, d int) []Body {
 	if d <= 0 {
@@ -200,10 +210,10 @@ func BuildSAInit(b []byte, p SAInitParams) ([]byte, error) {
 		ps = append(ps, VendorID(true, v))
 	}
 	if p.Size != 0 {
-		d := p.Size - bodyLen(ps)
+		d, err := sizeGap(ps, p.Size)
 		switch {
-		case d < 0:
-			return b, fmt.Errorf("%w: %d bytes asked, the message is already %d", ErrSizeUnreachable, p.Size, p.Size-d)
+		case err != nil:
+			return b, err
 		case d > 0 && d < minPadVID:
 			if len(nonce)+d > 256 {
 				return b, fmt.Errorf("%w: %d bytes", ErrSizeUnreachable, p.Size)
@@ -278,10 +288,10 @@ func BuildMainMode(b []byte, p MainModeParams) ([]byte, error) {
 		ps = append(ps, VendorID(false, v))
 	}
 	if p.Size != 0 {
-		d := p.Size - bodyLen(ps)
+		d, err := sizeGap(ps, p.Size)
 		switch {
-		case d < 0:
-			return b, fmt.Errorf("%w: %d bytes asked, the message is already %d", ErrSizeUnreachable, p.Size, p.Size-d)
+		case err != nil:
+			return b, err
 		case d > 0 && d < minPadVID:
 			return b, fmt.Errorf("%w: an IKEv1 message of %d bytes cannot grow by %d", ErrSizeUnreachable, p.Size-d, d)
 		default:
