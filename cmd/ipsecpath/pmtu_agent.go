@@ -20,6 +20,16 @@ import (
 // agentPoll is how often a forward probe asks the agent whether it arrived.
 const agentPoll = 5 * time.Millisecond
 
+// nextPoll is when a wait for a probe's answers between two questions to the agent ends:
+// agentPoll from now, or the probe's deadline if that comes first.
+func nextPoll(deadline time.Time) time.Time {
+	until := time.Now().Add(agentPoll)
+	if deadline.Before(until) {
+		return deadline
+	}
+	return until
+}
+
 // agentRuns prepares the agent-confirmed searches: forward (our DF probes, seen by the agent:
 // UDP 4500 with --proto udp, TCP data segments to port with tcp, the pmtu echo with icmp)
 // and reverse (the agent's DF pmtu echoes toward us, seen by our raw ICMP socket; the far
@@ -174,10 +184,7 @@ func (f *agentForward) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, e
 			return pmtu.Reply{}, err
 		}
 		// ICMP errors about the probe, for up to agentPoll.
-		until := time.Now().Add(agentPoll)
-		if deadline.Before(until) {
-			until = deadline
-		}
+		until := nextPoll(deadline)
 		if rep, ok, err := readICMPFor(f.icmp, f.buf[:], f.dst, nonce, until); err != nil {
 			return pmtu.Reply{}, err
 		} else if ok {
@@ -284,10 +291,7 @@ func (v *agentReverse) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, e
 		if err := ctx.Err(); err != nil {
 			return pmtu.Reply{}, err
 		}
-		until := time.Now().Add(agentPoll)
-		if deadline.Before(until) {
-			until = deadline
-		}
+		until := nextPoll(deadline)
 		if d, ok := ctx.Deadline(); ok && d.Before(until) {
 			until = d
 		}
