@@ -60,7 +60,7 @@ func parseICMP(from, target netip.Addr, b []byte, id echoID) (Reply, error) {
 	if e[0] != wire.ICMPEcho || binary.BigEndian.Uint16(e[4:]) != id.ID || binary.BigEndian.Uint16(e[6:]) != id.Seq {
 		return Reply{}, errNotOurs
 	}
-	return icmpErrorReply(from, b), nil
+	return ICMPErrorReply(from, b), nil
 }
 
 // pacer spaces probes pace apart on average, letting burst of them go back to back after a

@@ -142,11 +142,13 @@ func parseICMPForTCP(from netip.Addr, b []byte, t TCPProbe) (Reply, error) {
 	if binary.BigEndian.Uint16(s[0:]) != t.SrcPort || binary.BigEndian.Uint16(s[2:]) != t.DstPort || binary.BigEndian.Uint32(s[4:]) != t.Seq {
 		return Reply{}, errNotOurs
 	}
-	return icmpErrorReply(from, b), nil
+	return ICMPErrorReply(from, b), nil
 }
 
-// icmpErrorReply turns an ICMP error that quotes one of our probes into its Reply.
-func icmpErrorReply(from netip.Addr, b []byte) Reply {
+// ICMPErrorReply turns an ICMP error (ICMP header first, at least 8 bytes) from from that
+// quotes one of our probes into its Reply: fragmentation needed with its MTU, TTL exceeded
+// in transit, or unreachable.
+func ICMPErrorReply(from netip.Addr, b []byte) Reply {
 	r := Reply{From: from, Type: b[0], Code: b[1]}
 	switch {
 	case b[0] == wire.ICMPUnreach && b[1] == wire.CodeFragNeeded:

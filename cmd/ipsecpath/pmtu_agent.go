@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -242,12 +241,8 @@ func readICMPFor(c net.PacketConn, buf []byte, target netip.Addr, nonce uint32, 
 			rep.Outcome = pmtu.Arrived
 		case m.Kind != probe.KindICMPError:
 			continue
-		case b[0] == wire.ICMPUnreach && b[1] == wire.CodeFragNeeded:
-			rep.Outcome, rep.MTU = pmtu.FragNeeded, int(binary.BigEndian.Uint16(b[6:8]))
-		case b[0] == wire.ICMPTimeExceeded && b[1] == wire.CodeTTLExceeded:
-			rep.Outcome = pmtu.TimeExceeded
 		default:
-			rep.Outcome = pmtu.Unreachable
+			rep = pmtu.ICMPErrorReply(rep.From, b)
 		}
 		return rep, true, nil
 	}
@@ -350,15 +345,5 @@ func icmpAboutReverse(s *probe.Seen, nonce uint32) (pmtu.Reply, bool) {
 	if !ok || m.Kind != probe.KindICMPError || m.Nonce != nonce {
 		return pmtu.Reply{}, false
 	}
-	b := s.Head
-	rep := pmtu.Reply{From: s.Src, Type: b[0], Code: b[1]}
-	switch {
-	case b[0] == wire.ICMPUnreach && b[1] == wire.CodeFragNeeded:
-		rep.Outcome, rep.MTU = pmtu.FragNeeded, int(binary.BigEndian.Uint16(b[6:8]))
-	case b[0] == wire.ICMPTimeExceeded && b[1] == wire.CodeTTLExceeded:
-		rep.Outcome = pmtu.TimeExceeded
-	default:
-		rep.Outcome = pmtu.Unreachable
-	}
-	return rep, true
+	return pmtu.ICMPErrorReply(s.Src, s.Head), true
 }
