@@ -43,6 +43,24 @@ const (
 	minPadVID   = genericHeaderLen + 1
 )
 
+// padTo pads bodies ps to a message of size bytes (0: leaves them as they are) with
+// padding vendor IDs. A gap of 1 to minPadVID-1 bytes, too small for one, goes to short,
+// which fills it otherwise or says why it cannot. ErrSizeUnreachable when the message is
+// already larger.
+func padTo(ps []Body, size int, v2 bool, short func(d int) error) ([]Body, error) {
+	if size == 0 {
+		return ps, nil
+	}
+	d := size - bodyLen(ps)
+	switch {
+	case d < 0:
+		return ps, fmt.Errorf("%w: %d bytes asked, the message is already %d", ErrSizeUnreachable, size, size-d)
+	case d > 0 && d < minPadVID:
+		return ps, short(d)
+	}
+	return append(ps, padding(v2, d)...), nil
+}
+
 // padding returns vendor-ID payloads that add exactly d bytes (d ≥ minPadVID or 0).
 func padding(v2 bool, d int) []Body {
 	if d <= 0 {
@@ -199,23 +217,20 @@ func BuildSAInit(b []byte, p SAInitParams) ([]byte, error) {
 	for _, v := range p.VendorIDs {
 		ps = append(ps, VendorID(true, v))
 	}
-	if p.Size != 0 {
-		d := p.Size - bodyLen(ps)
-		switch {
-		case d < 0:
-			return b, fmt.Errorf("%w: %d bytes asked, the message is already %d", ErrSizeUnreachable, p.Size, p.Size-d)
-		case d > 0 && d < minPadVID:
-			if len(nonce)+d > 256 {
-				return b, fmt.Errorf("%w: %d bytes", ErrSizeUnreachable, p.Size)
-			}
-			grown := append(append([]byte{}, nonce...), make([]byte, d)...)
-			if _, err := io.ReadFull(rnd, grown[len(nonce):]); err != nil {
-				return b, fmt.Errorf("ike: nonce: %w", err)
-			}
-			ps[nonceAt] = Nonce(true, grown)
-		default:
-			ps = append(ps, padding(true, d)...)
+	// A gap too small for a padding vendor ID grows the nonce instead.
+	ps, err := padTo(ps, p.Size, true, func(d int) error {
+		if len(nonce)+d > 256 {
+			return fmt.Errorf("%w: %d bytes", ErrSizeUnreachable, p.Size)
 		}
+		grown := append(append([]byte{}, nonce...), make([]byte, d)...)
+		if _, err := io.ReadFull(rnd, grown[len(nonce):]); err != nil {
+			return fmt.Errorf("ike: nonce: %w", err)
+		}
+		ps[nonceAt] = Nonce(true, grown)
+		return nil
+	})
+	if err != nil {
+		return b, err
 	}
 	h := Header{InitiatorSPI: p.SPI, Version: VersionIKEv2, Exchange: ExchangeIKESAInit, Flags: FlagInitiator}
 	return AppendMessage(b, h, SerializeOptions{FixLengths: true}, ps...)
@@ -277,16 +292,11 @@ func BuildMainMode(b []byte, p MainModeParams) ([]byte, error) {
 	for _, v := range vids {
 		ps = append(ps, VendorID(false, v))
 	}
-	if p.Size != 0 {
-		d := p.Size - bodyLen(ps)
-		switch {
-		case d < 0:
-			return b, fmt.Errorf("%w: %d bytes asked, the message is already %d", ErrSizeUnreachable, p.Size, p.Size-d)
-		case d > 0 && d < minPadVID:
-			return b, fmt.Errorf("%w: an IKEv1 message of %d bytes cannot grow by %d", ErrSizeUnreachable, p.Size-d, d)
-		default:
-			ps = append(ps, padding(false, d)...)
-		}
+	ps, err := padTo(ps, p.Size, false, func(d int) error {
+		return fmt.Errorf("%w: an IKEv1 message of %d bytes cannot grow by %d", ErrSizeUnreachable, p.Size-d, d)
+	})
+	if err != nil {
+		return b, err
 	}
 	h := Header{InitiatorSPI: p.Cookie, Version: VersionIKEv1, Exchange: ExchangeIdentityProtection}
 	return AppendMessage(b, h, SerializeOptions{FixLengths: true}, ps...)

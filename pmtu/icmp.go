@@ -5,25 +5,8 @@ import (
 	"errors"
 	"net/netip"
 	"time"
-)
 
-// ICMP message layout (RFC 792) as the prober sends and reads it:
-//
-//	echo request / reply     error (3 unreachable, 11 time exceeded, 12 parameter problem)
-//	+------+------+-------+  +------+------+-------------+
-//	| type | code | csum  |  | type | code | csum        |
-//	+------+------+-------+  +------+------+------+------+
-//	| id          | seq   |  | unused      | next-hop MTU|  (MTU only for 3/4, RFC 1191)
-//	+-------------+-------+  +-------------+-------------+
-//	| data …              |  | quoted IPv4 header + ≥ 8 bytes (our echo header) |
-const (
-	icmpEchoReply    = 0
-	icmpUnreach      = 3
-	icmpEcho         = 8
-	icmpTimeExceeded = 11
-	icmpParamProblem = 12
-	codeFragNeeded   = 4
-	icmpHeader       = 8
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // echoID names one probe: the echo identifier and sequence number, and the IPv4 ID, all
@@ -39,68 +22,45 @@ var errNotOurs = errors.New("pmtu: not an answer to this probe")
 // putEcho writes an ICMP echo request with our id/seq into b (len(b) ≥ 8), filling the data
 // with a recognisable pattern, and sets its checksum.
 func putEcho(b []byte, id echoID) {
-	b[0], b[1] = icmpEcho, 0
+	b[0], b[1] = wire.ICMPEcho, 0
 	b[2], b[3] = 0, 0
 	binary.BigEndian.PutUint16(b[4:], id.ID)
 	binary.BigEndian.PutUint16(b[6:], id.Seq)
 	const mark = "ipsecpath pmtu "
-	for i := icmpHeader; i < len(b); i++ {
-		b[i] = mark[(i-icmpHeader)%len(mark)]
+	for i := wire.ICMPHeaderLen; i < len(b); i++ {
+		b[i] = mark[(i-wire.ICMPHeaderLen)%len(mark)]
 	}
-	binary.BigEndian.PutUint16(b[2:], checksum(b))
-}
-
-// checksum is the Internet checksum (RFC 1071).
-func checksum(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s>>16 != 0 {
-		s = s&0xffff + s>>16
-	}
-	return ^uint16(s)
+	binary.BigEndian.PutUint16(b[2:], wire.Checksum(b))
 }
 
 // parseICMP reads an ICMP message (ICMP header first) received from from, and says what it
 // means for the probe id sent to target. It returns errNotOurs for anything else. It never
 // panics: every length is checked before it is read.
 func parseICMP(from, target netip.Addr, b []byte, id echoID) (Reply, error) {
-	if len(b) < icmpHeader {
+	if len(b) < wire.ICMPHeaderLen {
 		return Reply{}, errNotOurs
 	}
 	switch b[0] {
-	case icmpEchoReply:
+	case wire.ICMPEchoReply:
 		if b[1] != 0 || from != target || binary.BigEndian.Uint16(b[4:]) != id.ID || binary.BigEndian.Uint16(b[6:]) != id.Seq {
 			return Reply{}, errNotOurs
 		}
 		return Reply{Outcome: Arrived, From: from}, nil
-	case icmpUnreach, icmpTimeExceeded, icmpParamProblem:
+	case wire.ICMPUnreach, wire.ICMPTimeExceeded, wire.ICMPParamProblem:
 	default:
 		return Reply{}, errNotOurs
 	}
 	// The quoted packet: an IPv4 header (IHL checked against what is there) and at least the
 	// 8 bytes of our echo header.
-	q := b[icmpHeader:]
-	if len(q) < 20 || q[0]>>4 != 4 {
+	q, ok := wire.ParseQuotedIPv4(b[wire.ICMPHeaderLen:], wire.ICMPHeaderLen)
+	if !ok || q.Proto != 1 || q.Dst != target || q.IPID != id.IPID {
 		return Reply{}, errNotOurs
 	}
-	ihl := int(q[0]&0x0f) * 4
-	if ihl < 20 || len(q) < ihl+icmpHeader {
+	e := q.Next
+	if e[0] != wire.ICMPEcho || binary.BigEndian.Uint16(e[4:]) != id.ID || binary.BigEndian.Uint16(e[6:]) != id.Seq {
 		return Reply{}, errNotOurs
 	}
-	qdst, _ := netip.AddrFromSlice(q[16:20])
-	if q[9] != 1 || qdst != target || binary.BigEndian.Uint16(q[4:]) != id.IPID {
-		return Reply{}, errNotOurs
-	}
-	e := q[ihl:]
-	if e[0] != icmpEcho || binary.BigEndian.Uint16(e[4:]) != id.ID || binary.BigEndian.Uint16(e[6:]) != id.Seq {
-		return Reply{}, errNotOurs
-	}
-	return icmpErrorReply(from, b), nil
+	return ICMPErrorReply(from, b), nil
 }
 
 // pacer spaces probes pace apart on average, letting burst of them go back to back after a
@@ -127,25 +87,11 @@ func (p *pacer) sent(now time.Time) {
 	p.tat = p.tat.Add(p.pace)
 }
 
-// ICMPv6 (RFC 4443): the same layout as ICMPv4; a Packet Too Big carries a 32-bit MTU where
-// ICMPv4's fragmentation-needed carries 16 bits, and errors quote the IPv6 header (40
-// bytes; our probes carry no extension headers) and our echo header.
-const (
-	icmp6Unreach      = 1
-	icmp6PacketTooBig = 2
-	icmp6TimeExceeded = 3
-	icmp6ParamProblem = 4
-	icmp6Echo         = 128
-	icmp6EchoReply    = 129
-	ipv6Header        = 40
-	protoICMPv6       = 58
-)
-
 // putEcho6 writes an ICMPv6 echo request with our id/seq into b (len(b) ≥ 8). The checksum
 // covers a pseudo-header the kernel knows best: raw ICMPv6 sockets fill it in.
 func putEcho6(b []byte, id echoID) {
 	putEcho(b, id)
-	b[0] = icmp6Echo
+	b[0] = wire.ICMP6Echo
 	b[2], b[3] = 0, 0
 }
 
@@ -153,34 +99,34 @@ func putEcho6(b []byte, id echoID) {
 // error quoting our echo request to target. Errors that quote anything else are errNotOurs.
 // It never panics.
 func parseICMPv6(from, target netip.Addr, b []byte, id echoID) (Reply, error) {
-	if len(b) < icmpHeader {
+	if len(b) < wire.ICMPHeaderLen {
 		return Reply{}, errNotOurs
 	}
 	switch b[0] {
-	case icmp6EchoReply:
+	case wire.ICMP6EchoReply:
 		if b[1] != 0 || from != target || binary.BigEndian.Uint16(b[4:]) != id.ID || binary.BigEndian.Uint16(b[6:]) != id.Seq {
 			return Reply{}, errNotOurs
 		}
 		return Reply{Outcome: Arrived, From: from}, nil
-	case icmp6Unreach, icmp6PacketTooBig, icmp6TimeExceeded, icmp6ParamProblem:
+	case wire.ICMP6Unreach, wire.ICMP6PacketTooBig, wire.ICMP6TimeExceeded, wire.ICMP6ParamProblem:
 	default:
 		return Reply{}, errNotOurs
 	}
-	q := b[icmpHeader:]
-	if len(q) < ipv6Header+icmpHeader || q[0]>>4 != 6 || q[6] != protoICMPv6 {
+	q := b[wire.ICMPHeaderLen:]
+	if len(q) < wire.IPv6HeaderLen+wire.ICMPHeaderLen || q[0]>>4 != 6 || q[6] != wire.ProtoICMPv6 {
 		return Reply{}, errNotOurs
 	}
 	qdst, _ := netip.AddrFromSlice(q[24:40])
-	e := q[ipv6Header:]
-	if qdst != target || e[0] != icmp6Echo || binary.BigEndian.Uint16(e[4:]) != id.ID || binary.BigEndian.Uint16(e[6:]) != id.Seq {
+	e := q[wire.IPv6HeaderLen:]
+	if qdst != target || e[0] != wire.ICMP6Echo || binary.BigEndian.Uint16(e[4:]) != id.ID || binary.BigEndian.Uint16(e[6:]) != id.Seq {
 		return Reply{}, errNotOurs
 	}
 	r := Reply{From: from, Type: b[0], Code: b[1]}
 	switch {
-	case b[0] == icmp6PacketTooBig:
+	case b[0] == wire.ICMP6PacketTooBig:
 		m := binary.BigEndian.Uint32(b[4:])
 		r.Outcome, r.MTU = FragNeeded, int(min(m, 1<<20))
-	case b[0] == icmp6TimeExceeded && b[1] == 0:
+	case b[0] == wire.ICMP6TimeExceeded && b[1] == 0:
 		r.Outcome = TimeExceeded
 	default:
 		r.Outcome = Unreachable

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv6"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // Socket options of linux/in6.h that package syscall lacks.
@@ -52,7 +54,7 @@ func (p *ICMPProber) open6() error {
 // probe6 is Probe toward an IPv6 target: r.Size is the whole IPv6 packet, 40-byte header
 // included; r.TTL is the hop limit.
 func (p *ICMPProber) probe6(ctx context.Context, r Request, id echoID) (Reply, error) {
-	n := r.Size - ipv6Header
+	n := r.Size - wire.IPv6HeaderLen
 	if cap(p.wbuf) < n {
 		p.wbuf = make([]byte, n)
 	}

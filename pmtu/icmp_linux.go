@@ -15,6 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // Pacing: at most 100 packets/s toward a target (DESIGN.md, Safety), with a burst of
@@ -147,14 +149,14 @@ func (p *ICMPProber) Close() error {
 // and waits up to r.Timeout (or until ctx ends) for its reply or an ICMP error about it.
 // Answers to earlier probes that arrive late are skipped.
 func (p *ICMPProber) Probe(ctx context.Context, r Request) (Reply, error) {
-	if r.Size < 20+icmpHeader || r.Size > 65535 {
-		return Reply{}, fmt.Errorf("pmtu: probe size %d out of range %d..65535", r.Size, 20+icmpHeader)
+	if r.Size < 20+wire.ICMPHeaderLen || r.Size > 65535 {
+		return Reply{}, fmt.Errorf("pmtu: probe size %d out of range %d..65535", r.Size, 20+wire.ICMPHeaderLen)
 	}
 	if r.TTL < 1 || r.TTL > 255 {
 		return Reply{}, fmt.Errorf("pmtu: ttl %d out of range 1..255", r.TTL)
 	}
-	if p.conn6 != nil && r.Size < ipv6Header+icmpHeader {
-		return Reply{}, fmt.Errorf("pmtu: probe size %d out of range %d..65535", r.Size, ipv6Header+icmpHeader)
+	if p.conn6 != nil && r.Size < wire.IPv6HeaderLen+wire.ICMPHeaderLen {
+		return Reply{}, fmt.Errorf("pmtu: probe size %d out of range %d..65535", r.Size, wire.IPv6HeaderLen+wire.ICMPHeaderLen)
 	}
 	if wait := p.pacer.wait(time.Now()); wait > 0 {
 		t := time.NewTimer(wait)

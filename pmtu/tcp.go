@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // A TCP-sized probe is one data segment of an established-looking connection: ACK|PSH with
@@ -29,12 +31,9 @@ const (
 	tcpFlagPSH     = 0x08
 	tcpFlagACK     = 0x10
 	protoTCP       = 6
-	markerLen      = 12
-	markerCodeTCP  = 10 // probe/marker.go's class code for tcp
-	markerVersion  = 1
 	tcpProbeWindow = 502 // a plausible receive window, no scaling
 	// MinTCPProbe is the smallest TCP-sized probe: IPv4 and TCP headers and the marker.
-	MinTCPProbe = 20 + tcpHeader + markerLen
+	MinTCPProbe = 20 + tcpHeader + wire.MarkerLen
 )
 
 // TCPProbe names one TCP-sized probe: the addresses and ports of the segment, its sequence
@@ -67,7 +66,7 @@ func (t TCPProbe) Put(b []byte) error {
 	src, dst := t.Src.As4(), t.Dst.As4()
 	copy(h[12:16], src[:])
 	copy(h[16:20], dst[:])
-	binary.BigEndian.PutUint16(h[10:], checksum(h))
+	binary.BigEndian.PutUint16(h[10:], wire.Checksum(h))
 
 	s := b[20:]
 	binary.BigEndian.PutUint16(s[0:], t.SrcPort)
@@ -78,13 +77,10 @@ func (t TCPProbe) Put(b []byte) error {
 	binary.BigEndian.PutUint16(s[14:], tcpProbeWindow)
 	s[16], s[17], s[18], s[19] = 0, 0, 0, 0
 	p := s[tcpHeader:]
-	copy(p[0:4], "IPSP")
-	p[4], p[5] = markerCodeTCP, markerVersion
-	binary.BigEndian.PutUint16(p[6:], uint16(len(b)))
-	binary.BigEndian.PutUint32(p[8:], t.Seq)
+	wire.PutMarker(p, wire.MarkerCodeTCP, len(b), t.Seq)
 	const mark = "ipsecpath pmtu "
-	for i := markerLen; i < len(p); i++ {
-		p[i] = mark[(i-markerLen)%len(mark)]
+	for i := wire.MarkerLen; i < len(p); i++ {
+		p[i] = mark[(i-wire.MarkerLen)%len(mark)]
 	}
 	binary.BigEndian.PutUint16(s[16:], tcpChecksum(src, dst, s))
 	return nil
@@ -97,7 +93,7 @@ func tcpChecksum(src, dst [4]byte, s []byte) uint16 {
 	copy(ph[4:8], dst[:])
 	ph[9] = protoTCP
 	binary.BigEndian.PutUint16(ph[10:], uint16(len(s)))
-	sum := uint32(^checksum(ph[:])) + uint32(^checksum(s))
+	sum := uint32(^wire.Checksum(ph[:])) + uint32(^wire.Checksum(s))
 	for sum>>16 != 0 {
 		sum = sum&0xffff + sum>>16
 	}
@@ -130,40 +126,34 @@ func parseTCPAnswer(from netip.Addr, b []byte, t TCPProbe, payload int) (Reply, 
 // t.IPID) and the first 8 bytes of its segment (ports and sequence number). errNotOurs for
 // anything else, echo replies included; it never panics.
 func parseICMPForTCP(from netip.Addr, b []byte, t TCPProbe) (Reply, error) {
-	if len(b) < icmpHeader {
+	if len(b) < wire.ICMPHeaderLen {
 		return Reply{}, errNotOurs
 	}
 	switch b[0] {
-	case icmpUnreach, icmpTimeExceeded, icmpParamProblem:
+	case wire.ICMPUnreach, wire.ICMPTimeExceeded, wire.ICMPParamProblem:
 	default:
 		return Reply{}, errNotOurs
 	}
-	q := b[icmpHeader:]
-	if len(q) < 20 || q[0]>>4 != 4 {
+	q, ok := wire.ParseQuotedIPv4(b[wire.ICMPHeaderLen:], 8)
+	if !ok || q.Proto != protoTCP || q.Dst != t.Dst || q.IPID != t.IPID {
 		return Reply{}, errNotOurs
 	}
-	ihl := int(q[0]&0x0f) * 4
-	if ihl < 20 || len(q) < ihl+8 {
-		return Reply{}, errNotOurs
-	}
-	qdst, _ := netip.AddrFromSlice(q[16:20])
-	if q[9] != protoTCP || qdst != t.Dst || binary.BigEndian.Uint16(q[4:]) != t.IPID {
-		return Reply{}, errNotOurs
-	}
-	s := q[ihl:]
+	s := q.Next
 	if binary.BigEndian.Uint16(s[0:]) != t.SrcPort || binary.BigEndian.Uint16(s[2:]) != t.DstPort || binary.BigEndian.Uint32(s[4:]) != t.Seq {
 		return Reply{}, errNotOurs
 	}
-	return icmpErrorReply(from, b), nil
+	return ICMPErrorReply(from, b), nil
 }
 
-// icmpErrorReply turns an ICMP error that quotes one of our probes into its Reply.
-func icmpErrorReply(from netip.Addr, b []byte) Reply {
+// ICMPErrorReply turns an ICMP error (ICMP header first, at least 8 bytes) from from that
+// quotes one of our probes into its Reply: fragmentation needed with its MTU, TTL exceeded
+// in transit, or unreachable.
+func ICMPErrorReply(from netip.Addr, b []byte) Reply {
 	r := Reply{From: from, Type: b[0], Code: b[1]}
 	switch {
-	case b[0] == icmpUnreach && b[1] == codeFragNeeded:
+	case b[0] == wire.ICMPUnreach && b[1] == wire.CodeFragNeeded:
 		r.Outcome, r.MTU = FragNeeded, int(binary.BigEndian.Uint16(b[6:]))
-	case b[0] == icmpTimeExceeded && b[1] == 0:
+	case b[0] == wire.ICMPTimeExceeded && b[1] == wire.CodeTTLExceeded:
 		r.Outcome = TimeExceeded
 	default:
 		r.Outcome = Unreachable

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // Golden packets captured in the lab (profile mtu1400, `tcpdump -xx` in ini while
@@ -44,7 +46,7 @@ func TestTCPProbePutGolden(t *testing.T) {
 	if err := goldenTCPProbeID.Put(big); err != nil {
 		t.Fatal(err)
 	}
-	if c := checksum(big[:20]); c != 0 {
+	if c := wire.Checksum(big[:20]); c != 0 {
 		t.Errorf("IP header checksum does not verify: %#x", c)
 	}
 	if c := tcpChecksum(goldenTCPProbeID.Src.As4(), goldenTCPProbeID.Dst.As4(), big[20:]); c != 0 {
@@ -109,7 +111,7 @@ func TestParseICMPForTCP(t *testing.T) {
 		t.Errorf("golden frag-needed: %+v, %v; want %+v", r, err, want)
 	}
 	te := bytes.Clone(goldenTCPFragNeeded)
-	te[0], te[1] = icmpTimeExceeded, 0
+	te[0], te[1] = wire.ICMPTimeExceeded, 0
 	if r, err := parseICMPForTCP(labR1, te, goldenTCPFragNeededID); err != nil || r.Outcome != TimeExceeded {
 		t.Errorf("time exceeded: %+v, %v", r, err)
 	}
@@ -156,7 +158,7 @@ func FuzzParseTCP(f *testing.F) {
 			}
 		}
 		if r, err := parseICMPForTCP(labR1, b, id); err == nil {
-			if r.From != labR1 || r.Outcome == Arrived || len(b) < icmpHeader+20+8 {
+			if r.From != labR1 || r.Outcome == Arrived || len(b) < wire.ICMPHeaderLen+20+8 {
 				t.Fatalf("accepted %+v from % x", r, b)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
@@ -195,7 +196,7 @@ func TestAgentLab(t *testing.T) {
 			if s.TTL != DefaultTTL-2 {
 				t.Errorf("%s arrived with TTL %d, want %d (two routers)", p, s.TTL, DefaultTTL-2)
 			}
-			if m, ok := Classify(&s); p.id != IKE && p.id != IKEFrag && (!ok || m.Nonce != p.nonce) {
+			if m, ok := classify(&s); p.id != IKE && p.id != IKEFrag && (!ok || m.Nonce != p.nonce) {
 				t.Errorf("%s: first fragment classified %+v, %v", p, m, ok)
 			}
 		}
@@ -330,7 +331,7 @@ func TestAgentLabCaptureFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	junk := append([]byte(nil), pk.Wire[0]...)
-	clear(junk[20+8 : 20+8+MarkerLen])
+	clear(junk[20+8 : 20+8+wire.MarkerLen])
 	junkFrag := append([]byte(nil), junk...)
 	binary.BigEndian.PutUint16(junkFrag[6:8], 1480/8) // fragment offset 1480, no more fragments (the kernel fills the checksum)
 	// Probes sent in the middle of the junk.
@@ -465,7 +466,7 @@ func TestAgentLabReverseICMPError(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range rep.Seen {
-			m, ok := Classify(&s)
+			m, ok := classify(&s)
 			if s.Proto == ProtoICMP && s.Src == r2 && ok && m.Kind == KindICMPError && m.Nonce == nonces[0] {
 				if s.Head[0] != 3 || s.Head[1] != 13 {
 					t.Fatalf("ICMP type %d code %d from r2, want 3/13 (admin-prohibited)", s.Head[0], s.Head[1])

@@ -291,7 +291,7 @@ func TestAgentGoodSession(t *testing.T) {
 		t.Fatalf("Report lost fields or kept an oversized head: %+v", rep.Seen)
 	}
 	for i, want := range []uint32{0x01020304, 0x01020305} {
-		if m, ok := Classify(&rep.Seen[3*i]); !ok || m.Nonce != want {
+		if m, ok := classify(&rep.Seen[3*i]); !ok || m.Nonce != want {
 			t.Fatalf("packet %d classified %+v, %v; want nonce %#x", 3*i, m, ok, want)
 		}
 	}

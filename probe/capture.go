@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/net/bpf"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // Capture sizes.
@@ -82,24 +84,24 @@ func CaptureFilter(cfg CaptureConfig) ([]bpf.RawInstruction, error) {
 	peer := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
 	// Instruction numbers in the comments; a JumpIf skips that many instructions after it.
 	prog := []bpf.Instruction{
-		bpf.LoadExtension{Num: bpf.ExtType},                                   // 0 A = pkttype
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: packetOutgoing, SkipTrue: 11},    // 1 → 13 outgoing
-		bpf.LoadAbsolute{Off: ipv4SrcOffset, Size: 4},                         // 2 A = src
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: peer, SkipTrue: 12},              // 3 → 16 keep
-		bpf.LoadAbsolute{Off: ipv4ProtoOffset, Size: 1},                       // 4 A = proto
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtoICMP, SkipFalse: 11},        // 5 → 17 drop
-		bpf.LoadMemShift{Off: 0},                                              // 6 X = IHL*4
-		bpf.LoadIndirect{Off: 0, Size: 1},                                     // 7 A = ICMP type
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpUnreach, SkipTrue: 2},        // 8 → 11
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpTimeExceeded, SkipTrue: 1},   // 9 → 11
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: icmpParamProblem, SkipFalse: 6},  // 10 → 17 drop
-		bpf.LoadIndirect{Off: icmpQuotedDstOffs, Size: 4},                     // 11 A = quoted dst
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: peer, SkipTrue: 3, SkipFalse: 4}, // 12 → 16 / 17
-		bpf.LoadAbsolute{Off: ipv4DstOffset, Size: 4},                         // 13 outgoing: A = dst
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: peer, SkipFalse: 2},              // 14 → 17 drop
-		bpf.RetConstant{Val: outgoingSnap(cfg)},                               // 15
-		bpf.RetConstant{Val: cfg.snap()},                                      // 16 keep
-		bpf.RetConstant{Val: 0},                                               // 17 drop
+		bpf.LoadExtension{Num: bpf.ExtType},                                       // 0 A = pkttype
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: packetOutgoing, SkipTrue: 11},        // 1 → 13 outgoing
+		bpf.LoadAbsolute{Off: ipv4SrcOffset, Size: 4},                             // 2 A = src
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: peer, SkipTrue: 12},                  // 3 → 16 keep
+		bpf.LoadAbsolute{Off: ipv4ProtoOffset, Size: 1},                           // 4 A = proto
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtoICMP, SkipFalse: 11},            // 5 → 17 drop
+		bpf.LoadMemShift{Off: 0},                                                  // 6 X = IHL*4
+		bpf.LoadIndirect{Off: 0, Size: 1},                                         // 7 A = ICMP type
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: wire.ICMPUnreach, SkipTrue: 2},       // 8 → 11
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: wire.ICMPTimeExceeded, SkipTrue: 1},  // 9 → 11
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: wire.ICMPParamProblem, SkipFalse: 6}, // 10 → 17 drop
+		bpf.LoadIndirect{Off: icmpQuotedDstOffs, Size: 4},                         // 11 A = quoted dst
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: peer, SkipTrue: 3, SkipFalse: 4},     // 12 → 16 / 17
+		bpf.LoadAbsolute{Off: ipv4DstOffset, Size: 4},                             // 13 outgoing: A = dst
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: peer, SkipFalse: 2},                  // 14 → 17 drop
+		bpf.RetConstant{Val: outgoingSnap(cfg)},                                   // 15
+		bpf.RetConstant{Val: cfg.snap()},                                          // 16 keep
+		bpf.RetConstant{Val: 0},                                                   // 17 drop
 	}
 	return bpf.Assemble(prog)
 }

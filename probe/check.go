@@ -43,6 +43,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -997,7 +998,7 @@ func (r *checkRun) local(s *Seen) string {
 				if ok && !ref.p.reverse {
 					ref.p.out.ICMP = append(ref.p.out.ICMP, ICMPAnswer{ICMPError: e, TTL: s.TTL})
 					r.answered(ref.p, s.At)
-					return tied("icmp", ref, fmt.Sprintf("%s from %s", icmpName(e.Type, e.Code), e.From))
+					return tied("icmp", ref, fmt.Sprintf("%s from %s", wire.ICMPName(e.Type, e.Code), e.From))
 				}
 				return other()
 			}
@@ -1007,7 +1008,7 @@ func (r *checkRun) local(s *Seen) string {
 				if ref, ok := r.byIPID[ipidKey{false, e.Quoted.Proto, e.Quoted.IPID}]; ok && !ref.p.reverse {
 					ref.p.out.ICMP = append(ref.p.out.ICMP, ICMPAnswer{ICMPError: e, TTL: s.TTL})
 					r.answered(ref.p, s.At)
-					return tied("icmp", ref, fmt.Sprintf("%s from %s", icmpName(e.Type, e.Code), e.From))
+					return tied("icmp", ref, fmt.Sprintf("%s from %s", wire.ICMPName(e.Type, e.Code), e.From))
 				}
 				return other()
 			}
@@ -1178,7 +1179,7 @@ func seenPacket(s *Seen) []byte {
 	}
 	binary.BigEndian.PutUint16(b[6:8], ff)
 	binary.BigEndian.PutUint16(b[10:12], 0)
-	binary.BigEndian.PutUint16(b[10:12], ^csumFold(csumAdd(0, b[:ipv4MinHeader])))
+	binary.BigEndian.PutUint16(b[10:12], ^wire.Fold(wire.Add(0, b[:ipv4MinHeader])))
 	copy(b[ipv4MinHeader:], s.Head)
 	return b
 }

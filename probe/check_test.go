@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -35,7 +36,7 @@ func icmpError(t *testing.T, from netip.Addr, typ, code uint8, pkt []byte) Seen 
 	msg := make([]byte, 8+len(quote))
 	msg[0], msg[1] = typ, code
 	copy(msg[8:], quote)
-	binary.BigEndian.PutUint16(msg[2:4], ^csumFold(csumAdd(0, msg)))
+	binary.BigEndian.PutUint16(msg[2:4], ^wire.Fold(wire.Add(0, msg)))
 	return Seen{At: time.Now(), Src: from, Dst: h.Src, Proto: ProtoICMP, IPID: 4242, TTL: 63,
 		TotalLen: 20 + len(msg), Head: msg[:min(len(msg), HeadLen)]}
 }

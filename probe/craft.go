@@ -6,6 +6,7 @@ import (
 	"net/netip"
 
 	"github.com/ipsecpath/ipsecpath/ike"
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -207,9 +208,9 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 		size = ikeOff + len(ikeMsg)
 		minSize = size
 	case ESP, ESPFrag:
-		proto, minSize = ProtoESP, ipv4MinHeader+espHeaderLen+MarkerLen
+		proto, minSize = ProtoESP, ipv4MinHeader+espHeaderLen+wire.MarkerLen
 	case AH, AHFrag:
-		proto, minSize = ProtoAH, ipv4MinHeader+ahProbeLen+MarkerLen
+		proto, minSize = ProtoAH, ipv4MinHeader+ahProbeLen+wire.MarkerLen
 	case L2TP, L2TPFrag:
 		proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+l2tpFixedLen
 		if size == 0 && !frag {
@@ -219,7 +220,7 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 			return fmt.Errorf("size %d: an L2TP probe is %d bytes, or at least %d", size, minSize, minSize+l2tpAVPHeader)
 		}
 	case ICMPLarge, PMTU:
-		proto, minSize = ProtoICMP, ipv4MinHeader+icmpHeaderLen+MarkerLen
+		proto, minSize = ProtoICMP, ipv4MinHeader+icmpHeaderLen+wire.MarkerLen
 		if id == ICMPLarge && size == 0 {
 			size = ipv4MinHeader + icmpHeaderLen + ICMPLargePayload
 		}
@@ -228,7 +229,7 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 		}
 	default: // tcp:PORT, udp:PORT
 		if _, ok := id.UDPPort(); ok {
-			proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+MarkerLen
+			proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+wire.MarkerLen
 			break
 		}
 		proto, minSize = ProtoTCP, ipv4MinHeader+tcpSynLen
@@ -274,8 +275,8 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 	case ProtoESP:
 		binary.BigEndian.PutUint32(b[0:4], p.Nonce)
 		binary.BigEndian.PutUint32(b[4:8], p.Nonce)
-		putMarker(b[8:], code, size, p.Nonce)
-		fill(b[8+MarkerLen:])
+		wire.PutMarker(b[8:], code, size, p.Nonce)
+		fill(b[8+wire.MarkerLen:])
 	case ProtoAH:
 		b[0], b[1], b[2], b[3] = protoNone, ahProbeLen/4-2, 0, 0
 		binary.BigEndian.PutUint32(b[4:8], p.Nonce)
@@ -283,15 +284,15 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 		for i := 0; i < ahProbeICVLen; i += 4 { // an ICV that looks like one
 			binary.BigEndian.PutUint32(b[12+i:], p.Nonce*2654435761+uint32(i))
 		}
-		putMarker(b[ahProbeLen:], code, size, p.Nonce)
-		fill(b[ahProbeLen+MarkerLen:])
+		wire.PutMarker(b[ahProbeLen:], code, size, p.Nonce)
+		fill(b[ahProbeLen+wire.MarkerLen:])
 	case ProtoICMP:
-		b[0], b[1], b[2], b[3] = icmpEcho, 0, 0, 0
+		b[0], b[1], b[2], b[3] = wire.ICMPEcho, 0, 0, 0
 		binary.BigEndian.PutUint16(b[4:6], uint16(p.Nonce>>16))
 		binary.BigEndian.PutUint16(b[6:8], uint16(p.Nonce))
-		putMarker(b[8:], code, size, p.Nonce)
-		fill(b[8+MarkerLen:])
-		binary.BigEndian.PutUint16(b[2:4], ^csumFold(csumAdd(0, b)))
+		wire.PutMarker(b[8:], code, size, p.Nonce)
+		fill(b[8+wire.MarkerLen:])
+		binary.BigEndian.PutUint16(b[2:4], ^wire.Fold(wire.Add(0, b)))
 	case ProtoUDP:
 		if uc, ok := udpClassOf(id); ok {
 			sp, dp := uint16(uc.port), uint16(uc.port)
@@ -304,8 +305,8 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 			if uc.l2tp {
 				putL2TPSCCRQ(b[udpHeaderLen:], code, size, p.Nonce)
 			} else {
-				putMarker(b[udpHeaderLen:], code, size, p.Nonce)
-				fill(b[udpHeaderLen+MarkerLen:])
+				wire.PutMarker(b[udpHeaderLen:], code, size, p.Nonce)
+				fill(b[udpHeaderLen+wire.MarkerLen:])
 			}
 			putUDP(b, sp, dp, p.Src, p.Dst)
 			break
@@ -401,7 +402,7 @@ func putIPv4Header(b []byte, total int, id uint16, df bool, ttl, proto uint8, sr
 	s, d := src.As4(), dst.As4()
 	copy(b[12:16], s[:])
 	copy(b[16:20], d[:])
-	binary.BigEndian.PutUint16(b[10:12], ^csumFold(csumAdd(0, b[:ipv4MinHeader])))
+	binary.BigEndian.PutUint16(b[10:12], ^wire.Fold(wire.Add(0, b[:ipv4MinHeader])))
 }
 
 // pseudoSum is the checksum of the TCP/UDP pseudo-header.
@@ -418,7 +419,7 @@ func putUDP(b []byte, sp, dp uint16, src, dst netip.Addr) {
 	binary.BigEndian.PutUint16(b[2:4], dp)
 	binary.BigEndian.PutUint16(b[4:6], uint16(len(b)))
 	b[6], b[7] = 0, 0
-	c := ^csumFold(csumAdd(pseudoSum(src, dst, ProtoUDP, len(b)), b))
+	c := ^wire.Fold(wire.Add(pseudoSum(src, dst, ProtoUDP, len(b)), b))
 	if c == 0 {
 		c = 0xffff // 0 means "no checksum" in UDP
 	}
@@ -437,7 +438,7 @@ func putTCPSyn(b []byte, sp, dp uint16, isn uint32, src, dst netip.Addr) {
 	b[16], b[17], b[18], b[19] = 0, 0, 0, 0
 	b[20], b[21] = 2, 4 // MSS
 	binary.BigEndian.PutUint16(b[22:24], tcpMSS)
-	binary.BigEndian.PutUint16(b[16:18], ^csumFold(csumAdd(pseudoSum(src, dst, ProtoTCP, len(b)), b)))
+	binary.BigEndian.PutUint16(b[16:18], ^wire.Fold(wire.Add(pseudoSum(src, dst, ProtoTCP, len(b)), b)))
 }
 
 // fill writes a recognisable filler: "ipsecpath " repeated (by doubling copies).

@@ -13,6 +13,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 var (
@@ -74,7 +76,7 @@ func reassemble(t *testing.T, frags [][]byte) []byte {
 	d[6], d[7] = 0, 0 // no MF, offset 0
 	d[2], d[3] = byte(len(d)>>8), byte(len(d))
 	d[10], d[11] = 0, 0
-	c := ^csumFold(csumAdd(0, d[:len(ps[0].hdr)]))
+	c := ^wire.Fold(wire.Add(0, d[:len(ps[0].hdr)]))
 	d[10], d[11] = byte(c>>8), byte(c)
 	return d
 }
@@ -171,7 +173,7 @@ func TestBuildEveryClass(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := Seen{Proto: h.Proto, IPID: h.ID, Head: h.Payload[:min(HeadLen, len(h.Payload))]}
-			m, ok := Classify(&s)
+			m, ok := classify(&s)
 			if !ok || m.ID != id || m.Nonce != tNonce || m.Kind != KindProbe {
 				t.Fatalf("Classify = %+v, %v", m, ok)
 			}
@@ -335,7 +337,7 @@ func TestFragmentProperty(t *testing.T) {
 func checkIPChecksum(t *testing.T, pkt []byte) {
 	t.Helper()
 	ihl := int(pkt[0]&0xf) * 4
-	if c := csumFold(csumAdd(0, pkt[:ihl])); c != 0xffff {
+	if c := wire.Fold(wire.Add(0, pkt[:ihl])); c != 0xffff {
 		t.Fatalf("IPv4 header checksum wrong (sum %#x): % x", c, pkt[:ihl])
 	}
 }
@@ -353,7 +355,7 @@ func TestFragmentOptionsAndRefragment(t *testing.T) {
 		d[i] = byte(i)
 	}
 	d[10], d[11] = 0, 0
-	c := ^csumFold(csumAdd(0, d[:20+len(opts)]))
+	c := ^wire.Fold(wire.Add(0, d[:20+len(opts)]))
 	d[10], d[11] = byte(c>>8), byte(c)
 
 	frags, _, err := Fragment(d, 600, nil, nil)

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // DefaultFragSize is the size on the wire (IP header included) of the fragments we cut when
@@ -91,7 +93,7 @@ func Fragment(datagram []byte, fragSize int, buf []byte, frags [][]byte) ([][]by
 		}
 		binary.BigEndian.PutUint16(f[6:8], ff)
 		f[10], f[11] = 0, 0
-		binary.BigEndian.PutUint16(f[10:12], ^csumFold(csumAdd(0, f[:ihl])))
+		binary.BigEndian.PutUint16(f[10:12], ^wire.Fold(wire.Add(0, f[:ihl])))
 		copy(f[ihl:], payload[pos:pos+n])
 		frags = append(frags, f)
 		w += ihl + n
@@ -129,30 +131,4 @@ func copiedOptions(dst, opts []byte) int {
 		i += l
 	}
 	return n
-}
-
-// csumAdd adds b to a running Internet checksum (RFC 1071) and returns the new sum.
-func csumAdd(sum uint64, b []byte) uint64 {
-	for len(b) >= 8 {
-		v := binary.BigEndian.Uint64(b)
-		sum += v >> 32
-		sum += v & 0xffffffff
-		b = b[8:]
-	}
-	for len(b) >= 2 {
-		sum += uint64(binary.BigEndian.Uint16(b))
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		sum += uint64(b[0]) << 8
-	}
-	return sum
-}
-
-// csumFold folds a running checksum to 16 bits (not yet complemented).
-func csumFold(sum uint64) uint16 {
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return uint16(sum)
 }

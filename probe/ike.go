@@ -9,11 +9,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/ike"
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -33,12 +33,6 @@ const (
 	ikeMaxRedo = 4
 	// ikeReadBuf is the largest IKE datagram we read.
 	ikeReadBuf = 65536
-)
-
-// IKE ports.
-const (
-	IKEPort  = 500
-	NATTPort = 4500
 )
 
 // IKEOutcome is how an IKE exchange ended.
@@ -141,7 +135,7 @@ func (r *IKEResult) Name() string { return fmt.Sprintf("IKEv%d on UDP %d", r.Ver
 // IKEOverhead returns the bytes a request carries besides the IKE message: IPv4 and UDP
 // headers, and the non-ESP marker on 4500.
 func IKEOverhead(port int) int {
-	if port == NATTPort {
+	if port == PortNATT {
 		return 28 + ike.NonESPMarkerLen
 	}
 	return 28
@@ -176,7 +170,7 @@ func prepareIKE(target netip.Addr, opts IKEOptions) (IKEOptions, error) {
 		opts.Version = 2
 	}
 	if opts.Port == 0 {
-		opts.Port = IKEPort
+		opts.Port = PortIKE
 	}
 	if opts.Version != 1 && opts.Version != 2 {
 		return opts, fmt.Errorf("probe: ike: version %d (want 1 or 2)", opts.Version)
@@ -283,7 +277,7 @@ func (x *ikeExchange) releaseV1(conn *net.UDPConn, answer []byte) bool {
 		return false
 	}
 	var b []byte
-	if x.opts.Port == NATTPort {
+	if x.opts.Port == PortNATT {
 		b = ike.AppendNonESPMarker(b)
 	}
 	b, err := ike.BuildNotifyV1(b, x.spi, h.ResponderSPI, binary.BigEndian.Uint32(mid[:])|1, ike.NotifyNoProposalChosen)
@@ -307,7 +301,7 @@ type ikeExchange struct {
 
 func (x *ikeExchange) build() ([]byte, error) {
 	var b []byte
-	if x.opts.Port == NATTPort {
+	if x.opts.Port == PortNATT {
 		b = ike.AppendNonESPMarker(b)
 	}
 	size := 0
@@ -364,7 +358,7 @@ func unacceptableV1(auth ike.AuthMethod) []ike.TransformV1 {
 // our version with our initiator SPI, and for IKEv2 the response to IKE_SA_INIT.
 func (x *ikeExchange) matches(udp []byte) ([]byte, bool) {
 	msg := udp
-	if x.opts.Port == NATTPort {
+	if x.opts.Port == PortNATT {
 		var err error
 		if msg, err = ike.StripNonESPMarker(udp); err != nil {
 			return nil, false
@@ -649,13 +643,13 @@ func readICMPError(c *net.UDPConn) *report.ICMP {
 				continue
 			}
 			ic := &report.ICMP{Type: int(m.Data[5]), Code: int(m.Data[6])}
-			if ic.Type == 3 && ic.Code == 4 {
+			if ic.Type == wire.ICMPUnreach && ic.Code == wire.CodeFragNeeded {
 				ic.MTU = int(binary.NativeEndian.Uint32(m.Data[8:12]))
 			}
 			if len(m.Data) >= 16+8 && binary.NativeEndian.Uint16(m.Data[16:18]) == syscall.AF_INET {
 				ic.From = netip.AddrFrom4([4]byte(m.Data[20:24])).String()
 			}
-			ic.Text = icmpText(ic)
+			ic.Text = wire.ICMPBrief(ic.Type, ic.Code)
 			out = ic
 		}
 		return true
@@ -663,7 +657,6 @@ func readICMPError(c *net.UDPConn) *report.ICMP {
 	return out
 }
 
-// icmpText names the ICMP errors an IKE probe meets.
 // IKEICMPMeaning says what an ICMP error that came back instead of an IKE answer means, from
 // who sent it (the target itself or another device) and its type and code: only a port or
 // protocol unreachable from the target says that nothing listens there, only a rejection
@@ -683,35 +676,13 @@ func IKEICMPMeaning(target string, ic *report.ICMP) string {
 	case ic.Type == 3 && ic.Code == 4:
 		return fmt.Sprintf("%s cannot forward a request this large with DF set (next-hop MTU %d): a path MTU limit, not a refusal", ic.From, ic.MTU)
 	case ic.Type == 3:
-		return fmt.Sprintf("%s cannot deliver it (%s): no route toward the target there, or the target does not answer on its link; not a refusal of IKE", ic.From, icmpText(ic))
+		return fmt.Sprintf("%s cannot deliver it (%s): no route toward the target there, or the target does not answer on its link; not a refusal of IKE", ic.From, wire.ICMPBrief(ic.Type, ic.Code))
 	case ic.Type == 11 && ic.Code == 1:
 		return fmt.Sprintf("%s got only part of the fragmented request (reassembly timed out): fragments are lost on the way", ic.From)
 	case ic.Type == 11:
 		return fmt.Sprintf("the request's TTL ran out at %s: a routing loop, or a path longer than the TTL; not a refusal of IKE", ic.From)
 	}
 	return fmt.Sprintf("%s answered with ICMP type %d code %d", ic.From, ic.Type, ic.Code)
-}
-
-func icmpText(ic *report.ICMP) string {
-	if ic.Type == 3 {
-		switch ic.Code {
-		case 0:
-			return "network unreachable"
-		case 1:
-			return "host unreachable"
-		case 3:
-			return "port unreachable"
-		case 4:
-			return "fragmentation needed"
-		case 9, 10, 13:
-			return "administratively prohibited"
-		}
-		return "destination unreachable code " + strconv.Itoa(ic.Code)
-	}
-	if ic.Type == 11 {
-		return "time exceeded"
-	}
-	return fmt.Sprintf("ICMP type %d code %d", ic.Type, ic.Code)
 }
 
 // backoffParts is 1 + IKEBackoff + IKEBackoff² + … for tries waits.

@@ -9,7 +9,7 @@ import (
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
-// IKEClassOptions configures ProbeIKEClass.
+// IKEClassOptions configures probeIKEClass.
 type IKEClassOptions struct {
 	Timeout time.Duration // per exchange, retransmits included; 0: IKEExchangeTimeout
 	Nonce   uint32        // probe nonce for the initiator SPI (ike.SPIWithNonce); 0: random
@@ -18,7 +18,7 @@ type IKEClassOptions struct {
 	FragSize int
 }
 
-// ProbeIKEClass runs the one-ended (no agent) form of the check probes ike, ike-frag, natt
+// probeIKEClass runs the one-ended (no agent) form of the check probes ike, ike-frag, natt
 // and natt-frag against an IKE gateway: IKEv2 IKE_SA_INIT and IKEv1 Main Mode at once, to
 // UDP 500 (ike) or 4500 with the non-ESP marker (natt), at their natural size or, for
 // -frag, padded to FragSize bytes on the wire. Both are stateless (IKEOptions.Stateless):
@@ -28,13 +28,13 @@ type IKEClassOptions struct {
 // blocked on an ICMP error from elsewhere, dropped on silence. It does not compare a -frag
 // form with its unfragmented form: the caller turns "ike pass, ike-frag dropped" into
 // frag-dropped. The error is for a probe that could not run.
-func ProbeIKEClass(ctx context.Context, target netip.Addr, id ID, o IKEClassOptions) (report.Result, error) {
+func probeIKEClass(ctx context.Context, target netip.Addr, id ID, o IKEClassOptions) (report.Result, error) {
 	port := 0
 	switch id.Unfragmented() {
 	case IKE:
-		port = IKEPort
+		port = PortIKE
 	case NATT:
-		port = NATTPort
+		port = PortNATT
 	default:
 		return report.Result{}, fmt.Errorf("probe: ike: %q is not an IKE probe (ike, ike-frag, natt, natt-frag)", id)
 	}

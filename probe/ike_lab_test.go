@@ -99,7 +99,7 @@ func TestIKELabClean(t *testing.T) {
 	inNode(t, l, "ini", func() error {
 		// One-ended check classes first: stateless, they leave nothing behind.
 		for _, id := range []ID{IKE, NATT, IKEFrag, NATTFrag} {
-			res, err := ProbeIKEClass(ctx, rsp, id, IKEClassOptions{})
+			res, err := probeIKEClass(ctx, rsp, id, IKEClassOptions{})
 			if err != nil {
 				t.Fatalf("%s: %v", id, err)
 			}
@@ -170,7 +170,7 @@ func TestIKELabNoFragmentation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := SurveyIKE(ctx, rsp, IKESurveyOptions{Ports: []int{IKEPort}, Proposals: ps})
+		s, err := SurveyIKE(ctx, rsp, IKESurveyOptions{Ports: []int{PortIKE}, Proposals: ps})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +188,7 @@ func TestIKELabNoFragmentation(t *testing.T) {
 			}
 		}
 		// Then the plain exchanges: one IKEv2 half-open SA, the IKEv1 one released.
-		s, err = SurveyIKE(ctx, rsp, IKESurveyOptions{Ports: []int{IKEPort}})
+		s, err = SurveyIKE(ctx, rsp, IKESurveyOptions{Ports: []int{PortIKE}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +212,7 @@ func TestIKELabUDP500Drop(t *testing.T) {
 		}
 		for _, x := range s.Exchanges {
 			want := IKEAccepted
-			if x.Port == IKEPort {
+			if x.Port == PortIKE {
 				want = IKENoAnswer
 			}
 			if x.Outcome != want {
@@ -243,7 +243,7 @@ func TestIKELabFragDrop(t *testing.T) {
 	ctx := context.Background()
 	inNode(t, l, "ini", func() error {
 		for id, want := range map[ID]report.Verdict{IKE: report.Pass, IKEFrag: report.Dropped, NATT: report.Pass, NATTFrag: report.Dropped} {
-			res, err := ProbeIKEClass(ctx, rsp, id, IKEClassOptions{})
+			res, err := probeIKEClass(ctx, rsp, id, IKEClassOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -407,7 +407,7 @@ func TestIKEScanAgrees(t *testing.T) {
 		for _, q := range []question{
 			{"IKEv1 on 500", []string{"-M", "--trans=7/256,4,1,14"}, IKEOptions{Version: 1, Proposals: v1ok}},
 			{"IKEv2 on 500", []string{"--ikev2", "--dhgroup=14"}, IKEOptions{Version: 2, Proposals: scanV2}},
-			{"IKEv1 on 4500", []string{"-M", "--trans=7/256,4,1,14", "--nat-t", "--sport=0"}, IKEOptions{Version: 1, Port: NATTPort, Proposals: v1ok}},
+			{"IKEv1 on 4500", []string{"-M", "--trans=7/256,4,1,14", "--nat-t", "--sport=0"}, IKEOptions{Version: 1, Port: PortNATT, Proposals: v1ok}},
 		} {
 			ask(t, l, q)
 		}
@@ -501,7 +501,7 @@ func TestIKELabGatewayLimit(t *testing.T) {
 	inNode(t, l, "ini", func() error {
 		// Fill: 5 IKEv1 Main Mode first messages, answered and never released (IKEv1 has no
 		// COOKIE, so this does not depend on the gateway taking one).
-		c, err := net.Dial("udp4", netip.AddrPortFrom(rsp, IKEPort).String())
+		c, err := net.Dial("udp4", netip.AddrPortFrom(rsp, PortIKE).String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -552,7 +552,7 @@ func TestIKELabGatewayLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err = SurveyIKE(ctx, rsp, IKESurveyOptions{Ports: []int{IKEPort}, Proposals: ps})
+		s, err = SurveyIKE(ctx, rsp, IKESurveyOptions{Ports: []int{PortIKE}, Proposals: ps})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -562,7 +562,7 @@ func TestIKELabGatewayLimit(t *testing.T) {
 				t.Errorf("IKEv%d %s at the gateway's limit: %s %q accepted=%v, want not known (%s)", p.Version, p.Proposal, p.Outcome, p.Result.Notify, p.Accepted, IKEGatewaySilent)
 			}
 		}
-		res, err := ProbeIKEClass(ctx, rsp, IKE, IKEClassOptions{})
+		res, err := probeIKEClass(ctx, rsp, IKE, IKEClassOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

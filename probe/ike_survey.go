@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/ike"
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -103,7 +104,7 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 		o.Versions = []int{2, 1}
 	}
 	if o.Ports == nil {
-		o.Ports = []int{IKEPort, NATTPort}
+		o.Ports = []int{PortIKE, PortNATT}
 	}
 	if o.MaxSize == 0 {
 		o.MaxSize = IKEDefaultMaxSize
@@ -562,12 +563,12 @@ func ikeResultToReport(probe, target string, x IKEResult) report.Result {
 	case IKEUnreachable:
 		if x.ICMP != nil && x.ICMP.From == target {
 			res.Verdict = report.Pass
-			res.Detail = fmt.Sprintf("%s: ICMP %s from the target: %s", x.Name(), icmpText(x.ICMP), IKEICMPMeaning(target, x.ICMP))
+			res.Detail = fmt.Sprintf("%s: ICMP %s from the target: %s", x.Name(), wire.ICMPBrief(x.ICMP.Type, x.ICMP.Code), IKEICMPMeaning(target, x.ICMP))
 		} else {
 			res.Verdict = report.Blocked
 			from, what := "?", "error"
 			if x.ICMP != nil {
-				from, what = x.ICMP.From, icmpText(x.ICMP)
+				from, what = x.ICMP.From, wire.ICMPBrief(x.ICMP.Type, x.ICMP.Code)
 				res.Hop = &report.Hop{Addr: from}
 			}
 			res.Detail = fmt.Sprintf("%s blocked: ICMP %s from %s: %s", x.Name(), what, from, IKEICMPMeaning(target, x.ICMP))

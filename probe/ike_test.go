@@ -291,8 +291,8 @@ func TestProbeIKEBadInput(t *testing.T) {
 			t.Errorf("target %s accepted", a)
 		}
 	}
-	if _, err := ProbeIKEClass(context.Background(), netip.MustParseAddr("127.0.0.1"), ESP, IKEClassOptions{}); err == nil {
-		t.Error("ProbeIKEClass(esp) accepted")
+	if _, err := probeIKEClass(context.Background(), netip.MustParseAddr("127.0.0.1"), ESP, IKEClassOptions{}); err == nil {
+		t.Error("probeIKEClass(esp) accepted")
 	}
 }
 
@@ -311,9 +311,9 @@ func TestRetransmitSchedule(t *testing.T) {
 // that sign it stays a silence, with a note that the other version was answered.
 func TestMarkGatewaySilence(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
-	v2 := IKEResult{Version: 2, Port: IKEPort, Outcome: IKEAccepted, Size: 742, AnsweredBy: "127.0.0.1"}
-	v1 := IKEResult{Version: 1, Port: IKEPort, Outcome: IKENoAnswer, Size: 784, Attempts: IKETries}
-	v1natt := IKEResult{Version: 1, Port: NATTPort, Outcome: IKENoAnswer, Size: 788, Attempts: IKETries}
+	v2 := IKEResult{Version: 2, Port: PortIKE, Outcome: IKEAccepted, Size: 742, AnsweredBy: "127.0.0.1"}
+	v1 := IKEResult{Version: 1, Port: PortIKE, Outcome: IKENoAnswer, Size: 784, Attempts: IKETries}
+	v1natt := IKEResult{Version: 1, Port: PortNATT, Outcome: IKENoAnswer, Size: 788, Attempts: IKETries}
 
 	// No COOKIE in the run; asked again statelessly, IKEv2 is answered: the gateway ignores
 	// IKEv1 (or a device filters it), it is not limiting us.
@@ -329,7 +329,7 @@ func TestMarkGatewaySilence(t *testing.T) {
 	if rs[1].Outcome != IKENoAnswer || len(rs[1].Steps) != 1 || !strings.Contains(rs[1].Steps[0], "ignores IKEv1") {
 		t.Errorf("no COOKIE in the run, the gateway still answers: %+v", rs[1])
 	}
-	if len(asked) != 1 || asked[0].Version != 2 || asked[0].Port != IKEPort || !asked[0].Stateless {
+	if len(asked) != 1 || asked[0].Version != 2 || asked[0].Port != PortIKE || !asked[0].Stateless {
 		t.Errorf("asked again: %+v", asked)
 	}
 	// Asked again, the gateway wants a COOKIE: it is limiting us.

@@ -11,6 +11,8 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"golang.org/x/net/ipv4"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 func mustHex(s string) []byte {
@@ -126,14 +128,14 @@ func TestICMPErrorParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Type != 3 || e.Code != ICMPCodeProtoUnreach || e.From != tDst || e.Quoted.Proto != ProtoESP ||
+	if e.Type != 3 || e.Code != wire.CodeProtoUnreach || e.From != tDst || e.Quoted.Proto != ProtoESP ||
 		e.Quoted.IPID != 258 || e.Quoted.Dst != tDst || e.Quoted.N != 8 || e.AdminProhibited() || !e.Unreachable() {
 		t.Fatalf("%+v", e)
 	}
 	if got := e.String(); got != "destination unreachable: protocol unreachable (type 3 code 2) from 203.0.113.10" {
 		t.Fatalf("String() = %q", got)
 	}
-	m, ok := Classify(&s)
+	m, ok := classify(&s)
 	if !ok || m.ID != ESP || m.Nonce != tNonce || m.Kind != KindICMPError {
 		t.Fatalf("Classify = %+v %v", m, ok)
 	}
@@ -147,7 +149,7 @@ func TestICMPErrorParse(t *testing.T) {
 		t.Fatalf("%v %+v", err, e)
 	}
 	// Only 8 quoted bytes: the class is unknown but the SPI is the nonce.
-	m, ok = Classify(&s)
+	m, ok = classify(&s)
 	if !ok || m.ID != "" || m.Nonce != tNonce || m.Kind != KindICMPError {
 		t.Fatalf("Classify 8-byte quote = %+v %v", m, ok)
 	}
@@ -173,7 +175,7 @@ func TestDecodeAllocatesNothing(t *testing.T) {
 		e.DecodeFromBytes(goldenESP[20:])
 		a.DecodeFromBytes(goldenAH[20:])
 		ParseICMPError(&s)
-		Classify(&s)
+		classify(&s)
 	})
 	if n != 0 {
 		t.Fatalf("%v allocations per decode, want 0", n)
@@ -213,7 +215,7 @@ func BenchmarkDecode(b *testing.B) {
 		s := Seen{Proto: ProtoESP, Head: goldenESP[20:]}
 		b.ReportAllocs()
 		for b.Loop() {
-			Classify(&s)
+			classify(&s)
 		}
 	})
 }
@@ -258,7 +260,7 @@ func FuzzDecodeIPsec(f *testing.F) {
 }
 
 // FuzzClassify feeds the matcher (and through it the ICMP error parser) any head, of any
-// protocol: it must not panic, and a Correlator must not either.
+// protocol: it must not panic, and a correlator must not either.
 func FuzzClassify(f *testing.F) {
 	var out Packets
 	for _, id := range allClasses() {
@@ -269,7 +271,7 @@ func FuzzClassify(f *testing.F) {
 	}
 	f.Add(uint8(ProtoICMP), goldenProtoUnreach[20:])
 	f.Add(uint8(ProtoICMP), goldenFragNeeded[20:])
-	c := NewCorrelator()
+	c := newCorrelator()
 	f.Fuzz(func(t *testing.T, proto uint8, head []byte) {
 		ClassifyHead(proto, head)
 		s := Seen{Src: tDst, Dst: tSrc, Proto: proto, Head: head}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -437,15 +438,15 @@ func parseLadderICMP(b []byte, from, addr netip.Addr) (icmpAnswer, bool) {
 	a := icmpAnswer{from: from, proto: int(inner[9]),
 		sport: int(binary.BigEndian.Uint16(inner[ihl:])), dport: int(binary.BigEndian.Uint16(inner[ihl+2:]))}
 	code := b[1]
-	a.text = icmpName(b[0], code)
+	a.text = wire.ICMPName(b[0], code)
 	switch code {
-	case ICMPCodePortUnreach:
+	case wire.CodePortUnreach:
 		a.kind = "port-unreachable"
-	case ICMPCodeHostUnreach:
+	case wire.CodeHostUnreach:
 		a.kind = "host-unreachable"
-	case ICMPCodeNetUnreach:
+	case wire.CodeNetUnreach:
 		a.kind = "net-unreachable"
-	case ICMPCodeAdminProhibited, ICMPCodeNetProhibited, ICMPCodeHostProhibited:
+	case wire.CodeAdminProhibited, wire.CodeNetProhibited, wire.CodeHostProhibited:
 		a.kind = "admin-prohibited"
 	default:
 		a.kind = fmt.Sprintf("unreachable-code-%d", code)

@@ -37,22 +37,14 @@ import (
 	"sync"
 
 	ikepkg "github.com/ipsecpath/ipsecpath/ike"
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
-
-// MarkerLen is the size of the marker that follows the ESP, AH and ICMP headers of a probe.
-const MarkerLen = 12
-
-const markerVersion = 1
-
-var markerMagic = [4]byte{'I', 'P', 'S', 'P'}
 
 // class codes in the marker and the IKE SPI: stable, they travel on the wire.
 var classCodes = map[ID]uint8{
 	IKE: 1, IKEFrag: 2, NATT: 3, NATTFrag: 4, ESP: 5, ESPFrag: 6, AH: 7, AHFrag: 8,
 	ICMPLarge: 9, PMTU: 11,
 }
-
-const codeTCP = 10
 
 var codeIDs = func() [16]ID {
 	var a [16]ID
@@ -64,7 +56,7 @@ var codeIDs = func() [16]ID {
 
 func classCode(id ID) (uint8, bool) {
 	if _, ok := id.TCPPort(); ok {
-		return codeTCP, true
+		return wire.MarkerCodeTCP, true
 	}
 	if c, ok := udpClassOf(id); ok {
 		return c.code, true
@@ -80,27 +72,10 @@ func codeID(c uint8) ID {
 	return ""
 }
 
-// putMarker writes the marker into b (len ≥ MarkerLen).
-func putMarker(b []byte, code uint8, dgramLen int, nonce uint32) {
-	copy(b[0:4], markerMagic[:])
-	b[4] = code
-	b[5] = markerVersion
-	binary.BigEndian.PutUint16(b[6:8], uint16(dgramLen))
-	binary.BigEndian.PutUint32(b[8:12], nonce)
-}
-
-// parseMarker reads a marker at the start of b.
-func parseMarker(b []byte) (code uint8, dgramLen int, nonce uint32, ok bool) {
-	if len(b) < MarkerLen || [4]byte(b[0:4]) != markerMagic || b[5] != markerVersion {
-		return 0, 0, 0, false
-	}
-	return b[4], int(binary.BigEndian.Uint16(b[6:8])), binary.BigEndian.Uint32(b[8:12]), true
-}
-
 // ikeSPI is the initiator SPI of our IKE probes: 'I' 'P' code 1 nonce.
 func ikeSPI(code uint8, nonce uint32) [8]byte {
 	var s [8]byte
-	s[0], s[1], s[2], s[3] = 'I', 'P', code, markerVersion
+	s[0], s[1], s[2], s[3] = 'I', 'P', code, wire.MarkerVersion
 	binary.BigEndian.PutUint32(s[4:8], nonce)
 	return s
 }
@@ -116,7 +91,7 @@ func IKESPI(id ID, nonce uint32) ([8]byte, error) {
 }
 
 func parseIKESPI(b []byte) (code uint8, nonce uint32, ok bool) {
-	if len(b) < 8 || b[0] != 'I' || b[1] != 'P' || b[3] != markerVersion {
+	if len(b) < 8 || b[0] != 'I' || b[1] != 'P' || b[3] != wire.MarkerVersion {
 		return 0, 0, false
 	}
 	return b[2], binary.BigEndian.Uint32(b[4:8]), true
@@ -175,7 +150,7 @@ func ClassifyHead(proto uint8, head []byte) (Match, bool) {
 		if e.DecodeFromBytes(head) != nil {
 			return Match{}, false
 		}
-		code, n, nonce, ok := parseMarker(e.Payload)
+		code, n, nonce, ok := wire.ParseMarker(e.Payload)
 		if !ok || nonce != e.SPI {
 			return Match{}, false
 		}
@@ -185,7 +160,7 @@ func ClassifyHead(proto uint8, head []byte) (Match, bool) {
 		if a.DecodeFromBytes(head) != nil {
 			return Match{}, false
 		}
-		code, n, nonce, ok := parseMarker(a.Payload)
+		code, n, nonce, ok := wire.ParseMarker(a.Payload)
 		if !ok || nonce != a.SPI {
 			return Match{}, false
 		}
@@ -195,17 +170,17 @@ func ClassifyHead(proto uint8, head []byte) (Match, bool) {
 			return Match{}, false
 		}
 		switch head[0] {
-		case icmpEcho, icmpEchoReply:
-			code, n, nonce, ok := parseMarker(head[8:])
+		case wire.ICMPEcho, wire.ICMPEchoReply:
+			code, n, nonce, ok := wire.ParseMarker(head[8:])
 			if !ok || uint32(binary.BigEndian.Uint16(head[4:6]))<<16|uint32(binary.BigEndian.Uint16(head[6:8])) != nonce {
 				return Match{}, false
 			}
 			k := KindProbe
-			if head[0] == icmpEchoReply {
+			if head[0] == wire.ICMPEchoReply {
 				k = KindReply
 			}
 			return markerMatch(code, n, nonce, k)
-		case icmpUnreach, icmpTimeExceeded, icmpParamProblem:
+		case wire.ICMPUnreach, wire.ICMPTimeExceeded, wire.ICMPParamProblem:
 			var q IPv4Header
 			if q.DecodeFromBytes(head[8:]) != nil {
 				return Match{}, false
@@ -279,11 +254,11 @@ func ClassifyHead(proto uint8, head []byte) (Match, bool) {
 			// A TCP-sized path MTU probe (pmtu.TCPProbe): a data segment whose payload starts
 			// with the marker, nonce = its sequence number.
 			off := int(head[12]>>4) * 4
-			if off < 20 || len(head) < off+MarkerLen {
+			if off < 20 || len(head) < off+wire.MarkerLen {
 				return Match{}, false
 			}
-			code, n, nonce, ok := parseMarker(head[off:])
-			if !ok || code != codeTCP || nonce != seq {
+			code, n, nonce, ok := wire.ParseMarker(head[off:])
+			if !ok || code != wire.MarkerCodeTCP || nonce != seq {
 				return Match{}, false
 			}
 			return Match{ID: TCP(int(dp)), Nonce: nonce, Kind: KindProbe, DatagramLen: n, TCPFlags: flags}, true
@@ -294,7 +269,7 @@ func ClassifyHead(proto uint8, head []byte) (Match, bool) {
 
 func markerMatch(code uint8, n int, nonce uint32, k Kind) (Match, bool) {
 	id := codeID(code)
-	if id == "" || code == codeTCP {
+	if id == "" || code == wire.MarkerCodeTCP {
 		return Match{}, false
 	}
 	return Match{ID: id, Nonce: nonce, Kind: k, DatagramLen: n}, true
@@ -311,7 +286,7 @@ func quotedNonce(proto uint8, b []byte) (uint32, bool) {
 	case ProtoAH:
 		return binary.BigEndian.Uint32(b[4:8]), true
 	case ProtoICMP:
-		if b[0] == icmpEcho {
+		if b[0] == wire.ICMPEcho {
 			return uint32(binary.BigEndian.Uint16(b[4:6]))<<16 | uint32(binary.BigEndian.Uint16(b[6:8])), true
 		}
 	case ProtoTCP:
@@ -320,9 +295,9 @@ func quotedNonce(proto uint8, b []byte) (uint32, bool) {
 	return 0, false
 }
 
-// Classify maps a captured first fragment (or whole packet) to its probe; see ClassifyHead.
-// Non-first fragments carry no header: use a Correlator.
-func Classify(s *Seen) (Match, bool) {
+// classify maps a captured first fragment (or whole packet) to its probe; see ClassifyHead.
+// Non-first fragments carry no header: use a correlator.
+func classify(s *Seen) (Match, bool) {
 	if s.Offset != 0 {
 		return Match{}, false
 	}
@@ -336,26 +311,26 @@ type fragKey struct {
 	id       uint16
 }
 
-// MaxCorrelated bounds how many datagrams a Correlator remembers, expected and learned
+// MaxCorrelated bounds how many datagrams a correlator remembers, expected and learned
 // apart; a map that reaches it starts over (a check sends far fewer probes).
 const MaxCorrelated = 4096
 
-// Correlator maps every fragment of a probe to the probe, first or not: it knows the probes
+// correlator maps every fragment of a probe to the probe, first or not: it knows the probes
 // you sent (Expect) and learns from first fragments it classifies. Safe for concurrent use.
-type Correlator struct {
+type correlator struct {
 	mu      sync.Mutex
 	expect  map[fragKey]Match
 	learned map[fragKey]Match
 }
 
-// NewCorrelator returns an empty Correlator.
-func NewCorrelator() *Correlator {
-	return &Correlator{expect: map[fragKey]Match{}, learned: map[fragKey]Match{}}
+// newCorrelator returns an empty correlator.
+func newCorrelator() *correlator {
+	return &correlator{expect: map[fragKey]Match{}, learned: map[fragKey]Match{}}
 }
 
 // Expect records a probe that was built (and is about to be sent), so that its fragments and
 // ICMP errors quoting only its IP header map to it even when the first fragment is lost.
-func (c *Correlator) Expect(p *Packets) {
+func (c *correlator) Expect(p *Packets) {
 	m := Match{ID: p.ID, Nonce: p.Nonce, Kind: KindProbe, DatagramLen: p.Size}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -368,7 +343,7 @@ func (c *Correlator) Expect(p *Packets) {
 
 // Match maps a Seen to its probe: first fragments and ICMP errors by their head; other
 // fragments by (src, dst, proto, IP ID) of a probe expected or a first fragment seen.
-func (c *Correlator) Match(s *Seen) (Match, bool) {
+func (c *correlator) Match(s *Seen) (Match, bool) {
 	if s.Offset == 0 {
 		m, ok := ClassifyHead(s.Proto, s.Head)
 		if ok && m.Kind == KindProbe && (s.More || m.DatagramLen > 0) {
@@ -400,7 +375,7 @@ func (c *Correlator) Match(s *Seen) (Match, bool) {
 }
 
 // matchQuoted maps an ICMP error whose quote is too short to classify, by the quoted IP ID.
-func (c *Correlator) matchQuoted(s *Seen) (Match, bool) {
+func (c *correlator) matchQuoted(s *Seen) (Match, bool) {
 	e, err := ParseICMPError(s)
 	if err != nil {
 		return Match{}, false
@@ -417,7 +392,7 @@ func (c *Correlator) matchQuoted(s *Seen) (Match, bool) {
 	return m, ok
 }
 
-func (c *Correlator) learn(k fragKey, m Match) {
+func (c *correlator) learn(k fragKey, m Match) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.learned[k]; ok {

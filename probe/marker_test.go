@@ -3,6 +3,8 @@ package probe
 import (
 	"encoding/binary"
 	"testing"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // answers the far end gives, built from a probe's bytes the way a kernel or gateway would.
@@ -13,12 +15,12 @@ func TestClassifyAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	head := append([]byte(nil), out.Wire[0][20:20+HeadLen]...)
-	head[0] = icmpEchoReply
+	head[0] = wire.ICMPEchoReply
 	if m, ok := ClassifyHead(ProtoICMP, head); !ok || m.ID != ICMPLarge || m.Kind != KindReply || m.Nonce != tNonce || m.DatagramLen != 5028 {
 		t.Fatalf("echo reply: %+v %v", m, ok)
 	}
 	// Echo request whose id/seq disagree with the marker: not ours.
-	head[0] = icmpEcho
+	head[0] = wire.ICMPEcho
 	head[7] ^= 1
 	if m, ok := ClassifyHead(ProtoICMP, head); ok {
 		t.Fatalf("tampered echo classified: %+v", m)
@@ -101,7 +103,7 @@ func TestCorrelator(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := wireSeen(t, out.Wire)
-	c := NewCorrelator()
+	c := newCorrelator()
 	// Without Expect, a later fragment maps once its first fragment was seen.
 	if _, ok := c.Match(&seen[1]); ok {
 		t.Fatal("non-first fragment matched before anything was known")
@@ -113,7 +115,7 @@ func TestCorrelator(t *testing.T) {
 		}
 	}
 	// With Expect, the first fragment may be lost; a NAT'd source still maps by (proto, id).
-	c = NewCorrelator()
+	c = newCorrelator()
 	c.Expect(&out)
 	last := seen[len(seen)-1]
 	last.Src = tDst
@@ -131,7 +133,7 @@ func TestCorrelator(t *testing.T) {
 	}
 	c.Expect(&out)
 	icmp := make([]byte, 8+28)
-	icmp[0], icmp[1] = icmpUnreach, ICMPCodeAdminProhibited
+	icmp[0], icmp[1] = wire.ICMPUnreach, wire.CodeAdminProhibited
 	copy(icmp[8:], out.Wire[0][:28])
 	s := Seen{Src: tSrc, Proto: ProtoICMP, Head: icmp}
 	if m, ok := c.Match(&s); !ok || m.ID != NATTFrag || m.Kind != KindICMPError || m.Nonce != tNonce {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ipsecpath/ipsecpath/ike"
 
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -143,7 +144,7 @@ func ProbeIKEv1NATD(ctx context.Context, target netip.Addr, port int, timeout ti
 	remote := netip.AddrPortFrom(target.Unmap(), uint16(port))
 	out := &IKEv1NATD{Port: port, LocalAddr: local.String()}
 	var prefix []byte
-	if port == NATTPort {
+	if port == PortNATT {
 		prefix = ike.AppendNonESPMarker(nil)
 	}
 	var cookie [8]byte
@@ -151,7 +152,7 @@ func ProbeIKEv1NATD(ctx context.Context, target netip.Addr, port int, timeout ti
 		return nil, fmt.Errorf("probe: ike: cookie: %w", err)
 	}
 	strip := func(udp []byte) []byte {
-		if port != NATTPort {
+		if port != PortNATT {
 			return udp
 		}
 		m, err := ike.StripNonESPMarker(udp)
@@ -180,7 +181,7 @@ func ProbeIKEv1NATD(ctx context.Context, target netip.Addr, port int, timeout ti
 	case err != nil:
 		return nil, err
 	case icmp != nil:
-		out.Note = "Main Mode 1 drew ICMP " + icmpText(icmp) + " from " + icmp.From
+		out.Note = "Main Mode 1 drew ICMP " + wire.ICMPBrief(icmp.Type, icmp.Code) + " from " + icmp.From
 		return out, nil
 	case ans == nil:
 		out.Note = "no answer to Main Mode 1 (a gateway that answered the survey's may be limiting half-open SAs from us)"
@@ -239,7 +240,7 @@ func ProbeIKEv1NATD(ctx context.Context, target netip.Addr, port int, timeout ti
 	case err != nil:
 		return nil, err
 	case icmp != nil:
-		out.Note = "Main Mode 3 drew ICMP " + icmpText(icmp) + " from " + icmp.From
+		out.Note = "Main Mode 3 drew ICMP " + wire.ICMPBrief(icmp.Type, icmp.Code) + " from " + icmp.From
 		return out, nil
 	case ans == nil:
 		out.Note = "no Main Mode 4 after our message 3"

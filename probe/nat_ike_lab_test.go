@@ -32,7 +32,7 @@ func TestIKENATDetection(t *testing.T) {
 			var s *IKESurvey
 			inNode(t, l, testlab.NodeIni, func() error {
 				var err error
-				s, err = SurveyIKE(context.Background(), l.Addr(testlab.NodeRsp), IKESurveyOptions{Versions: []int{2}, Ports: []int{IKEPort}})
+				s, err = SurveyIKE(context.Background(), l.Addr(testlab.NodeRsp), IKESurveyOptions{Versions: []int{2}, Ports: []int{PortIKE}})
 				return err
 			})
 			if len(s.Exchanges) != 1 || s.Exchanges[0].NATDetected == nil || s.Exchanges[0].NATGateway == nil {
@@ -77,7 +77,7 @@ func TestIKEv1NATDetection(t *testing.T) {
 		t.Run(c.profile, func(t *testing.T) {
 			t.Parallel()
 			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile})
-			for _, port := range []int{IKEPort, NATTPort} {
+			for _, port := range []int{PortIKE, PortNATT} {
 				var v *IKEv1NATD
 				inNode(t, l, testlab.NodeIni, func() error {
 					var err error

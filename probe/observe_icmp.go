@@ -5,31 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-)
 
-// ICMP types and codes the probes meet (RFC 792, RFC 1812).
-const (
-	icmpEchoReply    = 0
-	icmpUnreach      = 3
-	icmpEcho         = 8
-	icmpTimeExceeded = 11
-	icmpParamProblem = 12
-
-	ICMPCodeNetUnreach      = 0
-	ICMPCodeHostUnreach     = 1
-	ICMPCodeProtoUnreach    = 2
-	ICMPCodePortUnreach     = 3
-	ICMPCodeFragNeeded      = 4
-	ICMPCodeNetProhibited   = 9
-	ICMPCodeHostProhibited  = 10
-	ICMPCodeAdminProhibited = 13
-)
-
-// ICMP type numbers exported for callers that judge errors.
-const (
-	ICMPTypeUnreach      = icmpUnreach
-	ICMPTypeTimeExceeded = icmpTimeExceeded
-	ICMPTypeParamProblem = icmpParamProblem
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // ErrNotICMPError is returned by ParseICMPError for anything but an ICMP destination
@@ -78,12 +55,12 @@ func ParseICMPErrorBytes(from netip.Addr, b []byte) (ICMPError, error) {
 		return ICMPError{}, ErrNotICMPError
 	}
 	switch b[0] {
-	case icmpUnreach, icmpTimeExceeded, icmpParamProblem:
+	case wire.ICMPUnreach, wire.ICMPTimeExceeded, wire.ICMPParamProblem:
 	default:
 		return ICMPError{}, ErrNotICMPError
 	}
 	e := ICMPError{From: from, Type: b[0], Code: b[1]}
-	if e.Type == icmpUnreach && e.Code == ICMPCodeFragNeeded {
+	if e.Type == wire.ICMPUnreach && e.Code == wire.CodeFragNeeded {
 		e.MTU = int(binary.BigEndian.Uint16(b[6:8]))
 	}
 	var q IPv4Header
@@ -99,21 +76,23 @@ func ParseICMPErrorBytes(from netip.Addr, b []byte) (ICMPError, error) {
 }
 
 // Unreachable reports a destination unreachable of any code.
-func (e ICMPError) Unreachable() bool { return e.Type == icmpUnreach }
+func (e ICMPError) Unreachable() bool { return e.Type == wire.ICMPUnreach }
 
 // AdminProhibited reports "communication administratively prohibited" (code 13) and its
 // older network/host forms (9, 10): a filter said no.
 func (e ICMPError) AdminProhibited() bool {
-	return e.Type == icmpUnreach &&
-		(e.Code == ICMPCodeAdminProhibited || e.Code == ICMPCodeNetProhibited || e.Code == ICMPCodeHostProhibited)
+	return e.Type == wire.ICMPUnreach &&
+		(e.Code == wire.CodeAdminProhibited || e.Code == wire.CodeNetProhibited || e.Code == wire.CodeHostProhibited)
 }
 
 // FragNeeded reports "fragmentation needed and DF set" (path MTU discovery).
-func (e ICMPError) FragNeeded() bool { return e.Type == icmpUnreach && e.Code == ICMPCodeFragNeeded }
+func (e ICMPError) FragNeeded() bool {
+	return e.Type == wire.ICMPUnreach && e.Code == wire.CodeFragNeeded
+}
 
 // TimeExceeded reports a TTL that ran out in transit (code 0) or a reassembly that timed
 // out (code 1: fragments went missing).
-func (e ICMPError) TimeExceeded() bool { return e.Type == icmpTimeExceeded }
+func (e ICMPError) TimeExceeded() bool { return e.Type == wire.ICMPTimeExceeded }
 
 var unreachCodes = map[uint8]string{
 	0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable", 3: "port unreachable",
@@ -127,7 +106,7 @@ var unreachCodes = map[uint8]string{
 func (e ICMPError) String() string {
 	var what string
 	switch e.Type {
-	case icmpUnreach:
+	case wire.ICMPUnreach:
 		c, ok := unreachCodes[e.Code]
 		if !ok {
 			c = "code " + fmt.Sprint(e.Code)
@@ -136,12 +115,12 @@ func (e ICMPError) String() string {
 		if e.FragNeeded() && e.MTU > 0 {
 			what += fmt.Sprintf(" (mtu %d)", e.MTU)
 		}
-	case icmpTimeExceeded:
+	case wire.ICMPTimeExceeded:
 		what = "time exceeded in transit"
-		if e.Code == 1 {
+		if e.Code == wire.CodeReassemblyTimeout {
 			what = "fragment reassembly time exceeded"
 		}
-	case icmpParamProblem:
+	case wire.ICMPParamProblem:
 		what = "parameter problem"
 	}
 	return fmt.Sprintf("%s (type %d code %d) from %s", what, e.Type, e.Code, e.From)

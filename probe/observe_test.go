@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/net/bpf"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // The capture filter, run in x/net/bpf's VM with the pkttype load replaced by a constant
@@ -34,7 +36,7 @@ func TestCaptureFilter(t *testing.T) {
 	}
 	echo := make([]byte, 28)
 	putIPv4Header(echo, 28, 1, false, 64, ProtoICMP, other, me)
-	echo[20] = icmpEcho
+	echo[20] = wire.ICMPEcho
 	const host, outgoing = 0, packetOutgoing
 	cases := []struct {
 		name     string
@@ -45,12 +47,12 @@ func TestCaptureFilter(t *testing.T) {
 	}{
 		{"from peer", host, mk(peer, me), true, true},
 		{"from another host", host, mk(other, me), false, false},
-		{"unreachable about peer, from a router", host, icmpAbout(router, icmpUnreach, peer), true, true},
-		{"time exceeded about peer", host, icmpAbout(router, icmpTimeExceeded, peer), true, true},
-		{"parameter problem about peer", host, icmpAbout(router, icmpParamProblem, peer), true, true},
-		{"unreachable about another host", host, icmpAbout(router, icmpUnreach, other), false, false},
+		{"unreachable about peer, from a router", host, icmpAbout(router, wire.ICMPUnreach, peer), true, true},
+		{"time exceeded about peer", host, icmpAbout(router, wire.ICMPTimeExceeded, peer), true, true},
+		{"parameter problem about peer", host, icmpAbout(router, wire.ICMPParamProblem, peer), true, true},
+		{"unreachable about another host", host, icmpAbout(router, wire.ICMPUnreach, other), false, false},
 		{"echo from another host", host, echo, false, false},
-		{"ICMP error cut short", host, icmpAbout(router, icmpUnreach, peer)[:40], false, false},
+		{"ICMP error cut short", host, icmpAbout(router, wire.ICMPUnreach, peer)[:40], false, false},
 		{"our packet to peer", outgoing, mk(me, peer), false, true},
 		{"our packet to another host", outgoing, mk(me, other), false, false},
 	}

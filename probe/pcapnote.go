@@ -125,12 +125,12 @@ func ikeIDs(pkt []byte) string {
 	sp, dp := binary.BigEndian.Uint16(pkt[ihl:]), binary.BigEndian.Uint16(pkt[ihl+2:])
 	b := pkt[ihl+8:]
 	switch {
-	case sp == 4500 || dp == 4500:
+	case sp == PortNATT || dp == PortNATT:
 		if len(b) < 4 || binary.BigEndian.Uint32(b) != 0 {
 			return "" // ESP in UDP, or a keepalive
 		}
 		b = b[4:]
-	case sp == 500 || dp == 500:
+	case sp == PortIKE || dp == PortIKE:
 	default:
 		return ""
 	}

@@ -51,6 +51,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -886,14 +887,14 @@ func (t *tracer) icmp(c *ttlCopy, e ICMPError, at time.Time, far netip.Addr) {
 	}
 	rtt := max(at.Sub(c.sent), 0)
 	switch {
-	case e.TimeExceeded() && e.Code == 0:
+	case e.TimeExceeded() && e.Code == wire.CodeTTLExceeded:
 		if !c.teFrom.IsValid() {
 			c.teFrom, c.teRTT = e.From, rtt
 		}
 	case e.From == far && e.Unreachable() && !e.AdminProhibited():
 		// The far end's own kernel: port or protocol unreachable means it got there whole.
 		t.arrived(c, -1)
-	case e.From == far && e.TimeExceeded() && e.Code == 1:
+	case e.From == far && e.TimeExceeded() && e.Code == wire.CodeReassemblyTimeout:
 		// Its reassembly timed out: the first fragment got there, not every other one.
 		t.arrived(c, 0)
 	default:

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -39,10 +40,10 @@ func fakeTrace(t *testing.T, id ID, agent bool, answers, echo map[int]string, ec
 			case strings.HasPrefix(a, "first-only"):
 				tr.arrived(c, 0)
 			case strings.HasPrefix(a, "refused "):
-				e := ICMPError{From: netip.MustParseAddr(strings.TrimPrefix(a, "refused ")), Type: icmpUnreach, Code: ICMPCodeAdminProhibited}
+				e := ICMPError{From: netip.MustParseAddr(strings.TrimPrefix(a, "refused ")), Type: wire.ICMPUnreach, Code: wire.CodeAdminProhibited}
 				tr.icmp(c, e, sent.Add(time.Millisecond), r.cfg.Target)
 			case a != "":
-				e := ICMPError{From: netip.MustParseAddr(a), Type: icmpTimeExceeded}
+				e := ICMPError{From: netip.MustParseAddr(a), Type: wire.ICMPTimeExceeded}
 				tr.icmp(c, e, sent.Add(time.Millisecond), r.cfg.Target)
 			}
 		}

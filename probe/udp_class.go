@@ -14,6 +14,8 @@ import (
 	"encoding/binary"
 	"strconv"
 	"strings"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // PortL2TP is L2TP's UDP port.
@@ -102,7 +104,7 @@ const (
 	l2tpMarkerOff = l2tpHeaderLen + 8 + 8 + l2tpAVPHeader
 	// l2tpFixedLen is the SCCRQ without filler: up to the host name, then Framing
 	// Capabilities (10) and Assigned Tunnel ID (8).
-	l2tpFixedLen = l2tpMarkerOff + MarkerLen + len(l2tpHostName) + 10 + 8
+	l2tpFixedLen = l2tpMarkerOff + wire.MarkerLen + len(l2tpHostName) + 10 + 8
 	l2tpVendor   = 0xffff // vendor id of the filler AVPs (no vendor has it)
 )
 
@@ -129,12 +131,12 @@ func putL2TPSCCRQ(b []byte, code uint8, dgramLen int, nonce uint32) {
 	o := l2tpHeaderLen
 	o += putL2TPAVP(b[o:], true, 0, 0, []byte{0, 1}) // Message Type: SCCRQ
 	o += putL2TPAVP(b[o:], true, 0, 2, []byte{1, 0}) // Protocol Version 1.0
-	binary.BigEndian.PutUint16(b[o:], uint16(l2tpAVPHeader+MarkerLen+len(l2tpHostName))|0x8000)
+	binary.BigEndian.PutUint16(b[o:], uint16(l2tpAVPHeader+wire.MarkerLen+len(l2tpHostName))|0x8000)
 	binary.BigEndian.PutUint16(b[o+2:], 0)
 	binary.BigEndian.PutUint16(b[o+4:], 7) // Host Name
-	putMarker(b[o+6:], code, dgramLen, nonce)
-	copy(b[o+6+MarkerLen:], l2tpHostName)
-	o += l2tpAVPHeader + MarkerLen + len(l2tpHostName)
+	wire.PutMarker(b[o+6:], code, dgramLen, nonce)
+	copy(b[o+6+wire.MarkerLen:], l2tpHostName)
+	o += l2tpAVPHeader + wire.MarkerLen + len(l2tpHostName)
 	o += putL2TPAVP(b[o:], true, 0, 3, []byte{0, 0, 0, 3}) // Framing Capabilities: sync+async
 	var tid [2]byte
 	binary.BigEndian.PutUint16(tid[:], uint16(nonce))
@@ -155,14 +157,14 @@ func putL2TPSCCRQ(b []byte, code uint8, dgramLen int, nonce uint32) {
 // classifyUDPClass recognises our generic UDP and L2TP probes after the UDP header.
 func classifyUDPClass(sp, dp uint16, payload []byte) (Match, bool) {
 	if sp == PortL2TP || dp == PortL2TP {
-		if len(payload) >= l2tpMarkerOff+MarkerLen && binary.BigEndian.Uint16(payload[0:2]) == l2tpFlagsControl {
-			code, n, nonce, ok := parseMarker(payload[l2tpMarkerOff:])
+		if len(payload) >= l2tpMarkerOff+wire.MarkerLen && binary.BigEndian.Uint16(payload[0:2]) == l2tpFlagsControl {
+			code, n, nonce, ok := wire.ParseMarker(payload[l2tpMarkerOff:])
 			if ok && (code == codeL2TP || code == codeL2TPFrag) {
 				return Match{ID: udpClassID(code, PortL2TP), Nonce: nonce, Kind: KindProbe, DatagramLen: n}, true
 			}
 		}
 	}
-	code, n, nonce, ok := parseMarker(payload)
+	code, n, nonce, ok := wire.ParseMarker(payload)
 	if !ok || (code != codeUDP && code != codeUDPFrag) {
 		return Match{}, false
 	}

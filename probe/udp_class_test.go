@@ -3,6 +3,8 @@ package probe
 import (
 	"encoding/binary"
 	"testing"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // walkL2TP checks an L2TP control message as RFC 2661 §3.1/§4.1 define it and returns its
@@ -62,7 +64,7 @@ func TestL2TPSCCRQ(t *testing.T) {
 			t.Errorf("%s: assigned tunnel id % x, want the nonce's low 16 bits", id, v)
 		}
 		host := avps[[2]uint16{0, 7}]
-		if code, _, nonce, ok := parseMarker(host); !ok || nonce != tNonce || udpClassID(code, PortL2TP) != id {
+		if code, _, nonce, ok := wire.ParseMarker(host); !ok || nonce != tNonce || udpClassID(code, PortL2TP) != id {
 			t.Errorf("%s: host name % x carries no marker for it", id, host)
 		}
 	}

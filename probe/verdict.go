@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/pmtu"
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -42,12 +43,6 @@ const (
 	AnswerEchoReply = "echo-reply" // an ICMP echo reply
 	AnswerSYNACK    = "syn-ack"    // a TCP SYN-ACK: the port is open
 	AnswerRST       = "rst"        // a TCP RST (from the target: the port is closed)
-)
-
-// ICMP codes of a time exceeded (RFC 792); destination unreachable codes are ICMPCode*.
-const (
-	codeTTLExceeded       = 0
-	codeReassemblyTimeout = 1
 )
 
 // Reply is an answer to a probe from the far end (or from whatever answered in its name).
@@ -249,8 +244,8 @@ func hopsFromTarget(outs []Outcome) targetTTL {
 			continue
 		}
 		for _, e := range o.ICMP {
-			if e.From == o.Target && e.Type == icmpUnreach && (e.Code == ICMPCodeProtoUnreach || e.Code == ICMPCodePortUnreach) {
-				t.kernelError = string(o.Probe) + ": " + icmpName(e.Type, e.Code)
+			if e.From == o.Target && e.Type == wire.ICMPUnreach && (e.Code == wire.CodeProtoUnreach || e.Code == wire.CodePortUnreach) {
+				t.kernelError = string(o.Probe) + ": " + wire.ICMPName(e.Type, e.Code)
 				return t
 			}
 		}
@@ -269,9 +264,9 @@ func hopsFromTargetTTL(outs []Outcome) targetTTL {
 			}
 		}
 		for _, e := range o.ICMP {
-			if e.From == o.Target && e.TTL > 0 && e.Type == icmpUnreach &&
-				(e.Code == ICMPCodeProtoUnreach || e.Code == ICMPCodePortUnreach) {
-				return targetTTL{ok: true, ttl: e.TTL, hops: hopCount(e.TTL), from: string(o.Probe) + " ICMP " + icmpName(e.Type, e.Code)}
+			if e.From == o.Target && e.TTL > 0 && e.Type == wire.ICMPUnreach &&
+				(e.Code == wire.CodeProtoUnreach || e.Code == wire.CodePortUnreach) {
+				return targetTTL{ok: true, ttl: e.TTL, hops: hopCount(e.TTL), from: string(o.Probe) + " ICMP " + wire.ICMPName(e.Type, e.Code)}
 			}
 		}
 	}
@@ -347,7 +342,7 @@ func judgeObserved(o *Outcome, r report.Result, base *report.Result, what string
 			r.Evidence.Extra = fmt.Sprintf("the agent's host's nftables rule %q (%s %s, hook %s) %ss it after the capture", fw.Rule, fw.Table, fw.Chain, fw.Hook, fw.Action)
 		}
 		if e := firstBlocking(o); e != nil {
-			r.Evidence.Extra = fmt.Sprintf("%s also came back from %s, but %s saw the probe arrive", icmpName(e.Type, e.Code), e.From, watcher)
+			r.Evidence.Extra = fmt.Sprintf("%s also came back from %s, but %s saw the probe arrive", wire.ICMPName(e.Type, e.Code), e.From, watcher)
 		}
 		return r
 	}
@@ -566,17 +561,17 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 		return r
 	}
 	for _, e := range o.ICMP {
-		if e.From == o.Target && e.Type == icmpUnreach && (e.Code == ICMPCodeProtoUnreach || e.Code == ICMPCodePortUnreach) {
+		if e.From == o.Target && e.Type == wire.ICMPUnreach && (e.Code == wire.CodeProtoUnreach || e.Code == wire.CodePortUnreach) {
 			r.Verdict = report.Pass
 			r.Evidence.ICMP = icmpEvidence(e)
-			r.Evidence.Inferred = "the target's kernel answered " + icmpName(e.Type, e.Code) + ", so the probe arrived"
+			r.Evidence.Inferred = "the target's kernel answered " + wire.ICMPName(e.Type, e.Code) + ", so the probe arrived"
 			r.Detail = fmt.Sprintf("%s reached %s: its kernel answered %s (nothing there listens for it, but the path carries it).",
-				capitalize(what), e.From, icmpName(e.Type, e.Code))
+				capitalize(what), e.From, wire.ICMPName(e.Type, e.Code))
 			return r
 		}
 	}
 	for _, e := range o.ICMP {
-		if e.From == o.Target && e.Type == icmpTimeExceeded && e.Code == codeReassemblyTimeout {
+		if e.From == o.Target && e.Type == wire.ICMPTimeExceeded && e.Code == wire.CodeReassemblyTimeout {
 			r.Verdict = report.Partial
 			r.Evidence.ICMP = icmpEvidence(e)
 			r.Evidence.Inferred = "the target reported a fragment reassembly timeout: it got the first fragment but not all"
@@ -668,7 +663,7 @@ func silentBesideKernelError(o *Outcome, r report.Result, base *report.Result) r
 	r.Verdict = report.Dropped
 	r.Evidence.Inferred = "no answer from the target within the timeout; the unfragmented form got only the target kernel's ICMP error, which kernels rate-limit"
 	r.Detail = fmt.Sprintf("%s got no answer while %s got %s from the target's kernel: either IP fragments are lost on the path, or the target's kernel sent no more ICMP errors for now (kernels rate-limit them; Linux sends about one a second after a burst of six). Run with --agent to tell them apart.",
-		fragSubject(o), baseName(base), icmpName(uint8(base.Evidence.ICMP.Type), uint8(base.Evidence.ICMP.Code)))
+		fragSubject(o), baseName(base), wire.ICMPName(uint8(base.Evidence.ICMP.Type), uint8(base.Evidence.ICMP.Code)))
 	return r
 }
 
@@ -703,8 +698,8 @@ func judgeRST(o *Outcome, r report.Result, rst Reply, what string, ref targetTTL
 // blockedByICMP decides a probe an ICMP error came back for.
 func blockedByICMP(o *Outcome, r report.Result, e ICMPAnswer, what string) report.Result {
 	r.Evidence.ICMP = icmpEvidence(e)
-	name := icmpName(e.Type, e.Code)
-	if e.Type == icmpTimeExceeded {
+	name := wire.ICMPName(e.Type, e.Code)
+	if e.Type == wire.ICMPTimeExceeded {
 		r.Verdict = report.Dropped
 		r.Hop = icmpHop(e)
 		subject := what
@@ -718,13 +713,13 @@ func blockedByICMP(o *Outcome, r report.Result, e ICMPAnswer, what string) repor
 	r.Hop = icmpHop(e)
 	// net/host unreachable (and their "unknown" and source-route forms) from a router: it
 	// could not deliver, which is routing or a dead target, not a filter.
-	undeliverable := e.From != o.Target && (e.Code == ICMPCodeNetUnreach || e.Code == ICMPCodeHostUnreach || e.Code == 5 || e.Code == 6 || e.Code == 7)
+	undeliverable := e.From != o.Target && (e.Code == wire.CodeNetUnreach || e.Code == wire.CodeHostUnreach || e.Code == 5 || e.Code == 6 || e.Code == 7)
 	if o.Direction == report.Reverse {
 		subject := reverseSubject(what)
 		switch {
 		case undeliverable:
 			r.Detail = fmt.Sprintf("%s could not deliver %s (%s), and told the agent so: it has no route toward this host, or this host does not answer on that device's link; a routing problem, not a filter: check the routes toward this host there.", e.From, subject, name)
-		case e.Code == ICMPCodeFragNeeded:
+		case e.Code == wire.CodeFragNeeded:
 			r.Detail = fmt.Sprintf("%s cannot forward %s of %d bytes with DF set (next-hop MTU %d), and told the agent so: keep packets under that size or let them be fragmented.", e.From, subject, o.Size, e.MTU)
 		case e.From == o.Target:
 			r.Detail = fmt.Sprintf("This host (%s) rejected %s with %s, sent to the agent: a firewall here refuses it; permit it on this host.", e.From, subject, name)
@@ -736,7 +731,7 @@ func blockedByICMP(o *Outcome, r report.Result, e ICMPAnswer, what string) repor
 	switch {
 	case undeliverable:
 		r.Detail = fmt.Sprintf("%s could not deliver %s (%s): it has no route toward %s, or %s does not answer on that device's link (down, or a wrong address); a routing problem or a dead target, not a filter: check that the target is up and routed there.", e.From, what, name, o.Target, o.Target)
-	case e.Code == ICMPCodeFragNeeded:
+	case e.Code == wire.CodeFragNeeded:
 		r.Detail = fmt.Sprintf("%s cannot forward %s of %d bytes with DF set (next-hop MTU %d): keep packets under that size or let them be fragmented.", e.From, what, o.Size, e.MTU)
 	case e.From == o.Target:
 		r.Detail = fmt.Sprintf("The target %s itself rejected %s with %s: its own firewall refuses it; permit it on the target.", e.From, what, name)
@@ -769,7 +764,7 @@ func judgePMTU(o *Outcome, r report.Result) report.Result {
 	r.Evidence.Size = p.MTU
 	r.Evidence.Attempts = p.Probes
 	if p.SignalledBy != "" {
-		r.Evidence.ICMP = &report.ICMP{Type: icmpUnreach, Code: ICMPCodeFragNeeded, From: p.SignalledBy, Text: icmpName(icmpUnreach, ICMPCodeFragNeeded)}
+		r.Evidence.ICMP = &report.ICMP{Type: wire.ICMPUnreach, Code: wire.CodeFragNeeded, From: p.SignalledBy, Text: wire.ICMPName(wire.ICMPUnreach, wire.CodeFragNeeded)}
 	}
 	switch {
 	case p.Blackhole:
@@ -868,13 +863,13 @@ func anySeen(o *Outcome) bool {
 func firstBlocking(o *Outcome) *ICMPAnswer {
 	for i, e := range o.ICMP {
 		switch e.Type {
-		case icmpUnreach:
-			if e.From == o.Target && (e.Code == ICMPCodeProtoUnreach || e.Code == ICMPCodePortUnreach) {
+		case wire.ICMPUnreach:
+			if e.From == o.Target && (e.Code == wire.CodeProtoUnreach || e.Code == wire.CodePortUnreach) {
 				continue
 			}
 			return &o.ICMP[i]
-		case icmpTimeExceeded:
-			if e.Code == codeTTLExceeded {
+		case wire.ICMPTimeExceeded:
+			if e.Code == wire.CodeTTLExceeded {
 				return &o.ICMP[i]
 			}
 		}
@@ -902,39 +897,7 @@ func icmpHop(e ICMPAnswer) *report.Hop {
 }
 
 func icmpEvidence(e ICMPAnswer) *report.ICMP {
-	return &report.ICMP{Type: int(e.Type), Code: int(e.Code), From: e.From.String(), MTU: e.MTU, Text: icmpName(e.Type, e.Code)}
-}
-
-// icmpName names an ICMP error the way a network engineer says it.
-func icmpName(typ, code uint8) string {
-	switch typ {
-	case icmpUnreach:
-		switch code {
-		case ICMPCodeNetUnreach:
-			return "ICMP network unreachable"
-		case ICMPCodeHostUnreach:
-			return "ICMP host unreachable"
-		case ICMPCodeProtoUnreach:
-			return "ICMP protocol unreachable"
-		case ICMPCodePortUnreach:
-			return "ICMP port unreachable"
-		case ICMPCodeFragNeeded:
-			return "ICMP fragmentation needed"
-		case ICMPCodeNetProhibited:
-			return "ICMP network administratively prohibited"
-		case ICMPCodeHostProhibited:
-			return "ICMP host administratively prohibited"
-		case ICMPCodeAdminProhibited:
-			return "ICMP administratively prohibited"
-		}
-		return "ICMP destination unreachable (code " + strconv.Itoa(int(code)) + ")"
-	case icmpTimeExceeded:
-		if code == codeReassemblyTimeout {
-			return "ICMP fragment reassembly time exceeded"
-		}
-		return "ICMP time exceeded in transit"
-	}
-	return fmt.Sprintf("ICMP type %d code %d", typ, code)
+	return &report.ICMP{Type: int(e.Type), Code: int(e.Code), From: e.From.String(), MTU: e.MTU, Text: wire.ICMPName(e.Type, e.Code)}
 }
 
 func answerName(kind string) string {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
@@ -25,7 +26,7 @@ type wireRun struct {
 	sent     map[uint32]*Packets // by nonce
 	atRsp    []Seen              // rsp's Observer (peer ini)
 	atIni    []Seen              // ini's Observer (peer rsp): answers and ICMP errors
-	corr     *Correlator
+	corr     *correlator
 }
 
 // wireSettle is how long the test waits after the last send for stragglers.
@@ -37,7 +38,7 @@ const wireSettle = 700 * time.Millisecond
 func runWire(t *testing.T, profile string, ids []ID, mod func(ID, *BuildParams)) *wireRun {
 	t.Helper()
 	lab := testlab.ForTest(t, testlab.Spec{Profile: profile, NoGateways: true})
-	r := &wireRun{lab: lab, ini: lab.Addr("ini"), rsp: lab.Addr("rsp"), sent: map[uint32]*Packets{}, corr: NewCorrelator()}
+	r := &wireRun{lab: lab, ini: lab.Addr("ini"), rsp: lab.Addr("rsp"), sent: map[uint32]*Packets{}, corr: newCorrelator()}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// The kernel rate-limits ICMP errors per destination (a burst of 6): lift that in rsp so
@@ -92,7 +93,7 @@ func runWire(t *testing.T, profile string, ids []ID, mod func(ID, *BuildParams))
 	return r
 }
 
-// arrived returns, per nonce, the fragments rsp saw of that probe, mapped by the Correlator.
+// arrived returns, per nonce, the fragments rsp saw of that probe, mapped by the correlator.
 func (r *wireRun) arrived(t *testing.T) map[uint32][]report.Fragment {
 	t.Helper()
 	got := map[uint32][]report.Fragment{}
@@ -167,9 +168,9 @@ func TestWireLabClean(t *testing.T) {
 		var want string
 		switch p.ID {
 		case ESP, ESPFrag, AH, AHFrag:
-			want = fmt.Sprintf("icmp-error 3/%d from %s", ICMPCodeProtoUnreach, r.rsp)
+			want = fmt.Sprintf("icmp-error 3/%d from %s", wire.CodeProtoUnreach, r.rsp)
 		case IKE, IKEFrag, NATT, NATTFrag:
-			want = fmt.Sprintf("icmp-error 3/%d from %s", ICMPCodePortUnreach, r.rsp)
+			want = fmt.Sprintf("icmp-error 3/%d from %s", wire.CodePortUnreach, r.rsp)
 		case ICMPLarge, PMTU:
 			want = "reply echo from " + r.rsp.String()
 		default:
@@ -480,11 +481,11 @@ func TestWireLabObserverFlood(t *testing.T) {
 	// What is left is the newest: the last capacity-1 packets of the flood, in order, then AH.
 	for i := range got[:capacity-1] {
 		want := uint32(0x10001 + flood - (capacity - 1) + i)
-		if m, ok := Classify(&got[i]); !ok || m.ID != ESP || m.Nonce != want {
+		if m, ok := classify(&got[i]); !ok || m.ID != ESP || m.Nonce != want {
 			t.Fatalf("ring slot %d: %+v %v, want esp nonce %#x", i, m, ok, want)
 		}
 	}
-	if m, ok := Classify(&got[capacity-1]); !ok || m.ID != AH || m.Nonce != tNonce {
+	if m, ok := classify(&got[capacity-1]); !ok || m.ID != AH || m.Nonce != tNonce {
 		t.Fatalf("the probe after the flood: %+v %v", m, ok)
 	}
 }
@@ -534,7 +535,7 @@ func TestWireLabGatewayAnswers(t *testing.T) {
 		case <-time.After(100 * time.Millisecond):
 		}
 		for _, s := range o.Drain() {
-			if m, ok := Classify(&s); ok && m.Kind == KindReply && want[m.Nonce] == m.ID {
+			if m, ok := classify(&s); ok && m.Kind == KindReply && want[m.Nonce] == m.ID {
 				got[m.Nonce] = s
 			}
 		}

@@ -209,18 +209,7 @@ func (r *Report) Add(res Result) {
 
 // Summarize recounts the summary from the results.
 func (r *Report) Summarize() {
-	var s Summary
-	for _, res := range r.Results {
-		switch {
-		case res.Verdict == Pass:
-			s.Pass++
-		case res.Verdict == Skipped:
-			s.Skipped++
-		case res.Verdict.Failed():
-			s.Fail++
-		}
-	}
-	r.Summary = s
+	r.Summary = summarize(r.Results)
 }
 
 // Finish records the run's duration, measured up to end.

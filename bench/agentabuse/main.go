@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 func main() {
@@ -119,7 +120,7 @@ func run(port int, keyFile string, sessions, packets, rate, pid int, peers []net
 		j.frag = append([]byte(nil), pk.Wire[0]...)
 		j.frag[6], j.frag[7] = 0, 1480/8
 		j.plain = append([]byte(nil), pk.Wire[0]...)
-		clear(j.plain[28 : 28+probe.MarkerLen])
+		clear(j.plain[28 : 28+wire.MarkerLen])
 		js = append(js, j)
 	}
 	var mu sync.Mutex

@@ -128,7 +128,7 @@ func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 	if o.Versions, err = ikeParseChoice("--version", *version, map[string][]int{"1": {1}, "2": {2}, "both": {2, 1}}); err != nil {
 		return usageError(e, c, err)
 	}
-	if o.Ports, err = ikeParseChoice("--port", *port, map[string][]int{"500": {probe.IKEPort}, "4500": {probe.NATTPort}, "both": {probe.IKEPort, probe.NATTPort}}); err != nil {
+	if o.Ports, err = ikeParseChoice("--port", *port, map[string][]int{"500": {probe.PortIKE}, "4500": {probe.PortNATT}, "both": {probe.PortIKE, probe.PortNATT}}); err != nil {
 		return usageError(e, c, err)
 	}
 	if o.Auth, err = ikeParseAuth(*auth); err != nil {

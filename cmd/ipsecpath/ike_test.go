@@ -89,12 +89,12 @@ func TestIKENothingListens(t *testing.T) {
 // TestIKEExitCode: the exit status follows the report's summary too: a survey whose every
 // exchange was accepted but whose size search failed (frag-dropped) exits 1, as README says.
 func TestIKEExitCode(t *testing.T) {
-	x := probe.IKEResult{Version: 2, Port: probe.IKEPort, Outcome: probe.IKEAccepted, Size: 742}
+	x := probe.IKEResult{Version: 2, Port: probe.PortIKE, Outcome: probe.IKEAccepted, Size: 742}
 	s := &probe.IKESurvey{Target: "203.0.113.10", Exchanges: []probe.IKEResult{x}}
 	if r := s.Report(time.Now()); ikeExitCode(s, r, false) != exitOK || r.Summary.Fail != 0 {
 		t.Fatalf("all accepted: exit %d, summary %+v", ikeExitCode(s, r, false), r.Summary)
 	}
-	s.Size = &probe.IKESizeResult{Version: 2, Port: probe.IKEPort, LargestAnswered: 1500, SmallestUnanswered: 1501, PathMTU: 1500, MaxSize: 5000}
+	s.Size = &probe.IKESizeResult{Version: 2, Port: probe.PortIKE, LargestAnswered: 1500, SmallestUnanswered: 1501, PathMTU: 1500, MaxSize: 5000}
 	r := s.Report(time.Now())
 	if r.Summary.Fail != 1 {
 		t.Fatalf("frag-dropped size search: summary %+v", r.Summary)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
@@ -307,7 +308,7 @@ func pmtuResult(d report.Direction, res *pmtu.Result) report.Result {
 	r := report.Result{Probe: "pmtu", Direction: d, Verdict: report.Pass, Hop: pm.Hop,
 		Evidence: report.Evidence{Size: res.MTU, Attempts: res.Probes}}
 	if res.ICMPFrom.IsValid() || res.ICMPMTU > 0 {
-		r.Evidence.ICMP = &report.ICMP{Type: 3, Code: 4, MTU: res.ICMPMTU}
+		r.Evidence.ICMP = &report.ICMP{Type: wire.ICMPUnreach, Code: wire.CodeFragNeeded, MTU: res.ICMPMTU}
 		if res.ICMPFrom.IsValid() {
 			r.Evidence.ICMP.From = res.ICMPFrom.String()
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -13,11 +12,22 @@ import (
 
 	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
 
 // agentPoll is how often a forward probe asks the agent whether it arrived.
 const agentPoll = 5 * time.Millisecond
+
+// nextPoll is when a wait for a probe's answers between two questions to the agent ends:
+// agentPoll from now, or the probe's deadline if that comes first.
+func nextPoll(deadline time.Time) time.Time {
+	until := time.Now().Add(agentPoll)
+	if deadline.Before(until) {
+		return deadline
+	}
+	return until
+}
 
 // agentRuns prepares the agent-confirmed searches: forward (our DF probes, seen by the agent:
 // UDP 4500 with --proto udp, TCP data segments to port with tcp, the pmtu echo with icmp)
@@ -173,10 +183,7 @@ func (f *agentForward) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, e
 			return pmtu.Reply{}, err
 		}
 		// ICMP errors about the probe, for up to agentPoll.
-		until := time.Now().Add(agentPoll)
-		if deadline.Before(until) {
-			until = deadline
-		}
+		until := nextPoll(deadline)
 		if rep, ok, err := readICMPFor(f.icmp, f.buf[:], f.dst, nonce, until); err != nil {
 			return pmtu.Reply{}, err
 		} else if ok {
@@ -229,17 +236,13 @@ func readICMPFor(c net.PacketConn, buf []byte, target netip.Addr, nonce uint32, 
 		switch {
 		case m.Kind == probe.KindReply:
 			rep.Outcome = pmtu.Arrived
-		case m.Kind == probe.KindICMPError && rep.From == target && b[0] == 3 && (b[1] == 2 || b[1] == 3):
+		case m.Kind == probe.KindICMPError && rep.From == target && b[0] == wire.ICMPUnreach && (b[1] == wire.CodeProtoUnreach || b[1] == wire.CodePortUnreach):
 			// The target's own port/protocol unreachable: the probe got there whole.
 			rep.Outcome = pmtu.Arrived
 		case m.Kind != probe.KindICMPError:
 			continue
-		case b[0] == 3 && b[1] == 4:
-			rep.Outcome, rep.MTU = pmtu.FragNeeded, int(binary.BigEndian.Uint16(b[6:8]))
-		case b[0] == 11 && b[1] == 0:
-			rep.Outcome = pmtu.TimeExceeded
 		default:
-			rep.Outcome = pmtu.Unreachable
+			rep = pmtu.ICMPErrorReply(rep.From, b)
 		}
 		return rep, true, nil
 	}
@@ -283,10 +286,7 @@ func (v *agentReverse) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, e
 		if err := ctx.Err(); err != nil {
 			return pmtu.Reply{}, err
 		}
-		until := time.Now().Add(agentPoll)
-		if deadline.Before(until) {
-			until = deadline
-		}
+		until := nextPoll(deadline)
 		if d, ok := ctx.Deadline(); ok && d.Before(until) {
 			until = d
 		}
@@ -345,15 +345,5 @@ func icmpAboutReverse(s *probe.Seen, nonce uint32) (pmtu.Reply, bool) {
 	if !ok || m.Kind != probe.KindICMPError || m.Nonce != nonce {
 		return pmtu.Reply{}, false
 	}
-	b := s.Head
-	rep := pmtu.Reply{From: s.Src, Type: b[0], Code: b[1]}
-	switch {
-	case b[0] == 3 && b[1] == 4:
-		rep.Outcome, rep.MTU = pmtu.FragNeeded, int(binary.BigEndian.Uint16(b[6:8]))
-	case b[0] == 11 && b[1] == 0:
-		rep.Outcome = pmtu.TimeExceeded
-	default:
-		rep.Outcome = pmtu.Unreachable
-	}
-	return rep, true
+	return pmtu.ICMPErrorReply(s.Src, s.Head), true
 }
