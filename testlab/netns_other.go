@@ -5,6 +5,8 @@ package testlab
 import (
 	"errors"
 	"runtime"
+
+	"github.com/vishvananda/netlink"
 )
 
 // errLinuxOnly: the lab is network namespaces, veth pairs and mounts under /run/netns.
@@ -15,3 +17,6 @@ func shareNetnsDir() {}
 
 // deleteNamedNetns: there are no named network namespaces outside Linux.
 func deleteNamedNetns(name string) error { return errLinuxOnly }
+
+// pinNeighbours: there are no lab links outside Linux.
+func pinNeighbours(map[string]*netlink.Handle, link) error { return errLinuxOnly }
