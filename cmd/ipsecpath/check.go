@@ -189,8 +189,7 @@ with --json. Needs root or CAP_NET_RAW (raw sockets, packet capture).`,
 func runCheck(ctx context.Context, e *env, args []string) int {
 	c := commands["check"]
 	fs := newFlags(c)
-	agent := fs.String("agent", "", "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
-	keyFile := fs.String("key-file", "", "the agent's pre-shared key `FILE` (chmod 600)")
+	af := addAgentFlags(fs, "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
 	probes := fs.String("probes", "all", "comma-separated probe `LIST` (ike,ike-frag,natt,natt-frag,esp,esp-frag,ah,ah-frag,icmp-large,tcp:PORT,tcp,pmtu,all; also udp:PORT, udp:PORT-frag, l2tp, l2tp-frag, tls:PORT)")
 	tcp := fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
 	timeout := fs.Duration("timeout", probe.DefaultCheckTimeout, "how long to wait for answers (`D`: 2s, 500ms, …)")
@@ -212,12 +211,9 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	if err := checkPcapPath(*pcap, out.out); err != nil {
 		return usageError(e, c, err)
 	}
-	if fs.NArg() != 1 {
-		return usageError(e, c, fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg()))
-	}
-	target, err := netip.ParseAddr(fs.Arg(0))
+	target, err := targetArg(fs)
 	if err != nil {
-		return usageError(e, c, fmt.Errorf("target %q is not an IPv4 address", fs.Arg(0)))
+		return usageError(e, c, err)
 	}
 	if err := probe.CheckTargetHere(target); err != nil {
 		return usageError(e, c, err)
@@ -251,20 +247,8 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 		return usageError(e, c, fmt.Errorf("--snaplen %d: want %d-%d bytes", *snaplen, report.MinSnapLen, report.MaxPcapPacket))
 	}
 	cfg := probe.CheckConfig{Target: target, Probes: ids, TCPPorts: ports, Timeout: *timeout, Pace: *pace, PathMTU: checkPMTU, ReversePathMTU: checkReversePMTU, NoTrace: *noTrace}
-	switch {
-	case *agent != "" && *keyFile == "":
-		return usageError(e, c, errors.New("--agent needs --key-file (the agent's pre-shared key)"))
-	case *agent == "" && *keyFile != "":
-		return usageError(e, c, errors.New("--key-file without --agent: name the agent with --agent HOST:PORT"))
-	case *agent != "":
-		key, err := probe.LoadKey(*keyFile)
-		if err != nil {
-			return usageError(e, c, err)
-		}
-		if err := agentOnTarget(*agent, target); err != nil {
-			return usageError(e, c, err)
-		}
-		cfg.Agent, cfg.Key = *agent, key
+	if cfg.Agent, cfg.Key, err = af.load(target); err != nil {
+		return usageError(e, c, err)
 	}
 	// A target this host has no route to is an environment error, refused before anything
 	// is sent (and before the ladder, whose loopback rung would otherwise speak first); a

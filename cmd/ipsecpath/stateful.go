@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/probe"
@@ -64,8 +63,7 @@ never with --json. Needs root or CAP_NET_RAW, and the agent on TARGET.`,
 func runStateful(ctx context.Context, e *env, args []string) int {
 	c := commands["stateful"]
 	fs := newFlags(c)
-	agent := fs.String("agent", "", "far-end agent `HOST:PORT` ('ipsecpath responder' on TARGET; port default 7500)")
-	keyFile := fs.String("key-file", "", "the agent's pre-shared key `FILE` (chmod 600)")
+	af := addAgentFlags(fs, "far-end agent `HOST:PORT` ('ipsecpath responder' on TARGET; port default 7500)")
 	protos := fs.String("protocols", "udp500,udp4500,esp,ah", "comma-separated protocol `LIST` (udp500, udp4500, esp, ah, all)")
 	maxIdle := fs.Duration("max-idle", probe.DefaultMaxIdle, "longest silence to test (`D`: 30s, 3m, 10m)")
 	out := addOutputFlags(fs)
@@ -75,12 +73,9 @@ func runStateful(ctx context.Context, e *env, args []string) int {
 	if err := out.resolve(); err != nil {
 		return usageError(e, c, err)
 	}
-	if fs.NArg() != 1 {
-		return usageError(e, c, fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg()))
-	}
-	target, err := netip.ParseAddr(fs.Arg(0))
+	target, err := targetArg(fs)
 	if err != nil {
-		return usageError(e, c, fmt.Errorf("target %q is not an IPv4 address", fs.Arg(0)))
+		return usageError(e, c, err)
 	}
 	if err := probe.CheckTarget(target); err != nil {
 		return usageError(e, c, err)
@@ -92,14 +87,11 @@ func runStateful(ctx context.Context, e *env, args []string) int {
 	if *maxIdle < probe.MinMaxIdle || *maxIdle > probe.MaxMaxIdle {
 		return usageError(e, c, fmt.Errorf("--max-idle %s: want %s to %s", *maxIdle, probe.MinMaxIdle, probe.MaxMaxIdle))
 	}
-	if *agent == "" || *keyFile == "" {
+	if *af.agent == "" || *af.keyFile == "" {
 		return usageError(e, c, errors.New("needs --agent and --key-file: only the agent on TARGET can send from the far side"))
 	}
-	key, err := probe.LoadKey(*keyFile)
+	agent, key, err := af.load(target)
 	if err != nil {
-		return usageError(e, c, err)
-	}
-	if err := agentOnTarget(*agent, target); err != nil {
 		return usageError(e, c, err)
 	}
 	typical, extra := probe.StatefulEstimate(*maxIdle, ps)
@@ -112,7 +104,7 @@ func runStateful(ctx context.Context, e *env, args []string) int {
 	}
 	prog := newProgress(e.stderr, out.quiet())
 	var last time.Time
-	cfg := probe.StatefulConfig{Target: target, Agent: *agent, Key: key, Protocols: ps, MaxIdle: *maxIdle,
+	cfg := probe.StatefulConfig{Target: target, Agent: agent, Key: key, Protocols: ps, MaxIdle: *maxIdle,
 		Progress: func(p probe.StatefulProgress) {
 			if time.Since(last) < time.Second {
 				return

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/probe"
@@ -53,8 +52,7 @@ func runTrace(ctx context.Context, e *env, args []string) int {
 	c := commands["trace"]
 	fs := newFlags(c)
 	id := fs.String("probe", "", "the probe `ID` to trace (ike, ike-frag, natt, natt-frag, esp, esp-frag, ah, ah-frag, icmp-large, tcp:PORT)")
-	agent := fs.String("agent", "", "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
-	keyFile := fs.String("key-file", "", "the agent's pre-shared key `FILE` (chmod 600)")
+	af := addAgentFlags(fs, "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
 	maxHops := fs.Int("max-hops", probe.DefaultTraceMaxHops, fmt.Sprintf("largest TTL sent (`N`, 1-%d)", probe.MaxTraceMaxHops))
 	timeout := fs.Duration("timeout", probe.DefaultTraceTimeout, "how long to wait for answers after the first send (`D`)")
 	pace := fs.Int("pace", probe.DefaultRate, "packets per second toward the target (`N`), and asked of the agent")
@@ -65,12 +63,9 @@ func runTrace(ctx context.Context, e *env, args []string) int {
 	if err := out.resolve(); err != nil {
 		return usageError(e, c, err)
 	}
-	if fs.NArg() != 1 {
-		return usageError(e, c, fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg()))
-	}
-	target, err := netip.ParseAddr(fs.Arg(0))
+	target, err := targetArg(fs)
 	if err != nil {
-		return usageError(e, c, fmt.Errorf("target %q is not an IPv4 address", fs.Arg(0)))
+		return usageError(e, c, err)
 	}
 	if err := probe.CheckTargetHere(target); err != nil {
 		return usageError(e, c, err)
@@ -92,20 +87,8 @@ func runTrace(ctx context.Context, e *env, args []string) int {
 		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))
 	}
 	cfg := probe.TraceConfig{Target: target, Probe: pid, MaxHops: *maxHops, Timeout: *timeout, Pace: *pace}
-	switch {
-	case *agent != "" && *keyFile == "":
-		return usageError(e, c, errors.New("--agent needs --key-file (the agent's pre-shared key)"))
-	case *agent == "" && *keyFile != "":
-		return usageError(e, c, errors.New("--key-file without --agent: name the agent with --agent HOST:PORT"))
-	case *agent != "":
-		key, err := probe.LoadKey(*keyFile)
-		if err != nil {
-			return usageError(e, c, err)
-		}
-		if err := agentOnTarget(*agent, target); err != nil {
-			return usageError(e, c, err)
-		}
-		cfg.Agent, cfg.Key = *agent, key
+	if cfg.Agent, cfg.Key, err = af.load(target); err != nil {
+		return usageError(e, c, err)
 	}
 	prog := newProgress(e.stderr, out.quiet())
 	said := false

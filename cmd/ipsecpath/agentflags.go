@@ -1,0 +1,56 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/spf13/pflag"
+
+	"github.com/ipsecpath/ipsecpath/probe"
+)
+
+// agentFlags are --agent and --key-file, which check, trace and stateful share.
+type agentFlags struct {
+	agent, keyFile *string
+}
+
+// addAgentFlags registers --agent (described by agentHelp) and --key-file on fs.
+func addAgentFlags(fs *pflag.FlagSet, agentHelp string) agentFlags {
+	return agentFlags{
+		agent:   fs.String("agent", "", agentHelp),
+		keyFile: fs.String("key-file", "", "the agent's pre-shared key `FILE` (chmod 600)"),
+	}
+}
+
+// load checks that the two flags come together, reads the key and checks that the agent
+// runs on target. Neither flag given is no agent: "", nil, nil.
+func (a agentFlags) load(target netip.Addr) (agent string, key []byte, err error) {
+	switch {
+	case *a.agent != "" && *a.keyFile == "":
+		return "", nil, errors.New("--agent needs --key-file (the agent's pre-shared key)")
+	case *a.agent == "" && *a.keyFile != "":
+		return "", nil, errors.New("--key-file without --agent: name the agent with --agent HOST:PORT")
+	case *a.agent == "":
+		return "", nil, nil
+	}
+	if key, err = probe.LoadKey(*a.keyFile); err != nil {
+		return "", nil, err
+	}
+	if err := agentOnTarget(*a.agent, target); err != nil {
+		return "", nil, err
+	}
+	return *a.agent, key, nil
+}
+
+// targetArg reads the one TARGET argument, an IPv4 address.
+func targetArg(fs *pflag.FlagSet) (netip.Addr, error) {
+	if fs.NArg() != 1 {
+		return netip.Addr{}, fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg())
+	}
+	target, err := netip.ParseAddr(fs.Arg(0))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("target %q is not an IPv4 address", fs.Arg(0))
+	}
+	return target, nil
+}
