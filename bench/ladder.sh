@@ -28,23 +28,8 @@ NAME=hl$$
 RSP=203.0.113.10
 GW=198.51.100.1
 
-[ "$(id -u)" = 0 ] || { echo "bench/ladder.sh: needs root (network namespaces, raw sockets)" >&2; exit 2; }
-for t in openssl ping python3; do
-	command -v "$t" >/dev/null || { echo "bench/ladder.sh: $t not found" >&2; exit 2; }
-done
-[ -x "$BIN" ] || go build -o "$BIN" ./cmd/ipsecpath
-
-W=$(mktemp -d /tmp/ipt-bench-ladder.XXXXXX)
-PIDS=()
-LAB=""
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	PIDS=()
-	[ -n "$LAB" ] && "$BIN" lab down "$LAB" >/dev/null 2>&1 || true
-	LAB=""
-}
-trap 'cleanup; rm -rf "$W"' EXIT
+. bench/lib.bash
+bench_setup openssl ping python3
 
 # A lab CA and a server certificate for rsp's address (EC P-256: quick).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=ipsecpath bench CA" \
@@ -55,7 +40,6 @@ printf 'subjectAltName=IP:%s\nextendedKeyUsage=serverAuth\n' "$RSP" >"$W/ext"
 openssl x509 -req -in "$W/srv.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreateserial -days 1 \
 	-extfile "$W/ext" -out "$W/srv.pem" >/dev/null 2>&1
 
-ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 printf '%-15s %12s %-28s %10s %8s\n' profile ipsecpath_ms verdict manual_ms ratio
 for prof in $PROFILES; do

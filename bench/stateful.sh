@@ -28,27 +28,11 @@ NAME=hs$$
 INI=198.51.100.10
 RSP=203.0.113.10
 
-[ "$(id -u)" = 0 ] || { echo "bench/stateful.sh: needs root (network namespaces, raw sockets)" >&2; exit 2; }
-for t in hping3 tcpdump nc python3; do
-	command -v "$t" >/dev/null || { echo "bench/stateful.sh: $t not found (make deps installs it)" >&2; exit 2; }
-done
-[ -x "$BIN" ] || go build -o "$BIN" ./cmd/ipsecpath
-
-W=$(mktemp -d /tmp/ipt-bench-stateful.XXXXXX)
-PIDS=()
-LAB=""
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-	PIDS=()
-	[ -n "$LAB" ] && "$BIN" lab down "$LAB" >/dev/null 2>&1 || true
-	LAB=""
-}
-trap 'cleanup; rm -rf "$W"' EXIT
+. bench/lib.bash
+bench_setup hping3 tcpdump nc python3
 
 head -c 32 /dev/urandom >"$W/key"
 chmod 600 "$W/key"
-ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 LAB=$NAME
 "$BIN" lab up --no-gateways --profile stateful-udp --name "$LAB" >"$W/labup" 2>&1 || { cat "$W/labup" >&2; exit 1; }
