@@ -2,12 +2,7 @@ package probe_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
 	"math/big"
 	"net"
@@ -19,59 +14,13 @@ import (
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/probe/probetest"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
-// labCA is a small test CA (ECDSA P-256: generated in milliseconds).
-type labCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newCA(t *testing.T, cn string) *labCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn, Organization: []string{"ipsecpath lab"}},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(c)
-	return &labCA{cert: c, key: key, pool: pool}
-}
-
-// issue makes a leaf certificate valid from notBefore to notAfter, for the given IPs and names.
-func (ca *labCA) issue(t *testing.T, cn string, notBefore, notAfter time.Time, ips []netip.Addr, names []string, client bool) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eku := x509.ExtKeyUsageServerAuth
-	if client {
-		eku = x509.ExtKeyUsageClientAuth
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn, Organization: []string{"ipsecpath lab"}},
-		NotBefore: notBefore, NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{eku}, DNSNames: names}
-	for _, ip := range ips {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, ip.AsSlice())
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
-}
+// newCA is a test CA (probetest.CA).
+func newCA(t *testing.T, cn string) *probetest.CA { return probetest.NewCA(t, cn) }
 
 // tlsServe runs a Go crypto/tls server on addr inside node until stop is called (or the test
 // ends): it completes handshakes, then holds each connection until the client closes it.
@@ -85,35 +34,7 @@ func tlsServe(t *testing.T, l *testlab.Lab, node string, addr netip.AddrPort, cf
 	}); err != nil {
 		t.Fatalf("tls server in %s: %v", node, err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				tc := tls.Server(c, cfg)
-				if tc.Handshake() != nil {
-					return
-				}
-				_, _ = io.Copy(io.Discard, tc)
-			}()
-		}
-	}()
-	var once bool
-	stop = func() {
-		if !once {
-			once = true
-			ln.Close()
-			<-done
-		}
-	}
-	t.Cleanup(stop)
-	return stop
+	return probetest.ServeTLS(t, ln, cfg, 10*time.Second)
 }
 
 // serviceFromIni runs a service probe inside ini.
@@ -142,9 +63,9 @@ func TestTLSLab(t *testing.T) {
 	at := netip.AddrPortFrom(rsp, 1792)
 	ca, other := newCA(t, "ipsecpath lab CA"), newCA(t, "another CA")
 	now := time.Now()
-	srv := ca.issue(t, "hsm.lab.example", now.Add(-time.Hour), now.Add(12*time.Hour), []netip.Addr{rsp}, []string{"hsm.lab.example"}, false)
-	client := ca.issue(t, "luna-client", now.Add(-time.Hour), now.Add(12*time.Hour), nil, nil, true)
-	base := probe.ServiceConfig{Target: rsp, Port: 1792, TLS: true, RootCAs: ca.pool, Timeout: 4 * time.Second}
+	srv := ca.Issue(t, "hsm.lab.example", now.Add(-time.Hour), now.Add(12*time.Hour), []netip.Addr{rsp}, []string{"hsm.lab.example"}, false)
+	client := ca.Issue(t, "luna-client", now.Add(-time.Hour), now.Add(12*time.Hour), nil, nil, true)
+	base := probe.ServiceConfig{Target: rsp, Port: 1792, TLS: true, RootCAs: ca.Pool, Timeout: 4 * time.Second}
 
 	t.Run("passes with the lab CA", func(t *testing.T) {
 		stop := tlsServe(t, l, testlab.NodeRsp, at, &tls.Config{Certificates: []tls.Certificate{srv}})
@@ -155,7 +76,7 @@ func TestTLSLab(t *testing.T) {
 		}
 	})
 	t.Run("client certificate from another CA: unknown_ca", func(t *testing.T) {
-		stop := tlsServe(t, l, testlab.NodeRsp, at, &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: other.pool})
+		stop := tlsServe(t, l, testlab.NodeRsp, at, &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: other.Pool})
 		defer stop()
 		c := base
 		c.Certificate = &client
@@ -165,14 +86,14 @@ func TestTLSLab(t *testing.T) {
 		}
 		// the same over TLS 1.2, where the alert ends the client's own handshake
 		stop()
-		stop = tlsServe(t, l, testlab.NodeRsp, at, &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: other.pool, MaxVersion: tls.VersionTLS12})
+		stop = tlsServe(t, l, testlab.NodeRsp, at, &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: other.Pool, MaxVersion: tls.VersionTLS12})
 		defer stop()
 		if r := serviceFromIni(t, l, c); r.Evidence.TLS.Alert != "unknown_ca" {
 			t.Errorf("TLS 1.2: %s: %s %+v", r.Verdict, r.Detail, r.Evidence.TLS)
 		}
 	})
 	t.Run("expired server certificate", func(t *testing.T) {
-		expired := ca.issue(t, "hsm.lab.example", now.Add(-48*time.Hour), now.Add(-24*time.Hour), []netip.Addr{rsp}, nil, false)
+		expired := ca.Issue(t, "hsm.lab.example", now.Add(-48*time.Hour), now.Add(-24*time.Hour), []netip.Addr{rsp}, nil, false)
 		stop := tlsServe(t, l, testlab.NodeRsp, at, &tls.Config{Certificates: []tls.Certificate{expired}})
 		defer stop()
 		r := serviceFromIni(t, l, base)
@@ -183,7 +104,7 @@ func TestTLSLab(t *testing.T) {
 		}
 	})
 	t.Run("server certificate not yet valid", func(t *testing.T) {
-		future := ca.issue(t, "hsm.lab.example", now.Add(2*time.Hour), now.Add(20*time.Hour), []netip.Addr{rsp}, nil, false)
+		future := ca.Issue(t, "hsm.lab.example", now.Add(2*time.Hour), now.Add(20*time.Hour), []netip.Addr{rsp}, nil, false)
 		stop := tlsServe(t, l, testlab.NodeRsp, at, &tls.Config{Certificates: []tls.Certificate{future}})
 		defer stop()
 		r := serviceFromIni(t, l, base)
@@ -195,7 +116,7 @@ func TestTLSLab(t *testing.T) {
 		stop := tlsServe(t, l, testlab.NodeRsp, at, &tls.Config{Certificates: []tls.Certificate{srv}})
 		defer stop()
 		c := base
-		c.RootCAs = other.pool
+		c.RootCAs = other.Pool
 		if r := serviceFromIni(t, l, c); r.Evidence.TLS.VerifyError != "unknown-authority" {
 			t.Errorf("other CA: %s: %s", r.Verdict, r.Detail)
 		}
@@ -226,9 +147,9 @@ func TestTLSLabReset(t *testing.T) {
 	l := testlab.ForTest(t, testlab.Spec{Profile: "tcp1792-reset", NoGateways: true})
 	rsp := l.Addr(testlab.NodeRsp)
 	ca := newCA(t, "ipsecpath lab CA")
-	srv := ca.issue(t, "hsm.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, nil, false)
+	srv := ca.Issue(t, "hsm.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, nil, false)
 	tlsServe(t, l, testlab.NodeRsp, netip.AddrPortFrom(rsp, 1792), &tls.Config{Certificates: []tls.Certificate{srv}})
-	r := serviceFromIni(t, l, probe.ServiceConfig{Target: rsp, Port: 1792, TLS: true, RootCAs: ca.pool, Timeout: 4 * time.Second})
+	r := serviceFromIni(t, l, probe.ServiceConfig{Target: rsp, Port: 1792, TLS: true, RootCAs: ca.Pool, Timeout: 4 * time.Second})
 	if r.Verdict != report.Blocked || r.Evidence.TLS.ResetTTL != 63 || r.Hop == nil || r.Hop.TTL != 2 || !strings.Contains(r.Detail, "not by the target") {
 		t.Errorf("%s: %s (hop %+v, tls %+v, inferred %q)", r.Verdict, r.Detail, r.Hop, r.Evidence.TLS, r.Evidence.Inferred)
 	}
@@ -240,8 +161,8 @@ func TestServiceProbeLoopback(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
 	ca, other := newCA(t, "ipsecpath lab CA"), newCA(t, "another CA")
 	now := time.Now()
-	srv := ca.issue(t, "localhost", now.Add(-time.Hour), now.Add(time.Hour), []netip.Addr{lo}, nil, false)
-	client := ca.issue(t, "luna-client", now.Add(-time.Hour), now.Add(time.Hour), nil, nil, true)
+	srv := ca.Issue(t, "localhost", now.Add(-time.Hour), now.Add(time.Hour), []netip.Addr{lo}, nil, false)
+	client := ca.Issue(t, "luna-client", now.Add(-time.Hour), now.Add(time.Hour), nil, nil, true)
 	for _, c := range []struct {
 		name      string
 		server    *tls.Config
@@ -251,10 +172,10 @@ func TestServiceProbeLoopback(t *testing.T) {
 		maxServer uint16
 	}{
 		{"pass", &tls.Config{Certificates: []tls.Certificate{srv}}, nil, report.Pass, "", 0},
-		{"unknown_ca tls1.3", &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: other.pool}, &client, report.Blocked, "unknown_ca", 0},
-		{"unknown_ca tls1.2", &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: other.pool, MaxVersion: tls.VersionTLS12}, &client, report.Blocked, "unknown_ca", 0},
-		{"certificate_required", &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}, nil, report.Blocked, "certificate_required", 0},
-		{"client cert accepted", &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.pool}, &client, report.Pass, "", 0},
+		{"unknown_ca tls1.3", &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: other.Pool}, &client, report.Blocked, "unknown_ca", 0},
+		{"unknown_ca tls1.2", &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: other.Pool, MaxVersion: tls.VersionTLS12}, &client, report.Blocked, "unknown_ca", 0},
+		{"certificate_required", &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool}, nil, report.Blocked, "certificate_required", 0},
+		{"client cert accepted", &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool}, &client, report.Pass, "", 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -279,7 +200,7 @@ func TestServiceProbeLoopback(t *testing.T) {
 				}
 			}()
 			port := ln.Addr().(*net.TCPAddr).Port
-			r := probe.ServiceProbe(context.Background(), probe.ServiceConfig{Target: lo, Port: port, TLS: true, RootCAs: ca.pool, Certificate: c.cert, Timeout: 3 * time.Second})
+			r := probe.ServiceProbe(context.Background(), probe.ServiceConfig{Target: lo, Port: port, TLS: true, RootCAs: ca.Pool, Certificate: c.cert, Timeout: 3 * time.Second})
 			if r.Verdict != c.verdict || r.Evidence.TLS.Alert != c.alert {
 				t.Errorf("%s (alert %q): %s; want %s, alert %q", r.Verdict, r.Evidence.TLS.Alert, r.Detail, c.verdict, c.alert)
 			}
@@ -355,13 +276,13 @@ func TestTLSLabProxy(t *testing.T) {
 	l := testlab.ForTest(t, testlab.Spec{NoGateways: true})
 	rsp := l.Addr(testlab.NodeRsp)
 	ca := newCA(t, "ipsecpath lab CA")
-	srv := ca.issue(t, "updates.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, []string{"updates.lab.example"}, false)
+	srv := ca.Issue(t, "updates.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, []string{"updates.lab.example"}, false)
 	tlsServe(t, l, testlab.NodeRsp, netip.AddrPortFrom(rsp, 443), &tls.Config{Certificates: []tls.Certificate{srv}})
 	r1 := netip.MustParseAddr("198.51.100.1")
 	good, refusing := netip.AddrPortFrom(r1, 8888), netip.AddrPortFrom(r1, 8889)
 	startTinyproxy(t, l, testlab.NodeR1, good, "ConnectPort 443")
 	startTinyproxy(t, l, testlab.NodeR1, refusing, "ConnectPort 8443")
-	base := probe.ServiceConfig{Target: rsp, Port: 443, TLS: true, RootCAs: ca.pool, Timeout: 4 * time.Second}
+	base := probe.ServiceConfig{Target: rsp, Port: 443, TLS: true, RootCAs: ca.Pool, Timeout: 4 * time.Second}
 
 	c := base
 	c.Proxy, _ = probe.ProxyFor("http://"+good.String(), rsp, 443)
@@ -400,9 +321,9 @@ func TestTLSLabLargeClientHello(t *testing.T) {
 	l := testlab.ForTest(t, testlab.Spec{Profile: "mtu1300-blackhole", NoGateways: true})
 	rsp := l.Addr(testlab.NodeRsp)
 	ca := newCA(t, "ipsecpath lab CA")
-	srv := ca.issue(t, "hsm.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, nil, false)
+	srv := ca.Issue(t, "hsm.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, nil, false)
 	tlsServe(t, l, testlab.NodeRsp, netip.AddrPortFrom(rsp, 1792), &tls.Config{Certificates: []tls.Certificate{srv}})
-	r := serviceFromIni(t, l, probe.ServiceConfig{Target: rsp, Port: 1792, TLS: true, RootCAs: ca.pool, Timeout: 6 * time.Second})
+	r := serviceFromIni(t, l, probe.ServiceConfig{Target: rsp, Port: 1792, TLS: true, RootCAs: ca.Pool, Timeout: 6 * time.Second})
 	if r.Evidence.TLS.ClientHelloSize <= 1300 {
 		t.Fatalf("this Go's default ClientHello is %d bytes: it fits the 1300-byte path, so the test shows nothing; make it larger (more ALPN protocols)", r.Evidence.TLS.ClientHelloSize)
 	}

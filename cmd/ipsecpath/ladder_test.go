@@ -3,24 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"io"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/probe"
+	"github.com/ipsecpath/ipsecpath/probe/probetest"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
@@ -159,54 +151,19 @@ func TestCheckPreflightCLILab(t *testing.T) {
 // tlsOnRsp runs a TLS server on rsp:1792 with a fresh lab CA and returns the CA's PEM file.
 func tlsOnRsp(t *testing.T, l *testlab.Lab, dir string) string {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caT := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lab CA"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caT, caT, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leafT := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "hsm.lab.example"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{l.Addr(testlab.NodeRsp).AsSlice()}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, leafT, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ca := probetest.NewCA(t, "lab CA")
+	rsp := l.Addr(testlab.NodeRsp)
+	srv := ca.Issue(t, "hsm.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, nil, false)
 	var ln net.Listener
 	if err := l.Do(testlab.NodeRsp, func() error {
 		var err error
-		ln, err = net.Listen("tcp4", net.JoinHostPort(l.Addr(testlab.NodeRsp).String(), "1792"))
+		ln, err = net.Listen("tcp4", net.JoinHostPort(rsp.String(), "1792"))
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				tc := tls.Server(c, cfg)
-				if tc.Handshake() == nil {
-					_, _ = io.Copy(io.Discard, tc)
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return caFile
+	probetest.ServeTLS(t, ln, &tls.Config{Certificates: []tls.Certificate{srv}}, 5*time.Second)
+	return ca.WriteCA(t, dir)
 }
 
 // TestCheckTLSFlagsLoopback runs check's tls probe against a TLS server on 127.0.0.1 that
@@ -214,58 +171,19 @@ func tlsOnRsp(t *testing.T, l *testlab.Lab, dir string) string {
 // files and used (no root: --no-ladder and only a tls probe, which needs no raw socket).
 func TestCheckTLSFlagsLoopback(t *testing.T) {
 	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caT := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lab CA"}, NotBefore: time.Now().Add(-time.Hour),
-		NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caT, caT, &caKey.PublicKey, caKey)
-	ca, _ := x509.ParseCertificate(caDER)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca)
-	issue := func(name string, client bool) (tls.Certificate, string, string) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		eku := x509.ExtKeyUsageServerAuth
-		if client {
-			eku = x509.ExtKeyUsageClientAuth
-		}
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{eku}}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kb, _ := x509.MarshalPKCS8PrivateKey(key)
-		cp, kp := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-		_ = os.WriteFile(cp, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-		_ = os.WriteFile(kp, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600)
-		return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, cp, kp
+	ca := probetest.NewCA(t, "lab CA")
+	issue := func(name string, client bool) tls.Certificate {
+		return ca.Issue(t, name, time.Now().Add(-time.Hour), time.Now().Add(time.Hour), nil, []string{name}, client)
 	}
-	srv, _, _ := issue("hsm.lab.example", false)
-	_, clientCrt, clientKey := issue("luna-client", true)
-	caFile := filepath.Join(dir, "ca.pem")
-	_ = os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+	srv := issue("hsm.lab.example", false)
+	clientCrt, clientKey := probetest.WriteCert(t, dir, "luna-client", issue("luna-client", true))
+	caFile := ca.WriteCA(t, dir)
 
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	cfg := &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				tc := tls.Server(c, cfg)
-				if tc.Handshake() == nil {
-					_, _ = io.Copy(io.Discard, tc)
-				}
-			}()
-		}
-	}()
+	probetest.ServeTLS(t, ln, &tls.Config{Certificates: []tls.Certificate{srv}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool}, 5*time.Second)
 	port := strings.TrimPrefix(ln.Addr().String(), "127.0.0.1:")
 	code, out, errs := runCLI(t, "check", "127.0.0.1", "--no-ladder", "--probes", "tls:"+port, "--ca", caFile,
 		"--client-cert", clientCrt, "--client-key", clientKey, "--sni", "hsm.lab.example", "--json")
