@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
@@ -161,40 +160,5 @@ func BenchmarkParseICMP(b *testing.B) {
 		if _, err := parseICMP(labR1, labTarget, goldenFragNeeded, id); err != nil {
 			b.Fatal(err)
 		}
-	}
-}
-
-// TestPacer: 5 probes go at once, then one per 10 ms; after a pause the burst is back; over
-// any long stretch the rate stays at most 100/s.
-func TestPacer(t *testing.T) {
-	p := pacer{pace: 10 * time.Millisecond, burst: 5}
-	now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
-	start := now
-	var waits []time.Duration
-	for i := 0; i < 8; i++ {
-		w := p.wait(now)
-		waits = append(waits, w)
-		now = now.Add(w)
-		p.sent(now)
-	}
-	want := []time.Duration{0, 0, 0, 0, 0, 10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond}
-	for i := range want {
-		if waits[i] != want[i] {
-			t.Fatalf("waits %v, want %v", waits, want)
-		}
-	}
-	now = now.Add(time.Second)
-	if w := p.wait(now); w != 0 {
-		t.Errorf("after a pause: wait %v", w)
-	}
-	// 200 probes as fast as allowed take at least (200-5) × 10 ms.
-	p = pacer{pace: 10 * time.Millisecond, burst: 5}
-	now = start
-	for i := 0; i < 200; i++ {
-		now = now.Add(p.wait(now))
-		p.sent(now)
-	}
-	if got := now.Sub(start); got < 1950*time.Millisecond {
-		t.Errorf("200 probes in %v: faster than 100/s", got)
 	}
 }

@@ -31,6 +31,7 @@ const (
 	tcpFlagPSH     = 0x08
 	tcpFlagACK     = 0x10
 	protoTCP       = 6
+	protoICMP      = 1
 	tcpProbeWindow = 502 // a plausible receive window, no scaling
 	// MinTCPProbe is the smallest TCP-sized probe: IPv4 and TCP headers and the marker.
 	MinTCPProbe = 20 + tcpHeader + wire.MarkerLen
@@ -56,18 +57,8 @@ func (t TCPProbe) Put(b []byte) error {
 	if len(b) < MinTCPProbe || len(b) > 65535 || !t.Src.Is4() || !t.Dst.Is4() {
 		return errTCPProbe
 	}
-	h := b[:20]
-	h[0], h[1] = 0x45, 0
-	binary.BigEndian.PutUint16(h[2:], uint16(len(b)))
-	binary.BigEndian.PutUint16(h[4:], t.IPID)
-	binary.BigEndian.PutUint16(h[6:], 0x4000) // DF
-	h[8], h[9] = t.TTL, protoTCP
-	h[10], h[11] = 0, 0
+	putIPv4Header(b, t.IPID, t.TTL, protoTCP, t.Src, t.Dst)
 	src, dst := t.Src.As4(), t.Dst.As4()
-	copy(h[12:16], src[:])
-	copy(h[16:20], dst[:])
-	binary.BigEndian.PutUint16(h[10:], wire.Checksum(h))
-
 	s := b[20:]
 	binary.BigEndian.PutUint16(s[0:], t.SrcPort)
 	binary.BigEndian.PutUint16(s[2:], t.DstPort)
@@ -84,6 +75,27 @@ func (t TCPProbe) Put(b []byte) error {
 	}
 	binary.BigEndian.PutUint16(s[16:], tcpChecksum(src, dst, s))
 	return nil
+}
+
+// putIPv4Header writes the 20-byte IPv4 header of a probe of len(b) bytes into b: DF set,
+// no options, the header checksum computed. An invalid src is written as 0.0.0.0, which
+// Linux's raw socket replaces with the route's source.
+func putIPv4Header(b []byte, ipid uint16, ttl, proto uint8, src, dst netip.Addr) {
+	h := b[:20]
+	h[0], h[1] = 0x45, 0
+	binary.BigEndian.PutUint16(h[2:], uint16(len(b)))
+	binary.BigEndian.PutUint16(h[4:], ipid)
+	binary.BigEndian.PutUint16(h[6:], 0x4000) // DF
+	h[8], h[9] = ttl, proto
+	h[10], h[11] = 0, 0
+	clear(h[12:16])
+	if src.Is4() {
+		s := src.As4()
+		copy(h[12:16], s[:])
+	}
+	d := dst.As4()
+	copy(h[16:20], d[:])
+	binary.BigEndian.PutUint16(h[10:], wire.Checksum(h))
 }
 
 // tcpChecksum is the TCP checksum of segment s (checksum field zero) with its pseudo-header.
@@ -121,42 +133,12 @@ func parseTCPAnswer(from netip.Addr, b []byte, t TCPProbe, payload int) (Reply, 
 	return Reply{}, errNotOurs
 }
 
-// parseICMPForTCP reads an ICMP message (ICMP header first) received from from, and says
-// what it means for TCP probe t: an error must quote t's IPv4 header (protocol TCP, t.Dst,
-// t.IPID) and the first 8 bytes of its segment (ports and sequence number). errNotOurs for
-// anything else, echo replies included; it never panics.
-func parseICMPForTCP(from netip.Addr, b []byte, t TCPProbe) (Reply, error) {
-	if len(b) < wire.ICMPHeaderLen {
-		return Reply{}, errNotOurs
-	}
-	switch b[0] {
-	case wire.ICMPUnreach, wire.ICMPTimeExceeded, wire.ICMPParamProblem:
-	default:
-		return Reply{}, errNotOurs
-	}
-	q, ok := wire.ParseQuotedIPv4(b[wire.ICMPHeaderLen:], 8)
-	if !ok || q.Proto != protoTCP || q.Dst != t.Dst || q.IPID != t.IPID {
-		return Reply{}, errNotOurs
-	}
-	s := q.Next
-	if binary.BigEndian.Uint16(s[0:]) != t.SrcPort || binary.BigEndian.Uint16(s[2:]) != t.DstPort || binary.BigEndian.Uint32(s[4:]) != t.Seq {
-		return Reply{}, errNotOurs
-	}
-	return ICMPErrorReply(from, b), nil
-}
-
-// ICMPErrorReply turns an ICMP error (ICMP header first, at least 8 bytes) from from that
-// quotes one of our probes into its Reply: fragmentation needed with its MTU, TTL exceeded
-// in transit, or unreachable.
-func ICMPErrorReply(from netip.Addr, b []byte) Reply {
-	r := Reply{From: from, Type: b[0], Code: b[1]}
-	switch {
-	case b[0] == wire.ICMPUnreach && b[1] == wire.CodeFragNeeded:
-		r.Outcome, r.MTU = FragNeeded, int(binary.BigEndian.Uint16(b[6:]))
-	case b[0] == wire.ICMPTimeExceeded && b[1] == wire.CodeTTLExceeded:
-		r.Outcome = TimeExceeded
-	default:
-		r.Outcome = Unreachable
-	}
-	return r
+// quote is what an ICMP error about probe t quotes: its IPv4 header (TCP, t.Dst, t.IPID)
+// and the first 8 bytes of its segment (ports and sequence number).
+func (t TCPProbe) quote() quoted {
+	q := quoted{proto: protoTCP, dst: t.Dst, ipid: t.IPID, mask: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
+	binary.BigEndian.PutUint16(q.head[0:], t.SrcPort)
+	binary.BigEndian.PutUint16(q.head[2:], t.DstPort)
+	binary.BigEndian.PutUint32(q.head[4:], t.Seq)
+	return q
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -65,9 +66,12 @@ func agentRuns(ctx context.Context, target netip.Addr, addr, keyFile, proto stri
 		ag.Close()
 		return nil, err
 	}
-	snd, err := pmtu.OpenRawSender()
+	snd, err := probe.OpenSender(probe.SenderConfig{})
 	if err != nil {
 		ag.Close()
+		if errors.Is(err, os.ErrPermission) {
+			err = fmt.Errorf("%w: %v", pmtu.ErrPermission, err)
+		}
 		return nil, err
 	}
 	icmpConn, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
@@ -109,7 +113,7 @@ func agentRuns(ctx context.Context, target netip.Addr, addr, keyFile, proto stri
 // quoting it come back to our raw ICMP socket.
 type agentForward struct {
 	agent    *probe.AgentClient
-	send     *pmtu.RawSender
+	send     *probe.Sender
 	icmp     net.PacketConn
 	src, dst netip.Addr
 	id       probe.ID
@@ -170,8 +174,11 @@ func (f *agentForward) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, e
 	if err != nil {
 		return pmtu.Reply{}, err
 	}
+	if err := f.send.Pace(ctx, f.dst, 1); err != nil {
+		return pmtu.Reply{}, err
+	}
 	sent := time.Now()
-	if err := f.send.Send(pkt, f.dst); err != nil {
+	if err := f.send.Write(f.dst, pkt); err != nil {
 		if errors.Is(err, syscall.EMSGSIZE) {
 			return pmtu.Reply{Outcome: pmtu.LocalTooBig}, nil
 		}
