@@ -2,6 +2,7 @@ package rawip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -13,6 +14,10 @@ type Config struct {
 	Rate  float64 // packets per second per destination (0: DefaultRate, at most MaxRate)
 	Burst int     // packets that may go back to back (0: DefaultBurst)
 }
+
+// ErrLinuxOnly is what opening a raw IP socket returns on every OS but Linux: the sender
+// relies on Linux's IP_HDRINCL semantics (wire-form headers, IP_PMTUDISC_PROBE).
+var ErrLinuxOnly = errors.New("raw IP sockets: Linux only")
 
 // ipv4MinHeader is the length of an IPv4 header without options.
 const ipv4MinHeader = 20

@@ -2,14 +2,7 @@
 
 package rawip
 
-import (
-	"errors"
-	"net/netip"
-)
-
-// ErrLinuxOnly is what opening a raw IP socket returns on every OS but Linux: the sender
-// relies on Linux's IP_HDRINCL semantics (wire-form headers, IP_PMTUDISC_PROBE).
-var ErrLinuxOnly = errors.New("raw IP sockets: Linux only")
+import "net/netip"
 
 // Sender is the raw IPv4 sender; on this OS it cannot be opened.
 type Sender struct{ pacer *Pacer }
