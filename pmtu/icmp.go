@@ -15,6 +15,13 @@ type echoID struct {
 	IPID    uint16
 }
 
+// Environment errors of NewICMPProber: the CLI turns them into exit code 2.
+var (
+	ErrPermission = errors.New("pmtu: raw sockets need root or CAP_NET_RAW")
+	ErrNoRoute    = errors.New("pmtu: no route to the target")
+	ErrIPv6       = errors.New("pmtu: IPv6 targets are not supported with an agent yet (the agent and its probes are IPv4)")
+)
+
 // errNotOurs says an ICMP message is not about a probe we are waiting for.
 var errNotOurs = errors.New("pmtu: not an answer to this probe")
 

@@ -19,13 +19,6 @@ import (
 	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
-// Environment errors of NewICMPProber: the CLI turns them into exit code 2.
-var (
-	ErrPermission = errors.New("pmtu: raw sockets need root or CAP_NET_RAW")
-	ErrNoRoute    = errors.New("pmtu: no route to the target")
-	ErrIPv6       = errors.New("pmtu: IPv6 targets are not supported with an agent yet (the agent and its probes are IPv4)")
-)
-
 // ICMPProber sends ICMP echo requests with our own IPv4 header (DF set, the size and TTL
 // asked for) through the raw IPv4 sender (rawip.Sender, path-MTU probe mode), reads a raw
 // ICMP socket, and matches echo replies and ICMP errors to them by echo

@@ -37,6 +37,10 @@ const (
 	MinTCPProbe = 20 + tcpHeader + wire.MarkerLen
 )
 
+// DefaultTCPPort is the port TCP-sized probes go to: SMB, open or closed, answers with a
+// reset like any port where nothing takes an unsolicited ACK.
+const DefaultTCPPort = 445
+
 // TCPProbe names one TCP-sized probe: the addresses and ports of the segment, its sequence
 // and acknowledgment numbers, and the IP ID and TTL of its header.
 type TCPProbe struct {

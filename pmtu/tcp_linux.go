@@ -13,10 +13,6 @@ import (
 	"github.com/ipsecpath/ipsecpath/probe/rawip"
 )
 
-// DefaultTCPPort is the port TCP-sized probes go to: SMB, open or closed, answers with a
-// reset like any port where nothing takes an unsolicited ACK.
-const DefaultTCPPort = 445
-
 // TCPProber sends TCP-sized probes (see TCPProbe): ACK|PSH data segments with our own IPv4
 // header (DF, the size and TTL asked for) through the raw IPv4 sender (rawip.Sender, in
 // path-MTU probe mode), toward one port of the target, paced like ICMPProber. A probe arrived when the target's reset for it comes back (one
