@@ -1,6 +1,8 @@
 package pmtu
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"net/netip"
 	"strings"
@@ -160,5 +162,33 @@ func BenchmarkParseICMP(b *testing.B) {
 		if _, err := parseICMP(labR1, labTarget, goldenFragNeeded, id); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The echo probe's packet: our IPv4 header (DF, TTL, IP ID, ICMP; 0.0.0.0 as the source
+// when the route names none, for the kernel to fill in) over the echo request, which an
+// error quoting it matches and nothing else does.
+func TestEchoPacket(t *testing.T) {
+	id := echoID{ID: 0x02c1, Seq: 1, IPID: 0x1234}
+	b := make([]byte, 1400)
+	putIPv4Header(b, id.IPID, 7, protoICMP, netip.Addr{}, labTarget)
+	putEcho(b[20:], id)
+	want := unhex("4500 0578 1234 4000 0701 0000 0000 0000 cb00 710a")
+	binary.BigEndian.PutUint16(want[10:], wire.Checksum(want))
+	if !bytes.Equal(b[:20], want) {
+		t.Errorf("header\n% x\nwant\n% x", b[:20], want)
+	}
+	if wire.Checksum(b[20:]) != 0 {
+		t.Error("echo checksum does not verify")
+	}
+	// A router's fragmentation-needed quoting the header and 8 bytes of the echo.
+	icmpErr := append(unhex("0304 0000 0000 0578"), b[:28]...)
+	if r, err := parseICMP(labR1, labTarget, icmpErr, id); err != nil || r.Outcome != FragNeeded || r.MTU != 1400 {
+		t.Errorf("error quoting the probe: %+v, %v", r, err)
+	}
+	other := id
+	other.Seq++
+	if r, err := parseICMP(labR1, labTarget, icmpErr, other); err == nil {
+		t.Errorf("error quoting another probe accepted: %+v", r)
 	}
 }
