@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
 )
@@ -26,10 +28,10 @@ func dialIKE(target netip.Addr, port, sport int) (*net.UDPConn, error) {
 	d := net.Dialer{LocalAddr: laddr, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
-			if serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_RECVERR, 1); serr != nil {
+			if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_RECVERR, 1); serr != nil {
 				return
 			}
-			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_MTU_DISCOVER, syscall.IP_PMTUDISC_DONT)
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
 		})
 		if err != nil {
 			return err
@@ -57,29 +59,28 @@ func readICMPError(c *net.UDPConn) *report.ICMP {
 	_ = rc.Read(func(fd uintptr) bool {
 		var data [512]byte
 		var oob [512]byte
-		_, oobn, _, _, err := syscall.Recvmsg(int(fd), data[:], oob[:], syscall.MSG_ERRQUEUE|syscall.MSG_DONTWAIT)
+		_, oobn, _, _, err := unix.Recvmsg(int(fd), data[:], oob[:], unix.MSG_ERRQUEUE|unix.MSG_DONTWAIT)
 		if err != nil {
 			return true
 		}
-		msgs, err := syscall.ParseSocketControlMessage(oob[:oobn])
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 		if err != nil {
 			return true
 		}
 		for _, m := range msgs {
-			if m.Header.Level != syscall.IPPROTO_IP || m.Header.Type != syscall.IP_RECVERR || len(m.Data) < 16 {
+			if m.Header.Level != unix.IPPROTO_IP || m.Header.Type != unix.IP_RECVERR || len(m.Data) < 16 {
 				continue
 			}
 			// struct sock_extended_err: errno u32, origin u8, type u8, code u8, pad u8,
 			// info u32, data u32; then the offender's sockaddr_in.
-			const originICMP = 2
-			if m.Data[4] != originICMP {
+			if m.Data[4] != unix.SO_EE_ORIGIN_ICMP {
 				continue
 			}
 			ic := &report.ICMP{Type: int(m.Data[5]), Code: int(m.Data[6])}
 			if ic.Type == wire.ICMPUnreach && ic.Code == wire.CodeFragNeeded {
 				ic.MTU = int(binary.NativeEndian.Uint32(m.Data[8:12]))
 			}
-			if len(m.Data) >= 16+8 && binary.NativeEndian.Uint16(m.Data[16:18]) == syscall.AF_INET {
+			if len(m.Data) >= 16+8 && binary.NativeEndian.Uint16(m.Data[16:18]) == unix.AF_INET {
 				ic.From = netip.AddrFrom4([4]byte(m.Data[20:24])).String()
 			}
 			ic.Text = wire.ICMPBrief(ic.Type, ic.Code)
@@ -104,7 +105,7 @@ func pathMTU(target netip.Addr, port int) int {
 	}
 	mtu := 0
 	_ = rc.Control(func(fd uintptr) {
-		if v, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_MTU); err == nil {
+		if v, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU); err == nil {
 			mtu = v
 		}
 	})
