@@ -56,8 +56,9 @@ rekey or the far side's traffic travels. The far side's routers send their ICMP 
 the agent, whose capture reports them, so the reverse search tells a black hole from a
 link that signals, and localises it, as the forward one does.
 
-Exit status: 0 the path MTU was found and no black hole; 1 a black hole; 2 usage or
-environment error (bad target or range, no route, target does not answer the smallest
+Exit status: 0 the path MTU was found and no black hole; 1 a black hole, larger packets
+refused without a fragmentation-needed, or a search that did not settle (its row says
+"unfinished"); 2 usage or environment error (bad target or range, no route, target does not answer the smallest
 probe, no root / CAP_NET_RAW). Progress goes to stderr when the run takes over a second,
 never with --json.
 
@@ -178,6 +179,9 @@ func parsePMTU(e *env, c *command, args []string) (a pmtuArgs, done bool, code i
 	if err == nil {
 		a.enc, err = encapFromFlags(*suite, *mode, *natt, *inner, a.cfg.Target)
 	}
+	if err == nil {
+		err = checkPMTUProto(fs, &a.cfg)
+	}
 	if err != nil {
 		return a, true, usageError(e, c, err)
 	}
@@ -187,7 +191,7 @@ func parsePMTU(e *env, c *command, args []string) (a pmtuArgs, done bool, code i
 	return a, false, exitOK
 }
 
-// checkPMTUArgs checks the target and the flags, and sets cfg.Target.
+// checkPMTUArgs checks the target and the search's bounds, and sets cfg.Target.
 func checkPMTUArgs(fs *pflag.FlagSet, cfg *probe.PMTUConfig) error {
 	if fs.NArg() != 1 {
 		return fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg())
@@ -210,7 +214,7 @@ func checkPMTUArgs(fs *pflag.FlagSet, cfg *probe.PMTUConfig) error {
 	if t := cfg.Options.Timeout; t < 10*time.Millisecond || t > time.Minute {
 		return fmt.Errorf("--timeout %s: want 10ms to 1m", t)
 	}
-	return checkPMTUProto(fs, cfg)
+	return nil
 }
 
 // checkPMTUProto checks --proto, --port and the agent flags.
