@@ -59,9 +59,32 @@ func (r *Result) Judge(d report.Direction) report.Result {
 		row.Detail = fmt.Sprintf("Path MTU%s is %d bytes and the narrow link (%s) says so with ICMP fragmentation-needed, so PMTU discovery works; size tunnels for it (MSS clamp, tunnel MTU).", dir, p.MTU, p.SignalledBy)
 	default:
 		row.Verdict = report.Dropped
+		if st, ok := r.refusal(); ok {
+			row.Detail = fmt.Sprintf("Path MTU%s is %d bytes: %d-byte packets with DF set do not arrive, and %s answered them with %s, not a fragmentation-needed, so PMTU discovery cannot adapt; a device there may refuse large packets.",
+				dir, p.MTU, st.Size, st.From, refusalText[st.Outcome])
+			break
+		}
 		row.Detail = fmt.Sprintf("Path MTU%s is %d bytes: larger packets with DF set do not arrive and no ICMP fragmentation-needed came back for them, so PMTU discovery cannot adapt; run 'ipsecpath pmtu' to see what the path answers instead.", dir, p.MTU)
 	}
 	return row
+}
+
+// refusalText words the outcomes that refuse a size without a fragmentation-needed.
+var refusalText = map[string]string{
+	Unreachable.String():  "an ICMP destination unreachable",
+	TimeExceeded.String(): "an ICMP time-exceeded at full TTL",
+}
+
+// refusal is the last answer to the smallest failing size (Upper) that was an ICMP error
+// other than fragmentation-needed, from a known sender.
+func (r *Result) refusal() (Step, bool) {
+	for i := len(r.Steps) - 1; i >= 0; i-- {
+		st := r.Steps[i]
+		if _, ok := refusalText[st.Outcome]; ok && st.Size == r.Upper && st.From.IsValid() {
+			return st, true
+		}
+	}
+	return Step{}, false
 }
 
 // evidence is what a row rests on: the MTU, the probes sent, the router's

@@ -65,6 +65,11 @@ func TestJudge(t *testing.T) {
 			want{report.Pass, []string{"Path MTU is at least 1400 bytes (the largest size tried)."}, nil, "", ""}},
 		{"larger sizes drew another ICMP error", report.Forward, &Result{MTU: 1400, Exact: true, Upper: 1401},
 			want{report.Dropped, []string{"larger packets with DF set do not arrive and no ICMP fragmentation-needed came back"}, []string{"says so"}, "", ""}},
+		{"larger sizes refused by a router's admin-prohibited (scratch path: nft reject on r1)", report.Forward,
+			&Result{MTU: 1350, Exact: true, Upper: 1351, ICMPFrom: r1, ICMPMTU: 1400, Steps: []Step{
+				{Size: 1500, TTL: 64, Outcome: "frag-needed", From: r1, MTU: 1400},
+				{Size: 1351, TTL: 64, Outcome: "unreachable", From: r1}}},
+			want{report.Dropped, []string{"Path MTU is 1350 bytes: 1351-byte packets with DF set do not arrive, and 198.51.100.1 answered them with an ICMP destination unreachable, not a fragmentation-needed"}, []string{"at least", "says so"}, "", "198.51.100.1"}},
 		{"no size came back", report.Reverse, nil,
 			want{report.Error, []string{"The path MTU search toward us found no size that arrives."}, nil, "", ""}},
 	} {
