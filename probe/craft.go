@@ -3,6 +3,7 @@ package probe
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net/netip"
 
 	"github.com/ipsecpath/ipsecpath/ike"
@@ -109,6 +110,10 @@ type ikeTemplate struct {
 	msg  []byte
 }
 
+// ikeRand is the randomness of the IKE messages' KE and nonce: nil (crypto/rand) but in the
+// wire-bytes golden test, which needs the same bytes every run.
+var ikeRand io.Reader
+
 // ikeMessage returns an IKEv2 IKE_SA_INIT request of want bytes (0: its natural size) from
 // the ike package, the same one a gateway answers. It is stateless (ike.SAInitParams.Stateless):
 // the gateway answers INVALID_KE_PAYLOAD or NO_PROPOSAL_CHOSEN, either of which proves arrival,
@@ -126,7 +131,7 @@ func (p *Packets) ikeMessage(want int) ([]byte, error) {
 	if want != 0 && want < ike.HeaderLen {
 		return nil, fmt.Errorf("size too small for an IKE message")
 	}
-	m, err := ike.BuildSAInit(nil, ike.SAInitParams{Size: want, Stateless: true})
+	m, err := ike.BuildSAInit(nil, ike.SAInitParams{Size: want, Stateless: true, Rand: ikeRand})
 	if err != nil {
 		return nil, fmt.Errorf("IKE_SA_INIT of %d bytes: %w", want, err)
 	}
