@@ -313,7 +313,7 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 				wire.PutMarker(b[udpHeaderLen:], code, size, p.Nonce)
 				fill(b[udpHeaderLen+wire.MarkerLen:])
 			}
-			putUDP(b, sp, dp, p.Src, p.Dst)
+			wire.PutUDP(b, sp, dp, p.Src, p.Dst)
 			break
 		}
 		sp, dp := uint16(PortIKE), uint16(PortIKE)
@@ -332,7 +332,7 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 		copy(ike, ikeMsg)
 		spi := ikeSPI(code, p.Nonce)
 		copy(ike[0:8], spi[:])
-		putUDP(b, sp, dp, p.Src, p.Dst)
+		wire.PutUDP(b, sp, dp, p.Src, p.Dst)
 	case ProtoTCP:
 		port, _ := id.TCPPort()
 		sp := p.SrcPort
@@ -395,40 +395,8 @@ func (p *Packets) reorder(perm []int) error {
 
 // putIPv4Header writes a 20-byte IPv4 header in wire form, checksum included.
 func putIPv4Header(b []byte, total int, id uint16, df bool, ttl, proto uint8, src, dst netip.Addr) {
-	b[0], b[1] = 0x45, 0
-	binary.BigEndian.PutUint16(b[2:4], uint16(total))
-	binary.BigEndian.PutUint16(b[4:6], id)
-	var ff uint16
-	if df {
-		ff = 0x4000
-	}
-	binary.BigEndian.PutUint16(b[6:8], ff)
-	b[8], b[9], b[10], b[11] = ttl, proto, 0, 0
-	s, d := src.As4(), dst.As4()
-	copy(b[12:16], s[:])
-	copy(b[16:20], d[:])
-	binary.BigEndian.PutUint16(b[10:12], ^wire.Fold(wire.Add(0, b[:ipv4MinHeader])))
-}
-
-// pseudoSum is the checksum of the TCP/UDP pseudo-header.
-func pseudoSum(src, dst netip.Addr, proto uint8, length int) uint64 {
-	s, d := src.As4(), dst.As4()
-	return uint64(binary.BigEndian.Uint16(s[0:2])) + uint64(binary.BigEndian.Uint16(s[2:4])) +
-		uint64(binary.BigEndian.Uint16(d[0:2])) + uint64(binary.BigEndian.Uint16(d[2:4])) +
-		uint64(proto) + uint64(length)
-}
-
-// putUDP writes the UDP header in front of the payload already in b[8:], with its checksum.
-func putUDP(b []byte, sp, dp uint16, src, dst netip.Addr) {
-	binary.BigEndian.PutUint16(b[0:2], sp)
-	binary.BigEndian.PutUint16(b[2:4], dp)
-	binary.BigEndian.PutUint16(b[4:6], uint16(len(b)))
-	b[6], b[7] = 0, 0
-	c := ^wire.Fold(wire.Add(pseudoSum(src, dst, ProtoUDP, len(b)), b))
-	if c == 0 {
-		c = 0xffff // 0 means "no checksum" in UDP
-	}
-	binary.BigEndian.PutUint16(b[6:8], c)
+	h := wire.IPv4Header{TotalLen: total, ID: id, DF: df, TTL: ttl, Proto: proto, Src: src, Dst: dst}
+	h.MarshalTo(b)
 }
 
 // putTCPSyn writes a SYN with the MSS option into b (len tcpSynLen).
@@ -443,7 +411,7 @@ func putTCPSyn(b []byte, sp, dp uint16, isn uint32, src, dst netip.Addr) {
 	b[16], b[17], b[18], b[19] = 0, 0, 0, 0
 	b[20], b[21] = 2, 4 // MSS
 	binary.BigEndian.PutUint16(b[22:24], tcpMSS)
-	binary.BigEndian.PutUint16(b[16:18], ^wire.Fold(wire.Add(pseudoSum(src, dst, ProtoTCP, len(b)), b)))
+	binary.BigEndian.PutUint16(b[16:18], wire.TCPChecksum(src, dst, b))
 }
 
 // fill writes a recognisable filler: "ipsecpath " repeated (by doubling copies).
