@@ -173,8 +173,10 @@ func Build(id ID, p BuildParams, out *Packets) error {
 	return nil
 }
 
+// buildDatagram builds id's class (class.go) into out: checks, size, IP header, what the
+// class writes after it, fragments.
 func buildDatagram(id ID, p BuildParams, out *Packets) error {
-	code, ok := classCode(id)
+	c, ok := classOf(id)
 	if !ok {
 		return fmt.Errorf("unknown probe id")
 	}
@@ -187,73 +189,15 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 	if !validNonce(p.Nonce) {
 		return ErrBadNonce
 	}
-	frag := id.Fragmented() || id == ICMPLarge
-	size := p.Size
-	var proto uint8
-	var minSize int
-	var ikeMsg []byte
-	switch id {
-	case IKE, IKEFrag, NATT, NATTFrag:
-		proto = ProtoUDP
-		ikeOff := ipv4MinHeader + udpHeaderLen
-		if id == NATT || id == NATTFrag {
-			ikeOff += nonESPMarkerSz
-		}
-		want := 0 // the natural size of the message
-		switch {
-		case size != 0:
-			want = size - ikeOff
-		case frag: // the same message for ike-frag and natt-frag: one template serves both
-			want = FragProbeSize - ipv4MinHeader - udpHeaderLen
-		}
-		var err error
-		if ikeMsg, err = out.ikeMessage(want); err != nil {
-			return err
-		}
-		size = ikeOff + len(ikeMsg)
-		minSize = size
-	case ESP, ESPFrag:
-		proto, minSize = ProtoESP, ipv4MinHeader+espHeaderLen+wire.MarkerLen
-	case AH, AHFrag:
-		proto, minSize = ProtoAH, ipv4MinHeader+ahProbeLen+wire.MarkerLen
-	case L2TP, L2TPFrag:
-		proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+l2tpFixedLen
-		if size == 0 && !frag {
-			size = minSize
-		}
-		if size > minSize && size < minSize+l2tpAVPHeader {
-			return fmt.Errorf("size %d: an L2TP probe is %d bytes, or at least %d", size, minSize, minSize+l2tpAVPHeader)
-		}
-	case ICMPLarge, PMTU:
-		proto, minSize = ProtoICMP, ipv4MinHeader+icmpHeaderLen+wire.MarkerLen
-		if id == ICMPLarge && size == 0 {
-			size = ipv4MinHeader + icmpHeaderLen + ICMPLargePayload
-		}
-		if id == PMTU && size == 0 {
-			return fmt.Errorf("pmtu needs a size")
-		}
-	default: // tcp:PORT, udp:PORT
-		if _, ok := id.UDPPort(); ok {
-			proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+wire.MarkerLen
-			break
-		}
-		proto, minSize = ProtoTCP, ipv4MinHeader+tcpSynLen
-		size = minSize
-	}
-	if size == 0 {
-		size = DefaultSmallSize
-		if frag {
-			size = FragProbeSize
-		}
-	}
-	if size < minSize || size > 65535 {
-		return fmt.Errorf("size %d: want %d–65535 bytes", size, minSize)
+	size, ikeMsg, err := c.sizeFor(p.Size, out)
+	if err != nil {
+		return err
 	}
 	fragSize := p.FragSize
 	if fragSize == 0 {
 		fragSize = DefaultFragSize
 	}
-	if frag && size <= fragSize {
+	if c.frag && size <= fragSize {
 		return fmt.Errorf("size %d is not larger than the fragment size %d: it would not fragment", size, fragSize)
 	}
 	ttl := p.TTL
@@ -268,98 +212,38 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 	*out = Packets{dgram: out.dgram, fbuf: out.fbuf, perm: out.perm, tmpW: out.tmpW, tmpF: out.tmpF,
 		ike: out.ike, Wire: out.Wire[:0], Frags: out.Frags[:0]}
 	out.ID, out.Nonce, out.Src, out.Dst, out.Proto, out.IPID, out.TTL, out.Size =
-		id, p.Nonce, p.Src, p.Dst, proto, ipid, ttl, size
-
+		id, p.Nonce, p.Src, p.Dst, c.proto, ipid, ttl, size
 	if cap(out.dgram) < size {
 		out.dgram = make([]byte, size, max(size, 2*cap(out.dgram)))
 	}
 	d := out.dgram[:size]
-	putIPv4Header(d, size, ipid, !frag && p.DF, ttl, proto, p.Src, p.Dst)
-	b := d[ipv4MinHeader:]
-	switch proto {
-	case ProtoESP:
-		binary.BigEndian.PutUint32(b[0:4], p.Nonce)
-		binary.BigEndian.PutUint32(b[4:8], p.Nonce)
-		wire.PutMarker(b[8:], code, size, p.Nonce)
-		fill(b[8+wire.MarkerLen:])
-	case ProtoAH:
-		b[0], b[1], b[2], b[3] = protoNone, ahProbeLen/4-2, 0, 0
-		binary.BigEndian.PutUint32(b[4:8], p.Nonce)
-		binary.BigEndian.PutUint32(b[8:12], p.Nonce)
-		for i := 0; i < ahProbeICVLen; i += 4 { // an ICV that looks like one
-			binary.BigEndian.PutUint32(b[12+i:], p.Nonce*2654435761+uint32(i))
-		}
-		wire.PutMarker(b[ahProbeLen:], code, size, p.Nonce)
-		fill(b[ahProbeLen+wire.MarkerLen:])
-	case ProtoICMP:
-		b[0], b[1], b[2], b[3] = wire.ICMPEcho, 0, 0, 0
-		binary.BigEndian.PutUint16(b[4:6], uint16(p.Nonce>>16))
-		binary.BigEndian.PutUint16(b[6:8], uint16(p.Nonce))
-		wire.PutMarker(b[8:], code, size, p.Nonce)
-		fill(b[8+wire.MarkerLen:])
-		binary.BigEndian.PutUint16(b[2:4], ^wire.Fold(wire.Add(0, b)))
-	case ProtoUDP:
-		if uc, ok := udpClassOf(id); ok {
-			sp, dp := uint16(uc.port), uint16(uc.port)
-			if p.SrcPort != 0 {
-				sp = p.SrcPort
-			}
-			if p.DstPort != 0 {
-				dp = p.DstPort
-			}
-			if uc.l2tp {
-				putL2TPSCCRQ(b[udpHeaderLen:], code, size, p.Nonce)
-			} else {
-				wire.PutMarker(b[udpHeaderLen:], code, size, p.Nonce)
-				fill(b[udpHeaderLen+wire.MarkerLen:])
-			}
-			wire.PutUDP(b, sp, dp, p.Src, p.Dst)
-			break
-		}
-		sp, dp := uint16(PortIKE), uint16(PortIKE)
-		ike := b[udpHeaderLen:]
-		if id == NATT || id == NATTFrag {
-			sp, dp = PortNATT, PortNATT
-			clear(ike[:nonESPMarkerSz])
-			ike = ike[nonESPMarkerSz:]
-		}
-		if p.SrcPort != 0 {
-			sp = p.SrcPort
-		}
-		if p.DstPort != 0 {
-			dp = p.DstPort
-		}
-		copy(ike, ikeMsg)
-		spi := ikeSPI(code, p.Nonce)
-		copy(ike[0:8], spi[:])
-		wire.PutUDP(b, sp, dp, p.Src, p.Dst)
-	case ProtoTCP:
-		port, _ := id.TCPPort()
-		sp := p.SrcPort
-		if sp == 0 {
-			sp = uint16(32768 + p.Nonce%28232)
-		}
-		putTCPSyn(b, sp, uint16(port), p.Nonce, p.Src, p.Dst)
-	}
-
-	if !frag {
+	putIPv4Header(d, size, ipid, !c.frag && p.DF, ttl, c.proto, p.Src, p.Dst)
+	c.write(d[ipv4MinHeader:], classWrite{id: id, code: c.code, size: size, nonce: p.Nonce, src: p.Src, dst: p.Dst,
+		srcPort: p.SrcPort, dstPort: p.DstPort, ikeMsg: ikeMsg})
+	if !c.frag {
 		out.Wire = append(out.Wire, d)
 		out.Frags = append(out.Frags, report.Fragment{Offset: 0, Length: size - ipv4MinHeader, DF: out.dfSet(d)})
 		return nil
 	}
+	return out.fragment(d, fragSize, p.Order)
+}
+
+// fragment cuts d into out.Wire, describes the fragments in out.Frags, and puts them in
+// order (nil: as cut).
+func (p *Packets) fragment(d []byte, fragSize int, order []int) error {
 	var err error
-	out.Wire, out.fbuf, err = Fragment(d, fragSize, out.fbuf, out.Wire)
+	p.Wire, p.fbuf, err = Fragment(d, fragSize, p.fbuf, p.Wire)
 	if err != nil {
 		return err
 	}
-	for _, w := range out.Wire {
+	for _, w := range p.Wire {
 		ff := binary.BigEndian.Uint16(w[6:8])
-		out.Frags = append(out.Frags, report.Fragment{
+		p.Frags = append(p.Frags, report.Fragment{
 			Offset: int(ff&0x1fff) * 8, Length: len(w) - int(w[0]&0x0f)*4, More: ff&0x2000 != 0,
 		})
 	}
-	if p.Order != nil {
-		return out.reorder(p.Order)
+	if order != nil {
+		return p.reorder(order)
 	}
 	return nil
 }
