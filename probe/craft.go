@@ -236,11 +236,12 @@ func (p *Packets) fragment(d []byte, fragSize int, order []int) error {
 	if err != nil {
 		return err
 	}
+	var h IPv4Header
 	for _, w := range p.Wire {
-		ff := binary.BigEndian.Uint16(w[6:8])
-		p.Frags = append(p.Frags, report.Fragment{
-			Offset: int(ff&0x1fff) * 8, Length: len(w) - int(w[0]&0x0f)*4, More: ff&0x2000 != 0,
-		})
+		if err := h.DecodeFromBytes(w); err != nil {
+			return err
+		}
+		p.Frags = append(p.Frags, report.Fragment{Offset: h.Offset, Length: len(h.Payload), More: h.MF})
 	}
 	if order != nil {
 		return p.reorder(order)
