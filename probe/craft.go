@@ -158,14 +158,14 @@ func (p *Packets) WireBytes() int {
 // checksums and lengths everywhere (IP, ICMP, UDP, TCP), so that what a far end sees
 // differs from real traffic only in the payload.
 //
-// Classes: ike (UDP 500→500, a real IKEv2 IKE_SA_INIT from the ike package that a gateway
+// Classes (one table, class.go): ike (UDP 500→500, a real IKEv2 IKE_SA_INIT from the ike package that a gateway
 // answers, whose initiator SPI carries class and nonce; its natural size unless Size says),
 // ike-frag (the same padded with vendor IDs to Size bytes, as large as Kerberos-authenticated
 // IKE), natt/natt-frag (UDP 4500→4500, non-ESP marker, then the IKE message), esp/esp-frag (protocol 50, SPI = sequence = nonce, then the marker),
 // ah/ah-frag (protocol 51, AH with a 12-byte ICV, next header 59, then the marker),
 // icmp-large (echo request, id/seq = nonce, 5000-byte payload), pmtu (the same echo, Size
-// bytes, usually with DF), tcp:PORT (SYN, ISN = nonce, MSS 1460). Build allocates only when
-// out's buffers are too small.
+// bytes, usually with DF), tcp:PORT (SYN, ISN = nonce, MSS 1460), udp:PORT and l2tp with
+// their -frag forms (udp_class.go). Build allocates only when out's buffers are too small.
 func Build(id ID, p BuildParams, out *Packets) error {
 	if err := buildDatagram(id, p, out); err != nil {
 		return fmt.Errorf("probe: build %s: %w", id, err)
