@@ -39,6 +39,17 @@ func putEcho(b []byte, id echoID) {
 	binary.BigEndian.PutUint16(b[2:], wire.Checksum(b))
 }
 
+// putEchoPacket writes the whole IPv4 packet of echo probe id into b (len(b) is its size,
+// at least 28 bytes): our header (DF, ttl, the probe's IP ID; src 0.0.0.0 when the route
+// names none, for Linux's raw socket to fill in) over the echo request.
+func putEchoPacket(b []byte, id echoID, ttl uint8, src, dst netip.Addr) {
+	if !src.Is4() {
+		src = netip.IPv4Unspecified()
+	}
+	ip := wire.IPv4Header{TotalLen: len(b), ID: id.IPID, DF: true, TTL: ttl, Proto: wire.ProtoICMP, Src: src, Dst: dst}
+	putEcho(b[ip.MarshalTo(b):], id)
+}
+
 // parseICMP reads an ICMP message (ICMP header first) received from from, and says what it
 // means for the echo probe id sent to target: its echo reply, or an error quoting it. It
 // returns errNotOurs for anything else. It never panics: every length is checked before it
@@ -56,7 +67,7 @@ func parseICMP(from, target netip.Addr, b []byte, id echoID) (Reply, error) {
 // quote is what an ICMP error about echo probe id sent to target quotes: our IPv4 header
 // (ICMP, target, IP ID) and our echo header's type, identifier and sequence number.
 func (id echoID) quote(target netip.Addr) quoted {
-	q := quoted{proto: protoICMP, dst: target, ipid: id.IPID,
+	q := quoted{proto: wire.ProtoICMP, dst: target, ipid: id.IPID,
 		mask: [8]byte{0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff}}
 	q.head[0] = wire.ICMPEcho
 	binary.BigEndian.PutUint16(q.head[4:], id.ID)

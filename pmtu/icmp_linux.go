@@ -176,8 +176,7 @@ func (p *ICMPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 		p.wbuf = make([]byte, r.Size)
 	}
 	pkt := p.wbuf[:r.Size]
-	putIPv4Header(pkt, id.IPID, uint8(r.TTL), protoICMP, p.src, p.target)
-	putEcho(pkt[20:], id)
+	putEchoPacket(pkt, id, uint8(r.TTL), p.src, p.target)
 	sent := time.Now()
 	if err := p.send.Write(p.target, pkt); err != nil {
 		return sendFailure(err, p.target, r.Size, p.ifMTU)

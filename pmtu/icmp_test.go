@@ -171,8 +171,7 @@ func BenchmarkParseICMP(b *testing.B) {
 func TestEchoPacket(t *testing.T) {
 	id := echoID{ID: 0x02c1, Seq: 1, IPID: 0x1234}
 	b := make([]byte, 1400)
-	putIPv4Header(b, id.IPID, 7, protoICMP, netip.Addr{}, labTarget)
-	putEcho(b[20:], id)
+	putEchoPacket(b, id, 7, netip.Addr{}, labTarget)
 	want := unhex("4500 0578 1234 4000 0701 0000 0000 0000 cb00 710a")
 	binary.BigEndian.PutUint16(want[10:], wire.Checksum(want))
 	if !bytes.Equal(b[:20], want) {
