@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
 // Config configures a Sender.
@@ -18,9 +20,6 @@ type Config struct {
 // ErrLinuxOnly is what opening a raw IP socket returns on every OS but Linux: the sender
 // relies on Linux's IP_HDRINCL semantics (wire-form headers, IP_PMTUDISC_PROBE).
 var ErrLinuxOnly = errors.New("raw IP sockets: Linux only")
-
-// ipv4MinHeader is the length of an IPv4 header without options.
-const ipv4MinHeader = 20
 
 // Send puts every packet of pkts (IPv4, wire form) on the wire toward dst, in order and
 // back to back once the pacer for dst allows len(pkts) packets. It honours ctx while
@@ -42,7 +41,7 @@ func (s *Sender) Send(ctx context.Context, dst netip.Addr, pkts [][]byte) (time.
 // WritePacket sends one IPv4 packet in wire form (its destination is read from the header),
 // paced like Send.
 func (s *Sender) WritePacket(ctx context.Context, pkt []byte) error {
-	if len(pkt) < ipv4MinHeader || pkt[0]>>4 != 4 {
+	if len(pkt) < wire.IPv4HeaderLen || pkt[0]>>4 != 4 {
 		return fmt.Errorf("probe: write: not an IPv4 packet (%d bytes)", len(pkt))
 	}
 	dst := netip.AddrFrom4([4]byte(pkt[16:20]))
