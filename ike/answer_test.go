@@ -35,32 +35,22 @@ func TestReadAnswerGoldens(t *testing.T) {
 		"strongswan-5.9.8-ikev1-mm2-4500":           mm2,
 		"strongswan-5.9.8-ikev1-no-proposal-chosen": {Kind: AnswerRefused, Notify: NotifyNoProposalChosen},
 	}
-	gs := loadGoldens(t, goldenDir)
-	if len(gs) != len(want) {
-		t.Fatalf("%d golden files, %d expectations", len(gs), len(want))
-	}
-	for _, g := range gs {
-		t.Run(g.name, func(t *testing.T) {
-			w, ok := want[g.name]
-			if !ok {
-				t.Fatalf("no expectation for %s", g.name)
-			}
-			a := ReadAnswer(g.msg(), sentFor(t, g.msg()))
-			if a.Kind == AnswerCookie && len(a.Cookie) == 0 {
-				t.Error("COOKIE without its data")
-			}
-			a.Cookie = nil
-			// The lab's source port is not in the capture: the hashes are checked, their
-			// values are TestReadAnswerNATD's.
-			if a.Kind == AnswerAccepted && g.msg()[17]>>4 == 2 && !a.NATD.Checked() {
-				t.Error("NAT detection hashes not checked")
-			}
-			a.NATD = NATDCheck{}
-			if !reflect.DeepEqual(a, w) {
-				t.Errorf("read %+v (%s)\nwant %+v (%s)", a, a.Kind, w, w.Kind)
-			}
-		})
-	}
+	eachGolden(t, goldenDir, want, func(t *testing.T, g golden, w Answer) {
+		a := ReadAnswer(g.msg(), sentFor(t, g.msg()))
+		if a.Kind == AnswerCookie && len(a.Cookie) == 0 {
+			t.Error("COOKIE without its data")
+		}
+		a.Cookie = nil
+		// The lab's source port is not in the capture: the hashes are checked, their
+		// values are TestReadAnswerNATD's.
+		if a.Kind == AnswerAccepted && g.msg()[17]>>4 == 2 && !a.NATD.Checked() {
+			t.Error("NAT detection hashes not checked")
+		}
+		a.NATD = NATDCheck{}
+		if !reflect.DeepEqual(a, w) {
+			t.Errorf("read %+v (%s)\nwant %+v (%s)", a, a.Kind, w, w.Kind)
+		}
+	})
 }
 
 // TestReadAnswerNATD: an accepted IKEv2 answer's NAT detection hashes, checked against the
