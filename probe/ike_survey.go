@@ -90,6 +90,35 @@ type IKESurvey struct {
 	NATDv1 *IKEv1NATD `json:"natd_v1,omitempty"`
 }
 
+// Succeeded says whether a survey found what `ipsecpath ike` exits 0 on: every exchange
+// answered and accepted (stateless: answered, a COOKIE included; with proposals: every
+// proposal offered answered, at least one accepted), and no result of r, the survey's
+// report, failed (the size search's frag-dropped, dropped or inconclusive too).
+func (s *IKESurvey) Succeeded(r *report.Report, stateless bool) bool {
+	if r.Failed() {
+		return false
+	}
+	if len(s.Proposals) > 0 {
+		accepted := false
+		for _, p := range s.Proposals {
+			if p.Skipped != "" {
+				continue
+			}
+			if !p.Result.Answered() {
+				return false
+			}
+			accepted = accepted || p.Accepted
+		}
+		return accepted
+	}
+	for _, x := range s.Exchanges {
+		if x.Outcome != IKEAccepted && !(stateless && x.Arrived()) {
+			return false
+		}
+	}
+	return true
+}
+
 // SurveyIKE asks target the IKE questions an engineer asks with ike-scan, in one run: does
 // it answer IKEv1 Main Mode and IKEv2 IKE_SA_INIT on UDP 500 and 4500, with which proposal
 // or which refusal, which vendor IDs, IKE fragmentation and NAT-T support; how large a

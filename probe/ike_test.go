@@ -394,3 +394,33 @@ func TestIKEICMPMeaning(t *testing.T) {
 		}
 	}
 }
+
+// TestIKESurveySucceeded: what `ipsecpath ike` exits 0 on. A plain run needs every exchange
+// accepted; --stateless takes an exchange that arrived (a COOKIE, then silence); with
+// proposals every offer must be answered and one accepted.
+func TestIKESurveySucceeded(t *testing.T) {
+	ok := IKEResult{Version: 2, Port: PortIKE, Outcome: IKEAccepted}
+	cookieThenSilent := IKEResult{Version: 2, Port: PortNATT, Outcome: IKEGatewaySilent, AnsweredBy: "203.0.113.10", Cookie: true}
+	refused := IKEResult{Version: 1, Port: PortIKE, Outcome: IKERefused, Notify: "NO_PROPOSAL_CHOSEN"}
+	silent := IKEResult{Version: 1, Port: PortIKE, Outcome: IKENoAnswer}
+	for _, c := range []struct {
+		name      string
+		s         IKESurvey
+		stateless bool
+		want      bool
+	}{
+		{"all accepted", IKESurvey{Exchanges: []IKEResult{ok}}, false, true},
+		{"a cookie then silence, plain", IKESurvey{Exchanges: []IKEResult{ok, cookieThenSilent}}, false, false},
+		{"a cookie then silence, stateless", IKESurvey{Exchanges: []IKEResult{ok, cookieThenSilent}}, true, true},
+		{"refused", IKESurvey{Exchanges: []IKEResult{ok, refused}}, false, false},
+		{"one proposal accepted, one refused", IKESurvey{Proposals: []IKEProposalResult{{Result: refused}, {Result: ok, Accepted: true}}}, false, true},
+		{"no proposal accepted", IKESurvey{Proposals: []IKEProposalResult{{Result: refused}}}, false, false},
+		{"a proposal unanswered", IKESurvey{Proposals: []IKEProposalResult{{Result: ok, Accepted: true}, {Result: silent}}}, false, false},
+	} {
+		c.s.Target = "203.0.113.10"
+		r := c.s.Report(time.Now())
+		if got := c.s.Succeeded(r, c.stateless); got != c.want {
+			t.Errorf("%s: %v, want %v (summary %+v)", c.name, got, c.want, r.Summary)
+		}
+	}
+}

@@ -252,36 +252,12 @@ func writeIKE(w io.Writer, format string, r *report.Report, s *probe.IKESurvey, 
 	return report.Render(w, r, format)
 }
 
-// ikeExitCode: 0 when every exchange was answered and accepted (stateless: answered, a
-// COOKIE included; with
-// proposals: every proposal answered, at least one accepted) and no result of the report
-// failed (the size search's frag-dropped, dropped or inconclusive too), else 1.
+// ikeExitCode is 0 when the survey succeeded (probe.IKESurvey.Succeeded), else 1.
 func ikeExitCode(s *probe.IKESurvey, r *report.Report, stateless bool) int {
-	if r.Failed() {
-		return exitFail
+	if s.Succeeded(r, stateless) {
+		return exitOK
 	}
-	if len(s.Proposals) > 0 {
-		accepted := false
-		for _, p := range s.Proposals {
-			if p.Skipped != "" {
-				continue
-			}
-			if !p.Result.Answered() {
-				return exitFail
-			}
-			accepted = accepted || p.Accepted
-		}
-		if accepted {
-			return exitOK
-		}
-		return exitFail
-	}
-	for _, x := range s.Exchanges {
-		if x.Outcome != probe.IKEAccepted && !(stateless && x.Arrived()) {
-			return exitFail
-		}
-	}
-	return exitOK
+	return exitFail
 }
 
 func ikeParseChoice(flag, v string, m map[string][]int) ([]int, error) {
