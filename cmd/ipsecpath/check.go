@@ -365,7 +365,7 @@ func (p *checkPlan) run(ctx context.Context, ladder *report.Ladder) (*report.Rep
 	} else {
 		rep = report.New(p.cfg.Target.String(), p.cfg.Agent, p.started)
 	}
-	for _, r := range p.svc.run(ctx, probe.DefaultServiceTimeout) {
+	for _, r := range p.svc.Run(ctx, probe.DefaultServiceTimeout) {
 		rep.Add(r)
 	}
 	rep.Ladder = ladder
