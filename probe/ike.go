@@ -614,20 +614,23 @@ func IKEICMPMeaning(target string, ic *report.ICMP) string {
 		return "an ICMP error came back, its sender not recorded"
 	}
 	fromTarget := ic.From == target
+	unreach := ic.Type == wire.ICMPUnreach
+	nothingListens := unreach && (ic.Code == wire.CodeProtoUnreach || ic.Code == wire.CodePortUnreach)
+	prohibited := unreach && (ic.Code == wire.CodeNetProhibited || ic.Code == wire.CodeHostProhibited || ic.Code == wire.CodeAdminProhibited)
 	switch {
-	case ic.Type == 3 && (ic.Code == 2 || ic.Code == 3) && fromTarget:
+	case nothingListens && fromTarget:
 		return "the target itself answered: the path carries IKE, but nothing listens for it there"
-	case ic.Type == 3 && (ic.Code == 9 || ic.Code == 10 || ic.Code == 13) && fromTarget:
+	case prohibited && fromTarget:
 		return "the target's own firewall rejects it (administratively prohibited): the path carries IKE up to the target"
-	case ic.Type == 3 && (ic.Code == 2 || ic.Code == 3 || ic.Code == 9 || ic.Code == 10 || ic.Code == 13):
+	case nothingListens || prohibited:
 		return fmt.Sprintf("a device on the path (%s) rejects IKE: its filter blocks it", ic.From)
-	case ic.Type == 3 && ic.Code == 4:
+	case unreach && ic.Code == wire.CodeFragNeeded:
 		return fmt.Sprintf("%s cannot forward a request this large with DF set (next-hop MTU %d): a path MTU limit, not a refusal", ic.From, ic.MTU)
-	case ic.Type == 3:
+	case unreach:
 		return fmt.Sprintf("%s cannot deliver it (%s): no route toward the target there, or the target does not answer on its link; not a refusal of IKE", ic.From, wire.ICMPBrief(ic.Type, ic.Code))
-	case ic.Type == 11 && ic.Code == 1:
+	case ic.Type == wire.ICMPTimeExceeded && ic.Code == wire.CodeReassemblyTimeout:
 		return fmt.Sprintf("%s got only part of the fragmented request (reassembly timed out): fragments are lost on the way", ic.From)
-	case ic.Type == 11:
+	case ic.Type == wire.ICMPTimeExceeded:
 		return fmt.Sprintf("the request's TTL ran out at %s: a routing loop, or a path longer than the TTL; not a refusal of IKE", ic.From)
 	}
 	return fmt.Sprintf("%s answered with ICMP type %d code %d", ic.From, ic.Type, ic.Code)

@@ -379,6 +379,10 @@ func TestIKEICMPMeaning(t *testing.T) {
 		{&report.ICMP{Type: 3, Code: 4, From: router, MTU: 1280}, []string{"1280", "path MTU", "not a refusal"}, []string{"filter", "rejects"}},
 		{&report.ICMP{Type: 11, Code: 0, From: router}, []string{"TTL ran out", "not a refusal"}, []string{"filter"}},
 		{&report.ICMP{Type: 11, Code: 1, From: target}, []string{"only part", "fragments"}, []string{"nothing listens"}},
+		{&report.ICMP{Type: 3, Code: 2, From: target}, []string{"nothing listens"}, []string{"firewall"}},
+		{&report.ICMP{Type: 3, Code: 10, From: target}, []string{"target's own firewall"}, []string{"nothing listens"}},
+		{&report.ICMP{Type: 3, Code: 9, From: router}, []string{"device on the path", "filter"}, nil},
+		{&report.ICMP{Type: 12, Code: 0, From: router}, []string{"198.51.100.129 answered with ICMP type 12 code 0"}, []string{"filter", "refusal"}},
 		{nil, []string{"not recorded"}, nil},
 	} {
 		got := IKEICMPMeaning(target, c.ic)
