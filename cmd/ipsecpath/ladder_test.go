@@ -224,16 +224,16 @@ func TestPlanServicesProxy(t *testing.T) {
 	}
 	t.Setenv("HTTPS_PROXY", "http://198.51.100.1:3128")
 	sp := plan("")
-	if sp.base.Proxy == nil || sp.base.Proxy.Host != "198.51.100.1:3128" || len(sp.proxyTCP) != 0 || len(sp.rawIDs) != 2 {
-		t.Errorf("HTTPS_PROXY: proxy %v, proxied tcp %v, raw %v", sp.base.Proxy, sp.proxyTCP, sp.rawIDs)
+	if sp.Base.Proxy == nil || sp.Base.Proxy.Host != "198.51.100.1:3128" || len(sp.ProxyTCP) != 0 || len(sp.rawIDs) != 2 {
+		t.Errorf("HTTPS_PROXY: proxy %v, proxied tcp %v, raw %v", sp.Base.Proxy, sp.ProxyTCP, sp.rawIDs)
 	}
 	sp = plan("http://198.51.100.1:8888")
-	if sp.base.Proxy.Host != "198.51.100.1:8888" || len(sp.proxyTCP) != 1 || sp.proxyTCP[0] != 445 || len(sp.rawIDs) != 1 {
-		t.Errorf("--proxy: proxy %v, proxied tcp %v, raw %v", sp.base.Proxy, sp.proxyTCP, sp.rawIDs)
+	if sp.Base.Proxy.Host != "198.51.100.1:8888" || len(sp.ProxyTCP) != 1 || sp.ProxyTCP[0] != 445 || len(sp.rawIDs) != 1 {
+		t.Errorf("--proxy: proxy %v, proxied tcp %v, raw %v", sp.Base.Proxy, sp.ProxyTCP, sp.rawIDs)
 	}
 	t.Setenv("NO_PROXY", "203.0.113.0/24")
-	if sp = plan(""); sp.base.Proxy != nil {
-		t.Errorf("NO_PROXY lists the target: proxy %v", sp.base.Proxy)
+	if sp = plan(""); sp.Base.Proxy != nil {
+		t.Errorf("NO_PROXY lists the target: proxy %v", sp.Base.Proxy)
 	}
 }
 
