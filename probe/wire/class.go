@@ -293,11 +293,7 @@ func recogniseESP(head []byte) (Match, bool) {
 	if e.DecodeFromBytes(head) != nil {
 		return Match{}, false
 	}
-	code, n, nonce, ok := ParseMarker(e.Payload)
-	if !ok || nonce != e.SPI {
-		return Match{}, false
-	}
-	return markerMatch(code, n, nonce, KindProbe)
+	return recogniseSPI(e.SPI, e.Payload)
 }
 
 // recogniseAH: AH SPI = nonce, then (after the ICV) the marker.
@@ -306,8 +302,13 @@ func recogniseAH(head []byte) (Match, bool) {
 	if a.DecodeFromBytes(head) != nil {
 		return Match{}, false
 	}
-	code, n, nonce, ok := ParseMarker(a.Payload)
-	if !ok || nonce != a.SPI {
+	return recogniseSPI(a.SPI, a.Payload)
+}
+
+// recogniseSPI: the marker at the start of payload, its nonce the SPI.
+func recogniseSPI(spi uint32, payload []byte) (Match, bool) {
+	code, n, nonce, ok := ParseMarker(payload)
+	if !ok || nonce != spi {
 		return Match{}, false
 	}
 	return markerMatch(code, n, nonce, KindProbe)
@@ -322,11 +323,7 @@ func recogniseEcho(head []byte) (Match, bool) {
 	if !ok || uint32(binary.BigEndian.Uint16(head[4:6]))<<16|uint32(binary.BigEndian.Uint16(head[6:8])) != nonce {
 		return Match{}, false
 	}
-	k := KindProbe
-	if head[0] == ICMPEchoReply {
-		k = KindReply
-	}
-	return markerMatch(code, n, nonce, k)
+	return markerMatch(code, n, nonce, kindOf(head[0] == ICMPEchoReply))
 }
 
 // recogniseIKE: UDP to or from 500 (or 4500 after the non-ESP marker) whose initiator SPI
@@ -363,11 +360,16 @@ func recogniseIKE(head []byte) (Match, bool) {
 	if len(msg) >= ikeHeaderLen {
 		n = int(binary.BigEndian.Uint32(msg[24:28])) + IPv4HeaderLen + len(head) - len(msg)
 	}
-	k := KindProbe
-	if len(msg) >= 28 && (binary.BigEndian.Uint64(msg[8:16]) != 0 || msg[19]&0x20 != 0) {
-		k = KindReply
+	answer := len(msg) >= 28 && (binary.BigEndian.Uint64(msg[8:16]) != 0 || msg[19]&0x20 != 0)
+	return markerMatch(code, n, nonce, kindOf(answer))
+}
+
+// kindOf is KindReply for an answer from the far end, else KindProbe.
+func kindOf(answer bool) Kind {
+	if answer {
+		return KindReply
 	}
-	return markerMatch(code, n, nonce, k)
+	return KindProbe
 }
 
 // recogniseTCP: a SYN (any: confirm the nonce), a SYN-ACK or RST acknowledging nonce+1, or

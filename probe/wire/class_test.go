@@ -6,12 +6,9 @@ import (
 	"testing"
 )
 
-var (
-	tSrc = netip.MustParseAddr("198.51.100.10")
-	tDst = netip.MustParseAddr("203.0.113.10")
-)
-
-const tNonce = 0x5a5a0102
+// tProbe is the source, destination and nonce of the tests' probes (documentation
+// addresses, a valid nonce).
+var tProbe = BuildParams{Src: netip.MustParseAddr("198.51.100.10"), Dst: netip.MustParseAddr("203.0.113.10"), Nonce: 0x5a5a0102}
 
 // writeProbe writes probe id of size bytes (0: the class's default) as one datagram, the
 // way probe.Build does before it fragments: the class's size, a 20-byte IPv4 header, then
@@ -27,9 +24,11 @@ func writeProbe(id ID, size int, nonce uint32) ([]byte, error) {
 		return nil, err
 	}
 	d := make([]byte, n)
-	h := IPv4Header{TotalLen: n, ID: uint16(nonce), TTL: DefaultTTL, Proto: c.Proto(), Src: tSrc, Dst: tDst}
+	p := tProbe
+	p.Nonce = nonce
+	h := IPv4Header{TotalLen: n, ID: uint16(nonce), TTL: DefaultTTL, Proto: c.Proto(), Src: p.Src, Dst: p.Dst}
 	h.MarshalTo(d)
-	c.Write(d[IPv4HeaderLen:], id, n, &BuildParams{Src: tSrc, Dst: tDst, Nonce: nonce}, msg)
+	c.Write(d[IPv4HeaderLen:], id, n, &p, msg)
 	return d, nil
 }
 
@@ -81,11 +80,11 @@ func TestClassWriteRecognise(t *testing.T) {
 		if id == PMTU {
 			size = 1400
 		}
-		d, err := writeProbe(id, size, tNonce)
+		d, err := writeProbe(id, size, tProbe.Nonce)
 		if err != nil {
 			t.Fatalf("%s: %v", id, err)
 		}
-		want := Match{ID: id, Nonce: tNonce, Kind: KindProbe, DatagramLen: len(d)}
+		want := Match{ID: id, Nonce: tProbe.Nonce, Kind: KindProbe, DatagramLen: len(d)}
 		if id.IsTCP() {
 			want.DatagramLen, want.TCPFlags = 0, TCPSyn
 		}
@@ -108,9 +107,9 @@ func TestClassWriteRecognise(t *testing.T) {
 // is a class of the table (or a port class of port 0) with a kind.
 func FuzzClassifyHead(f *testing.F) {
 	for _, id := range testIDs {
-		d, err := writeProbe(id, 1400, tNonce)
+		d, err := writeProbe(id, 1400, tProbe.Nonce)
 		if err != nil {
-			d, _ = writeProbe(id, 0, tNonce)
+			d, _ = writeProbe(id, 0, tProbe.Nonce)
 		}
 		f.Add(d[9], d[IPv4HeaderLen:min(len(d), IPv4HeaderLen+64)])
 		f.Add(uint8(ProtoICMP), append([]byte{ICMPTimeExceeded, 0, 0, 0, 0, 0, 0, 0}, d[:min(len(d), 28)]...))

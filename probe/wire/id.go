@@ -42,8 +42,11 @@ func TCP(port int) ID { return ID("tcp:" + strconv.Itoa(port)) }
 func UDP(port int) ID { return ID("udp:" + strconv.Itoa(port)) }
 
 // TCPPort returns the port of a tcp:PORT id, and false for any other id.
-func (id ID) TCPPort() (int, bool) {
-	s, ok := strings.CutPrefix(string(id), "tcp:")
+func (id ID) TCPPort() (int, bool) { return id.port("tcp:") }
+
+// port returns the port after prefix in id (1–65535, as strconv.Atoi reads it).
+func (id ID) port(prefix string) (int, bool) {
+	s, ok := strings.CutPrefix(string(id), prefix)
 	if !ok {
 		return 0, false
 	}
@@ -59,17 +62,7 @@ func (id ID) IsTCP() bool { _, ok := id.TCPPort(); return ok }
 
 // TLSPort returns the port of a tls:PORT id (probe's TLS service probes), and false for
 // any other id.
-func (id ID) TLSPort() (int, bool) {
-	s, ok := strings.CutPrefix(string(id), "tls:")
-	if !ok {
-		return 0, false
-	}
-	p, err := strconv.Atoi(s)
-	if err != nil || p < 1 || p > 65535 {
-		return 0, false
-	}
-	return p, true
-}
+func (id ID) TLSPort() (int, bool) { return id.port("tls:") }
 
 // UDPPort returns the port of a udp:PORT or udp:PORT-frag id, and false for any other id.
 func (id ID) UDPPort() (int, bool) {

@@ -41,7 +41,7 @@ func walkL2TP(t *testing.T, b []byte) map[[2]uint16][]byte {
 
 func TestL2TPSCCRQ(t *testing.T) {
 	for _, id := range []ID{L2TP, L2TPFrag} {
-		d, err := writeProbe(id, 0, tNonce)
+		d, err := writeProbe(id, 0, tProbe.Nonce)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,23 +53,23 @@ func TestL2TPSCCRQ(t *testing.T) {
 		if v := avps[[2]uint16{0, 2}]; len(v) != 2 || v[0] != 1 || v[1] != 0 {
 			t.Errorf("%s: protocol version % x", id, v)
 		}
-		if v := avps[[2]uint16{0, 9}]; len(v) != 2 || binary.BigEndian.Uint16(v) != uint16(tNonce&0xffff) {
+		if v := avps[[2]uint16{0, 9}]; len(v) != 2 || binary.BigEndian.Uint16(v) != uint16(tProbe.Nonce&0xffff) {
 			t.Errorf("%s: assigned tunnel id % x, want the nonce's low 16 bits", id, v)
 		}
 		host := avps[[2]uint16{0, 7}]
-		if code, _, nonce, ok := ParseMarker(host); !ok || nonce != tNonce || udpClassID(code, PortL2TP) != id {
+		if code, _, nonce, ok := ParseMarker(host); !ok || nonce != tProbe.Nonce || udpClassID(code, PortL2TP) != id {
 			t.Errorf("%s: host name % x carries no marker for it", id, host)
 		}
 	}
 	// every size the filler may have to cover tiles exactly
 	for size := 20 + 8 + l2tpFixedLen + l2tpAVPHeader; size < 20+8+l2tpFixedLen+2*l2tpMaxAVP+20; size++ {
-		d, err := writeProbe(L2TP, size, tNonce)
+		d, err := writeProbe(L2TP, size, tProbe.Nonce)
 		if err != nil {
 			t.Fatalf("size %d: %v", size, err)
 		}
 		walkL2TP(t, d[28:])
 	}
-	if _, err := writeProbe(L2TP, 20+8+l2tpFixedLen+3, tNonce); err == nil {
+	if _, err := writeProbe(L2TP, 20+8+l2tpFixedLen+3, tProbe.Nonce); err == nil {
 		t.Error("a size that leaves no room for an AVP must be refused")
 	}
 }
