@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"net/netip"
 	"runtime"
 	"sort"
@@ -20,31 +19,9 @@ import (
 // on rsp's address, until the test ends.
 func labAgent(t *testing.T, l *testlab.Lab, logf func(string, ...any)) (addr string) {
 	t.Helper()
-	var r *Responder
-	var ln net.Listener
 	addr = netip.AddrPortFrom(l.Addr("rsp"), ControlPort).String()
-	if err := l.Do("rsp", func() error {
-		var err error
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			return err
-		}
-		r, err = NewResponder(ResponderConfig{Key: testKey, Version: "lab", Logf: logf})
-		if err != nil {
-			ln.Close()
-		}
-		return err
-	}); err != nil {
-		t.Fatalf("agent in rsp: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		r.Close()
+	l.ServeIn(t, "rsp", addr, func() (testlab.Server, error) {
+		return NewResponder(ResponderConfig{Key: testKey, Version: "lab", Logf: logf})
 	})
 	return addr
 }

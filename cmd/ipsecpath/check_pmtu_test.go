@@ -22,25 +22,7 @@ import (
 func labAgent(t *testing.T, l *testlab.Lab, key []byte) string {
 	t.Helper()
 	agent := net.JoinHostPort(l.Addr("rsp").String(), "7500")
-	var resp *probe.Responder
-	var ln net.Listener
-	if err := l.Do("rsp", func() error {
-		var err error
-		if resp, err = probe.NewResponder(probe.ResponderConfig{Key: key}); err != nil {
-			return err
-		}
-		ln, err = net.Listen("tcp", agent)
-		return err
-	}); err != nil {
-		if resp != nil {
-			resp.Close()
-		}
-		t.Fatalf("agent: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); resp.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done; resp.Close() })
+	l.ServeIn(t, "rsp", agent, func() (testlab.Server, error) { return probe.NewResponder(probe.ResponderConfig{Key: key}) })
 	return agent
 }
 

@@ -125,10 +125,7 @@ func TestCheckAgentFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); resp.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done; resp.Close() })
+	testlab.Serve(t, resp, ln)
 
 	// A port nobody listens on: take one and close it.
 	l2, err := net.Listen("tcp", "127.0.0.1:0")
@@ -156,10 +153,7 @@ func TestCheckAgentFailures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bctx, bcancel := context.WithCancel(context.Background())
-		bdone := make(chan struct{})
-		go func() { defer close(bdone); busy.Serve(bctx, bl) }()
-		defer func() { bcancel(); <-bdone; busy.Close() }()
+		defer testlab.Serve(t, busy, bl)()
 		holder, err := probe.DialAgent(context.Background(), bl.Addr().String(), bytes.Repeat([]byte{7}, 32))
 		if err != nil {
 			t.Fatal(err)

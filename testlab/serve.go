@@ -1,0 +1,74 @@
+package testlab
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+)
+
+// Server is a TCP server with the shape of probe.Responder (the far-end agent): Serve accepts
+// on ln until ctx ends and then returns nil; Close releases what the server holds. testlab
+// does not import probe (probe's own tests import testlab), so it takes this instead.
+type Server interface {
+	Serve(ctx context.Context, ln net.Listener) error
+	Close() error
+}
+
+// ServeStopTimeout bounds how long stopping a server started by Serve waits for Serve to
+// return before the test fails (a server that ignores its context).
+const ServeStopTimeout = 10 * time.Second
+
+// Serve runs srv on ln in a goroutine until the test ends, or until the stop it returns is
+// called (a test can take the server away mid-run). Stopping cancels Serve's context, waits
+// for it (failing the test if it returns an error or takes longer than ServeStopTimeout),
+// then closes srv; the test's cleanup stops it if the test did not, so nothing outlives the
+// test, also when it fails. stop may be called more than once.
+func Serve(t TB, srv Server, ln net.Listener) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("testlab: Serve: %v", err)
+				}
+			case <-time.After(ServeStopTimeout):
+				t.Errorf("testlab: Serve did not return within %s of cancel", ServeStopTimeout)
+			}
+			if err := srv.Close(); err != nil {
+				t.Errorf("testlab: close server: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// ServeIn listens on addr (TCP, HOST:PORT) inside node and makes the server there with
+// newServer, so that every socket either opens lives in node's namespace (the agent's raw
+// capture and sender), then runs it as Serve does until the test ends or stop is called.
+// A failure to listen or to make the server fails the test, and closes the listener.
+func (l *Lab) ServeIn(t TB, node, addr string, newServer func() (Server, error)) (stop func()) {
+	t.Helper()
+	var srv Server
+	var ln net.Listener
+	if err := l.Do(node, func() error {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return err
+		}
+		if srv, err = newServer(); err != nil {
+			ln.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("testlab: server on %s in %s: %v", addr, node, err)
+	}
+	return Serve(t, srv, ln)
+}
