@@ -20,9 +20,7 @@ const nobodyUID = 65534
 func TestLoadKeyRefusesUnsafeFiles(t *testing.T) {
 	dir := t.TempDir()
 	good := bytes.Repeat([]byte{0x5a}, 32)
-	key := testlab.WriteFile(t, filepath.Join(dir, "key"), good, 0o600)
-	link := testlab.Symlink(t, key, filepath.Join(dir, "link"))
-	fifo := testlab.Mkfifo(t, filepath.Join(dir, "fifo"))
+	key, link, fifo := testlab.UnsafeFiles(t, dir, "", good)
 	cases := []struct{ name, path, want string }{
 		{"named pipe", fifo, "not a regular file (a named pipe)"},
 		{"symlink to a good key", link, "is a symbolic link"},
@@ -68,7 +66,7 @@ func TestLoadKeyRefusesUnsafeFiles(t *testing.T) {
 	}
 	// the file itself, and a symlink in a directory part of the path, still load
 	sub := testlab.Symlink(t, dir, filepath.Join(dir, "sub"))
-	for _, p := range []string{key, filepath.Join(sub, "key")} {
+	for _, p := range []string{key, filepath.Join(sub, filepath.Base(key))} {
 		if k, err := LoadKey(p); err != nil || !bytes.Equal(k, good) {
 			t.Errorf("LoadKey(%s) = %q, %v; want the key", p, k, err)
 		}

@@ -18,10 +18,8 @@ import (
 // and what is there stays as it was.
 func TestOutputFileReplacesOnlyRegularFiles(t *testing.T) {
 	dir := t.TempDir()
-	target := testlab.WriteFile(t, filepath.Join(dir, "target.json"), []byte("keep me"), 0o600)
-	link := testlab.Symlink(t, target, filepath.Join(dir, "link.json"))
+	_, link, fifo := testlab.UnsafeFiles(t, dir, ".json", []byte("keep me"))
 	dangling := testlab.Symlink(t, filepath.Join(dir, "nowhere.json"), filepath.Join(dir, "dangling.json"))
-	fifo := testlab.Mkfifo(t, filepath.Join(dir, "fifo"))
 	sub := filepath.Join(dir, "sub")
 	if err := os.Mkdir(sub, 0o755); err != nil {
 		t.Fatal(err)

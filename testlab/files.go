@@ -52,6 +52,17 @@ func ReleaseFifo(path string) {
 	}
 }
 
+// UnsafeFiles makes in dir the entries a path check must tell apart: a regular file holding
+// data (mode 0600), a symbolic link to it and a named pipe, named regular, link and fifo
+// followed by suffix (".json" for an output path). It returns their paths.
+func UnsafeFiles(t TB, dir, suffix string, data []byte) (regular, link, fifo string) {
+	t.Helper()
+	regular = WriteFile(t, filepath.Join(dir, "regular"+suffix), data, 0o600)
+	link = Symlink(t, regular, filepath.Join(dir, "link"+suffix))
+	fifo = Mkfifo(t, filepath.Join(dir, "fifo"+suffix))
+	return regular, link, fifo
+}
+
 // NullDevice makes a character device node at path with the null device's numbers (1, 3),
 // mode 0666: a device of the test's own, so that a test that fails cannot take the machine's
 // /dev/null with it. It needs root; it fails the test on error. It returns path.

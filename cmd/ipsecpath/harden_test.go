@@ -22,9 +22,7 @@ import (
 // The target is loopback, so a build that lets the run go ahead probes nothing else.
 func TestOutputPathRefusedBeforeRun(t *testing.T) {
 	dir := t.TempDir()
-	victim := testlab.WriteFile(t, filepath.Join(dir, "victim.json"), []byte("keep me"), 0o600)
-	link := testlab.Symlink(t, victim, filepath.Join(dir, "link.json"))
-	fifo := testlab.Mkfifo(t, filepath.Join(dir, "fifo.json"))
+	_, link, fifo := testlab.UnsafeFiles(t, dir, ".json", []byte("keep me"))
 	type bad struct{ name, path, want string }
 	bads := []bad{
 		{"symlink", link, "is a symbolic link"},
