@@ -26,6 +26,16 @@ func labAgent(t *testing.T, l *testlab.Lab, key []byte) string {
 	return agent
 }
 
+// labAgentKey runs an agent in the lab's rsp with a 32-byte key that it also writes to
+// dir/key (mode 0600), until the test ends, and returns the agent's HOST:PORT and the key
+// file's path.
+func labAgentKey(t *testing.T, l *testlab.Lab, dir string) (agent, keyFile string) {
+	t.Helper()
+	keyBytes := bytes.Repeat([]byte{5}, 32)
+	keyFile = writeKey(t, dir, "key", keyBytes, 0o600)
+	return labAgent(t, l, keyBytes), keyFile
+}
+
 // TestCheckPMTUBothWays: with an agent, check's pmtu probe measures the path MTU toward the
 // target and back (the agent's DF echoes, the far side's ICMP seen by the agent's capture):
 // the JSON holds "pmtu": {"forward", "reverse"}, the table a reverse pmtu verdict. The
@@ -59,9 +69,7 @@ func TestCheckPMTUBothWays(t *testing.T) {
 		t.Run(c.profile, func(t *testing.T) {
 			t.Parallel()
 			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
-			keyBytes := bytes.Repeat([]byte{4}, 32)
-			key := writeKey(t, t.TempDir(), "key", keyBytes, 0o600)
-			agent := labAgent(t, l, keyBytes)
+			agent, key := labAgentKey(t, l, t.TempDir())
 			target := l.Addr("rsp").String()
 			var code, tcode int
 			var out, errs, tout, terrs string

@@ -43,11 +43,7 @@ func TestCheckBadInput(t *testing.T) {
 	key := writeKey(t, dir, "key", bytes.Repeat([]byte{7}, 32), 0o600)
 	open := writeKey(t, dir, "open", bytes.Repeat([]byte{7}, 32), 0o644)
 	short := writeKey(t, dir, "short", []byte("short"), 0o600)
-	for _, c := range []struct {
-		name string
-		args []string
-		want string
-	}{
+	refusesAll(t, "check", []usageCase{
 		{"no target", nil, "want one TARGET"},
 		{"two targets", []string{"192.0.2.1", "192.0.2.2"}, "want one TARGET"},
 		{"bad address", []string{"203.0.113.300"}, `"203.0.113.300" is not an IPv4 address`},
@@ -71,12 +67,7 @@ func TestCheckBadInput(t *testing.T) {
 		{"world-readable key", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", open}, "chmod 600"},
 		{"short key", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", short}, "need at least 16"},
 		{"agent elsewhere", []string{"192.0.2.1", "--agent", "192.0.2.2:7500", "--key-file", key}, "the agent must run on the target"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			code, out, errs := runCLI(t, append([]string{"check"}, c.args...)...)
-			oneLine(t, code, out, errs, c.want)
-		})
-	}
+	})
 }
 
 func TestCheckHelp(t *testing.T) {
@@ -234,9 +225,7 @@ func TestCheckCLILab(t *testing.T) {
 			t.Parallel()
 			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
 			dir := t.TempDir()
-			keyBytes := bytes.Repeat([]byte{3}, 32)
-			key := writeKey(t, dir, "key", keyBytes, 0o600)
-			agent := labAgent(t, l, keyBytes)
+			agent, key := labAgentKey(t, l, dir)
 
 			outName := "run.md"
 			if c.profile != "clean" {

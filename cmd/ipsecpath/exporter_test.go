@@ -108,9 +108,7 @@ func TestExporterPrometheus(t *testing.T) {
 	testlab.RequireTools(t, "prometheus", "promtool")
 	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
 	dir := t.TempDir()
-	keyBytes := bytes.Repeat([]byte{7}, 32)
-	key := writeKey(t, dir, "agent.key", keyBytes, 0o600)
-	labAgent(t, l, keyBytes)
+	_, key := labAgentKey(t, l, dir)
 	rsp, r2 := l.Addr("rsp").String(), l.Addr("r2").String()
 
 	cfg := fmt.Sprintf("allow: [203.0.113.0/24]\nmodules:\n  default: {netns: %s, probes: [ike, icmp-large]}\n  agent: {agent_port: 7500, key_file: %s, netns: %s}\n",

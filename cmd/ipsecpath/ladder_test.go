@@ -100,9 +100,7 @@ func TestCheckPreflightCLILab(t *testing.T) {
 	t.Parallel()
 	l := testlab.ForTest(t, testlab.Spec{NoGateways: true})
 	dir := t.TempDir()
-	keyBytes := bytes.Repeat([]byte{5}, 32)
-	key := writeKey(t, dir, "key", keyBytes, 0o600)
-	agent := labAgent(t, l, keyBytes)
+	agent, key := labAgentKey(t, l, dir)
 	caFile := tlsOnRsp(t, l, dir)
 
 	var held net.PacketConn

@@ -21,11 +21,7 @@ import (
 func TestPMTUBadInput(t *testing.T) {
 	dir := t.TempDir()
 	key := writeKey(t, dir, "key", bytes.Repeat([]byte{7}, 32), 0o600)
-	for _, c := range []struct {
-		name string
-		args []string
-		want string
-	}{
+	refusesAll(t, "pmtu", []usageCase{
 		{"no target", nil, "want one TARGET"},
 		{"two targets", []string{"192.0.2.1", "192.0.2.2"}, "want one TARGET"},
 		{"not an address", []string{"gateway.example"}, "not an IP address"},
@@ -48,12 +44,7 @@ func TestPMTUBadInput(t *testing.T) {
 		{"key without agent", []string{"192.0.2.1", "--key-file", key}, "go together"},
 		{"zero timeout", []string{"192.0.2.1", "--timeout", "0s"}, "--timeout 0s"},
 		{"unknown flag", []string{"192.0.2.1", "--bogus"}, "unknown flag"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			code, out, errs := runCLI(t, append([]string{"pmtu"}, c.args...)...)
-			oneLine(t, code, out, errs, c.want)
-		})
-	}
+	})
 }
 
 func TestPMTUHelp(t *testing.T) {
@@ -223,9 +214,7 @@ func TestPMTUCLILab(t *testing.T) {
 			t.Parallel()
 			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
 			dir := t.TempDir()
-			keyBytes := bytes.Repeat([]byte{5}, 32)
-			key := writeKey(t, dir, "key", keyBytes, 0o600)
-			agent := labAgent(t, l, keyBytes)
+			agent, key := labAgentKey(t, l, dir)
 			for _, proto := range []string{"icmp", "udp", "tcp"} {
 				var code int
 				var out, errs string
