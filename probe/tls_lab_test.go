@@ -26,15 +26,7 @@ func newCA(t *testing.T, cn string) *probetest.CA { return probetest.NewCA(t, cn
 // ends): it completes handshakes, then holds each connection until the client closes it.
 func tlsServe(t *testing.T, l *testlab.Lab, node string, addr netip.AddrPort, cfg *tls.Config) (stop func()) {
 	t.Helper()
-	var ln net.Listener
-	if err := l.Do(node, func() error {
-		var err error
-		ln, err = net.Listen("tcp4", addr.String())
-		return err
-	}); err != nil {
-		t.Fatalf("tls server in %s: %v", node, err)
-	}
-	return probetest.ServeTLS(t, ln, cfg, 10*time.Second)
+	return probetest.ServeTLSIn(t, l, node, addr, cfg, 10*time.Second)
 }
 
 // serviceFromIni runs a service probe inside ini.
@@ -147,8 +139,7 @@ func TestTLSLabReset(t *testing.T) {
 	l := testlab.ForTest(t, testlab.Spec{Profile: "tcp1792-reset", NoGateways: true})
 	rsp := l.Addr(testlab.NodeRsp)
 	ca := newCA(t, "ipsecpath lab CA")
-	srv := ca.Issue(t, "hsm.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, nil, false)
-	tlsServe(t, l, testlab.NodeRsp, netip.AddrPortFrom(rsp, 1792), &tls.Config{Certificates: []tls.Certificate{srv}})
+	ca.ServeRsp(t, l, 1792, 10*time.Second)
 	r := serviceFromIni(t, l, probe.ServiceConfig{Target: rsp, Port: 1792, TLS: true, RootCAs: ca.Pool, Timeout: 4 * time.Second})
 	if r.Verdict != report.Blocked || r.Evidence.TLS.ResetTTL != 63 || r.Hop == nil || r.Hop.TTL != 2 || !strings.Contains(r.Detail, "not by the target") {
 		t.Errorf("%s: %s (hop %+v, tls %+v, inferred %q)", r.Verdict, r.Detail, r.Hop, r.Evidence.TLS, r.Evidence.Inferred)
@@ -302,7 +293,7 @@ func TestTLSLabProxy(t *testing.T) {
 		t.Errorf("refusing tinyproxy: %s: %s %+v", r.Verdict, r.Detail, r.Evidence.TLS)
 	}
 
-	nftIn(t, l, testlab.NodeR2, "table ip scratch_443 {\n chain scratch {\n  type filter hook forward priority 0; policy accept;\n  tcp dport 443 reject with tcp reset\n }\n}\n")
+	l.NftIn(t, testlab.NodeR2, "table ip scratch_443 {\n chain scratch {\n  type filter hook forward priority 0; policy accept;\n  tcp dport 443 reject with tcp reset\n }\n}\n")
 	c = base
 	c.Proxy, _ = probe.ProxyFor("http://"+good.String(), rsp, 443)
 	r = serviceFromIni(t, l, c)
@@ -321,8 +312,7 @@ func TestTLSLabLargeClientHello(t *testing.T) {
 	l := testlab.ForTest(t, testlab.Spec{Profile: "mtu1300-blackhole", NoGateways: true})
 	rsp := l.Addr(testlab.NodeRsp)
 	ca := newCA(t, "ipsecpath lab CA")
-	srv := ca.Issue(t, "hsm.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, nil, false)
-	tlsServe(t, l, testlab.NodeRsp, netip.AddrPortFrom(rsp, 1792), &tls.Config{Certificates: []tls.Certificate{srv}})
+	ca.ServeRsp(t, l, 1792, 10*time.Second)
 	r := serviceFromIni(t, l, probe.ServiceConfig{Target: rsp, Port: 1792, TLS: true, RootCAs: ca.Pool, Timeout: 6 * time.Second})
 	if r.Evidence.TLS.ClientHelloSize <= 1300 {
 		t.Fatalf("this Go's default ClientHello is %d bytes: it fits the 1300-byte path, so the test shows nothing; make it larger (more ALPN protocols)", r.Evidence.TLS.ClientHelloSize)

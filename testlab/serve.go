@@ -3,6 +3,7 @@ package testlab
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -71,4 +72,47 @@ func (l *Lab) ServeIn(t TB, node, addr string, newServer func() (Server, error))
 		t.Fatalf("testlab: server on %s in %s: %v", addr, node, err)
 	}
 	return Serve(t, srv, ln)
+}
+
+// ListenIn listens on addr (network "tcp", "tcp4"...) inside node, failing the test if it
+// cannot; the listener is closed when the test ends (closing it earlier is fine).
+func (l *Lab) ListenIn(t TB, node, network, addr string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	if err := l.Do(node, func() error {
+		var err error
+		ln, err = net.Listen(network, addr)
+		return err
+	}); err != nil {
+		t.Fatalf("testlab: listen on %s %s in %s: %v", network, addr, node, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// ListenPacketIn opens a packet socket on addr (network "udp4"...) inside node, failing the
+// test if it cannot (a port some other test holds); it is closed when the test ends.
+func (l *Lab) ListenPacketIn(t TB, node, network, addr string) net.PacketConn {
+	t.Helper()
+	var c net.PacketConn
+	if err := l.Do(node, func() error {
+		var err error
+		c, err = net.ListenPacket(network, addr)
+		return err
+	}); err != nil {
+		t.Fatalf("testlab: listen on %s %s in %s: %v", network, addr, node, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// NftIn loads an nftables ruleset (nft -f -) inside node, failing the test if nft refuses
+// it. Rules loaded in a lab node go with the node's namespace.
+func (l *Lab) NftIn(t TB, node, ruleset string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if out, err := l.ExecInput(ctx, node, strings.NewReader(ruleset), "nft", "-f", "-"); err != nil {
+		t.Fatalf("testlab: nft in %s: %v: %s", node, err, out)
+	}
 }

@@ -103,20 +103,8 @@ func TestCheckPreflightCLILab(t *testing.T) {
 	agent, key := labAgentKey(t, l, dir)
 	caFile := tlsOnRsp(t, l, dir)
 
-	var held net.PacketConn
-	if err := l.Do(testlab.NodeIni, func() error {
-		var err error
-		held, err = net.ListenPacket("udp4", "0.0.0.0:500")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if out, err := l.ExecInput(ctx, testlab.NodeIni, strings.NewReader("table ip localfw {\n chain out {\n  type filter hook output priority 0; policy accept;\n  udp dport 4500 drop\n }\n}\n"), "nft", "-f", "-"); err != nil {
-		t.Fatalf("nft: %v %s", err, out)
-	}
+	l.ListenPacketIn(t, testlab.NodeIni, "udp4", "0.0.0.0:500") // held until the test ends
+	l.NftIn(t, testlab.NodeIni, "table ip localfw {\n chain out {\n  type filter hook output priority 0; policy accept;\n  udp dport 4500 drop\n }\n}\n")
 	code, out, errs := runIn(t, l, testlab.NodeIni, "check", l.Addr(testlab.NodeRsp).String(), "--agent", agent, "--key-file", key,
 		"--probes", "ike,natt", "--tls", "1792", "--ca", caFile, "--json")
 	rep, err := report.ReadJSON(strings.NewReader(out))
@@ -150,17 +138,7 @@ func TestCheckPreflightCLILab(t *testing.T) {
 func tlsOnRsp(t *testing.T, l *testlab.Lab, dir string) string {
 	t.Helper()
 	ca := probetest.NewCA(t, "lab CA")
-	rsp := l.Addr(testlab.NodeRsp)
-	srv := ca.Issue(t, "hsm.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, nil, false)
-	var ln net.Listener
-	if err := l.Do(testlab.NodeRsp, func() error {
-		var err error
-		ln, err = net.Listen("tcp4", net.JoinHostPort(rsp.String(), "1792"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	probetest.ServeTLS(t, ln, &tls.Config{Certificates: []tls.Certificate{srv}}, 5*time.Second)
+	ca.ServeRsp(t, l, 1792, 5*time.Second)
 	return ca.WriteCA(t, dir)
 }
 
