@@ -44,8 +44,7 @@ openssl x509 -req -in "$W/srv.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreates
 printf '%-15s %12s %-28s %10s %8s\n' profile ipsecpath_ms verdict manual_ms ratio
 for prof in $PROFILES; do
 	LAB=$NAME-${prof//-/}
-	"$BIN" lab up --no-gateways --profile "$prof" --name "$LAB" >"$W/labup.$prof" 2>&1 ||
-		{ cat "$W/labup.$prof" >&2; exit 1; }
+	lab_up "$prof" "$W/labup.$prof"
 	ip netns exec "ipl-$LAB-rsp" openssl s_server -accept "$RSP:1792" -cert "$W/srv.pem" -key "$W/srv.key" \
 		-naccept 1000 -quiet </dev/null >"$W/s_server.$prof" 2>&1 &
 	PIDS+=("$!")

@@ -30,3 +30,23 @@ cleanup() {
 
 # ms START_NS: milliseconds since START_NS (date +%s%N).
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+# lab_up PROFILE LOG: brings up the lab named in LAB, without gateways, with PROFILE; its
+# output goes to LOG, shown on stderr (and the script ends) if it fails.
+lab_up() {
+	"$BIN" lab up --no-gateways --profile "$1" --name "$LAB" >"$2" 2>&1 || { cat "$2" >&2; exit 1; }
+}
+
+# agent_key: a fresh 32-byte agent key in $W/key, mode 600.
+agent_key() {
+	head -c 32 /dev/urandom >"$W/key"
+	chmod 600 "$W/key"
+}
+
+# start_agent LOG: starts `ipsecpath responder` in the lab's rsp on $RSP:7500 with $W/key
+# (stderr to LOG), records its pid in PIDS, and returns once it accepts connections.
+start_agent() {
+	ip netns exec "ipl-$LAB-rsp" "$BIN" responder --listen "$RSP:7500" --key-file "$W/key" 2>"$1" &
+	PIDS+=("$!")
+	for _ in $(seq 100); do ip netns exec "ipl-$LAB-rsp" nc -z "$RSP" 7500 2>/dev/null && break; sleep 0.05; done
+}
