@@ -21,14 +21,11 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-BIN=${BIN:-bin/ipsecpath}
+. bench/lib.bash
 PROFILES=${PROFILES:-clean frag-drop}
 RUNS=${RUNS:-3}
 NAME=hb$$
-INI=198.51.100.10
-RSP=203.0.113.10
 
-. bench/lib.bash
 bench_setup hping3 tcpdump nc ping
 
 agent_key

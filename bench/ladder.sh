@@ -21,14 +21,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-BIN=${BIN:-bin/ipsecpath}
+. bench/lib.bash
 PROFILES=${PROFILES:-clean underlay-dead tcp1792-reset}
 RUNS=${RUNS:-3}
 NAME=hl$$
-RSP=203.0.113.10
 GW=198.51.100.1
 
-. bench/lib.bash
 bench_setup openssl ping python3
 
 # A lab CA and a server certificate for rsp's address (EC P-256: quick).

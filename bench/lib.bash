@@ -1,5 +1,11 @@
 # Shared set-up of the bench scripts that build a lab (sourced, not run: not *.sh, so the
-# Makefile's bench loop does not pick it up). The caller sets BIN.
+# Makefile's bench loop does not pick it up), from the repository's top directory.
+#
+# BIN is the binary (default bin/ipsecpath, built if missing); INI and RSP are the lab's
+# initiator and target addresses.
+BIN=${BIN:-bin/ipsecpath}
+INI=198.51.100.10
+RSP=203.0.113.10
 #
 # bench_setup TOOL...: needs root and each TOOL, builds $BIN if missing, makes a work
 # directory W, and on exit stops every pid in PIDS (recorded by the caller), tears down the

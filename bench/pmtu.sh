@@ -27,16 +27,14 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-BIN=${BIN:-bin/ipsecpath}
+. bench/lib.bash
 PROFILES=${PROFILES:-clean mtu1400 mtu1300-blackhole}
 HOPS=${HOPS:-5}
 RUNS=${RUNS:-3}
 TIMEOUT=${TIMEOUT:-180}
 NAME=pb$$
-TARGET=203.0.113.10
-INI=198.51.100.10
+TARGET=$RSP
 
-. bench/lib.bash
 bench_setup tracepath scamper nft jq
 
 ns() { ip netns exec "ipl-$NAME-ini" "$@"; }

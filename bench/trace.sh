@@ -29,15 +29,13 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-BIN=${BIN:-bin/ipsecpath}
+. bench/lib.bash
 PROFILES=${PROFILES:-clean esp-drop frag-drop}
 NAME=ht$$
-RSP=203.0.113.10
 # CAP bounds each tool's run, in seconds: traceroute -P 50 sends one probe at a time and waits
 # 5 s for each silent one (a path that drops ESP after hop 1 takes about 7 minutes).
 CAP=${CAP:-60}
 
-. bench/lib.bash
 bench_setup traceroute scamper jq
 
 now() { date +%s%N; }
