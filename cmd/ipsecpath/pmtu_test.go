@@ -6,15 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // TestPMTUBadInput: usage mistakes are refused with one line and exit 2, before any packet.
@@ -55,32 +52,10 @@ func TestPMTUHelp(t *testing.T) {
 }
 
 // inNewNetns runs fn in a fresh network namespace holding only a loopback that is down:
-// no route anywhere, no IPv6. The namespace is unnamed and dies with the thread's switch back.
+// no route anywhere, no IPv6 (testlab.InScratchNetns; fn reports with t.Errorf).
 func inNewNetns(t *testing.T, fn func()) {
 	t.Helper()
-	testlab.RequireRoot(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// The thread stays locked (and dies with the goroutine) so it never runs other code
-		// in the scratch namespace.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			t.Errorf("netns: %v", err)
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New()
-		if err != nil {
-			t.Errorf("netns: new: %v", err)
-			return
-		}
-		defer ns.Close()
-		defer netns.Set(orig)
-		fn()
-	}()
-	<-done
+	testlab.InScratchNetns(t, fn)
 }
 
 // TestPMTUNoRoute: an IPv6 target when the path has no IPv6, and an IPv4 target without a
@@ -92,11 +67,7 @@ func TestPMTUNoRoute(t *testing.T) {
 		code, out, errs = runCLI(t, "pmtu", "192.0.2.1")
 		oneLine(t, code, out, errs, "no route to the target")
 		// With the loopback up, ::1 is the one IPv6 target there is: ICMPv6, IPv6 advice.
-		lo, err := netlink.LinkByName("lo")
-		if err == nil {
-			err = netlink.LinkSetUp(lo)
-		}
-		if err != nil {
+		if err := testlab.LoopbackUp(0); err != nil {
 			t.Errorf("loopback up: %v", err)
 			return
 		}
