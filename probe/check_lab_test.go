@@ -161,16 +161,8 @@ func startAgentWith(t *testing.T, l *testlab.Lab, cfg probe.ResponderConfig) (st
 // checkFromIni runs Check inside ini.
 func checkFromIni(t *testing.T, l *testlab.Lab, cfg probe.CheckConfig) (*report.Report, time.Duration) {
 	t.Helper()
-	var rep *report.Report
 	t0 := time.Now()
-	err := l.Do("ini", func() error {
-		var err error
-		rep, err = probe.Check(context.Background(), cfg)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("check: %v", err)
-	}
+	rep := testlab.DoIn(t, l, "ini", "check", func() (*report.Report, error) { return probe.Check(context.Background(), cfg) })
 	schematest.ValidateValue(t, "check", rep) // as --json would print it
 	return rep, time.Since(t0)
 }

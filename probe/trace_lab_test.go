@@ -25,16 +25,8 @@ const (
 // traceFromIni runs TraceProbe inside ini.
 func traceFromIni(t *testing.T, l *testlab.Lab, cfg probe.TraceConfig) *report.Report {
 	t.Helper()
-	var rep *report.Report
 	t0 := time.Now()
-	err := l.Do("ini", func() error {
-		var err error
-		rep, err = probe.TraceProbe(context.Background(), cfg)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("trace %s: %v", cfg.Probe, err)
-	}
+	rep := testlab.DoIn(t, l, "ini", "trace "+string(cfg.Probe), func() (*report.Report, error) { return probe.TraceProbe(context.Background(), cfg) })
 	t.Logf("trace %s took %s", cfg.Probe, time.Since(t0).Round(time.Millisecond))
 	return rep
 }

@@ -58,34 +58,34 @@ func Serve(t TB, srv Server, ln net.Listener) (stop func()) {
 func (l *Lab) ServeIn(t TB, node, addr string, newServer func() (Server, error)) (stop func()) {
 	t.Helper()
 	var srv Server
-	var ln net.Listener
-	if err := l.Do(node, func() error {
-		var err error
+	ln := DoIn(t, l, node, "server on "+addr, func() (ln net.Listener, err error) {
 		if ln, err = net.Listen("tcp", addr); err != nil {
-			return err
+			return nil, err
 		}
 		if srv, err = newServer(); err != nil {
 			ln.Close()
 		}
-		return err
-	}); err != nil {
-		t.Fatalf("testlab: server on %s in %s: %v", addr, node, err)
-	}
+		return ln, err
+	})
 	return Serve(t, srv, ln)
+}
+
+// DoIn runs fn inside node (Lab.Do) and returns its result; an error, fn's or entering the
+// node's, fails the test with what ("check", "listen on tcp4 ...") and the node named.
+func DoIn[T any](t TB, l *Lab, node, what string, fn func() (T, error)) T {
+	t.Helper()
+	var v T
+	if err := l.Do(node, func() (err error) { v, err = fn(); return err }); err != nil {
+		t.Fatalf("%s in %s: %v", what, node, err)
+	}
+	return v
 }
 
 // ListenIn listens on addr (network "tcp", "tcp4"...) inside node, failing the test if it
 // cannot; the listener is closed when the test ends (closing it earlier is fine).
 func (l *Lab) ListenIn(t TB, node, network, addr string) net.Listener {
 	t.Helper()
-	var ln net.Listener
-	if err := l.Do(node, func() error {
-		var err error
-		ln, err = net.Listen(network, addr)
-		return err
-	}); err != nil {
-		t.Fatalf("testlab: listen on %s %s in %s: %v", network, addr, node, err)
-	}
+	ln := DoIn(t, l, node, "listen on "+network+" "+addr, func() (net.Listener, error) { return net.Listen(network, addr) })
 	t.Cleanup(func() { ln.Close() })
 	return ln
 }
@@ -94,14 +94,7 @@ func (l *Lab) ListenIn(t TB, node, network, addr string) net.Listener {
 // test if it cannot (a port some other test holds); it is closed when the test ends.
 func (l *Lab) ListenPacketIn(t TB, node, network, addr string) net.PacketConn {
 	t.Helper()
-	var c net.PacketConn
-	if err := l.Do(node, func() error {
-		var err error
-		c, err = net.ListenPacket(network, addr)
-		return err
-	}); err != nil {
-		t.Fatalf("testlab: listen on %s %s in %s: %v", network, addr, node, err)
-	}
+	c := DoIn(t, l, node, "listen on "+network+" "+addr, func() (net.PacketConn, error) { return net.ListenPacket(network, addr) })
 	t.Cleanup(func() { c.Close() })
 	return c
 }
