@@ -125,15 +125,23 @@ func TestProfileESPDrop(t *testing.T) {
 func TestProfileAHReject(t *testing.T) {
 	t.Parallel()
 	l := ForTest(t, Spec{Profile: "ah-reject", NoGateways: true})
-	icmp := startCapture(t, l, NodeIni, "wan0", "icmp[0] = 3 and icmp[1] = 13")
-	at := startCapture(t, l, NodeRsp, "wan0", "ip proto 51")
-	rawIP(t, l, NodeIni, 51, 2, rsp)
-	pk := icmp.stop()
-	if len(pk) < 1 || !strings.Contains(pk[0], "192.0.2.66 > "+ini) {
-		t.Errorf("ini should get ICMP admin-prohibited from r2 (192.0.2.66): %q", pk)
+	rejected(t, l, NodeIni, NodeRsp, 51, 2, 1, "192.0.2.66")
+}
+
+// rejected sends count raw IP packets of protocol proto from node from to node to, and checks
+// that the router at routerAddr refuses them on the way: from gets at least want ICMP
+// admin-prohibited, the first from routerAddr, and to receives none of the packets.
+func rejected(t *testing.T, l *Lab, from, to string, proto, count, want int, routerAddr string) {
+	t.Helper()
+	refused := startCapture(t, l, from, "wan0", "icmp[0] = 3 and icmp[1] = 13")
+	at := startCapture(t, l, to, "wan0", "ip proto "+strconv.Itoa(proto))
+	rawIP(t, l, from, proto, count, l.Addr(to).String())
+	pk := refused.stop()
+	if len(pk) < want || !strings.Contains(pk[0], routerAddr+" > "+l.Addr(from).String()) {
+		t.Errorf("%s should get %d ICMP admin-prohibited from %s for %d packets of protocol %d: %q", from, want, routerAddr, count, proto, pk)
 	}
 	if n := at.count(); n != 0 {
-		t.Errorf("rsp received %d AH packets through ah-reject", n)
+		t.Errorf("%s received %d packets of protocol %d from %s, which %s should refuse", to, n, proto, from, routerAddr)
 	}
 }
 
@@ -349,16 +357,7 @@ func TestProfileReverseESPReject(t *testing.T) {
 	t.Parallel()
 	l := ForTest(t, Spec{Profile: "reverse-esp-reject", NoGateways: true})
 	// rsp → ini: r1 refuses ESP from the rsp side and tells rsp so; nothing reaches ini.
-	refused := startCapture(t, l, NodeRsp, "wan0", "icmp[0] = 3 and icmp[1] = 13")
-	atIni := startCapture(t, l, NodeIni, "wan0", "ip proto 50")
-	rawIP(t, l, NodeRsp, 50, 3, ini)
-	pk := refused.stop()
-	if len(pk) < 3 || !strings.Contains(pk[0], "192.0.2.65 > "+rsp) {
-		t.Errorf("rsp should get ICMP admin-prohibited from r1 (192.0.2.65) for each ESP packet: %q", pk)
-	}
-	if n := atIni.count(); n != 0 {
-		t.Errorf("ini received %d ESP packets from the rsp side through reverse-esp-reject", n)
-	}
+	rejected(t, l, NodeRsp, NodeIni, 50, 3, 3, "192.0.2.65")
 	// ini → rsp: ESP passes, and nothing refuses it.
 	atRsp := startCapture(t, l, NodeRsp, "wan0", "ip proto 50 and src "+ini)
 	back := startCapture(t, l, NodeIni, "wan0", "icmp[0] = 3 and icmp[1] = 13")
