@@ -18,31 +18,19 @@ import (
 )
 
 func TestLadderBadInput(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{nil, "want one TARGET"},
-		{[]string{"203.0.113.10", "--dns", "nope"}, `--dns "nope": want an IPv4 address`},
-		{[]string{"203.0.113.10", "--tcp-port", "0"}, "--tcp-port 0: want 1-65535"},
-		{[]string{"224.0.0.1"}, "multicast address refused"},
-	} {
-		code, out, errs := runCLI(t, append([]string{"ladder"}, c.args...)...)
-		oneLine(t, code, out, errs, c.want)
-	}
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"203.0.113.10", "--ca", "x.pem"}, "--ca, --client-cert and --sni are for tls probes"},
-		{[]string{"203.0.113.10", "--tls", "1792", "--client-cert", "c.pem"}, "--client-cert and --client-key go together"},
-		{[]string{"203.0.113.10", "--tls", "99999"}, `--tls: bad TCP port "99999"`},
-		{[]string{"203.0.113.10", "--tls", "443", "--proxy", "socks5://192.0.2.1:1080"}, "only http:// CONNECT proxies"},
-		{[]string{"203.0.113.10", "--tls", "443", "--ca", "/nonexistent/ca.pem"}, "--ca: open /nonexistent/ca.pem"},
-	} {
-		code, out, errs := runCLI(t, append([]string{"check"}, c.args...)...)
-		oneLine(t, code, out, errs, c.want)
-	}
+	refusesAll(t, "ladder", []usageCase{
+		{"", nil, "want one TARGET"},
+		{"", []string{"203.0.113.10", "--dns", "nope"}, `--dns "nope": want an IPv4 address`},
+		{"", []string{"203.0.113.10", "--tcp-port", "0"}, "--tcp-port 0: want 1-65535"},
+		{"", []string{"224.0.0.1"}, "multicast address refused"},
+	})
+	refusesAll(t, "check", []usageCase{
+		{"", []string{"203.0.113.10", "--ca", "x.pem"}, "--ca, --client-cert and --sni are for tls probes"},
+		{"", []string{"203.0.113.10", "--tls", "1792", "--client-cert", "c.pem"}, "--client-cert and --client-key go together"},
+		{"", []string{"203.0.113.10", "--tls", "99999"}, `--tls: bad TCP port "99999"`},
+		{"", []string{"203.0.113.10", "--tls", "443", "--proxy", "socks5://192.0.2.1:1080"}, "only http:// CONNECT proxies"},
+		{"", []string{"203.0.113.10", "--tls", "443", "--ca", "/nonexistent/ca.pem"}, "--ca: open /nonexistent/ca.pem"},
+	})
 }
 
 // runIn runs the CLI inside a lab node.

@@ -10,13 +10,17 @@ type usageCase struct {
 	want string
 }
 
-// refusesAll runs `ipsecpath sub ARGS...` for each case, as a subtest of its name, and
-// checks the contract for usage errors: exit 2, nothing on stdout, one line on stderr
-// holding the case's want (oneLine).
+// refusesAll runs `ipsecpath sub ARGS...` for each case, as a subtest of its name (or of
+// its want, when it has no name), and checks the contract for usage errors: exit 2, nothing
+// on stdout, one line on stderr holding the case's want (oneLine).
 func refusesAll(t *testing.T, sub string, cases []usageCase) {
 	t.Helper()
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
+		name := c.name
+		if name == "" {
+			name = c.want
+		}
+		t.Run(name, func(t *testing.T) {
 			code, out, errs := runCLI(t, append([]string{sub}, c.args...)...)
 			oneLine(t, code, out, errs, c.want)
 		})
