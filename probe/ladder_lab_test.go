@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
 
@@ -38,13 +37,7 @@ func ladderIn(t *testing.T, l *testlab.Lab, node string, cfg probe.LadderConfig)
 // labExec runs a command in a lab node and fails the test when it fails.
 func labExec(t *testing.T, l *testlab.Lab, node string, argv ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := l.Exec(ctx, node, argv...)
-	if err != nil {
-		t.Fatalf("%s: %s: %v: %s", node, strings.Join(argv, " "), err, out)
-	}
-	return string(out)
+	return l.ExecIn(t, node, argv...)
 }
 
 func rungs(l *report.Ladder) map[string]report.Rung {

@@ -109,3 +109,16 @@ func (l *Lab) NftIn(t TB, node, ruleset string) {
 		t.Fatalf("testlab: nft in %s: %v: %s", node, err, out)
 	}
 }
+
+// ExecIn runs argv inside node (Lab.Exec, 20 s at most) and returns its output; a command
+// that fails fails the test, with its output.
+func (l *Lab) ExecIn(t TB, node string, argv ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := l.Exec(ctx, node, argv...)
+	if err != nil {
+		t.Fatalf("%s: %s: %v: %s", node, strings.Join(argv, " "), err, out)
+	}
+	return string(out)
+}
