@@ -30,7 +30,7 @@ const (
 	tcpFlagRST     = 0x04
 	tcpFlagPSH     = 0x08
 	tcpFlagACK     = 0x10
-	protoTCP       = 6
+	protoTCP       = wire.ProtoTCP
 	tcpProbeWindow = 502 // a plausible receive window, no scaling
 	// MinTCPProbe is the smallest TCP-sized probe: IPv4 and TCP headers and the marker.
 	MinTCPProbe = 20 + tcpHeader + wire.MarkerLen
@@ -56,17 +56,8 @@ func (t TCPProbe) Put(b []byte) error {
 	if len(b) < MinTCPProbe || len(b) > 65535 || !t.Src.Is4() || !t.Dst.Is4() {
 		return errTCPProbe
 	}
-	h := b[:20]
-	h[0], h[1] = 0x45, 0
-	binary.BigEndian.PutUint16(h[2:], uint16(len(b)))
-	binary.BigEndian.PutUint16(h[4:], t.IPID)
-	binary.BigEndian.PutUint16(h[6:], 0x4000) // DF
-	h[8], h[9] = t.TTL, protoTCP
-	h[10], h[11] = 0, 0
-	src, dst := t.Src.As4(), t.Dst.As4()
-	copy(h[12:16], src[:])
-	copy(h[16:20], dst[:])
-	binary.BigEndian.PutUint16(h[10:], wire.Checksum(h))
+	ip := wire.IPv4Header{TotalLen: len(b), ID: t.IPID, DF: true, TTL: t.TTL, Proto: protoTCP, Src: t.Src, Dst: t.Dst}
+	ip.MarshalTo(b)
 
 	s := b[20:]
 	binary.BigEndian.PutUint16(s[0:], t.SrcPort)
@@ -82,22 +73,8 @@ func (t TCPProbe) Put(b []byte) error {
 	for i := wire.MarkerLen; i < len(p); i++ {
 		p[i] = mark[(i-wire.MarkerLen)%len(mark)]
 	}
-	binary.BigEndian.PutUint16(s[16:], tcpChecksum(src, dst, s))
+	binary.BigEndian.PutUint16(s[16:], wire.TCPChecksum(t.Src, t.Dst, s))
 	return nil
-}
-
-// tcpChecksum is the TCP checksum of segment s (checksum field zero) with its pseudo-header.
-func tcpChecksum(src, dst [4]byte, s []byte) uint16 {
-	var ph [12]byte
-	copy(ph[0:4], src[:])
-	copy(ph[4:8], dst[:])
-	ph[9] = protoTCP
-	binary.BigEndian.PutUint16(ph[10:], uint16(len(s)))
-	sum := uint32(^wire.Checksum(ph[:])) + uint32(^wire.Checksum(s))
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return ^uint16(sum)
 }
 
 // parseTCPAnswer reads a TCP segment (TCP header first) received from from, and says

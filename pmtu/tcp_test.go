@@ -49,7 +49,7 @@ func TestTCPProbePutGolden(t *testing.T) {
 	if c := wire.Checksum(big[:20]); c != 0 {
 		t.Errorf("IP header checksum does not verify: %#x", c)
 	}
-	if c := tcpChecksum(goldenTCPProbeID.Src.As4(), goldenTCPProbeID.Dst.As4(), big[20:]); c != 0 {
+	if c := wire.TCPChecksum(goldenTCPProbeID.Src, goldenTCPProbeID.Dst, big[20:]); c != 0 {
 		t.Errorf("TCP checksum does not verify: %#x", c)
 	}
 	if got := binary.BigEndian.Uint16(big[2:]); got != 1500 || big[6]&0x40 == 0 {

@@ -101,17 +101,15 @@ type CheckConfig struct {
 	// run, both directions, for about one Timeout more (trace.go), and each such result's
 	// hop gets its bracket.
 	NoTrace bool
-	// PathMTU prepares the pmtu probe toward target (the pmtu package plugs in here). It is
-	// called in Check's own goroutine, so sockets it opens are in the caller's network
-	// namespace; the search it returns then runs on another goroutine, bounded by its ctx,
-	// and releases what it opened when it returns. nil: the pmtu probe is reported skipped.
-	PathMTU func(target netip.Addr) (search func(context.Context) (*report.PathMTU, error), err error)
-	// ReversePathMTU prepares the reverse pmtu probe (the agent's DF probes toward us, over
-	// agent, the check's own control session; from is the agent's address they come from),
-	// like PathMTU: called in Check's goroutine once the agent observes, the search runs on
-	// another goroutine at the same time as the forward one. nil, or an agent that cannot
-	// send: no reverse pmtu row.
-	ReversePathMTU func(agent *AgentClient, from netip.Addr) (search func(context.Context) (*report.PathMTU, error), err error)
+	// PathMTU turns on the pmtu probe (off: reported skipped) and bounds its searches: the
+	// search toward the target and, with an agent that can send, the one back. They open
+	// their sockets in Check's own goroutine (the caller's network namespace) and run beside
+	// the other probes, bounded by their own budgets.
+	PathMTU PathMTUOptions
+
+	// pmtuSearch, when set (tests: pmtu_export_test.go), opens the path MTU searches instead
+	// of the real probers; reverse is the search back (nil: none).
+	pmtuSearch func(reverse bool) (PathMTUSearch, error)
 }
 
 // CheckProgress is a progress report of a running check.
@@ -185,8 +183,8 @@ type checkRun struct {
 	agentLost int     // packets the agent's capture lost (its buffers were full)
 	revPk     Packets // reverse probes are built here only to know their fragments (r.mu)
 
-	pmtu    func(context.Context) (*report.PathMTU, error) // the prepared pmtu search
-	revPMTU func(context.Context) (*report.PathMTU, error) // the prepared reverse pmtu search
+	pmtu    PathMTUSearch // the opened pmtu search (nil: none)
+	revPMTU PathMTUSearch // the opened reverse pmtu search (nil: none)
 
 	sendMu sync.Mutex // one forward sequence at a time: fwdPk is the buffer on the wire
 	fwdPk  Packets
@@ -322,16 +320,9 @@ func (r *checkRun) setup(ctx context.Context) error {
 			return envErr("%w", err)
 		}
 	}
-	if r.cfg.PathMTU != nil && wantsPMTU(r.cfg.Probes) {
-		search, err := r.cfg.PathMTU(r.cfg.Target)
-		if err != nil {
-			return &CheckError{Err: fmt.Errorf("path MTU probe: %w", err)}
-		}
-		r.pmtu = search
-		if r.cfg.ReversePathMTU != nil && r.agent != nil && r.agentIP.IsValid() {
-			if r.revPMTU, err = r.cfg.ReversePathMTU(r.agent, r.agentIP); err != nil {
-				return &CheckError{Err: fmt.Errorf("reverse path MTU probe: %w", err)}
-			}
+	if r.cfg.PathMTU.Enabled && wantsPMTU(r.cfg.Probes) {
+		if err := r.openSearches(); err != nil {
+			return &CheckError{Err: err}
 		}
 	}
 	peers := []netip.Addr{r.cfg.Target}
@@ -352,15 +343,43 @@ func (r *checkRun) setup(ctx context.Context) error {
 	return nil
 }
 
-// releaseSearches runs the path MTU searches setup prepared with an expired context, when
-// setup failed after preparing them: a search releases what it opened (its socket) when it
-// returns, and an expired deadline leaves it no time to send anything.
+// openSearches opens the path MTU searches: toward the target, and back when the agent can
+// send reverse probes.
+func (r *checkRun) openSearches() error {
+	var agent *AgentClient
+	if r.agent != nil && r.agentIP.IsValid() {
+		agent = r.agent
+	}
+	if open := r.cfg.pmtuSearch; open != nil {
+		fwd, err := open(false)
+		if err != nil {
+			return fmt.Errorf("path MTU probe: %w", err)
+		}
+		r.pmtu = fwd
+		if agent != nil {
+			if r.revPMTU, err = open(true); err != nil {
+				return fmt.Errorf("reverse path MTU probe: %w", err)
+			}
+		}
+		return nil
+	}
+	fwd, rev, err := openCheckSearches(r.cfg.Target, agent, r.agentIP, r.cfg.PathMTU)
+	if err != nil {
+		return err
+	}
+	r.pmtu = fwd
+	if rev != nil {
+		r.revPMTU = rev
+	}
+	return nil
+}
+
+// releaseSearches closes the path MTU searches setup opened: when setup failed after
+// opening them, and when the check ends (closing twice is harmless).
 func (r *checkRun) releaseSearches() {
-	ctx, cancel := context.WithDeadline(context.Background(), time.Unix(1, 0))
-	defer cancel()
-	for _, search := range []func(context.Context) (*report.PathMTU, error){r.pmtu, r.revPMTU} {
+	for _, search := range []PathMTUSearch{r.pmtu, r.revPMTU} {
 		if search != nil {
-			search(ctx)
+			search.Close()
 		}
 	}
 	r.pmtu, r.revPMTU = nil, nil
@@ -376,6 +395,7 @@ func wantsPMTU(ids []ID) bool {
 }
 
 func (r *checkRun) close() {
+	r.releaseSearches() // a search the run never started holds its sockets until here
 	if r.agent != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		r.agent.Stop(sctx)
@@ -437,7 +457,7 @@ func (r *checkRun) plan() {
 			if p.reverse {
 				o.Target = r.peer
 				o.Observed = true
-				if id == PMTU && r.revPMTU == nil && (r.cfg.ReversePathMTU == nil || r.agentIP.IsValid()) {
+				if id == PMTU && r.revPMTU == nil && (!r.cfg.PathMTU.Enabled || r.agentIP.IsValid()) {
 					continue // no reverse search in this build (an agent that cannot send: skipped below)
 				}
 				if !r.agentIP.IsValid() {
@@ -879,16 +899,21 @@ func (r *checkRun) searching() bool {
 	return false
 }
 
-// runPMTU runs a path MTU search prepared in setup. It is bounded by its own budget (the
-// search's), and ends early only with ctx.
-func (r *checkRun) runPMTU(ctx context.Context, p *pending, search func(context.Context) (*report.PathMTU, error)) {
-	m, err := search(ctx)
+// runPMTU runs a path MTU search opened in setup, and closes it. It is bounded by its own
+// budget (the search's), and ends early only with ctx: a search cut short after sizes
+// passed is reported with what passed, marked unfinished.
+func (r *checkRun) runPMTU(ctx context.Context, p *pending, search PathMTUSearch) {
+	res, err := settleSearch(search.Run(ctx))
+	search.Close()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
 		p.out.Err = err
 	}
-	p.out.PathMTU = m
+	if res != nil {
+		m := res.PathMTU()
+		p.out.Search, p.out.PathMTU = res, &m
+	}
 	p.decided = true
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
@@ -52,6 +53,15 @@ func startStoppableAgent(t *testing.T, l *testlab.Lab) (string, func()) {
 	return startAgentWith(t, l, probe.ResponderConfig{Key: labKey, Version: report.Version})
 }
 
+// fakeSearch is a path MTU search that runs run and records that it was closed.
+type fakeSearch struct {
+	run    func(context.Context) (*pmtu.Result, error)
+	closed atomic.Bool
+}
+
+func (s *fakeSearch) Run(ctx context.Context) (*pmtu.Result, error) { return s.run(ctx) }
+func (s *fakeSearch) Close() error                                  { s.closed.Store(true); return nil }
+
 // TestCheckReleasesOnError: a check that fails (the agent went away mid-run, or setup failed
 // after the path MTU search was prepared) must not return while its goroutines still run,
 // and must release what the prepared searches hold.
@@ -61,41 +71,39 @@ func TestCheckReleasesOnError(t *testing.T) {
 	addr, stopAgent := startStoppableAgent(t, l)
 
 	t.Run("setup fails after pmtu prepared", func(t *testing.T) {
-		var released atomic.Bool
-		cfg := probe.CheckConfig{Target: l.Addr("rsp"), Agent: addr, Key: labKey, Probes: []probe.ID{probe.PMTU, probe.ESP}, Timeout: time.Second,
-			PathMTU: func(netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
-				return func(ctx context.Context) (*report.PathMTU, error) {
-					defer released.Store(true)
-					<-ctx.Done()
-					return nil, ctx.Err()
-				}, nil
-			},
-			ReversePathMTU: func(*probe.AgentClient, netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
-				return nil, errors.New("no reverse prober here")
-			},
-		}
+		fwd := &fakeSearch{run: func(ctx context.Context) (*pmtu.Result, error) { <-ctx.Done(); return nil, ctx.Err() }}
+		cfg := probe.WithPathMTUSearches(probe.CheckConfig{Target: l.Addr("rsp"), Agent: addr, Key: labKey, Probes: []probe.ID{probe.PMTU, probe.ESP}, Timeout: time.Second},
+			func(reverse bool) (probe.PathMTUSearch, error) {
+				if reverse {
+					return nil, errors.New("no reverse prober here")
+				}
+				return fwd, nil
+			})
 		err := l.Do("ini", func() error { _, err := probe.Check(context.Background(), cfg); return err })
 		var ce *probe.CheckError
 		if !errors.As(err, &ce) {
 			t.Fatalf("check: %v, want a CheckError", err)
 		}
-		if !released.Load() {
-			t.Errorf("the prepared path MTU search was never run, so what it opened was never released")
+		if !fwd.closed.Load() {
+			t.Errorf("the opened path MTU search was never closed, so what it opened was never released")
 		}
 	})
 
 	t.Run("agent gone mid-run", func(t *testing.T) {
 		var searchDone atomic.Bool
-		cfg := probe.CheckConfig{Target: l.Addr("rsp"), Agent: addr, Key: labKey, Probes: []probe.ID{probe.PMTU, probe.ESP}, Timeout: 20 * time.Second,
-			PathMTU: func(netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
-				return func(ctx context.Context) (*report.PathMTU, error) {
-					<-ctx.Done()
-					time.Sleep(300 * time.Millisecond) // releasing takes a moment
-					searchDone.Store(true)
-					return nil, ctx.Err()
-				}, nil
-			},
-		}
+		search := &fakeSearch{run: func(ctx context.Context) (*pmtu.Result, error) {
+			<-ctx.Done()
+			time.Sleep(300 * time.Millisecond) // releasing takes a moment
+			searchDone.Store(true)
+			return nil, ctx.Err()
+		}}
+		cfg := probe.WithPathMTUSearches(probe.CheckConfig{Target: l.Addr("rsp"), Agent: addr, Key: labKey, Probes: []probe.ID{probe.PMTU, probe.ESP}, Timeout: 20 * time.Second},
+			func(reverse bool) (probe.PathMTUSearch, error) {
+				if reverse {
+					return nil, nil // forward only
+				}
+				return search, nil
+			})
 		time.AfterFunc(time.Second, stopAgent)
 		t0 := time.Now()
 		err := l.Do("ini", func() error { _, err := probe.Check(context.Background(), cfg); return err })
@@ -161,8 +169,8 @@ func TestCheckPMTUOwnBudget(t *testing.T) {
 	agent := startAgent(t, l)
 	const need = 1500 * time.Millisecond // the searches' own time: five times the check's timeout
 	var cut atomic.Int32
-	slow := func(m report.PathMTU) func(context.Context) (*report.PathMTU, error) {
-		return func(ctx context.Context) (*report.PathMTU, error) {
+	slow := func(m pmtu.Result) *fakeSearch {
+		return &fakeSearch{run: func(ctx context.Context) (*pmtu.Result, error) {
 			select {
 			case <-time.After(need):
 				return &m, nil
@@ -170,16 +178,16 @@ func TestCheckPMTUOwnBudget(t *testing.T) {
 				cut.Add(1)
 				return nil, ctx.Err()
 			}
-		}
+		}}
 	}
-	cfg := probe.CheckConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey, Probes: []probe.ID{probe.PMTU, probe.ESP}, Timeout: 300 * time.Millisecond,
-		PathMTU: func(netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
-			return slow(report.PathMTU{MTU: 1400, Signalled: true, SignalledBy: "192.0.2.66", Probes: 3}), nil
-		},
-		ReversePathMTU: func(*probe.AgentClient, netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
-			return slow(report.PathMTU{MTU: 1300, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "203.0.113.1"}, Probes: 19}), nil
-		},
-	}
+	cfg := probe.WithPathMTUSearches(probe.CheckConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey, Probes: []probe.ID{probe.PMTU, probe.ESP}, Timeout: 300 * time.Millisecond},
+		func(reverse bool) (probe.PathMTUSearch, error) {
+			if reverse {
+				return slow(pmtu.Result{MTU: 1300, Exact: true, Upper: 1301, Probes: 19, Blackhole: &pmtu.Blackhole{Size: 1301,
+					Last: pmtu.Hop{TTL: 1, Addr: netip.MustParseAddr("203.0.113.1")}, Next: pmtu.Hop{TTL: 2, Addr: netip.MustParseAddr("198.51.100.10")}, Sure: true}}), nil
+			}
+			return slow(pmtu.Result{MTU: 1400, Exact: true, Upper: 1401, Probes: 3, Signalled: true, ICMPFrom: netip.MustParseAddr("192.0.2.66"), ICMPMTU: 1400}), nil
+		})
 	rep, _ := checkFromIni(t, l, cfg)
 	if n := cut.Load(); n != 0 {
 		t.Errorf("%d search(es) cut off by the check's timeout", n)

@@ -3,6 +3,7 @@ package probe
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net/netip"
 
 	"github.com/ipsecpath/ipsecpath/ike"
@@ -109,6 +110,10 @@ type ikeTemplate struct {
 	msg  []byte
 }
 
+// ikeRand is the randomness of the IKE messages' KE and nonce: nil (crypto/rand) but in the
+// wire-bytes golden test, which needs the same bytes every run.
+var ikeRand io.Reader
+
 // ikeMessage returns an IKEv2 IKE_SA_INIT request of want bytes (0: its natural size) from
 // the ike package, the same one a gateway answers. It is stateless (ike.SAInitParams.Stateless):
 // the gateway answers INVALID_KE_PAYLOAD or NO_PROPOSAL_CHOSEN, either of which proves arrival,
@@ -126,7 +131,7 @@ func (p *Packets) ikeMessage(want int) ([]byte, error) {
 	if want != 0 && want < ike.HeaderLen {
 		return nil, fmt.Errorf("size too small for an IKE message")
 	}
-	m, err := ike.BuildSAInit(nil, ike.SAInitParams{Size: want, Stateless: true})
+	m, err := ike.BuildSAInit(nil, ike.SAInitParams{Size: want, Stateless: true, Rand: ikeRand})
 	if err != nil {
 		return nil, fmt.Errorf("IKE_SA_INIT of %d bytes: %w", want, err)
 	}
@@ -153,14 +158,14 @@ func (p *Packets) WireBytes() int {
 // checksums and lengths everywhere (IP, ICMP, UDP, TCP), so that what a far end sees
 // differs from real traffic only in the payload.
 //
-// Classes: ike (UDP 500→500, a real IKEv2 IKE_SA_INIT from the ike package that a gateway
+// Classes (one table, class.go): ike (UDP 500→500, a real IKEv2 IKE_SA_INIT from the ike package that a gateway
 // answers, whose initiator SPI carries class and nonce; its natural size unless Size says),
 // ike-frag (the same padded with vendor IDs to Size bytes, as large as Kerberos-authenticated
 // IKE), natt/natt-frag (UDP 4500→4500, non-ESP marker, then the IKE message), esp/esp-frag (protocol 50, SPI = sequence = nonce, then the marker),
 // ah/ah-frag (protocol 51, AH with a 12-byte ICV, next header 59, then the marker),
 // icmp-large (echo request, id/seq = nonce, 5000-byte payload), pmtu (the same echo, Size
-// bytes, usually with DF), tcp:PORT (SYN, ISN = nonce, MSS 1460). Build allocates only when
-// out's buffers are too small.
+// bytes, usually with DF), tcp:PORT (SYN, ISN = nonce, MSS 1460), udp:PORT and l2tp with
+// their -frag forms (udp_class.go). Build allocates only when out's buffers are too small.
 func Build(id ID, p BuildParams, out *Packets) error {
 	if err := buildDatagram(id, p, out); err != nil {
 		return fmt.Errorf("probe: build %s: %w", id, err)
@@ -168,8 +173,10 @@ func Build(id ID, p BuildParams, out *Packets) error {
 	return nil
 }
 
+// buildDatagram builds id's class (class.go) into out: checks, size, IP header, what the
+// class writes after it, fragments.
 func buildDatagram(id ID, p BuildParams, out *Packets) error {
-	code, ok := classCode(id)
+	c, ok := classOf(id)
 	if !ok {
 		return fmt.Errorf("unknown probe id")
 	}
@@ -182,73 +189,15 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 	if !validNonce(p.Nonce) {
 		return ErrBadNonce
 	}
-	frag := id.Fragmented() || id == ICMPLarge
-	size := p.Size
-	var proto uint8
-	var minSize int
-	var ikeMsg []byte
-	switch id {
-	case IKE, IKEFrag, NATT, NATTFrag:
-		proto = ProtoUDP
-		ikeOff := ipv4MinHeader + udpHeaderLen
-		if id == NATT || id == NATTFrag {
-			ikeOff += nonESPMarkerSz
-		}
-		want := 0 // the natural size of the message
-		switch {
-		case size != 0:
-			want = size - ikeOff
-		case frag: // the same message for ike-frag and natt-frag: one template serves both
-			want = FragProbeSize - ipv4MinHeader - udpHeaderLen
-		}
-		var err error
-		if ikeMsg, err = out.ikeMessage(want); err != nil {
-			return err
-		}
-		size = ikeOff + len(ikeMsg)
-		minSize = size
-	case ESP, ESPFrag:
-		proto, minSize = ProtoESP, ipv4MinHeader+espHeaderLen+wire.MarkerLen
-	case AH, AHFrag:
-		proto, minSize = ProtoAH, ipv4MinHeader+ahProbeLen+wire.MarkerLen
-	case L2TP, L2TPFrag:
-		proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+l2tpFixedLen
-		if size == 0 && !frag {
-			size = minSize
-		}
-		if size > minSize && size < minSize+l2tpAVPHeader {
-			return fmt.Errorf("size %d: an L2TP probe is %d bytes, or at least %d", size, minSize, minSize+l2tpAVPHeader)
-		}
-	case ICMPLarge, PMTU:
-		proto, minSize = ProtoICMP, ipv4MinHeader+icmpHeaderLen+wire.MarkerLen
-		if id == ICMPLarge && size == 0 {
-			size = ipv4MinHeader + icmpHeaderLen + ICMPLargePayload
-		}
-		if id == PMTU && size == 0 {
-			return fmt.Errorf("pmtu needs a size")
-		}
-	default: // tcp:PORT, udp:PORT
-		if _, ok := id.UDPPort(); ok {
-			proto, minSize = ProtoUDP, ipv4MinHeader+udpHeaderLen+wire.MarkerLen
-			break
-		}
-		proto, minSize = ProtoTCP, ipv4MinHeader+tcpSynLen
-		size = minSize
-	}
-	if size == 0 {
-		size = DefaultSmallSize
-		if frag {
-			size = FragProbeSize
-		}
-	}
-	if size < minSize || size > 65535 {
-		return fmt.Errorf("size %d: want %d–65535 bytes", size, minSize)
+	size, ikeMsg, err := c.sizeFor(p.Size, out)
+	if err != nil {
+		return err
 	}
 	fragSize := p.FragSize
 	if fragSize == 0 {
 		fragSize = DefaultFragSize
 	}
-	if frag && size <= fragSize {
+	if c.frag && size <= fragSize {
 		return fmt.Errorf("size %d is not larger than the fragment size %d: it would not fragment", size, fragSize)
 	}
 	ttl := p.TTL
@@ -263,98 +212,39 @@ func buildDatagram(id ID, p BuildParams, out *Packets) error {
 	*out = Packets{dgram: out.dgram, fbuf: out.fbuf, perm: out.perm, tmpW: out.tmpW, tmpF: out.tmpF,
 		ike: out.ike, Wire: out.Wire[:0], Frags: out.Frags[:0]}
 	out.ID, out.Nonce, out.Src, out.Dst, out.Proto, out.IPID, out.TTL, out.Size =
-		id, p.Nonce, p.Src, p.Dst, proto, ipid, ttl, size
-
+		id, p.Nonce, p.Src, p.Dst, c.proto, ipid, ttl, size
 	if cap(out.dgram) < size {
 		out.dgram = make([]byte, size, max(size, 2*cap(out.dgram)))
 	}
 	d := out.dgram[:size]
-	putIPv4Header(d, size, ipid, !frag && p.DF, ttl, proto, p.Src, p.Dst)
-	b := d[ipv4MinHeader:]
-	switch proto {
-	case ProtoESP:
-		binary.BigEndian.PutUint32(b[0:4], p.Nonce)
-		binary.BigEndian.PutUint32(b[4:8], p.Nonce)
-		wire.PutMarker(b[8:], code, size, p.Nonce)
-		fill(b[8+wire.MarkerLen:])
-	case ProtoAH:
-		b[0], b[1], b[2], b[3] = protoNone, ahProbeLen/4-2, 0, 0
-		binary.BigEndian.PutUint32(b[4:8], p.Nonce)
-		binary.BigEndian.PutUint32(b[8:12], p.Nonce)
-		for i := 0; i < ahProbeICVLen; i += 4 { // an ICV that looks like one
-			binary.BigEndian.PutUint32(b[12+i:], p.Nonce*2654435761+uint32(i))
-		}
-		wire.PutMarker(b[ahProbeLen:], code, size, p.Nonce)
-		fill(b[ahProbeLen+wire.MarkerLen:])
-	case ProtoICMP:
-		b[0], b[1], b[2], b[3] = wire.ICMPEcho, 0, 0, 0
-		binary.BigEndian.PutUint16(b[4:6], uint16(p.Nonce>>16))
-		binary.BigEndian.PutUint16(b[6:8], uint16(p.Nonce))
-		wire.PutMarker(b[8:], code, size, p.Nonce)
-		fill(b[8+wire.MarkerLen:])
-		binary.BigEndian.PutUint16(b[2:4], ^wire.Fold(wire.Add(0, b)))
-	case ProtoUDP:
-		if uc, ok := udpClassOf(id); ok {
-			sp, dp := uint16(uc.port), uint16(uc.port)
-			if p.SrcPort != 0 {
-				sp = p.SrcPort
-			}
-			if p.DstPort != 0 {
-				dp = p.DstPort
-			}
-			if uc.l2tp {
-				putL2TPSCCRQ(b[udpHeaderLen:], code, size, p.Nonce)
-			} else {
-				wire.PutMarker(b[udpHeaderLen:], code, size, p.Nonce)
-				fill(b[udpHeaderLen+wire.MarkerLen:])
-			}
-			putUDP(b, sp, dp, p.Src, p.Dst)
-			break
-		}
-		sp, dp := uint16(PortIKE), uint16(PortIKE)
-		ike := b[udpHeaderLen:]
-		if id == NATT || id == NATTFrag {
-			sp, dp = PortNATT, PortNATT
-			clear(ike[:nonESPMarkerSz])
-			ike = ike[nonESPMarkerSz:]
-		}
-		if p.SrcPort != 0 {
-			sp = p.SrcPort
-		}
-		if p.DstPort != 0 {
-			dp = p.DstPort
-		}
-		copy(ike, ikeMsg)
-		spi := ikeSPI(code, p.Nonce)
-		copy(ike[0:8], spi[:])
-		putUDP(b, sp, dp, p.Src, p.Dst)
-	case ProtoTCP:
-		port, _ := id.TCPPort()
-		sp := p.SrcPort
-		if sp == 0 {
-			sp = uint16(32768 + p.Nonce%28232)
-		}
-		putTCPSyn(b, sp, uint16(port), p.Nonce, p.Src, p.Dst)
-	}
-
-	if !frag {
+	putIPv4Header(d, size, ipid, !c.frag && p.DF, ttl, c.proto, p.Src, p.Dst)
+	c.write(d[ipv4MinHeader:], classWrite{id: id, code: c.code, size: size, nonce: p.Nonce, src: p.Src, dst: p.Dst,
+		srcPort: p.SrcPort, dstPort: p.DstPort, ikeMsg: ikeMsg})
+	if !c.frag {
 		out.Wire = append(out.Wire, d)
 		out.Frags = append(out.Frags, report.Fragment{Offset: 0, Length: size - ipv4MinHeader, DF: out.dfSet(d)})
 		return nil
 	}
+	return out.fragment(d, fragSize, p.Order)
+}
+
+// fragment cuts d into out.Wire, describes the fragments in out.Frags, and puts them in
+// order (nil: as cut).
+func (p *Packets) fragment(d []byte, fragSize int, order []int) error {
 	var err error
-	out.Wire, out.fbuf, err = Fragment(d, fragSize, out.fbuf, out.Wire)
+	p.Wire, p.fbuf, err = Fragment(d, fragSize, p.fbuf, p.Wire)
 	if err != nil {
 		return err
 	}
-	for _, w := range out.Wire {
-		ff := binary.BigEndian.Uint16(w[6:8])
-		out.Frags = append(out.Frags, report.Fragment{
-			Offset: int(ff&0x1fff) * 8, Length: len(w) - int(w[0]&0x0f)*4, More: ff&0x2000 != 0,
-		})
+	var h IPv4Header
+	for _, w := range p.Wire {
+		if err := h.DecodeFromBytes(w); err != nil {
+			return err
+		}
+		p.Frags = append(p.Frags, report.Fragment{Offset: h.Offset, Length: len(h.Payload), More: h.MF})
 	}
-	if p.Order != nil {
-		return out.reorder(p.Order)
+	if order != nil {
+		return p.reorder(order)
 	}
 	return nil
 }
@@ -390,40 +280,8 @@ func (p *Packets) reorder(perm []int) error {
 
 // putIPv4Header writes a 20-byte IPv4 header in wire form, checksum included.
 func putIPv4Header(b []byte, total int, id uint16, df bool, ttl, proto uint8, src, dst netip.Addr) {
-	b[0], b[1] = 0x45, 0
-	binary.BigEndian.PutUint16(b[2:4], uint16(total))
-	binary.BigEndian.PutUint16(b[4:6], id)
-	var ff uint16
-	if df {
-		ff = 0x4000
-	}
-	binary.BigEndian.PutUint16(b[6:8], ff)
-	b[8], b[9], b[10], b[11] = ttl, proto, 0, 0
-	s, d := src.As4(), dst.As4()
-	copy(b[12:16], s[:])
-	copy(b[16:20], d[:])
-	binary.BigEndian.PutUint16(b[10:12], ^wire.Fold(wire.Add(0, b[:ipv4MinHeader])))
-}
-
-// pseudoSum is the checksum of the TCP/UDP pseudo-header.
-func pseudoSum(src, dst netip.Addr, proto uint8, length int) uint64 {
-	s, d := src.As4(), dst.As4()
-	return uint64(binary.BigEndian.Uint16(s[0:2])) + uint64(binary.BigEndian.Uint16(s[2:4])) +
-		uint64(binary.BigEndian.Uint16(d[0:2])) + uint64(binary.BigEndian.Uint16(d[2:4])) +
-		uint64(proto) + uint64(length)
-}
-
-// putUDP writes the UDP header in front of the payload already in b[8:], with its checksum.
-func putUDP(b []byte, sp, dp uint16, src, dst netip.Addr) {
-	binary.BigEndian.PutUint16(b[0:2], sp)
-	binary.BigEndian.PutUint16(b[2:4], dp)
-	binary.BigEndian.PutUint16(b[4:6], uint16(len(b)))
-	b[6], b[7] = 0, 0
-	c := ^wire.Fold(wire.Add(pseudoSum(src, dst, ProtoUDP, len(b)), b))
-	if c == 0 {
-		c = 0xffff // 0 means "no checksum" in UDP
-	}
-	binary.BigEndian.PutUint16(b[6:8], c)
+	h := wire.IPv4Header{TotalLen: total, ID: id, DF: df, TTL: ttl, Proto: proto, Src: src, Dst: dst}
+	h.MarshalTo(b)
 }
 
 // putTCPSyn writes a SYN with the MSS option into b (len tcpSynLen).
@@ -438,7 +296,7 @@ func putTCPSyn(b []byte, sp, dp uint16, isn uint32, src, dst netip.Addr) {
 	b[16], b[17], b[18], b[19] = 0, 0, 0, 0
 	b[20], b[21] = 2, 4 // MSS
 	binary.BigEndian.PutUint16(b[22:24], tcpMSS)
-	binary.BigEndian.PutUint16(b[16:18], ^wire.Fold(wire.Add(pseudoSum(src, dst, ProtoTCP, len(b)), b)))
+	binary.BigEndian.PutUint16(b[16:18], wire.TCPChecksum(src, dst, b))
 }
 
 // fill writes a recognisable filler: "ipsecpath " repeated (by doubling copies).

@@ -1,7 +1,7 @@
 package probe
 
-// Bounded decoders for the headers the capture sees: IPv4 (as captured, before reassembly),
-// ESP (RFC 4303) and AH (RFC 4302). They slice into the input and never allocate; every
+// Bounded decoders for the headers the capture sees: IPv4 (as captured, before reassembly;
+// the codec is probe/wire's), ESP (RFC 4303) and AH (RFC 4302). They slice into the input and never allocate; every
 // length is checked against the buffer and the header's fixed minimum before it is used.
 // (Upstream gopacket reads ESP's first 8 bytes unchecked and panics on an AH payload length
 // of 0; these do not.)
@@ -9,91 +9,38 @@ package probe
 import (
 	"encoding/binary"
 	"errors"
-	"net/netip"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
-// Sentinel errors of the decoders. Wrapped errors name the field.
+// Sentinel errors of the decoders. Wrapped errors name the field. The IPv4 ones are
+// probe/wire's, whose decoder this package uses.
 var (
-	ErrTruncated   = errors.New("probe: packet truncated")
-	ErrNotIPv4     = errors.New("probe: not an IPv4 packet")
-	ErrBadIHL      = errors.New("probe: IPv4 header length below 20 bytes or beyond the packet")
+	ErrTruncated   = wire.ErrTruncated
+	ErrNotIPv4     = wire.ErrNotIPv4
+	ErrBadIHL      = wire.ErrBadIHL
 	ErrBadAHLength = errors.New("probe: AH payload length below the 12-byte minimum or beyond the packet")
 )
 
 // IPv4 header sizes.
 const (
-	ipv4MinHeader = 20 // without options
-	ipv4MaxHeader = 60 // IHL 15
+	ipv4MinHeader = wire.IPv4HeaderLen    // without options
+	ipv4MaxHeader = wire.IPv4MaxHeaderLen // IHL 15
 )
 
 // IP protocol numbers the probes use.
 const (
-	ProtoICMP = 1
-	ProtoTCP  = 6
-	ProtoUDP  = 17
-	ProtoESP  = 50
-	ProtoAH   = 51
-	protoNone = 59 // IPv6-NoNxt: "no next header", what our AH probes protect
+	ProtoICMP = wire.ProtoICMP
+	ProtoTCP  = wire.ProtoTCP
+	ProtoUDP  = wire.ProtoUDP
+	ProtoESP  = wire.ProtoESP
+	ProtoAH   = wire.ProtoAH
+	protoNone = wire.ProtoNone // IPv6-NoNxt: "no next header", what our AH probes protect
 )
 
-// IPv4Header is a decoded IPv4 header in wire form. Decoding slices Options and Payload
-// from the input.
-type IPv4Header struct {
-	IHL      int // header length in bytes, 20–60
-	TOS      uint8
-	TotalLen int // the header's total-length field
-	ID       uint16
-	DF, MF   bool
-	Offset   int // fragment offset in bytes (the field times 8)
-	TTL      uint8
-	Proto    uint8
-	Checksum uint16
-	Src, Dst netip.Addr
-	Options  []byte
-	// Payload is what follows the header, up to TotalLen. It is shorter than TotalLen-IHL
-	// when the capture cut the packet (Truncated).
-	Payload   []byte
-	Truncated bool
-}
-
-// DecodeFromBytes decodes an IPv4 header, checking in order: at least 20 bytes, version 4,
-// IHL ≥ 5, IHL*4 ≤ total length and ≤ the buffer. A buffer shorter than the total length
-// is a capture snapshot: Truncated is set, it is not an error.
-func (h *IPv4Header) DecodeFromBytes(b []byte) error {
-	*h = IPv4Header{}
-	if len(b) < ipv4MinHeader {
-		return ErrTruncated
-	}
-	if b[0]>>4 != 4 {
-		return ErrNotIPv4
-	}
-	ihl := int(b[0]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(b[2:4]))
-	if ihl < ipv4MinHeader || ihl > len(b) || ihl > total {
-		return ErrBadIHL
-	}
-	h.IHL = ihl
-	h.TOS = b[1]
-	h.TotalLen = total
-	h.ID = binary.BigEndian.Uint16(b[4:6])
-	ff := binary.BigEndian.Uint16(b[6:8])
-	h.DF = ff&0x4000 != 0
-	h.MF = ff&0x2000 != 0
-	h.Offset = int(ff&0x1fff) * 8
-	h.TTL = b[8]
-	h.Proto = b[9]
-	h.Checksum = binary.BigEndian.Uint16(b[10:12])
-	h.Src = netip.AddrFrom4([4]byte(b[12:16]))
-	h.Dst = netip.AddrFrom4([4]byte(b[16:20]))
-	h.Options = b[ipv4MinHeader:ihl]
-	end := total
-	if end > len(b) {
-		end = len(b)
-		h.Truncated = true
-	}
-	h.Payload = b[ihl:end]
-	return nil
-}
+// IPv4Header is a decoded IPv4 header in wire form (probe/wire's codec): DecodeFromBytes
+// slices Options and Payload from the input, MarshalTo writes one.
+type IPv4Header = wire.IPv4Header
 
 // ESPHeader is the cleartext start of an ESP packet: SPI and sequence number. The rest is
 // encrypted (or, for our probes, the marker).

@@ -423,20 +423,12 @@ func parseLadderICMP(b []byte, from, addr netip.Addr) (icmpAnswer, bool) {
 	default:
 		return icmpAnswer{}, false
 	}
-	inner := b[8:]
-	if len(inner) < 20 || inner[0]>>4 != 4 {
+	q, ok := wire.ParseQuotedIPv4(b[8:], 4)
+	if !ok || q.Dst != addr {
 		return icmpAnswer{}, false
 	}
-	ihl := int(inner[0]&0x0f) * 4
-	if ihl < 20 || len(inner) < ihl+4 {
-		return icmpAnswer{}, false
-	}
-	dst, _ := netip.AddrFromSlice(inner[16:20])
-	if dst != addr {
-		return icmpAnswer{}, false
-	}
-	a := icmpAnswer{from: from, proto: int(inner[9]),
-		sport: int(binary.BigEndian.Uint16(inner[ihl:])), dport: int(binary.BigEndian.Uint16(inner[ihl+2:]))}
+	a := icmpAnswer{from: from, proto: int(q.Proto),
+		sport: int(binary.BigEndian.Uint16(q.Next)), dport: int(binary.BigEndian.Uint16(q.Next[2:]))}
 	code := b[1]
 	a.text = wire.ICMPName(b[0], code)
 	switch code {

@@ -36,41 +36,8 @@ import (
 	"net/netip"
 	"sync"
 
-	ikepkg "github.com/ipsecpath/ipsecpath/ike"
 	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
-
-// class codes in the marker and the IKE SPI: stable, they travel on the wire.
-var classCodes = map[ID]uint8{
-	IKE: 1, IKEFrag: 2, NATT: 3, NATTFrag: 4, ESP: 5, ESPFrag: 6, AH: 7, AHFrag: 8,
-	ICMPLarge: 9, PMTU: 11,
-}
-
-var codeIDs = func() [16]ID {
-	var a [16]ID
-	for id, c := range classCodes {
-		a[c] = id
-	}
-	return a
-}()
-
-func classCode(id ID) (uint8, bool) {
-	if _, ok := id.TCPPort(); ok {
-		return wire.MarkerCodeTCP, true
-	}
-	if c, ok := udpClassOf(id); ok {
-		return c.code, true
-	}
-	c, ok := classCodes[id]
-	return c, ok
-}
-
-func codeID(c uint8) ID {
-	if int(c) < len(codeIDs) {
-		return codeIDs[c]
-	}
-	return ""
-}
 
 // ikeSPI is the initiator SPI of our IKE probes: 'I' 'P' code 1 nonce.
 func ikeSPI(code uint8, nonce uint32) [8]byte {
@@ -143,136 +110,41 @@ const (
 // ClassifyHead says which probe a packet's first bytes after the IP header belong to: a
 // probe, an answer to one, or an ICMP error quoting one. head is a first fragment's
 // Seen.Head (or more). A TCP SYN matches any SYN: confirm the nonce against what you sent.
+// Each class of the table (class.go) recognises its own; an ICMP error is classified by
+// the header it quotes.
 func ClassifyHead(proto uint8, head []byte) (Match, bool) {
-	switch proto {
-	case ProtoESP:
-		var e ESPHeader
-		if e.DecodeFromBytes(head) != nil {
-			return Match{}, false
-		}
-		code, n, nonce, ok := wire.ParseMarker(e.Payload)
-		if !ok || nonce != e.SPI {
-			return Match{}, false
-		}
-		return markerMatch(code, n, nonce, KindProbe)
-	case ProtoAH:
-		var a AHHeader
-		if a.DecodeFromBytes(head) != nil {
-			return Match{}, false
-		}
-		code, n, nonce, ok := wire.ParseMarker(a.Payload)
-		if !ok || nonce != a.SPI {
-			return Match{}, false
-		}
-		return markerMatch(code, n, nonce, KindProbe)
-	case ProtoICMP:
-		if len(head) < 8 {
-			return Match{}, false
-		}
+	if proto == ProtoICMP && len(head) >= 8 {
 		switch head[0] {
-		case wire.ICMPEcho, wire.ICMPEchoReply:
-			code, n, nonce, ok := wire.ParseMarker(head[8:])
-			if !ok || uint32(binary.BigEndian.Uint16(head[4:6]))<<16|uint32(binary.BigEndian.Uint16(head[6:8])) != nonce {
-				return Match{}, false
-			}
-			k := KindProbe
-			if head[0] == wire.ICMPEchoReply {
-				k = KindReply
-			}
-			return markerMatch(code, n, nonce, k)
 		case wire.ICMPUnreach, wire.ICMPTimeExceeded, wire.ICMPParamProblem:
-			var q IPv4Header
-			if q.DecodeFromBytes(head[8:]) != nil {
-				return Match{}, false
-			}
-			m, ok := ClassifyHead(q.Proto, q.Payload)
-			if ok && m.Kind == KindProbe {
-				m.Kind = KindICMPError
+			return classifyQuoted(head[8:])
+		}
+	}
+	for i := range classes {
+		if c := &classes[i]; c.proto == proto {
+			if m, ok := c.recognise(head); ok {
 				return m, true
 			}
-			// Only 8 quoted bytes: ESP/AH SPI or echo id/seq still give the nonce.
-			if nonce, ok := quotedNonce(q.Proto, q.Payload); ok {
-				return Match{Nonce: nonce, Kind: KindICMPError}, true
-			}
-			return Match{}, false
-		}
-	case ProtoUDP:
-		if len(head) < 8 {
-			return Match{}, false
-		}
-		sp, dp := binary.BigEndian.Uint16(head[0:2]), binary.BigEndian.Uint16(head[2:4])
-		if m, ok := classifyUDPClass(sp, dp, head[8:]); ok {
-			return m, true
-		}
-		ike := head[8:]
-		if sp == PortNATT || dp == PortNATT {
-			if len(ike) < 4 || binary.BigEndian.Uint32(ike[0:4]) != 0 {
-				return Match{}, false
-			}
-			ike = ike[4:]
-		} else if sp != PortIKE && dp != PortIKE {
-			return Match{}, false
-		}
-		code, nonce, ok := parseIKESPI(ike)
-		if !ok && len(ike) >= 8 {
-			// The ike package's SPIWithNonce form ("ipsp" nonce) used by one-ended IKE probes.
-			var spi [8]byte
-			copy(spi[:], ike)
-			if nonce, ok = ikepkg.NonceFromSPI(spi); ok {
-				code = classCodes[IKE]
-				if len(head)-len(ike) > udpHeaderLen {
-					code = classCodes[NATT]
-				}
-			}
-		}
-		if !ok {
-			return Match{}, false
-		}
-		n := 0 // the datagram's length, from the IKE length (IHL 5 assumed, as we send)
-		if len(ike) >= ikeHeaderLen {
-			n = int(binary.BigEndian.Uint32(ike[24:28])) + ipv4MinHeader + len(head) - len(ike)
-		}
-		k := KindProbe
-		// An IKE response has a responder SPI (IKEv1 and v2) or the IKEv2 response flag.
-		if len(ike) >= 28 && (binary.BigEndian.Uint64(ike[8:16]) != 0 || ike[19]&0x20 != 0) {
-			k = KindReply
-		}
-		return markerMatch(code, n, nonce, k)
-	case ProtoTCP:
-		if len(head) < 20 {
-			return Match{}, false
-		}
-		sp, dp := binary.BigEndian.Uint16(head[0:2]), binary.BigEndian.Uint16(head[2:4])
-		seq, ack := binary.BigEndian.Uint32(head[4:8]), binary.BigEndian.Uint32(head[8:12])
-		flags := head[13]
-		switch {
-		case flags&(TCPSyn|TCPAck|TCPRst) == TCPSyn:
-			return Match{ID: TCP(int(dp)), Nonce: seq, Kind: KindProbe, TCPFlags: flags}, true
-		case flags&TCPAck != 0 && flags&(TCPSyn|TCPRst) != 0:
-			return Match{ID: TCP(int(sp)), Nonce: ack - 1, Kind: KindReply, TCPFlags: flags}, true
-		case flags&(TCPSyn|TCPRst|TCPFin|TCPAck) == TCPAck:
-			// A TCP-sized path MTU probe (pmtu.TCPProbe): a data segment whose payload starts
-			// with the marker, nonce = its sequence number.
-			off := int(head[12]>>4) * 4
-			if off < 20 || len(head) < off+wire.MarkerLen {
-				return Match{}, false
-			}
-			code, n, nonce, ok := wire.ParseMarker(head[off:])
-			if !ok || code != wire.MarkerCodeTCP || nonce != seq {
-				return Match{}, false
-			}
-			return Match{ID: TCP(int(dp)), Nonce: nonce, Kind: KindProbe, DatagramLen: n, TCPFlags: flags}, true
 		}
 	}
 	return Match{}, false
 }
 
-func markerMatch(code uint8, n int, nonce uint32, k Kind) (Match, bool) {
-	id := codeID(code)
-	if id == "" || code == wire.MarkerCodeTCP {
+// classifyQuoted classifies what an ICMP error quotes: the probe's IP header and the bytes
+// after it, or only 8 of them (ESP/AH SPI or echo id/seq still give the nonce).
+func classifyQuoted(b []byte) (Match, bool) {
+	var q IPv4Header
+	if q.DecodeFromBytes(b) != nil {
 		return Match{}, false
 	}
-	return Match{ID: id, Nonce: nonce, Kind: k, DatagramLen: n}, true
+	m, ok := ClassifyHead(q.Proto, q.Payload)
+	if ok && m.Kind == KindProbe {
+		m.Kind = KindICMPError
+		return m, true
+	}
+	if nonce, ok := quotedNonce(q.Proto, q.Payload); ok {
+		return Match{Nonce: nonce, Kind: KindICMPError}, true
+	}
+	return Match{}, false
 }
 
 // quotedNonce recovers the nonce from the first 8 bytes after a quoted IP header.

@@ -90,15 +90,11 @@ func sentSourcePort(pk *Packets) uint16 {
 	if len(pk.Wire) == 0 || !hasPorts(pk.Proto) {
 		return 0
 	}
-	w := pk.Wire[0]
-	if len(w) < ipv4MinHeader {
+	var h IPv4Header
+	if h.DecodeFromBytes(pk.Wire[0]) != nil || len(h.Payload) < 2 {
 		return 0
 	}
-	ihl := int(w[0]&0x0f) * 4
-	if ihl < ipv4MinHeader || len(w) < ihl+2 {
-		return 0
-	}
-	return uint16(w[ihl])<<8 | uint16(w[ihl+1])
+	return uint16(h.Payload[0])<<8 | uint16(h.Payload[1])
 }
 
 // natKind names what changed between sent and seen.

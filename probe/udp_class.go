@@ -27,7 +27,7 @@ const (
 	L2TPFrag ID = "l2tp-frag" // the same, IP-fragmented
 )
 
-// Marker class codes of the UDP classes (the wire values of classCodes' table, continued).
+// Marker class codes of the UDP classes (the codes of class.go's table, continued).
 const (
 	codeUDP      = 12
 	codeUDPFrag  = 13
@@ -154,20 +154,36 @@ func putL2TPSCCRQ(b []byte, code uint8, dgramLen int, nonce uint32) {
 	}
 }
 
-// classifyUDPClass recognises our generic UDP and L2TP probes after the UDP header.
-func classifyUDPClass(sp, dp uint16, payload []byte) (Match, bool) {
-	if sp == PortL2TP || dp == PortL2TP {
-		if len(payload) >= l2tpMarkerOff+wire.MarkerLen && binary.BigEndian.Uint16(payload[0:2]) == l2tpFlagsControl {
-			code, n, nonce, ok := wire.ParseMarker(payload[l2tpMarkerOff:])
-			if ok && (code == codeL2TP || code == codeL2TPFrag) {
-				return Match{ID: udpClassID(code, PortL2TP), Nonce: nonce, Kind: KindProbe, DatagramLen: n}, true
-			}
-		}
+// recogniseL2TP recognises our L2TP probes: UDP to or from 1701, an L2TP control message
+// with the marker (code 14 or 15) in its Host Name AVP.
+func recogniseL2TP(head []byte) (Match, bool) {
+	if len(head) < udpHeaderLen {
+		return Match{}, false
 	}
-	code, n, nonce, ok := wire.ParseMarker(payload)
+	sp, dp := binary.BigEndian.Uint16(head[0:2]), binary.BigEndian.Uint16(head[2:4])
+	payload := head[udpHeaderLen:]
+	if (sp != PortL2TP && dp != PortL2TP) || len(payload) < l2tpMarkerOff+wire.MarkerLen ||
+		binary.BigEndian.Uint16(payload[0:2]) != l2tpFlagsControl {
+		return Match{}, false
+	}
+	code, n, nonce, ok := wire.ParseMarker(payload[l2tpMarkerOff:])
+	if !ok || (code != codeL2TP && code != codeL2TPFrag) {
+		return Match{}, false
+	}
+	return Match{ID: udpClassID(code, PortL2TP), Nonce: nonce, Kind: KindProbe, DatagramLen: n}, true
+}
+
+// recogniseUDP recognises our generic UDP probes: the payload starts with the marker
+// (code 12 or 13), the class's port is the destination port.
+func recogniseUDP(head []byte) (Match, bool) {
+	if len(head) < udpHeaderLen {
+		return Match{}, false
+	}
+	code, n, nonce, ok := wire.ParseMarker(head[udpHeaderLen:])
 	if !ok || (code != codeUDP && code != codeUDPFrag) {
 		return Match{}, false
 	}
+	dp := binary.BigEndian.Uint16(head[2:4])
 	return Match{ID: udpClassID(code, int(dp)), Nonce: nonce, Kind: KindProbe, DatagramLen: n}, true
 }
 

@@ -116,7 +116,9 @@ type Outcome struct {
 	// that reached us (forward), or that the agent captured (reverse).
 	Replies []Reply
 	ICMP    []ICMPAnswer
-	// PathMTU is the pmtu probe's finding (nil: the search did not run or found nothing).
+	// Search is the pmtu probe's search result, which its verdict is judged from (nil: the
+	// search did not run or found nothing); PathMTU is its report form.
+	Search  *pmtu.Result
 	PathMTU *report.PathMTU
 	// FarLocalDrop is a rule of the agent host's own firewall that drops this (forward)
 	// probe after the agent's capture saw it arrive, nil when none does.
@@ -741,71 +743,14 @@ func blockedByICMP(o *Outcome, r report.Result, e ICMPAnswer, what string) repor
 	return r
 }
 
-// ethernetMTU is the MTU of an unconstrained path.
-const ethernetMTU = 1500
-
-// judgePMTU decides the pmtu probe from the path MTU search. Every sentence rests on a field
-// the search set: a search that did not settle says "unfinished" and claims nothing else, a
-// limit the sending host's own interface set says so (ours forward, the agent's reverse), and
-// "the narrow link says so" needs a fragmentation-needed that was seen.
+// judgePMTU decides the pmtu probe from the path MTU search, in the words of
+// pmtu.Result.Judge (the pmtu command's too); the row keeps the probe's own evidence beside
+// the search's.
 func judgePMTU(o *Outcome, r report.Result) report.Result {
-	p := o.PathMTU
-	reverse := o.Direction == report.Reverse
-	dir, sender := "", "our"
-	if reverse {
-		dir, sender = " toward us", "the agent's"
-	}
-	if p == nil {
-		r.Verdict = report.Error
-		r.Detail = fmt.Sprintf("The path MTU search%s found no size that arrives.", dir)
-		return r
-	}
-	r.Hop = p.Hop
-	r.Evidence.Size = p.MTU
-	r.Evidence.Attempts = p.Probes
-	if p.SignalledBy != "" {
-		r.Evidence.ICMP = &report.ICMP{Type: wire.ICMPUnreach, Code: wire.CodeFragNeeded, From: p.SignalledBy, Text: wire.ICMPName(wire.ICMPUnreach, wire.CodeFragNeeded)}
-	}
-	switch {
-	case p.Blackhole:
-		r.Verdict = report.Dropped
-		at := ""
-		switch {
-		case p.Hop.Bracketed() && p.Hop.FirstMissed != nil:
-			at = " " + p.Hop.String() // the next hop answers nothing: the drop may be there
-		case p.Hop != nil && p.Hop.Addr != "":
-			at = fmt.Sprintf(" after hop %d (%s)", p.Hop.TTL, p.Hop.Addr)
-		}
-		if reverse {
-			r.Detail = fmt.Sprintf("Path MTU black hole on the way back%s: the agent's packets above %d bytes with DF set vanish without an ICMP fragmentation-needed reaching the agent, so PMTU discovery from the responder's side fails; let ICMP type 3 code 4 through toward the responder, or clamp the MSS / lower the tunnel MTU.", at, p.MTU)
-			return r
-		}
-		r.Detail = fmt.Sprintf("Path MTU black hole%s: packets above %d bytes with DF set vanish without an ICMP fragmentation-needed, so PMTU discovery fails; let ICMP type 3 code 4 through, or clamp the MSS / lower the tunnel MTU.", at, p.MTU)
-		return r
-	case p.Unfinished != "":
-		r.Verdict = report.Error
-		r.Detail = fmt.Sprintf("The path MTU search%s is unfinished (%s): packets of %d bytes with DF set arrive, but where larger ones stop and whether the path says so with ICMP fragmentation-needed was not established; run 'ipsecpath pmtu' for the path MTU alone.",
-			dir, strings.TrimSuffix(p.Unfinished, "."), p.MTU)
-		return r
-	case p.MTU >= ethernetMTU:
-		r.Verdict = report.Pass
-		r.Detail = fmt.Sprintf("Path MTU%s is %d bytes: full-size packets pass with DF set.", dir, p.MTU)
-		return r
-	case p.Local:
-		r.Verdict = report.Pass
-		r.Detail = fmt.Sprintf("Path MTU%s is %d bytes, set by %s own interface MTU (larger DF packets were refused before leaving; no router on the path said anything); size tunnels for it (MSS clamp, tunnel MTU).", dir, p.MTU, sender)
-		return r
-	case p.Signalled:
-		r.Verdict = report.Pass
-		by := ""
-		if p.SignalledBy != "" {
-			by = " (" + p.SignalledBy + ")"
-		}
-		r.Detail = fmt.Sprintf("Path MTU%s is %d bytes and the narrow link%s says so with ICMP fragmentation-needed, so PMTU discovery works; size tunnels for it (MSS clamp, tunnel MTU).", dir, p.MTU, by)
-		return r
-	}
-	r.Verdict = report.Dropped
-	r.Detail = fmt.Sprintf("Path MTU%s is %d bytes: larger packets with DF set do not arrive and no ICMP fragmentation-needed came back for them, so PMTU discovery cannot adapt; run 'ipsecpath pmtu' to see what the path answers instead.", dir, p.MTU)
+	j := o.Search.Judge(r.Direction)
+	r.Verdict, r.Detail, r.Hop = j.Verdict, j.Detail, j.Hop
+	r.Evidence.Size, r.Evidence.Attempts = j.Evidence.Size, j.Evidence.Attempts
+	r.Evidence.ICMP, r.Evidence.Extra = j.Evidence.ICMP, j.Evidence.Extra
 	return r
 }
 

@@ -444,9 +444,9 @@ func TestJudge(t *testing.T) {
 			name: "pmtu: black hole, clean, nothing",
 			outs: []Outcome{
 				with(fwd(PMTU, false, nil), func(o *Outcome) {
-					o.PathMTU = &report.PathMTU{MTU: 1300, Blackhole: true, Hop: &report.Hop{TTL: 2}}
+					o.Search = &pmtu.Result{MTU: 1300, Exact: true, Upper: 1301, Blackhole: &pmtu.Blackhole{Size: 1301, Last: pmtu.Hop{TTL: 2}}}
 				}),
-				with(fwd(PMTU, false, nil), func(o *Outcome) { o.Direction = R; o.PathMTU = &report.PathMTU{MTU: 1500} }),
+				with(fwd(PMTU, false, nil), func(o *Outcome) { o.Direction = R; o.Search = &pmtu.Result{MTU: 1500, Exact: true} }),
 			},
 			want: []want{
 				{PMTU, F, report.Dropped, []string{"black hole", "1300"}, ""},
@@ -456,7 +456,7 @@ func TestJudge(t *testing.T) {
 		{
 			name: "pmtu: a narrow link that says so",
 			outs: []Outcome{with(fwd(PMTU, false, nil), func(o *Outcome) {
-				o.PathMTU = &report.PathMTU{MTU: 1400, Signalled: true, SignalledBy: "192.0.2.65"}
+				o.Search = &pmtu.Result{MTU: 1400, Exact: true, Upper: 1401, Signalled: true, ICMPFrom: netip.MustParseAddr("192.0.2.65"), ICMPMTU: 1400}
 			})},
 			want: []want{{PMTU, F, report.Pass, []string{"1400", "192.0.2.65", "fragmentation-needed"}, ""}},
 		},
@@ -470,28 +470,28 @@ func TestJudge(t *testing.T) {
 			// ICMP seen at all, is not "the narrow link says so".
 			name: "pmtu: an unfinished reverse search claims no signal",
 			outs: []Outcome{with(rev(PMTU, nil), func(o *Outcome) {
-				o.PathMTU = &report.PathMTU{MTU: 1300, Probes: 9, Unfinished: "time budget of 2s spent"}
+				o.Search = &pmtu.Result{MTU: 1300, Upper: 1500, Probes: 9, Stopped: "time budget of 2s spent"}
 			})},
 			want: []want{{PMTU, R, report.Error, []string{"unfinished", "time budget of 2s spent", "1300", "was not established"}, ""}},
 		},
 		{
 			name: "pmtu: the limit is the agent's own interface",
 			outs: []Outcome{with(rev(PMTU, nil), func(o *Outcome) {
-				o.PathMTU = &report.PathMTU{MTU: 1280, Signalled: true, Local: true}
+				o.Search = &pmtu.Result{MTU: 1280, Exact: true, Upper: 1281, Signalled: true}
 			})},
 			want: []want{{PMTU, R, report.Pass, []string{"1280", "the agent's own interface"}, ""}},
 		},
 		{
 			name: "pmtu: the limit is our own interface",
 			outs: []Outcome{with(fwd(PMTU, false, nil), func(o *Outcome) {
-				o.PathMTU = &report.PathMTU{MTU: 1280, Signalled: true, Local: true}
+				o.Search = &pmtu.Result{MTU: 1280, Exact: true, Upper: 1281, Signalled: true}
 			})},
 			want: []want{{PMTU, F, report.Pass, []string{"1280", "our own interface"}, ""}},
 		},
 		{
 			name: "pmtu: a reverse black hole names its hop",
 			outs: []Outcome{with(rev(PMTU, nil), func(o *Outcome) {
-				o.PathMTU = &report.PathMTU{MTU: 1300, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "203.0.113.1"}}
+				o.Search = &pmtu.Result{MTU: 1300, Exact: true, Upper: 1301, Blackhole: &pmtu.Blackhole{Size: 1301, Last: pmtu.Hop{TTL: 1, Addr: netip.MustParseAddr("203.0.113.1")}, Next: pmtu.Hop{TTL: 2, Addr: netip.MustParseAddr("198.51.100.10")}, Sure: true}}
 			})},
 			want: []want{{PMTU, R, report.Dropped, []string{"black hole on the way back after hop 1 (203.0.113.1)", "1300"}, "203.0.113.1"}},
 		},
@@ -534,8 +534,8 @@ func TestJudge(t *testing.T) {
 			// Seen on a scratch path: hop 2 sends no ICMP at all, so the drop may be there.
 			name: "pmtu: a black hole whose next hop answers nothing is bracketed",
 			outs: []Outcome{with(fwd(PMTU, true, nil), func(o *Outcome) {
-				o.PathMTU = &report.PathMTU{MTU: 1280, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "198.51.100.1",
-					Bracket: &report.Bracket{LastReached: &report.HopRef{TTL: 1, Addr: "198.51.100.1"}, FirstMissed: &report.HopRef{TTL: 2}}}}
+				o.Search = &pmtu.Result{MTU: 1280, Exact: true, Upper: 1281, Blackhole: &pmtu.Blackhole{Size: 1281,
+					Last: pmtu.Hop{TTL: 1, Addr: netip.MustParseAddr("198.51.100.1")}, Next: pmtu.Hop{TTL: 2}}}
 			})},
 			want: []want{{PMTU, F, report.Dropped, []string{"black hole between 198.51.100.1 (hop 1) and hop 2 (address unknown)", "1280"}, "198.51.100.1"}},
 		},
@@ -545,10 +545,10 @@ func TestJudge(t *testing.T) {
 			name: "pmtu: black hole on the way back only",
 			outs: []Outcome{
 				with(fwd(PMTU, false, nil), func(o *Outcome) {
-					o.PathMTU = &report.PathMTU{MTU: 1300, Signalled: true, SignalledBy: "198.51.100.1"}
+					o.Search = &pmtu.Result{MTU: 1300, Exact: true, Upper: 1301, Signalled: true, ICMPFrom: netip.MustParseAddr("198.51.100.1"), ICMPMTU: 1300}
 				}),
 				with(rev(PMTU, nil), func(o *Outcome) {
-					o.PathMTU = &report.PathMTU{MTU: 1300, Blackhole: true, Hop: &report.Hop{TTL: 1, Addr: "203.0.113.1"}}
+					o.Search = &pmtu.Result{MTU: 1300, Exact: true, Upper: 1301, Blackhole: &pmtu.Blackhole{Size: 1301, Last: pmtu.Hop{TTL: 1, Addr: netip.MustParseAddr("203.0.113.1")}, Next: pmtu.Hop{TTL: 2, Addr: netip.MustParseAddr("198.51.100.10")}, Sure: true}}
 				}),
 			},
 			want: []want{

@@ -12,77 +12,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
-// checkPMTU prepares the pmtu probe of a check: the pmtu package's ICMP search (DF echoes,
-// black hole localised by TTL), bounded by its own budget. The prober's socket opens here,
-// in the caller's network namespace.
-func checkPMTU(target netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
-	p, err := pmtu.NewICMPProber(target)
-	if err != nil {
-		return nil, err
-	}
-	return pmtuSearch(p, p.Close), nil
-}
-
-// checkReversePMTU prepares the reverse pmtu probe of a check with an agent: the agent's DF
-// echoes toward us over the check's control session (pmtu's agent-confirmed reverse prober:
-// arrival seen by our raw ICMP socket, the far side's ICMP errors by the agent's capture),
-// so the reverse path MTU, and a black hole on the way back, are measured like the forward
-// ones. The socket opens here, in the caller's network namespace.
-func checkReversePMTU(agent *probe.AgentClient, from netip.Addr) (func(context.Context) (*report.PathMTU, error), error) {
-	c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
-	if err != nil {
-		return nil, fmt.Errorf("open raw ICMP socket: %w", err)
-	}
-	search := pmtuSearch(&agentReverse{agent: agent, icmp: c, from: from}, c.Close)
-	return func(ctx context.Context) (*report.PathMTU, error) {
-		m, err := search(ctx)
-		if errors.Is(err, pmtu.ErrNoAnswer) {
-			err = &reverseNoAnswer{err: err}
-		}
-		return m, err
-	}, nil
-}
-
-// reverseNoAnswer is pmtu.ErrNoAnswer said the right way round for the reverse search: the
-// probes are the agent's, and they did not reach us.
-type reverseNoAnswer struct{ err error }
-
-func (e *reverseNoAnswer) Error() string {
-	return fmt.Sprintf("none of the agent's smallest DF echoes (%d bytes) arrived here: ICMP echo filtered on the way back, or no route toward us", pmtu.DefaultMin)
-}
-
-func (e *reverseNoAnswer) Unwrap() error { return e.err }
-
-// pmtuSearch is a path MTU search with p, bounded by its own budget (pmtu.DefaultBudget and
-// its probe counts), or by ctx's deadline when that comes first; it closes what p holds when
-// it returns. A search cut short says what it measured, marked unfinished.
-func pmtuSearch(p pmtu.Prober, release func() error) func(context.Context) (*report.PathMTU, error) {
-	return func(ctx context.Context) (*report.PathMTU, error) {
-		defer release()
-		var o pmtu.Options
-		if d, ok := ctx.Deadline(); ok {
-			o.Budget = min(time.Until(d), pmtu.DefaultBudget)
-		}
-		res, err := pmtu.Discover(ctx, p, o)
-		if res == nil || res.MTU == 0 {
-			if err == nil {
-				err = errors.New("no size came back")
-			}
-			return nil, err
-		}
-		m := res.PathMTU()
-		if err != nil && m.Unfinished == "" && !m.Blackhole {
-			m.Unfinished = fmt.Sprintf("cut short after %d probe(s)", res.Probes)
-		}
-		return &m, nil
-	}
-}
+// checkPathMTU turns on the pmtu probe of a check: probe opens the searches (toward the
+// target, and back from an agent that can send) and bounds them by pmtu's own budget.
+var checkPathMTU = probe.PathMTUOptions{Enabled: true}
 
 func init() {
 	register(&command{
@@ -246,7 +183,7 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	case *snaplen < report.MinSnapLen || *snaplen > report.MaxPcapPacket:
 		return usageError(e, c, fmt.Errorf("--snaplen %d: want %d-%d bytes", *snaplen, report.MinSnapLen, report.MaxPcapPacket))
 	}
-	cfg := probe.CheckConfig{Target: target, Probes: ids, TCPPorts: ports, Timeout: *timeout, Pace: *pace, PathMTU: checkPMTU, ReversePathMTU: checkReversePMTU, NoTrace: *noTrace}
+	cfg := probe.CheckConfig{Target: target, Probes: ids, TCPPorts: ports, Timeout: *timeout, Pace: *pace, PathMTU: checkPathMTU, NoTrace: *noTrace}
 	if cfg.Agent, cfg.Key, err = af.load(target); err != nil {
 		return usageError(e, c, err)
 	}
@@ -428,7 +365,7 @@ func demoCheck(ctx context.Context, e *env, l *testlab.Lab) (*report.Report, err
 	var rep *report.Report
 	err := l.Do(testlab.NodeIni, func() error {
 		var err error
-		rep, err = probe.Check(ctx, probe.CheckConfig{Target: rsp, Agent: addr, Key: key, PathMTU: checkPMTU, ReversePathMTU: checkReversePMTU})
+		rep, err = probe.Check(ctx, probe.CheckConfig{Target: rsp, Agent: addr, Key: key, PathMTU: checkPathMTU})
 		return err
 	})
 	if err != nil {

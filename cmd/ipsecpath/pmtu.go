@@ -13,8 +13,8 @@ import (
 
 	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/probe"
-	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/spf13/pflag"
 )
 
 func init() {
@@ -56,8 +56,9 @@ rekey or the far side's traffic travels. The far side's routers send their ICMP 
 the agent, whose capture reports them, so the reverse search tells a black hole from a
 link that signals, and localises it, as the forward one does.
 
-Exit status: 0 the path MTU was found and no black hole; 1 a black hole; 2 usage or
-environment error (bad target or range, no route, target does not answer the smallest
+Exit status: 0 the path MTU was found and no black hole; 1 a black hole, larger packets
+refused without a fragmentation-needed, or a search that did not settle (its row says
+"unfinished"); 2 usage or environment error (bad target or range, no route, target does not answer the smallest
 probe, no root / CAP_NET_RAW). Progress goes to stderr when the run takes over a second,
 never with --json.
 
@@ -86,17 +87,72 @@ type pmtuOutput struct {
 	Search map[string]*pmtu.Result `json:"search"`
 }
 
-// pmtuRun is what one direction's search needs and gives.
-type pmtuRun struct {
-	dir    report.Direction
-	prober pmtu.Prober
-	opts   pmtu.Options
-	res    *pmtu.Result
-	close  func() error
+// pmtuDir is one direction's search result.
+type pmtuDir struct {
+	dir report.Direction
+	res *pmtu.Result
+}
+
+// pmtuArgs is what the command line asks for.
+type pmtuArgs struct {
+	cfg   probe.PMTUConfig
+	enc   pmtu.Encap
+	out   *output
+	agent string
 }
 
 func runPMTU(ctx context.Context, e *env, args []string) int {
 	c := commands["pmtu"]
+	a, done, code := parsePMTU(e, c, args)
+	if done {
+		return code
+	}
+	// No uid check: a binary with cap_net_raw works too; a refused raw socket says what is
+	// missing (pmtuErrorLine).
+	prog := newProgress(e.stderr, a.out.quiet())
+	searches, err := probe.OpenPMTU(ctx, a.cfg)
+	if err != nil {
+		return usageError(e, c, pmtuErrorLine(err))
+	}
+	defer func() {
+		for _, s := range searches {
+			s.Close()
+		}
+	}()
+	rep := report.New(a.cfg.Target.String(), a.agent, time.Now())
+	po := pmtuOutput{Report: rep, Search: map[string]*pmtu.Result{}}
+	rep.PMTU = &report.PMTU{}
+	var dirs []pmtuDir
+	for _, s := range searches {
+		d := s.Direction
+		s.Options.Logf = func(format string, args ...any) { prog.Printf("%s: "+format, append([]any{d}, args...)...) }
+		res, err := s.Run(ctx)
+		if err != nil {
+			return usageError(e, c, pmtuErrorLine(fmt.Errorf("%s: %w", d, err)))
+		}
+		dirs = append(dirs, pmtuDir{d, res})
+		po.Search[string(d)] = res
+		pm := res.PathMTU()
+		if d == report.Reverse {
+			rep.PMTU.Reverse = &pm
+		} else {
+			rep.PMTU.Forward = &pm
+		}
+		rep.Add(res.Judge(d))
+	}
+	rep.Finish(time.Now())
+	if err := writePMTU(e, &a, &po, dirs); err != nil {
+		return usageError(e, c, err)
+	}
+	if rep.Failed() {
+		return exitFail
+	}
+	return exitOK
+}
+
+// parsePMTU reads the command line: done with an exit code when the command must stop
+// (help, or a usage error already printed).
+func parsePMTU(e *env, c *command, args []string) (a pmtuArgs, done bool, code int) {
 	fs := newFlags(c)
 	agent := fs.String("agent", "", "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
 	keyFile := fs.String("key-file", "", "the agent's pre-shared key `FILE` (chmod 600)")
@@ -109,137 +165,103 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 	minSize := fs.Int("min", pmtu.DefaultMin, "smallest probe, bytes with the IP header: it must come back (IPv6 default: 1280)")
 	maxSize := fs.Int("max", pmtu.DefaultMax, "largest probe, bytes with the IP header")
 	timeout := fs.Duration("timeout", pmtu.DefaultTimeout, "longest wait for one probe's answer (`D`); after the first answer, 4 × the RTT")
-	out := addOutputFlags(fs)
+	a.out = addOutputFlags(fs)
 	if done, code := parse(e, c, fs, args); done {
-		return code
+		return a, true, code
 	}
-	if err := out.resolve(); err != nil {
-		return usageError(e, c, err)
+	a.agent = *agent
+	a.cfg = probe.PMTUConfig{Proto: *proto, Port: *port, Agent: *agent, KeyFile: *keyFile, KeepMax: fs.Changed("max"),
+		Options: pmtu.Options{Min: *minSize, Max: *maxSize, Timeout: *timeout}}
+	err := a.out.resolve()
+	if err == nil {
+		err = checkPMTUArgs(fs, &a.cfg)
 	}
+	if err == nil {
+		a.enc, err = encapFromFlags(*suite, *mode, *natt, *inner, a.cfg.Target)
+	}
+	if err == nil {
+		err = checkPMTUProto(fs, &a.cfg)
+	}
+	if err != nil {
+		return a, true, usageError(e, c, err)
+	}
+	if a.cfg.Target.Is6() && !fs.Changed("min") {
+		a.cfg.Options.Min = min(1280, a.cfg.Options.Max) // every IPv6 link carries 1280 (RFC 8200)
+	}
+	return a, false, exitOK
+}
+
+// checkPMTUArgs checks the target and the search's bounds, and sets cfg.Target.
+func checkPMTUArgs(fs *pflag.FlagSet, cfg *probe.PMTUConfig) error {
 	if fs.NArg() != 1 {
-		return usageError(e, c, fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg()))
+		return fmt.Errorf("want one TARGET address, got %d argument(s)", fs.NArg())
 	}
 	target, err := netip.ParseAddr(fs.Arg(0))
 	if err != nil {
-		return usageError(e, c, fmt.Errorf("target %q is not an IP address", fs.Arg(0)))
+		return fmt.Errorf("target %q is not an IP address", fs.Arg(0))
 	}
 	target = target.Unmap()
+	cfg.Target = target
 	if target.IsUnspecified() || target.IsMulticast() || target == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-		return usageError(e, c, fmt.Errorf("target %s: not a unicast address", target))
+		return fmt.Errorf("target %s: not a unicast address", target)
 	}
 	if ifname, ok := probe.LocalBroadcast(target); ok {
-		return usageError(e, c, fmt.Errorf("target %s: the broadcast address of %s's subnet, not a unicast address", target, ifname))
+		return fmt.Errorf("target %s: the broadcast address of %s's subnet, not a unicast address", target, ifname)
 	}
-	if *minSize < 68 || *maxSize > 65535 || *minSize > *maxSize {
-		return usageError(e, c, fmt.Errorf("--min %d --max %d: want 68 ≤ min ≤ max ≤ 65535", *minSize, *maxSize))
+	if o := cfg.Options; o.Min < 68 || o.Max > 65535 || o.Min > o.Max {
+		return fmt.Errorf("--min %d --max %d: want 68 ≤ min ≤ max ≤ 65535", o.Min, o.Max)
 	}
-	if *timeout < 10*time.Millisecond || *timeout > time.Minute {
-		return usageError(e, c, fmt.Errorf("--timeout %s: want 10ms to 1m", *timeout))
+	if t := cfg.Options.Timeout; t < 10*time.Millisecond || t > time.Minute {
+		return fmt.Errorf("--timeout %s: want 10ms to 1m", t)
 	}
-	enc, err := encapFromFlags(*suite, *mode, *natt, *inner, target)
-	if err != nil {
-		return usageError(e, c, err)
-	}
-	switch *proto {
+	return nil
+}
+
+// checkPMTUProto checks --proto, --port and the agent flags.
+func checkPMTUProto(fs *pflag.FlagSet, cfg *probe.PMTUConfig) error {
+	switch cfg.Proto {
 	case "icmp":
 	case "udp":
-		if *agent == "" {
-			return usageError(e, c, errors.New("--proto udp needs --agent: only the agent can confirm a UDP probe arrived"))
+		if cfg.Agent == "" {
+			return errors.New("--proto udp needs --agent: only the agent can confirm a UDP probe arrived")
 		}
 	case "tcp":
-		if !target.Is4() {
-			return usageError(e, c, fmt.Errorf("--proto tcp: TCP-sized probes are IPv4 only (%s); use icmp toward an IPv6 target", target))
+		if !cfg.Target.Is4() {
+			return fmt.Errorf("--proto tcp: TCP-sized probes are IPv4 only (%s); use icmp toward an IPv6 target", cfg.Target)
 		}
 	default:
-		return usageError(e, c, fmt.Errorf("--proto %q: want icmp, tcp or udp", *proto))
+		return fmt.Errorf("--proto %q: want icmp, tcp or udp", cfg.Proto)
 	}
-	if fs.Changed("port") && *proto != "tcp" {
-		return usageError(e, c, errors.New("--port goes with --proto tcp"))
+	if fs.Changed("port") && cfg.Proto != "tcp" {
+		return errors.New("--port goes with --proto tcp")
 	}
-	if *port < 1 || *port > 65535 {
-		return usageError(e, c, fmt.Errorf("--port %d: want 1-65535", *port))
+	if cfg.Port < 1 || cfg.Port > 65535 {
+		return fmt.Errorf("--port %d: want 1-65535", cfg.Port)
 	}
-	if (*agent == "") != (*keyFile == "") {
-		return usageError(e, c, errors.New("--agent and --key-file go together: the agent's address and its pre-shared key"))
+	if (cfg.Agent == "") != (cfg.KeyFile == "") {
+		return errors.New("--agent and --key-file go together: the agent's address and its pre-shared key")
 	}
-	// No uid check: a binary with cap_net_raw works too; a refused raw socket says what is
-	// missing (pmtuErrorLine).
-	prog := newProgress(e.stderr, out.quiet())
-	base := pmtu.Options{Min: *minSize, Max: *maxSize, Timeout: *timeout}
-	if target.Is6() && !fs.Changed("min") {
-		base.Min = min(1280, base.Max) // every IPv6 link carries 1280 (RFC 8200)
-	}
-	var runs []*pmtuRun
-	if *agent != "" {
-		runs, err = agentRuns(ctx, target, *agent, *keyFile, *proto, *port, base)
-		if err != nil {
-			return usageError(e, c, pmtuErrorLine(err))
-		}
-	} else {
-		var p interface {
-			pmtu.Prober
-			InterfaceMTU() (int, string)
-			Close() error
-		}
-		if *proto == "tcp" {
-			p, err = pmtu.NewTCPProber(target, *port)
-		} else {
-			p, err = pmtu.NewICMPProber(target)
-		}
-		if err != nil {
-			return usageError(e, c, pmtuErrorLine(err))
-		}
-		o := base
-		if m, _ := p.InterfaceMTU(); m > 0 && !fs.Changed("max") && m < o.Max {
-			o.Max = max(m, o.Min) // our own link is the first limit
-		}
-		runs = []*pmtuRun{{dir: report.Forward, prober: p, opts: o, close: p.Close}}
-	}
-	defer func() {
-		for _, r := range runs {
-			if r.close != nil {
-				r.close()
-			}
-		}
-	}()
+	return nil
+}
 
-	rep := report.New(target.String(), *agent, time.Now())
-	po := pmtuOutput{Report: rep, Search: map[string]*pmtu.Result{}}
-	rep.PMTU = &report.PMTU{}
-	for _, r := range runs {
-		d := r.dir
-		r.opts.Logf = func(format string, args ...any) { prog.Printf("%s: "+format, append([]any{d}, args...)...) }
-		res, err := pmtu.Discover(ctx, r.prober, r.opts)
-		if err != nil {
-			return usageError(e, c, pmtuErrorLine(fmt.Errorf("%s: %w", d, err)))
-		}
-		r.res = res
-		po.Search[string(d)] = res
-		pm := res.PathMTU()
-		if d == report.Reverse {
-			rep.PMTU.Reverse = &pm
-		} else {
-			rep.PMTU.Forward = &pm
-		}
-		rep.Add(pmtuResult(d, res))
-	}
-	rep.Finish(time.Now())
-
-	// The advice sizes the tunnel for the narrower direction.
+// writePMTU prints the result in the asked form on stdout, and in the --out file's form
+// there. The advice sizes the tunnel for the narrower direction.
+func writePMTU(e *env, a *pmtuArgs, po *pmtuOutput, dirs []pmtuDir) error {
 	mtu := 0
-	for _, r := range runs {
-		if mtu == 0 || r.res.MTU < mtu {
-			mtu = r.res.MTU
+	for _, d := range dirs {
+		if mtu == 0 || d.res.MTU < mtu {
+			mtu = d.res.MTU
 		}
 	}
-	adv, advErr := enc.Advise(mtu)
+	adv, advErr := a.enc.Advise(mtu)
 	if advErr == nil {
 		po.Advice = &adv
 	}
-	what := *proto
+	what := a.cfg.Proto
 	if what == "tcp" {
-		what = fmt.Sprintf("tcp port %d", *port)
+		what = fmt.Sprintf("tcp port %d", a.cfg.Port)
 	}
+	target := a.cfg.Target
 	write := func(w io.Writer, format string) error {
 		switch format {
 		case report.FormatJSON:
@@ -250,34 +272,32 @@ func runPMTU(ctx context.Context, e *env, args []string) int {
 			_, err = fmt.Fprintf(w, "%s\n", b)
 			return err
 		case report.FormatText:
-			writePMTUText(w, target, what, runs, po.Advice, advErr, enc)
+			writePMTUText(w, target, what, dirs, po.Advice, advErr, a.enc)
 			return nil
 		case report.FormatHTML:
 			var b strings.Builder
-			writePMTUText(&b, target, what, runs, po.Advice, advErr, enc)
+			writePMTUText(&b, target, what, dirs, po.Advice, advErr, a.enc)
 			search, advice, _ := strings.Cut(b.String(), "\nadvice")
-			return rep.WriteHTML(w, report.HTMLOptions{Title: "ipsecpath pmtu " + target.String() + " (" + what + ")",
+			return po.Report.WriteHTML(w, report.HTMLOptions{Title: "ipsecpath pmtu " + target.String() + " (" + what + ")",
 				Advice:   strings.Split(strings.TrimSpace("advice"+advice), "\n"),
 				Sections: []report.HTMLSection{{Title: "The search", Lines: strings.Split(strings.TrimSpace(search), "\n")}}})
 		}
-		return report.Render(w, rep, format)
+		return report.Render(w, po.Report, format)
 	}
-	if err := write(e.stdout, out.format); err != nil {
-		return usageError(e, c, fmt.Errorf("write the result: %w", err))
+	if err := write(e.stdout, a.out.format); err != nil {
+		return fmt.Errorf("write the result: %w", err)
 	}
-	if out.out != "" {
-		var buf bytes.Buffer
-		if err := write(&buf, out.outFormat); err != nil {
-			return usageError(e, c, fmt.Errorf("--out %s: %w", out.out, err))
-		}
-		if err := writeFileAtomic(out.out, buf.Bytes()); err != nil {
-			return usageError(e, c, fmt.Errorf("--out %s: %w", out.out, err))
-		}
+	if a.out.out == "" {
+		return nil
 	}
-	if rep.Failed() {
-		return exitFail
+	var buf bytes.Buffer
+	if err := write(&buf, a.out.outFormat); err != nil {
+		return fmt.Errorf("--out %s: %w", a.out.out, err)
 	}
-	return exitOK
+	if err := writeFileAtomic(a.out.out, buf.Bytes()); err != nil {
+		return fmt.Errorf("--out %s: %w", a.out.out, err)
+	}
+	return nil
 }
 
 // encapFromFlags builds the encapsulation the advice is for; the outer IP version is the
@@ -302,53 +322,13 @@ func encapFromFlags(suite, mode string, natt bool, inner int, target netip.Addr)
 	return enc, nil
 }
 
-// pmtuResult is the report row of one direction, judged the way check judges its pmtu probe.
-func pmtuResult(d report.Direction, res *pmtu.Result) report.Result {
-	pm := res.PathMTU()
-	r := report.Result{Probe: "pmtu", Direction: d, Verdict: report.Pass, Hop: pm.Hop,
-		Evidence: report.Evidence{Size: res.MTU, Attempts: res.Probes}}
-	if res.ICMPFrom.IsValid() || res.ICMPMTU > 0 {
-		r.Evidence.ICMP = &report.ICMP{Type: wire.ICMPUnreach, Code: wire.CodeFragNeeded, MTU: res.ICMPMTU}
-		if res.ICMPFrom.IsValid() {
-			r.Evidence.ICMP.From = res.ICMPFrom.String()
-		}
-	}
-	if res.Stopped != "" {
-		r.Evidence.Extra = "search stopped early: " + res.Stopped
-	}
-	switch b := res.Blackhole; {
-	case b != nil:
-		r.Verdict = report.Dropped
-		r.Detail = fmt.Sprintf("Path MTU black hole: packets over %d bytes with DF set vanish %s without an ICMP fragmentation-needed; let ICMP type 3 code 4 through there, or clamp the MSS and lower the tunnel MTU.", res.MTU, where(b))
-	case res.MTU >= pmtu.DefaultMax:
-		r.Detail = fmt.Sprintf("Path MTU is %d bytes: full-size packets pass with DF set.", res.MTU)
-	case res.ICMPUnseen && res.Upper > 0:
-		r.Detail = fmt.Sprintf("Path MTU is %d bytes toward us; whether the narrow link sends ICMP fragmentation-needed can only be seen at the agent's end.", res.MTU)
-	case res.Signalled && !res.ICMPFrom.IsValid():
-		// LocalTooBig: the sending host's own interface refused the larger size.
-		r.Detail = fmt.Sprintf("Path MTU is %d bytes, set by %s own interface MTU (larger DF packets were refused before leaving; no router on the path said anything); size tunnels for it (MSS clamp, tunnel MTU).", res.MTU, senderOf(d))
-	case res.Signalled:
-		r.Detail = fmt.Sprintf("Path MTU is %d bytes and the narrow link (%s) says so with ICMP fragmentation-needed, so PMTU discovery works; size tunnels for it (MSS clamp, tunnel MTU).", res.MTU, res.ICMPFrom)
-	default:
-		r.Detail = fmt.Sprintf("Path MTU is at least %d bytes (the largest size tried).", res.MTU)
-	}
-	return r
-}
-
-// senderOf names whose interface a probe in direction d leaves by: ours forward, the agent's
-// reverse.
-func senderOf(d report.Direction) string {
-	if d == report.Reverse {
-		return "the agent's"
-	}
-	return "our"
-}
-
-// where says in words where a black hole is.
-func where(b *pmtu.Blackhole) string {
+// where says in words where a black hole in direction d is.
+func where(d report.Direction, b *pmtu.Blackhole) string {
 	switch {
 	case b.Last.TTL == 0 && b.Next.TTL == 0:
 		return "on the way (not localised)"
+	case b.Last.TTL == 0 && d == report.Reverse:
+		return "before the first hop answered (the agent's own link or its first router)"
 	case b.Last.TTL == 0:
 		return "before the first hop answered (our own link or the first router)"
 	case b.Sure:
@@ -358,8 +338,8 @@ func where(b *pmtu.Blackhole) string {
 	}
 }
 
-func writePMTUText(w io.Writer, target netip.Addr, proto string, runs []*pmtuRun, adv *pmtu.Advice, advErr error, enc pmtu.Encap) {
-	for _, r := range runs {
+func writePMTUText(w io.Writer, target netip.Addr, proto string, dirs []pmtuDir, adv *pmtu.Advice, advErr error, enc pmtu.Encap) {
+	for _, r := range dirs {
 		res := r.res
 		exact := ""
 		if !res.Exact {
@@ -372,7 +352,7 @@ func writePMTUText(w io.Writer, target netip.Addr, proto string, runs []*pmtuRun
 		}
 		switch b := res.Blackhole; {
 		case b != nil:
-			fmt.Fprintf(w, "  black hole: yes: %d-byte packets vanish %s, and no ICMP fragmentation-needed comes back\n", b.Size, where(b))
+			fmt.Fprintf(w, "  black hole: yes: %d-byte packets vanish %s, and no ICMP fragmentation-needed comes back\n", b.Size, where(r.dir, b))
 		case res.Signalled && res.ICMPFrom.IsValid():
 			fmt.Fprintf(w, "  black hole: no: %s sends ICMP fragmentation-needed (MTU %d)\n", res.ICMPFrom, res.ICMPMTU)
 		case res.Signalled && r.dir == report.Reverse:

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
 )
@@ -247,5 +249,21 @@ func TestPMTUNotRoot(t *testing.T) {
 	cmd.Stdout, cmd.Stderr = &outb, &errb
 	if err := cmd.Run(); err != nil || !strings.Contains(outb.String(), "path MTU toward 127.0.0.1 (icmp): 1500 bytes") {
 		t.Errorf("as nobody with cap_net_raw: %v\nstdout %s\nstderr %s", err, outb.String(), errb.String())
+	}
+}
+
+// TestWhereBlackhole: the text's black-hole place names whose link it may be: ours forward,
+// the agent's on the way back; a localised one names the hops.
+func TestWhereBlackhole(t *testing.T) {
+	unlocalised := &pmtu.Blackhole{Size: 1301, Next: pmtu.Hop{TTL: 1, Addr: netip.MustParseAddr("198.51.100.1")}}
+	if got := where(report.Forward, unlocalised); !strings.Contains(got, "our own link") {
+		t.Errorf("forward: %s", got)
+	}
+	if got := where(report.Reverse, unlocalised); !strings.Contains(got, "the agent's own link") || strings.Contains(got, "our") {
+		t.Errorf("reverse: %s", got)
+	}
+	sure := &pmtu.Blackhole{Size: 1301, Last: pmtu.Hop{TTL: 1, Addr: netip.MustParseAddr("198.51.100.1")}, Next: pmtu.Hop{TTL: 2, Addr: netip.MustParseAddr("192.0.2.66")}, Sure: true}
+	if got, want := where(report.Reverse, sure), "after hop 1 (198.51.100.1), on its link toward hop 2 (192.0.2.66)"; got != want {
+		t.Errorf("localised: %q, want %q", got, want)
 	}
 }

@@ -77,7 +77,7 @@ var surveyFormats = []string{report.FormatText, report.FormatJSON, report.Format
 
 // checkWithPMTU is a check with the path MTU searches plugged in, as `check` runs it.
 func checkWithPMTU(ctx context.Context, cfg probe.CheckConfig) (*report.Report, error) {
-	cfg.PathMTU, cfg.ReversePathMTU = checkPMTU, checkReversePMTU
+	cfg.PathMTU = checkPathMTU
 	rep, err := probe.Check(ctx, cfg)
 	if err != nil {
 		return nil, checkErrorLine(err)
