@@ -21,18 +21,14 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-BIN=${BIN:-bin/ipsecpath}
+. bench/lib.bash
 PROFILES=${PROFILES:-clean frag-drop}
 RUNS=${RUNS:-3}
 NAME=hb$$
-INI=198.51.100.10
-RSP=203.0.113.10
 
-. bench/lib.bash
 bench_setup hping3 tcpdump nc ping
 
-head -c 32 /dev/urandom >"$W/key"
-chmod 600 "$W/key"
+agent_key
 
 # start_tcpdump NODE FILE PEER: capture everything from PEER in NODE, in the background
 # (pid in TCPDUMP, recorded for cleanup); returns once it listens.
@@ -76,11 +72,8 @@ addr() { case $1 in ini) echo $INI ;; rsp) echo $RSP ;; esac; }
 printf '%-12s %10s %-22s %10s %8s\n' profile check_ms "verdicts (pass/fail)" manual_ms ratio
 for prof in $PROFILES; do
 	LAB=$NAME-${prof//-/}
-	"$BIN" lab up --no-gateways --profile "$prof" --name "$LAB" >"$W/labup.$prof" 2>&1 ||
-		{ cat "$W/labup.$prof" >&2; exit 1; }
-	ip netns exec "ipl-$LAB-rsp" "$BIN" responder --listen "$RSP:7500" --key-file "$W/key" 2>"$W/responder.$prof" &
-	PIDS+=("$!")
-	for _ in $(seq 100); do ip netns exec "ipl-$LAB-rsp" nc -z "$RSP" 7500 2>/dev/null && break; sleep 0.05; done
+	lab_up "$prof" "$W/labup.$prof"
+	start_agent "$W/responder.$prof"
 
 	times=()
 	for i in $(seq "$RUNS"); do

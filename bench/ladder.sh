@@ -21,14 +21,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-BIN=${BIN:-bin/ipsecpath}
+. bench/lib.bash
 PROFILES=${PROFILES:-clean underlay-dead tcp1792-reset}
 RUNS=${RUNS:-3}
 NAME=hl$$
-RSP=203.0.113.10
 GW=198.51.100.1
 
-. bench/lib.bash
 bench_setup openssl ping python3
 
 # A lab CA and a server certificate for rsp's address (EC P-256: quick).
@@ -44,8 +42,7 @@ openssl x509 -req -in "$W/srv.csr" -CA "$W/ca.pem" -CAkey "$W/ca.key" -CAcreates
 printf '%-15s %12s %-28s %10s %8s\n' profile ipsecpath_ms verdict manual_ms ratio
 for prof in $PROFILES; do
 	LAB=$NAME-${prof//-/}
-	"$BIN" lab up --no-gateways --profile "$prof" --name "$LAB" >"$W/labup.$prof" 2>&1 ||
-		{ cat "$W/labup.$prof" >&2; exit 1; }
+	lab_up "$prof" "$W/labup.$prof"
 	ip netns exec "ipl-$LAB-rsp" openssl s_server -accept "$RSP:1792" -cert "$W/srv.pem" -key "$W/srv.key" \
 		-naccept 1000 -quiet </dev/null >"$W/s_server.$prof" 2>&1 &
 	PIDS+=("$!")

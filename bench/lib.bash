@@ -1,5 +1,11 @@
 # Shared set-up of the bench scripts that build a lab (sourced, not run: not *.sh, so the
-# Makefile's bench loop does not pick it up). The caller sets BIN.
+# Makefile's bench loop does not pick it up), from the repository's top directory.
+#
+# BIN is the binary (default bin/ipsecpath, built if missing); INI and RSP are the lab's
+# initiator and target addresses.
+BIN=${BIN:-bin/ipsecpath}
+INI=198.51.100.10
+RSP=203.0.113.10
 #
 # bench_setup TOOL...: needs root and each TOOL, builds $BIN if missing, makes a work
 # directory W, and on exit stops every pid in PIDS (recorded by the caller), tears down the
@@ -30,3 +36,23 @@ cleanup() {
 
 # ms START_NS: milliseconds since START_NS (date +%s%N).
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+# lab_up PROFILE LOG: brings up the lab named in LAB, without gateways, with PROFILE; its
+# output goes to LOG, shown on stderr (and the script ends) if it fails.
+lab_up() {
+	"$BIN" lab up --no-gateways --profile "$1" --name "$LAB" >"$2" 2>&1 || { cat "$2" >&2; exit 1; }
+}
+
+# agent_key: a fresh 32-byte agent key in $W/key, mode 600.
+agent_key() {
+	head -c 32 /dev/urandom >"$W/key"
+	chmod 600 "$W/key"
+}
+
+# start_agent LOG: starts `ipsecpath responder` in the lab's rsp on $RSP:7500 with $W/key
+# (stderr to LOG), records its pid in PIDS, and returns once it accepts connections.
+start_agent() {
+	ip netns exec "ipl-$LAB-rsp" "$BIN" responder --listen "$RSP:7500" --key-file "$W/key" 2>"$1" &
+	PIDS+=("$!")
+	for _ in $(seq 100); do ip netns exec "ipl-$LAB-rsp" nc -z "$RSP" 7500 2>/dev/null && break; sleep 0.05; done
+}

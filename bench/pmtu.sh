@@ -27,28 +27,15 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-BIN=${BIN:-bin/ipsecpath}
+. bench/lib.bash
 PROFILES=${PROFILES:-clean mtu1400 mtu1300-blackhole}
 HOPS=${HOPS:-5}
 RUNS=${RUNS:-3}
 TIMEOUT=${TIMEOUT:-180}
 NAME=pb$$
-TARGET=203.0.113.10
-INI=198.51.100.10
+TARGET=$RSP
 
-[ "$(id -u)" = 0 ] || { echo "bench/pmtu.sh: needs root (network namespaces, raw sockets)" >&2; exit 2; }
-for t in tracepath scamper nft jq; do
-	command -v "$t" >/dev/null || { echo "bench/pmtu.sh: $t not found (make deps installs it)" >&2; exit 2; }
-done
-[ -x "$BIN" ] || go build -o "$BIN" ./cmd/ipsecpath
-
-W=$(mktemp -d /tmp/ipt-bench-pmtu.XXXXXX)
-LAB=""
-cleanup() {
-	[ -n "$LAB" ] && "$BIN" lab down "$LAB" >>"$W/lab.log" 2>&1 || true
-	LAB=""
-}
-trap 'cleanup; rm -rf "$W"' EXIT
+bench_setup tracepath scamper nft jq
 
 ns() { ip netns exec "ipl-$NAME-ini" "$@"; }
 r1() { ip netns exec "ipl-$NAME-r1" "$@"; }
@@ -132,7 +119,7 @@ printf '%-18s %-10s %6s  %-9s %-52s %6s %8s\n' profile tool mtu blackhole where 
 declare -A T P S U
 for prof in $PROFILES; do
 	LAB=$NAME
-	"$BIN" lab up --profile "$prof" --name "$NAME" --no-gateways >>"$W/lab.log" 2>&1
+	lab_up "$prof" "$W/labup.$prof"
 	counter_setup
 	for tool in tracepath scamper ipsecpath; do
 		secs=() probes=() search=() ups=()

@@ -21,24 +21,18 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-BIN=${BIN:-bin/ipsecpath}
+. bench/lib.bash
 MAXIDLE=${MAXIDLE:-30}
 STEP=${STEP:-5}
 NAME=hs$$
-INI=198.51.100.10
-RSP=203.0.113.10
 
-. bench/lib.bash
 bench_setup hping3 tcpdump nc python3
 
-head -c 32 /dev/urandom >"$W/key"
-chmod 600 "$W/key"
+agent_key
 
 LAB=$NAME
-"$BIN" lab up --no-gateways --profile stateful-udp --name "$LAB" >"$W/labup" 2>&1 || { cat "$W/labup" >&2; exit 1; }
-ip netns exec "ipl-$LAB-rsp" "$BIN" responder --listen "$RSP:7500" --key-file "$W/key" 2>"$W/responder" &
-PIDS+=("$!")
-for _ in $(seq 100); do ip netns exec "ipl-$LAB-rsp" nc -z "$RSP" 7500 2>/dev/null && break; sleep 0.05; done
+lab_up stateful-udp "$W/labup"
+start_agent "$W/responder"
 
 # The tool.
 s=$(date +%s%N)

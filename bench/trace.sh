@@ -29,30 +29,16 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
-BIN=${BIN:-bin/ipsecpath}
+. bench/lib.bash
 PROFILES=${PROFILES:-clean esp-drop frag-drop}
 NAME=ht$$
-RSP=203.0.113.10
 # CAP bounds each tool's run, in seconds: traceroute -P 50 sends one probe at a time and waits
 # 5 s for each silent one (a path that drops ESP after hop 1 takes about 7 minutes).
 CAP=${CAP:-60}
 
-[ "$(id -u)" = 0 ] || { echo "bench/trace.sh: needs root (network namespaces, raw sockets)" >&2; exit 2; }
-for t in traceroute scamper jq; do
-	command -v "$t" >/dev/null || { echo "bench/trace.sh: $t not found (make deps installs it)" >&2; exit 2; }
-done
-[ -x "$BIN" ] || go build -o "$BIN" ./cmd/ipsecpath
-
-W=$(mktemp -d /tmp/ipt-bench-trace.XXXXXX)
-LAB=""
-cleanup() {
-	[ -n "$LAB" ] && "$BIN" lab down "$LAB" >/dev/null 2>&1 || true
-	LAB=""
-}
-trap 'cleanup; rm -rf "$W"' EXIT
+bench_setup traceroute scamper jq
 
 now() { date +%s%N; }
-ms() { echo $(( ($(now) - $1) / 1000000 )); }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
 # ours ID OUT: ipsecpath trace of probe ID; "ttl addr" lines in OUT.hops, reached (yes/no) in
@@ -111,8 +97,7 @@ compare() {
 printf '%-18s %-26s %7s %9s %9s %9s %6s %7s %7s %6s\n' profile "pair (ipsecpath vs other)" agree "reached" ours_ms other_ms t_rat ours_n other_n n_rat
 for PROF in $PROFILES; do
 	LAB=$NAME-${PROF//-/}
-	"$BIN" lab up --no-gateways --profile "$PROF" --name "$LAB" >"$W/labup.$PROF" 2>&1 ||
-		{ cat "$W/labup.$PROF" >&2; exit 1; }
+	lab_up "$PROF" "$W/labup.$PROF"
 	d=$W/$PROF
 	mkdir -p "$d"
 	ours esp "$d/esp"

@@ -66,16 +66,19 @@ func loadGoldens(tb testing.TB, dir string) []golden {
 
 var goldenDir = filepath.Join("testdata", "golden")
 
+// goldenWant is what TestGoldens expects of a golden datagram.
+type goldenWant struct {
+	version  uint8
+	exchange ExchangeType
+	types    []PayloadType
+	check    func(t *testing.T, m *Message)
+}
+
 // TestGoldens decodes what strongSwan 5.9.8 answered in the lab and checks what a probe
 // reads from it.
 func TestGoldens(t *testing.T) {
 	N, SA, KE, No, CR, V := PayloadNotify, PayloadSA, PayloadKE, PayloadNonce, PayloadCertReq, PayloadVendorIDV1
-	want := map[string]struct {
-		version  uint8
-		exchange ExchangeType
-		types    []PayloadType
-		check    func(t *testing.T, m *Message)
-	}{
+	want := map[string]goldenWant{
 		"strongswan-5.9.8-ikev2-sa-init-response": {VersionIKEv2, ExchangeIKESAInit, []PayloadType{SA, KE, No, N, N, CR, N, N, N, N},
 			func(t *testing.T, m *Message) {
 				sa, err := ParseSAv2(m.Payloads[0].Body)
@@ -120,7 +123,26 @@ func TestGoldens(t *testing.T) {
 		"strongswan-5.9.8-ikev1-no-proposal-chosen": {VersionIKEv1, ExchangeInformationalV1, []PayloadType{PayloadNotifyV1},
 			notifyIs(false, NotifyNoProposalChosen, nil)},
 	}
-	gs := loadGoldens(t, goldenDir)
+	eachGolden(t, goldenDir, want, func(t *testing.T, g golden, w goldenWant) {
+		if g.port == 4500 && !bytes.Equal(g.udp[:4], []byte{0, 0, 0, 0}) {
+			t.Fatalf("no non-ESP marker")
+		}
+		m := mustDecode(t, g.msg())
+		if m.Version != w.version || m.Exchange != w.exchange || !reflect.DeepEqual(types(m), w.types) || m.Truncated {
+			t.Fatalf("decoded %+v %v", m.Header, types(m))
+		}
+		if _, ok := NonceFromSPI(m.InitiatorSPI); !ok {
+			t.Errorf("initiator SPI %x is not ours", m.InitiatorSPI)
+		}
+		w.check(t, m)
+	})
+}
+
+// eachGolden runs check in a subtest on every golden datagram of dir with its expectation
+// in want: a golden without one, or an expectation without its golden, fails.
+func eachGolden[W any](t *testing.T, dir string, want map[string]W, check func(*testing.T, golden, W)) {
+	t.Helper()
+	gs := loadGoldens(t, dir)
 	if len(gs) != len(want) {
 		t.Fatalf("%d golden files, %d expectations", len(gs), len(want))
 	}
@@ -130,17 +152,7 @@ func TestGoldens(t *testing.T) {
 			if !ok {
 				t.Fatalf("no expectation for %s", g.name)
 			}
-			if g.port == 4500 && !bytes.Equal(g.udp[:4], []byte{0, 0, 0, 0}) {
-				t.Fatalf("no non-ESP marker")
-			}
-			m := mustDecode(t, g.msg())
-			if m.Version != w.version || m.Exchange != w.exchange || !reflect.DeepEqual(types(m), w.types) || m.Truncated {
-				t.Fatalf("decoded %+v %v", m.Header, types(m))
-			}
-			if _, ok := NonceFromSPI(m.InitiatorSPI); !ok {
-				t.Errorf("initiator SPI %x is not ours", m.InitiatorSPI)
-			}
-			w.check(t, m)
+			check(t, g, w)
 		})
 	}
 }
@@ -181,15 +193,6 @@ func mm2(t *testing.T, m *Message) {
 func BenchmarkDecodeGolden(b *testing.B) {
 	for _, g := range loadGoldens(b, goldenDir) {
 		msg := g.msg()
-		b.Run(g.name, func(b *testing.B) {
-			b.ReportAllocs()
-			b.SetBytes(int64(len(msg)))
-			var m Message
-			for b.Loop() {
-				if err := m.DecodeFromBytes(msg); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+		b.Run(g.name, func(b *testing.B) { benchDecode(b, msg) })
 	}
 }

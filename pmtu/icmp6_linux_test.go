@@ -4,13 +4,10 @@ package pmtu
 
 import (
 	"context"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/testlab"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // inScratchNetns runs fn on a locked thread in a new network namespace with only a loopback
@@ -18,38 +15,13 @@ import (
 // its last reference). Traffic stays on that loopback.
 func inScratchNetns(t *testing.T, loMTU int, fn func()) {
 	t.Helper()
-	testlab.RequireRoot(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		orig, err := netns.Get()
-		if err != nil {
-			t.Errorf("netns: %v", err)
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New()
-		if err != nil {
-			t.Errorf("netns: new: %v", err)
-			return
-		}
-		defer ns.Close()
-		defer netns.Set(orig)
-		lo, err := netlink.LinkByName("lo")
-		if err == nil {
-			err = netlink.LinkSetMTU(lo, loMTU)
-		}
-		if err == nil {
-			err = netlink.LinkSetUp(lo)
-		}
-		if err != nil {
+	testlab.InScratchNetns(t, func() {
+		if err := testlab.LoopbackUp(loMTU); err != nil {
 			t.Errorf("loopback: %v", err)
 			return
 		}
 		fn()
-	}()
-	<-done
+	})
 }
 
 // TestICMPv6Loopback probes ::1 in a scratch namespace: with a 1500-byte loopback the

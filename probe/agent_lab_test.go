@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"net/netip"
 	"runtime"
 	"sort"
@@ -20,31 +19,9 @@ import (
 // on rsp's address, until the test ends.
 func labAgent(t *testing.T, l *testlab.Lab, logf func(string, ...any)) (addr string) {
 	t.Helper()
-	var r *Responder
-	var ln net.Listener
 	addr = netip.AddrPortFrom(l.Addr("rsp"), ControlPort).String()
-	if err := l.Do("rsp", func() error {
-		var err error
-		if ln, err = net.Listen("tcp", addr); err != nil {
-			return err
-		}
-		r, err = NewResponder(ResponderConfig{Key: testKey, Version: "lab", Logf: logf})
-		if err != nil {
-			ln.Close()
-		}
-		return err
-	}); err != nil {
-		t.Fatalf("agent in rsp: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		r.Close()
+	l.ServeIn(t, "rsp", addr, func() (testlab.Server, error) {
+		return NewResponder(ResponderConfig{Key: testKey, Version: "lab", Logf: logf})
 	})
 	return addr
 }
@@ -93,6 +70,32 @@ func offsetsSeen(seen []Seen, src netip.Addr) map[[2]int][]int {
 
 func sameInts(a, b []int) bool {
 	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+// sentOf records probe id with nonce as built in pk, with its fragments' offsets.
+func sentOf(id ID, nonce uint32, pk *Packets) sentProbe {
+	sp := sentProbe{id: id, nonce: nonce, ipid: pk.IPID, proto: pk.Proto}
+	for _, f := range pk.Frags {
+		sp.frags = append(sp.frags, f.Offset)
+	}
+	return sp
+}
+
+// untilAllSeen calls seen every 50 ms until it holds, from src, every fragment of every
+// probe in sent, or until d has passed; it returns what is still missing, one line a probe.
+func untilAllSeen(d time.Duration, src netip.Addr, sent []sentProbe, seen func() []Seen) []string {
+	for deadline := time.Now().Add(d); ; time.Sleep(50 * time.Millisecond) {
+		got := offsetsSeen(seen(), src)
+		var missing []string
+		for _, p := range sent {
+			if o := got[[2]int{int(p.ipid), int(p.proto)}]; !sameInts(o, p.frags) {
+				missing = append(missing, fmt.Sprintf("%s: offsets %v, want %v", p, o, p.frags))
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			return missing
+		}
+	}
 }
 
 // TestAgentLab runs the agent in the lab's rsp and the initiator in ini, through r1 and r2:
@@ -146,10 +149,7 @@ func TestAgentLab(t *testing.T) {
 		if err := Build(id, BuildParams{Src: ini, Dst: rsp, Nonce: nonces[i]}, &pk); err != nil {
 			t.Fatalf("build %s: %v", id, err)
 		}
-		sp := sentProbe{id: id, nonce: pk.Nonce, ipid: pk.IPID, proto: pk.Proto}
-		for _, f := range pk.Frags {
-			sp.frags = append(sp.frags, f.Offset)
-		}
+		sp := sentOf(id, pk.Nonce, &pk)
 		if id.Fragmented() && len(sp.frags) < 2 {
 			t.Fatalf("%s built as %d packet(s)", id, len(sp.frags))
 		}
@@ -166,22 +166,12 @@ func TestAgentLab(t *testing.T) {
 
 	// Poll the agent until every fragment of every probe has been reported.
 	var rep *AgentReport
-	var missing []string
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	missing := untilAllSeen(5*time.Second, ini, sent, func() []Seen {
 		if rep, err = c.Report(ctx); err != nil {
 			t.Fatalf("Report: %v", err)
 		}
-		got := offsetsSeen(rep.Seen, ini)
-		missing = missing[:0]
-		for _, p := range sent {
-			if o := got[[2]int{int(p.ipid), int(p.proto)}]; !sameInts(o, p.frags) {
-				missing = append(missing, fmt.Sprintf("%s: offsets %v, want %v", p, o, p.frags))
-			}
-		}
-		if len(missing) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
+		return rep.Seen
+	})
 	if len(missing) > 0 {
 		t.Fatalf("the agent did not report every fragment:\n%s", strings.Join(missing, "\n"))
 	}
@@ -241,24 +231,9 @@ func TestAgentLab(t *testing.T) {
 		if len(pk.Wire) != r.Packets || pk.WireBytes() != r.Bytes {
 			t.Fatalf("%s: agent sent %d packets/%d bytes, Build gives %d/%d", r.ID, r.Packets, r.Bytes, len(pk.Wire), pk.WireBytes())
 		}
-		sp := sentProbe{id: r.ID, nonce: r.Nonce, ipid: pk.IPID, proto: pk.Proto}
-		for _, f := range pk.Frags {
-			sp.frags = append(sp.frags, f.Offset)
-		}
-		rsent = append(rsent, sp)
+		rsent = append(rsent, sentOf(r.ID, r.Nonce, &pk))
 	}
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		got := offsetsSeen(back.Since(t0), rsp)
-		missing = missing[:0]
-		for _, p := range rsent {
-			if o := got[[2]int{int(p.ipid), int(p.proto)}]; !sameInts(o, p.frags) {
-				missing = append(missing, fmt.Sprintf("%s: offsets %v, want %v", p, o, p.frags))
-			}
-		}
-		if len(missing) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
+	missing = untilAllSeen(3*time.Second, rsp, rsent, func() []Seen { return back.Since(t0) })
 	if len(missing) > 0 {
 		t.Fatalf("reverse probes did not all reach ini:\n%s", strings.Join(missing, "\n"))
 	}
@@ -344,11 +319,7 @@ func TestAgentLabCaptureFlood(t *testing.T) {
 				if err := Build(id, BuildParams{Src: ini, Dst: rsp, Nonce: nonces[1+k]}, &pk); err != nil {
 					t.Fatal(err)
 				}
-				sp := sentProbe{id: id, nonce: pk.Nonce, ipid: pk.IPID, proto: pk.Proto}
-				for _, f := range pk.Frags {
-					sp.frags = append(sp.frags, f.Offset)
-				}
-				sent = append(sent, sp)
+				sent = append(sent, sentOf(id, pk.Nonce, &pk))
 				if err := c.Announce(ctx, pk.IPID); err != nil {
 					t.Fatalf("Announce: %v", err)
 				}
@@ -373,22 +344,12 @@ func TestAgentLabCaptureFlood(t *testing.T) {
 	}
 	t.Logf("sent %d junk ESP packets and %d probes in %v", flood, len(sent), time.Since(start).Round(time.Millisecond))
 	var rep *AgentReport
-	var missing []string
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	missing := untilAllSeen(5*time.Second, ini, sent, func() []Seen {
 		if rep, err = c.Report(ctx); err != nil {
 			t.Fatalf("Report: %v", err)
 		}
-		got := offsetsSeen(rep.Seen, ini)
-		missing = missing[:0]
-		for _, p := range sent {
-			if o := got[[2]int{int(p.ipid), int(p.proto)}]; !sameInts(o, p.frags) {
-				missing = append(missing, fmt.Sprintf("%s: offsets %v, want %v", p, o, p.frags))
-			}
-		}
-		if len(missing) == 0 || time.Now().After(deadline) {
-			break
-		}
-	}
+		return rep.Seen
+	})
 	t.Logf("junk flood: agent kept %d packets, ignored %d other, lost %d", len(rep.Seen), rep.Other, rep.Lost)
 	if len(missing) > 0 {
 		t.Fatalf("probes sent amid the flood not reported:\n%s", strings.Join(missing, "\n"))

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/report"
+	"github.com/ipsecpath/ipsecpath/testlab"
 )
 
 // fakeCapture hands out sources that replay a fixed list of packets, as if captured.
@@ -150,27 +151,10 @@ func startAgent(t testing.TB, mod func(*ResponderConfig)) *agentFixture {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		r.Close()
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Serve(ctx, ln) }()
-	var once sync.Once
-	fx.stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Serve: %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Errorf("Serve did not return within 10s of cancel")
-			}
-			r.Close()
-		})
-	}
-	t.Cleanup(fx.stop)
+	fx.stop = testlab.Serve(t, r, ln)
 	fx.addr, fx.r = ln.Addr().String(), r
 	return fx
 }

@@ -6,49 +6,26 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"runtime"
 	"testing"
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/testlab"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // inPrivateNetns runs fn on a locked thread inside a new, unnamed network namespace with
-// only its loopback up, then returns the thread to its namespace. Sockets fn opens stay in
-// the new namespace (and keep it alive) until closed: traffic on them never leaves it.
+// only its loopback up (testlab.InScratchNetns). Sockets fn opens stay in the new namespace
+// (and keep it alive) until closed: traffic on them never leaves it. An error fn returns
+// fails the test.
 func inPrivateNetns(t *testing.T, fn func() error) {
 	t.Helper()
-	testlab.RequireRoot(t)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
+	var err error
+	testlab.InScratchNetns(t, func() {
+		if err = testlab.LoopbackUp(0); err == nil {
+			err = fn()
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.New() // enters it
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	ferr := func() error {
-		lo, err := netlink.LinkByName("lo")
-		if err != nil {
-			return err
-		}
-		if err := netlink.LinkSetUp(lo); err != nil {
-			return err
-		}
-		return fn()
-	}()
-	if err := netns.Set(orig); err != nil {
-		runtime.LockOSThread() // never hand a thread in the wrong namespace back to Go
-		t.Fatalf("restore network namespace: %v", err)
-	}
-	if ferr != nil {
-		t.Fatal(ferr)
 	}
 }
 

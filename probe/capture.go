@@ -1,7 +1,6 @@
 package probe
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -127,42 +126,6 @@ func (c *Capture) readError(err error) error {
 
 // SetReadDeadline sets the deadline for Read.
 func (c *Capture) SetReadDeadline(t time.Time) error { return c.f.SetReadDeadline(t) }
-
-// ReadContext is Read bounded by ctx: ctx's deadline becomes the read deadline, and
-// cancelling ctx ends a blocked read (by setting a deadline in the past, cleared after).
-// It returns ctx.Err() when ctx ended the read.
-func (c *Capture) ReadContext(ctx context.Context, b []byte) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	dl, _ := ctx.Deadline()
-	if err := c.f.SetReadDeadline(dl); err != nil {
-		return 0, c.readError(err)
-	}
-	fired := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(fired)
-		c.f.SetReadDeadline(time.Unix(1, 0))
-	})
-	n, err := c.f.Read(b)
-	if !stop() {
-		// ctx fired: wait until its deadline is set (AfterFunc runs in its own goroutine),
-		// then clear it, so it cannot land on the next call's read.
-		<-fired
-		c.f.SetReadDeadline(time.Time{})
-	}
-	if err != nil {
-		if ctx.Err() != nil {
-			return n, ctx.Err()
-		}
-		// The fd deadline can pass a moment before ctx's own timer marks it done.
-		if errors.Is(err, os.ErrDeadlineExceeded) && !dl.IsZero() && !time.Now().Before(dl) {
-			return n, context.DeadlineExceeded
-		}
-		return n, c.readError(err)
-	}
-	return n, nil
-}
 
 // Close closes the capture; a blocked Read returns net.ErrClosed.
 func (c *Capture) Close() error { return c.f.Close() }

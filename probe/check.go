@@ -431,7 +431,7 @@ func (r *checkRun) plan() {
 		// Without an agent a TCP reset is judged by its TTL against the target's own
 		// answers: make sure there is one (a small echo), even if nothing else answers.
 		for _, id := range r.cfg.Probes {
-			if id.isTCP() {
+			if id.IsTCP() {
 				asked[smallEcho] = true
 				refs = append(refs, smallEcho)
 				break

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -51,28 +50,7 @@ func TestCheckInterrupted(t *testing.T) {
 // startStoppableAgent runs the agent in rsp and returns its address and a function that stops it.
 func startStoppableAgent(t *testing.T, l *testlab.Lab) (string, func()) {
 	t.Helper()
-	addr := net.JoinHostPort(l.Addr("rsp").String(), fmt.Sprint(probe.ControlPort))
-	var resp *probe.Responder
-	var ln net.Listener
-	if err := l.Do("rsp", func() error {
-		var err error
-		if resp, err = probe.NewResponder(probe.ResponderConfig{Key: labKey, Version: report.Version}); err != nil {
-			return err
-		}
-		ln, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		if resp != nil {
-			resp.Close()
-		}
-		t.Fatalf("agent in rsp: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); resp.Serve(ctx, ln) }()
-	stop := func() { cancel(); <-done }
-	t.Cleanup(func() { stop(); resp.Close() })
-	return addr, stop
+	return startAgentWith(t, l, probe.ResponderConfig{Key: labKey, Version: report.Version})
 }
 
 // fakeSearch is a path MTU search that runs run and records that it was closed.
@@ -166,26 +144,7 @@ func (*lossySource) Close() error { return nil }
 func TestCheckAgentLost(t *testing.T) {
 	testlab.RequireRoot(t)
 	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
-	addr := net.JoinHostPort(l.Addr("rsp").String(), fmt.Sprint(probe.ControlPort))
-	var resp *probe.Responder
-	var ln net.Listener
-	if err := l.Do("rsp", func() error {
-		var err error
-		if resp, err = probe.NewResponder(probe.ResponderConfig{Key: labKey, Version: report.Version, Capture: lossyCapture{}}); err != nil {
-			return err
-		}
-		ln, err = net.Listen("tcp", addr)
-		return err
-	}); err != nil {
-		if resp != nil {
-			resp.Close()
-		}
-		t.Fatalf("agent in rsp: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); resp.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done; resp.Close() })
+	addr, _ := startAgentWith(t, l, probe.ResponderConfig{Key: labKey, Version: report.Version, Capture: lossyCapture{}})
 
 	rep, _ := checkFromIni(t, l, probe.CheckConfig{Target: l.Addr("rsp"), Agent: addr, Key: labKey, Probes: []probe.ID{probe.ESP}, Timeout: time.Second})
 	for _, r := range rep.Results {

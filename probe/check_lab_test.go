@@ -145,43 +145,24 @@ var labKey = bytes.Repeat([]byte("ipsecpath-lab-key"), 2)
 // startAgent runs the agent in-process inside rsp, listening on rsp's address, until the test ends.
 func startAgent(t *testing.T, l *testlab.Lab) string {
 	t.Helper()
-	addr := net.JoinHostPort(l.Addr("rsp").String(), fmt.Sprint(probe.ControlPort))
-	var resp *probe.Responder
-	var ln net.Listener
-	err := l.Do("rsp", func() error {
-		var err error
-		if resp, err = probe.NewResponder(probe.ResponderConfig{Key: labKey, Version: report.Version}); err != nil {
-			return err
-		}
-		ln, err = net.Listen("tcp", addr)
-		return err
-	})
-	if err != nil {
-		if resp != nil {
-			resp.Close()
-		}
-		t.Fatalf("agent in rsp: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); resp.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done; resp.Close() })
+	addr, _ := startAgentWith(t, l, probe.ResponderConfig{Key: labKey, Version: report.Version})
 	return addr
+}
+
+// startAgentWith runs an agent made with cfg in rsp, listening on rsp's address, and returns
+// that address and a function that stops it before the test ends (it stops then anyway).
+func startAgentWith(t *testing.T, l *testlab.Lab, cfg probe.ResponderConfig) (string, func()) {
+	t.Helper()
+	addr := net.JoinHostPort(l.Addr("rsp").String(), fmt.Sprint(probe.ControlPort))
+	stop := l.ServeIn(t, "rsp", addr, func() (testlab.Server, error) { return probe.NewResponder(cfg) })
+	return addr, stop
 }
 
 // checkFromIni runs Check inside ini.
 func checkFromIni(t *testing.T, l *testlab.Lab, cfg probe.CheckConfig) (*report.Report, time.Duration) {
 	t.Helper()
-	var rep *report.Report
 	t0 := time.Now()
-	err := l.Do("ini", func() error {
-		var err error
-		rep, err = probe.Check(context.Background(), cfg)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("check: %v", err)
-	}
+	rep := testlab.DoIn(t, l, "ini", "check", func() (*report.Report, error) { return probe.Check(context.Background(), cfg) })
 	schematest.ValidateValue(t, "check", rep) // as --json would print it
 	return rep, time.Since(t0)
 }

@@ -4,40 +4,6 @@ import (
 	"testing"
 )
 
-// TestClassTable checks the table itself: codes unique and in order, every class reachable
-// from its id, -frag forms fragmented, sizes that a probe can be built at.
-func TestClassTable(t *testing.T) {
-	seen := map[uint8]bool{}
-	for i := range classes {
-		c := &classes[i]
-		if seen[c.code] || c.write == nil || c.recognise == nil || (i > 0 && c.code <= classes[i-1].code) {
-			t.Errorf("class %d (%q): duplicate or out-of-order code, or no write/recognise", c.code, c.id)
-		}
-		seen[c.code] = true
-		if c.id != "" {
-			if got, ok := classOf(c.id); !ok || got != c {
-				t.Errorf("classOf(%q) = %v, %v", c.id, got, ok)
-			}
-			if c.frag != (c.id.Fragmented() || c.id == ICMPLarge) {
-				t.Errorf("%s: frag %v", c.id, c.frag)
-			}
-		}
-		if c.size == nil && c.defSize != 0 && c.defSize < c.minSize {
-			t.Errorf("class %d: default size %d below its minimum %d", c.code, c.defSize, c.minSize)
-		}
-	}
-	for _, id := range []ID{TCP(445), UDP(5000), UDP(5000) + "-frag"} {
-		if c, ok := classOf(id); !ok || c.id != "" {
-			t.Errorf("classOf(%q) = %+v, %v", id, c, ok)
-		}
-	}
-	for _, id := range []ID{"", "tcp:445-frag", "udp:0", "esp-frag-frag", "ESP"} {
-		if c, ok := classOf(id); ok {
-			t.Errorf("classOf(%q) = %+v", id, c)
-		}
-	}
-}
-
 // FuzzClassTable builds a probe of any class at any size and recognises it again from what
 // a capture keeps of its first fragment (HeadLen bytes), and from an ICMP error quoting
 // that: the table's write and recognise of a class agree.

@@ -380,128 +380,76 @@ func (x *ikeExchange) matches(udp []byte) ([]byte, bool) {
 // interpret fills res from an answer; it returns true when the exchange must be sent again
 // (COOKIE, or INVALID_KE_PAYLOAD naming a group we offered).
 func (x *ikeExchange) interpret(res *IKEResult, msg []byte) bool {
-	var m ike.Message
-	if err := m.DecodeFromBytes(msg); err != nil {
+	a := ike.ReadAnswer(msg, ike.Sent{Version: x.opts.Version, SPI: x.spi, Local: x.local, Remote: x.remote})
+	if a.Kind == ike.AnswerMalformed {
 		res.Outcome = IKERefused
 		res.Notify = "malformed answer"
-		res.Steps = append(res.Steps, "the answer does not decode: "+err.Error())
+		res.Steps = append(res.Steps, "the answer does not decode: "+a.Err.Error())
 		return false
 	}
-	v2 := x.opts.Version == 2
 	res.Notify, res.WantedGroup = "", ""
-	res.VendorIDs = res.VendorIDs[:0]
-	var refusal *ike.Notify
-	var natdSrc, natdDst [][]byte
-	for _, p := range m.Payloads {
-		switch p.Type {
-		case ike.PayloadVendorID, ike.PayloadVendorIDV1:
-			res.VendorIDs = append(res.VendorIDs, ike.VendorName(p.Body))
-			if ike.IsFragmentationVID(p.Body) {
-				res.Fragmentation = true
-			}
-			if ike.IsNATTVID(p.Body) {
-				res.NATT = true
-			}
-		case ike.PayloadNotify, ike.PayloadNotifyV1:
-			n, err := ike.ParseNotify(v2, p.Body)
-			if err != nil {
-				continue
-			}
-			switch n.Type {
-			case ike.NotifyCookie:
-				// Every COOKIE is followed, a repeated one too (as charon does: the
-				// gateway may have changed its secret, or not yet taken ours), within
-				// ikeMaxRedo rounds. A COOKIE is never the exchange's outcome.
-				res.Cookie = true
-				if v2 {
-					again := x.cookie != nil
-					x.cookie = append([]byte(nil), n.Data...)
-					if again {
-						res.Steps = append(res.Steps, "the gateway asked for a COOKIE again: sent again with it")
-					} else {
-						res.Steps = append(res.Steps, "the gateway asked for a COOKIE (it is under load or holds half-open SAs from us): sent again with it")
-					}
-					return true
-				}
-			case ike.NotifyFragmentationSupported:
-				res.Fragmentation = true
-			case ike.NotifyNATDetectionSourceIP:
-				res.NATT = true
-				natdSrc = append(natdSrc, n.Data)
-			case ike.NotifyNATDetectionDestinationIP:
-				res.NATT = true
-				natdDst = append(natdDst, n.Data)
-			default:
-				if n.Type.Error() && refusal == nil {
-					nn := n
-					refusal = &nn
-				}
+	res.VendorIDs = append(res.VendorIDs[:0], a.VendorIDs...)
+	res.Fragmentation = res.Fragmentation || a.Fragmentation
+	res.NATT = res.NATT || a.NATT
+	res.Cookie = res.Cookie || a.CookieSeen
+	switch a.Kind {
+	case ike.AnswerCookie:
+		x.takeCookie(res, a.Cookie)
+		return true
+	case ike.AnswerInvalidKE:
+		res.Notify, res.WantedGroup = a.Notify.String(), a.Group.String()
+		return x.invalidKE(res, a.Group)
+	case ike.AnswerRefused:
+		res.Outcome, res.Notify = IKERefused, a.Notify.String()
+	case ike.AnswerNoSA:
+		res.Outcome, res.Notify = IKERefused, "answer without SA or notify"
+	case ike.AnswerAccepted:
+		res.Outcome = IKEAccepted
+		res.Chosen, res.ChosenDetail = a.Chosen, a.ChosenDetail
+		if x.opts.Version == 2 {
+			res.NATDetected, res.NATGateway = a.NATD.Ours, a.NATD.Theirs
+			if a.NATD.Checked() {
+				res.LocalAddr = x.local.String()
 			}
 		}
 	}
-	if refusal != nil {
-		res.Notify = refusal.Type.String()
-		if refusal.Type == ike.NotifyInvalidKEPayload && v2 {
-			if len(refusal.Data) < 2 {
-				res.Outcome = IKERefused
-				return false
-			}
-			want := ike.Group(binary.BigEndian.Uint16(refusal.Data))
-			res.WantedGroup = want.String()
-			if x.opts.Stateless && x.group == 0 {
-				// What we provoked: the proposal is acceptable, the decoy group is not.
-				res.Outcome = IKEAccepted
-				res.Steps = append(res.Steps, fmt.Sprintf("INVALID_KE_PAYLOAD wants %s, as provoked: a proposal is acceptable and the gateway keeps no state", want))
-				return false
-			}
-			if x.retriedGroups == nil {
-				x.retriedGroups = map[ike.Group]bool{}
-			}
-			if want.PublicLen() > 0 && !x.retriedGroups[want] && x.offers(want) {
-				x.retriedGroups[want] = true
-				x.group = want
-				res.Steps = append(res.Steps, fmt.Sprintf("INVALID_KE_PAYLOAD wants %s: sent again with a %s key exchange, as an initiator does", want, want))
-				return true
-			}
-			res.Outcome = IKERefused
-			res.Steps = append(res.Steps, fmt.Sprintf("INVALID_KE_PAYLOAD wants %s, which we did not offer", want))
-			return false
-		}
-		res.Outcome = IKERefused
-		return false
-	}
-	saType := ike.PayloadSAv1
-	if v2 {
-		saType = ike.PayloadSA
-	}
-	sa, ok := m.Find(saType)
-	if !ok {
-		res.Outcome = IKERefused
-		if res.Notify == "" {
-			res.Notify = "answer without SA or notify"
-		}
-		return false
-	}
-	res.Outcome = IKEAccepted
-	if v2 {
-		s, err := ike.ParseSAv2(sa.Body)
-		if err == nil && len(s.Proposals) > 0 {
-			res.Chosen, res.ChosenDetail = s.Proposals[0].Keywords(), s.Proposals[0].String()
-		}
-		// The gateway's hashes of where it saw us come from and of its own address, against
-		// where we sent from and to (ike/natd.go).
-		n := ike.CheckNATD(func(ap netip.AddrPort) []byte { return ike.NATDetectionHash(x.spi, m.ResponderSPI, ap) }, x.local, x.remote, natdSrc, natdDst)
-		res.NATDetected, res.NATGateway = n.Ours, n.Theirs
-		if n.Checked() {
-			res.LocalAddr = x.local.String()
-		}
+	return false
+}
+
+// takeCookie keeps the gateway's COOKIE for the next round. Every COOKIE is followed, a
+// repeated one too (as charon does: the gateway may have changed its secret, or not yet
+// taken ours), within ikeMaxRedo rounds. A COOKIE is never the exchange's outcome.
+func (x *ikeExchange) takeCookie(res *IKEResult, cookie []byte) {
+	again := x.cookie != nil
+	x.cookie = cookie
+	if again {
+		res.Steps = append(res.Steps, "the gateway asked for a COOKIE again: sent again with it")
 	} else {
-		s, err := ike.ParseSAv1(sa.Body)
-		if err == nil && len(s.Proposals) > 0 && len(s.Proposals[0].Transforms) > 0 {
-			t := s.Proposals[0].Transforms[0]
-			res.Chosen, res.ChosenDetail = t.Keywords(), t.String()
-		}
+		res.Steps = append(res.Steps, "the gateway asked for a COOKIE (it is under load or holds half-open SAs from us): sent again with it")
 	}
+}
+
+// invalidKE answers an IKEv2 INVALID_KE_PAYLOAD asking for want: accepted when we provoked
+// it (stateless), sent again once with that group when we offered it, refused otherwise. It
+// returns true when the request must be sent again.
+func (x *ikeExchange) invalidKE(res *IKEResult, want ike.Group) bool {
+	if x.opts.Stateless && x.group == 0 {
+		// What we provoked: the proposal is acceptable, the decoy group is not.
+		res.Outcome = IKEAccepted
+		res.Steps = append(res.Steps, fmt.Sprintf("INVALID_KE_PAYLOAD wants %s, as provoked: a proposal is acceptable and the gateway keeps no state", want))
+		return false
+	}
+	if x.retriedGroups == nil {
+		x.retriedGroups = map[ike.Group]bool{}
+	}
+	if want.PublicLen() > 0 && !x.retriedGroups[want] && x.offers(want) {
+		x.retriedGroups[want] = true
+		x.group = want
+		res.Steps = append(res.Steps, fmt.Sprintf("INVALID_KE_PAYLOAD wants %s: sent again with a %s key exchange, as an initiator does", want, want))
+		return true
+	}
+	res.Outcome = IKERefused
+	res.Steps = append(res.Steps, fmt.Sprintf("INVALID_KE_PAYLOAD wants %s, which we did not offer", want))
 	return false
 }
 
@@ -590,20 +538,23 @@ func IKEICMPMeaning(target string, ic *report.ICMP) string {
 		return "an ICMP error came back, its sender not recorded"
 	}
 	fromTarget := ic.From == target
+	unreach := ic.Type == wire.ICMPUnreach
+	nothingListens := unreach && (ic.Code == wire.CodeProtoUnreach || ic.Code == wire.CodePortUnreach)
+	prohibited := unreach && (ic.Code == wire.CodeNetProhibited || ic.Code == wire.CodeHostProhibited || ic.Code == wire.CodeAdminProhibited)
 	switch {
-	case ic.Type == 3 && (ic.Code == 2 || ic.Code == 3) && fromTarget:
+	case nothingListens && fromTarget:
 		return "the target itself answered: the path carries IKE, but nothing listens for it there"
-	case ic.Type == 3 && (ic.Code == 9 || ic.Code == 10 || ic.Code == 13) && fromTarget:
+	case prohibited && fromTarget:
 		return "the target's own firewall rejects it (administratively prohibited): the path carries IKE up to the target"
-	case ic.Type == 3 && (ic.Code == 2 || ic.Code == 3 || ic.Code == 9 || ic.Code == 10 || ic.Code == 13):
+	case nothingListens || prohibited:
 		return fmt.Sprintf("a device on the path (%s) rejects IKE: its filter blocks it", ic.From)
-	case ic.Type == 3 && ic.Code == 4:
+	case unreach && ic.Code == wire.CodeFragNeeded:
 		return fmt.Sprintf("%s cannot forward a request this large with DF set (next-hop MTU %d): a path MTU limit, not a refusal", ic.From, ic.MTU)
-	case ic.Type == 3:
+	case unreach:
 		return fmt.Sprintf("%s cannot deliver it (%s): no route toward the target there, or the target does not answer on its link; not a refusal of IKE", ic.From, wire.ICMPBrief(ic.Type, ic.Code))
-	case ic.Type == 11 && ic.Code == 1:
+	case ic.Type == wire.ICMPTimeExceeded && ic.Code == wire.CodeReassemblyTimeout:
 		return fmt.Sprintf("%s got only part of the fragmented request (reassembly timed out): fragments are lost on the way", ic.From)
-	case ic.Type == 11:
+	case ic.Type == wire.ICMPTimeExceeded:
 		return fmt.Sprintf("the request's TTL ran out at %s: a routing loop, or a path longer than the TTL; not a refusal of IKE", ic.From)
 	}
 	return fmt.Sprintf("%s answered with ICMP type %d code %d", ic.From, ic.Type, ic.Code)

@@ -89,6 +89,35 @@ type IKESurvey struct {
 	NATDv1 *IKEv1NATD `json:"natd_v1,omitempty"`
 }
 
+// Succeeded says whether a survey found what `ipsecpath ike` exits 0 on: every exchange
+// answered and accepted (stateless: answered, a COOKIE included; with proposals: every
+// proposal offered answered, at least one accepted), and no result of r, the survey's
+// report, failed (the size search's frag-dropped, dropped or inconclusive too).
+func (s *IKESurvey) Succeeded(r *report.Report, stateless bool) bool {
+	if r.Failed() {
+		return false
+	}
+	if len(s.Proposals) > 0 {
+		accepted := false
+		for _, p := range s.Proposals {
+			if p.Skipped != "" {
+				continue
+			}
+			if !p.Result.Answered() {
+				return false
+			}
+			accepted = accepted || p.Accepted
+		}
+		return accepted
+	}
+	for _, x := range s.Exchanges {
+		if x.Outcome != IKEAccepted && !(stateless && x.Arrived()) {
+			return false
+		}
+	}
+	return true
+}
+
 // SurveyIKE asks target the IKE questions an engineer asks with ike-scan, in one run: does
 // it answer IKEv1 Main Mode and IKEv2 IKE_SA_INIT on UDP 500 and 4500, with which proposal
 // or which refusal, which vendor IDs, IKE fragmentation and NAT-T support; how large a
@@ -108,72 +137,94 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 	if o.MaxSize == 0 {
 		o.MaxSize = IKEDefaultMaxSize
 	}
-	progress := o.Progress
-	if progress == nil {
-		progress = func(string, ...any) {}
+	if o.Progress == nil {
+		o.Progress = func(string, ...any) {}
 	}
-	s := &IKESurvey{Target: target.String()}
-	base := IKEOptions{SourcePort: o.SourcePort, Auth: o.Auth, Timeout: o.Timeout, Size: o.Size, Stateless: o.Stateless}
-	recheck := func(c IKEOptions) (IKEResult, error) {
-		c.SourcePort, c.Auth, c.Timeout = o.SourcePort, o.Auth, o.Timeout
-		progress("IKEv%d on UDP %d was silent: asking the gateway again, statelessly", c.Version, c.Port)
-		return ProbeIKE(ctx, target, c)
-	}
+	sv := &ikeSurveyRun{ctx: ctx, target: target, o: o, s: &IKESurvey{Target: target.String()},
+		base: IKEOptions{SourcePort: o.SourcePort, Auth: o.Auth, Timeout: o.Timeout, Size: o.Size, Stateless: o.Stateless}}
 	if len(o.Proposals) > 0 {
-		var jobs []IKEOptions
-		var slot []int // index in s.Proposals of each job's result
-		for _, v := range o.Versions {
-			for _, p := range o.Proposals {
-				if _, err := p.V1(ike.AuthPSK, 28800); v == 1 && err != nil {
-					s.Proposals = append(s.Proposals, IKEProposalResult{Proposal: p.Text, Version: 1, Port: o.Ports[0],
-						Skipped: "no IKEv1 form (AEAD or CTR ciphers exist only in IKEv2)"})
-					continue
-				}
-				j := base
-				j.Version, j.Port, j.Proposals = v, o.Ports[0], []ike.Proposal{p}
-				// IKEv2: a KE for a decoy group, so an accepted proposal shows as
-				// INVALID_KE_PAYLOAD and leaves no half-open SA behind.
-				j.Stateless = v == 2
-				jobs = append(jobs, j)
-				slot = append(slot, len(s.Proposals))
-				s.Proposals = append(s.Proposals, IKEProposalResult{Proposal: p.Text, Version: v, Port: o.Ports[0]})
-			}
-		}
-		progress("offering %d proposals one at a time", len(jobs))
-		// One at a time (ikeProposalsInFlight): every offer makes a half-open SA on the
-		// gateway while it is answered, and strongSwan asks for COOKIEs from a peer with 3
-		// (for 10 s after) and ignores one with 5.
-		par := ikeProposalsInFlight
-		if o.SourcePort != 0 {
-			par = 1
-		}
-		results, err := runIKE(ctx, target, jobs, par, 0)
-		if err != nil {
-			return s, err
-		}
-		if err := markGatewaySilence(target, results, recheck); err != nil {
-			return s, err
-		}
-		for i, r := range results {
-			pr := &s.Proposals[slot[i]]
-			pr.Result, pr.Outcome = r, r.Outcome
-			if r.Version == 1 {
-				pr.Accepted = r.Outcome == IKEAccepted
-			} else {
-				pr.Accepted = r.Outcome == IKEAccepted && (r.Chosen != "" || r.Notify == ike.NotifyInvalidKEPayload.String())
-			}
-		}
-		return s, nil
+		return sv.s, sv.proposals()
 	}
+	return sv.s, sv.exchanges()
+}
+
+// ikeSurveyRun is one SurveyIKE: its options (defaults filled in) and what it found.
+type ikeSurveyRun struct {
+	ctx    context.Context
+	target netip.Addr
+	o      IKESurveyOptions
+	base   IKEOptions
+	s      *IKESurvey
+}
+
+// recheck asks a gateway that was silent again, statelessly (markGatewaySilence).
+func (sv *ikeSurveyRun) recheck(c IKEOptions) (IKEResult, error) {
+	c.SourcePort, c.Auth, c.Timeout = sv.o.SourcePort, sv.o.Auth, sv.o.Timeout
+	sv.o.Progress("IKEv%d on UDP %d was silent: asking the gateway again, statelessly", c.Version, c.Port)
+	return ProbeIKE(sv.ctx, sv.target, c)
+}
+
+// proposals offers each proposal on its own, on the first port, per version.
+func (sv *ikeSurveyRun) proposals() error {
+	o, s := sv.o, sv.s
+	var jobs []IKEOptions
+	var slot []int // index in s.Proposals of each job's result
+	for _, v := range o.Versions {
+		for _, p := range o.Proposals {
+			if _, err := p.V1(ike.AuthPSK, 28800); v == 1 && err != nil {
+				s.Proposals = append(s.Proposals, IKEProposalResult{Proposal: p.Text, Version: 1, Port: o.Ports[0],
+					Skipped: "no IKEv1 form (AEAD or CTR ciphers exist only in IKEv2)"})
+				continue
+			}
+			j := sv.base
+			j.Version, j.Port, j.Proposals = v, o.Ports[0], []ike.Proposal{p}
+			// IKEv2: a KE for a decoy group, so an accepted proposal shows as
+			// INVALID_KE_PAYLOAD and leaves no half-open SA behind.
+			j.Stateless = v == 2
+			jobs = append(jobs, j)
+			slot = append(slot, len(s.Proposals))
+			s.Proposals = append(s.Proposals, IKEProposalResult{Proposal: p.Text, Version: v, Port: o.Ports[0]})
+		}
+	}
+	o.Progress("offering %d proposals one at a time", len(jobs))
+	// One at a time (ikeProposalsInFlight): every offer makes a half-open SA on the
+	// gateway while it is answered, and strongSwan asks for COOKIEs from a peer with 3
+	// (for 10 s after) and ignores one with 5.
+	par := ikeProposalsInFlight
+	if o.SourcePort != 0 {
+		par = 1
+	}
+	results, err := runIKE(sv.ctx, sv.target, jobs, par, 0)
+	if err != nil {
+		return err
+	}
+	if err := markGatewaySilence(sv.target, results, sv.recheck); err != nil {
+		return err
+	}
+	for i, r := range results {
+		pr := &s.Proposals[slot[i]]
+		pr.Result, pr.Outcome = r, r.Outcome
+		if r.Version == 1 {
+			pr.Accepted = r.Outcome == IKEAccepted
+		} else {
+			pr.Accepted = r.Outcome == IKEAccepted && (r.Chosen != "" || r.Notify == ike.NotifyInvalidKEPayload.String())
+		}
+	}
+	return nil
+}
+
+// exchanges runs one exchange per version and port, then the size search.
+func (sv *ikeSurveyRun) exchanges() error {
+	o := sv.o
 	var jobs []IKEOptions
 	for _, v := range o.Versions {
 		for _, p := range o.Ports {
-			j := base
+			j := sv.base
 			j.Version, j.Port = v, p
 			jobs = append(jobs, j)
 		}
 	}
-	progress("IKE exchanges: %d", len(jobs))
+	o.Progress("IKE exchanges: %d", len(jobs))
 	par := 0
 	if o.SourcePort != 0 {
 		par = 1
@@ -186,29 +237,30 @@ func SurveyIKE(ctx context.Context, target netip.Addr, o IKESurveyOptions) (*IKE
 	if o.Timeout == 0 {
 		hold = IKEFirstRetransmit
 	}
-	results, err := runIKE(ctx, target, jobs, par, hold)
+	results, err := runIKE(sv.ctx, sv.target, jobs, par, hold)
 	if err != nil {
-		return s, err
+		return err
 	}
-	if err := markGatewaySilence(target, results, recheck); err != nil {
-		return s, err
+	if err := markGatewaySilence(sv.target, results, sv.recheck); err != nil {
+		return err
 	}
-	s.Exchanges = results
-	if o.Search {
-		// Search on the first exchange that was answered, IKEv2 first.
-		for _, r := range results {
-			if r.Arrived() {
-				progress("size search with IKEv%d on UDP %d up to %d bytes", r.Version, r.Port, o.MaxSize)
-				sr, err := searchIKESize(ctx, target, r, base, o.MaxSize)
-				if err != nil {
-					return s, err
-				}
-				s.Size = sr
-				break
+	sv.s.Exchanges = results
+	if !o.Search {
+		return nil
+	}
+	// Search on the first exchange that was answered, IKEv2 first.
+	for _, r := range results {
+		if r.Arrived() {
+			o.Progress("size search with IKEv%d on UDP %d up to %d bytes", r.Version, r.Port, o.MaxSize)
+			sr, err := searchIKESize(sv.ctx, sv.target, r, sv.base, o.MaxSize)
+			if err != nil {
+				return err
 			}
+			sv.s.Size = sr
+			break
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // ikeProposalsInFlight is how many proposal offers SurveyIKE has in flight at once.
@@ -356,94 +408,131 @@ func runIKE(ctx context.Context, target netip.Addr, jobs []IKEOptions, par int, 
 // fragmentation starts: the usual cliff), then halves the remaining interval, and ends
 // with a control request at the natural size to prove the gateway was still answering.
 func searchIKESize(ctx context.Context, target netip.Addr, found IKEResult, base IKEOptions, maxSize int) (*IKESizeResult, error) {
-	sr := &IKESizeResult{Version: found.Version, Port: found.Port, MaxSize: maxSize, Stateless: true}
+	z := &ikeSizeSearch{ctx: ctx, target: target, maxSize: maxSize,
+		sr: &IKESizeResult{Version: found.Version, Port: found.Port, MaxSize: maxSize, Stateless: true}}
 	wait := IKESearchWait
 	if w := 6 * found.RTT; w > wait {
 		wait = w
 	}
-	opts := base
-	opts.Version, opts.Port, opts.Size, opts.Stateless = found.Version, found.Port, 0, true
-	opts.Tries, opts.Timeout = IKESearchTries, retransmitBudget(wait, IKESearchTries)
-	ask := func(size int) (bool, error) {
-		o := opts
-		o.Size = size
-		r, err := ProbeIKE(ctx, target, o)
-		sr.Probes++
-		return r.Arrived(), err
+	z.opts = base
+	z.opts.Version, z.opts.Port, z.opts.Size, z.opts.Stateless = found.Version, found.Port, 0, true
+	z.opts.Tries, z.opts.Timeout = IKESearchTries, retransmitBudget(wait, IKESearchTries)
+	if ok, err := z.calibrate(); !ok || err != nil {
+		return z.sr, err
 	}
-	natural, err := ask(0)
-	if err != nil {
-		return sr, err
+	var err error
+	if z.lo, err = naturalSize(z.opts); err != nil {
+		return z.sr, err
+	}
+	z.sr.PathMTU = pathMTU(target, found.Port)
+	if err := z.bisect(); err != nil {
+		return z.sr, err
+	}
+	z.sr.LargestAnswered, z.sr.SmallestUnanswered = z.lo, z.hi
+	return z.sr, z.conclude()
+}
+
+// ikeSizeSearch is the state of searchIKESize: the largest size answered (lo) and the
+// smallest unanswered (hi, 0: none yet).
+type ikeSizeSearch struct {
+	ctx     context.Context
+	target  netip.Addr
+	opts    IKEOptions
+	maxSize int
+	sr      *IKESizeResult
+	lo, hi  int
+}
+
+// ask sends one request of size bytes (0: natural) and reports whether it arrived.
+func (z *ikeSizeSearch) ask(size int) (bool, error) {
+	o := z.opts
+	o.Size = size
+	r, err := ProbeIKE(z.ctx, z.target, o)
+	z.sr.Probes++
+	return r.Arrived(), err
+}
+
+// calibrate asks at the natural size, statelessly, then (no answer) as a plain request. It
+// reports whether the search can go on; when it cannot, sr says why.
+func (z *ikeSizeSearch) calibrate() (bool, error) {
+	natural, err := z.ask(0)
+	if err != nil || natural {
+		return natural, err
+	}
+	z.opts.Stateless = false
+	z.sr.Stateless = false
+	if natural, err = z.ask(0); err != nil {
+		return false, err
 	}
 	if !natural {
-		opts.Stateless = false
-		sr.Stateless = false
-		if natural, err = ask(0); err != nil {
-			return sr, err
-		}
-		if !natural {
-			sr.Inconclusive = true
-			sr.Detail = "the gateway did not answer the calibration request at the natural size: no size search"
-			return sr, nil
-		}
+		z.sr.Inconclusive = true
+		z.sr.Detail = "the gateway did not answer the calibration request at the natural size: no size search"
 	}
-	lo, err := naturalSize(opts)
-	if err != nil {
-		return sr, err
-	}
-	sr.PathMTU = pathMTU(target, found.Port)
-	hi := 0 // smallest unanswered, 0: none yet
-	try := func(size int) error {
-		if size <= lo || (hi != 0 && size >= hi) || size > maxSize {
-			return nil
-		}
-		if opts.Version == 1 && size-lo < 5 {
-			size = lo + 5 // IKEv1 cannot grow by 1 to 4 bytes
-			if hi != 0 && size >= hi {
-				return nil
-			}
-		}
-		ok, err := ask(size)
-		if err != nil {
-			return err
-		}
-		if ok {
-			lo = size
-		} else {
-			hi = size
-		}
+	return natural, nil
+}
+
+// try asks at size when it can narrow [lo, hi), and narrows it.
+func (z *ikeSizeSearch) try(size int) error {
+	if size <= z.lo || (z.hi != 0 && size >= z.hi) || size > z.maxSize {
 		return nil
 	}
-	budget := sr.Probes + IKESearchProbes
-	if err := try(maxSize); err != nil {
-		return sr, err
-	}
-	if hi != 0 && sr.PathMTU > 0 {
-		if err := try(sr.PathMTU); err != nil {
-			return sr, err
-		}
-		if err := try(sr.PathMTU + 1); err != nil {
-			return sr, err
+	if z.opts.Version == 1 && size-z.lo < 5 {
+		size = z.lo + 5 // IKEv1 cannot grow by 1 to 4 bytes
+		if z.hi != 0 && size >= z.hi {
+			return nil
 		}
 	}
-	for hi != 0 && hi-lo > 1 && sr.Probes < budget {
-		if err := try(lo + (hi-lo)/2); err != nil {
-			return sr, err
+	ok, err := z.ask(size)
+	if err != nil {
+		return err
+	}
+	if ok {
+		z.lo = size
+	} else {
+		z.hi = size
+	}
+	return nil
+}
+
+// bisect tries the largest size, then either side of the path MTU, then halves the gap
+// within IKESearchProbes requests.
+func (z *ikeSizeSearch) bisect() error {
+	budget := z.sr.Probes + IKESearchProbes
+	if err := z.try(z.maxSize); err != nil {
+		return err
+	}
+	if z.hi != 0 && z.sr.PathMTU > 0 {
+		if err := z.try(z.sr.PathMTU); err != nil {
+			return err
 		}
-		if opts.Version == 1 && hi-lo <= 5 {
+		if err := z.try(z.sr.PathMTU + 1); err != nil {
+			return err
+		}
+	}
+	for z.hi != 0 && z.hi-z.lo > 1 && z.sr.Probes < budget {
+		if err := z.try(z.lo + (z.hi-z.lo)/2); err != nil {
+			return err
+		}
+		if z.opts.Version == 1 && z.hi-z.lo <= 5 {
 			break
 		}
 	}
-	sr.LargestAnswered, sr.SmallestUnanswered = lo, hi
+	return nil
+}
+
+// conclude asks once more at the natural size when a size went unanswered (was it the
+// gateway?), and says what the search found.
+func (z *ikeSizeSearch) conclude() error {
+	sr, lo, hi := z.sr, z.lo, z.hi
 	if hi != 0 {
-		control, err := ask(0)
+		control, err := z.ask(0)
 		if err != nil {
-			return sr, err
+			return err
 		}
 		if !control {
 			sr.Inconclusive = true
 			sr.Detail = fmt.Sprintf("the gateway stopped answering us during the search, even at the natural size (half-open limit? rate limit?): sizes above %d bytes are unproven, this is not the path", lo)
-			return sr, nil
+			return nil
 		}
 	}
 	switch {
@@ -454,7 +543,7 @@ func searchIKESize(ctx context.Context, target netip.Addr, found IKEResult, base
 	default:
 		sr.Detail = fmt.Sprintf("requests up to %d bytes were answered, %d bytes and more were not", lo, hi)
 	}
-	return sr, nil
+	return nil
 }
 
 // naturalSize is the wire size of the request opts builds without padding.

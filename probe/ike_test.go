@@ -379,6 +379,10 @@ func TestIKEICMPMeaning(t *testing.T) {
 		{&report.ICMP{Type: 3, Code: 4, From: router, MTU: 1280}, []string{"1280", "path MTU", "not a refusal"}, []string{"filter", "rejects"}},
 		{&report.ICMP{Type: 11, Code: 0, From: router}, []string{"TTL ran out", "not a refusal"}, []string{"filter"}},
 		{&report.ICMP{Type: 11, Code: 1, From: target}, []string{"only part", "fragments"}, []string{"nothing listens"}},
+		{&report.ICMP{Type: 3, Code: 2, From: target}, []string{"nothing listens"}, []string{"firewall"}},
+		{&report.ICMP{Type: 3, Code: 10, From: target}, []string{"target's own firewall"}, []string{"nothing listens"}},
+		{&report.ICMP{Type: 3, Code: 9, From: router}, []string{"device on the path", "filter"}, nil},
+		{&report.ICMP{Type: 12, Code: 0, From: router}, []string{"198.51.100.129 answered with ICMP type 12 code 0"}, []string{"filter", "refusal"}},
 		{nil, []string{"not recorded"}, nil},
 	} {
 		got := IKEICMPMeaning(target, c.ic)
@@ -391,6 +395,36 @@ func TestIKEICMPMeaning(t *testing.T) {
 			if strings.Contains(got, n) {
 				t.Errorf("%+v: %q claims %q", c.ic, got, n)
 			}
+		}
+	}
+}
+
+// TestIKESurveySucceeded: what `ipsecpath ike` exits 0 on. A plain run needs every exchange
+// accepted; --stateless takes an exchange that arrived (a COOKIE, then silence); with
+// proposals every offer must be answered and one accepted.
+func TestIKESurveySucceeded(t *testing.T) {
+	ok := IKEResult{Version: 2, Port: PortIKE, Outcome: IKEAccepted}
+	cookieThenSilent := IKEResult{Version: 2, Port: PortNATT, Outcome: IKEGatewaySilent, AnsweredBy: "203.0.113.10", Cookie: true}
+	refused := IKEResult{Version: 1, Port: PortIKE, Outcome: IKERefused, Notify: "NO_PROPOSAL_CHOSEN"}
+	silent := IKEResult{Version: 1, Port: PortIKE, Outcome: IKENoAnswer}
+	for _, c := range []struct {
+		name      string
+		s         IKESurvey
+		stateless bool
+		want      bool
+	}{
+		{"all accepted", IKESurvey{Exchanges: []IKEResult{ok}}, false, true},
+		{"a cookie then silence, plain", IKESurvey{Exchanges: []IKEResult{ok, cookieThenSilent}}, false, false},
+		{"a cookie then silence, stateless", IKESurvey{Exchanges: []IKEResult{ok, cookieThenSilent}}, true, true},
+		{"refused", IKESurvey{Exchanges: []IKEResult{ok, refused}}, false, false},
+		{"one proposal accepted, one refused", IKESurvey{Proposals: []IKEProposalResult{{Result: refused}, {Result: ok, Accepted: true}}}, false, true},
+		{"no proposal accepted", IKESurvey{Proposals: []IKEProposalResult{{Result: refused}}}, false, false},
+		{"a proposal unanswered", IKESurvey{Proposals: []IKEProposalResult{{Result: ok, Accepted: true}, {Result: silent}}}, false, false},
+	} {
+		c.s.Target = "203.0.113.10"
+		r := c.s.Report(time.Now())
+		if got := c.s.Succeeded(r, c.stateless); got != c.want {
+			t.Errorf("%s: %v, want %v (summary %+v)", c.name, got, c.want, r.Summary)
 		}
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,18 +20,7 @@ const nobodyUID = 65534
 func TestLoadKeyRefusesUnsafeFiles(t *testing.T) {
 	dir := t.TempDir()
 	good := bytes.Repeat([]byte{0x5a}, 32)
-	key := filepath.Join(dir, "key")
-	if err := os.WriteFile(key, good, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "link")
-	if err := os.Symlink(key, link); err != nil {
-		t.Fatal(err)
-	}
-	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	key, link, fifo := testlab.UnsafeFiles(t, dir, "", good)
 	cases := []struct{ name, path, want string }{
 		{"named pipe", fifo, "not a regular file (a named pipe)"},
 		{"symlink to a good key", link, "is a symbolic link"},
@@ -40,10 +28,7 @@ func TestLoadKeyRefusesUnsafeFiles(t *testing.T) {
 		{"character device", "/dev/null", "not a regular file (a character device)"},
 	}
 	if os.Geteuid() == 0 {
-		other := filepath.Join(dir, "other")
-		if err := os.WriteFile(other, good, 0o600); err != nil {
-			t.Fatal(err)
-		}
+		other := testlab.WriteFile(t, filepath.Join(dir, "other"), good, 0o600)
 		if err := os.Chown(other, nobodyUID, nobodyUID); err != nil {
 			t.Fatal(err)
 		}
@@ -70,9 +55,7 @@ func TestLoadKeyRefusesUnsafeFiles(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				if c.path == fifo {
 					// release the blocked open(2) so the test binary can end
-					if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
-						w.Close()
-					}
+					testlab.ReleaseFifo(fifo)
 				}
 				t.Fatalf("LoadKey(%s) still blocked after 5 s", c.path)
 			}
@@ -82,11 +65,8 @@ func TestLoadKeyRefusesUnsafeFiles(t *testing.T) {
 		})
 	}
 	// the file itself, and a symlink in a directory part of the path, still load
-	sub := filepath.Join(dir, "sub")
-	if err := os.Symlink(dir, sub); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []string{key, filepath.Join(sub, "key")} {
+	sub := testlab.Symlink(t, dir, filepath.Join(dir, "sub"))
+	for _, p := range []string{key, filepath.Join(sub, filepath.Base(key))} {
 		if k, err := LoadKey(p); err != nil || !bytes.Equal(k, good) {
 			t.Errorf("LoadKey(%s) = %q, %v; want the key", p, k, err)
 		}

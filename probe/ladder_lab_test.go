@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
 
@@ -38,22 +37,7 @@ func ladderIn(t *testing.T, l *testlab.Lab, node string, cfg probe.LadderConfig)
 // labExec runs a command in a lab node and fails the test when it fails.
 func labExec(t *testing.T, l *testlab.Lab, node string, argv ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	out, err := l.Exec(ctx, node, argv...)
-	if err != nil {
-		t.Fatalf("%s: %s: %v: %s", node, strings.Join(argv, " "), err, out)
-	}
-	return string(out)
-}
-
-func nftIn(t *testing.T, l *testlab.Lab, node, ruleset string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if out, err := l.ExecInput(ctx, node, strings.NewReader(ruleset), "nft", "-f", "-"); err != nil {
-		t.Fatalf("nft in %s: %v: %s", node, err, out)
-	}
+	return l.ExecIn(t, node, argv...)
 }
 
 func rungs(l *report.Ladder) map[string]report.Rung {
@@ -129,7 +113,7 @@ func TestLadderLab(t *testing.T) {
 		}
 	})
 	t.Run("echo filtered", func(t *testing.T) {
-		nftIn(t, l, testlab.NodeR2, "table ip scratch_echo {\n chain scratch {\n  type filter hook forward priority 0; policy accept;\n  icmp type echo-request drop\n }\n}\n")
+		l.NftIn(t, testlab.NodeR2, "table ip scratch_echo {\n chain scratch {\n  type filter hook forward priority 0; policy accept;\n  icmp type echo-request drop\n }\n}\n")
 		defer labExec(t, l, testlab.NodeR2, "nft", "delete", "table", "ip", "scratch_echo")
 		lad, _ := ladderIn(t, l, testlab.NodeIni, probe.LadderConfig{Target: rsp.String()})
 		r := rungs(lad)["target"]
@@ -141,7 +125,7 @@ func TestLadderLab(t *testing.T) {
 		}
 	})
 	t.Run("echo and tcp filtered, udp answers", func(t *testing.T) {
-		nftIn(t, l, testlab.NodeR2, "table ip scratch_tcp {\n chain scratch {\n  type filter hook forward priority 0; policy accept;\n  icmp type echo-request drop\n  meta l4proto tcp drop\n }\n}\n")
+		l.NftIn(t, testlab.NodeR2, "table ip scratch_tcp {\n chain scratch {\n  type filter hook forward priority 0; policy accept;\n  icmp type echo-request drop\n  meta l4proto tcp drop\n }\n}\n")
 		defer labExec(t, l, testlab.NodeR2, "nft", "delete", "table", "ip", "scratch_tcp")
 		lad, _ := ladderIn(t, l, testlab.NodeIni, probe.LadderConfig{Target: rsp.String()})
 		if r := rungs(lad)["target"]; r.Verdict != report.RungEchoFiltered || r.AnsweredBy != "icmp-port-unreachable" {
@@ -166,7 +150,7 @@ func TestLadderLab(t *testing.T) {
 	})
 	t.Run("router rejects the target", func(t *testing.T) {
 		other := netip.MustParseAddr("203.0.113.99")
-		nftIn(t, l, testlab.NodeR2, "table ip scratch_rej {\n chain scratch {\n  type filter hook forward priority 0; policy accept;\n  ip daddr 203.0.113.99 reject with icmp type host-unreachable\n }\n}\n")
+		l.NftIn(t, testlab.NodeR2, "table ip scratch_rej {\n chain scratch {\n  type filter hook forward priority 0; policy accept;\n  ip daddr 203.0.113.99 reject with icmp type host-unreachable\n }\n}\n")
 		defer labExec(t, l, testlab.NodeR2, "nft", "delete", "table", "ip", "scratch_rej")
 		lad, _ := ladderIn(t, l, testlab.NodeIni, probe.LadderConfig{Target: other.String()})
 		r := rungs(lad)["target"]
@@ -185,16 +169,8 @@ func TestPreflightLab(t *testing.T) {
 	testlab.RequireRoot(t)
 	t.Parallel()
 	l := testlab.ForTest(t, testlab.Spec{NoGateways: true})
-	var c net.PacketConn
-	if err := l.Do(testlab.NodeIni, func() error {
-		var err error
-		c, err = net.ListenPacket("udp4", "0.0.0.0:500")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	nftIn(t, l, testlab.NodeIni, "table ip localfw {\n chain out {\n  type filter hook output priority 0; policy accept;\n  udp dport 4500 counter drop\n }\n}\n")
+	l.ListenPacketIn(t, testlab.NodeIni, "udp4", "0.0.0.0:500") // held until the test ends
+	l.NftIn(t, testlab.NodeIni, "table ip localfw {\n chain out {\n  type filter hook output priority 0; policy accept;\n  udp dport 4500 counter drop\n }\n}\n")
 	rsp := l.Addr(testlab.NodeRsp)
 	var pre *report.Preflight
 	if err := l.Do(testlab.NodeIni, func() error {

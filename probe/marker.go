@@ -1,32 +1,10 @@
 package probe
 
 // Every probe carries its class and a 32-bit nonce in the first bytes after its IP header
-// (within HeadLen, so a captured first fragment's Seen.Head is enough to map it back):
-//
-//	esp, esp-frag    SPI = nonce, sequence = nonce, then the 12-byte marker
-//	ah, ah-frag      AH SPI = nonce, sequence = nonce, 12-byte ICV, then the marker
-//	icmp-large, pmtu ICMP echo id = nonce>>16, seq = nonce&0xffff, then the marker
-//	ike, ike-frag    UDP 500→500, IKE_SA_INIT, initiator SPI = 'I' 'P' code 1 nonce(4)
-//	                 (ike.SPIWithNonce's "ipsp" nonce(4) is recognised too, as ike or natt)
-//	natt, natt-frag  UDP 4500→4500, non-ESP marker (4 zero bytes), then IKE as above
-//	tcp:PORT         SYN with ISN = nonce (and IP ID = low 16 bits of the nonce)
-//	pmtu --proto tcp ACK data segment, seq = nonce, payload starts with the marker (code 10)
-//
-// The marker is 12 bytes:
-//
-//	 0                   1                   2                   3
-//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|      'I'      |      'P'      |      'S'      |      'P'      |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|  class code   |  version (1)  |  datagram length (IP total)    |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//	|                             nonce                             |
-//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-//
-// Answers map back too: an echo reply carries the marker back, an IKE response echoes the
-// initiator SPI, a SYN-ACK or RST acknowledges nonce+1, and an ICMP error quotes the probe's
-// IP header (whose IP ID is the nonce's low 16 bits) and the bytes after it.
+// (within HeadLen, so a captured first fragment's Seen.Head is enough to map it back); the
+// layout of each class and of the marker is drawn in probe/wire's marker.go, whose table of
+// classes writes and recognises them. Here: the names probe gives them, the correlator that
+// maps every fragment to its probe, and the nonces.
 
 import (
 	"crypto/rand"
@@ -40,132 +18,46 @@ import (
 )
 
 // ikeSPI is the initiator SPI of our IKE probes: 'I' 'P' code 1 nonce.
-func ikeSPI(code uint8, nonce uint32) [8]byte {
-	var s [8]byte
-	s[0], s[1], s[2], s[3] = 'I', 'P', code, wire.MarkerVersion
-	binary.BigEndian.PutUint32(s[4:8], nonce)
-	return s
-}
+func ikeSPI(code uint8, nonce uint32) [8]byte { return wire.ProbeIKESPI(code, nonce) }
 
 // IKESPI returns the IKE initiator SPI that carries a probe's class and nonce, for callers
 // that build IKE messages themselves (the ike package's builders take the SPI).
 func IKESPI(id ID, nonce uint32) ([8]byte, error) {
-	c, ok := classCode(id)
+	c, ok := wire.ClassOf(id)
 	if !ok {
 		return [8]byte{}, fmt.Errorf("probe: IKESPI: unknown probe %q", id)
 	}
-	return ikeSPI(c, nonce), nil
+	return wire.ProbeIKESPI(c.Code(), nonce), nil
 }
 
-func parseIKESPI(b []byte) (code uint8, nonce uint32, ok bool) {
-	if len(b) < 8 || b[0] != 'I' || b[1] != 'P' || b[3] != wire.MarkerVersion {
-		return 0, 0, false
-	}
-	return b[2], binary.BigEndian.Uint32(b[4:8]), true
-}
+// Kind says what a captured packet is with respect to a probe (probe/wire's).
+type Kind = wire.Kind
 
-// Kind says what a captured packet is with respect to a probe.
-type Kind uint8
-
+// The kinds of Match.
 const (
-	KindProbe     Kind = iota + 1 // the probe itself (or one of its fragments)
-	KindReply                     // an answer from the far end: echo reply, IKE response, SYN-ACK, RST
-	KindICMPError                 // an ICMP error quoting the probe
+	KindProbe     = wire.KindProbe     // the probe itself (or one of its fragments)
+	KindReply     = wire.KindReply     // an answer from the far end: echo reply, IKE response, SYN-ACK, RST
+	KindICMPError = wire.KindICMPError // an ICMP error quoting the probe
 )
 
-func (k Kind) String() string {
-	switch k {
-	case KindProbe:
-		return "probe"
-	case KindReply:
-		return "reply"
-	case KindICMPError:
-		return "icmp-error"
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
-
-// Match maps a captured packet to a probe.
-type Match struct {
-	// ID is the probe class. It is empty when only the nonce could be recovered (an ICMP
-	// error quoting just 8 bytes of an ESP probe): map the nonce with your own table.
-	ID    ID
-	Nonce uint32
-	Kind  Kind
-	// DatagramLen is the probe's IP total length before fragmentation, from the marker
-	// (0 when the class has no marker: ike, natt, tcp).
-	DatagramLen int
-	// TCPFlags are the flags of a TCP probe or answer (SYN 0x02, RST 0x04, ACK 0x10).
-	TCPFlags uint8
-}
+// Match maps a captured packet to a probe (probe/wire's): ID (empty when only the nonce
+// could be recovered), Nonce, Kind, DatagramLen from the marker, TCPFlags.
+type Match = wire.Match
 
 // TCP flag bits.
 const (
-	TCPFin = 0x01
-	TCPSyn = 0x02
-	TCPRst = 0x04
-	TCPAck = 0x10
+	TCPFin = wire.TCPFin
+	TCPSyn = wire.TCPSyn
+	TCPRst = wire.TCPRst
+	TCPAck = wire.TCPAck
 )
 
 // ClassifyHead says which probe a packet's first bytes after the IP header belong to: a
 // probe, an answer to one, or an ICMP error quoting one. head is a first fragment's
 // Seen.Head (or more). A TCP SYN matches any SYN: confirm the nonce against what you sent.
-// Each class of the table (class.go) recognises its own; an ICMP error is classified by
-// the header it quotes.
-func ClassifyHead(proto uint8, head []byte) (Match, bool) {
-	if proto == ProtoICMP && len(head) >= 8 {
-		switch head[0] {
-		case wire.ICMPUnreach, wire.ICMPTimeExceeded, wire.ICMPParamProblem:
-			return classifyQuoted(head[8:])
-		}
-	}
-	for i := range classes {
-		if c := &classes[i]; c.proto == proto {
-			if m, ok := c.recognise(head); ok {
-				return m, true
-			}
-		}
-	}
-	return Match{}, false
-}
-
-// classifyQuoted classifies what an ICMP error quotes: the probe's IP header and the bytes
-// after it, or only 8 of them (ESP/AH SPI or echo id/seq still give the nonce).
-func classifyQuoted(b []byte) (Match, bool) {
-	var q IPv4Header
-	if q.DecodeFromBytes(b) != nil {
-		return Match{}, false
-	}
-	m, ok := ClassifyHead(q.Proto, q.Payload)
-	if ok && m.Kind == KindProbe {
-		m.Kind = KindICMPError
-		return m, true
-	}
-	if nonce, ok := quotedNonce(q.Proto, q.Payload); ok {
-		return Match{Nonce: nonce, Kind: KindICMPError}, true
-	}
-	return Match{}, false
-}
-
-// quotedNonce recovers the nonce from the first 8 bytes after a quoted IP header.
-func quotedNonce(proto uint8, b []byte) (uint32, bool) {
-	if len(b) < 8 {
-		return 0, false
-	}
-	switch proto {
-	case ProtoESP:
-		return binary.BigEndian.Uint32(b[0:4]), true
-	case ProtoAH:
-		return binary.BigEndian.Uint32(b[4:8]), true
-	case ProtoICMP:
-		if b[0] == wire.ICMPEcho {
-			return uint32(binary.BigEndian.Uint16(b[4:6]))<<16 | uint32(binary.BigEndian.Uint16(b[6:8])), true
-		}
-	case ProtoTCP:
-		return binary.BigEndian.Uint32(b[4:8]), true
-	}
-	return 0, false
-}
+// It is wire.ClassifyHead: each class of the table recognises its own, an ICMP error is
+// classified by the header it quotes.
+func ClassifyHead(proto uint8, head []byte) (Match, bool) { return wire.ClassifyHead(proto, head) }
 
 // classify maps a captured first fragment (or whole packet) to its probe; see ClassifyHead.
 // Non-first fragments carry no header: use a correlator.

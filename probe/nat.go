@@ -277,18 +277,18 @@ func applyNAT(results []report.Result, n *report.NAT, throughMapping map[ID]uint
 		fwd := r.Direction == report.Forward
 		name := describe(id)
 		switch {
-		case id.isESPorAH() && fwd && r.Verdict == report.Pass && id.Unfragmented() == AH:
+		case isESPorAH(id) && fwd && r.Verdict == report.Pass && id.Unfragmented() == AH:
 			r.Detail = fmt.Sprintf("%s reached the agent with its source rewritten to %s by the NAT: AH's integrity check covers the source address, so the peer rejects every AH packet that crossed this NAT; AH cannot cross a NAT (NAT-T encapsulates ESP only): use ESP with NAT-T.", capitalize(name), pub)
-		case id.isESPorAH() && r.Verdict == report.Pass && id.Unfragmented() == AH:
+		case isESPorAH(id) && r.Verdict == report.Pass && id.Unfragmented() == AH:
 			r.Detail = fmt.Sprintf("%s from the agent arrived through the NAT, its destination rewritten from %s to ours: AH's integrity check covers the addresses, so every AH packet that crossed this NAT fails it; AH cannot cross a NAT (NAT-T encapsulates ESP only): use ESP with NAT-T.", capitalize(name), pub)
-		case id.isESPorAH() && fwd && r.Verdict == report.Pass:
+		case isESPorAH(id) && fwd && r.Verdict == report.Pass:
 			r.Detail = fmt.Sprintf("%s reached the agent with its source rewritten to %s by the NAT: this NAT passed raw ESP here, but IKE detects the NAT and moves ESP into UDP 4500 (NAT-T) anyway, and raw ESP, which has no ports, through a NAT breaks once two hosts behind it talk to the same peer.", capitalize(name), pub)
-		case id.isESPorAH() && fwd:
+		case isESPorAH(id) && fwd:
 			r.Detail = fmt.Sprintf("%s sent from behind the NAT (public address %s) never reached the agent%s: raw %s has no ports for a NAT to translate and cannot cross this NAT; %s", capitalize(name), pub, cameBack(r), protoName(id), natTAdvice(id))
-		case id.isESPorAH() && r.Verdict != report.Pass:
+		case isESPorAH(id) && r.Verdict != report.Pass:
 			r.Detail = fmt.Sprintf("%s from the agent went to the NAT's public address %s%s and never arrived here: no mapping leads from it to us for raw %s (no ports to map), so it cannot cross this NAT; %s", capitalize(name), pub, cameBack(r), protoName(id), natTAdvice(id))
 		case fwd || r.Verdict == report.Pass:
-		case id.isTCP():
+		case id.IsTCP():
 			port, _ := id.TCPPort()
 			r.Detail = fmt.Sprintf("The agent's SYN to TCP %d went to the NAT's public address %s%s: nothing there forwards TCP %d to us; a connection opened from the responder's side reaches a host behind a NAT only through a port forward on it.", port, pub, cameBack(r), port)
 		case id == ICMPLarge || id == PMTU:
@@ -414,7 +414,7 @@ func natTAdvice(id ID) string {
 func holdForMapping(revUDP, revRest []*pending) (held, udp, rest []*pending) {
 	held = append(held, revUDP...)
 	for _, p := range revRest {
-		if p.out.Probe.isESPorAH() {
+		if isESPorAH(p.out.Probe) {
 			held = append(held, p)
 		} else {
 			rest = append(rest, p)

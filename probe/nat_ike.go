@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"hash"
 	"net"
 	"net/netip"
 	"time"
@@ -141,38 +142,86 @@ func ProbeIKEv1NATD(ctx context.Context, target netip.Addr, port int, timeout ti
 	defer conn.Close()
 	local := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
-	remote := netip.AddrPortFrom(target.Unmap(), uint16(port))
-	out := &IKEv1NATD{Port: port, LocalAddr: local.String()}
-	var prefix []byte
+	x := &v1NATDExchange{ctx: ctx, conn: conn, port: port, local: local, remote: netip.AddrPortFrom(target.Unmap(), uint16(port)),
+		first: firstRetransmit(timeout, IKETries), buf: make([]byte, ikeReadBuf), out: &IKEv1NATD{Port: port, LocalAddr: local.String()}}
 	if port == PortNATT {
-		prefix = ike.AppendNonESPMarker(nil)
+		x.prefix = ike.AppendNonESPMarker(nil)
 	}
-	var cookie [8]byte
-	if _, err := rand.Read(cookie[:]); err != nil {
+	if _, err := rand.Read(x.cookie[:]); err != nil {
 		return nil, fmt.Errorf("probe: ike: cookie: %w", err)
 	}
-	strip := func(udp []byte) []byte {
-		if port != PortNATT {
-			return udp
-		}
-		m, err := ike.StripNonESPMarker(udp)
-		if err != nil {
-			return nil
-		}
-		return m
+	m2, err := x.mainMode2()
+	if err != nil || m2 == nil {
+		return x.result(err)
 	}
-	first := firstRetransmit(timeout, IKETries)
-	buf := make([]byte, ikeReadBuf)
+	newHash, group := x.chosen(m2)
+	if newHash == nil {
+		return x.out, nil
+	}
+	rcookie := m2.ResponderSPI
+	m4, err := x.mainMode4(rcookie, newHash, group)
+	if err != nil || m4 == nil {
+		return x.result(err)
+	}
+	src, dst := ike.NATDFromMessage(m4)
+	if len(src) == 0 && len(dst) == 0 {
+		x.out.Note = "Main Mode 4 carries no NAT-D payload (the gateway did not negotiate NAT-T)"
+		return x.out, nil
+	}
+	n := ike.CheckNATD(func(ap netip.AddrPort) []byte { return ike.NATDHashV1(newHash, x.cookie, rcookie, ap) }, x.local, x.remote, src, dst)
+	x.out.Ours, x.out.Gateway = n.Ours, n.Theirs
+	return x.out, nil
+}
 
-	msg1, err := ike.BuildMainMode(append([]byte(nil), prefix...), ike.MainModeParams{Cookie: cookie})
+// v1NATDExchange is the state of ProbeIKEv1NATD. A step that returns neither a message nor
+// an error has said in out.Note why the exchange goes no further.
+type v1NATDExchange struct {
+	ctx           context.Context
+	conn          *net.UDPConn
+	port          int
+	local, remote netip.AddrPort
+	prefix        []byte // the non-ESP marker on 4500
+	cookie        [8]byte
+	first         time.Duration
+	buf           []byte
+	out           *IKEv1NATD
+}
+
+// result ends the probe: an error, or what out says.
+func (x *v1NATDExchange) result(err error) (*IKEv1NATD, error) {
+	if err != nil {
+		return nil, err
+	}
+	return x.out, nil
+}
+
+// strip removes the non-ESP marker on 4500 (nil: not an IKE message).
+func (x *v1NATDExchange) strip(udp []byte) []byte {
+	if x.port != PortNATT {
+		return udp
+	}
+	m, err := ike.StripNonESPMarker(udp)
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+// icmpNote says what an ICMP error instead of an answer to message n was.
+func icmpNote(n int, icmp *report.ICMP) string {
+	return fmt.Sprintf("Main Mode %d drew ICMP ", n) + wire.ICMPBrief(icmp.Type, icmp.Code) + " from " + icmp.From
+}
+
+// mainMode2 sends Main Mode 1 and reads the gateway's message 2.
+func (x *v1NATDExchange) mainMode2() (*ike.Message, error) {
+	msg1, err := ike.BuildMainMode(append([]byte(nil), x.prefix...), ike.MainModeParams{Cookie: x.cookie})
 	if err != nil {
 		return nil, fmt.Errorf("probe: ike: main mode 1: %w", err)
 	}
-	var m2 ike.Message
-	ans, _, _, icmp, err := exchangeUDP(ctx, conn, msg1, buf, first, IKETries, func(udp []byte) ([]byte, bool) {
-		msg := strip(udp)
+	ans, _, _, icmp, err := exchangeUDP(x.ctx, x.conn, msg1, x.buf, x.first, IKETries, func(udp []byte) ([]byte, bool) {
+		msg := x.strip(udp)
 		var h ike.Header
-		if msg == nil || h.DecodeFromBytes(msg) != nil || h.InitiatorSPI != cookie || h.Major() != 1 {
+		if msg == nil || h.DecodeFromBytes(msg) != nil || h.InitiatorSPI != x.cookie || h.Major() != 1 {
 			return nil, false
 		}
 		return msg, true
@@ -181,25 +230,32 @@ func ProbeIKEv1NATD(ctx context.Context, target netip.Addr, port int, timeout ti
 	case err != nil:
 		return nil, err
 	case icmp != nil:
-		out.Note = "Main Mode 1 drew ICMP " + wire.ICMPBrief(icmp.Type, icmp.Code) + " from " + icmp.From
-		return out, nil
+		x.out.Note = icmpNote(1, icmp)
+		return nil, nil
 	case ans == nil:
-		out.Note = "no answer to Main Mode 1 (a gateway that answered the survey's may be limiting half-open SAs from us)"
-		return out, nil
+		x.out.Note = "no answer to Main Mode 1 (a gateway that answered the survey's may be limiting half-open SAs from us)"
+		return nil, nil
 	}
+	var m2 ike.Message
 	if err := m2.DecodeFromBytes(ans); err != nil {
-		out.Note = "Main Mode 2 does not decode: " + err.Error()
-		return out, nil
+		x.out.Note = "Main Mode 2 does not decode: " + err.Error()
+		return nil, nil
 	}
+	return &m2, nil
+}
+
+// chosen reads the hash and group of the transform message 2 chose (nil hash: none we can
+// compute, out.Note says why).
+func (x *v1NATDExchange) chosen(m2 *ike.Message) (func() hash.Hash, ike.Group) {
 	sa, ok := m2.Find(ike.PayloadSAv1)
 	if !ok {
-		out.Note = "the gateway refused Main Mode 1 (no SA in its answer)"
-		return out, nil
+		x.out.Note = "the gateway refused Main Mode 1 (no SA in its answer)"
+		return nil, 0
 	}
 	s, err := ike.ParseSAv1(sa.Body)
 	if err != nil || len(s.Proposals) == 0 || len(s.Proposals[0].Transforms) == 0 {
-		out.Note = "Main Mode 2 carries no usable transform"
-		return out, nil
+		x.out.Note = "Main Mode 2 carries no usable transform"
+		return nil, 0
 	}
 	t := s.Proposals[0].Transforms[0]
 	ha, hok := t.Attr(ike.AttrHash)
@@ -207,10 +263,16 @@ func ProbeIKEv1NATD(ctx context.Context, target netip.Addr, port int, timeout ti
 	newHash := ike.HashV1Func(ha.Value)
 	group := ike.Group(ga.Value)
 	if !hok || !gok || newHash == nil || group.PublicLen() == 0 {
-		out.Note = "the chosen transform's hash or group is not one we can compute (" + t.String() + ")"
-		return out, nil
+		x.out.Note = "the chosen transform's hash or group is not one we can compute (" + t.String() + ")"
+		return nil, 0
 	}
-	out.Hash = t.String()
+	x.out.Hash = t.String()
+	return newHash, group
+}
+
+// mainMode4 sends Main Mode 3 (a key exchange of group, a nonce, our NAT-D payloads) and
+// reads the gateway's message 4.
+func (x *v1NATDExchange) mainMode4(rcookie [8]byte, newHash func() hash.Hash, group ike.Group) (*ike.Message, error) {
 	ke, err := ike.KeyExchange(group, rand.Reader)
 	if err != nil {
 		return nil, err
@@ -219,16 +281,15 @@ func ProbeIKEv1NATD(ctx context.Context, target netip.Addr, port int, timeout ti
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("probe: ike: nonce: %w", err)
 	}
-	rcookie := m2.ResponderSPI
-	msg3, err := ike.BuildMainMode3(append([]byte(nil), prefix...), ike.MainMode3Params{CookieI: cookie, CookieR: rcookie,
-		KE: ke, Nonce: nonce, Hash: newHash, Local: local, Remote: remote})
+	msg3, err := ike.BuildMainMode3(append([]byte(nil), x.prefix...), ike.MainMode3Params{CookieI: x.cookie, CookieR: rcookie,
+		KE: ke, Nonce: nonce, Hash: newHash, Local: x.local, Remote: x.remote})
 	if err != nil {
 		return nil, fmt.Errorf("probe: ike: main mode 3: %w", err)
 	}
 	var m4 ike.Message
-	ans, _, _, icmp, err = exchangeUDP(ctx, conn, msg3, buf, first, IKETries, func(udp []byte) ([]byte, bool) {
-		msg := strip(udp)
-		if msg == nil || m4.DecodeFromBytes(msg) != nil || m4.InitiatorSPI != cookie || m4.ResponderSPI != rcookie {
+	ans, _, _, icmp, err := exchangeUDP(x.ctx, x.conn, msg3, x.buf, x.first, IKETries, func(udp []byte) ([]byte, bool) {
+		msg := x.strip(udp)
+		if msg == nil || m4.DecodeFromBytes(msg) != nil || m4.InitiatorSPI != x.cookie || m4.ResponderSPI != rcookie {
 			return nil, false
 		}
 		if _, ok := m4.Find(ike.PayloadKEv1); !ok {
@@ -240,22 +301,15 @@ func ProbeIKEv1NATD(ctx context.Context, target netip.Addr, port int, timeout ti
 	case err != nil:
 		return nil, err
 	case icmp != nil:
-		out.Note = "Main Mode 3 drew ICMP " + wire.ICMPBrief(icmp.Type, icmp.Code) + " from " + icmp.From
-		return out, nil
+		x.out.Note = icmpNote(3, icmp)
+		return nil, nil
 	case ans == nil:
-		out.Note = "no Main Mode 4 after our message 3"
-		return out, nil
+		x.out.Note = "no Main Mode 4 after our message 3"
+		return nil, nil
 	}
 	if err := m4.DecodeFromBytes(ans); err != nil {
-		out.Note = "Main Mode 4 does not decode: " + err.Error()
-		return out, nil
+		x.out.Note = "Main Mode 4 does not decode: " + err.Error()
+		return nil, nil
 	}
-	src, dst := ike.NATDFromMessage(&m4)
-	if len(src) == 0 && len(dst) == 0 {
-		out.Note = "Main Mode 4 carries no NAT-D payload (the gateway did not negotiate NAT-T)"
-		return out, nil
-	}
-	n := ike.CheckNATD(func(ap netip.AddrPort) []byte { return ike.NATDHashV1(newHash, cookie, rcookie, ap) }, local, remote, src, dst)
-	out.Ours, out.Gateway = n.Ours, n.Theirs
-	return out, nil
+	return &m4, nil
 }

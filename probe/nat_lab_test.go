@@ -1,7 +1,6 @@
 package probe_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -134,16 +133,12 @@ func TestCheckNATPortRewrite(t *testing.T) {
 	testlab.RequireRoot(t)
 	t.Parallel()
 	l := testlab.ForTest(t, testlab.Spec{Profile: "nat", NoGateways: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	for _, argv := range [][]string{
 		{"nft", "flush", "chain", "ip", "ipsecpath", "ipl_nat"},
 		{"nft", "add", "rule", "ip", "ipsecpath", "ipl_nat", "oifname", "east0", "ip", "saddr", "198.51.100.0/24", "masquerade", "fully-random"},
 		{"conntrack", "-F"},
 	} {
-		if out, err := l.Exec(ctx, "r1", argv...); err != nil {
-			t.Fatalf("%v: %v: %s", argv, err, out)
-		}
+		l.ExecIn(t, "r1", argv...)
 	}
 	agent := startAgent(t, l)
 	rep, _ := checkFromIni(t, l, probe.CheckConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey,
@@ -167,11 +162,7 @@ func TestCheckNATPassthrough(t *testing.T) {
 	testlab.RequireRoot(t)
 	t.Parallel()
 	l := testlab.ForTest(t, testlab.Spec{Profile: "nat", NoGateways: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if out, err := l.Exec(ctx, "r1", "nft", "flush", "chain", "ip", "ipsecpath", "ipl_fwd"); err != nil {
-		t.Fatalf("nft: %v: %s", err, out)
-	}
+	l.ExecIn(t, "r1", "nft", "flush", "chain", "ip", "ipsecpath", "ipl_fwd")
 	agent := startAgent(t, l)
 	rep, _ := checkFromIni(t, l, probe.CheckConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey,
 		Probes: []probe.ID{probe.ESP, probe.ESPFrag, probe.AH, probe.NATT}})

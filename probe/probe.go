@@ -9,38 +9,41 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
-// ID names a probe class, as in the JSON result and --probes (a contract: DESIGN.md).
-type ID string
+// ID names a probe class, as in the JSON result and --probes (a contract: DESIGN.md). It
+// is probe/wire's, with its methods (TCPPort, UDPPort, Fragmented, Unfragmented, Valid).
+type ID = wire.ID
 
-// The probe classes. The -frag forms are at least FragProbeSize bytes on the wire and
-// IP-fragmented by us, so they can be compared with the unfragmented form.
+// The probe classes (probe/wire's). The -frag forms are at least FragProbeSize bytes on the
+// wire and IP-fragmented by us, so they can be compared with the unfragmented form.
 const (
-	IKE       ID = "ike"        // IKE on UDP 500, a real first message
-	IKEFrag   ID = "ike-frag"   // the same, made large like Kerberos-authenticated IKE, IP-fragmented
-	NATT      ID = "natt"       // UDP 4500 with the non-ESP marker
-	NATTFrag  ID = "natt-frag"  // the same, IP-fragmented
-	ESP       ID = "esp"        // IP protocol 50
-	ESPFrag   ID = "esp-frag"   // IP protocol 50, fragmented
-	AH        ID = "ah"         // IP protocol 51
-	AHFrag    ID = "ah-frag"    // IP protocol 51, fragmented
-	ICMPLarge ID = "icmp-large" // ICMP echo with a 5000-byte payload, like `ping -l 5000`
-	PMTU      ID = "pmtu"       // largest DF packet that arrives
+	IKE       = wire.IKE       // IKE on UDP 500, a real first message
+	IKEFrag   = wire.IKEFrag   // the same, made large like Kerberos-authenticated IKE, IP-fragmented
+	NATT      = wire.NATT      // UDP 4500 with the non-ESP marker
+	NATTFrag  = wire.NATTFrag  // the same, IP-fragmented
+	ESP       = wire.ESP       // IP protocol 50
+	ESPFrag   = wire.ESPFrag   // IP protocol 50, fragmented
+	AH        = wire.AH        // IP protocol 51
+	AHFrag    = wire.AHFrag    // IP protocol 51, fragmented
+	ICMPLarge = wire.ICMPLarge // ICMP echo with a 5000-byte payload, like `ping -l 5000`
+	PMTU      = wire.PMTU      // largest DF packet that arrives
 )
 
 // FragProbeSize is the least size on the wire of a -frag probe, IP header included.
-const FragProbeSize = 3000
+const FragProbeSize = wire.FragProbeSize
 
 // DefaultTCPPorts are the TCP services checked unless --tcp says otherwise: SMB and the
 // Luna HSM's NTLS.
 var DefaultTCPPorts = []int{445, 1792}
 
 // TCP returns the probe id for a TCP port, e.g. "tcp:445".
-func TCP(port int) ID { return ID("tcp:" + strconv.Itoa(port)) }
+func TCP(port int) ID { return wire.TCP(port) }
 
 // fixedIDs are the probe ids other than tcp:PORT, in report order.
-var fixedIDs = []ID{IKE, IKEFrag, NATT, NATTFrag, ESP, ESPFrag, AH, AHFrag, ICMPLarge}
+var fixedIDs = wire.FixedIDs()
 
 // DefaultIDs returns every probe id in report order, with tcp:PORT for each of tcpPorts,
 // and pmtu last.
@@ -50,44 +53,6 @@ func DefaultIDs(tcpPorts []int) []ID {
 		ids = append(ids, TCP(p))
 	}
 	return append(ids, PMTU)
-}
-
-// TCPPort returns the port of a tcp:PORT id, and false for any other id.
-func (id ID) TCPPort() (int, bool) {
-	s, ok := strings.CutPrefix(string(id), "tcp:")
-	if !ok {
-		return 0, false
-	}
-	p, err := strconv.Atoi(s)
-	if err != nil || p < 1 || p > 65535 {
-		return 0, false
-	}
-	return p, true
-}
-
-// Fragmented reports whether id is the IP-fragmented form of a class.
-func (id ID) Fragmented() bool { return strings.HasSuffix(string(id), "-frag") }
-
-// Unfragmented returns the unfragmented form of a -frag id ("esp-frag" → "esp"), else id.
-func (id ID) Unfragmented() ID { return ID(strings.TrimSuffix(string(id), "-frag")) }
-
-// Valid reports whether id is a probe id of the contract.
-func (id ID) Valid() bool {
-	if _, ok := id.TCPPort(); ok {
-		return true
-	}
-	if _, ok := udpClassOf(id); ok {
-		return true
-	}
-	if id == PMTU {
-		return true
-	}
-	for _, k := range fixedIDs {
-		if id == k {
-			return true
-		}
-	}
-	return false
 }
 
 // ParseIDs parses a comma-separated --probes list ("ike,esp-frag,tcp:445"). "all" means

@@ -2,7 +2,6 @@ package probe_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -85,17 +84,11 @@ func TestStatefulLab(t *testing.T) {
 	t.Run("esp-ah-generic-conntrack", func(t *testing.T) {
 		t.Parallel()
 		l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
 		rules := "table ip scratch {\n\tchain scratch_fwd {\n\t\ttype filter hook forward priority 0; policy accept;\n" +
 			"\t\tiifname \"east0\" ip protocol { 50, 51 } ct state established accept\n" +
 			"\t\tiifname \"east0\" ip protocol { 50, 51 } drop\n\t}\n}\n"
-		if out, err := l.ExecInput(ctx, "r1", strings.NewReader(rules), "nft", "-f", "-"); err != nil {
-			t.Fatalf("nft on r1: %v: %s", err, out)
-		}
-		if out, err := l.Exec(ctx, "r1", "sh", "-c", "echo 6 > /proc/sys/net/netfilter/nf_conntrack_generic_timeout"); err != nil {
-			t.Fatalf("generic conntrack timeout on r1: %v: %s", err, out)
-		}
+		l.NftIn(t, "r1", rules)
+		l.ExecIn(t, "r1", "sh", "-c", "echo 6 > /proc/sys/net/netfilter/nf_conntrack_generic_timeout")
 		agent := startAgent(t, l)
 		rep, _ := statefulFromIni(t, l, agent, []probe.StatefulProto{probe.StatefulESP, probe.StatefulAH}, 10*time.Second)
 		for _, k := range []string{"esp", "ah"} {

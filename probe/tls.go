@@ -28,21 +28,8 @@ import (
 // TLS returns the probe id of a TLS handshake toward a TCP port, e.g. "tls:1792".
 func TLS(port int) ID { return ID("tls:" + strconv.Itoa(port)) }
 
-// tlsPort returns the port of a tls:PORT id.
-func tlsPort(id ID) (int, bool) {
-	s, ok := strings.CutPrefix(string(id), "tls:")
-	if !ok {
-		return 0, false
-	}
-	p, err := strconv.Atoi(s)
-	if err != nil || p < 1 || p > 65535 {
-		return 0, false
-	}
-	return p, true
-}
-
-// TLSPort returns the port of a tls:PORT id, and false for any other id.
-func (id ID) TLSPort() (int, bool) { return tlsPort(id) }
+// tlsPort returns the port of a tls:PORT id (ID.TLSPort, probe/wire's).
+func tlsPort(id ID) (int, bool) { return id.TLSPort() }
 
 // Service probe timings.
 const (

@@ -3,7 +3,6 @@ package probe_test
 import (
 	"context"
 	"crypto/tls"
-	"io"
 	"math/big"
 	"net"
 	"net/netip"
@@ -26,15 +25,7 @@ func newCA(t *testing.T, cn string) *probetest.CA { return probetest.NewCA(t, cn
 // ends): it completes handshakes, then holds each connection until the client closes it.
 func tlsServe(t *testing.T, l *testlab.Lab, node string, addr netip.AddrPort, cfg *tls.Config) (stop func()) {
 	t.Helper()
-	var ln net.Listener
-	if err := l.Do(node, func() error {
-		var err error
-		ln, err = net.Listen("tcp4", addr.String())
-		return err
-	}); err != nil {
-		t.Fatalf("tls server in %s: %v", node, err)
-	}
-	return probetest.ServeTLS(t, ln, cfg, 10*time.Second)
+	return probetest.ServeTLSIn(t, l, node, addr, cfg, 10*time.Second)
 }
 
 // serviceFromIni runs a service probe inside ini.
@@ -49,6 +40,19 @@ func serviceFromIni(t *testing.T, l *testlab.Lab, cfg probe.ServiceConfig) repor
 	}
 	t.Logf("%s: %s — %s (tls %+v)", r.Probe, r.Verdict, r.Detail, r.Evidence.TLS)
 	return r
+}
+
+// tlsProbeOfRsp builds a lab of profile (in parallel with other tests) with a TLS server on
+// rsp:1792 whose certificate a lab CA issued, and returns the tls:1792 probe of it from ini
+// (that CA trusted, timeout as given).
+func tlsProbeOfRsp(t *testing.T, profile string, timeout time.Duration) report.Result {
+	t.Helper()
+	testlab.RequireRoot(t)
+	t.Parallel()
+	l := testlab.ForTest(t, testlab.Spec{Profile: profile, NoGateways: true})
+	ca := newCA(t, "ipsecpath lab CA")
+	ca.ServeRsp(t, l, 1792, 10*time.Second)
+	return serviceFromIni(t, l, probe.ServiceConfig{Target: l.Addr(testlab.NodeRsp), Port: 1792, TLS: true, RootCAs: ca.Pool, Timeout: timeout})
 }
 
 // TestTLSLab runs tls:1792 against a Go TLS server in rsp with a lab CA: it passes with that
@@ -142,14 +146,7 @@ func TestTLSLab(t *testing.T) {
 // says it came from a device before the target (hop 2, estimated from its TTL), while the
 // TLS server on rsp is up.
 func TestTLSLabReset(t *testing.T) {
-	testlab.RequireRoot(t)
-	t.Parallel()
-	l := testlab.ForTest(t, testlab.Spec{Profile: "tcp1792-reset", NoGateways: true})
-	rsp := l.Addr(testlab.NodeRsp)
-	ca := newCA(t, "ipsecpath lab CA")
-	srv := ca.Issue(t, "hsm.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, nil, false)
-	tlsServe(t, l, testlab.NodeRsp, netip.AddrPortFrom(rsp, 1792), &tls.Config{Certificates: []tls.Certificate{srv}})
-	r := serviceFromIni(t, l, probe.ServiceConfig{Target: rsp, Port: 1792, TLS: true, RootCAs: ca.Pool, Timeout: 4 * time.Second})
+	r := tlsProbeOfRsp(t, "tcp1792-reset", 4*time.Second)
 	if r.Verdict != report.Blocked || r.Evidence.TLS.ResetTTL != 63 || r.Hop == nil || r.Hop.TTL != 2 || !strings.Contains(r.Detail, "not by the target") {
 		t.Errorf("%s: %s (hop %+v, tls %+v, inferred %q)", r.Verdict, r.Detail, r.Hop, r.Evidence.TLS, r.Evidence.Inferred)
 	}
@@ -182,23 +179,7 @@ func TestServiceProbeLoopback(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer ln.Close()
-			go func() {
-				for {
-					conn, err := ln.Accept()
-					if err != nil {
-						return
-					}
-					go func() {
-						defer conn.Close()
-						_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-						tc := tls.Server(conn, c.server)
-						if tc.Handshake() == nil {
-							_, _ = io.Copy(io.Discard, tc)
-						}
-					}()
-				}
-			}()
+			probetest.ServeTLS(t, ln, c.server, 5*time.Second)
 			port := ln.Addr().(*net.TCPAddr).Port
 			r := probe.ServiceProbe(context.Background(), probe.ServiceConfig{Target: lo, Port: port, TLS: true, RootCAs: ca.Pool, Certificate: c.cert, Timeout: 3 * time.Second})
 			if r.Verdict != c.verdict || r.Evidence.TLS.Alert != c.alert {
@@ -302,7 +283,7 @@ func TestTLSLabProxy(t *testing.T) {
 		t.Errorf("refusing tinyproxy: %s: %s %+v", r.Verdict, r.Detail, r.Evidence.TLS)
 	}
 
-	nftIn(t, l, testlab.NodeR2, "table ip scratch_443 {\n chain scratch {\n  type filter hook forward priority 0; policy accept;\n  tcp dport 443 reject with tcp reset\n }\n}\n")
+	l.NftIn(t, testlab.NodeR2, "table ip scratch_443 {\n chain scratch {\n  type filter hook forward priority 0; policy accept;\n  tcp dport 443 reject with tcp reset\n }\n}\n")
 	c = base
 	c.Proxy, _ = probe.ProxyFor("http://"+good.String(), rsp, 443)
 	r = serviceFromIni(t, l, c)
@@ -316,14 +297,7 @@ func TestTLSLabProxy(t *testing.T) {
 // than 1300 bytes in a full-size segment) vanishes; a small one is answered. The verdict
 // calls it a fragment/MSS problem, not TLS.
 func TestTLSLabLargeClientHello(t *testing.T) {
-	testlab.RequireRoot(t)
-	t.Parallel()
-	l := testlab.ForTest(t, testlab.Spec{Profile: "mtu1300-blackhole", NoGateways: true})
-	rsp := l.Addr(testlab.NodeRsp)
-	ca := newCA(t, "ipsecpath lab CA")
-	srv := ca.Issue(t, "hsm.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, nil, false)
-	tlsServe(t, l, testlab.NodeRsp, netip.AddrPortFrom(rsp, 1792), &tls.Config{Certificates: []tls.Certificate{srv}})
-	r := serviceFromIni(t, l, probe.ServiceConfig{Target: rsp, Port: 1792, TLS: true, RootCAs: ca.Pool, Timeout: 6 * time.Second})
+	r := tlsProbeOfRsp(t, "mtu1300-blackhole", 6*time.Second)
 	if r.Evidence.TLS.ClientHelloSize <= 1300 {
 		t.Fatalf("this Go's default ClientHello is %d bytes: it fits the 1300-byte path, so the test shows nothing; make it larger (more ALPN protocols)", r.Evidence.TLS.ClientHelloSize)
 	}

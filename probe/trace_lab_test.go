@@ -25,16 +25,8 @@ const (
 // traceFromIni runs TraceProbe inside ini.
 func traceFromIni(t *testing.T, l *testlab.Lab, cfg probe.TraceConfig) *report.Report {
 	t.Helper()
-	var rep *report.Report
 	t0 := time.Now()
-	err := l.Do("ini", func() error {
-		var err error
-		rep, err = probe.TraceProbe(context.Background(), cfg)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("trace %s: %v", cfg.Probe, err)
-	}
+	rep := testlab.DoIn(t, l, "ini", "trace "+string(cfg.Probe), func() (*report.Report, error) { return probe.TraceProbe(context.Background(), cfg) })
 	t.Logf("trace %s took %s", cfg.Probe, time.Since(t0).Round(time.Millisecond))
 	return rep
 }
@@ -344,18 +336,13 @@ func TestCheckLabTraceStateful(t *testing.T) {
 func TestCheckLabTraceRateLimited(t *testing.T) {
 	testlab.RequireRoot(t)
 	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
-	ctx := context.Background()
 	const scratch = "table ip ipsecpath_scratch {\n\tchain pre {\n\t\ttype filter hook prerouting priority -450; policy accept;\n" +
 		"\t\tiifname \"west0\" ip frag-off & 0x3fff != 0 counter drop\n" +
 		"\t\tiifname \"west0\" ip protocol { esp, ah, udp } counter drop\n" +
 		"\t\tiifname \"west0\" tcp dport != 7500 counter drop\n\t}\n}\n"
-	if out, err := l.ExecInput(ctx, "r2", strings.NewReader(scratch), "nft", "-f", "-"); err != nil {
-		t.Fatalf("nft in r2: %v: %s", err, out)
-	}
+	l.NftIn(t, "r2", scratch)
 	for _, n := range []string{"r1", "r2"} {
-		if out, err := l.Exec(ctx, n, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=1000"); err != nil {
-			t.Fatalf("sysctl in %s: %v: %s", n, err, out)
-		}
+		l.ExecIn(t, n, "sysctl", "-qw", "net.ipv4.icmp_ratelimit=1000")
 	}
 	agent := startAgent(t, l)
 	rep, took := checkFromIni(t, l, probe.CheckConfig{Target: l.Addr("rsp"), Agent: agent, Key: labKey, Probes: labProbes})

@@ -47,7 +47,7 @@ func TestUDPClassLab(t *testing.T) {
 			t.Parallel()
 			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
 			if c.scratch != "" {
-				nftIn(t, l, testlab.NodeR1, c.scratch)
+				l.NftIn(t, testlab.NodeR1, c.scratch)
 			}
 			agent := startAgent(t, l)
 			rep, _ := checkFromIni(t, l, probe.CheckConfig{Target: l.Addr(testlab.NodeRsp), Agent: agent, Key: labKey, Probes: udpClassProbes})

@@ -352,7 +352,7 @@ func judgeObserved(o *Outcome, r report.Result, base *report.Result, what string
 	if e := firstBlocking(o); e != nil {
 		return blockedByICMP(o, r, *e, what)
 	}
-	if rst := firstReply(o, AnswerRST); rst != nil && o.Probe.isTCP() {
+	if rst := firstReply(o, AnswerRST); rst != nil && o.Probe.IsTCP() {
 		return blockedByRST(o, r, *rst, what)
 	}
 	if len(o.Replies) > 0 {
@@ -455,7 +455,7 @@ func headerName(id ID) string {
 	switch {
 	case id == ICMPLarge:
 		return "ICMP"
-	case id.isTCP():
+	case id.IsTCP():
 		return "TCP"
 	}
 	switch id.Unfragmented() {
@@ -482,7 +482,7 @@ func filterAdvice(id ID) string {
 	switch {
 	case id == ICMPLarge || id == smallEcho:
 		return "permit ICMP echo there if ping should work (IPsec itself does not need it)"
-	case id.isTCP():
+	case id.IsTCP():
 		return permitAdvice(id)
 	}
 	switch id.Unfragmented() {
@@ -600,11 +600,11 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 		r.Verdict = report.Skipped
 		r.Detail = "No verdict without an agent: the target does not answer even a small ping, so silence says nothing about fragments."
 		return r
-	case o.Probe.isUDPClass() && (base == nil || base.Verdict != report.Pass):
+	case o.Probe.IsUDPClass() && (base == nil || base.Verdict != report.Pass):
 		r.Verdict = report.Skipped
 		r.Detail = fmt.Sprintf("No verdict without an agent: a UDP service that gets %s may stay silent, and the target's kernel sent no port unreachable, so silence proves nothing; run 'ipsecpath responder' there and pass --agent.", what)
 		return r
-	case o.Probe.isESPorAH():
+	case isESPorAH(o.Probe):
 		if base != nil && base.Verdict == report.Pass {
 			if kernelErrorOnly(base) {
 				return silentBesideKernelError(o, r, base)
@@ -640,7 +640,7 @@ func judgeOneEnded(o *Outcome, r report.Result, base *report.Result, what string
 	}
 	r.Verdict = report.Dropped
 	switch {
-	case o.Probe.isTCP():
+	case o.Probe.IsTCP():
 		r.Detail = fmt.Sprintf("No SYN-ACK, RST or ICMP came back for %s: a host answers a SYN either way, so the path or a host firewall drops it; %s.", what, permitAdvice(o.Probe))
 	case ref.kernelError != "" && (o.Probe.Unfragmented() == IKE || o.Probe.Unfragmented() == NATT):
 		r.Detail = fmt.Sprintf("No answer to %s, while the target's kernel answered %s: the path or a firewall on the target may drop it, or nothing listens there either and the target's kernel sent no more ICMP errors for now (kernels rate-limit them; Linux sends about one a second after a burst of six). Run with --agent to tell them apart.", what, ref.kernelError)
@@ -930,9 +930,7 @@ func udpPort(id ID) string {
 	return "UDP 500"
 }
 
-func (id ID) isTCP() bool { _, ok := id.TCPPort(); return ok }
-
-func (id ID) isESPorAH() bool {
+func isESPorAH(id ID) bool {
 	u := id.Unfragmented()
 	return u == ESP || u == AH
 }

@@ -114,15 +114,7 @@ func openReport(t *testing.T, r *report.Report, name string) geometry {
 // forward rows end with a cross after hop 1 and before hop 2 (r2), reverse rows after the
 // responder and before hop 2; the unfragmented rows reach the far end.
 func TestHTMLChromiumFragDrop(t *testing.T) {
-	f, err := os.Open("testdata/frag-drop-traced.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := report.ReadJSON(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := readTestdata(t, "frag-drop-traced.json")
 	g := openReport(t, r, "frag-drop-traced")
 	if len(g.Nodes) != 4 {
 		t.Fatalf("path nodes at %v: want initiator, hop 1, hop 2, responder", g.Nodes)
@@ -178,19 +170,7 @@ func TestChromiumDetects(t *testing.T) {
 // frag-drop run) loads with no console error and no request, one row per change.
 func TestDiffHTMLChromium(t *testing.T) {
 	testlab.RequireTools(t, htmltest.Chromium)
-	read := func(name string) *report.Report {
-		f, err := os.Open(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		r, err := report.ReadJSON(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
-	before, after := read("frag-drop.json"), read("frag-drop-traced.json")
+	before, after := readTestdata(t, "frag-drop.json"), readTestdata(t, "frag-drop-traced.json")
 	d := report.Diff(before, after)
 	dir, err := htmltest.ArtefactDir()
 	if err != nil {
@@ -223,4 +203,19 @@ func TestDiffHTMLChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot %s", png)
+}
+
+// readTestdata reads the report in testdata/name.
+func readTestdata(t *testing.T, name string) *report.Report {
+	t.Helper()
+	f, err := os.Open(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := report.ReadJSON(f)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return r
 }

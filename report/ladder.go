@@ -196,3 +196,30 @@ func ladderCase(l *Ladder) (JUnitCase, bool) {
 	}
 	return c, true
 }
+
+// LocalFirewallVerdicts turns the failed forward verdicts of probes this host's own firewall drops
+// on the way out into errors that say so: the path was not tested for them.
+func (rep *Report) LocalFirewallVerdicts() {
+	if rep.Ladder == nil || rep.Ladder.Preflight == nil {
+		return
+	}
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		if r.Direction != Forward || !r.Verdict.Failed() {
+			continue
+		}
+		for _, fw := range rep.Ladder.Preflight.Firewall {
+			if !fw.Certain || (fw.Hook != "output" && fw.Hook != "postrouting") {
+				continue
+			}
+			for _, p := range fw.Probes {
+				if p == r.Probe {
+					r.Evidence.Extra = fmt.Sprintf("local firewall: nft %s chain %s: %s (the probe's own verdict was %s)", fw.Table, fw.Chain, fw.Rule, r.Verdict)
+					r.Verdict = Error
+					r.Detail = fmt.Sprintf("This host's own firewall %ss it before it leaves (nft %s chain %s: %q): a local cause; the path was not tested for %s.", fw.Action, fw.Table, fw.Chain, fw.Rule, r.Probe)
+				}
+			}
+		}
+	}
+	rep.Summarize()
+}

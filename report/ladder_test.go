@@ -69,3 +69,39 @@ func TestLadderStoppedRenders(t *testing.T) {
 		t.Errorf("json round trip: %v %+v", err, back.Ladder)
 	}
 }
+
+// A forward probe this host's own output chain drops certainly is an error naming the rule;
+// an uncertain rule, an input hook, a reverse result or a pass keep their verdicts.
+func TestLocalFirewallVerdicts(t *testing.T) {
+	r := New("203.0.113.10", "", time.Now())
+	r.Add(Result{Probe: "esp", Direction: Forward, Verdict: Dropped})
+	r.Add(Result{Probe: "esp", Direction: Reverse, Verdict: Dropped})
+	r.Add(Result{Probe: "ah", Direction: Forward, Verdict: Dropped})
+	r.Add(Result{Probe: "ike", Direction: Forward, Verdict: Pass})
+	r.Add(Result{Probe: "natt", Direction: Forward, Verdict: Dropped})
+	r.LocalFirewallVerdicts() // no ladder: nothing to say
+	if r.Results[0].Verdict != Dropped {
+		t.Fatalf("without a ladder: %s", r.Results[0].Verdict)
+	}
+	r.Ladder = &Ladder{Preflight: &Preflight{Firewall: []FirewallRule{
+		{Table: "inet fw", Chain: "out", Hook: "output", Rule: "ip protocol esp drop", Action: "drop", Probes: []string{"esp", "ike"}, Certain: true},
+		{Table: "inet fw", Chain: "out", Hook: "output", Rule: "meta mark 1 drop", Action: "drop", Probes: []string{"ah"}},
+		{Table: "inet fw", Chain: "in", Hook: "input", Rule: "udp dport 4500 drop", Action: "drop", Probes: []string{"natt"}, Certain: true},
+	}}}
+	r.LocalFirewallVerdicts()
+	want := []Verdict{Error, Dropped, Dropped, Pass, Dropped}
+	for i, w := range want {
+		if r.Results[i].Verdict != w {
+			t.Errorf("%s %s: %s, want %s", r.Results[i].Probe, r.Results[i].Direction, r.Results[i].Verdict, w)
+		}
+	}
+	if d := r.Results[0].Detail; !strings.Contains(d, `This host's own firewall drops it before it leaves (nft inet fw chain out: "ip protocol esp drop")`) {
+		t.Errorf("detail %q", d)
+	}
+	if x := r.Results[0].Evidence.Extra; !strings.Contains(x, "the probe's own verdict was dropped") {
+		t.Errorf("evidence %q", x)
+	}
+	if r.Summary.Fail != 4 || r.Summary.Pass != 1 {
+		t.Errorf("summary %+v", r.Summary)
+	}
+}

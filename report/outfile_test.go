@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,22 +18,8 @@ import (
 // and what is there stays as it was.
 func TestOutputFileReplacesOnlyRegularFiles(t *testing.T) {
 	dir := t.TempDir()
-	target := filepath.Join(dir, "target.json")
-	if err := os.WriteFile(target, []byte("keep me"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "link.json")
-	if err := os.Symlink(target, link); err != nil {
-		t.Fatal(err)
-	}
-	dangling := filepath.Join(dir, "dangling.json")
-	if err := os.Symlink(filepath.Join(dir, "nowhere.json"), dangling); err != nil {
-		t.Fatal(err)
-	}
-	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, link, fifo := testlab.UnsafeFiles(t, dir, ".json", []byte("keep me"))
+	dangling := testlab.Symlink(t, filepath.Join(dir, "nowhere.json"), filepath.Join(dir, "dangling.json"))
 	sub := filepath.Join(dir, "sub")
 	if err := os.Mkdir(sub, 0o755); err != nil {
 		t.Fatal(err)
@@ -51,17 +36,14 @@ func TestOutputFileReplacesOnlyRegularFiles(t *testing.T) {
 	if os.Geteuid() == 0 {
 		// a device node of our own (the null device's numbers), not /dev/null: if this
 		// test ever fails, it must not take the machine's /dev/null with it
-		null := filepath.Join(dir, "null")
-		if err := syscall.Mknod(null, syscall.S_IFCHR|0o666, int(1<<8|3)); err != nil {
-			t.Fatal(err)
-		}
+		null := testlab.NullDevice(t, filepath.Join(dir, "null"))
 		cases = append(cases, struct{ name, path, want string }{"character device", null, "is a character device"})
 	} else if testlab.InCI() {
 		t.Fatal("the device-node case needs root, and CI=true: refusing to leave it out")
 	} else {
 		t.Log("not root: the device-node case is left out")
 	}
-	before := snapshot(t, dir)
+	before := testlab.SnapshotDir(t, dir)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			check := func(what string, err error) {
@@ -79,37 +61,9 @@ func TestOutputFileReplacesOnlyRegularFiles(t *testing.T) {
 			check("CreatePcap", err)
 		})
 	}
-	if after := snapshot(t, dir); after != before {
+	if after := testlab.SnapshotDir(t, dir); after != before {
 		t.Errorf("the directory changed:\nbefore %s\nafter  %s", before, after)
 	}
-}
-
-// snapshot describes every entry of dir (name, type, target or content) in one string.
-func snapshot(t *testing.T, dir string) string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		fi, err := os.Lstat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.WriteString(e.Name() + " " + fi.Mode().String())
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			to, _ := os.Readlink(p)
-			b.WriteString(" -> " + to)
-		case fi.Mode().IsRegular():
-			data, _ := os.ReadFile(p)
-			b.WriteString(" " + string(data))
-		}
-		b.WriteString("; ")
-	}
-	return b.String()
 }
 
 // TestOutputFileWrites: a new file is created mode 0644, a regular file is replaced whole
@@ -123,10 +77,7 @@ func TestOutputFileWrites(t *testing.T) {
 	if err := WriteOutputFile(fresh, []byte("one")); err != nil {
 		t.Fatal(err)
 	}
-	old := filepath.Join(dir, "old.json")
-	if err := os.WriteFile(old, []byte("a longer previous content"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	old := testlab.WriteFile(t, filepath.Join(dir, "old.json"), []byte("a longer previous content"), 0o600)
 	if err := CheckOutputPath(old); err != nil {
 		t.Fatalf("CheckOutputPath(regular file): %v", err)
 	}
@@ -156,10 +107,7 @@ func TestOutputFileWrites(t *testing.T) {
 // after the whole run).
 func TestOutputFileDirectory(t *testing.T) {
 	dir := t.TempDir()
-	file := filepath.Join(dir, "file")
-	if err := os.WriteFile(file, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := testlab.WriteFile(t, filepath.Join(dir, "file"), nil, 0o600)
 	cases := []struct{ path, want string }{
 		{filepath.Join(dir, "missing", "x.json"), "does not exist"},
 		{filepath.Join(file, "x.json"), "not a directory"},
@@ -179,17 +127,12 @@ func TestOutputFileDirectory(t *testing.T) {
 // went on is not replaced at the end.
 func TestOutputFileCommitRechecks(t *testing.T) {
 	dir := t.TempDir()
-	victim := filepath.Join(dir, "victim")
-	if err := os.WriteFile(victim, []byte("keep me"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	victim := testlab.WriteFile(t, filepath.Join(dir, "victim"), []byte("keep me"), 0o600)
 	for _, existed := range []bool{false, true} {
 		path := filepath.Join(dir, "out.json")
 		os.Remove(path)
 		if existed {
-			if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			testlab.WriteFile(t, path, []byte("old"), 0o644)
 		}
 		f, err := CreateOutput(path)
 		if err != nil {
@@ -199,9 +142,7 @@ func TestOutputFileCommitRechecks(t *testing.T) {
 			t.Fatal(err)
 		}
 		os.Remove(path)
-		if err := os.Symlink(victim, path); err != nil {
-			t.Fatal(err)
-		}
+		testlab.Symlink(t, victim, path)
 		if err := f.Commit(); err == nil || !errors.Is(err, ErrOutputPath) {
 			t.Errorf("existed %v: Commit over a symlink that appeared: %v, want a refusal", existed, err)
 		}

@@ -144,12 +144,7 @@ func TestSchemaRejectsNew(t *testing.T) {
 		"pmtu local":    func(m map[string]any) { m["pmtu"].(map[string]any)["forward"].(map[string]any)["local_limit"] = "yes" },
 		"pmtu extra":    func(m map[string]any) { m["pmtu"].(map[string]any)["reverse"].(map[string]any)["guess"] = 1 },
 	} {
-		var m map[string]any
-		if err := json.Unmarshal(good, &m); err != nil {
-			t.Fatal(err)
-		}
-		mutate(m)
-		b, _ := json.Marshal(m)
+		b := mutated(t, good, mutate)
 		if err := schematest.Check("check", b); err == nil {
 			t.Errorf("%s: a broken check result validates: %s", name, b)
 		}
@@ -174,12 +169,7 @@ func TestSchemaRejectsNew(t *testing.T) {
 		"no targets":      func(m map[string]any) { delete(m, "targets") },
 		"extra":           func(m map[string]any) { m["guess"] = 1 },
 	} {
-		var m map[string]any
-		if err := json.Unmarshal(sgood, &m); err != nil {
-			t.Fatal(err)
-		}
-		mutate(m)
-		b, _ := json.Marshal(m)
+		b := mutated(t, sgood, mutate)
 		if err := schematest.Check("survey", b); err == nil {
 			t.Errorf("%s: a broken survey validates: %.300s", name, b)
 		}

@@ -67,8 +67,8 @@ func proveNAT(t *testing.T, l *Lab) {
 	}
 	// Raw ESP and AH from ini: dropped at the NAT, none reaches rsp.
 	esp := startCapture(t, l, NodeRsp, "wan0", "ip proto 50 or ip proto 51")
-	hping(t, l, NodeIni, "-0", "-H", "50", "-c", "3", "-i", "u100000", "-d", "64", rsp)
-	hping(t, l, NodeIni, "-0", "-H", "51", "-c", "3", "-i", "u100000", "-d", "64", rsp)
+	rawIP(t, l, NodeIni, 50, 3, rsp)
+	rawIP(t, l, NodeIni, 51, 3, rsp)
 	if n := esp.count(); n != 0 {
 		t.Errorf("rsp received %d raw ESP/AH packets through the NAT", n)
 	}
@@ -85,12 +85,12 @@ func TestProfileNAT(t *testing.T) {
 	// 4500, rsp sees them from the public address, and answers to the public address.
 	at := startCapture(t, l, NodeRsp, "wan0", "udp and src "+NATPublic+" and ip[6:2] & 0x1fff = 0")
 	frags := startCapture(t, l, NodeRsp, "wan0", "src "+NATPublic+" and ip[6:2] & 0x1fff != 0")
-	hping(t, l, NodeIni, "-2", "-s", "4500", "-k", "-p", "4500", "-c", "2", "-i", "u200000", "-d", "3000", rsp)
+	udp4500(t, l, NodeIni, 3000, rsp)
 	if a, f := at.count(), frags.count(); a < 2 || f < 2 {
 		t.Errorf("large UDP 4500 through the NAT: rsp saw %d first and %d later fragments from %s, want ≥ 2 each", a, f, NATPublic)
 	}
 	back := startCapture(t, l, NodeIni, "wan0", "udp dst port 4500 and src "+rsp)
-	hping(t, l, NodeRsp, "-2", "-s", "4500", "-k", "-p", "4500", "-c", "2", "-i", "u200000", "-d", "3000", NATPublic)
+	udp4500(t, l, NodeRsp, 3000, NATPublic)
 	if n := back.count(); n < 2 {
 		t.Errorf("ini saw %d of rsp's large UDP 4500 datagrams sent to the mapping (want ≥ 2 packets)", n)
 	}
@@ -104,12 +104,12 @@ func TestProfileNATFragDrop(t *testing.T) {
 	mustNotPing(t, l, NodeIni, rsp, "-s", "3000")
 	// Small UDP 4500 passes the NAT, large does not (its non-first fragments die at r1).
 	small := startCapture(t, l, NodeRsp, "wan0", "udp port 4500 and src "+NATPublic)
-	hping(t, l, NodeIni, "-2", "-s", "4500", "-k", "-p", "4500", "-c", "2", "-i", "u200000", "-d", "200", rsp)
+	udp4500(t, l, NodeIni, 200, rsp)
 	if n := small.count(); n < 2 {
 		t.Errorf("small UDP 4500 through the NAT: rsp saw %d, want ≥ 2", n)
 	}
 	large := startCapture(t, l, NodeRsp, "wan0", "src "+NATPublic+" and (udp port 4500 or ip[6:2] & 0x1fff != 0)")
-	hping(t, l, NodeIni, "-2", "-s", "4500", "-k", "-p", "4500", "-c", "2", "-i", "u200000", "-d", "3000", rsp)
+	udp4500(t, l, NodeIni, 3000, rsp)
 	if n := large.count(); n != 0 {
 		t.Errorf("large UDP 4500 crossed a NAT that drops non-first fragments: rsp saw %d packets", n)
 	}
@@ -152,4 +152,11 @@ func TestNATTunnel(t *testing.T) {
 	if !strings.Contains(ct, "dst="+NATPublic) {
 		t.Errorf("r1 has no UDP 4500 mapping of ini:\n%s", ct)
 	}
+}
+
+// udp4500 sends two UDP datagrams of size bytes from port 4500 to port 4500 of dst, 200 ms
+// apart, from node with hping3 (larger than the MTU, they leave in fragments).
+func udp4500(t *testing.T, l *Lab, node string, size int, dst string) {
+	t.Helper()
+	hping(t, l, node, "-2", "-s", "4500", "-k", "-p", "4500", "-c", "2", "-i", "u200000", "-d", strconv.Itoa(size), dst)
 }

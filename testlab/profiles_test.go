@@ -2,6 +2,7 @@ package testlab
 
 import (
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,7 @@ func TestProfileESPDrop(t *testing.T) {
 	in := startCapture(t, l, NodeR1, "west0", "ip proto 50")
 	out := startCapture(t, l, NodeRsp, "wan0", "ip proto 50")
 	udp := startCapture(t, l, NodeRsp, "wan0", "udp port 4500")
-	hping(t, l, NodeIni, "-0", "-H", "50", "-c", "3", "-i", "u100000", "-d", "64", rsp)
+	rawIP(t, l, NodeIni, 50, 3, rsp)
 	mustExec(t, l, NodeIni, "sh", "-c", "echo esp-in-udp | nc -u -w 1 -p 4500 "+rsp+" 4500")
 	if i, o := in.count(), out.count(); i < 3 || o != 0 {
 		t.Errorf("ESP: r1 west0 saw %d, rsp saw %d (want ≥3 and 0)", i, o)
@@ -124,15 +125,23 @@ func TestProfileESPDrop(t *testing.T) {
 func TestProfileAHReject(t *testing.T) {
 	t.Parallel()
 	l := ForTest(t, Spec{Profile: "ah-reject", NoGateways: true})
-	icmp := startCapture(t, l, NodeIni, "wan0", "icmp[0] = 3 and icmp[1] = 13")
-	at := startCapture(t, l, NodeRsp, "wan0", "ip proto 51")
-	hping(t, l, NodeIni, "-0", "-H", "51", "-c", "2", "-i", "u100000", "-d", "64", rsp)
-	pk := icmp.stop()
-	if len(pk) < 1 || !strings.Contains(pk[0], "192.0.2.66 > "+ini) {
-		t.Errorf("ini should get ICMP admin-prohibited from r2 (192.0.2.66): %q", pk)
+	rejected(t, l, NodeIni, NodeRsp, 51, 2, 1, "192.0.2.66")
+}
+
+// rejected sends count raw IP packets of protocol proto from node from to node to, and checks
+// that the router at routerAddr refuses them on the way: from gets at least want ICMP
+// admin-prohibited, the first from routerAddr, and to receives none of the packets.
+func rejected(t *testing.T, l *Lab, from, to string, proto, count, want int, routerAddr string) {
+	t.Helper()
+	refused := startCapture(t, l, from, "wan0", "icmp[0] = 3 and icmp[1] = 13")
+	at := startCapture(t, l, to, "wan0", "ip proto "+strconv.Itoa(proto))
+	rawIP(t, l, from, proto, count, l.Addr(to).String())
+	pk := refused.stop()
+	if len(pk) < want || !strings.Contains(pk[0], routerAddr+" > "+l.Addr(from).String()) {
+		t.Errorf("%s should get %d ICMP admin-prohibited from %s for %d packets of protocol %d: %q", from, want, routerAddr, count, proto, pk)
 	}
 	if n := at.count(); n != 0 {
-		t.Errorf("rsp received %d AH packets through ah-reject", n)
+		t.Errorf("%s received %d packets of protocol %d from %s, which %s should refuse", to, n, proto, from, routerAddr)
 	}
 }
 
@@ -175,58 +184,50 @@ func TestProfileUDP4500Drop(t *testing.T) {
 
 func TestProfileTCP445Reset(t *testing.T) {
 	t.Parallel()
-	l := ForTest(t, Spec{Profile: "tcp445-reset", NoGateways: true})
-	tcpListen(t, l, NodeRsp, 445)
-	tcpListen(t, l, NodeRsp, 1792)
-	rst := startCapture(t, l, NodeIni, "wan0", "tcp src port 445 and tcp[tcpflags] & tcp-rst != 0")
-	syn := startCapture(t, l, NodeRsp, "wan0", "tcp dst port 445")
-	ok, out := tcpConnect(t, l, NodeIni, rsp, 445)
-	if ok || !strings.Contains(out, "refused") {
-		t.Errorf("tcp 445 should be reset: ok=%v %s", ok, out)
-	}
-	if r, s := rst.count(), syn.count(); r == 0 || s != 0 {
-		t.Errorf("ini saw %d RSTs (want >0), rsp saw %d SYNs to 445 (want 0)", r, s)
-	}
-	if ok, out := tcpConnect(t, l, NodeIni, rsp, 1792); !ok {
-		t.Errorf("tcp 1792 should pass tcp445-reset: %s", out)
-	}
+	tcpBlocked(t, "tcp445-reset", 445, 1792, true)
 }
 
 func TestProfileTCP1792Drop(t *testing.T) {
 	t.Parallel()
-	l := ForTest(t, Spec{Profile: "tcp1792-drop", NoGateways: true})
-	tcpListen(t, l, NodeRsp, 445)
-	tcpListen(t, l, NodeRsp, 1792)
-	syn := startCapture(t, l, NodeRsp, "wan0", "tcp dst port 1792")
-	back := startCapture(t, l, NodeIni, "wan0", "tcp src port 1792 or icmp")
-	ok, out := tcpConnect(t, l, NodeIni, rsp, 1792)
-	if ok || strings.Contains(out, "refused") {
-		t.Errorf("tcp 1792 should time out silently: ok=%v %s", ok, out)
-	}
-	if s, b := syn.count(), back.count(); s != 0 || b != 0 {
-		t.Errorf("rsp saw %d SYNs to 1792, ini got %d answers (want 0, 0)", s, b)
-	}
-	if ok, out := tcpConnect(t, l, NodeIni, rsp, 445); !ok {
-		t.Errorf("tcp 445 should pass tcp1792-drop: %s", out)
-	}
+	tcpBlocked(t, "tcp1792-drop", 1792, 445, false)
 }
 
 func TestProfileTCP1792Reset(t *testing.T) {
 	t.Parallel()
-	l := ForTest(t, Spec{Profile: "tcp1792-reset", NoGateways: true})
+	tcpBlocked(t, "tcp1792-reset", 1792, 445, true)
+}
+
+// tcpBlocked checks a profile that blocks TCP from ini to rsp's port: with a reset (ini gets
+// RSTs, rsp sees no SYN) or silently (no SYN at rsp, no answer at ini), while TCP to other
+// still connects.
+func tcpBlocked(t *testing.T, profile string, port, other int, reset bool) {
+	t.Helper()
+	l := ForTest(t, Spec{Profile: profile, NoGateways: true})
 	tcpListen(t, l, NodeRsp, 445)
 	tcpListen(t, l, NodeRsp, 1792)
-	rst := startCapture(t, l, NodeIni, "wan0", "tcp src port 1792 and tcp[tcpflags] & tcp-rst != 0")
-	syn := startCapture(t, l, NodeRsp, "wan0", "tcp dst port 1792")
-	ok, out := tcpConnect(t, l, NodeIni, rsp, 1792)
-	if ok || !strings.Contains(out, "refused") {
-		t.Errorf("tcp 1792 should be reset: ok=%v %s", ok, out)
+	p := strconv.Itoa(port)
+	syn := startCapture(t, l, NodeRsp, "wan0", "tcp dst port "+p)
+	if reset {
+		rst := startCapture(t, l, NodeIni, "wan0", "tcp src port "+p+" and tcp[tcpflags] & tcp-rst != 0")
+		ok, out := tcpConnect(t, l, NodeIni, rsp, port)
+		if ok || !strings.Contains(out, "refused") {
+			t.Errorf("tcp %d should be reset: ok=%v %s", port, ok, out)
+		}
+		if r, s := rst.count(), syn.count(); r == 0 || s != 0 {
+			t.Errorf("ini saw %d RSTs (want >0), rsp saw %d SYNs to %d (want 0)", r, s, port)
+		}
+	} else {
+		back := startCapture(t, l, NodeIni, "wan0", "tcp src port "+p+" or icmp")
+		ok, out := tcpConnect(t, l, NodeIni, rsp, port)
+		if ok || strings.Contains(out, "refused") {
+			t.Errorf("tcp %d should time out silently: ok=%v %s", port, ok, out)
+		}
+		if s, b := syn.count(), back.count(); s != 0 || b != 0 {
+			t.Errorf("rsp saw %d SYNs to %d, ini got %d answers (want 0, 0)", s, port, b)
+		}
 	}
-	if r, s := rst.count(), syn.count(); r == 0 || s != 0 {
-		t.Errorf("ini saw %d RSTs (want >0), rsp saw %d SYNs to 1792 (want 0)", r, s)
-	}
-	if ok, out := tcpConnect(t, l, NodeIni, rsp, 445); !ok {
-		t.Errorf("tcp 445 should pass tcp1792-reset: %s", out)
+	if ok, out := tcpConnect(t, l, NodeIni, rsp, other); !ok {
+		t.Errorf("tcp %d should pass %s: %s", other, profile, out)
 	}
 }
 
@@ -356,20 +357,11 @@ func TestProfileReverseESPReject(t *testing.T) {
 	t.Parallel()
 	l := ForTest(t, Spec{Profile: "reverse-esp-reject", NoGateways: true})
 	// rsp → ini: r1 refuses ESP from the rsp side and tells rsp so; nothing reaches ini.
-	refused := startCapture(t, l, NodeRsp, "wan0", "icmp[0] = 3 and icmp[1] = 13")
-	atIni := startCapture(t, l, NodeIni, "wan0", "ip proto 50")
-	hping(t, l, NodeRsp, "-0", "-H", "50", "-c", "3", "-i", "u100000", "-d", "64", ini)
-	pk := refused.stop()
-	if len(pk) < 3 || !strings.Contains(pk[0], "192.0.2.65 > "+rsp) {
-		t.Errorf("rsp should get ICMP admin-prohibited from r1 (192.0.2.65) for each ESP packet: %q", pk)
-	}
-	if n := atIni.count(); n != 0 {
-		t.Errorf("ini received %d ESP packets from the rsp side through reverse-esp-reject", n)
-	}
+	rejected(t, l, NodeRsp, NodeIni, 50, 3, 3, "192.0.2.65")
 	// ini → rsp: ESP passes, and nothing refuses it.
 	atRsp := startCapture(t, l, NodeRsp, "wan0", "ip proto 50 and src "+ini)
 	back := startCapture(t, l, NodeIni, "wan0", "icmp[0] = 3 and icmp[1] = 13")
-	hping(t, l, NodeIni, "-0", "-H", "50", "-c", "3", "-i", "u100000", "-d", "64", rsp)
+	rawIP(t, l, NodeIni, 50, 3, rsp)
 	if a, b := atRsp.count(), back.count(); a < 3 || b != 0 {
 		t.Errorf("ini→rsp ESP: rsp saw %d (want ≥ 3), ini got %d admin-prohibited (want 0)", a, b)
 	}
@@ -448,13 +440,20 @@ func TestProfileEchoFilter(t *testing.T) {
 		t.Errorf("tcp 445 should pass echo-filter: %s", out)
 	}
 	esp := startCapture(t, l, NodeRsp, "wan0", "ip proto 50")
-	hping(t, l, NodeIni, "-0", "-H", "50", "-c", "2", "-i", "u100000", "-d", "64", rsp)
+	rawIP(t, l, NodeIni, 50, 2, rsp)
 	if n := esp.count(); n < 2 {
 		t.Errorf("ESP should pass echo-filter: rsp saw %d", n)
 	}
 	if c := nftCounter(t, l, NodeR1); c < 4 {
 		t.Errorf("r1 echo counter %d, want ≥ 4", c)
 	}
+}
+
+// rawIP sends count raw IP packets of protocol proto (64 bytes of payload, 100 ms apart) from
+// node to dst with hping3.
+func rawIP(t *testing.T, l *Lab, node string, proto, count int, dst string) {
+	t.Helper()
+	hping(t, l, node, "-0", "-H", strconv.Itoa(proto), "-c", strconv.Itoa(count), "-i", "u100000", "-d", "64", dst)
 }
 
 // hping sends with hping3 (its exit status says only whether replies came: ignored).

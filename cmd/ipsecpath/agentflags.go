@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -41,6 +42,31 @@ func (a agentFlags) load(target netip.Addr) (agent string, key []byte, err error
 		return "", nil, err
 	}
 	return *a.agent, key, nil
+}
+
+// pacingFlags are --timeout and --pace as check and trace take them.
+type pacingFlags struct {
+	timeout *time.Duration
+	pace    *int
+}
+
+// addPacingFlags registers --timeout (default def, described by timeoutHelp) and --pace.
+func addPacingFlags(fs *pflag.FlagSet, def time.Duration, timeoutHelp string) pacingFlags {
+	return pacingFlags{
+		timeout: fs.Duration("timeout", def, timeoutHelp),
+		pace:    fs.Int("pace", probe.DefaultRate, "packets per second toward the target (`N`), and asked of the agent"),
+	}
+}
+
+// check refuses a --timeout or --pace out of their ranges.
+func (p pacingFlags) check() error {
+	if *p.timeout < probe.MinCheckTimeout || *p.timeout > probe.MaxCheckTimeout {
+		return fmt.Errorf("--timeout %s: want %s to %s", *p.timeout, probe.MinCheckTimeout, probe.MaxCheckTimeout)
+	}
+	if *p.pace < 1 || *p.pace > probe.MaxRate {
+		return fmt.Errorf("--pace %d: want 1-%d packets per second", *p.pace, probe.MaxRate)
+	}
+	return nil
 }
 
 // targetArg reads the one TARGET argument, an IPv4 address.

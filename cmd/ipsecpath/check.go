@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
@@ -26,7 +28,24 @@ func init() {
 		name:     "check",
 		synopsis: "TARGET [--agent HOST:PORT --key-file F] [--probes LIST] [--tcp PORTS] [--tls PORTS [--ca F] [--client-cert F --client-key F] [--sni NAME]] [--proxy URL] [--no-ladder] [--timeout D] [--pace N] [--json | --format F] [--pcap F [--snaplen N]] [--out F]",
 		summary:  "check IKE, NAT-T, ESP, AH, fragments, large ICMP and TCP toward TARGET, both directions with an agent",
-		long: `Sends every probe class toward TARGET (an IPv4 address) at once, paced, and gives one verdict
+		long:     checkHelp,
+		examples: []string{
+			"ipsecpath check 203.0.113.10",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file /etc/ipsecpath.key",
+			"ipsecpath check 203.0.113.10 --probes ike,ike-frag,esp,esp-frag --json",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10 --key-file k --tcp 445,1792,3389 --probes tcp",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out before.json --pcap run.pcapng",
+			"ipsecpath check 203.0.113.10 --probes tcp:1792 --tls 1792 --ca hsm-ca.pem --client-cert client.pem --client-key client.key",
+			"ipsecpath check 203.0.113.10 --probes tls:443 --proxy http://192.0.2.8:3128",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10 --key-file k --probes l2tp,l2tp-frag,udp:4789",
+			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out report.html",
+		},
+		run: runCheck,
+	})
+}
+
+// checkHelp is the long help of check (DESIGN.md holds it to its words).
+const checkHelp = `Sends every probe class toward TARGET (an IPv4 address) at once, paced, and gives one verdict
 per probe and direction. With a far-end agent ('ipsecpath responder' on TARGET, --agent and
 --key-file) the agent reports what arrived, fragment by fragment, and sends the same probes
 back toward us (the reverse direction: how a rekey started by the other side travels).
@@ -107,161 +126,244 @@ The NAT advice covers NAT-T keepalives and whether fragmented UDP 4500 crossed t
 Exit status: 0 every verdict passed (or was skipped), 1 a probe failed, 2 usage or
 environment error (bad target, unknown probe, agent unreachable or refusing the key, no
 root / CAP_NET_RAW). Progress goes to stderr when the run takes over a second, never
-with --json. Needs root or CAP_NET_RAW (raw sockets, packet capture).`,
-		examples: []string{
-			"ipsecpath check 203.0.113.10",
-			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file /etc/ipsecpath.key",
-			"ipsecpath check 203.0.113.10 --probes ike,ike-frag,esp,esp-frag --json",
-			"ipsecpath check 203.0.113.10 --agent 203.0.113.10 --key-file k --tcp 445,1792,3389 --probes tcp",
-			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out before.json --pcap run.pcapng",
-			"ipsecpath check 203.0.113.10 --probes tcp:1792 --tls 1792 --ca hsm-ca.pem --client-cert client.pem --client-key client.key",
-			"ipsecpath check 203.0.113.10 --probes tls:443 --proxy http://192.0.2.8:3128",
-			"ipsecpath check 203.0.113.10 --agent 203.0.113.10 --key-file k --probes l2tp,l2tp-frag,udp:4789",
-			"ipsecpath check 203.0.113.10 --agent 203.0.113.10:7500 --key-file k --out report.html",
-		},
-		run: runCheck,
-	})
-}
+with --json. Needs root or CAP_NET_RAW (raw sockets, packet capture).`
 
 func runCheck(ctx context.Context, e *env, args []string) int {
 	c := commands["check"]
 	fs := newFlags(c)
-	af := addAgentFlags(fs, "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
-	probes := fs.String("probes", "all", "comma-separated probe `LIST` (ike,ike-frag,natt,natt-frag,esp,esp-frag,ah,ah-frag,icmp-large,tcp:PORT,tcp,pmtu,all; also udp:PORT, udp:PORT-frag, l2tp, l2tp-frag, tls:PORT)")
-	tcp := fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
-	timeout := fs.Duration("timeout", probe.DefaultCheckTimeout, "how long to wait for answers (`D`: 2s, 500ms, …)")
-	pace := fs.Int("pace", probe.DefaultRate, "packets per second toward the target (`N`), and asked of the agent")
-	pcap := fs.String("pcap", "", "write every packet sent and captured (both ends) to `FILE` (pcapng; 'ipsecpath pcap explain FILE' reads it back)")
-	snaplen := fs.Int("snaplen", report.DefaultSnapLen, "with --pcap: keep at most `N` bytes of each packet (each IP fragment)")
-	noTrace := fs.Bool("no-trace", false, "do not trace the failing probes hop by hop after the run (saves about one --timeout)")
-	out := addOutputFlags(fs)
-	sf := addServiceFlags(fs)
+	f := addCheckFlags(fs)
 	if done, code := parse(e, c, fs, args); done {
 		return code
 	}
-	if err := out.resolve(); err != nil {
-		return usageError(e, c, err)
-	}
-	if *pcap == "" && fs.Changed("pcap") {
-		return usageError(e, c, errors.New("--pcap is empty: give a file name (or leave --pcap out)"))
-	}
-	if err := checkPcapPath(*pcap, out.out); err != nil {
-		return usageError(e, c, err)
-	}
-	target, err := targetArg(fs)
+	p, err := f.plan(fs)
 	if err != nil {
 		return usageError(e, c, err)
 	}
-	if err := probe.CheckTargetHere(target); err != nil {
+	if p.cfg.Pcap, err = f.capture.open(); err != nil {
 		return usageError(e, c, err)
 	}
-	ports, err := probe.ParseTCPPorts(*tcp)
-	if err != nil {
-		return usageError(e, c, fmt.Errorf("--tcp: %w", err))
+	if p.cfg.Pcap != nil {
+		defer p.cfg.Pcap.Close()
 	}
-	rawList, hadTLS := stripTLS(*probes)
-	var ids []probe.ID
-	if !hadTLS || strings.Trim(rawList, ", ") != "" {
-		if ids, err = probe.ParseIDs(rawList, ports); err != nil {
-			return usageError(e, c, fmt.Errorf("--probes: %w", err))
-		}
-	}
-	svc, err := planServices(sf, target, *probes, ids)
-	if err != nil {
-		return usageError(e, c, err)
-	}
-	ids = svc.rawIDs
-	if *timeout < probe.MinCheckTimeout || *timeout > probe.MaxCheckTimeout {
-		return usageError(e, c, fmt.Errorf("--timeout %s: want %s to %s", *timeout, probe.MinCheckTimeout, probe.MaxCheckTimeout))
-	}
-	if *pace < 1 || *pace > probe.MaxRate {
-		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))
-	}
-	switch {
-	case fs.Changed("snaplen") && *pcap == "":
-		return usageError(e, c, errors.New("--snaplen goes with --pcap FILE"))
-	case *snaplen < report.MinSnapLen || *snaplen > report.MaxPcapPacket:
-		return usageError(e, c, fmt.Errorf("--snaplen %d: want %d-%d bytes", *snaplen, report.MinSnapLen, report.MaxPcapPacket))
-	}
-	cfg := probe.CheckConfig{Target: target, Probes: ids, TCPPorts: ports, Timeout: *timeout, Pace: *pace, PathMTU: checkPathMTU, NoTrace: *noTrace}
-	if cfg.Agent, cfg.Key, err = af.load(target); err != nil {
-		return usageError(e, c, err)
-	}
-	// A target this host has no route to is an environment error, refused before anything
-	// is sent (and before the ladder, whose loopback rung would otherwise speak first); a
-	// dead loopback or gateway is the ladder's finding.
-	if err := probe.CheckRoute(target); err != nil {
-		return usageError(e, c, err)
-	}
-	if *pcap != "" {
-		p, err := report.CreatePcap(*pcap, "initiator", "agent")
-		if err != nil {
-			return usageError(e, c, fmt.Errorf("--pcap: %w", err))
-		}
-		defer p.Close()
-		if err := p.SetSnapLen(*snaplen); err != nil {
-			return usageError(e, c, fmt.Errorf("--snaplen: %s", strings.TrimPrefix(err.Error(), "report: pcap: ")))
-		}
-		cfg.Pcap = p
-	}
-	prog := newProgress(e.stderr, out.quiet())
-	cfg.Progress = progressPrinter(prog)
-	started := time.Now()
+	prog := newProgress(e.stderr, f.out.quiet())
+	p.cfg.Progress = progressPrinter(prog)
+	p.started = time.Now()
 	var ladder *report.Ladder
-	if !*sf.noLadder {
-		lport := probe.LadderTCPPort
-		if len(ports) > 0 {
-			lport = ports[0]
+	if !*f.svc.noLadder {
+		if ladder, err = p.ladder(ctx); err != nil {
+			return usageError(e, c, err)
 		}
-		l, _, err := probe.RunLadder(ctx, probe.LadderConfig{Target: target.String(), TCPPort: lport, Preflight: true,
-			Probes: append(append([]probe.ID(nil), ids...), svc.ids...)})
-		switch {
-		case errors.Is(err, os.ErrPermission) && len(ids) > 0:
-			// no raw socket: the check itself refuses below, after greeting the agent
-			// (a wrong key or an unreachable agent is said first)
-		case errors.Is(err, os.ErrPermission):
-			return usageError(e, c, errors.New("the ladder needs root or CAP_NET_RAW (a raw ICMP socket): run as root, or skip it with --no-ladder"))
-		case err != nil:
-			return usageError(e, c, checkErrorLine(err))
-		}
-		ladder = l
-		if l != nil && l.Stop != "" { // the underlay is dead: no probe is worth sending
-			rep := report.New(target.String(), cfg.Agent, started)
-			rep.Ladder = l
+		if ladder != nil && ladder.Stop != "" { // the underlay is dead: no probe is worth sending
+			rep := report.New(p.cfg.Target.String(), p.cfg.Agent, p.started)
+			rep.Ladder = ladder
 			rep.Finish(time.Now())
-			if err := out.write(e, rep); err != nil {
+			if err := f.out.write(e, rep); err != nil {
 				return usageError(e, c, err)
 			}
 			return exitFail
 		}
 	}
-	var rep *report.Report
-	if len(ids) > 0 {
-		if rep, err = probe.Check(ctx, cfg); err != nil {
-			return usageError(e, c, checkErrorLine(err))
-		}
-	} else {
-		rep = report.New(target.String(), cfg.Agent, started)
+	rep, err := p.run(ctx, ladder)
+	if err != nil {
+		return usageError(e, c, err)
 	}
-	for _, r := range svc.run(ctx, probe.DefaultServiceTimeout) {
-		rep.Add(r)
-	}
-	rep.Ladder = ladder
-	localFirewallVerdicts(rep)
-	rep.Started = started.UTC().Truncate(time.Millisecond)
-	rep.Finish(time.Now())
-	if cfg.Pcap != nil {
-		if err := cfg.Pcap.Close(); err != nil {
-			return usageError(e, c, fmt.Errorf("--pcap: %w", err))
-		}
-	}
-	if err := out.write(e, rep); err != nil {
+	if err := f.out.write(e, rep); err != nil {
 		return usageError(e, c, err)
 	}
 	if rep.Failed() {
 		return exitFail
 	}
 	return exitOK
+}
+
+// checkFlags are the flags of check, registered in the order its help lists them.
+type checkFlags struct {
+	agent   agentFlags
+	probes  *string
+	tcp     *string
+	pacing  pacingFlags
+	capture pcapFlags
+	noTrace *bool
+	out     *output
+	svc     *serviceFlags
+}
+
+func addCheckFlags(fs *pflag.FlagSet) *checkFlags {
+	f := &checkFlags{agent: addAgentFlags(fs, "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")}
+	f.probes = fs.String("probes", "all", "comma-separated probe `LIST` (ike,ike-frag,natt,natt-frag,esp,esp-frag,ah,ah-frag,icmp-large,tcp:PORT,tcp,pmtu,all; also udp:PORT, udp:PORT-frag, l2tp, l2tp-frag, tls:PORT)")
+	f.tcp = fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
+	f.pacing = addPacingFlags(fs, probe.DefaultCheckTimeout, "how long to wait for answers (`D`: 2s, 500ms, …)")
+	f.capture = addPcapFlags(fs)
+	f.noTrace = fs.Bool("no-trace", false, "do not trace the failing probes hop by hop after the run (saves about one --timeout)")
+	f.out = addOutputFlags(fs)
+	f.svc = addServiceFlags(fs)
+	return f
+}
+
+// checkPlan is a check as its command line asks for it.
+type checkPlan struct {
+	cfg     probe.CheckConfig
+	ports   []int
+	svc     *servicePlan
+	started time.Time
+}
+
+// plan reads the parsed flags, checked in this order (the first bad one is the usage
+// error), up to the route toward the target: a target this host has no route to is an
+// environment error, refused before anything is sent (and before the ladder, whose loopback
+// rung would otherwise speak first); a dead loopback or gateway is the ladder's finding.
+func (f *checkFlags) plan(fs *pflag.FlagSet) (*checkPlan, error) {
+	if err := f.out.resolve(); err != nil {
+		return nil, err
+	}
+	if err := f.capture.check(f.out.out); err != nil {
+		return nil, err
+	}
+	target, err := targetArg(fs)
+	if err != nil {
+		return nil, err
+	}
+	if err := probe.CheckTargetHere(target); err != nil {
+		return nil, err
+	}
+	p := &checkPlan{}
+	if p.ports, err = probe.ParseTCPPorts(*f.tcp); err != nil {
+		return nil, fmt.Errorf("--tcp: %w", err)
+	}
+	if p.svc, err = f.probeList(target, p.ports); err != nil {
+		return nil, err
+	}
+	if err := f.pacing.check(); err != nil {
+		return nil, err
+	}
+	if err := f.capture.checkSnapLen(); err != nil {
+		return nil, err
+	}
+	p.cfg = probe.CheckConfig{Target: target, Probes: p.svc.rawIDs, TCPPorts: p.ports, Timeout: *f.pacing.timeout, Pace: *f.pacing.pace, NoTrace: *f.noTrace}
+	wirePMTU(&p.cfg)
+	if p.cfg.Agent, p.cfg.Key, err = f.agent.load(target); err != nil {
+		return nil, err
+	}
+	if err := probe.CheckRoute(target); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// wirePMTU gives a check its path MTU searches: forward, and with an agent the reverse one.
+func wirePMTU(cfg *probe.CheckConfig) {
+	cfg.PathMTU = checkPathMTU
+}
+
+// probeList reads --probes (tls:PORT entries and --tls go to the service plan, the rest to
+// the raw engine: servicePlan.rawIDs).
+func (f *checkFlags) probeList(target netip.Addr, ports []int) (*servicePlan, error) {
+	rawList, hadTLS := stripTLS(*f.probes)
+	var ids []probe.ID
+	if !hadTLS || strings.Trim(rawList, ", ") != "" {
+		var err error
+		if ids, err = probe.ParseIDs(rawList, ports); err != nil {
+			return nil, fmt.Errorf("--probes: %w", err)
+		}
+	}
+	return planServices(f.svc, target, *f.probes, ids)
+}
+
+// ladder runs the triage ladder before the probes. A missing raw socket is left to the
+// check itself when it has raw probes to send (it refuses after greeting the agent, so a
+// wrong key or an unreachable agent is said first).
+func (p *checkPlan) ladder(ctx context.Context) (*report.Ladder, error) {
+	lport := probe.LadderTCPPort
+	if len(p.ports) > 0 {
+		lport = p.ports[0]
+	}
+	ids := p.cfg.Probes
+	l, _, err := probe.RunLadder(ctx, probe.LadderConfig{Target: p.cfg.Target.String(), TCPPort: lport, Preflight: true,
+		Probes: append(append([]probe.ID(nil), ids...), p.svc.ids...)})
+	switch {
+	case errors.Is(err, os.ErrPermission) && len(ids) > 0:
+	case errors.Is(err, os.ErrPermission):
+		return nil, errors.New("the ladder needs root or CAP_NET_RAW (a raw ICMP socket): run as root, or skip it with --no-ladder")
+	case err != nil:
+		return nil, checkErrorLine(err)
+	}
+	return l, nil
+}
+
+// run sends the raw probes (when any) and the service probes, and gives the report with
+// the ladder's findings, the local firewall's verdicts, and the --pcap file closed.
+func (p *checkPlan) run(ctx context.Context, ladder *report.Ladder) (*report.Report, error) {
+	var rep *report.Report
+	if len(p.cfg.Probes) > 0 {
+		var err error
+		if rep, err = probe.Check(ctx, p.cfg); err != nil {
+			return nil, checkErrorLine(err)
+		}
+	} else {
+		rep = report.New(p.cfg.Target.String(), p.cfg.Agent, p.started)
+	}
+	for _, r := range p.svc.Run(ctx, probe.DefaultServiceTimeout) {
+		rep.Add(r)
+	}
+	rep.Ladder = ladder
+	rep.LocalFirewallVerdicts()
+	rep.Started = p.started.UTC().Truncate(time.Millisecond)
+	rep.Finish(time.Now())
+	if p.cfg.Pcap != nil {
+		if err := p.cfg.Pcap.Close(); err != nil {
+			return nil, fmt.Errorf("--pcap: %w", err)
+		}
+	}
+	return rep, nil
+}
+
+// pcapFlags are --pcap and --snaplen.
+type pcapFlags struct {
+	fs      *pflag.FlagSet
+	pcap    *string
+	snaplen *int
+}
+
+func addPcapFlags(fs *pflag.FlagSet) pcapFlags {
+	return pcapFlags{fs: fs,
+		pcap:    fs.String("pcap", "", "write every packet sent and captured (both ends) to `FILE` (pcapng; 'ipsecpath pcap explain FILE' reads it back)"),
+		snaplen: fs.Int("snaplen", report.DefaultSnapLen, "with --pcap: keep at most `N` bytes of each packet (each IP fragment)"),
+	}
+}
+
+// check refuses an empty --pcap, and one that could not be written or is the --out file.
+func (f pcapFlags) check(out string) error {
+	if *f.pcap == "" && f.fs.Changed("pcap") {
+		return errors.New("--pcap is empty: give a file name (or leave --pcap out)")
+	}
+	return checkPcapPath(*f.pcap, out)
+}
+
+// checkSnapLen refuses --snaplen without --pcap, and out of its range.
+func (f pcapFlags) checkSnapLen() error {
+	switch {
+	case f.fs.Changed("snaplen") && *f.pcap == "":
+		return errors.New("--snaplen goes with --pcap FILE")
+	case *f.snaplen < report.MinSnapLen || *f.snaplen > report.MaxPcapPacket:
+		return fmt.Errorf("--snaplen %d: want %d-%d bytes", *f.snaplen, report.MinSnapLen, report.MaxPcapPacket)
+	}
+	return nil
+}
+
+// open creates the --pcap file (nil without --pcap).
+func (f pcapFlags) open() (*report.Pcap, error) {
+	if *f.pcap == "" {
+		return nil, nil
+	}
+	p, err := report.CreatePcap(*f.pcap, "initiator", "agent")
+	if err != nil {
+		return nil, fmt.Errorf("--pcap: %w", err)
+	}
+	if err := p.SetSnapLen(*f.snaplen); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("--snaplen: %s", strings.TrimPrefix(err.Error(), "report: pcap: "))
+	}
+	return p, nil
 }
 
 // checkPcapPath refuses, before any probe is sent, a --pcap path that could not be written
@@ -365,7 +467,9 @@ func demoCheck(ctx context.Context, e *env, l *testlab.Lab) (*report.Report, err
 	var rep *report.Report
 	err := l.Do(testlab.NodeIni, func() error {
 		var err error
-		rep, err = probe.Check(ctx, probe.CheckConfig{Target: rsp, Agent: addr, Key: key, PathMTU: checkPathMTU})
+		cfg := probe.CheckConfig{Target: rsp, Agent: addr, Key: key}
+		wirePMTU(&cfg)
+		rep, err = probe.Check(ctx, cfg)
 		return err
 	})
 	if err != nil {

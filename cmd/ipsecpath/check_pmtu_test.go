@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -19,26 +18,18 @@ import (
 func labAgent(t *testing.T, l *testlab.Lab, key []byte) string {
 	t.Helper()
 	agent := net.JoinHostPort(l.Addr("rsp").String(), "7500")
-	var resp *probe.Responder
-	var ln net.Listener
-	if err := l.Do("rsp", func() error {
-		var err error
-		if resp, err = probe.NewResponder(probe.ResponderConfig{Key: key}); err != nil {
-			return err
-		}
-		ln, err = net.Listen("tcp", agent)
-		return err
-	}); err != nil {
-		if resp != nil {
-			resp.Close()
-		}
-		t.Fatalf("agent: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); resp.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done; resp.Close() })
+	l.ServeIn(t, "rsp", agent, func() (testlab.Server, error) { return probe.NewResponder(probe.ResponderConfig{Key: key}) })
 	return agent
+}
+
+// labAgentKey runs an agent in the lab's rsp with a 32-byte key that it also writes to
+// dir/key (mode 0600), until the test ends, and returns the agent's HOST:PORT and the key
+// file's path.
+func labAgentKey(t *testing.T, l *testlab.Lab, dir string) (agent, keyFile string) {
+	t.Helper()
+	keyBytes := bytes.Repeat([]byte{5}, 32)
+	keyFile = writeKey(t, dir, "key", keyBytes, 0o600)
+	return labAgent(t, l, keyBytes), keyFile
 }
 
 // TestCheckPMTUBothWays: with an agent, check's pmtu probe measures the path MTU toward the
@@ -74,9 +65,7 @@ func TestCheckPMTUBothWays(t *testing.T) {
 		t.Run(c.profile, func(t *testing.T) {
 			t.Parallel()
 			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
-			keyBytes := bytes.Repeat([]byte{4}, 32)
-			key := writeKey(t, t.TempDir(), "key", keyBytes, 0o600)
-			agent := labAgent(t, l, keyBytes)
+			agent, key := labAgentKey(t, l, t.TempDir())
 			target := l.Addr("rsp").String()
 			var code, tcode int
 			var out, errs, tout, terrs string

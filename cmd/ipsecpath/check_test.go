@@ -43,11 +43,7 @@ func TestCheckBadInput(t *testing.T) {
 	key := writeKey(t, dir, "key", bytes.Repeat([]byte{7}, 32), 0o600)
 	open := writeKey(t, dir, "open", bytes.Repeat([]byte{7}, 32), 0o644)
 	short := writeKey(t, dir, "short", []byte("short"), 0o600)
-	for _, c := range []struct {
-		name string
-		args []string
-		want string
-	}{
+	refusesAll(t, "check", []usageCase{
 		{"no target", nil, "want one TARGET"},
 		{"two targets", []string{"192.0.2.1", "192.0.2.2"}, "want one TARGET"},
 		{"bad address", []string{"203.0.113.300"}, `"203.0.113.300" is not an IPv4 address`},
@@ -71,12 +67,7 @@ func TestCheckBadInput(t *testing.T) {
 		{"world-readable key", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", open}, "chmod 600"},
 		{"short key", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", short}, "need at least 16"},
 		{"agent elsewhere", []string{"192.0.2.1", "--agent", "192.0.2.2:7500", "--key-file", key}, "the agent must run on the target"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			code, out, errs := runCLI(t, append([]string{"check"}, c.args...)...)
-			oneLine(t, code, out, errs, c.want)
-		})
-	}
+	})
 }
 
 func TestCheckHelp(t *testing.T) {
@@ -125,10 +116,7 @@ func TestCheckAgentFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); resp.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done; resp.Close() })
+	testlab.Serve(t, resp, ln)
 
 	// A port nobody listens on: take one and close it.
 	l2, err := net.Listen("tcp", "127.0.0.1:0")
@@ -156,10 +144,7 @@ func TestCheckAgentFailures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bctx, bcancel := context.WithCancel(context.Background())
-		bdone := make(chan struct{})
-		go func() { defer close(bdone); busy.Serve(bctx, bl) }()
-		defer func() { bcancel(); <-bdone; busy.Close() }()
+		defer testlab.Serve(t, busy, bl)()
 		holder, err := probe.DialAgent(context.Background(), bl.Addr().String(), bytes.Repeat([]byte{7}, 32))
 		if err != nil {
 			t.Fatal(err)
@@ -240,9 +225,7 @@ func TestCheckCLILab(t *testing.T) {
 			t.Parallel()
 			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
 			dir := t.TempDir()
-			keyBytes := bytes.Repeat([]byte{3}, 32)
-			key := writeKey(t, dir, "key", keyBytes, 0o600)
-			agent := labAgent(t, l, keyBytes)
+			agent, key := labAgentKey(t, l, dir)
 
 			outName := "run.md"
 			if c.profile != "clean" {

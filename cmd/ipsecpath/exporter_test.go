@@ -23,21 +23,14 @@ import (
 
 func TestExporterBadInput(t *testing.T) {
 	dir := t.TempDir()
-	bad := filepath.Join(dir, "bad.yml")
-	os.WriteFile(bad, []byte("modules: {a: {colour: red}}\n"), 0o644)
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"exporter", "--config", filepath.Join(dir, "none.yml")}, "no such file"},
-		{[]string{"exporter", "--config", bad}, "colour"},
-		{[]string{"exporter", "--allow", "example.com"}, "--allow \"example.com\""},
-		{[]string{"exporter", "extra"}, "unexpected argument"},
-		{[]string{"exporter", "--listen", "127.0.0.1:99999"}, "--listen"},
-	} {
-		code, stdout, stderr := runCLI(t, c.args...)
-		oneLine(t, code, stdout, stderr, c.want)
-	}
+	bad := testlab.WriteFile(t, filepath.Join(dir, "bad.yml"), []byte("modules: {a: {colour: red}}\n"), 0o644)
+	refusesAll(t, "exporter", []usageCase{
+		{"", []string{"--config", filepath.Join(dir, "none.yml")}, "no such file"},
+		{"", []string{"--config", bad}, "colour"},
+		{"", []string{"--allow", "example.com"}, "--allow \"example.com\""},
+		{"", []string{"extra"}, "unexpected argument"},
+		{"", []string{"--listen", "127.0.0.1:99999"}, "--listen"},
+	})
 }
 
 // startProc starts cmd, records its pid, and stops it (SIGTERM, then SIGKILL after 10 s)
@@ -108,15 +101,12 @@ func TestExporterPrometheus(t *testing.T) {
 	testlab.RequireTools(t, "prometheus", "promtool")
 	l := testlab.ForTest(t, testlab.Spec{Profile: "clean", NoGateways: true})
 	dir := t.TempDir()
-	keyBytes := bytes.Repeat([]byte{7}, 32)
-	key := writeKey(t, dir, "agent.key", keyBytes, 0o600)
-	labAgent(t, l, keyBytes)
+	_, key := labAgentKey(t, l, dir)
 	rsp, r2 := l.Addr("rsp").String(), l.Addr("r2").String()
 
 	cfg := fmt.Sprintf("allow: [203.0.113.0/24]\nmodules:\n  default: {netns: %s, probes: [ike, icmp-large]}\n  agent: {agent_port: 7500, key_file: %s, netns: %s}\n",
 		l.Namespace("ini"), key, l.Namespace("ini"))
-	cfgFile := filepath.Join(dir, "exporter.yml")
-	os.WriteFile(cfgFile, []byte(cfg), 0o644)
+	cfgFile := testlab.WriteFile(t, filepath.Join(dir, "exporter.yml"), []byte(cfg), 0o644)
 	bin := buildBinary(t)
 	ex := exec.Command(bin, "exporter", "--listen", "127.0.0.1:0", "--config", cfgFile)
 	stderr, err := ex.StderrPipe()

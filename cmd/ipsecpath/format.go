@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"strings"
 
@@ -98,11 +99,17 @@ func (o *output) write(e *env, r *report.Report) error {
 	if err != nil {
 		return fmt.Errorf("write the report to stdout: %w", err)
 	}
+	return o.writeFile(func(w io.Writer, format string) error { return report.Render(w, r, format) })
+}
+
+// writeFile writes the --out file, if asked, in its resolved form: write renders the
+// result in the form it is given.
+func (o *output) writeFile(write func(w io.Writer, format string) error) error {
 	if o.out == "" {
 		return nil
 	}
 	var buf bytes.Buffer
-	if err := report.Render(&buf, r, o.outFormat); err != nil {
+	if err := write(&buf, o.outFormat); err != nil {
 		return fmt.Errorf("--out %s: %w", o.out, err)
 	}
 	if err := writeFileAtomic(o.out, buf.Bytes()); err != nil {

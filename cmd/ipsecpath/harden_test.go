@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,18 +22,7 @@ import (
 // The target is loopback, so a build that lets the run go ahead probes nothing else.
 func TestOutputPathRefusedBeforeRun(t *testing.T) {
 	dir := t.TempDir()
-	victim := filepath.Join(dir, "victim.json")
-	if err := os.WriteFile(victim, []byte("keep me"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "link.json")
-	if err := os.Symlink(victim, link); err != nil {
-		t.Fatal(err)
-	}
-	fifo := filepath.Join(dir, "fifo.json")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	_, link, fifo := testlab.UnsafeFiles(t, dir, ".json", []byte("keep me"))
 	type bad struct{ name, path, want string }
 	bads := []bad{
 		{"symlink", link, "is a symbolic link"},
@@ -44,13 +32,10 @@ func TestOutputPathRefusedBeforeRun(t *testing.T) {
 		{"empty", "", "is empty"},
 	}
 	if os.Geteuid() == 0 {
-		null := filepath.Join(dir, "null.json") // our own node with /dev/null's numbers
-		if err := syscall.Mknod(null, syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
-			t.Fatal(err)
-		}
+		null := testlab.NullDevice(t, filepath.Join(dir, "null.json")) // our own node with /dev/null's numbers
 		bads = append(bads, bad{"character device", null, "is a character device"})
 	}
-	before := snapshotDir(t, dir)
+	before := testlab.SnapshotDir(t, dir)
 	for _, cmd := range []string{"check", "ike"} {
 		flags := []string{"--out"}
 		if cmd == "check" {
@@ -73,35 +58,9 @@ func TestOutputPathRefusedBeforeRun(t *testing.T) {
 		code, out, errs := runCLI(t, "check", "127.0.0.1", "--out", p, "--pcap", p)
 		oneLine(t, code, out, errs, "--pcap and --out both name")
 	})
-	if after := snapshotDir(t, dir); after != before {
+	if after := testlab.SnapshotDir(t, dir); after != before {
 		t.Errorf("the directory changed:\nbefore %s\nafter  %s", before, after)
 	}
-}
-
-// snapshotDir describes every entry of dir (name, type, link target or content).
-func snapshotDir(t *testing.T, dir string) string {
-	t.Helper()
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b strings.Builder
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		fi, err := os.Lstat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.WriteString(e.Name() + " " + fi.Mode().String())
-		if to, err := os.Readlink(p); err == nil {
-			b.WriteString(" -> " + to)
-		} else if fi.Mode().IsRegular() {
-			data, _ := os.ReadFile(p)
-			b.WriteString(" " + string(data))
-		}
-		b.WriteString("; ")
-	}
-	return b.String()
 }
 
 // TestSmallGaps is issue 9 item 14: input that used to be taken silently for something
@@ -211,10 +170,7 @@ func TestAgentErrorSaysAgentOnce(t *testing.T) {
 // --key-file hung responder, check and pmtu in open(2), deaf to SIGINT. It is refused in
 // one line, exit 2, at once.
 func TestKeyFilePipeRefusedPromptly(t *testing.T) {
-	fifo := filepath.Join(t.TempDir(), "key")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	fifo := testlab.Mkfifo(t, filepath.Join(t.TempDir(), "key"))
 	for _, args := range [][]string{
 		{"responder", "--listen", "127.0.0.1:17500", "--key-file", fifo},
 		{"check", "127.0.0.1", "--agent", "127.0.0.1:7500", "--key-file", fifo},
@@ -234,9 +190,7 @@ func TestKeyFilePipeRefusedPromptly(t *testing.T) {
 			oneLine(t, r.code, r.out, r.err, "is not a regular file (a named pipe)")
 		case <-time.After(10 * time.Second):
 			// release the blocked open(2) so the test binary can end
-			if w, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
-				w.Close()
-			}
+			testlab.ReleaseFifo(fifo)
 			t.Errorf("%s: still blocked on the key file after 10 s", args[0])
 			<-done
 		}

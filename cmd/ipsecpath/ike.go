@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/ipsecpath/ipsecpath/ike"
 	"github.com/ipsecpath/ipsecpath/probe"
@@ -32,7 +33,22 @@ func init() {
 		name:     "ike",
 		synopsis: "TARGET [--version 1|2|both] [--port 500|4500|both] [--size N] [--proposals LIST] [--auth M] [--timeout D] [--json | --format F] [--out F]",
 		summary:  "ask an IKE gateway for IKEv1 Main Mode and IKEv2 IKE_SA_INIT on UDP 500 and 4500, and how big a message gets through",
-		long: `Sends TARGET the first message of IKEv1 Main Mode and of IKEv2 IKE_SA_INIT, on UDP 500 and on
+		long:     ikeHelp,
+		examples: []string{
+			"ipsecpath ike 203.0.113.10",
+			"ipsecpath ike 203.0.113.10 --version 1 --auth kerberos --size 3000",
+			"ipsecpath ike 203.0.113.10 --port 4500 --json",
+			"ipsecpath ike 203.0.113.10 --proposals aes256-sha256-modp2048,aes128-sha1-modp1024,aes256gcm16-prfsha384-ecp384",
+			"ipsecpath ike 203.0.113.10 --search=false --timeout 7s",
+			"ipsecpath ike 203.0.113.10 --out before.json --format markdown",
+		},
+	}
+	c.run = func(ctx context.Context, e *env, args []string) int { return runIKE(ctx, e, c, args) }
+	register(c)
+}
+
+// ikeHelp is the long help of ike (DESIGN.md holds it to its words).
+const ikeHelp = `Sends TARGET the first message of IKEv1 Main Mode and of IKEv2 IKE_SA_INIT, on UDP 500 and on
 UDP 4500 (with the non-ESP marker), all at once, the way a real initiator does: it
 retransmits (3 sends, waiting 0.5 s, 0.75 s, 1.125 s, as ike-scan does), answers a COOKIE, and when the gateway
 answers INVALID_KE_PAYLOAD it sends again with a key exchange for the group asked for.
@@ -86,89 +102,26 @@ extension: .json, .md, .xml, .txt), e.g. for 'ipsecpath diff'.
 Exit status: 0 when every exchange asked for was answered and accepted (--stateless:
 answered, a COOKIE included; with --proposals: every proposal answered and at least one accepted) and no
 result failed (summary.fail is 0: a size search that finds fragments dropped fails), 1
-otherwise, 2 on a usage error.`,
-		examples: []string{
-			"ipsecpath ike 203.0.113.10",
-			"ipsecpath ike 203.0.113.10 --version 1 --auth kerberos --size 3000",
-			"ipsecpath ike 203.0.113.10 --port 4500 --json",
-			"ipsecpath ike 203.0.113.10 --proposals aes256-sha256-modp2048,aes128-sha1-modp1024,aes256gcm16-prfsha384-ecp384",
-			"ipsecpath ike 203.0.113.10 --search=false --timeout 7s",
-			"ipsecpath ike 203.0.113.10 --out before.json --format markdown",
-		},
-	}
-	c.run = func(ctx context.Context, e *env, args []string) int { return runIKE(ctx, e, c, args) }
-	register(c)
-}
+otherwise, 2 on a usage error.`
 
 func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 	fs := newFlags(c)
-	version := fs.String("version", "both", "IKE version: 1 (Main Mode), 2 (IKE_SA_INIT) or both")
-	port := fs.String("port", "both", "destination port: 500, 4500 (non-ESP marker added) or both")
-	sport := fs.Int("sport", 0, "source port (0: ephemeral; a fixed port runs the exchanges one at a time)")
-	size := fs.Int("size", 0, "pad every request to N bytes on the wire (IP+UDP headers included)")
-	search := fs.Bool("search", true, "search the largest request size that is answered")
-	maxSize := fs.Int("max-size", probe.IKEDefaultMaxSize, "upper bound of the size search, bytes on the wire")
-	proposals := fs.String("proposals", "", "comma-separated proposals (strongSwan syntax) to offer one at a time")
-	stateless := fs.Bool("stateless", false, "ask only for answers that leave no half-open SA on the gateway (reachability, no chosen proposal)")
-	auth := fs.String("auth", "psk", "IKEv1 authentication method: psk, rsa, kerberos or a number")
-	timeout := fs.Duration("timeout", probe.IKEExchangeTimeout, "how long one exchange waits for an answer, retransmits included")
-	out := addOutputFlags(fs)
-	fs.MarkHidden("color") // the ike text is not a verdict table
+	f := addIKEFlags(fs)
 	if done, code := parse(e, c, fs, args); done {
 		return code
 	}
-	if err := out.resolve(); err != nil {
+	o, err := f.options(fs)
+	if err != nil {
 		return usageError(e, c, err)
-	}
-	if fs.NArg() != 1 {
-		return usageError(e, c, fmt.Errorf("want one TARGET, got %d arguments (try --help)", fs.NArg()))
-	}
-	o := probe.IKESurveyOptions{SourcePort: *sport, Size: *size, Search: *search, MaxSize: *maxSize, Timeout: *timeout, Stateless: *stateless}
-	var err error
-	if o.Versions, err = ikeParseChoice("--version", *version, map[string][]int{"1": {1}, "2": {2}, "both": {2, 1}}); err != nil {
-		return usageError(e, c, err)
-	}
-	if o.Ports, err = ikeParseChoice("--port", *port, map[string][]int{"500": {probe.PortIKE}, "4500": {probe.PortNATT}, "both": {probe.PortIKE, probe.PortNATT}}); err != nil {
-		return usageError(e, c, err)
-	}
-	if o.Auth, err = ikeParseAuth(*auth); err != nil {
-		return usageError(e, c, err)
-	}
-	switch {
-	case *sport < 0 || *sport > 65535:
-		return usageError(e, c, fmt.Errorf("--sport %d: want 0-65535", *sport))
-	case *size < 0 || *size > 65535:
-		return usageError(e, c, fmt.Errorf("--size %d: want 0 (natural size) up to 65535", *size))
-	case *maxSize < 200 || *maxSize > 65535:
-		return usageError(e, c, fmt.Errorf("--max-size %d: want 200-65535", *maxSize))
-	case *timeout < 10*time.Millisecond || *timeout > 5*time.Minute:
-		return usageError(e, c, fmt.Errorf("--timeout %s: want 10ms to 5m", *timeout))
-	}
-	if *proposals == "" && fs.Changed("proposals") {
-		return usageError(e, c, fmt.Errorf("--proposals is empty: give proposals (strongSwan syntax, e.g. aes256-sha256-modp2048) or leave --proposals out"))
-	}
-	if *proposals != "" && *stateless {
-		return usageError(e, c, fmt.Errorf("--proposals and --stateless do not go together"))
-	}
-	if *proposals != "" {
-		if o.Proposals, err = ike.ParseProposals(*proposals); err != nil {
-			return usageError(e, c, fmt.Errorf("--proposals: %w", err))
-		}
 	}
 	target, err := ikeResolveTarget(ctx, fs.Arg(0))
 	if err != nil {
 		return usageError(e, c, err)
 	}
-	if *size != 0 {
-		min := 0
-		for _, p := range o.Ports {
-			min = max(min, probe.IKEOverhead(p)+ike.HeaderLen)
-		}
-		if *size < min {
-			return usageError(e, c, fmt.Errorf("--size %d: smaller than the headers alone (%d bytes)", *size, min))
-		}
+	if err := ikeCheckSize(o); err != nil {
+		return usageError(e, c, err)
 	}
-	prog := newProgress(e.stderr, out.quiet())
+	prog := newProgress(e.stderr, f.out.quiet())
 	o.Progress = prog.Printf
 	started := time.Now()
 	s, err := probe.SurveyIKE(ctx, target, o)
@@ -184,19 +137,98 @@ func runIKE(ctx context.Context, e *env, c *command, args []string) int {
 	r := s.Report(started)
 	r.Finish(time.Now())
 	elapsed := time.Since(started)
-	if err := writeIKE(e.stdout, out.format, r, s, elapsed); err != nil {
+	write := func(w io.Writer, format string) error { return writeIKE(w, format, r, s, elapsed) }
+	if err := write(e.stdout, f.out.format); err != nil {
 		return usageError(e, c, fmt.Errorf("write the result: %w", err))
 	}
-	if out.out != "" {
-		var buf bytes.Buffer
-		if err := writeIKE(&buf, out.outFormat, r, s, elapsed); err != nil {
-			return usageError(e, c, fmt.Errorf("--out %s: %w", out.out, err))
-		}
-		if err := writeFileAtomic(out.out, buf.Bytes()); err != nil {
-			return usageError(e, c, fmt.Errorf("--out: %w", err))
+	if err := f.out.writeFile(write); err != nil {
+		return usageError(e, c, err)
+	}
+	return ikeExitCode(s, r, o.Stateless)
+}
+
+// ikeFlags are the flags of ike, registered in the order its help lists them.
+type ikeFlags struct {
+	version, port, proposals, auth *string
+	sport, size, maxSize           *int
+	search, stateless              *bool
+	timeout                        *time.Duration
+	out                            *output
+}
+
+func addIKEFlags(fs *pflag.FlagSet) *ikeFlags {
+	f := &ikeFlags{}
+	f.version = fs.String("version", "both", "IKE version: 1 (Main Mode), 2 (IKE_SA_INIT) or both")
+	f.port = fs.String("port", "both", "destination port: 500, 4500 (non-ESP marker added) or both")
+	f.sport = fs.Int("sport", 0, "source port (0: ephemeral; a fixed port runs the exchanges one at a time)")
+	f.size = fs.Int("size", 0, "pad every request to N bytes on the wire (IP+UDP headers included)")
+	f.search = fs.Bool("search", true, "search the largest request size that is answered")
+	f.maxSize = fs.Int("max-size", probe.IKEDefaultMaxSize, "upper bound of the size search, bytes on the wire")
+	f.proposals = fs.String("proposals", "", "comma-separated proposals (strongSwan syntax) to offer one at a time")
+	f.stateless = fs.Bool("stateless", false, "ask only for answers that leave no half-open SA on the gateway (reachability, no chosen proposal)")
+	f.auth = fs.String("auth", "psk", "IKEv1 authentication method: psk, rsa, kerberos or a number")
+	f.timeout = fs.Duration("timeout", probe.IKEExchangeTimeout, "how long one exchange waits for an answer, retransmits included")
+	f.out = addOutputFlags(fs)
+	fs.MarkHidden("color") // the ike text is not a verdict table
+	return f
+}
+
+// options reads the parsed flags into the survey's options, checked in this order (the
+// first bad one is the usage error).
+func (f *ikeFlags) options(fs *pflag.FlagSet) (probe.IKESurveyOptions, error) {
+	o := probe.IKESurveyOptions{SourcePort: *f.sport, Size: *f.size, Search: *f.search, MaxSize: *f.maxSize, Timeout: *f.timeout, Stateless: *f.stateless}
+	if err := f.out.resolve(); err != nil {
+		return o, err
+	}
+	if fs.NArg() != 1 {
+		return o, fmt.Errorf("want one TARGET, got %d arguments (try --help)", fs.NArg())
+	}
+	var err error
+	if o.Versions, err = ikeParseChoice("--version", *f.version, map[string][]int{"1": {1}, "2": {2}, "both": {2, 1}}); err != nil {
+		return o, err
+	}
+	if o.Ports, err = ikeParseChoice("--port", *f.port, map[string][]int{"500": {probe.PortIKE}, "4500": {probe.PortNATT}, "both": {probe.PortIKE, probe.PortNATT}}); err != nil {
+		return o, err
+	}
+	if o.Auth, err = ikeParseAuth(*f.auth); err != nil {
+		return o, err
+	}
+	switch {
+	case *f.sport < 0 || *f.sport > 65535:
+		return o, fmt.Errorf("--sport %d: want 0-65535", *f.sport)
+	case *f.size < 0 || *f.size > 65535:
+		return o, fmt.Errorf("--size %d: want 0 (natural size) up to 65535", *f.size)
+	case *f.maxSize < 200 || *f.maxSize > 65535:
+		return o, fmt.Errorf("--max-size %d: want 200-65535", *f.maxSize)
+	case *f.timeout < 10*time.Millisecond || *f.timeout > 5*time.Minute:
+		return o, fmt.Errorf("--timeout %s: want 10ms to 5m", *f.timeout)
+	}
+	switch {
+	case *f.proposals == "" && fs.Changed("proposals"):
+		return o, fmt.Errorf("--proposals is empty: give proposals (strongSwan syntax, e.g. aes256-sha256-modp2048) or leave --proposals out")
+	case *f.proposals != "" && *f.stateless:
+		return o, fmt.Errorf("--proposals and --stateless do not go together")
+	case *f.proposals != "":
+		if o.Proposals, err = ike.ParseProposals(*f.proposals); err != nil {
+			return o, fmt.Errorf("--proposals: %w", err)
 		}
 	}
-	return ikeExitCode(s, r, *stateless)
+	return o, nil
+}
+
+// ikeCheckSize refuses a --size smaller than the headers of the smallest request asked for.
+func ikeCheckSize(o probe.IKESurveyOptions) error {
+	if o.Size == 0 {
+		return nil
+	}
+	least := 0
+	for _, p := range o.Ports {
+		least = max(least, probe.IKEOverhead(p)+ike.HeaderLen)
+	}
+	if o.Size < least {
+		return fmt.Errorf("--size %d: smaller than the headers alone (%d bytes)", o.Size, least)
+	}
+	return nil
 }
 
 // writeIKE prints a survey in one of the --format forms: text is the survey's own
@@ -220,36 +252,12 @@ func writeIKE(w io.Writer, format string, r *report.Report, s *probe.IKESurvey, 
 	return report.Render(w, r, format)
 }
 
-// ikeExitCode: 0 when every exchange was answered and accepted (stateless: answered, a
-// COOKIE included; with
-// proposals: every proposal answered, at least one accepted) and no result of the report
-// failed (the size search's frag-dropped, dropped or inconclusive too), else 1.
+// ikeExitCode is 0 when the survey succeeded (probe.IKESurvey.Succeeded), else 1.
 func ikeExitCode(s *probe.IKESurvey, r *report.Report, stateless bool) int {
-	if r.Failed() {
-		return exitFail
+	if s.Succeeded(r, stateless) {
+		return exitOK
 	}
-	if len(s.Proposals) > 0 {
-		accepted := false
-		for _, p := range s.Proposals {
-			if p.Skipped != "" {
-				continue
-			}
-			if !p.Result.Answered() {
-				return exitFail
-			}
-			accepted = accepted || p.Accepted
-		}
-		if accepted {
-			return exitOK
-		}
-		return exitFail
-	}
-	for _, x := range s.Exchanges {
-		if x.Outcome != probe.IKEAccepted && !(stateless && x.Arrived()) {
-			return exitFail
-		}
-	}
-	return exitOK
+	return exitFail
 }
 
 func ikeParseChoice(flag, v string, m map[string][]int) ([]int, error) {

@@ -81,6 +81,29 @@ func assertNoLab(t *testing.T, name string) {
 	}
 }
 
+// labCLITest prepares a test of the `lab` subcommands run as their own processes: it needs
+// root, go, ip, nft and swanctl, runs in parallel, and returns the built binary and a lab
+// name (prefix and our pid), which is torn down when the test ends whatever happened.
+func labCLITest(t *testing.T, prefix string) (bin, name string) {
+	t.Helper()
+	testlab.RequireRoot(t)
+	testlab.RequireTools(t, "go", "ip", "nft", "swanctl")
+	t.Parallel()
+	bin = buildBinary(t)
+	name = prefix + strconv.Itoa(os.Getpid())
+	t.Cleanup(func() { _ = testlab.Down(context.Background(), name) })
+	return bin, name
+}
+
+// labDownCLI runs `lab down NAME`, which must succeed and leave nothing of the lab.
+func labDownCLI(t *testing.T, bin, name string) {
+	t.Helper()
+	if r := runBin(t, bin, nil, "lab", "down", name); r.code != 0 {
+		t.Fatalf("lab down: %+v", r)
+	}
+	assertNoLab(t, name)
+}
+
 func TestLabProfilesList(t *testing.T) {
 	var o, e bytes.Buffer
 	if code := run(context.Background(), []string{"lab", "profiles"}, &o, &e); code != exitOK {
@@ -102,11 +125,7 @@ func TestLabProfilesList(t *testing.T) {
 }
 
 func TestLabCLIBadInput(t *testing.T) {
-	testlab.RequireRoot(t)
-	testlab.RequireTools(t, "go", "ip", "nft", "swanctl")
-	t.Parallel()
-	bin := buildBinary(t)
-	name := "cbad-" + strconv.Itoa(os.Getpid())
+	bin, name := labCLITest(t, "cbad-")
 	oneLineExit2(t, "unknown profile", runBin(t, bin, nil, "lab", "up", "--name", name, "--profile", "nope"), `unknown profile "nope"`)
 	assertNoLab(t, name)
 	oneLineExit2(t, "bad name", runBin(t, bin, nil, "lab", "up", "--name", "Bad/Name"), "bad lab name")
@@ -135,26 +154,17 @@ func TestLabCLIBadInput(t *testing.T) {
 	if r := runBin(t, bin, nil, "lab", "up", "--name", name, "--no-gateways"); r.code != 0 {
 		t.Fatalf("lab up: %+v", r)
 	}
-	t.Cleanup(func() { _ = testlab.Down(context.Background(), name) })
 	oneLineExit2(t, "clash", runBin(t, bin, nil, "lab", "up", "--name", name, "--no-gateways"), "already exists")
 	if r := runBin(t, bin, nil, "lab", "exec", "--name", name, "ini", "--", "ping", "-c", "1", "-W", "2", "203.0.113.10"); r.code != 0 {
 		t.Errorf("the running lab broke after the clash: %+v", r)
 	}
 	oneLineExit2(t, "unknown node", runBin(t, bin, nil, "lab", "exec", "--name", name, "r9", "--", "true"), `unknown node "r9"`)
-	if r := runBin(t, bin, nil, "lab", "down", name); r.code != 0 {
-		t.Fatalf("lab down: %+v", r)
-	}
-	assertNoLab(t, name)
+	labDownCLI(t, bin, name)
 }
 
 func TestLabCLIRoundTrip(t *testing.T) {
-	testlab.RequireRoot(t)
-	testlab.RequireTools(t, "go", "ip", "nft", "swanctl")
-	t.Parallel()
-	bin := buildBinary(t)
-	name := "crt-" + strconv.Itoa(os.Getpid())
+	bin, name := labCLITest(t, "crt-")
 	r := runBin(t, bin, nil, "lab", "up", "--name", name, "--profile", "mtu1400")
-	t.Cleanup(func() { _ = testlab.Down(context.Background(), name) })
 	if r.code != 0 || !strings.Contains(r.stdout, "up in") || !strings.Contains(r.stdout, "tunnel lan-a ↔ lan-b: established") {
 		t.Fatalf("lab up: %+v", r)
 	}
@@ -171,21 +181,13 @@ func TestLabCLIRoundTrip(t *testing.T) {
 	if r := runBin(t, bin, nil, "lab", "exec", "--name", name, "ini", "--", "sh", "-c", "exit 7"); r.code != 7 {
 		t.Errorf("lab exec should pass the exit code through: %+v", r)
 	}
-	if r := runBin(t, bin, nil, "lab", "down", name); r.code != 0 {
-		t.Fatalf("lab down: %+v", r)
-	}
-	assertNoLab(t, name)
+	labDownCLI(t, bin, name)
 }
 
 // TestLabCLISigkillMidUp: SIGKILL `lab up` while it builds, then `lab down` removes every
 // namespace and process it had made.
 func TestLabCLISigkillMidUp(t *testing.T) {
-	testlab.RequireRoot(t)
-	testlab.RequireTools(t, "go", "ip", "nft", "swanctl")
-	t.Parallel()
-	bin := buildBinary(t)
-	name := "ckill-" + strconv.Itoa(os.Getpid())
-	t.Cleanup(func() { _ = testlab.Down(context.Background(), name) })
+	bin, name := labCLITest(t, "ckill-")
 	dir := filepath.Join(testlab.StateRoot, name)
 	var pids []int
 	for attempt := 1; ; attempt++ {
@@ -235,10 +237,7 @@ func TestLabCLISigkillMidUp(t *testing.T) {
 		t.Errorf("lab status should flag the half-built lab: %+v", r)
 	}
 	oneLineExit2(t, "up over a half-built lab", runBin(t, bin, nil, "lab", "up", "--name", name), "already exists")
-	if r := runBin(t, bin, nil, "lab", "down", name); r.code != 0 {
-		t.Fatalf("lab down: %+v", r)
-	}
-	assertNoLab(t, name)
+	labDownCLI(t, bin, name)
 	for _, p := range pids {
 		if b, err := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat"); err == nil && !strings.Contains(string(b), ") Z ") {
 			t.Errorf("process %d still running after lab down: %s", p, b)

@@ -169,18 +169,16 @@ func addServiceFlags(fs *pflag.FlagSet) *serviceFlags {
 // servicePlan is what check runs beside the raw probes: TLS handshakes, and TCP connects
 // through a proxy.
 type servicePlan struct {
-	tlsPorts []int
-	proxyTCP []int // tcp:PORT probes sent through the proxy instead of as raw SYNs
-	base     probe.ServiceConfig
-	ids      []probe.ID // the tls ids, for the preflight
-	rawIDs   []probe.ID // what the raw engine still runs
-	hasProxy bool
+	probe.ServicePlan            // ProxyTCP: tcp:PORT probes sent through the proxy instead of as raw SYNs
+	ids               []probe.ID // the tls ids, for the preflight
+	rawIDs            []probe.ID // what the raw engine still runs
+	hasProxy          bool
 }
 
 // planServices reads the service flags: tls ids from --tls and --probes, the TLS material,
 // the proxy. ids is --probes parsed without tls ids.
 func planServices(sf *serviceFlags, target netip.Addr, probesFlag string, ids []probe.ID) (*servicePlan, error) {
-	sp := &servicePlan{base: probe.ServiceConfig{Target: target, ServerName: *sf.sni}}
+	sp := &servicePlan{ServicePlan: probe.ServicePlan{Base: probe.ServiceConfig{Target: target, ServerName: *sf.sni}}}
 	var ports []int
 	if sf.fs.Changed("tls") {
 		var err error
@@ -197,11 +195,11 @@ func planServices(sf *serviceFlags, target netip.Addr, probesFlag string, ids []
 	for _, p := range ports {
 		if !seen[p] {
 			seen[p] = true
-			sp.tlsPorts = append(sp.tlsPorts, p)
+			sp.TLSPorts = append(sp.TLSPorts, p)
 			sp.ids = append(sp.ids, probe.TLS(p))
 		}
 	}
-	if (*sf.ca != "" || *sf.clientCert != "" || *sf.sni != "") && len(sp.tlsPorts) == 0 {
+	if (*sf.ca != "" || *sf.clientCert != "" || *sf.sni != "") && len(sp.TLSPorts) == 0 {
 		return nil, errors.New("--ca, --client-cert and --sni are for tls probes: add --tls PORTS (or tls:PORT to --probes)")
 	}
 	if *sf.ca != "" {
@@ -213,7 +211,7 @@ func planServices(sf *serviceFlags, target netip.Addr, probesFlag string, ids []
 		if !pool.AppendCertsFromPEM(b) {
 			return nil, fmt.Errorf("--ca %s: no PEM certificate in it", *sf.ca)
 		}
-		sp.base.RootCAs = pool
+		sp.Base.RootCAs = pool
 	}
 	switch {
 	case (*sf.clientCert == "") != (*sf.clientKey == ""):
@@ -223,41 +221,25 @@ func planServices(sf *serviceFlags, target netip.Addr, probesFlag string, ids []
 		if err != nil {
 			return nil, fmt.Errorf("--client-cert/--client-key: %w", err)
 		}
-		sp.base.Certificate = &c
+		sp.Base.Certificate = &c
 	}
 	proxy, err := probe.ProxyFor(*sf.proxy, target, 443)
 	if err != nil {
 		return nil, fmt.Errorf("--proxy: %w", err)
 	}
-	sp.base.Proxy = proxy
+	sp.Base.Proxy = proxy
 	sp.hasProxy = proxy != nil
 	// HTTPS_PROXY is for HTTPS clients: it carries tls probes only. An explicit --proxy also
 	// carries the tcp:PORT probes (a CONNECT instead of a raw SYN, forward only).
 	proxyTCP := sp.hasProxy && *sf.proxy != ""
 	for _, id := range ids {
 		if p, ok := id.TCPPort(); ok && proxyTCP {
-			sp.proxyTCP = append(sp.proxyTCP, p)
+			sp.ProxyTCP = append(sp.ProxyTCP, p)
 			continue
 		}
 		sp.rawIDs = append(sp.rawIDs, id)
 	}
 	return sp, nil
-}
-
-// run runs the service probes one after the other and returns their results.
-func (sp *servicePlan) run(ctx context.Context, timeout time.Duration) []report.Result {
-	var out []report.Result
-	for _, p := range sp.proxyTCP {
-		c := sp.base
-		c.Port, c.TLS, c.Timeout = p, false, timeout
-		out = append(out, probe.ServiceProbe(ctx, c))
-	}
-	for _, p := range sp.tlsPorts {
-		c := sp.base
-		c.Port, c.TLS, c.Timeout = p, true, timeout
-		out = append(out, probe.ServiceProbe(ctx, c))
-	}
-	return out
 }
 
 // stripTLS removes tls:PORT entries from a --probes list (the raw engine does not know them).
@@ -272,31 +254,4 @@ func stripTLS(list string) (string, bool) {
 		keep = append(keep, f)
 	}
 	return strings.Join(keep, ","), any
-}
-
-// localFirewallVerdicts turns the failed verdicts of probes this host's own firewall drops
-// on the way out into errors that say so: the path was not tested for them.
-func localFirewallVerdicts(rep *report.Report) {
-	if rep.Ladder == nil || rep.Ladder.Preflight == nil {
-		return
-	}
-	for i := range rep.Results {
-		r := &rep.Results[i]
-		if r.Direction != report.Forward || !r.Verdict.Failed() {
-			continue
-		}
-		for _, fw := range rep.Ladder.Preflight.Firewall {
-			if !fw.Certain || (fw.Hook != "output" && fw.Hook != "postrouting") {
-				continue
-			}
-			for _, p := range fw.Probes {
-				if p == r.Probe {
-					r.Evidence.Extra = fmt.Sprintf("local firewall: nft %s chain %s: %s (the probe's own verdict was %s)", fw.Table, fw.Chain, fw.Rule, r.Verdict)
-					r.Verdict = report.Error
-					r.Detail = fmt.Sprintf("This host's own firewall %ss it before it leaves (nft %s chain %s: %q): a local cause; the path was not tested for %s.", fw.Action, fw.Table, fw.Chain, fw.Rule, r.Probe)
-				}
-			}
-		}
-	}
-	rep.Summarize()
 }

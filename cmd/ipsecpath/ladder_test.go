@@ -18,31 +18,19 @@ import (
 )
 
 func TestLadderBadInput(t *testing.T) {
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{nil, "want one TARGET"},
-		{[]string{"203.0.113.10", "--dns", "nope"}, `--dns "nope": want an IPv4 address`},
-		{[]string{"203.0.113.10", "--tcp-port", "0"}, "--tcp-port 0: want 1-65535"},
-		{[]string{"224.0.0.1"}, "multicast address refused"},
-	} {
-		code, out, errs := runCLI(t, append([]string{"ladder"}, c.args...)...)
-		oneLine(t, code, out, errs, c.want)
-	}
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"203.0.113.10", "--ca", "x.pem"}, "--ca, --client-cert and --sni are for tls probes"},
-		{[]string{"203.0.113.10", "--tls", "1792", "--client-cert", "c.pem"}, "--client-cert and --client-key go together"},
-		{[]string{"203.0.113.10", "--tls", "99999"}, `--tls: bad TCP port "99999"`},
-		{[]string{"203.0.113.10", "--tls", "443", "--proxy", "socks5://192.0.2.1:1080"}, "only http:// CONNECT proxies"},
-		{[]string{"203.0.113.10", "--tls", "443", "--ca", "/nonexistent/ca.pem"}, "--ca: open /nonexistent/ca.pem"},
-	} {
-		code, out, errs := runCLI(t, append([]string{"check"}, c.args...)...)
-		oneLine(t, code, out, errs, c.want)
-	}
+	refusesAll(t, "ladder", []usageCase{
+		{"", nil, "want one TARGET"},
+		{"", []string{"203.0.113.10", "--dns", "nope"}, `--dns "nope": want an IPv4 address`},
+		{"", []string{"203.0.113.10", "--tcp-port", "0"}, "--tcp-port 0: want 1-65535"},
+		{"", []string{"224.0.0.1"}, "multicast address refused"},
+	})
+	refusesAll(t, "check", []usageCase{
+		{"", []string{"203.0.113.10", "--ca", "x.pem"}, "--ca, --client-cert and --sni are for tls probes"},
+		{"", []string{"203.0.113.10", "--tls", "1792", "--client-cert", "c.pem"}, "--client-cert and --client-key go together"},
+		{"", []string{"203.0.113.10", "--tls", "99999"}, `--tls: bad TCP port "99999"`},
+		{"", []string{"203.0.113.10", "--tls", "443", "--proxy", "socks5://192.0.2.1:1080"}, "only http:// CONNECT proxies"},
+		{"", []string{"203.0.113.10", "--tls", "443", "--ca", "/nonexistent/ca.pem"}, "--ca: open /nonexistent/ca.pem"},
+	})
 }
 
 // runIn runs the CLI inside a lab node.
@@ -100,25 +88,11 @@ func TestCheckPreflightCLILab(t *testing.T) {
 	t.Parallel()
 	l := testlab.ForTest(t, testlab.Spec{NoGateways: true})
 	dir := t.TempDir()
-	keyBytes := bytes.Repeat([]byte{5}, 32)
-	key := writeKey(t, dir, "key", keyBytes, 0o600)
-	agent := labAgent(t, l, keyBytes)
+	agent, key := labAgentKey(t, l, dir)
 	caFile := tlsOnRsp(t, l, dir)
 
-	var held net.PacketConn
-	if err := l.Do(testlab.NodeIni, func() error {
-		var err error
-		held, err = net.ListenPacket("udp4", "0.0.0.0:500")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if out, err := l.ExecInput(ctx, testlab.NodeIni, strings.NewReader("table ip localfw {\n chain out {\n  type filter hook output priority 0; policy accept;\n  udp dport 4500 drop\n }\n}\n"), "nft", "-f", "-"); err != nil {
-		t.Fatalf("nft: %v %s", err, out)
-	}
+	l.ListenPacketIn(t, testlab.NodeIni, "udp4", "0.0.0.0:500") // held until the test ends
+	l.NftIn(t, testlab.NodeIni, "table ip localfw {\n chain out {\n  type filter hook output priority 0; policy accept;\n  udp dport 4500 drop\n }\n}\n")
 	code, out, errs := runIn(t, l, testlab.NodeIni, "check", l.Addr(testlab.NodeRsp).String(), "--agent", agent, "--key-file", key,
 		"--probes", "ike,natt", "--tls", "1792", "--ca", caFile, "--json")
 	rep, err := report.ReadJSON(strings.NewReader(out))
@@ -152,17 +126,7 @@ func TestCheckPreflightCLILab(t *testing.T) {
 func tlsOnRsp(t *testing.T, l *testlab.Lab, dir string) string {
 	t.Helper()
 	ca := probetest.NewCA(t, "lab CA")
-	rsp := l.Addr(testlab.NodeRsp)
-	srv := ca.Issue(t, "hsm.lab.example", time.Now().Add(-time.Hour), time.Now().Add(time.Hour), []netip.Addr{rsp}, nil, false)
-	var ln net.Listener
-	if err := l.Do(testlab.NodeRsp, func() error {
-		var err error
-		ln, err = net.Listen("tcp4", net.JoinHostPort(rsp.String(), "1792"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	probetest.ServeTLS(t, ln, &tls.Config{Certificates: []tls.Certificate{srv}}, 5*time.Second)
+	ca.ServeRsp(t, l, 1792, 5*time.Second)
 	return ca.WriteCA(t, dir)
 }
 
@@ -224,16 +188,16 @@ func TestPlanServicesProxy(t *testing.T) {
 	}
 	t.Setenv("HTTPS_PROXY", "http://198.51.100.1:3128")
 	sp := plan("")
-	if sp.base.Proxy == nil || sp.base.Proxy.Host != "198.51.100.1:3128" || len(sp.proxyTCP) != 0 || len(sp.rawIDs) != 2 {
-		t.Errorf("HTTPS_PROXY: proxy %v, proxied tcp %v, raw %v", sp.base.Proxy, sp.proxyTCP, sp.rawIDs)
+	if sp.Base.Proxy == nil || sp.Base.Proxy.Host != "198.51.100.1:3128" || len(sp.ProxyTCP) != 0 || len(sp.rawIDs) != 2 {
+		t.Errorf("HTTPS_PROXY: proxy %v, proxied tcp %v, raw %v", sp.Base.Proxy, sp.ProxyTCP, sp.rawIDs)
 	}
 	sp = plan("http://198.51.100.1:8888")
-	if sp.base.Proxy.Host != "198.51.100.1:8888" || len(sp.proxyTCP) != 1 || sp.proxyTCP[0] != 445 || len(sp.rawIDs) != 1 {
-		t.Errorf("--proxy: proxy %v, proxied tcp %v, raw %v", sp.base.Proxy, sp.proxyTCP, sp.rawIDs)
+	if sp.Base.Proxy.Host != "198.51.100.1:8888" || len(sp.ProxyTCP) != 1 || sp.ProxyTCP[0] != 445 || len(sp.rawIDs) != 1 {
+		t.Errorf("--proxy: proxy %v, proxied tcp %v, raw %v", sp.Base.Proxy, sp.ProxyTCP, sp.rawIDs)
 	}
 	t.Setenv("NO_PROXY", "203.0.113.0/24")
-	if sp = plan(""); sp.base.Proxy != nil {
-		t.Errorf("NO_PROXY lists the target: proxy %v", sp.base.Proxy)
+	if sp = plan(""); sp.Base.Proxy != nil {
+		t.Errorf("NO_PROXY lists the target: proxy %v", sp.Base.Proxy)
 	}
 }
 

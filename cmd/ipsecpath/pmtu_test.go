@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,19 +14,13 @@ import (
 	"github.com/ipsecpath/ipsecpath/pmtu"
 	"github.com/ipsecpath/ipsecpath/report"
 	"github.com/ipsecpath/ipsecpath/testlab"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 // TestPMTUBadInput: usage mistakes are refused with one line and exit 2, before any packet.
 func TestPMTUBadInput(t *testing.T) {
 	dir := t.TempDir()
 	key := writeKey(t, dir, "key", bytes.Repeat([]byte{7}, 32), 0o600)
-	for _, c := range []struct {
-		name string
-		args []string
-		want string
-	}{
+	refusesAll(t, "pmtu", []usageCase{
 		{"no target", nil, "want one TARGET"},
 		{"two targets", []string{"192.0.2.1", "192.0.2.2"}, "want one TARGET"},
 		{"not an address", []string{"gateway.example"}, "not an IP address"},
@@ -50,12 +43,7 @@ func TestPMTUBadInput(t *testing.T) {
 		{"key without agent", []string{"192.0.2.1", "--key-file", key}, "go together"},
 		{"zero timeout", []string{"192.0.2.1", "--timeout", "0s"}, "--timeout 0s"},
 		{"unknown flag", []string{"192.0.2.1", "--bogus"}, "unknown flag"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			code, out, errs := runCLI(t, append([]string{"pmtu"}, c.args...)...)
-			oneLine(t, code, out, errs, c.want)
-		})
-	}
+	})
 }
 
 func TestPMTUHelp(t *testing.T) {
@@ -66,32 +54,10 @@ func TestPMTUHelp(t *testing.T) {
 }
 
 // inNewNetns runs fn in a fresh network namespace holding only a loopback that is down:
-// no route anywhere, no IPv6. The namespace is unnamed and dies with the thread's switch back.
+// no route anywhere, no IPv6 (testlab.InScratchNetns; fn reports with t.Errorf).
 func inNewNetns(t *testing.T, fn func()) {
 	t.Helper()
-	testlab.RequireRoot(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// The thread stays locked (and dies with the goroutine) so it never runs other code
-		// in the scratch namespace.
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			t.Errorf("netns: %v", err)
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.New()
-		if err != nil {
-			t.Errorf("netns: new: %v", err)
-			return
-		}
-		defer ns.Close()
-		defer netns.Set(orig)
-		fn()
-	}()
-	<-done
+	testlab.InScratchNetns(t, fn)
 }
 
 // TestPMTUNoRoute: an IPv6 target when the path has no IPv6, and an IPv4 target without a
@@ -103,11 +69,7 @@ func TestPMTUNoRoute(t *testing.T) {
 		code, out, errs = runCLI(t, "pmtu", "192.0.2.1")
 		oneLine(t, code, out, errs, "no route to the target")
 		// With the loopback up, ::1 is the one IPv6 target there is: ICMPv6, IPv6 advice.
-		lo, err := netlink.LinkByName("lo")
-		if err == nil {
-			err = netlink.LinkSetUp(lo)
-		}
-		if err != nil {
+		if err := testlab.LoopbackUp(0); err != nil {
 			t.Errorf("loopback up: %v", err)
 			return
 		}
@@ -225,9 +187,7 @@ func TestPMTUCLILab(t *testing.T) {
 			t.Parallel()
 			l := testlab.ForTest(t, testlab.Spec{Profile: c.profile, NoGateways: true})
 			dir := t.TempDir()
-			keyBytes := bytes.Repeat([]byte{5}, 32)
-			key := writeKey(t, dir, "key", keyBytes, 0o600)
-			agent := labAgent(t, l, keyBytes)
+			agent, key := labAgentKey(t, l, dir)
 			for _, proto := range []string{"icmp", "udp", "tcp"} {
 				var code int
 				var out, errs string

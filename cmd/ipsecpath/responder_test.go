@@ -24,14 +24,7 @@ import (
 // writeKey writes a key file with the given contents and mode.
 func writeKey(t *testing.T, dir, name string, data []byte, mode os.FileMode) string {
 	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(p, mode); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return testlab.WriteFile(t, filepath.Join(dir, name), data, mode)
 }
 
 func TestResponderBadInput(t *testing.T) {

@@ -20,11 +20,7 @@ func TestStatefulBadInput(t *testing.T) {
 	key := writeKey(t, dir, "key", bytes.Repeat([]byte{7}, 32), 0o600)
 	open := writeKey(t, dir, "open", bytes.Repeat([]byte{7}, 32), 0o644)
 	agent := []string{"--agent", "192.0.2.1:7500", "--key-file", key}
-	for _, c := range []struct {
-		name string
-		args []string
-		want string
-	}{
+	refusesAll(t, "stateful", []usageCase{
 		{"no target", agent, "want one TARGET"},
 		{"bad address", append([]string{"203.0.113.300"}, agent...), "is not an IPv4 address"},
 		{"multicast", append([]string{"224.0.0.5"}, agent...), "multicast address refused"},
@@ -37,12 +33,7 @@ func TestStatefulBadInput(t *testing.T) {
 		{"bad format", append([]string{"192.0.2.1", "--format", "yaml"}, agent...), "unknown format"},
 		{"world-readable key", []string{"192.0.2.1", "--agent", "192.0.2.1", "--key-file", open}, "chmod 600"},
 		{"agent elsewhere", []string{"192.0.2.1", "--agent", "192.0.2.2:7500", "--key-file", key}, "the agent must run on the target"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			code, out, errs := runCLI(t, append([]string{"stateful"}, c.args...)...)
-			oneLine(t, code, out, errs, c.want)
-		})
-	}
+	})
 }
 
 func TestStatefulHelp(t *testing.T) {
@@ -67,9 +58,7 @@ func TestStatefulCLILab(t *testing.T) {
 	testlab.RequireRoot(t)
 	l := testlab.ForTest(t, testlab.Spec{Profile: "stateful-udp", NoGateways: true})
 	dir := t.TempDir()
-	keyBytes := bytes.Repeat([]byte{5}, 32)
-	key := writeKey(t, dir, "key", keyBytes, 0o600)
-	agent := labAgent(t, l, keyBytes)
+	agent, key := labAgentKey(t, l, dir)
 	rsp := l.Addr("rsp").String()
 
 	var out, errb bytes.Buffer

@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/ipsecpath/ipsecpath/probe"
 	"github.com/ipsecpath/ipsecpath/probe/survey"
@@ -77,7 +80,7 @@ var surveyFormats = []string{report.FormatText, report.FormatJSON, report.Format
 
 // checkWithPMTU is a check with the path MTU searches plugged in, as `check` runs it.
 func checkWithPMTU(ctx context.Context, cfg probe.CheckConfig) (*report.Report, error) {
-	cfg.PathMTU = checkPathMTU
+	wirePMTU(&cfg)
 	rep, err := probe.Check(ctx, cfg)
 	if err != nil {
 		return nil, checkErrorLine(err)
@@ -88,92 +91,127 @@ func checkWithPMTU(ctx context.Context, cfg probe.CheckConfig) (*report.Report, 
 func runSurvey(ctx context.Context, e *env, args []string) int {
 	c := commands["survey"]
 	fs := newFlags(c)
-	targets := fs.String("targets", "", "targets `FILE` (CSV or YAML, see above; required)")
-	parallel := fs.Int("parallel", survey.DefaultParallel, "checks at once (`N`)")
-	pace := fs.Int("pace", survey.DefaultPace, "packets per second all checks send together (`N`)")
-	timeout := fs.Duration("timeout", probe.DefaultCheckTimeout, "each check's wait for answers (`D`)")
-	tcp := fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
-	format := fs.String("format", report.FormatText, "output form on stdout: "+strings.Join(surveyFormats, ", "))
-	asJSON := fs.Bool("json", false, "shorthand for --format json")
-	outDir := fs.String("out-dir", "", "write each target's report and survey.json into `DIR` (for 'ipsecpath diff')")
+	f := addSurveyFlags(fs)
 	if done, code := parse(e, c, fs, args); done {
 		return code
 	}
-	if fs.NArg() != 0 {
-		return usageError(e, c, fmt.Errorf("unexpected argument %q (targets come from --targets FILE)", fs.Arg(0)))
-	}
-	if *asJSON {
-		if fs.Changed("format") && *format != report.FormatJSON {
-			return usageError(e, c, fmt.Errorf("--json and --format %s contradict each other: give one", *format))
-		}
-		*format = report.FormatJSON
-	}
-	switch *format {
-	case report.FormatText, report.FormatJSON, report.FormatMarkdown, report.FormatHTML:
-	default:
-		return usageError(e, c, fmt.Errorf("--format: unknown format %q for a survey (valid: %s)", *format, strings.Join(surveyFormats, ", ")))
-	}
-	if *targets == "" {
-		return usageError(e, c, errors.New("--targets FILE is required"))
-	}
-	if *timeout <= 0 || *timeout > probe.MaxCheckTimeout {
-		return usageError(e, c, fmt.Errorf("--timeout %s: want more than 0 and at most %s", *timeout, probe.MaxCheckTimeout))
-	}
-	ports, err := probe.ParseTCPPorts(*tcp)
+	cfg, err := f.config(fs)
 	if err != nil {
-		return usageError(e, c, fmt.Errorf("--tcp: %w", err))
-	}
-	data, err := readBounded(*targets, survey.MaxTargetsFileSize)
-	if err != nil {
-		return usageError(e, c, fmt.Errorf("--targets: %w", err))
-	}
-	list, err := survey.ParseTargets(*targets, data, ports)
-	if err != nil {
-		return usageError(e, c, fmt.Errorf("--targets %s: %w", *targets, err))
-	}
-	if *parallel < 1 || *parallel > survey.MaxParallel {
-		return usageError(e, c, fmt.Errorf("--parallel %d: want 1-%d", *parallel, survey.MaxParallel))
-	}
-	if *pace < 1 {
-		return usageError(e, c, fmt.Errorf("--pace %d: want at least 1 packet per second", *pace))
-	}
-	cfg := survey.Config{Targets: list, Parallel: *parallel, Pace: *pace, Timeout: *timeout, TCPPorts: ports, Check: checkWithPMTU}
-	if _, _, _, err := survey.Plan(cfg); err != nil {
 		return usageError(e, c, err)
 	}
-	if *outDir != "" {
-		if err := writableDir(*outDir); err != nil {
-			return usageError(e, c, fmt.Errorf("--out-dir: %w", err))
-		}
-	}
-	quiet := *format == report.FormatJSON
+	quiet := *f.format == report.FormatJSON
 	cfg.Progress = surveyProgress(newProgress(e.stderr, quiet))
 	s, err := survey.Run(ctx, cfg)
 	if err != nil {
 		return usageError(e, c, err)
 	}
-	if *outDir != "" {
-		if err := writeSurveyDir(*outDir, s); err != nil {
+	if *f.outDir != "" {
+		if err := writeSurveyDir(*f.outDir, s); err != nil {
 			return usageError(e, c, fmt.Errorf("--out-dir: %w", err))
 		}
 	}
-	switch *format {
-	case report.FormatJSON:
-		err = s.WriteJSON(e.stdout)
-	case report.FormatMarkdown:
-		err = s.WriteMarkdown(e.stdout)
-	case report.FormatHTML:
-		err = s.WriteHTML(e.stdout)
-	default:
-		err = s.WriteText(e.stdout)
-	}
-	if err != nil {
+	if err := writeSurvey(e.stdout, *f.format, s); err != nil {
 		return usageError(e, c, fmt.Errorf("write the survey to stdout: %w", err))
 	}
 	if s.Failed() {
 		return exitFail
 	}
 	return exitOK
+}
+
+// surveyFlags are the flags of survey, registered in the order its help lists them.
+type surveyFlags struct {
+	targets, tcp, format, outDir *string
+	parallel, pace               *int
+	timeout                      *time.Duration
+	asJSON                       *bool
+}
+
+func addSurveyFlags(fs *pflag.FlagSet) *surveyFlags {
+	f := &surveyFlags{}
+	f.targets = fs.String("targets", "", "targets `FILE` (CSV or YAML, see above; required)")
+	f.parallel = fs.Int("parallel", survey.DefaultParallel, "checks at once (`N`)")
+	f.pace = fs.Int("pace", survey.DefaultPace, "packets per second all checks send together (`N`)")
+	f.timeout = fs.Duration("timeout", probe.DefaultCheckTimeout, "each check's wait for answers (`D`)")
+	f.tcp = fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
+	f.format = fs.String("format", report.FormatText, "output form on stdout: "+strings.Join(surveyFormats, ", "))
+	f.asJSON = fs.Bool("json", false, "shorthand for --format json")
+	f.outDir = fs.String("out-dir", "", "write each target's report and survey.json into `DIR` (for 'ipsecpath diff')")
+	return f
+}
+
+// config reads the parsed flags and the targets file, checked in this order (the first bad
+// one is the usage error), and plans the survey.
+func (f *surveyFlags) config(fs *pflag.FlagSet) (survey.Config, error) {
+	var cfg survey.Config
+	if fs.NArg() != 0 {
+		return cfg, fmt.Errorf("unexpected argument %q (targets come from --targets FILE)", fs.Arg(0))
+	}
+	if err := f.resolveFormat(fs); err != nil {
+		return cfg, err
+	}
+	if *f.targets == "" {
+		return cfg, errors.New("--targets FILE is required")
+	}
+	if *f.timeout <= 0 || *f.timeout > probe.MaxCheckTimeout {
+		return cfg, fmt.Errorf("--timeout %s: want more than 0 and at most %s", *f.timeout, probe.MaxCheckTimeout)
+	}
+	ports, err := probe.ParseTCPPorts(*f.tcp)
+	if err != nil {
+		return cfg, fmt.Errorf("--tcp: %w", err)
+	}
+	data, err := readBounded(*f.targets, survey.MaxTargetsFileSize)
+	if err != nil {
+		return cfg, fmt.Errorf("--targets: %w", err)
+	}
+	list, err := survey.ParseTargets(*f.targets, data, ports)
+	if err != nil {
+		return cfg, fmt.Errorf("--targets %s: %w", *f.targets, err)
+	}
+	if *f.parallel < 1 || *f.parallel > survey.MaxParallel {
+		return cfg, fmt.Errorf("--parallel %d: want 1-%d", *f.parallel, survey.MaxParallel)
+	}
+	if *f.pace < 1 {
+		return cfg, fmt.Errorf("--pace %d: want at least 1 packet per second", *f.pace)
+	}
+	cfg = survey.Config{Targets: list, Parallel: *f.parallel, Pace: *f.pace, Timeout: *f.timeout, TCPPorts: ports, Check: checkWithPMTU}
+	if _, _, _, err := survey.Plan(cfg); err != nil {
+		return cfg, err
+	}
+	if *f.outDir != "" {
+		if err := writableDir(*f.outDir); err != nil {
+			return cfg, fmt.Errorf("--out-dir: %w", err)
+		}
+	}
+	return cfg, nil
+}
+
+// resolveFormat settles --format and --json into one of surveyFormats.
+func (f *surveyFlags) resolveFormat(fs *pflag.FlagSet) error {
+	if *f.asJSON {
+		if fs.Changed("format") && *f.format != report.FormatJSON {
+			return fmt.Errorf("--json and --format %s contradict each other: give one", *f.format)
+		}
+		*f.format = report.FormatJSON
+	}
+	switch *f.format {
+	case report.FormatText, report.FormatJSON, report.FormatMarkdown, report.FormatHTML:
+		return nil
+	}
+	return fmt.Errorf("--format: unknown format %q for a survey (valid: %s)", *f.format, strings.Join(surveyFormats, ", "))
+}
+
+// writeSurvey prints the survey in one of surveyFormats.
+func writeSurvey(w io.Writer, format string, s *report.Survey) error {
+	switch format {
+	case report.FormatJSON:
+		return s.WriteJSON(w)
+	case report.FormatMarkdown:
+		return s.WriteMarkdown(w)
+	case report.FormatHTML:
+		return s.WriteHTML(w)
+	}
+	return s.WriteText(w)
 }
 
 // readBounded reads at most limit bytes of a regular file.

@@ -20,29 +20,20 @@ func TestSurveyBadInput(t *testing.T) {
 	dir := t.TempDir()
 	// Every target here is loopback: a validation that let a run through must not send
 	// anything beyond this host.
-	good := filepath.Join(dir, "t.csv")
-	os.WriteFile(good, []byte("127.0.0.1\n"), 0o644)
-	bad := filepath.Join(dir, "bad.csv")
-	os.WriteFile(bad, []byte("127.0.0.1\n224.0.0.5,,,mc\n"), 0o644)
-	nokey := filepath.Join(dir, "nokey.csv")
-	os.WriteFile(nokey, []byte("127.0.0.1,127.0.0.1,"+filepath.Join(dir, "missing.key")+"\n"), 0o644)
-	for _, c := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"survey"}, "--targets FILE is required"},
-		{[]string{"survey", "--targets", filepath.Join(dir, "none.csv")}, "no such file"},
-		{[]string{"survey", "--targets", bad}, "line 2: target 224.0.0.5: multicast address refused"},
-		{[]string{"survey", "--targets", nokey}, "line 1: key file"},
-		{[]string{"survey", "--targets", good, "--format", "junit"}, "unknown format \"junit\" for a survey"},
-		{[]string{"survey", "--targets", good, "--parallel", "0"}, "--parallel 0: want 1-64"},
-		{[]string{"survey", "--targets", good, "--pace", "0"}, "--pace 0: want at least 1"},
-		{[]string{"survey", "--targets", good, "--out-dir", good}, "is not a directory"},
-		{[]string{"survey", "--targets", good, "extra"}, "unexpected argument"},
-	} {
-		code, stdout, stderr := runCLI(t, c.args...)
-		oneLine(t, code, stdout, stderr, c.want)
-	}
+	good := testlab.WriteFile(t, filepath.Join(dir, "t.csv"), []byte("127.0.0.1\n"), 0o644)
+	bad := testlab.WriteFile(t, filepath.Join(dir, "bad.csv"), []byte("127.0.0.1\n224.0.0.5,,,mc\n"), 0o644)
+	nokey := testlab.WriteFile(t, filepath.Join(dir, "nokey.csv"), []byte("127.0.0.1,127.0.0.1,"+filepath.Join(dir, "missing.key")+"\n"), 0o644)
+	refusesAll(t, "survey", []usageCase{
+		{"", nil, "--targets FILE is required"},
+		{"", []string{"--targets", filepath.Join(dir, "none.csv")}, "no such file"},
+		{"", []string{"--targets", bad}, "line 2: target 224.0.0.5: multicast address refused"},
+		{"", []string{"--targets", nokey}, "line 1: key file"},
+		{"", []string{"--targets", good, "--format", "junit"}, "unknown format \"junit\" for a survey"},
+		{"", []string{"--targets", good, "--parallel", "0"}, "--parallel 0: want 1-64"},
+		{"", []string{"--targets", good, "--pace", "0"}, "--pace 0: want at least 1"},
+		{"", []string{"--targets", good, "--out-dir", good}, "is not a directory"},
+		{"", []string{"--targets", good, "extra"}, "unexpected argument"},
+	})
 }
 
 // TestSurveyTwoLabs: two labs side by side (frag-drop and ah-reject), an agent in each

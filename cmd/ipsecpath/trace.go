@@ -54,8 +54,8 @@ func runTrace(ctx context.Context, e *env, args []string) int {
 	id := fs.String("probe", "", "the probe `ID` to trace (ike, ike-frag, natt, natt-frag, esp, esp-frag, ah, ah-frag, icmp-large, tcp:PORT)")
 	af := addAgentFlags(fs, "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
 	maxHops := fs.Int("max-hops", probe.DefaultTraceMaxHops, fmt.Sprintf("largest TTL sent (`N`, 1-%d)", probe.MaxTraceMaxHops))
-	timeout := fs.Duration("timeout", probe.DefaultTraceTimeout, "how long to wait for answers after the first send (`D`)")
-	pace := fs.Int("pace", probe.DefaultRate, "packets per second toward the target (`N`), and asked of the agent")
+	pacing := addPacingFlags(fs, probe.DefaultTraceTimeout, "how long to wait for answers after the first send (`D`)")
+	timeout, pace := pacing.timeout, pacing.pace
 	out := addOutputFlags(fs)
 	if done, code := parse(e, c, fs, args); done {
 		return code
@@ -80,11 +80,8 @@ func runTrace(ctx context.Context, e *env, args []string) int {
 	if *maxHops < 1 || *maxHops > probe.MaxTraceMaxHops {
 		return usageError(e, c, fmt.Errorf("--max-hops %d: want 1-%d", *maxHops, probe.MaxTraceMaxHops))
 	}
-	if *timeout < probe.MinCheckTimeout || *timeout > probe.MaxCheckTimeout {
-		return usageError(e, c, fmt.Errorf("--timeout %s: want %s to %s", *timeout, probe.MinCheckTimeout, probe.MaxCheckTimeout))
-	}
-	if *pace < 1 || *pace > probe.MaxRate {
-		return usageError(e, c, fmt.Errorf("--pace %d: want 1-%d packets per second", *pace, probe.MaxRate))
+	if err := pacing.check(); err != nil {
+		return usageError(e, c, err)
 	}
 	cfg := probe.TraceConfig{Target: target, Probe: pid, MaxHops: *maxHops, Timeout: *timeout, Pace: *pace}
 	if cfg.Agent, cfg.Key, err = af.load(target); err != nil {

@@ -14,11 +14,7 @@ import (
 func TestTraceBadInput(t *testing.T) {
 	dir := t.TempDir()
 	key := writeKey(t, dir, "key", bytes.Repeat([]byte{7}, 32), 0o600)
-	for _, c := range []struct {
-		name string
-		args []string
-		want string
-	}{
+	refusesAll(t, "trace", []usageCase{
 		{"no target", []string{"--probe", "esp"}, "want one TARGET"},
 		{"no probe", []string{"192.0.2.1"}, "--probe is required"},
 		{"unknown probe", []string{"192.0.2.1", "--probe", "gre"}, `--probe "gre"`},
@@ -32,12 +28,7 @@ func TestTraceBadInput(t *testing.T) {
 		{"agent without key", []string{"192.0.2.1", "--probe", "esp", "--agent", "192.0.2.1:7500"}, "--agent needs --key-file"},
 		{"key without agent", []string{"192.0.2.1", "--probe", "esp", "--key-file", key}, "--key-file without --agent"},
 		{"agent elsewhere", []string{"192.0.2.1", "--probe", "esp", "--agent", "192.0.2.9:7500", "--key-file", key}, "not on the target"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			code, out, errs := runCLI(t, append([]string{"trace"}, c.args...)...)
-			oneLine(t, code, out, errs, c.want)
-		})
-	}
+	})
 }
 
 func TestTraceHelp(t *testing.T) {
