@@ -5,25 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"syscall"
 	"time"
 
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 
 	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
-// Socket options of linux/in6.h that package syscall lacks.
-const (
-	ipv6DontFrag       = 62 // IPV6_DONTFRAG: never fragment locally, fail with EMSGSIZE
-	ipv6PMTUDiscProbe  = 3  // IPV6_PMTUDISC_PROBE: ignore the cached path MTU
-	ipv6MTUDiscoverOpt = 23 // IPV6_MTU_DISCOVER
-)
-
-// open6 opens the raw ICMPv6 socket: don't-fragment, and the cached path MTU ignored (see
-// probeMode), so every probe meets the path.
+// open6 opens the raw ICMPv6 socket: don't-fragment (IPV6_DONTFRAG: never fragment
+// locally, fail with EMSGSIZE), and the cached path MTU ignored (IPV6_PMTUDISC_PROBE, as
+// rawip.Sender does for IPv4), so every probe meets the path.
 func (p *ICMPProber) open6() error {
 	c, err := net.ListenPacket("ip6:ipv6-icmp", "::")
 	if err != nil {
@@ -39,10 +33,10 @@ func (p *ICMPProber) open6() error {
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
-		if serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, ipv6DontFrag, 1); serr != nil {
+		if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, 1); serr != nil {
 			return
 		}
-		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IPV6, ipv6MTUDiscoverOpt, ipv6PMTUDiscProbe)
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_PROBE)
 	}); err != nil || serr != nil {
 		c.Close()
 		return fmt.Errorf("pmtu: raw ICMPv6 socket: don't-fragment: %w", errors.Join(err, os.NewSyscallError("setsockopt", serr)))
@@ -61,7 +55,6 @@ func (p *ICMPProber) probe6(ctx context.Context, r Request, id echoID) (Reply, e
 	body := p.wbuf[:n]
 	putEcho6(body, id)
 	sent := time.Now()
-	p.pacer.sent(sent)
 	dst := &net.IPAddr{IP: p.target.AsSlice()}
 	if _, err := p.conn6.WriteTo(body, &ipv6.ControlMessage{HopLimit: r.TTL}, dst); err != nil {
 		return sendFailure(err, p.target, r.Size, p.ifMTU)
@@ -71,20 +64,11 @@ func (p *ICMPProber) probe6(ctx context.Context, r Request, id echoID) (Reply, e
 		if err != nil {
 			return Reply{}, false, err
 		}
-		ia, ok := src.(*net.IPAddr)
-		if !ok {
-			return Reply{}, false, nil
-		}
-		from, ok := netipFromIP(ia.IP)
+		from, ok := addrOf(src)
 		if !ok {
 			return Reply{}, false, nil
 		}
 		rep, err := parseICMPv6(from, p.target, p.buf[:m], id)
 		return rep, err == nil, nil
 	})
-}
-
-func netipFromIP(ip net.IP) (netip.Addr, bool) {
-	a, ok := netip.AddrFromSlice(ip)
-	return a.Unmap(), ok
 }

@@ -13,33 +13,23 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
+	"github.com/ipsecpath/ipsecpath/probe/rawip"
 	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
 
-// Pacing: at most 100 packets/s toward a target (DESIGN.md, Safety), with a burst of
-// DefaultBurst after a pause, so the few probes of a path that signals go out at once.
-const (
-	DefaultPace  = 10 * time.Millisecond
-	DefaultBurst = 5
-)
-
-// Environment errors of NewICMPProber: the CLI turns them into exit code 2.
-var (
-	ErrPermission = errors.New("pmtu: raw sockets need root or CAP_NET_RAW")
-	ErrNoRoute    = errors.New("pmtu: no route to the target")
-	ErrIPv6       = errors.New("pmtu: IPv6 targets are not supported with an agent yet (the agent and its probes are IPv4)")
-)
-
 // ICMPProber sends ICMP echo requests with our own IPv4 header (DF set, the size and TTL
-// asked for) from a raw socket, and matches echo replies and ICMP errors to them by echo
+// asked for) through the raw IPv4 sender (rawip.Sender, path-MTU probe mode), reads a raw
+// ICMP socket, and matches echo replies and ICMP errors to them by echo
 // id, sequence number and IP ID (for errors: as quoted); toward an IPv6 target, ICMPv6
 // echoes matched by id, sequence and the quoted destination. It is a Prober. Open it in the
-// network namespace it must probe from; the socket stays there.
+// network namespace it must probe from; the sockets stay there. Probes are paced at
+// rawip.DefaultRate with a burst of rawip.DefaultBurst (DESIGN.md, Safety), so the few
+// probes of a path that signals go out at once.
 type ICMPProber struct {
-	conn   *ipv4.RawConn    // IPv4 target
+	send   *rawip.Sender    // IPv4 target: our packets, header included
+	conn   net.PacketConn   // IPv4 target: ICMP arriving (IP header stripped)
 	conn6  *ipv6.PacketConn // IPv6 target
 	target netip.Addr
 	src    netip.Addr // the route's preferred source, for the header
@@ -48,7 +38,7 @@ type ICMPProber struct {
 	id     uint16
 	seq    uint16
 	ipid   uint16
-	pacer  pacer
+	pacer  *rawip.Pacer
 	buf    []byte
 	wbuf   []byte
 }
@@ -63,8 +53,11 @@ func NewICMPProber(target netip.Addr) (*ICMPProber, error) {
 	if !target.IsValid() || target.IsUnspecified() || target.IsMulticast() || target == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 		return nil, fmt.Errorf("pmtu: %s is not a unicast target", target)
 	}
-	p := &ICMPProber{target: target, pacer: pacer{pace: DefaultPace, burst: DefaultBurst}, buf: make([]byte, 65536)}
-	var err error
+	pacer, err := rawip.NewPacer(rawip.DefaultRate, rawip.DefaultBurst, nil)
+	if err != nil {
+		return nil, err
+	}
+	p := &ICMPProber{target: target, pacer: pacer, buf: make([]byte, 65536)}
 	if p.src, p.ifMTU, p.ifName, err = routeTo(target); err != nil {
 		return nil, err
 	}
@@ -109,26 +102,38 @@ func routeTo(target netip.Addr) (src netip.Addr, ifMTU int, ifName string, err e
 }
 
 func (p *ICMPProber) open4() error {
-	c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
-	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return fmt.Errorf("%w: open raw ICMP socket: %v", ErrPermission, err)
-		}
-		return fmt.Errorf("pmtu: open raw ICMP socket: %w", err)
-	}
-	if err := probeMode(c); err != nil {
-		c.Close()
+	var err error
+	if p.send, err = openSender(); err != nil {
 		return err
 	}
-	p.conn, err = ipv4.NewRawConn(c)
-	if err != nil {
-		c.Close()
-		if errors.Is(err, os.ErrPermission) {
-			return fmt.Errorf("%w: set IP_HDRINCL: %v", ErrPermission, err)
-		}
-		return fmt.Errorf("pmtu: raw ICMP socket with our own header: %w", err)
+	if p.conn, err = listenRaw("ip4:icmp"); err != nil {
+		p.send.Close()
+		return err
 	}
 	return nil
+}
+
+// openSender opens the raw IPv4 sender; ErrPermission without CAP_NET_RAW. Its own pacer
+// is not used: the probers pace with theirs, before they stamp the send time.
+func openSender() (*rawip.Sender, error) {
+	s, err := rawip.Open(rawip.Config{})
+	if errors.Is(err, os.ErrPermission) {
+		return nil, fmt.Errorf("%w: %v", ErrPermission, err)
+	}
+	return s, err
+}
+
+// listenRaw opens a raw socket that reads proto ("ip4:icmp", "ip4:tcp"); ErrPermission
+// without CAP_NET_RAW.
+func listenRaw(proto string) (net.PacketConn, error) {
+	c, err := net.ListenPacket(proto, "0.0.0.0")
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return nil, fmt.Errorf("%w: open raw socket %s: %v", ErrPermission, proto, err)
+		}
+		return nil, fmt.Errorf("pmtu: open raw socket %s: %w", proto, err)
+	}
+	return c, nil
 }
 
 // InterfaceMTU is the MTU of the interface toward the target (0 if unknown) and its name.
@@ -137,12 +142,12 @@ func (p *ICMPProber) InterfaceMTU() (int, string) { return p.ifMTU, p.ifName }
 // Source is the source address the route toward the target uses.
 func (p *ICMPProber) Source() netip.Addr { return p.src }
 
-// Close closes the socket.
+// Close closes the sockets.
 func (p *ICMPProber) Close() error {
 	if p.conn6 != nil {
 		return p.conn6.Close()
 	}
-	return p.conn.Close()
+	return errors.Join(p.send.Close(), p.conn.Close())
 }
 
 // Probe sends one echo request of r.Size bytes (IP header included) with DF and TTL r.TTL,
@@ -158,14 +163,8 @@ func (p *ICMPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 	if p.conn6 != nil && r.Size < wire.IPv6HeaderLen+wire.ICMPHeaderLen {
 		return Reply{}, fmt.Errorf("pmtu: probe size %d out of range %d..65535", r.Size, wire.IPv6HeaderLen+wire.ICMPHeaderLen)
 	}
-	if wait := p.pacer.wait(time.Now()); wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return Reply{}, ctx.Err()
-		case <-t.C:
-		}
+	if err := p.pacer.Wait(ctx, p.target, 1); err != nil {
+		return Reply{}, err
 	}
 	p.seq++
 	p.ipid++
@@ -173,36 +172,37 @@ func (p *ICMPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 	if p.conn6 != nil {
 		return p.probe6(ctx, r, id)
 	}
-	n := r.Size - 20
-	if cap(p.wbuf) < n {
-		p.wbuf = make([]byte, n)
+	if cap(p.wbuf) < r.Size {
+		p.wbuf = make([]byte, r.Size)
 	}
-	body := p.wbuf[:n]
-	putEcho(body, id)
-	h := &ipv4.Header{
-		Version: 4, Len: 20, TotalLen: r.Size, ID: int(id.IPID), Flags: ipv4.DontFragment,
-		TTL: r.TTL, Protocol: 1, Dst: p.target.AsSlice(),
-	}
-	if p.src.IsValid() {
-		h.Src = p.src.AsSlice()
-	}
+	pkt := p.wbuf[:r.Size]
+	putEchoPacket(pkt, id, uint8(r.TTL), p.src, p.target)
 	sent := time.Now()
-	p.pacer.sent(sent)
-	if err := p.conn.WriteTo(h, body, nil); err != nil {
+	if err := p.send.Write(p.target, pkt); err != nil {
 		return sendFailure(err, p.target, r.Size, p.ifMTU)
 	}
 	return awaitReply(ctx, p.conn, sent, r.Timeout, "raw ICMP socket", func() (Reply, bool, error) {
-		hdr, payload, _, err := p.conn.ReadFrom(p.buf)
-		if err != nil || hdr == nil {
+		n, addr, err := p.conn.ReadFrom(p.buf)
+		if err != nil {
 			return Reply{}, false, err
 		}
-		from, ok := netip.AddrFromSlice(hdr.Src)
+		from, ok := addrOf(addr)
 		if !ok {
 			return Reply{}, false, nil
 		}
-		rep, err := parseICMP(from.Unmap(), p.target, payload, id)
+		rep, err := parseICMP(from, p.target, p.buf[:n], id)
 		return rep, err == nil, nil
 	})
+}
+
+// addrOf is the address of a raw socket's peer (a *net.IPAddr), unmapped.
+func addrOf(a net.Addr) (netip.Addr, bool) {
+	ia, ok := a.(*net.IPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	ip, ok := netip.AddrFromSlice(ia.IP)
+	return ip.Unmap(), ok
 }
 
 // sendFailure turns a failed send of a probe into its outcome: a packet larger than the
@@ -258,82 +258,3 @@ func awaitReply(ctx context.Context, conn interface{ SetReadDeadline(time.Time) 
 		}
 	}
 }
-
-// probeMode sets IP_PMTUDISC_PROBE on a raw socket: the kernel then checks a packet only
-// against the interface MTU, not against the path MTU it cached from an earlier
-// fragmentation-needed (which would answer EMSGSIZE from memory instead of the path being
-// measured). tracepath does the same.
-func probeMode(c net.PacketConn) error {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return errors.New("pmtu: raw socket without a file descriptor")
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("pmtu: raw socket: %w", err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_MTU_DISCOVER, ipPMTUDiscProbe)
-	}); err != nil {
-		return fmt.Errorf("pmtu: raw socket: %w", err)
-	}
-	if serr != nil {
-		return fmt.Errorf("pmtu: set IP_MTU_DISCOVER to probe: %w", os.NewSyscallError("setsockopt", serr))
-	}
-	return nil
-}
-
-// ipPMTUDiscProbe is IP_PMTUDISC_PROBE from linux/in.h (not in package syscall).
-const ipPMTUDiscProbe = 3
-
-// RawSender sends whole IPv4 packets in wire form (IP header included, as the probe
-// package builds them) from a raw socket in path-MTU probe mode: what the agent-confirmed
-// forward search uses. Open it in the namespace to send from.
-type RawSender struct {
-	conn *net.IPConn
-	rc   syscall.RawConn
-}
-
-// OpenRawSender opens the socket. ErrPermission without CAP_NET_RAW.
-func OpenRawSender() (*RawSender, error) {
-	c, err := net.ListenPacket("ip4:255", "0.0.0.0") // IPPROTO_RAW: send only, header included
-	if err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("%w: open raw socket: %v", ErrPermission, err)
-		}
-		return nil, fmt.Errorf("pmtu: open raw socket: %w", err)
-	}
-	if err := probeMode(c); err != nil {
-		c.Close()
-		return nil, err
-	}
-	conn := c.(*net.IPConn)
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("pmtu: raw socket: %w", err)
-	}
-	return &RawSender{conn: conn, rc: rc}, nil
-}
-
-// Send puts pkt (an IPv4 packet in wire form) on the wire toward dst. A packet bigger than
-// the outgoing interface's MTU fails with an error matching syscall.EMSGSIZE.
-func (s *RawSender) Send(pkt []byte, dst netip.Addr) error {
-	sa := &syscall.SockaddrInet4{Addr: dst.As4()}
-	var serr error
-	err := s.rc.Write(func(fd uintptr) bool {
-		serr = syscall.Sendto(int(fd), pkt, 0, sa)
-		return serr != syscall.EAGAIN
-	})
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
-		return fmt.Errorf("pmtu: send %d bytes to %s: %w", len(pkt), dst, os.NewSyscallError("sendto", err))
-	}
-	return nil
-}
-
-// Close closes the socket.
-func (s *RawSender) Close() error { return s.conn.Close() }

@@ -1,11 +1,12 @@
 package pmtu
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
@@ -164,37 +165,29 @@ func BenchmarkParseICMP(b *testing.B) {
 	}
 }
 
-// TestPacer: 5 probes go at once, then one per 10 ms; after a pause the burst is back; over
-// any long stretch the rate stays at most 100/s.
-func TestPacer(t *testing.T) {
-	p := pacer{pace: 10 * time.Millisecond, burst: 5}
-	now := time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
-	start := now
-	var waits []time.Duration
-	for i := 0; i < 8; i++ {
-		w := p.wait(now)
-		waits = append(waits, w)
-		now = now.Add(w)
-		p.sent(now)
+// The echo probe's packet: our IPv4 header (DF, TTL, IP ID, ICMP; 0.0.0.0 as the source
+// when the route names none, for the kernel to fill in) over the echo request, which an
+// error quoting it matches and nothing else does.
+func TestEchoPacket(t *testing.T) {
+	id := echoID{ID: 0x02c1, Seq: 1, IPID: 0x1234}
+	b := make([]byte, 1400)
+	putEchoPacket(b, id, 7, netip.Addr{}, labTarget)
+	want := unhex("4500 0578 1234 4000 0701 0000 0000 0000 cb00 710a")
+	binary.BigEndian.PutUint16(want[10:], wire.Checksum(want))
+	if !bytes.Equal(b[:20], want) {
+		t.Errorf("header\n% x\nwant\n% x", b[:20], want)
 	}
-	want := []time.Duration{0, 0, 0, 0, 0, 10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond}
-	for i := range want {
-		if waits[i] != want[i] {
-			t.Fatalf("waits %v, want %v", waits, want)
-		}
+	if wire.Checksum(b[20:]) != 0 {
+		t.Error("echo checksum does not verify")
 	}
-	now = now.Add(time.Second)
-	if w := p.wait(now); w != 0 {
-		t.Errorf("after a pause: wait %v", w)
+	// A router's fragmentation-needed quoting the header and 8 bytes of the echo.
+	icmpErr := append(unhex("0304 0000 0000 0578"), b[:28]...)
+	if r, err := parseICMP(labR1, labTarget, icmpErr, id); err != nil || r.Outcome != FragNeeded || r.MTU != 1400 {
+		t.Errorf("error quoting the probe: %+v, %v", r, err)
 	}
-	// 200 probes as fast as allowed take at least (200-5) × 10 ms.
-	p = pacer{pace: 10 * time.Millisecond, burst: 5}
-	now = start
-	for i := 0; i < 200; i++ {
-		now = now.Add(p.wait(now))
-		p.sent(now)
-	}
-	if got := now.Sub(start); got < 1950*time.Millisecond {
-		t.Errorf("200 probes in %v: faster than 100/s", got)
+	other := id
+	other.Seq++
+	if r, err := parseICMP(labR1, labTarget, icmpErr, other); err == nil {
+		t.Errorf("error quoting another probe accepted: %+v", r)
 	}
 }

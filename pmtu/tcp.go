@@ -36,6 +36,10 @@ const (
 	MinTCPProbe = 20 + tcpHeader + wire.MarkerLen
 )
 
+// DefaultTCPPort is the port TCP-sized probes go to: SMB, open or closed, answers with a
+// reset like any port where nothing takes an unsolicited ACK.
+const DefaultTCPPort = 445
+
 // TCPProbe names one TCP-sized probe: the addresses and ports of the segment, its sequence
 // and acknowledgment numbers, and the IP ID and TTL of its header.
 type TCPProbe struct {
@@ -98,42 +102,12 @@ func parseTCPAnswer(from netip.Addr, b []byte, t TCPProbe, payload int) (Reply, 
 	return Reply{}, errNotOurs
 }
 
-// parseICMPForTCP reads an ICMP message (ICMP header first) received from from, and says
-// what it means for TCP probe t: an error must quote t's IPv4 header (protocol TCP, t.Dst,
-// t.IPID) and the first 8 bytes of its segment (ports and sequence number). errNotOurs for
-// anything else, echo replies included; it never panics.
-func parseICMPForTCP(from netip.Addr, b []byte, t TCPProbe) (Reply, error) {
-	if len(b) < wire.ICMPHeaderLen {
-		return Reply{}, errNotOurs
-	}
-	switch b[0] {
-	case wire.ICMPUnreach, wire.ICMPTimeExceeded, wire.ICMPParamProblem:
-	default:
-		return Reply{}, errNotOurs
-	}
-	q, ok := wire.ParseQuotedIPv4(b[wire.ICMPHeaderLen:], 8)
-	if !ok || q.Proto != protoTCP || q.Dst != t.Dst || q.IPID != t.IPID {
-		return Reply{}, errNotOurs
-	}
-	s := q.Next
-	if binary.BigEndian.Uint16(s[0:]) != t.SrcPort || binary.BigEndian.Uint16(s[2:]) != t.DstPort || binary.BigEndian.Uint32(s[4:]) != t.Seq {
-		return Reply{}, errNotOurs
-	}
-	return ICMPErrorReply(from, b), nil
-}
-
-// ICMPErrorReply turns an ICMP error (ICMP header first, at least 8 bytes) from from that
-// quotes one of our probes into its Reply: fragmentation needed with its MTU, TTL exceeded
-// in transit, or unreachable.
-func ICMPErrorReply(from netip.Addr, b []byte) Reply {
-	r := Reply{From: from, Type: b[0], Code: b[1]}
-	switch {
-	case b[0] == wire.ICMPUnreach && b[1] == wire.CodeFragNeeded:
-		r.Outcome, r.MTU = FragNeeded, int(binary.BigEndian.Uint16(b[6:]))
-	case b[0] == wire.ICMPTimeExceeded && b[1] == wire.CodeTTLExceeded:
-		r.Outcome = TimeExceeded
-	default:
-		r.Outcome = Unreachable
-	}
-	return r
+// quote is what an ICMP error about probe t quotes: its IPv4 header (TCP, t.Dst, t.IPID)
+// and the first 8 bytes of its segment (ports and sequence number).
+func (t TCPProbe) quote() quoted {
+	q := quoted{proto: protoTCP, dst: t.Dst, ipid: t.IPID, mask: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
+	binary.BigEndian.PutUint16(q.head[0:], t.SrcPort)
+	binary.BigEndian.PutUint16(q.head[2:], t.DstPort)
+	binary.BigEndian.PutUint32(q.head[4:], t.Seq)
+	return q
 }

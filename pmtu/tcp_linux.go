@@ -8,23 +8,19 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"syscall"
 	"time"
+
+	"github.com/ipsecpath/ipsecpath/probe/rawip"
 )
 
-// DefaultTCPPort is the port TCP-sized probes go to: SMB, open or closed, answers with a
-// reset like any port where nothing takes an unsolicited ACK.
-const DefaultTCPPort = 445
-
 // TCPProber sends TCP-sized probes (see TCPProbe): ACK|PSH data segments with our own IPv4
-// header (DF, the size and TTL asked for) from a raw socket in path-MTU probe mode, toward
-// one port of the target. A probe arrived when the target's reset for it comes back (one
+// header (DF, the size and TTL asked for) through the raw IPv4 sender (rawip.Sender, in
+// path-MTU probe mode), toward one port of the target, paced like ICMPProber. A probe arrived when the target's reset for it comes back (one
 // socket reads TCP); ICMP errors quoting its header, ports and sequence number come to a
 // raw ICMP socket. It is a Prober, IPv4 only. Open it in the network namespace it must
 // probe from.
 type TCPProber struct {
-	send   *RawSender
+	send   *rawip.Sender
 	tcp    net.PacketConn // reads every TCP segment to this host: resets are picked out
 	icmp   net.PacketConn
 	target netip.Addr
@@ -36,7 +32,7 @@ type TCPProber struct {
 	seq    uint32
 	ack    uint32
 	ipid   uint16
-	pacer  pacer
+	pacer  *rawip.Pacer
 	tbuf   []byte
 	ibuf   []byte
 	wbuf   []byte
@@ -58,28 +54,25 @@ func NewTCPProber(target netip.Addr, port int) (*TCPProber, error) {
 		return nil, err
 	}
 	if !src.IsValid() {
-		if src, err = sourceFor(target); err != nil {
+		if src, err = rawip.SourceFor(target); err != nil {
 			return nil, fmt.Errorf("%w %s: no source address: %v", ErrNoRoute, target, err)
 		}
 	}
-	p := &TCPProber{target: target, src: src, ifMTU: ifMTU, ifName: ifName, dport: uint16(port),
-		pacer: pacer{pace: DefaultPace, burst: DefaultBurst}, tbuf: make([]byte, 65536), ibuf: make([]byte, 65536)}
-	if p.send, err = OpenRawSender(); err != nil {
+	pacer, err := rawip.NewPacer(rawip.DefaultRate, rawip.DefaultBurst, nil)
+	if err != nil {
 		return nil, err
 	}
-	for _, c := range []struct {
-		proto string
-		to    *net.PacketConn
-	}{{"ip4:tcp", &p.tcp}, {"ip4:icmp", &p.icmp}} {
-		conn, err := net.ListenPacket(c.proto, "0.0.0.0")
-		if err != nil {
-			p.Close()
-			if errors.Is(err, os.ErrPermission) {
-				return nil, fmt.Errorf("%w: open raw socket %s: %v", ErrPermission, c.proto, err)
-			}
-			return nil, fmt.Errorf("pmtu: open raw socket %s: %w", c.proto, err)
-		}
-		*c.to = conn
+	p := &TCPProber{target: target, src: src, ifMTU: ifMTU, ifName: ifName, dport: uint16(port),
+		pacer: pacer, tbuf: make([]byte, 65536), ibuf: make([]byte, 65536)}
+	if p.send, err = openSender(); err != nil {
+		return nil, err
+	}
+	if p.tcp, err = listenRaw("ip4:tcp"); err == nil {
+		p.icmp, err = listenRaw("ip4:icmp")
+	}
+	if err != nil {
+		p.Close()
+		return nil, err
 	}
 	var r [12]byte
 	if _, err := rand.Read(r[:]); err != nil {
@@ -93,17 +86,6 @@ func NewTCPProber(target netip.Addr, port int) (*TCPProber, error) {
 	p.ack = binary.BigEndian.Uint32(r[6:])
 	p.ipid = binary.BigEndian.Uint16(r[10:])
 	return p, nil
-}
-
-// sourceFor is the address the kernel would send from toward dst (a connected UDP socket
-// sends nothing).
-func sourceFor(dst netip.Addr) (netip.Addr, error) {
-	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap(), nil
 }
 
 // InterfaceMTU is the MTU of the interface toward the target (0 if unknown) and its name.
@@ -160,14 +142,8 @@ func (p *TCPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 	if r.TTL < 1 || r.TTL > 255 {
 		return Reply{}, fmt.Errorf("pmtu: ttl %d out of range 1..255", r.TTL)
 	}
-	if wait := p.pacer.wait(time.Now()); wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return Reply{}, ctx.Err()
-		case <-t.C:
-		}
+	if err := p.pacer.Wait(ctx, p.target, 1); err != nil {
+		return Reply{}, err
 	}
 	t := p.next(r.TTL)
 	if cap(p.wbuf) < r.Size {
@@ -178,15 +154,8 @@ func (p *TCPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 		return Reply{}, err
 	}
 	sent := time.Now()
-	p.pacer.sent(sent)
-	if err := p.send.Send(pkt, p.target); err != nil {
-		if errors.Is(err, syscall.EMSGSIZE) {
-			return Reply{Outcome: LocalTooBig, MTU: p.ifMTU}, nil
-		}
-		if errors.Is(err, os.ErrPermission) {
-			return Reply{}, fmt.Errorf("%w: send to %s: %v", ErrPermission, p.target, err)
-		}
-		return Reply{}, err
+	if err := p.send.Write(p.target, pkt); err != nil {
+		return sendFailure(err, p.target, r.Size, p.ifMTU)
 	}
 	deadline := sent.Add(r.Timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -209,7 +178,7 @@ func (p *TCPProber) Probe(ctx context.Context, r Request) (Reply, error) {
 	hits := make(chan tcpHit, 2)
 	go func() {
 		hits <- readUntil(p.icmp, p.ibuf, func(from netip.Addr, b []byte) (Reply, error) {
-			return parseICMPForTCP(from, b, t)
+			return parseICMPError(from, b, t.quote())
 		})
 	}()
 	go func() {
@@ -249,15 +218,11 @@ func readUntil(c net.PacketConn, buf []byte, parse func(netip.Addr, []byte) (Rep
 			}
 			return tcpHit{err: fmt.Errorf("pmtu: read raw socket: %w", err)}
 		}
-		ia, ok := addr.(*net.IPAddr)
+		from, ok := addrOf(addr)
 		if !ok {
 			continue
 		}
-		from, ok := netip.AddrFromSlice(ia.IP)
-		if !ok {
-			continue
-		}
-		if rep, err := parse(from.Unmap(), buf[:n]); err == nil {
+		if rep, err := parse(from, buf[:n]); err == nil {
 			return tcpHit{rep: rep, ok: true}
 		}
 	}

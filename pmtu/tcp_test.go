@@ -105,14 +105,14 @@ func TestParseTCPAnswer(t *testing.T) {
 	}
 }
 
-func TestParseICMPForTCP(t *testing.T) {
-	r, err := parseICMPForTCP(labR1, goldenTCPFragNeeded, goldenTCPFragNeededID)
+func TestParseICMPErrorTCP(t *testing.T) {
+	r, err := parseICMPError(labR1, goldenTCPFragNeeded, goldenTCPFragNeededID.quote())
 	if want := (Reply{Outcome: FragNeeded, From: labR1, MTU: 1400, Type: 3, Code: 4}); err != nil || r != want {
 		t.Errorf("golden frag-needed: %+v, %v; want %+v", r, err, want)
 	}
 	te := bytes.Clone(goldenTCPFragNeeded)
 	te[0], te[1] = wire.ICMPTimeExceeded, 0
-	if r, err := parseICMPForTCP(labR1, te, goldenTCPFragNeededID); err != nil || r.Outcome != TimeExceeded {
+	if r, err := parseICMPError(labR1, te, goldenTCPFragNeededID.quote()); err != nil || r.Outcome != TimeExceeded {
 		t.Errorf("time exceeded: %+v, %v", r, err)
 	}
 	other := func(f func(p *TCPProbe)) TCPProbe { p := goldenTCPFragNeededID; f(&p); return p }
@@ -129,7 +129,7 @@ func TestParseICMPForTCP(t *testing.T) {
 		{"quotes an echo", goldenFragNeeded, goldenTCPFragNeededID},
 		{"truncated quote", goldenTCPFragNeeded[:8+20+7], goldenTCPFragNeededID},
 	} {
-		if r, err := parseICMPForTCP(labR1, c.b, c.id); err == nil {
+		if r, err := parseICMPError(labR1, c.b, c.id.quote()); err == nil {
 			t.Errorf("%s: accepted as %+v", c.name, r)
 		}
 	}
@@ -138,7 +138,7 @@ func TestParseICMPForTCP(t *testing.T) {
 func TestTCPParseAllocs(t *testing.T) {
 	n := testing.AllocsPerRun(100, func() {
 		_, _ = parseTCPAnswer(labTarget, goldenTCPReset, goldenTCPProbeID, 60)
-		_, _ = parseICMPForTCP(labR1, goldenTCPFragNeeded, goldenTCPFragNeededID)
+		_, _ = parseICMPError(labR1, goldenTCPFragNeeded, goldenTCPFragNeededID.quote())
 	})
 	if n != 0 {
 		t.Errorf("parsing allocates %.0f times, want 0", n)
@@ -157,7 +157,7 @@ func FuzzParseTCP(f *testing.F) {
 				t.Fatalf("accepted %+v from % x", r, b)
 			}
 		}
-		if r, err := parseICMPForTCP(labR1, b, id); err == nil {
+		if r, err := parseICMPError(labR1, b, id.quote()); err == nil {
 			if r.From != labR1 || r.Outcome == Arrived || len(b) < wire.ICMPHeaderLen+20+8 {
 				t.Fatalf("accepted %+v from % x", r, b)
 			}

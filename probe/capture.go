@@ -6,9 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"syscall"
 	"time"
-	"unsafe"
 
 	"golang.org/x/net/bpf"
 
@@ -25,14 +23,11 @@ const (
 	captureRcvBuf = 4 << 20
 )
 
-// Linux AF_PACKET constants (linux/if_packet.h, linux/if_ether.h); the syscall package
-// has some of them only for some architectures.
+// Offsets and values the capture filter reads. packetOutgoing is Linux's PACKET_OUTGOING
+// (linux/if_packet.h), the packet type of a packet this host sends: here as a number so
+// the filter assembles (and its tests run) on any OS.
 const (
-	ethPIP            = 0x0800
-	packetOutgoing    = 4 // sll_pkttype of a packet this host sends
-	solPacket         = 263
-	packetStatistics  = 6
-	soAttachFilter    = 26
+	packetOutgoing    = 4
 	ipv4SrcOffset     = 12
 	ipv4DstOffset     = 16
 	ipv4ProtoOffset   = 9
@@ -112,49 +107,6 @@ func outgoingSnap(cfg CaptureConfig) uint32 {
 	return 0
 }
 
-// OpenCapture opens a capture in the current network namespace. The filter is attached
-// before the socket is bound, so no unfiltered packet is ever queued. Without root or
-// CAP_NET_RAW the error wraps os.ErrPermission and says so.
-func OpenCapture(cfg CaptureConfig) (*Capture, error) {
-	prog, err := CaptureFilter(cfg)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_DGRAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		err = os.NewSyscallError("socket", err)
-		if errors.Is(err, os.ErrPermission) {
-			return nil, fmt.Errorf("probe: open packet capture: %s: %w", needRaw, err)
-		}
-		return nil, fmt.Errorf("probe: open packet capture: %w", err)
-	}
-	fail := func(op string, err error) (*Capture, error) {
-		syscall.Close(fd)
-		return nil, fmt.Errorf("probe: packet capture: %w", os.NewSyscallError(op, err))
-	}
-	if err := attachFilter(fd, prog); err != nil {
-		return fail("setsockopt SO_ATTACH_FILTER", err)
-	}
-	// Best effort: a smaller buffer only means earlier kernel drops, which Stats reports.
-	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, captureRcvBuf)
-	if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(ethPIP)}); err != nil {
-		return fail("bind", err)
-	}
-	return &Capture{f: os.NewFile(uintptr(fd), "packet:"+cfg.Peer.String()), peer: cfg.Peer, snap: int(cfg.snap())}, nil
-}
-
-func htons(v uint16) uint16 { return v<<8 | v>>8 }
-
-func attachFilter(fd int, prog []bpf.RawInstruction) error {
-	fp := syscall.SockFprog{Len: uint16(len(prog)), Filter: (*syscall.SockFilter)(unsafe.Pointer(&prog[0]))}
-	_, _, e := syscall.Syscall6(syscall.SYS_SETSOCKOPT, uintptr(fd), syscall.SOL_SOCKET, soAttachFilter,
-		uintptr(unsafe.Pointer(&fp)), unsafe.Sizeof(fp), 0)
-	if e != 0 {
-		return e
-	}
-	return nil
-}
-
 // Read reads one packet (from its IP header, at most SnapLen bytes) into b. After Close
 // it returns net.ErrClosed; past a deadline, os.ErrDeadlineExceeded.
 func (c *Capture) Read(b []byte) (int, error) {
@@ -182,26 +134,4 @@ func (c *Capture) Close() error { return c.f.Close() }
 type CaptureStats struct {
 	Packets uint32 // passed the filter
 	Drops   uint32 // passed the filter but the receive buffer was full
-}
-
-// Stats reads and resets the kernel's counters (PACKET_STATISTICS).
-func (c *Capture) Stats() (CaptureStats, error) {
-	sc, err := c.f.SyscallConn()
-	if err != nil {
-		return CaptureStats{}, err
-	}
-	var st CaptureStats
-	var serr syscall.Errno
-	err = sc.Control(func(fd uintptr) {
-		l := uint32(unsafe.Sizeof(st))
-		_, _, serr = syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, solPacket, packetStatistics,
-			uintptr(unsafe.Pointer(&st)), uintptr(unsafe.Pointer(&l)), 0)
-	})
-	if err != nil {
-		return CaptureStats{}, err
-	}
-	if serr != 0 {
-		return CaptureStats{}, os.NewSyscallError("getsockopt PACKET_STATISTICS", serr)
-	}
-	return st, nil
 }

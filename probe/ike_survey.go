@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/ipsecpath/ipsecpath/ike"
@@ -556,27 +555,6 @@ func naturalSize(opts IKEOptions) (int, error) {
 		return 0, fmt.Errorf("probe: ike: %w", err)
 	}
 	return len(m) + 28, nil
-}
-
-// pathMTU is the kernel's route MTU toward target (IP_MTU of a connected socket), 0 if
-// unknown.
-func pathMTU(target netip.Addr, port int) int {
-	c, err := dialIKE(target, port, 0)
-	if err != nil {
-		return 0
-	}
-	defer c.Close()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return 0
-	}
-	mtu := 0
-	_ = rc.Control(func(fd uintptr) {
-		if v, err := syscall.GetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_MTU); err == nil {
-			mtu = v
-		}
-	})
-	return mtu
 }
 
 // Report turns a survey into the report model: one result per exchange ("ikev2:500"),

@@ -16,7 +16,6 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 
 	"github.com/ipsecpath/ipsecpath/probe/wire"
 	"github.com/ipsecpath/ipsecpath/report"
@@ -63,6 +62,9 @@ var ErrLadderNeedsRaw = errors.New("the ladder needs root or CAP_NET_RAW (a raw 
 // TCP SYN and a UDP probe to the same address. When the underlay itself is dead (loopback,
 // route, gateway, or a name that cannot be resolved) the ladder's Stop says what to fix.
 func RunLadder(ctx context.Context, cfg LadderConfig) (*report.Ladder, netip.Addr, error) {
+	if err := routeTableSupported(); err != nil {
+		return nil, netip.Addr{}, err
+	}
 	if cfg.TCPPort == 0 {
 		cfg.TCPPort = LadderTCPPort
 	}
@@ -233,22 +235,6 @@ func routeErr(err error) string {
 		return "network is unreachable"
 	}
 	return err.Error()
-}
-
-// isDefaultGateway reports whether a default route goes via gw.
-func isDefaultGateway(gw netip.Addr) bool {
-	rs, err := netlink.RouteList(nil, netlink.FAMILY_V4)
-	if err != nil {
-		return false
-	}
-	for _, r := range rs {
-		if (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw != nil {
-			if a, ok := netip.AddrFromSlice(r.Gw); ok && a.Unmap() == gw {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // probeAddr decides one rung: ICMP echo first; if silent, a TCP SYN and a UDP probe to a
@@ -457,31 +443,4 @@ func maxTime(a, b time.Time) time.Time {
 type discarding struct {
 	kind string // blackhole, unreachable, prohibit
 	dst  netip.Prefix
-}
-
-// discardRoute finds the most specific blackhole, unreachable or prohibit route covering dst
-// in any routing table: the kernel's route lookup answers such a route with an error only.
-func discardRoute(dst netip.Addr) (discarding, bool) {
-	rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-	if err != nil {
-		return discarding{}, false
-	}
-	var best discarding
-	found := false
-	for _, r := range rs {
-		kind := map[int]string{unix.RTN_BLACKHOLE: "blackhole", unix.RTN_UNREACHABLE: "unreachable", unix.RTN_PROHIBIT: "prohibit"}[r.Type]
-		if kind == "" {
-			continue
-		}
-		p := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-		if r.Dst != nil {
-			a, _ := netip.AddrFromSlice(r.Dst.IP.To4())
-			ones, _ := r.Dst.Mask.Size()
-			p = netip.PrefixFrom(a, ones)
-		}
-		if p.Contains(dst) && (!found || p.Bits() > best.dst.Bits()) {
-			best, found = discarding{kind: kind, dst: p.Masked()}, true
-		}
-	}
-	return best, found
 }

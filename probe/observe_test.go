@@ -140,38 +140,3 @@ func TestObserverRing(t *testing.T) {
 		t.Fatalf("recording allocates %v times", n)
 	}
 }
-
-// The pacer lets a burst go at once, then one packet per interval, and books the fragments
-// of one probe together.
-func TestPacer(t *testing.T) {
-	p := &pacer{interval: 10 * time.Millisecond, burst: 5}
-	now := time.Unix(1000, 0)
-	for i := 0; i < 5; i++ {
-		if at := p.reserve(now, 1); at.After(now) {
-			t.Fatalf("packet %d of the burst waits until %v", i, at.Sub(now))
-		}
-	}
-	if at := p.reserve(now, 1); at.Sub(now) != 10*time.Millisecond {
-		t.Fatalf("6th packet at +%v, want +10ms", at.Sub(now))
-	}
-	if at := p.reserve(now, 3); at.Sub(now) != 40*time.Millisecond {
-		t.Fatalf("3 fragments at +%v, want +40ms (after the 6th)", at.Sub(now))
-	}
-	// After an idle second the full burst is available again, no more.
-	later := now.Add(time.Second)
-	if at := p.reserve(later, 5); at.After(later) {
-		t.Fatalf("burst after idle waits %v", at.Sub(later))
-	}
-	if at := p.reserve(later, 1); at.Sub(later) != 10*time.Millisecond {
-		t.Fatalf("after the burst: +%v, want +10ms", at.Sub(later))
-	}
-	// 100 packets at 100/s take about a second: the rate holds.
-	q := &pacer{interval: 10 * time.Millisecond, burst: 5}
-	var last time.Time
-	for i := 0; i < 100; i++ {
-		last = q.reserve(now, 1)
-	}
-	if d := last.Sub(now); d != 950*time.Millisecond {
-		t.Fatalf("100th packet at +%v, want +950ms", d)
-	}
-}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -93,8 +94,11 @@ func openAgentPMTU(ctx context.Context, cfg PMTUConfig) (_ []*PMTUSearch, err er
 	if err != nil {
 		return nil, err
 	}
-	snd, err := pmtu.OpenRawSender()
+	snd, err := OpenSender(SenderConfig{})
 	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			err = fmt.Errorf("%w: %v", pmtu.ErrPermission, err)
+		}
 		return nil, err
 	}
 	undo = append(undo, snd.Close)
@@ -162,7 +166,7 @@ func stopAgent(ag *AgentClient) error {
 // our raw ICMP socket.
 type agentForward struct {
 	agent    *AgentClient
-	send     *pmtu.RawSender
+	send     *Sender
 	icmp     net.PacketConn
 	src, dst netip.Addr
 	id       ID
@@ -223,8 +227,11 @@ func (f *agentForward) Probe(ctx context.Context, r pmtu.Request) (pmtu.Reply, e
 	if err != nil {
 		return pmtu.Reply{}, err
 	}
+	if err := f.send.pace(ctx, f.dst, 1); err != nil {
+		return pmtu.Reply{}, err
+	}
 	sent := time.Now()
-	if err := f.send.Send(pkt, f.dst); err != nil {
+	if err := f.send.writeTo(f.dst, pkt); err != nil {
 		if errors.Is(err, syscall.EMSGSIZE) {
 			return pmtu.Reply{Outcome: pmtu.LocalTooBig}, nil
 		}
