@@ -54,7 +54,7 @@ type IKEProposalResult struct {
 	Version  int        `json:"version"`
 	Port     int        `json:"port"`
 	Accepted bool       `json:"accepted"`
-	Result   IKEResult  `json:"result"`
+	Result   IKEResult  `json:"result,omitzero"` // absent when Skipped: nothing was sent
 	Outcome  IKEOutcome `json:"outcome,omitempty"`
 	Skipped  string     `json:"skipped,omitempty"` // why it was not offered
 }
@@ -628,10 +628,8 @@ func ikeResultToReport(probe, target string, x IKEResult) report.Result {
 		Evidence: report.Evidence{Size: x.Size, Attempts: x.Attempts, RTTms: x.RTTms, AnsweredBy: x.AnsweredBy,
 			SourcePort: x.SourcePort, DestPort: x.Port, ICMP: x.ICMP, Answer: ikeAnswer(x), ProbeID: x.Nonce,
 			Extra: strings.Join(x.Steps, "; ")}}
-	if !x.Recorded() {
-		// Nothing was sent, or nothing kept: no verdict on the path.
-		res.Verdict = report.Error
-		res.Detail = "IKE: no result was recorded for this probe (an ipsecpath bug: please report it), so it says nothing about the path"
+	if !x.Recorded() { // nothing was sent, or nothing kept: no verdict on the path
+		res.Verdict, res.Detail = report.Error, "IKE: no result was recorded for this probe (an ipsecpath bug: please report it), so it says nothing about the path"
 		return res
 	}
 	switch x.Outcome {

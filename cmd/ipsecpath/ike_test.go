@@ -128,6 +128,25 @@ func TestIKESkippedProposal(t *testing.T) {
 			t.Errorf("%s:\n%s", format, out)
 		}
 	}
+	// In JSON the proposal not offered carries no zero-valued exchange.
+	var b0 strings.Builder
+	if err := writeIKE(&b0, report.FormatJSON, r, s, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		IKE struct {
+			Proposals []map[string]any `json:"proposals"`
+		} `json:"ike"`
+	}
+	if err := json.Unmarshal([]byte(b0.String()), &doc); err != nil || len(doc.IKE.Proposals) != 2 {
+		t.Fatalf("JSON: %v, %d proposals", err, len(doc.IKE.Proposals))
+	}
+	if _, has := doc.IKE.Proposals[1]["result"]; has || doc.IKE.Proposals[1]["skipped"] == nil {
+		t.Errorf("skipped proposal in JSON: %v", doc.IKE.Proposals[1])
+	}
+	if _, has := doc.IKE.Proposals[0]["result"]; !has {
+		t.Errorf("offered proposal in JSON lacks its result: %v", doc.IKE.Proposals[0])
+	}
 	// A result that holds nothing (a bug) is not known, not a silence on the path.
 	empty := &probe.IKESurvey{Target: "203.0.113.10", Exchanges: []probe.IKEResult{{}},
 		Proposals: []probe.IKEProposalResult{{Proposal: gcm, Version: 2, Port: probe.PortIKE}}}
