@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"net/netip"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -243,6 +244,34 @@ func TestProposals(t *testing.T) {
 	p, _ := ParseProposal("aes256gcm16-prfsha256-ecp256")
 	if _, err := p.V1(AuthPSK, 3600); err == nil {
 		t.Error("AEAD accepted for IKEv1")
+	}
+	// NoV1Form names what IKEv1 lacks, and V1's error says the same.
+	for in, want := range map[string]string{
+		"aes256gcm16-prfsha256-ecp256":      "IKEv1 has no AEAD encryption (AES-GCM)",
+		"aes128gcm8-prfsha1-modp2048":       "IKEv1 has no AEAD encryption (AES-GCM)",
+		"chacha20poly1305-prfsha256-x25519": "IKEv1 has no AEAD encryption (ChaCha20-Poly1305)",
+		"aes128ctr-sha256-modp2048":         "IKEv1 has no AES-CTR encryption",
+		"aes128-aesxcbc-modp2048":           "IKEv1 has no AES-XCBC hash",
+		"aes128-sha256-modp2048":            "",
+		"3des-md5-modp1024":                 "",
+	} {
+		p, err := ParseProposal(in)
+		if err != nil {
+			t.Fatalf("%s: %v", in, err)
+		}
+		_, err = p.V1(AuthPSK, 3600)
+		if got := p.NoV1Form(); got != want || (err == nil) != (want == "") || (err != nil && !strings.HasSuffix(err.Error(), ": "+want)) {
+			t.Errorf("%s: NoV1Form %q, V1 error %v; want %q", in, got, err, want)
+		}
+	}
+	// 5 ciphers × 5 hashes × 10 groups fit in one IKEv1 proposal, × 11 groups do not.
+	fit := "aes128-aes192-aes256-3des-des-md5-sha1-sha256-sha384-sha512-modp768-modp1024-modp1536-modp2048-modp3072-modp4096-modp6144-modp8192-ecp256-ecp384"
+	for in, want := range map[string]string{fit: "", fit + "-ecp521": "its IKEv1 form needs 275 transforms (one per cipher, hash and group), more than the 255 an IKEv1 proposal holds"} {
+		p, _ := ParseProposal(in)
+		ts, err := p.V1(AuthPSK, 3600)
+		if got := p.NoV1Form(); got != want || (err == nil) != (want == "") || (want == "" && len(ts) != 250) {
+			t.Errorf("%d groups: NoV1Form %q, %d transforms, error %v; want %q", len(p.Groups), got, len(ts), err, want)
+		}
 	}
 	got := ProposalV2{Transforms: []TransformV2{{TransformENCR, EncrAESCBC, 128}, {TransformINTEG, IntegHMACSHA256128, 0},
 		{TransformPRF, PRFHMACSHA256, 0}, {TransformDH, uint16(Curve25519), 0}}}.String()

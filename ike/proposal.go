@@ -151,8 +151,25 @@ func (p Proposal) V2(n uint8) ProposalV2 {
 
 // V1 returns the proposal as IKEv1 phase-1 transforms, one per combination of encryption,
 // hash and group (as strongSwan does), with the given authentication method and a lifetime
-// in seconds. AEAD ciphers and CTR mode do not exist in IKEv1.
+// in seconds. AEAD ciphers and CTR mode do not exist in IKEv1: the error says why, in the
+// words of NoV1Form.
 func (p Proposal) V1(auth AuthMethod, lifetime uint32) ([]TransformV1, error) {
+	ts, why := p.v1(auth, lifetime)
+	if why != "" {
+		return nil, fmt.Errorf("ike: proposal %q: %s", p.Text, why)
+	}
+	return ts, nil
+}
+
+// NoV1Form says why the proposal cannot be offered in IKEv1, for a person ("IKEv1 has no
+// AEAD encryption (AES-GCM)"), or "" when it can.
+func (p Proposal) NoV1Form() string {
+	_, why := p.v1(AuthPSK, 0)
+	return why
+}
+
+// v1 is V1, with the reason there is no IKEv1 form instead of an error.
+func (p Proposal) v1(auth AuthMethod, lifetime uint32) ([]TransformV1, string) {
 	var ts []TransformV1
 	for _, e := range p.Encr {
 		var v1 uint16
@@ -162,15 +179,16 @@ func (p Proposal) V1(auth AuthMethod, lifetime uint32) ([]TransformV1, error) {
 			}
 		}
 		if v1 == 0 {
-			return nil, fmt.Errorf("ike: proposal %q: %s has no IKEv1 form", p.Text, e)
+			return nil, noV1Cipher(e)
 		}
 		for _, h := range p.Hash {
 			if h == 0 {
-				return nil, fmt.Errorf("ike: proposal %q: integrity without an IKEv1 hash", p.Text)
+				return nil, "IKEv1 has no AES-XCBC hash"
 			}
 			for _, g := range p.Groups {
 				if len(ts) == 255 {
-					return nil, fmt.Errorf("ike: proposal %q: more than 255 IKEv1 transforms", p.Text)
+					n := len(p.Encr) * len(p.Hash) * len(p.Groups)
+					return nil, fmt.Sprintf("its IKEv1 form needs %d transforms (one per cipher, hash and group), more than the 255 an IKEv1 proposal holds", n)
 				}
 				attrs := []Attribute{TV(AttrEncryption, v1)}
 				if e.KeyLength != 0 {
@@ -182,7 +200,20 @@ func (p Proposal) V1(auth AuthMethod, lifetime uint32) ([]TransformV1, error) {
 			}
 		}
 	}
-	return ts, nil
+	return ts, ""
+}
+
+// noV1Cipher says why an encryption transform has no IKEv1 form.
+func noV1Cipher(e TransformV2) string {
+	switch e.ID {
+	case EncrAESGCM16, EncrAESGCM12, EncrAESGCM8:
+		return "IKEv1 has no AEAD encryption (AES-GCM)"
+	case EncrChaCha20Poly:
+		return "IKEv1 has no AEAD encryption (ChaCha20-Poly1305)"
+	case EncrAESCTR:
+		return "IKEv1 has no AES-CTR encryption"
+	}
+	return fmt.Sprintf("%s has no IKEv1 form", e)
 }
 
 var encNamesV2 = map[uint16]string{2: "des", EncrAESCBC: "aes", EncrAESCTR: "aes", EncrAESGCM16: "aes", EncrAESGCM12: "aes",

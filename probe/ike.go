@@ -129,8 +129,17 @@ func (r *IKEResult) Arrived() bool {
 	return r.Answered() || (r.Outcome == IKEGatewaySilent && r.AnsweredBy != "")
 }
 
-// Name is "IKEv2 on UDP 500" and the like.
-func (r *IKEResult) Name() string { return fmt.Sprintf("IKEv%d on UDP %d", r.Version, r.Port) }
+// Name is "IKEv2 on UDP 500" and the like ("IKE (no exchange recorded)" for the zero result).
+func (r *IKEResult) Name() string {
+	if r.Version == 0 || r.Port == 0 {
+		return "IKE (no exchange recorded)"
+	}
+	return fmt.Sprintf("IKEv%d on UDP %d", r.Version, r.Port)
+}
+
+// Recorded reports whether r holds an exchange's outcome. The zero IKEResult (a proposal
+// not offered, a job that never ran) does not, and is no verdict on the path.
+func (r *IKEResult) Recorded() bool { return r.Outcome != "" && r.Version != 0 && r.Port != 0 }
 
 // IKEOverhead returns the bytes a request carries besides the IKE message: IPv4 and UDP
 // headers, and the non-ESP marker on 4500.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -53,7 +54,7 @@ type IKEProposalResult struct {
 	Version  int        `json:"version"`
 	Port     int        `json:"port"`
 	Accepted bool       `json:"accepted"`
-	Result   IKEResult  `json:"result"`
+	Result   IKEResult  `json:"result,omitzero"` // absent when Skipped: nothing was sent
 	Outcome  IKEOutcome `json:"outcome,omitempty"`
 	Skipped  string     `json:"skipped,omitempty"` // why it was not offered
 }
@@ -171,9 +172,8 @@ func (sv *ikeSurveyRun) proposals() error {
 	var slot []int // index in s.Proposals of each job's result
 	for _, v := range o.Versions {
 		for _, p := range o.Proposals {
-			if _, err := p.V1(ike.AuthPSK, 28800); v == 1 && err != nil {
-				s.Proposals = append(s.Proposals, IKEProposalResult{Proposal: p.Text, Version: 1, Port: o.Ports[0],
-					Skipped: "no IKEv1 form (AEAD or CTR ciphers exist only in IKEv2)"})
+			if why := ikeV1Skip(p, o.Versions); v == 1 && why != "" {
+				s.Proposals = append(s.Proposals, IKEProposalResult{Proposal: p.Text, Version: 1, Port: o.Ports[0], Skipped: why})
 				continue
 			}
 			j := sv.base
@@ -185,6 +185,17 @@ func (sv *ikeSurveyRun) proposals() error {
 			slot = append(slot, len(s.Proposals))
 			s.Proposals = append(s.Proposals, IKEProposalResult{Proposal: p.Text, Version: v, Port: o.Ports[0]})
 		}
+	}
+	if len(jobs) == 0 {
+		var why []string
+		for _, p := range s.Proposals {
+			why = append(why, p.Proposal+": "+p.Skipped)
+		}
+		what := "in the versions asked for"
+		if slices.Equal(o.Versions, []int{1}) {
+			what = "in IKEv1, the only version asked for"
+		}
+		return fmt.Errorf("probe: ike: no proposal can be offered %s (%s)", what, strings.Join(why, "; "))
 	}
 	o.Progress("offering %d proposals one at a time", len(jobs))
 	// One at a time (ikeProposalsInFlight): every offer makes a half-open SA on the
@@ -211,6 +222,16 @@ func (sv *ikeSurveyRun) proposals() error {
 		}
 	}
 	return nil
+}
+
+// ikeV1Skip says why p is not offered in IKEv1 (ike.Proposal.NoV1Form, and that it is
+// offered in IKEv2 only when versions has 2), or "" when it is offered.
+func ikeV1Skip(p ike.Proposal, versions []int) string {
+	why := p.NoV1Form()
+	if why != "" && slices.Contains(versions, 2) {
+		why += "; offered in IKEv2 only"
+	}
+	return why
 }
 
 // exchanges runs one exchange per version and port, then the size search.
@@ -569,6 +590,11 @@ func (s *IKESurvey) Report(started time.Time) *report.Report {
 		r.Add(ikeResultToReport(fmt.Sprintf("ikev%d:%d", x.Version, x.Port), s.Target, x))
 	}
 	for _, p := range s.Proposals {
+		if p.Skipped != "" {
+			r.Add(report.Result{Probe: fmt.Sprintf("ikev%d:%d %s", p.Version, p.Port, p.Proposal), Direction: report.Forward,
+				Verdict: report.Skipped, Detail: "not offered: " + p.Skipped, Evidence: report.Evidence{DestPort: p.Port}})
+			continue
+		}
 		res := ikeResultToReport(fmt.Sprintf("ikev%d:%d %s", p.Version, p.Port, p.Proposal), s.Target, p.Result)
 		switch {
 		case p.Accepted:
@@ -602,6 +628,10 @@ func ikeResultToReport(probe, target string, x IKEResult) report.Result {
 		Evidence: report.Evidence{Size: x.Size, Attempts: x.Attempts, RTTms: x.RTTms, AnsweredBy: x.AnsweredBy,
 			SourcePort: x.SourcePort, DestPort: x.Port, ICMP: x.ICMP, Answer: ikeAnswer(x), ProbeID: x.Nonce,
 			Extra: strings.Join(x.Steps, "; ")}}
+	if !x.Recorded() { // nothing was sent, or nothing kept: no verdict on the path
+		res.Verdict, res.Detail = report.Error, "IKE: no result was recorded for this probe (an ipsecpath bug: please report it), so it says nothing about the path"
+		return res
+	}
 	switch x.Outcome {
 	case IKEAccepted:
 		res.Verdict = report.Pass

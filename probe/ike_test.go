@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -420,11 +421,93 @@ func TestIKESurveySucceeded(t *testing.T) {
 		{"one proposal accepted, one refused", IKESurvey{Proposals: []IKEProposalResult{{Result: refused}, {Result: ok, Accepted: true}}}, false, true},
 		{"no proposal accepted", IKESurvey{Proposals: []IKEProposalResult{{Result: refused}}}, false, false},
 		{"a proposal unanswered", IKESurvey{Proposals: []IKEProposalResult{{Result: ok, Accepted: true}, {Result: silent}}}, false, false},
+		{"a proposal accepted in IKEv2, not offered in IKEv1 (AEAD)", IKESurvey{Proposals: []IKEProposalResult{{Proposal: "aes256gcm16-prfsha256-ecp256", Version: 2, Port: PortIKE, Result: ok, Accepted: true},
+			{Proposal: "aes256gcm16-prfsha256-ecp256", Version: 1, Port: PortIKE, Skipped: "IKEv1 has no AEAD encryption (AES-GCM); offered in IKEv2 only"}}}, false, true},
 	} {
 		c.s.Target = "203.0.113.10"
 		r := c.s.Report(time.Now())
 		if got := c.s.Succeeded(r, c.stateless); got != c.want {
 			t.Errorf("%s: %v, want %v (summary %+v)", c.name, got, c.want, r.Summary)
 		}
+	}
+}
+
+// TestIKESurveyReportSkipped: a proposal with no IKEv1 form is not offered in IKEv1, and the
+// report says so with a skipped row naming it and why; it never renders as a silent
+// "IKEv0 on UDP 0" nor counts as a failure. A result that holds nothing (a bug) is an error
+// row, not a verdict about the path.
+func TestIKESurveyReportSkipped(t *testing.T) {
+	gcm, err := ike.ParseProposal("aes256gcm16-prfsha256-ecp256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := IKEResult{Version: 2, Port: PortIKE, Outcome: IKEAccepted, Chosen: "aes128-sha256-prfsha256-modp2048", Attempts: 1, Size: 300}
+	okV1 := IKEResult{Version: 1, Port: PortIKE, Outcome: IKEAccepted, Chosen: "aes128-sha256-modp2048", Attempts: 1, Size: 200}
+	refused := IKEResult{Version: 2, Port: PortIKE, Outcome: IKERefused, Notify: "NO_PROPOSAL_CHOSEN", Attempts: 1, Size: 300}
+	s := &IKESurvey{Target: "203.0.113.10", Proposals: []IKEProposalResult{
+		{Proposal: gcm.Text, Version: 2, Port: PortIKE, Result: refused, Outcome: refused.Outcome},
+		{Proposal: "aes128-sha256-modp2048", Version: 2, Port: PortIKE, Result: ok, Outcome: ok.Outcome, Accepted: true},
+		{Proposal: gcm.Text, Version: 1, Port: PortIKE, Skipped: ikeV1Skip(gcm, []int{2, 1})},
+		{Proposal: "aes128-sha256-modp2048", Version: 1, Port: PortIKE, Result: okV1, Outcome: okV1.Outcome, Accepted: true},
+	}}
+	r := s.Report(time.Now())
+	var skip *report.Result
+	for i, res := range r.Results {
+		if strings.Contains(res.Detail, "IKEv0") || strings.Contains(res.Detail, "UDP 0") || res.Verdict == report.Dropped {
+			t.Errorf("row %s: %s %q", res.Probe, res.Verdict, res.Detail)
+		}
+		if res.Probe == "ikev1:500 "+gcm.Text {
+			skip = &r.Results[i]
+		}
+	}
+	if skip == nil {
+		t.Fatalf("no row for the skipped proposal: %+v", r.Results)
+	}
+	if want := "not offered: IKEv1 has no AEAD encryption (AES-GCM); offered in IKEv2 only"; skip.Verdict != report.Skipped || skip.Detail != want {
+		t.Errorf("skipped proposal: %s %q, want skipped %q", skip.Verdict, skip.Detail, want)
+	}
+	if r.Summary.Fail != 0 || r.Summary.Skipped != 1 || !s.Succeeded(r, false) {
+		t.Errorf("summary %+v, succeeded %v: want no failure, one skip, success", r.Summary, s.Succeeded(r, false))
+	}
+	if got := ikeV1Skip(gcm, []int{1}); got != "IKEv1 has no AEAD encryption (AES-GCM)" {
+		t.Errorf("IKEv1 only: %q", got)
+	}
+
+	// Results that hold nothing: an error each, no verdict, no made-up numbers.
+	empty := &IKESurvey{Target: "203.0.113.10", Exchanges: []IKEResult{{}},
+		Proposals: []IKEProposalResult{{Proposal: "aes128-sha256-modp2048", Version: 1, Port: PortIKE}}}
+	r = empty.Report(time.Now())
+	if len(r.Results) != 2 {
+		t.Fatalf("%d rows, want 2", len(r.Results))
+	}
+	for _, res := range r.Results {
+		if res.Verdict != report.Error || strings.Contains(res.Detail, "IKEv0") || strings.Contains(res.Detail, "UDP 0") ||
+			strings.Contains(res.Detail, "0 sends") || !strings.Contains(res.Detail, "says nothing about the path") {
+			t.Errorf("empty result %s: %s %q, want an error saying nothing about the path", res.Probe, res.Verdict, res.Detail)
+		}
+	}
+	if empty.Succeeded(r, false) {
+		t.Error("a survey of empty results succeeded")
+	}
+	if x := (IKEResult{}); strings.Contains(x.Name(), "IKEv0") || strings.Contains(x.Name(), "UDP 0") {
+		t.Errorf("zero result's name: %q", x.Name())
+	}
+}
+
+// TestSurveyIKENothingToOffer: IKEv1 only, with proposals that have no IKEv1 form, offers
+// nothing: SurveyIKE says why before sending anything.
+func TestSurveyIKENothingToOffer(t *testing.T) {
+	gcm, err := ike.ParseProposals("aes256gcm16-prfsha256-ecp256,chacha20poly1305-prfsha256-x25519")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress []string
+	s, err := SurveyIKE(context.Background(), netip.MustParseAddr("127.0.0.1"), IKESurveyOptions{Versions: []int{1}, Proposals: gcm,
+		Progress: func(f string, a ...any) { progress = append(progress, fmt.Sprintf(f, a...)) }})
+	if err == nil || !strings.Contains(err.Error(), "IKEv1 has no AEAD encryption (AES-GCM)") || !strings.Contains(err.Error(), "ChaCha20-Poly1305") {
+		t.Fatalf("survey %+v, error %v: want an error naming what IKEv1 lacks", s, err)
+	}
+	if len(progress) != 0 {
+		t.Errorf("progress %q: nothing should have been probed", progress)
 	}
 }

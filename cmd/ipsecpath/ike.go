@@ -85,6 +85,8 @@ leaves no half-open SAs behind; strongSwan ignores a peer that has 5 of them.
 --proposals LIST offers each proposal of a comma-separated list (strongSwan syntax, e.g.
 aes256-sha256-modp2048) on its own and says which the gateway accepts; IKEv2 proposals are
 tested with a decoy key-exchange group, so an accepted one shows as INVALID_KE_PAYLOAD.
+A proposal IKEv1 cannot express (AEAD such as aes256gcm16, AES-CTR, AES-XCBC) is not
+offered in IKEv1: it is listed as "not offered" with the reason, and is no failure.
 --auth (IKEv1): psk, rsa, kerberos (GSS-API, the value Windows uses: 65001) or a number.
 --stateless asks every exchange for such an immediate refusal too: it proves the gateway
 receives IKE and answers, without a chosen proposal, and can be repeated without limit.
@@ -100,7 +102,7 @@ for a ticket or a CI system; --out FILE also writes the result to FILE (its form
 extension: .json, .md, .xml, .txt), e.g. for 'ipsecpath diff'.
 
 Exit status: 0 when every exchange asked for was answered and accepted (--stateless:
-answered, a COOKIE included; with --proposals: every proposal answered and at least one accepted) and no
+answered, a COOKIE included; with --proposals: every proposal offered answered and at least one accepted) and no
 result failed (summary.fail is 0: a size search that finds fragments dropped fails), 1
 otherwise, 2 on a usage error.`
 
@@ -307,6 +309,9 @@ func ikeResolveTarget(ctx context.Context, s string) (netip.Addr, error) {
 	return a, nil
 }
 
+// ikeNotRecorded is what the text says of a result that holds nothing (probe.IKEResult.Recorded).
+const ikeNotRecorded = "no result was recorded (an ipsecpath bug: please report it), so this says nothing about the path"
+
 // printIKE writes the survey for a person.
 func printIKE(w io.Writer, s *probe.IKESurvey, took time.Duration) {
 	fmt.Fprintf(w, "IKE toward %s\n", s.Target)
@@ -324,6 +329,8 @@ func printIKE(w io.Writer, s *probe.IKESurvey, took time.Duration) {
 			switch {
 			case p.Skipped != "":
 				verdict = "not offered: " + p.Skipped
+			case !p.Result.Recorded():
+				verdict = "NOT KNOWN: " + ikeNotRecorded
 			case p.Accepted:
 				verdict = "accepted"
 				if p.Result.Chosen == "" && p.Result.WantedGroup != "" {
@@ -363,6 +370,10 @@ func printIKE(w io.Writer, s *probe.IKESurvey, took time.Duration) {
 }
 
 func printIKEExchange(w io.Writer, target string, x probe.IKEResult) {
+	if !x.Recorded() {
+		fmt.Fprintf(w, "%s: NOT KNOWN: %s\n\n", x.Name(), ikeNotRecorded)
+		return
+	}
 	name := x.Name()
 	switch x.Outcome {
 	case probe.IKEAccepted:

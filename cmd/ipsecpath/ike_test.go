@@ -29,6 +29,8 @@ func TestIKEUsageErrors(t *testing.T) {
 		{"ike", "203.0.113.10", "--auth", "telepathy"},
 		{"ike", "203.0.113.10", "--proposals", "rot13-sha1-modp2048"},
 		{"ike", "203.0.113.10", "--proposals", "aes128-sha256-modp2048", "--stateless"},
+		// Nothing to offer: IKEv1 has no AEAD; refused before anything is sent.
+		{"ike", "127.0.0.1", "--version", "1", "--proposals", "aes256gcm16-prfsha256-ecp256"},
 		{"ike", "203.0.113.10", "--timeout", "1ns"},
 		{"ike", "203.0.113.10", "--bogus"},
 		{"ike", "203.0.113.10", "--format", "yaml"},
@@ -104,6 +106,57 @@ func TestIKEExitCode(t *testing.T) {
 	}
 }
 
+// TestIKESkippedProposal: a proposal not offered in IKEv1 (AEAD) reads as such in every
+// format, never as a silent "IKEv0 on UDP 0", and does not fail the run.
+func TestIKESkippedProposal(t *testing.T) {
+	const gcm = "aes256gcm16-prfsha256-ecp256"
+	ok := probe.IKEResult{Version: 2, Port: probe.PortIKE, Outcome: probe.IKEAccepted, WantedGroup: "ECP_256", Size: 300, Attempts: 1}
+	s := &probe.IKESurvey{Target: "203.0.113.10", Proposals: []probe.IKEProposalResult{
+		{Proposal: gcm, Version: 2, Port: probe.PortIKE, Result: ok, Outcome: ok.Outcome, Accepted: true},
+		{Proposal: gcm, Version: 1, Port: probe.PortIKE, Skipped: "IKEv1 has no AEAD encryption (AES-GCM); offered in IKEv2 only"}}}
+	r := s.Report(time.Now())
+	if code := ikeExitCode(s, r, false); code != exitOK {
+		t.Errorf("exit %d, want %d (summary %+v)", code, exitOK, r.Summary)
+	}
+	for _, format := range []string{report.FormatText, report.FormatJSON, report.FormatMarkdown, report.FormatJUnit} {
+		var b strings.Builder
+		if err := writeIKE(&b, format, r, s, time.Second); err != nil {
+			t.Fatal(err)
+		}
+		out := b.String()
+		if strings.Contains(out, "IKEv0") || strings.Contains(out, "UDP 0") || strings.Contains(out, "dropped") || !strings.Contains(out, "IKEv1 has no AEAD encryption (AES-GCM)") {
+			t.Errorf("%s:\n%s", format, out)
+		}
+	}
+	// In JSON the proposal not offered carries no zero-valued exchange.
+	var b0 strings.Builder
+	if err := writeIKE(&b0, report.FormatJSON, r, s, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		IKE struct {
+			Proposals []map[string]any `json:"proposals"`
+		} `json:"ike"`
+	}
+	if err := json.Unmarshal([]byte(b0.String()), &doc); err != nil || len(doc.IKE.Proposals) != 2 {
+		t.Fatalf("JSON: %v, %d proposals", err, len(doc.IKE.Proposals))
+	}
+	if _, has := doc.IKE.Proposals[1]["result"]; has || doc.IKE.Proposals[1]["skipped"] == nil {
+		t.Errorf("skipped proposal in JSON: %v", doc.IKE.Proposals[1])
+	}
+	if _, has := doc.IKE.Proposals[0]["result"]; !has {
+		t.Errorf("offered proposal in JSON lacks its result: %v", doc.IKE.Proposals[0])
+	}
+	// A result that holds nothing (a bug) is not known, not a silence on the path.
+	empty := &probe.IKESurvey{Target: "203.0.113.10", Exchanges: []probe.IKEResult{{}},
+		Proposals: []probe.IKEProposalResult{{Proposal: gcm, Version: 2, Port: probe.PortIKE}}}
+	var b strings.Builder
+	printIKE(&b, empty, time.Second)
+	if out := b.String(); strings.Contains(out, "IKEv0") || strings.Contains(out, "NO ANSWER") || strings.Count(out, "NOT KNOWN: no result was recorded") != 2 {
+		t.Errorf("empty results:\n%s", out)
+	}
+}
+
 // TestIKELab runs the command against the lab's strongSwan: clean answers (exit 0), the
 // text names the chosen proposals, vendor IDs and fragmentation support; udp500-drop
 // exits 1 and says NO ANSWER on 500 only.
@@ -121,6 +174,11 @@ func TestIKELab(t *testing.T) {
 		// is 1, and the exit status says so.
 		{"frag-drop", []string{"--max-size", "3000"}, exitFail, []string{"4 of 4 exchanges answered", "the path drops IP fragments",
 			"not answered      1501 bytes and above"}},
+		// AEAD has no IKEv1 form: not offered in IKEv1, said so, and no failure; the lab's
+		// IKE proposals are AES-CBC only, so IKEv2 refuses it and the other one is accepted.
+		{"clean", []string{"--proposals", "aes256gcm16-prfsha256-ecp256,aes128-sha256-modp2048", "--version", "both"}, exitOK,
+			[]string{"not offered: IKEv1 has no AEAD encryption (AES-GCM); offered in IKEv2 only", "NOT ACCEPTED (NO_PROPOSAL_CHOSEN)",
+				"aes128-sha256-modp2048            accepted"}},
 		{"udp500-drop", []string{"--search=false"}, exitFail, []string{"IKEv2 on UDP 500   NO ANSWER after 3 sends", "IKEv1 on UDP 500   NO ANSWER",
 			"IKEv2 on UDP 4500  answered", "IKEv1 on UDP 4500  answered", "2 of 4 exchanges answered"}},
 	} {
@@ -142,6 +200,9 @@ func TestIKELab(t *testing.T) {
 				if !strings.Contains(out, w) {
 					t.Errorf("output lacks %q", w)
 				}
+			}
+			if strings.Contains(out, "IKEv0") || strings.Contains(out, "UDP 0") {
+				t.Error("output names an exchange that never ran")
 			}
 			if t.Failed() {
 				t.Logf("output:\n%s", out)
