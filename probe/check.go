@@ -193,8 +193,10 @@ type checkRun struct {
 	pmtu    func(context.Context) (*report.PathMTU, error) // the prepared pmtu search
 	revPMTU func(context.Context) (*report.PathMTU, error) // the prepared reverse pmtu search
 
-	sendMu sync.Mutex // one forward sequence at a time: fwdPk is the buffer on the wire
-	fwdPk  Packets
+	sendMu   sync.Mutex // one forward sequence at a time: fwdPk is the buffer on the wire
+	fwdPk    Packets
+	fwdQueue []*pending // waiting for the forward sender (r.mu; see forward)
+	fwdBusy  bool       // a forward sender runs (r.mu)
 
 	pcapMu      sync.Mutex // the records for cfg.Pcap (pcapnote.go)
 	pcapRecs    []pcapRec
@@ -530,6 +532,32 @@ func (r *checkRun) newAttempt(p *pending, pk *Packets) (nonce uint32, err error)
 	return nonce, nil
 }
 
+// forward hands ps to the forward sender: one goroutine sends, in order, and takes what was
+// queued meanwhile before it returns (no goroutine waits its turn on a lock: a fake clock
+// could not tell that one from a goroutine at work).
+func (r *checkRun) forward(ctx context.Context, wg *sync.WaitGroup, ps []*pending) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fwdQueue = append(r.fwdQueue, ps...)
+	if r.fwdBusy {
+		return
+	}
+	r.fwdBusy = true
+	r.spawn(wg, func() {
+		for {
+			r.mu.Lock()
+			batch := r.fwdQueue
+			r.fwdQueue = nil
+			r.fwdBusy = len(batch) > 0
+			r.mu.Unlock()
+			if len(batch) == 0 {
+				return
+			}
+			r.sendForward(ctx, batch)
+		}
+	})
+}
+
 // sendForward sends one attempt of each of ps (forward), paced by the sender.
 func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 	r.sendMu.Lock()
@@ -645,7 +673,10 @@ func (r *checkRun) run(ctx context.Context) error {
 	if len(revUDP) > 0 {
 		r.progress("reverse-udp")
 		r.queue(revUDP)
-		r.sendReverse(ctx, revUDP, reverseUDPAttempts)
+		// On a goroutine of the clock, like every other send, and waited for.
+		var burst sync.WaitGroup
+		r.spawn(&burst, func() { r.sendReverse(ctx, revUDP, reverseUDPAttempts) })
+		r.clk.Join(&burst)
 		if r.agent != nil && ctx.Err() == nil {
 			// The burst must be gone before our own UDP 500/4500 leaves; the agent returns
 			// when it has sent, so only the wire time remains.
@@ -654,7 +685,7 @@ func (r *checkRun) run(ctx context.Context) error {
 	}
 	m := r.startMain(ctx, fwd, revRest, pm, pmRev)
 	m.held = held
-	defer m.stop()
+	defer r.stop(m)
 	r.progress("probing")
 	for !r.step(m) {
 		select {
@@ -726,7 +757,7 @@ func (r *checkRun) startMain(ctx context.Context, fwd, revRest []*pending, pm, p
 		m.wakes[i] = o.Wake()
 	}
 	r.queue(fwd)
-	r.spawn(&m.wg, func() { r.sendForward(m.ctx, fwd) })
+	r.forward(m.ctx, &m.wg, fwd)
 	if len(revRest) > 0 {
 		r.queue(revRest)
 		r.spawn(&m.wg, func() { r.sendReverse(m.rctx, revRest, 1) })
@@ -748,11 +779,11 @@ func (r *checkRun) spawn(wg *sync.WaitGroup, f func()) {
 
 // stop ends whatever the main phase still runs; nothing of it may outlive the run (r.close
 // releases what it uses).
-func (m *mainPhase) stop() {
+func (r *checkRun) stop(m *mainPhase) {
 	m.cancel()
 	m.rcancel()
 	m.pcancel()
-	m.wg.Wait()
+	r.clk.Join(&m.wg)
 }
 
 // step reads what arrived, sends what is due, and reports whether the main phase is over.
@@ -813,7 +844,7 @@ func (r *checkRun) release(m *mainPhase, now time.Time) {
 func (r *checkRun) retry(m *mainPhase, now time.Time) {
 	fwd, rev := r.due(now)
 	if len(fwd) > 0 {
-		r.spawn(&m.wg, func() { r.sendForward(m.ctx, fwd) })
+		r.forward(m.ctx, &m.wg, fwd)
 	}
 	if len(rev) > 0 {
 		r.spawn(&m.wg, func() { r.sendReverse(m.rctx, rev, 1) })
@@ -829,7 +860,7 @@ func (r *checkRun) finish(m *mainPhase) error {
 		m.rcancel() // the session is broken: reverse requests cannot be answered
 		m.pcancel() // nor can the reverse search's; and an interrupted run reports nothing
 	}
-	m.wg.Wait() // nothing of this run may outlive it: r.close releases what they use
+	r.clk.Join(&m.wg) // nothing of this run may outlive it: r.close releases what they use
 	switch {
 	case m.agentErr != nil:
 		return envErr("%w", m.agentErr)

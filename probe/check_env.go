@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 )
 
@@ -44,13 +45,15 @@ type checkAgent interface {
 	Clock() ClockEstimate
 }
 
-// schedClock is the run's time source. Go starts a goroutine of the run: the real clock
-// just starts it; a fake clock counts it, and lets time pass only when every goroutine it
-// started has returned and the run waits on After, so a fake run is deterministic.
+// schedClock is the run's time source. Go starts a goroutine of the run, and Join waits
+// for those counted in wg: the real clock just starts it and waits; a fake clock counts
+// them, and lets time pass only when every goroutine it started has returned or waits on
+// it and the run waits on After or in Join, so a fake run is deterministic.
 type schedClock interface {
 	Now() time.Time
 	After(d time.Duration) <-chan time.Time
 	Go(f func())
+	Join(wg *sync.WaitGroup)
 }
 
 // checkEnv opens what a check runs on. Check uses realEnv; the fields are exported so that
@@ -73,6 +76,7 @@ type wallClock struct{}
 func (wallClock) Now() time.Time                         { return time.Now() }
 func (wallClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 func (wallClock) Go(f func())                            { go f() }
+func (wallClock) Join(wg *sync.WaitGroup)                { wg.Wait() }
 
 // realEnv is the raw sockets, the captures and the agent's control session.
 func realEnv() checkEnv {
