@@ -255,7 +255,9 @@ func TestSchedFastPathEndsEarly(t *testing.T) {
 func TestSchedSlowJitteryPath(t *testing.T) {
 	for seed := int64(1); seed <= 20; seed++ {
 		rng := rand.New(rand.NewSource(seed))
-		jitter := func() time.Duration { return 200*time.Millisecond + time.Duration(rng.Int63n(int64(200*time.Millisecond))) }
+		jitter := func() time.Duration {
+			return 200*time.Millisecond + time.Duration(rng.Int63n(int64(200*time.Millisecond)))
+		}
 		n := fakeNet(0, func(_ probe.ID, _ bool, _ int, f *probetest.Fate) { f.RTT = jitter() })
 		n.CtlRTT = jitter
 		rep, err, _ := fakeCheck(context.Background(), t, n, probe.CheckConfig{})
