@@ -95,52 +95,6 @@ func TestClassifyAnswers(t *testing.T) {
 	}
 }
 
-// Every fragment maps to its probe, even when the first fragment is lost, and fragments of
-// other traffic do not.
-func TestCorrelator(t *testing.T) {
-	var out Packets
-	if err := Build(AHFrag, params(AHFrag), &out); err != nil {
-		t.Fatal(err)
-	}
-	seen := wireSeen(t, out.Wire)
-	c := newCorrelator()
-	// Without Expect, a later fragment maps once its first fragment was seen.
-	if _, ok := c.Match(&seen[1]); ok {
-		t.Fatal("non-first fragment matched before anything was known")
-	}
-	for i := range seen {
-		m, ok := c.Match(&seen[i])
-		if !ok || m.ID != AHFrag || m.Nonce != tNonce || m.Kind != KindProbe {
-			t.Fatalf("fragment %d: %+v %v", i, m, ok)
-		}
-	}
-	// With Expect, the first fragment may be lost; a NAT'd source still maps by (proto, id).
-	c = newCorrelator()
-	c.Expect(&out)
-	last := seen[len(seen)-1]
-	last.Src = tDst
-	if m, ok := c.Match(&last); !ok || m.ID != AHFrag {
-		t.Fatalf("expected fragment: %+v %v", m, ok)
-	}
-	other := last
-	other.IPID++
-	if _, ok := c.Match(&other); ok {
-		t.Fatal("fragment of another datagram matched")
-	}
-	// An ICMP error quoting only the IP header and 8 bytes of a UDP probe maps by IP ID.
-	if err := Build(NATTFrag, params(NATTFrag), &out); err != nil {
-		t.Fatal(err)
-	}
-	c.Expect(&out)
-	icmp := make([]byte, 8+28)
-	icmp[0], icmp[1] = wire.ICMPUnreach, wire.CodeAdminProhibited
-	copy(icmp[8:], out.Wire[0][:28])
-	s := Seen{Src: tSrc, Proto: ProtoICMP, Head: icmp}
-	if m, ok := c.Match(&s); !ok || m.ID != NATTFrag || m.Kind != KindICMPError || m.Nonce != tNonce {
-		t.Fatalf("ICMP error by IP ID: %+v %v", m, ok)
-	}
-}
-
 func wireSeen(t *testing.T, pkts [][]byte) []Seen {
 	t.Helper()
 	var out []Seen
