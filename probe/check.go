@@ -558,6 +558,30 @@ func (r *checkRun) forward(ctx context.Context, wg *sync.WaitGroup, ps []*pendin
 	})
 }
 
+// reverseLeft is when a reverse probe requested at asked left the agent, on our clock, as
+// late as it can have been: the agent's send time less its clock's offset, plus the
+// offset's error and the pacing of the probe's packets. The agent returns once it has
+// sent, so now bounds it; so does now alone when the agent does not say, or its clock is
+// not known yet.
+func (r *checkRun) reverseLeft(asked time.Time, res ReverseResult, clock ClockEstimate) time.Time {
+	now := r.clk.Now()
+	if res.Sent.IsZero() || clock.Samples == 0 {
+		return now
+	}
+	pace := r.cfg.Pace
+	if pace <= 0 {
+		pace = DefaultRate
+	}
+	left := res.Sent.Add(-clock.Offset).Add(clock.Error + time.Duration(res.Packets)*time.Second/time.Duration(pace))
+	switch {
+	case left.After(now):
+		return now
+	case left.Before(asked):
+		return asked
+	}
+	return left
+}
+
 // sendForward sends one attempt of each of ps (forward), paced by the sender.
 func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 	r.sendMu.Lock()
@@ -636,11 +660,13 @@ func (r *checkRun) sendReverse(ctx context.Context, ps []*pending, attempts int)
 	for len(req) > 0 {
 		n := min(len(req), MaxReverseProbes)
 		res, err := r.agent.SendReverse(ctx, req[:n], r.cfg.Pace)
+		clock := r.agent.Clock()
 		r.mu.Lock()
-		now := r.clk.Now() // the agent returns once it has sent: its probes left by now
 		for i := range n {
 			p := refs[i]
-			p.sentAt[nums[i]-1] = now
+			if err == nil && i < len(res) {
+				p.sentAt[nums[i]-1] = r.reverseLeft(p.sentAt[nums[i]-1], res[i], clock)
+			}
 			switch {
 			case err != nil && ctx.Err() == nil:
 				if p.out.Err == nil {
