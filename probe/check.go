@@ -86,7 +86,8 @@ type CheckConfig struct {
 	// ports (nil: DefaultTCPPorts).
 	Probes   []ID
 	TCPPorts []int
-	// Timeout is how long to wait for answers (0: DefaultCheckTimeout).
+	// Timeout is the longest wait for answers (0: DefaultCheckTimeout); a run whose
+	// answers come back fast waits less (check_rto.go).
 	Timeout time.Duration
 	// Pace is packets per second toward the target, and asked of the agent for reverse
 	// probes (0: DefaultRate).

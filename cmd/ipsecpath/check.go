@@ -192,7 +192,7 @@ func runCheck(ctx context.Context, e *env, args []string) int {
 	af := addAgentFlags(fs, "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
 	probes := fs.String("probes", "all", "comma-separated probe `LIST` (ike,ike-frag,natt,natt-frag,esp,esp-frag,ah,ah-frag,icmp-large,tcp:PORT,tcp,pmtu,all; also udp:PORT, udp:PORT-frag, l2tp, l2tp-frag, tls:PORT)")
 	tcp := fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
-	timeout := fs.Duration("timeout", probe.DefaultCheckTimeout, "how long to wait for answers (`D`: 2s, 500ms, …)")
+	timeout := fs.Duration("timeout", probe.DefaultCheckTimeout, "the longest wait for answers (`D`: 2s, 500ms, …); a run waits less when answers come back fast: 4×(SRTT+4·RTTVAR) of the round trips it measured, at least 500ms (retries at a quarter of that)")
 	pace := fs.Int("pace", probe.DefaultRate, "packets per second toward the target (`N`), and asked of the agent")
 	pcap := fs.String("pcap", "", "write every packet sent and captured (both ends) to `FILE` (pcapng; 'ipsecpath pcap explain FILE' reads it back)")
 	snaplen := fs.Int("snaplen", report.DefaultSnapLen, "with --pcap: keep at most `N` bytes of each packet (each IP fragment)")
