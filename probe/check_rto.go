@@ -63,13 +63,6 @@ func (e *rttEstimator) window(t time.Duration) time.Duration {
 	return min(max(4*(e.srtt+4*e.rttvar), minSilenceWindow), t)
 }
 
-// window is the run's W now (see the top of this file).
-func (r *checkRun) window() time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.rtt.window(r.timeout)
-}
-
 // rttSample adds a round trip to the run's estimate. The caller holds r.mu.
 func (r *checkRun) rttSample(d time.Duration) { r.rtt.sample(d) }
 

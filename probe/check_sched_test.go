@@ -38,9 +38,9 @@ func fakeNet(rtt time.Duration, fate func(id probe.ID, reverse bool, attempt int
 	}
 }
 
-// fakeCheck runs a check with an agent on n; it returns the report, the error, and the fake
-// time the run took.
-func fakeCheck(ctx context.Context, t *testing.T, n *probetest.Net, cfg probe.CheckConfig) (*report.Report, error, time.Duration) {
+// fakeCheck runs a check with an agent on n; it returns the report, the fake time the run
+// took, and the error.
+func fakeCheck(ctx context.Context, t *testing.T, n *probetest.Net, cfg probe.CheckConfig) (*report.Report, time.Duration, error) {
 	t.Helper()
 	env := probe.CheckEnv{
 		Clock:  n.Clock,
@@ -62,7 +62,7 @@ func fakeCheck(ctx context.Context, t *testing.T, n *probetest.Net, cfg probe.Ch
 	}
 	t0 := n.Clock.Now()
 	rep, err := probe.CheckWith(ctx, cfg, env)
-	return rep, err, n.Clock.Now().Sub(t0)
+	return rep, n.Clock.Now().Sub(t0), err
 }
 
 func verdicts(rep *report.Report) map[string]report.Verdict {
@@ -89,7 +89,7 @@ func attempts(n *probetest.Net, id probe.ID, reverse bool) []probetest.Send {
 // and is never retried.
 func TestSchedReverseUDPFirst(t *testing.T) {
 	n := fakeNet(2*time.Millisecond, nil)
-	rep, err, _ := fakeCheck(context.Background(), t, n, probe.CheckConfig{})
+	rep, _, err := fakeCheck(context.Background(), t, n, probe.CheckConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestSchedRetriesAtQuarterAndHalf(t *testing.T) {
 		f.Drop = id == probe.ESP && !reverse
 	})
 	n.Pace = 0
-	rep, err, took := fakeCheck(context.Background(), t, n, probe.CheckConfig{Timeout: T})
+	rep, took, err := fakeCheck(context.Background(), t, n, probe.CheckConfig{Timeout: T})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestSchedRetriesAtQuarterAndHalf(t *testing.T) {
 func TestSchedEndsWhenAllDecided(t *testing.T) {
 	const T = 2 * time.Second
 	n := fakeNet(2*time.Millisecond, nil)
-	rep, err, took := fakeCheck(context.Background(), t, n, probe.CheckConfig{Timeout: T})
+	rep, took, err := fakeCheck(context.Background(), t, n, probe.CheckConfig{Timeout: T})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func TestSchedInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	n.Clock.At(fakeStart.Add(150*time.Millisecond), cancel)
-	rep, err, took := fakeCheck(ctx, t, n, probe.CheckConfig{})
+	rep, took, err := fakeCheck(ctx, t, n, probe.CheckConfig{})
 	if rep != nil || !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted check: report %v, error %v; want no report and context.Canceled", rep != nil, err)
 	}
@@ -207,7 +207,7 @@ func TestSchedAgentVanishes(t *testing.T) {
 		f.Drop = id == probe.AH
 	})
 	n.AgentGone = fakeStart.Add(250 * time.Millisecond)
-	rep, err, _ := fakeCheck(context.Background(), t, n, probe.CheckConfig{})
+	rep, _, err := fakeCheck(context.Background(), t, n, probe.CheckConfig{})
 	var ce *probe.CheckError
 	if rep != nil || !errors.As(err, &ce) || !errors.Is(err, probetest.ErrAgentGone) {
 		t.Fatalf("check with a vanished agent: report %v, error %v; want no report and a *CheckError wrapping the agent's", rep != nil, err)
@@ -221,7 +221,7 @@ func TestSchedAgentVanishes(t *testing.T) {
 func TestSchedFastPathEndsEarly(t *testing.T) {
 	const T = 2 * time.Second
 	n := fakeNet(2*time.Millisecond, func(id probe.ID, _ bool, _ int, f *probetest.Fate) { f.DropFragments = true })
-	rep, err, took := fakeCheck(context.Background(), t, n, probe.CheckConfig{Timeout: T})
+	rep, took, err := fakeCheck(context.Background(), t, n, probe.CheckConfig{Timeout: T})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestSchedSlowJitteryPath(t *testing.T) {
 		}
 		n := fakeNet(0, func(_ probe.ID, _ bool, _ int, f *probetest.Fate) { f.RTT = jitter() })
 		n.CtlRTT = jitter
-		rep, err, _ := fakeCheck(context.Background(), t, n, probe.CheckConfig{})
+		rep, _, err := fakeCheck(context.Background(), t, n, probe.CheckConfig{})
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)
 		}
@@ -279,7 +279,7 @@ func TestSchedColdReverseUDPDeadline(t *testing.T) {
 	n := fakeNet(2*time.Millisecond, func(id probe.ID, reverse bool, _ int, f *probetest.Fate) {
 		f.Drop = reverse && (id == probe.IKE || id == probe.NATT)
 	})
-	rep, err, took := fakeCheck(context.Background(), t, n, probe.CheckConfig{Probes: []probe.ID{probe.IKE, probe.NATT, probe.ESP}})
+	rep, took, err := fakeCheck(context.Background(), t, n, probe.CheckConfig{Probes: []probe.ID{probe.IKE, probe.NATT, probe.ESP}})
 	if err != nil {
 		t.Fatal(err)
 	}

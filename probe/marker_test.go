@@ -95,24 +95,6 @@ func TestClassifyAnswers(t *testing.T) {
 	}
 }
 
-func wireSeen(t *testing.T, pkts [][]byte) []Seen {
-	t.Helper()
-	var out []Seen
-	for _, p := range pkts {
-		var h IPv4Header
-		if err := h.DecodeFromBytes(p); err != nil {
-			t.Fatal(err)
-		}
-		s := Seen{Src: h.Src, Dst: h.Dst, Proto: h.Proto, IPID: h.ID, Offset: h.Offset, More: h.MF, DF: h.DF,
-			TTL: h.TTL, TotalLen: h.TotalLen}
-		if h.Offset == 0 {
-			s.Head = h.Payload[:min(HeadLen, len(h.Payload))]
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
 func TestNewNonces(t *testing.T) {
 	ns, err := NewNonces(2000)
 	if err != nil {
