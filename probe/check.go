@@ -2,7 +2,8 @@ package probe
 
 // Check: every probe class, both directions, in one run, and a verdict for each.
 //
-// Timeline of one run (T is CheckConfig.Timeout):
+// Timeline of one run (T is CheckConfig.Timeout; W, the window, is what the run measured of
+// the path's round trips, between 500 ms and T: check_rto.go):
 //
 //  1. Set up: open the raw sender and the local capture (answers, ICMP errors, reverse
 //     probes); with an agent, authenticate (hello) and make it start observing.
@@ -14,15 +15,17 @@ package probe
 //     our forward UDP 500/4500 has gone out, a stateful firewall would let a late retry
 //     through as the answer to our flow, and the reverse verdict would lie.
 //  3. Main phase: our forward probes go out (paced, in one sequence), the agent's other
-//     reverse probes at the same time. Probes still without an answer are sent again at T/4
-//     and T/2 (each attempt with its own nonce): one attempt of three arriving is loss, all
-//     three silent is a drop, and an ICMP error or a reset is a block whatever the count.
+//     reverse probes at the same time. Probes still without an answer are sent again W/4
+//     after their previous attempt, twice (each attempt with its own nonce): one attempt of
+//     three arriving is loss, all three silent is a drop, and an ICMP error or a reset is a
+//     block whatever the count.
 //  4. Collect: our capture is read as it wakes; the agent's report is polled every
 //     agentPollInterval. The run ends as soon as every probe has its answer (every fragment
-//     seen, or the target's own answer without an agent), and at the latest T after the main
-//     phase began: a run where many probes are dropped takes about T. A probe that drew an ICMP
-//     error or a reset is settled (no retry) once an agent report asked refusalGrace later
-//     still lacks it: a refusal is not loss. Reverse probes alike: the agent's capture keeps
+//     seen, or the target's own answer without an agent), or its deadline for silence has
+//     passed (W after its first attempt, W/2 after its last): a run where many probes are
+//     dropped takes about W after the last of them left. No retry goes out after T. A probe
+//     that drew an ICMP error or a reset is settled (no retry) once an agent report asked
+//     refusalGrace later still lacks it: a refusal is not loss. Reverse probes alike: the agent's capture keeps
 //     the ICMP errors and resets they draw on the way, and its report brings them here.
 //     The path MTU searches are the exception: each is bounded by its own budget (probe
 //     counts and pmtu.DefaultBudget), not by T, because a search cut off at T reports a size
@@ -49,14 +52,15 @@ import (
 
 // Check defaults and bounds.
 const (
-	// DefaultCheckTimeout is how long a check waits for answers after its main phase began.
+	// DefaultCheckTimeout is the longest a check waits for answers (the window's ceiling).
 	DefaultCheckTimeout = 2 * time.Second
 	// MaxCheckTimeout bounds --timeout.
 	MaxCheckTimeout = 60 * time.Second
-	// MinCheckTimeout is the shortest --timeout: the retries go out at T/4 and T/2, and an
-	// answer must be back by T.
+	// MinCheckTimeout is the shortest --timeout: the retries go out a quarter of the window
+	// apart (at most T/4), and an answer must be back within the window.
 	MinCheckTimeout = 100 * time.Millisecond
-	// CheckAttempts is how many times a probe without an answer is sent (at 0, T/4, T/2).
+	// CheckAttempts is how many times a probe without an answer is sent (W/4 apart; T/4 and
+	// T/2 after the first when the window is T).
 	CheckAttempts = 3
 	// reverseUDPAttempts is how many times each reverse UDP 500/4500 probe is sent in the
 	// cold burst before any forward UDP (see the timeline).
