@@ -13,12 +13,14 @@ import "time"
 //	      agent's report requests, which cross the same path
 //	W   = 4·RTO, at least minSilenceWindow, at most T (--timeout); T until a sample exists
 //
-// W plays the part T played: an attempt is sent again W/4 after the previous one (with
-// samples, that is one full RTO, so a retry goes only once the answer is overdue: a retry
-// sent before the first attempt could be answered would turn a slow answer into "lost in 1
-// of 2 attempts"); a probe is silent once W has passed since its first attempt and W/2
-// since its last, counted from when each attempt actually left (a long paced sequence
-// gives its last probes their full time). A path whose answers come back within
+// W plays the part T played: an attempt is sent again W/4 after the previous one, and no
+// sooner than its answer can be known here: an RTO, our loop's tick, and with an agent its
+// poll interval (its report is what says a probe arrived). A retry sent before the first
+// attempt could be known to have arrived would turn a slow answer into "lost in 1 of 2
+// attempts". Without a sample, T/4 as before. A probe is silent once W has passed since
+// its first attempt and W/2 since its last, counted from when each attempt actually left
+// (a long paced sequence gives its last probes their full time); the run's last look
+// (a last report of the agent) comes after that. A path whose answers come back within
 // milliseconds thus ends a failing run after minSilenceWindow instead of T, and a slow,
 // jittery one (300 ± 100 ms) waits its measured RTO per attempt, so its probes are never
 // called dropped before their answers could be back.
@@ -55,12 +57,29 @@ func (e *rttEstimator) sample(d time.Duration) {
 	e.n++
 }
 
+// rto is RFC 6298's retransmission timeout, unbounded.
+func (e *rttEstimator) rto() time.Duration { return e.srtt + 4*e.rttvar }
+
 // window is W for a run whose timeout is t.
 func (e *rttEstimator) window(t time.Duration) time.Duration {
 	if e.n == 0 {
 		return t
 	}
-	return min(max(4*(e.srtt+4*e.rttvar), minSilenceWindow), t)
+	return min(max(4*e.rto(), minSilenceWindow), t)
+}
+
+// retryGap is how long after an attempt the next one goes (see the top of this file). The
+// caller holds r.mu.
+func (r *checkRun) retryGap() time.Duration {
+	w := r.rtt.window(r.timeout)
+	if r.rtt.n == 0 {
+		return w / 4
+	}
+	learn := r.rtt.rto() + checkCollectInterval
+	if r.agent != nil {
+		learn += agentPollInterval
+	}
+	return max(w/4, learn)
 }
 
 // rttSample adds a round trip to the run's estimate. The caller holds r.mu.
@@ -82,14 +101,14 @@ func unqueue(ps []*pending) {
 	}
 }
 
-// due returns the probes to send again now: without an answer, W/4 after their last attempt,
+// due returns the probes to send again now: without an answer, retryGap after their last attempt,
 // fewer than CheckAttempts sent. Not the reverse UDP burst (never retried, see the
 // timeline), nor a probe that drew an ICMP error or a reset (a refusal is not loss: it is
 // settled, not retried). The probes returned are queued.
 func (r *checkRun) due(now time.Time) (fwd, rev []*pending) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	gap := r.rtt.window(r.timeout) / 4
+	gap := r.retryGap()
 	for _, p := range r.list {
 		n := len(p.sentAt)
 		if p.decided || p.queued || p.noReplay || p.out.Probe == PMTU || n == 0 || n >= CheckAttempts ||

@@ -25,3 +25,6 @@ const MinSilenceWindow = minSilenceWindow
 
 // CheckCollectInterval is how often the run looks for answers without a capture wake-up.
 const CheckCollectInterval = checkCollectInterval
+
+// AgentPollInterval is how often the run asks the agent for its report.
+const AgentPollInterval = agentPollInterval
