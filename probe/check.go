@@ -2,7 +2,8 @@ package probe
 
 // Check: every probe class, both directions, in one run, and a verdict for each.
 //
-// Timeline of one run (T is CheckConfig.Timeout):
+// Timeline of one run (T is CheckConfig.Timeout; W, the window, is what the run measured of
+// the path's round trips, between 500 ms and T: check_rto.go):
 //
 //  1. Set up: open the raw sender and the local capture (answers, ICMP errors, reverse
 //     probes); with an agent, authenticate (hello) and make it start observing.
@@ -14,15 +15,17 @@ package probe
 //     our forward UDP 500/4500 has gone out, a stateful firewall would let a late retry
 //     through as the answer to our flow, and the reverse verdict would lie.
 //  3. Main phase: our forward probes go out (paced, in one sequence), the agent's other
-//     reverse probes at the same time. Probes still without an answer are sent again at T/4
-//     and T/2 (each attempt with its own nonce): one attempt of three arriving is loss, all
-//     three silent is a drop, and an ICMP error or a reset is a block whatever the count.
+//     reverse probes at the same time. Probes still without an answer are sent again W/4
+//     after their previous attempt, twice (each attempt with its own nonce): one attempt of
+//     three arriving is loss, all three silent is a drop, and an ICMP error or a reset is a
+//     block whatever the count.
 //  4. Collect: our capture is read as it wakes; the agent's report is polled every
 //     agentPollInterval. The run ends as soon as every probe has its answer (every fragment
-//     seen, or the target's own answer without an agent), and at the latest T after the main
-//     phase began: a run where many probes are dropped takes about T. A probe that drew an ICMP
-//     error or a reset is settled (no retry) once an agent report asked refusalGrace later
-//     still lacks it: a refusal is not loss. Reverse probes alike: the agent's capture keeps
+//     seen, or the target's own answer without an agent), or its deadline for silence has
+//     passed (W after its first attempt, W/2 after its last): a run where many probes are
+//     dropped takes about W after the last of them left. No retry goes out after T. A probe
+//     that drew an ICMP error or a reset is settled (no retry) once an agent report asked
+//     refusalGrace later still lacks it: a refusal is not loss. Reverse probes alike: the agent's capture keeps
 //     the ICMP errors and resets they draw on the way, and its report brings them here.
 //     The path MTU searches are the exception: each is bounded by its own budget (probe
 //     counts and pmtu.DefaultBudget), not by T, because a search cut off at T reports a size
@@ -49,14 +52,15 @@ import (
 
 // Check defaults and bounds.
 const (
-	// DefaultCheckTimeout is how long a check waits for answers after its main phase began.
+	// DefaultCheckTimeout is the longest a check waits for answers (the window's ceiling).
 	DefaultCheckTimeout = 2 * time.Second
 	// MaxCheckTimeout bounds --timeout.
 	MaxCheckTimeout = 60 * time.Second
-	// MinCheckTimeout is the shortest --timeout: the retries go out at T/4 and T/2, and an
-	// answer must be back by T.
+	// MinCheckTimeout is the shortest --timeout: the retries go out a quarter of the window
+	// apart (at most T/4), and an answer must be back within the window.
 	MinCheckTimeout = 100 * time.Millisecond
-	// CheckAttempts is how many times a probe without an answer is sent (at 0, T/4, T/2).
+	// CheckAttempts is how many times a probe without an answer is sent (W/4 apart; T/4 and
+	// T/2 after the first when the window is T).
 	CheckAttempts = 3
 	// reverseUDPAttempts is how many times each reverse UDP 500/4500 probe is sent in the
 	// cold burst before any forward UDP (see the timeline).
@@ -86,7 +90,8 @@ type CheckConfig struct {
 	// ports (nil: DefaultTCPPorts).
 	Probes   []ID
 	TCPPorts []int
-	// Timeout is how long to wait for answers (0: DefaultCheckTimeout).
+	// Timeout is the longest wait for answers (0: DefaultCheckTimeout); a run whose
+	// answers come back fast waits less (check_rto.go).
 	Timeout time.Duration
 	// Pace is packets per second toward the target, and asked of the agent for reverse
 	// probes (0: DefaultRate).
@@ -138,6 +143,7 @@ type pending struct {
 	udp      bool // ike, ike-frag, natt, natt-frag: sent in the cold reverse burst
 	decided  bool
 	noReplay bool // reverse UDP: never retried (see the timeline)
+	queued   bool // handed to a sender that has not returned yet (check_rto.go)
 	// answeredAt is when the first ICMP error or reply for the probe arrived here (reverse:
 	// when the agent's report brought what came back to it).
 	answeredAt time.Time
@@ -170,9 +176,12 @@ type checkRun struct {
 	// capture has seen them (hello's local_drops).
 	farDrops []report.FirewallRule
 
-	sender *Sender
-	obs    []*Observer
-	agent  *AgentClient
+	env    checkEnv
+	clk    schedClock
+	send   checkSender     // the scheduler's sender
+	sender *Sender         // the same, as the raw sender the traces use (nil on fakes: no trace)
+	obs    []checkObserver // our captures
+	agent  checkAgent      // nil: a one-ended check
 
 	mu        sync.Mutex
 	list      []*pending
@@ -182,12 +191,15 @@ type checkRun struct {
 	agentSeen int     // agent packets already processed
 	agentLost int     // packets the agent's capture lost (its buffers were full)
 	revPk     Packets // reverse probes are built here only to know their fragments (r.mu)
+	rtt       rttEstimator
 
 	pmtu    PathMTUSearch // the opened pmtu search (nil: none)
 	revPMTU PathMTUSearch // the opened reverse pmtu search (nil: none)
 
-	sendMu sync.Mutex // one forward sequence at a time: fwdPk is the buffer on the wire
-	fwdPk  Packets
+	sendMu   sync.Mutex // one forward sequence at a time: fwdPk is the buffer on the wire
+	fwdPk    Packets
+	fwdQueue []*pending // waiting for the forward sender (r.mu; see forward)
+	fwdBusy  bool       // a forward sender runs (r.mu)
 
 	pcapMu      sync.Mutex // the records for cfg.Pcap (pcapnote.go)
 	pcapRecs    []pcapRec
@@ -204,6 +216,11 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 	if err := CheckTargetHere(cfg.Target); err != nil {
 		return nil, &CheckError{Err: err}
 	}
+	return check(ctx, cfg, realEnv())
+}
+
+// check is Check on env: the real sockets, or the fakes of a test.
+func check(ctx context.Context, cfg CheckConfig, env checkEnv) (*report.Report, error) {
 	cfg.Target = cfg.Target.Unmap()
 	if cfg.TCPPorts == nil {
 		cfg.TCPPorts = DefaultTCPPorts
@@ -216,7 +233,7 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 			return nil, envErr("unknown probe %q", id)
 		}
 	}
-	r := &checkRun{cfg: cfg, timeout: cfg.Timeout, byNonce: map[uint32]attemptRef{}, byIPID: map[ipidKey]attemptRef{}}
+	r := &checkRun{cfg: cfg, timeout: cfg.Timeout, env: env, clk: env.Clock, byNonce: map[uint32]attemptRef{}, byIPID: map[ipidKey]attemptRef{}}
 	if r.timeout == 0 {
 		r.timeout = DefaultCheckTimeout
 	}
@@ -226,7 +243,7 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 	if cfg.Pace < 0 || cfg.Pace > MaxRate {
 		return nil, envErr("pace %d packets/s: want 1–%d", cfg.Pace, MaxRate)
 	}
-	started := time.Now()
+	started := r.clk.Now()
 	rep := report.New(cfg.Target.String(), cfg.Agent, started)
 	defer r.close()
 	if err := r.setup(ctx); err != nil {
@@ -245,7 +262,7 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 		outs[i] = *p.out
 	}
 	results := Judge(outs)
-	if !cfg.NoTrace {
+	if !cfg.NoTrace && r.sender != nil {
 		r.progress("tracing")
 		r.traceFailures(ctx, results)
 	}
@@ -266,7 +283,7 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 		}
 	}
 	r.reportNAT(rep)
-	rep.Finish(time.Now())
+	rep.Finish(r.clk.Now())
 	r.progress("done")
 	return rep, nil
 }
@@ -274,7 +291,7 @@ func Check(ctx context.Context, cfg CheckConfig) (*report.Report, error) {
 // setup greets the agent (first: a wrong key or an unreachable agent is the commonest
 // mistake, and says so before anything is sent) and opens our sockets.
 func (r *checkRun) setup(ctx context.Context) error {
-	src, err := SourceFor(r.cfg.Target)
+	src, err := r.env.Source(r.cfg.Target)
 	if err != nil {
 		return envErr("%w", err) // SourceFor says "no route to TARGET"
 	}
@@ -282,7 +299,7 @@ func (r *checkRun) setup(ctx context.Context) error {
 	if r.cfg.Agent != "" {
 		sctx, cancel := context.WithTimeout(ctx, setupTimeout)
 		defer cancel()
-		a, err := DialAgent(sctx, r.cfg.Agent, r.cfg.Key)
+		a, local, err := r.env.Dial(sctx, r.cfg.Agent, r.cfg.Key)
 		if err != nil {
 			return envErr("%w", err)
 		}
@@ -297,7 +314,7 @@ func (r *checkRun) setup(ctx context.Context) error {
 		if h.Peer.Addr().IsValid() {
 			r.peer = h.Peer.Addr().Unmap()
 		}
-		r.nat.control(a.conn.LocalAddr(), h.Peer)
+		r.nat.control(local, h.Peer)
 		r.agentIP = h.Local.Addr().Unmap()
 		r.ctlPort = h.Local.Port()
 		r.farDrops = h.LocalDrops
@@ -308,11 +325,12 @@ func (r *checkRun) setup(ctx context.Context) error {
 			r.agentIP = netip.Addr{} // no reverse probes: plan() marks them skipped
 		}
 	}
-	s, err := OpenSender(SenderConfig{Rate: float64(r.cfg.Pace)})
+	s, err := r.env.OpenSender(float64(r.cfg.Pace))
 	if err != nil {
 		return &CheckError{Err: err}
 	}
-	r.sender = s
+	r.send = s
+	r.sender, _ = s.(*Sender)
 	if r.agent != nil {
 		sctx, cancel := context.WithTimeout(ctx, setupTimeout)
 		defer cancel()
@@ -334,7 +352,7 @@ func (r *checkRun) setup(ctx context.Context) error {
 		snap = r.cfg.Pcap.SnapLen() // keep whole packets for the pcap
 	}
 	for _, p := range peers {
-		o, err := Observe(ctx, ObserverConfig{Peer: p, Snap: snap})
+		o, err := r.env.Observe(ctx, p, snap)
 		if err != nil {
 			return &CheckError{Err: err}
 		}
@@ -346,9 +364,11 @@ func (r *checkRun) setup(ctx context.Context) error {
 // openSearches opens the path MTU searches: toward the target, and back when the agent can
 // send reverse probes.
 func (r *checkRun) openSearches() error {
-	var agent *AgentClient
-	if r.agent != nil && r.agentIP.IsValid() {
-		agent = r.agent
+	// The reverse search speaks the control protocol itself: it needs the real agent
+	// client (a fake agent in the scheduler's tests has none, and gets no reverse search).
+	agent, _ := r.agent.(*AgentClient)
+	if !r.agentIP.IsValid() {
+		agent = nil
 	}
 	if open := r.cfg.pmtuSearch; open != nil {
 		fwd, err := open(false)
@@ -405,8 +425,8 @@ func (r *checkRun) close() {
 	for _, o := range r.obs {
 		o.Close()
 	}
-	if r.sender != nil {
-		r.sender.Close()
+	if r.send != nil {
+		r.send.Close()
 	}
 }
 
@@ -532,17 +552,68 @@ func (r *checkRun) newAttempt(p *pending, pk *Packets) (nonce uint32, err error)
 	}
 	p.out.Attempts = append(p.out.Attempts, Attempt{Sent: append([]report.Fragment(nil), pk.Frags...)})
 	p.nonces = append(p.nonces, nonce)
-	p.sentAt = append(p.sentAt, time.Now())
+	p.sentAt = append(p.sentAt, r.clk.Now())
 	r.byNonce[nonce] = ref
 	r.byIPID[ipidKey{p.reverse, 0, uint16(nonce)}] = ref // reservation
 	r.byIPID[ipidKey{p.reverse, pk.Proto, pk.IPID}] = ref
 	return nonce, nil
 }
 
+// forward hands ps to the forward sender: one goroutine sends, in order, and takes what was
+// queued meanwhile before it returns (no goroutine waits its turn on a lock: a fake clock
+// could not tell that one from a goroutine at work).
+func (r *checkRun) forward(ctx context.Context, wg *sync.WaitGroup, ps []*pending) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fwdQueue = append(r.fwdQueue, ps...)
+	if r.fwdBusy {
+		return
+	}
+	r.fwdBusy = true
+	r.spawn(wg, func() {
+		for {
+			r.mu.Lock()
+			batch := r.fwdQueue
+			r.fwdQueue = nil
+			r.fwdBusy = len(batch) > 0
+			r.mu.Unlock()
+			if len(batch) == 0 {
+				return
+			}
+			r.sendForward(ctx, batch)
+		}
+	})
+}
+
+// reverseLeft is when a reverse probe requested at asked left the agent, on our clock, as
+// late as it can have been: the agent's send time less its clock's offset, plus the
+// offset's error and the pacing of the probe's packets. The agent returns once it has
+// sent, so now bounds it; so does now alone when the agent does not say, or its clock is
+// not known yet.
+func (r *checkRun) reverseLeft(asked time.Time, res ReverseResult, clock ClockEstimate) time.Time {
+	now := r.clk.Now()
+	if res.Sent.IsZero() || clock.Samples == 0 {
+		return now
+	}
+	pace := r.cfg.Pace
+	if pace <= 0 {
+		pace = DefaultRate
+	}
+	left := res.Sent.Add(-clock.Offset).Add(clock.Error + time.Duration(res.Packets)*time.Second/time.Duration(pace))
+	switch {
+	case left.After(now):
+		return now
+	case left.Before(asked):
+		return asked
+	}
+	return left
+}
+
 // sendForward sends one attempt of each of ps (forward), paced by the sender.
 func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 	r.sendMu.Lock()
 	defer r.sendMu.Unlock()
+	defer func() { r.mu.Lock(); unqueue(ps); r.mu.Unlock() }()
 	pk := &r.fwdPk
 	for _, p := range ps {
 		if ctx.Err() != nil {
@@ -556,10 +627,11 @@ func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 		}
 		var left time.Time // when the first packet went to the kernel: the pcap's send time
 		if err == nil {
-			left, err = r.sender.SendStamped(ctx, pk)
+			left, err = r.send.SendStamped(ctx, pk)
 		}
-		now := time.Now()
+		now := r.clk.Now()
 		r.mu.Lock()
+		p.queued = false
 		if err == nil {
 			p.sentAt[len(p.sentAt)-1] = now
 		} else if p.out.Err == nil && ctx.Err() == nil {
@@ -593,6 +665,7 @@ func (r *checkRun) announce(ctx context.Context, ipid uint16) error {
 
 // sendReverse asks the agent for one attempt of each of ps.
 func (r *checkRun) sendReverse(ctx context.Context, ps []*pending, attempts int) {
+	defer func() { r.mu.Lock(); unqueue(ps); r.mu.Unlock() }()
 	var req []ReverseProbe
 	var refs []*pending
 	var nums []int // attempt number of each request
@@ -614,9 +687,13 @@ func (r *checkRun) sendReverse(ctx context.Context, ps []*pending, attempts int)
 	for len(req) > 0 {
 		n := min(len(req), MaxReverseProbes)
 		res, err := r.agent.SendReverse(ctx, req[:n], r.cfg.Pace)
+		clock := r.agent.Clock()
 		r.mu.Lock()
 		for i := range n {
 			p := refs[i]
+			if err == nil && i < len(res) {
+				p.sentAt[nums[i]-1] = r.reverseLeft(p.sentAt[nums[i]-1], res[i], clock)
+			}
 			switch {
 			case err != nil && ctx.Err() == nil:
 				if p.out.Err == nil {
@@ -638,11 +715,64 @@ func (r *checkRun) sendReverse(ctx context.Context, ps []*pending, attempts int)
 	}
 }
 
-// run sends everything and collects answers until each probe has one or the time is up.
+// run sends everything and collects answers until each probe has one or its deadline for
+// silence has passed (see window).
 func (r *checkRun) run(ctx context.Context) error {
-	parent := ctx
-	var fwd, revUDP, revRest []*pending
-	var pm, pmRev *pending
+	fwd, revUDP, revRest, pm, pmRev := r.partition()
+	var held []*pending // behind a NAT: sent after their forward form, through its mapping (nat.go)
+	if r.nat.addressTranslated() {
+		held, revUDP, revRest = holdForMapping(revUDP, revRest)
+	}
+	if len(revUDP) > 0 {
+		r.progress("reverse-udp")
+		r.queue(revUDP)
+		// On a goroutine of the clock, like every other send, and waited for.
+		var burst sync.WaitGroup
+		r.spawn(&burst, func() { r.sendReverse(ctx, revUDP, reverseUDPAttempts) })
+		r.clk.Join(&burst)
+		if r.agent != nil && ctx.Err() == nil {
+			// The burst must be gone before our own UDP 500/4500 leaves; the agent returns
+			// when it has sent, so only the wire time remains.
+			r.collect(ctx)
+		}
+	}
+	m := r.startMain(ctx, fwd, revRest, pm, pmRev)
+	m.held = held
+	defer r.stop(m)
+	r.progress("probing")
+	for !r.step(m) {
+		select {
+		case <-r.clk.After(checkCollectInterval):
+		case <-m.wakes[0]:
+		case <-m.wakes[1]:
+		case <-ctx.Done():
+		}
+	}
+	return r.finish(m)
+}
+
+// mainPhase is the state of run's main phase: everything after the reverse UDP burst.
+type mainPhase struct {
+	parent  context.Context // the caller's: cancelled on Ctrl-C
+	ctx     context.Context // our senders': cancelled once the probes are done (or at T)
+	rctx    context.Context // reverse requests': not cut off midway (see startMain)
+	pctx    context.Context // the path MTU searches': only the caller and a broken agent end them
+	cancel  context.CancelFunc
+	rcancel context.CancelFunc
+	pcancel context.CancelFunc
+	wg      sync.WaitGroup
+	start   time.Time
+	held    []*pending
+	wakes   [2]<-chan struct{} // our captures' (nil: none)
+
+	sending     bool // until the probes are done or T is up: afterwards only the searches run on
+	lastPoll    time.Time
+	agentErr    error
+	interrupted bool
+}
+
+// partition sorts the undecided probes by how run sends them.
+func (r *checkRun) partition() (fwd, revUDP, revRest []*pending, pm, pmRev *pending) {
 	for _, p := range r.list {
 		switch {
 		case p.decided:
@@ -662,134 +792,135 @@ func (r *checkRun) run(ctx context.Context) error {
 			revRest = append(revRest, p)
 		}
 	}
-	var held []*pending // behind a NAT: sent after their forward form, through its mapping (nat.go)
-	if r.nat.addressTranslated() {
-		held, revUDP, revRest = holdForMapping(revUDP, revRest)
-	}
-	if len(revUDP) > 0 {
-		r.progress("reverse-udp")
-		r.sendReverse(ctx, revUDP, reverseUDPAttempts)
-		if r.agent != nil && ctx.Err() == nil {
-			// The burst must be gone before our own UDP 500/4500 leaves; the agent returns
-			// when it has sent, so only the wire time remains.
-			r.collect(ctx)
-		}
-	}
-	start := time.Now()
+	return fwd, revUDP, revRest, pm, pmRev
+}
+
+// startMain starts the main phase: our forward probes, the agent's other reverse probes and
+// the path MTU searches, each on its own goroutine.
+func (r *checkRun) startMain(ctx context.Context, fwd, revRest []*pending, pm, pmRev *pending) *mainPhase {
+	m := &mainPhase{parent: ctx, start: r.clk.Now(), sending: true}
 	// Reverse requests are not cancelled when the run ends early: a request cut off midway
 	// leaves the control session unusable for the last report. They are bounded instead.
-	rctx, rcancel := context.WithDeadline(ctx, start.Add(r.timeout+setupTimeout))
-	defer rcancel()
+	m.rctx, m.rcancel = context.WithDeadline(ctx, time.Now().Add(r.timeout+setupTimeout))
 	// The path MTU searches end with the caller (Ctrl-C) or a broken agent session, never at
 	// T: they are bounded by their own budgets.
-	pctx, pcancel := context.WithCancel(ctx)
-	defer pcancel()
-	ctx, cancel := context.WithDeadline(ctx, start.Add(r.timeout+setupTimeout))
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); r.sendForward(ctx, fwd) }()
+	m.pctx, m.pcancel = context.WithCancel(ctx)
+	m.ctx, m.cancel = context.WithDeadline(ctx, time.Now().Add(r.timeout+setupTimeout))
+	for i, o := range r.obs[:min(len(r.obs), len(m.wakes))] {
+		m.wakes[i] = o.Wake()
+	}
+	r.queue(fwd)
+	r.forward(m.ctx, &m.wg, fwd)
 	if len(revRest) > 0 {
-		wg.Add(1)
-		go func() { defer wg.Done(); r.sendReverse(rctx, revRest, 1) }()
+		r.queue(revRest)
+		r.spawn(&m.wg, func() { r.sendReverse(m.rctx, revRest, 1) })
 	}
 	if pm != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); r.runPMTU(pctx, pm, r.pmtu) }()
+		r.spawn(&m.wg, func() { r.runPMTU(m.pctx, pm, r.pmtu) })
 	}
 	if pmRev != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); r.runPMTU(pctx, pmRev, r.revPMTU) }()
+		r.spawn(&m.wg, func() { r.runPMTU(m.pctx, pmRev, r.revPMTU) })
 	}
-	r.progress("probing")
-	deadline := start.Add(r.timeout)
-	retries := []time.Time{start.Add(r.timeout / 4), start.Add(r.timeout / 2)}
-	tick := time.NewTicker(checkCollectInterval)
-	defer tick.Stop()
-	var lastPoll time.Time
-	var wakes []<-chan struct{}
-	for _, o := range r.obs {
-		wakes = append(wakes, o.Wake())
-	}
-	var agentErr error
-	interrupted := false
-	sending := true // until T: afterwards only the path MTU searches run on
-	for {
-		r.collectLocal()
-		if r.agent != nil && time.Since(lastPoll) >= agentPollInterval {
-			lastPoll = time.Now()
-			actx, acancel := context.WithTimeout(parent, RequestTimeout)
-			err := r.collectAgent(actx)
-			acancel()
-			if err != nil && parent.Err() == nil {
-				agentErr = err
-				break
-			}
-		}
-		r.progress("waiting")
-		now := time.Now()
-		// Cancelled first: a cancel also ends the path MTU searches, so the test below would
-		// otherwise see nothing left to wait for and finish an interrupted run as complete.
-		if parent.Err() != nil {
-			interrupted = true // the caller cancelled (Ctrl-C)
-			break
-		}
-		if r.allDecided() || (!now.Before(deadline) && !r.searching()) {
-			break
-		}
-		if sending && !now.Before(deadline) {
-			sending = false
-			cancel() // T is up: stop the senders; the searches still running go on
-		}
-		if sending && len(held) > 0 {
-			var ready []*pending
-			ready, held = r.mappedReverse(held, !now.Before(start.Add(r.timeout/2)))
-			udp, raw := splitUDP(ready)
-			if len(udp) > 0 {
-				wg.Add(1)
-				go func() { defer wg.Done(); r.sendReverse(rctx, udp, reverseUDPAttempts) }()
-			}
-			if len(raw) > 0 {
-				wg.Add(1)
-				go func() { defer wg.Done(); r.sendReverse(rctx, raw, 1) }()
-			}
-		}
-		if sending && len(retries) > 0 && !now.Before(retries[0]) {
-			retries = retries[1:]
-			f, rv := r.undecided()
-			wg.Add(1)
-			go func() { defer wg.Done(); r.sendForward(ctx, f) }()
-			if len(rv) > 0 {
-				wg.Add(1)
-				go func() { defer wg.Done(); r.sendReverse(rctx, rv, 1) }()
-			}
-		}
-		var w0, w1 <-chan struct{}
-		w0 = wakes[0]
-		if len(wakes) > 1 {
-			w1 = wakes[1]
-		}
-		select {
-		case <-tick.C:
-		case <-w0:
-		case <-w1:
-		case <-parent.Done():
+	return m
+}
+
+// spawn runs f on a goroutine of the run's clock, counted in wg.
+func (r *checkRun) spawn(wg *sync.WaitGroup, f func()) {
+	wg.Add(1)
+	r.clk.Go(func() { defer wg.Done(); f() })
+}
+
+// stop ends whatever the main phase still runs; nothing of it may outlive the run (r.close
+// releases what it uses).
+func (r *checkRun) stop(m *mainPhase) {
+	m.cancel()
+	m.rcancel()
+	m.pcancel()
+	r.clk.Join(&m.wg)
+}
+
+// step reads what arrived, sends what is due, and reports whether the main phase is over.
+func (r *checkRun) step(m *mainPhase) bool {
+	r.collectLocal()
+	if r.agent != nil && r.clk.Now().Sub(m.lastPoll) >= agentPollInterval {
+		m.lastPoll = r.clk.Now()
+		actx, acancel := context.WithTimeout(m.parent, RequestTimeout)
+		err := r.collectAgent(actx)
+		acancel()
+		if err != nil && m.parent.Err() == nil {
+			m.agentErr = err
+			return true
 		}
 	}
-	cancel() // stop the senders
-	if agentErr != nil || interrupted {
-		rcancel() // the session is broken: reverse requests cannot be answered
-		pcancel() // nor can the reverse search's; and an interrupted run reports nothing
+	r.progress("waiting")
+	now := r.clk.Now()
+	// Cancelled first: a cancel also ends the path MTU searches, so the test below would
+	// otherwise see nothing left to wait for and finish an interrupted run as complete.
+	if m.parent.Err() != nil {
+		m.interrupted = true // the caller cancelled (Ctrl-C)
+		return true
 	}
-	wg.Wait() // nothing of this run may outlive it: r.close releases what they use
+	quiet := len(m.held) == 0 && r.silent(now, m.sending)
+	if r.allDecided() || (quiet && !r.searching()) {
+		return true
+	}
+	if m.sending && (quiet || !now.Before(m.start.Add(r.timeout))) {
+		m.sending = false
+		m.cancel() // the probes are done, or T is up: stop the senders; the searches go on
+	}
+	if m.sending {
+		r.release(m, now)
+		r.retry(m, now)
+	}
+	return false
+}
+
+// release sends the reverse probes held for their NAT mapping once it is known (at T/2
+// whatever it is).
+func (r *checkRun) release(m *mainPhase, now time.Time) {
+	if len(m.held) == 0 {
+		return
+	}
+	var ready []*pending
+	ready, m.held = r.mappedReverse(m.held, !now.Before(m.start.Add(r.timeout/2)))
+	udp, raw := splitUDP(ready)
+	r.queue(ready)
+	if len(udp) > 0 {
+		r.spawn(&m.wg, func() { r.sendReverse(m.rctx, udp, reverseUDPAttempts) })
+	}
+	if len(raw) > 0 {
+		r.spawn(&m.wg, func() { r.sendReverse(m.rctx, raw, 1) })
+	}
+}
+
+// retry sends again the probes whose last attempt is overdue (see due).
+func (r *checkRun) retry(m *mainPhase, now time.Time) {
+	fwd, rev := r.due(now)
+	if len(fwd) > 0 {
+		r.forward(m.ctx, &m.wg, fwd)
+	}
+	if len(rev) > 0 {
+		r.spawn(&m.wg, func() { r.sendReverse(m.rctx, rev, 1) })
+	}
+}
+
+// finish ends the main phase: on a broken agent session or an interruption it returns the
+// error (no report: probes still without an answer would be judged dropped); otherwise it
+// takes a last look at what arrived while the senders stopped.
+func (r *checkRun) finish(m *mainPhase) error {
+	m.cancel() // stop the senders
+	if m.agentErr != nil || m.interrupted {
+		m.rcancel() // the session is broken: reverse requests cannot be answered
+		m.pcancel() // nor can the reverse search's; and an interrupted run reports nothing
+	}
+	r.clk.Join(&m.wg) // nothing of this run may outlive it: r.close releases what they use
 	switch {
-	case agentErr != nil:
-		return envErr("%w", agentErr)
-	case interrupted:
+	case m.agentErr != nil:
+		return envErr("%w", m.agentErr)
+	case m.interrupted:
 		// Probes still without an answer would be judged dropped: no report at all is honest.
-		return fmt.Errorf("check interrupted before every probe had its answer: %w", parent.Err())
+		return fmt.Errorf("check interrupted before every probe had its answer: %w", m.parent.Err())
 	}
-	// A last look: what arrived while the senders stopped.
 	r.collectLocal()
 	if r.agent != nil {
 		fctx, fcancel := context.WithTimeout(context.Background(), setupTimeout)
@@ -829,31 +960,11 @@ func (r *checkRun) unjudgeable() {
 
 // collect waits briefly for the reverse burst's packets to land, reading what arrives.
 func (r *checkRun) collect(ctx context.Context) {
-	t := time.NewTimer(checkCollectInterval)
-	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-r.clk.After(checkCollectInterval):
 	case <-ctx.Done():
 	}
 	r.collectLocal()
-}
-
-// undecided returns the probes to send again: forward ones without an answer, reverse ones
-// not fully seen (except the reverse UDP burst, never retried).
-func (r *checkRun) undecided() (fwd, rev []*pending) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, p := range r.list {
-		if p.decided || p.out.Probe == PMTU || len(p.out.Attempts) == 0 || len(p.out.Attempts) >= CheckAttempts || p.noReplay {
-			continue
-		}
-		if p.reverse {
-			rev = append(rev, p)
-		} else {
-			fwd = append(fwd, p)
-		}
-	}
-	return fwd, rev
 }
 
 func (r *checkRun) allDecided() bool {
@@ -946,13 +1057,14 @@ func (r *checkRun) collectLocal() {
 
 // collectAgent fetches what the agent captured and maps it to forward probes.
 func (r *checkRun) collectAgent(ctx context.Context) error {
-	asked := time.Now()
+	asked := r.clk.Now()
 	rep, err := r.agent.Report(ctx)
 	if err != nil {
 		return err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.rttSample(r.clk.Now().Sub(asked)) // the report crossed the path both ways
 	for i := r.agentSeen; i < len(rep.Seen); i++ {
 		s := &rep.Seen[i]
 		ref, ok := r.arrived(s, false)
@@ -1006,7 +1118,9 @@ func (r *checkRun) local(s *Seen) string {
 			case KindReply:
 				if ref, ok := r.byNonce[m.Nonce]; ok && !ref.p.reverse {
 					kind := replyKind(s.Proto, m.TCPFlags)
-					ref.p.out.Replies = append(ref.p.out.Replies, Reply{Kind: kind, From: s.Src, TTL: s.TTL, RTT: max(s.At.Sub(ref.p.sentAt[ref.attempt]), 0)})
+					rtt := max(s.At.Sub(ref.p.sentAt[ref.attempt]), 0)
+					ref.p.out.Replies = append(ref.p.out.Replies, Reply{Kind: kind, From: s.Src, TTL: s.TTL, RTT: rtt})
+					r.rttSample(rtt)
 					r.answered(ref.p, s.At)
 					return tied("answer", ref, kind+" from "+s.Src.String())
 				}
@@ -1072,7 +1186,7 @@ func (r *checkRun) recordReverseSends(req []ReverseProbe, refs []*pending, nums 
 		}
 		at, agentClock := res[i].Sent, true
 		if at.IsZero() { // an agent that does not say when: when it answered, on our clock
-			at, agentClock = time.Now(), false
+			at, agentClock = r.clk.Now(), false
 		}
 		for j, w := range pk.Wire {
 			r.record(pointAgent, at, w, len(w), note("sent", refs[i].out.Probe, report.Reverse, nums[i], req[i].Nonce, pk.Frags[j], w, "rebuilt from the request; the agent reported it sent"), agentClock)
@@ -1133,7 +1247,7 @@ func (r *checkRun) reverseAnswer(s *Seen) {
 		}
 		// No RTT: the agent's clock stamped the answer, ours the request.
 		ref.p.out.Replies = append(ref.p.out.Replies, Reply{Kind: replyKind(s.Proto, m.TCPFlags), From: s.Src, TTL: s.TTL})
-		r.answered(ref.p, time.Now())
+		r.answered(ref.p, r.clk.Now())
 	case KindICMPError:
 		e, err := ParseICMPError(s)
 		if err != nil {
@@ -1145,7 +1259,7 @@ func (r *checkRun) reverseAnswer(s *Seen) {
 		}
 		if ok && ref.p.reverse {
 			ref.p.out.ICMP = append(ref.p.out.ICMP, ICMPAnswer{ICMPError: e, TTL: s.TTL})
-			r.answered(ref.p, time.Now())
+			r.answered(ref.p, r.clk.Now())
 		}
 	}
 }

@@ -47,7 +47,7 @@ func icmpError(t *testing.T, from netip.Addr, typ, code uint8, pkt []byte) Seen 
 func TestCheckMapping(t *testing.T) {
 	us, them := netip.MustParseAddr("198.51.100.10"), netip.MustParseAddr("203.0.113.10")
 	router := netip.MustParseAddr("192.0.2.66")
-	r := &checkRun{cfg: CheckConfig{Target: them, Probes: []ID{ESPFrag, AH, TCP(445)}}, src: us, peer: us, agentIP: them,
+	r := &checkRun{clk: wallClock{}, cfg: CheckConfig{Target: them, Probes: []ID{ESPFrag, AH, TCP(445)}}, src: us, peer: us, agentIP: them,
 		byNonce: map[uint32]attemptRef{}, byIPID: map[ipidKey]attemptRef{}, agent: &AgentClient{}}
 	r.plan()
 	find := func(id ID, d report.Direction) *pending {

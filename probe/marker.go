@@ -11,8 +11,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
-	"sync"
 
 	"github.com/ipsecpath/ipsecpath/probe/wire"
 )
@@ -60,112 +58,12 @@ const (
 func ClassifyHead(proto uint8, head []byte) (Match, bool) { return wire.ClassifyHead(proto, head) }
 
 // classify maps a captured first fragment (or whole packet) to its probe; see ClassifyHead.
-// Non-first fragments carry no header: use a correlator.
+// Non-first fragments carry no header: the check maps them by IP ID (checkRun.arrived).
 func classify(s *Seen) (Match, bool) {
 	if s.Offset != 0 {
 		return Match{}, false
 	}
 	return ClassifyHead(s.Proto, s.Head)
-}
-
-// fragKey is RFC 791's reassembly key. Zero addresses are a wildcard (NAT on the path).
-type fragKey struct {
-	src, dst netip.Addr
-	proto    uint8
-	id       uint16
-}
-
-// MaxCorrelated bounds how many datagrams a correlator remembers, expected and learned
-// apart; a map that reaches it starts over (a check sends far fewer probes).
-const MaxCorrelated = 4096
-
-// correlator maps every fragment of a probe to the probe, first or not: it knows the probes
-// you sent (Expect) and learns from first fragments it classifies. Safe for concurrent use.
-type correlator struct {
-	mu      sync.Mutex
-	expect  map[fragKey]Match
-	learned map[fragKey]Match
-}
-
-// newCorrelator returns an empty correlator.
-func newCorrelator() *correlator {
-	return &correlator{expect: map[fragKey]Match{}, learned: map[fragKey]Match{}}
-}
-
-// Expect records a probe that was built (and is about to be sent), so that its fragments and
-// ICMP errors quoting only its IP header map to it even when the first fragment is lost.
-func (c *correlator) Expect(p *Packets) {
-	m := Match{ID: p.ID, Nonce: p.Nonce, Kind: KindProbe, DatagramLen: p.Size}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.expect) >= MaxCorrelated {
-		clear(c.expect)
-	}
-	c.expect[fragKey{p.Src, p.Dst, p.Proto, p.IPID}] = m
-	c.expect[fragKey{proto: p.Proto, id: p.IPID}] = m
-}
-
-// Match maps a Seen to its probe: first fragments and ICMP errors by their head; other
-// fragments by (src, dst, proto, IP ID) of a probe expected or a first fragment seen.
-func (c *correlator) Match(s *Seen) (Match, bool) {
-	if s.Offset == 0 {
-		m, ok := ClassifyHead(s.Proto, s.Head)
-		if ok && m.Kind == KindProbe && (s.More || m.DatagramLen > 0) {
-			c.learn(fragKey{s.Src, s.Dst, s.Proto, s.IPID}, m)
-		}
-		if ok && (m.ID != "" || m.Kind != KindICMPError) {
-			return m, true
-		}
-		if s.Proto == ProtoICMP {
-			if q, qok := c.matchQuoted(s); qok {
-				return q, true
-			}
-		}
-		return m, ok // a first fragment of ours always classifies by its head
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k := fragKey{s.Src, s.Dst, s.Proto, s.IPID}
-	if m, ok := c.learned[k]; ok {
-		return m, true
-	}
-	if m, ok := c.expect[k]; ok {
-		return m, true
-	}
-	if m, ok := c.expect[fragKey{proto: s.Proto, id: s.IPID}]; ok {
-		return m, true
-	}
-	return Match{}, false
-}
-
-// matchQuoted maps an ICMP error whose quote is too short to classify, by the quoted IP ID.
-func (c *correlator) matchQuoted(s *Seen) (Match, bool) {
-	e, err := ParseICMPError(s)
-	if err != nil {
-		return Match{}, false
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m, ok := c.expect[fragKey{e.Quoted.Src, e.Quoted.Dst, e.Quoted.Proto, e.Quoted.IPID}]
-	if !ok {
-		m, ok = c.expect[fragKey{proto: e.Quoted.Proto, id: e.Quoted.IPID}]
-	}
-	if ok {
-		m.Kind = KindICMPError
-	}
-	return m, ok
-}
-
-func (c *correlator) learn(k fragKey, m Match) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.learned[k]; ok {
-		return
-	}
-	if len(c.learned) >= MaxCorrelated {
-		clear(c.learned)
-	}
-	c.learned[k] = m
 }
 
 // ErrBadNonce is returned for a nonce that cannot be used: below 256 (ESP and AH reserve

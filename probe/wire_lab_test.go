@@ -26,7 +26,6 @@ type wireRun struct {
 	sent     map[uint32]*Packets // by nonce
 	atRsp    []Seen              // rsp's Observer (peer ini)
 	atIni    []Seen              // ini's Observer (peer rsp): answers and ICMP errors
-	corr     *correlator
 }
 
 // wireSettle is how long the test waits after the last send for stragglers.
@@ -38,7 +37,7 @@ const wireSettle = 700 * time.Millisecond
 func runWire(t *testing.T, profile string, ids []ID, mod func(ID, *BuildParams)) *wireRun {
 	t.Helper()
 	lab := testlab.ForTest(t, testlab.Spec{Profile: profile, NoGateways: true})
-	r := &wireRun{lab: lab, ini: lab.Addr("ini"), rsp: lab.Addr("rsp"), sent: map[uint32]*Packets{}, corr: newCorrelator()}
+	r := &wireRun{lab: lab, ini: lab.Addr("ini"), rsp: lab.Addr("rsp"), sent: map[uint32]*Packets{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	// The kernel rate-limits ICMP errors per destination (a burst of 6): lift that in rsp so
@@ -80,7 +79,6 @@ func runWire(t *testing.T, profile string, ids []ID, mod func(ID, *BuildParams))
 			t.Fatal(err)
 		}
 		r.sent[p.Nonce] = pk
-		r.corr.Expect(pk)
 		if err := snd.Send(ctx, pk); err != nil {
 			t.Fatalf("send %s: %v", id, err)
 		}
@@ -93,13 +91,13 @@ func runWire(t *testing.T, profile string, ids []ID, mod func(ID, *BuildParams))
 	return r
 }
 
-// arrived returns, per nonce, the fragments rsp saw of that probe, mapped by the correlator.
+// arrived returns, per nonce, the fragments rsp saw of that probe, mapped by match.
 func (r *wireRun) arrived(t *testing.T) map[uint32][]report.Fragment {
 	t.Helper()
 	got := map[uint32][]report.Fragment{}
 	for i := range r.atRsp {
 		s := &r.atRsp[i]
-		m, ok := r.corr.Match(s)
+		m, ok := r.match(s)
 		if !ok || m.Kind != KindProbe {
 			continue
 		}
@@ -116,13 +114,43 @@ func (r *wireRun) arrived(t *testing.T) map[uint32][]report.Fragment {
 	return got
 }
 
+// match maps what a capture saw to a probe this run sent: first fragments and ICMP errors
+// by their head (ClassifyHead), other fragments, and ICMP errors quoting too little to
+// classify, by IP ID (every probe of the run has its own).
+func (r *wireRun) match(s *Seen) (Match, bool) {
+	byIPID := func(proto uint8, id uint16) (Match, bool) {
+		for _, pk := range r.sent {
+			if pk.Proto == proto && pk.IPID == id {
+				return Match{ID: pk.ID, Nonce: pk.Nonce, Kind: KindProbe, DatagramLen: pk.Size}, true
+			}
+		}
+		return Match{}, false
+	}
+	if s.Offset != 0 {
+		return byIPID(s.Proto, s.IPID)
+	}
+	m, ok := ClassifyHead(s.Proto, s.Head)
+	if ok && (m.ID != "" || m.Kind != KindICMPError) {
+		return m, true
+	}
+	if s.Proto == ProtoICMP {
+		if e, err := ParseICMPError(s); err == nil {
+			if q, qok := byIPID(e.Quoted.Proto, e.Quoted.IPID); qok {
+				q.Kind = KindICMPError
+				return q, true
+			}
+		}
+	}
+	return m, ok
+}
+
 // answers returns, per nonce, what came back to ini: replies and ICMP errors.
 func (r *wireRun) answers(t *testing.T) map[uint32][]Seen {
 	t.Helper()
 	got := map[uint32][]Seen{}
 	for i := range r.atIni {
 		s := r.atIni[i]
-		m, ok := r.corr.Match(&s)
+		m, ok := r.match(&s)
 		if !ok || m.Kind == KindProbe {
 			continue
 		}
@@ -178,7 +206,7 @@ func TestWireLabClean(t *testing.T) {
 		}
 		var got []string
 		for _, s := range ans[nonce] {
-			m, _ := r.corr.Match(&s)
+			m, _ := r.match(&s)
 			switch {
 			case m.Kind == KindICMPError:
 				e, err := ParseICMPError(&s)

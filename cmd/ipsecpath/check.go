@@ -98,7 +98,11 @@ Each row's detail is one sentence saying what to change where. Reverse UDP 500/4
 go out before any of ours, so a stateful firewall meets them cold, as it meets a rekey from
 the far side after the flow went idle (state a firewall still holds from a run less than its
 idle timeout ago lets them through: wait that long between runs). A probe without an answer is retried twice within
---timeout: one attempt of three arriving is loss (pass, noted), none is a drop. The pmtu
+its wait: one attempt of three arriving is loss (pass, noted), none is a drop. The wait is
+--timeout until the run has measured round trips, then 4×(SRTT+4·RTTVAR) as TCP computes
+its retransmission timeout (RFC 6298), at least 500ms and at most --timeout, counted from when
+each attempt left: a broken path on a fast network is called in well under --timeout, a
+slow or jittery one still gets its full measured wait. The pmtu
 probe is not cut at --timeout: its search runs to its own bounds (at most 30 s per direction).
 
 Evidence for a ticket: --out report.html writes one self-contained page (the path, a line
@@ -192,7 +196,7 @@ func addCheckFlags(fs *pflag.FlagSet) *checkFlags {
 	f := &checkFlags{agent: addAgentFlags(fs, "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")}
 	f.probes = fs.String("probes", "all", "comma-separated probe `LIST` (ike,ike-frag,natt,natt-frag,esp,esp-frag,ah,ah-frag,icmp-large,tcp:PORT,tcp,pmtu,all; also udp:PORT, udp:PORT-frag, l2tp, l2tp-frag, tls:PORT)")
 	f.tcp = fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
-	f.pacing = addPacingFlags(fs, probe.DefaultCheckTimeout, "how long to wait for answers (`D`: 2s, 500ms, …)")
+	f.pacing = addPacingFlags(fs, probe.DefaultCheckTimeout, "the longest wait for answers (`D`: 2s, 500ms, …); a run waits less when answers come back fast: 4×(SRTT+4·RTTVAR) of the round trips it measured, at least 500ms (retries at a quarter of that)")
 	f.capture = addPcapFlags(fs)
 	f.noTrace = fs.Bool("no-trace", false, "do not trace the failing probes hop by hop after the run (saves about one --timeout)")
 	f.out = addOutputFlags(fs)
