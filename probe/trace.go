@@ -123,7 +123,8 @@ func TraceProbe(ctx context.Context, cfg TraceConfig) (*report.Report, error) {
 	started := time.Now()
 	rep := report.New(cfg.Target.String(), cfg.Agent, started)
 	// The check's setup does exactly what a trace needs: agent greeting, sender, captures.
-	r := &checkRun{cfg: CheckConfig{Target: cfg.Target, Agent: cfg.Agent, Key: cfg.Key, Pace: cfg.Pace}}
+	env := realEnv()
+	r := &checkRun{cfg: CheckConfig{Target: cfg.Target, Agent: cfg.Agent, Key: cfg.Key, Pace: cfg.Pace}, env: env, clk: env.Clock}
 	defer r.close()
 	if err := r.setup(ctx); err != nil {
 		return nil, err
