@@ -391,3 +391,26 @@ func TestBuildNotifyV1(t *testing.T) {
 		t.Fatalf("notify %+v, %v", n, err)
 	}
 }
+
+// TestVersionedPayloadTypes pins the type number each payload that both versions carry gets
+// per version: IKEv2 numbers from RFC 7296 §3.2, IKEv1 numbers from RFC 2408 §3.1.
+func TestVersionedPayloadTypes(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		typeOf func(v2 bool) PayloadType
+		v2, v1 PayloadType
+	}{
+		{"KE", func(v2 bool) PayloadType { return (&KE{V2: v2}).PayloadType() }, 34, 4},
+		{"Notify", func(v2 bool) PayloadType { return (&Notify{V2: v2}).PayloadType() }, 41, 11},
+		{"CertReq", func(v2 bool) PayloadType { return (&CertReq{V2: v2}).PayloadType() }, 38, 7},
+		{"Nonce", func(v2 bool) PayloadType { return Nonce(v2, nil).PayloadType() }, 40, 10},
+		{"VendorID", func(v2 bool) PayloadType { return VendorID(v2, nil).PayloadType() }, 43, 13},
+	} {
+		if got := c.typeOf(true); got != c.v2 {
+			t.Errorf("%s IKEv2: payload type %d, want %d", c.name, got, c.v2)
+		}
+		if got := c.typeOf(false); got != c.v1 {
+			t.Errorf("%s IKEv1: payload type %d, want %d", c.name, got, c.v1)
+		}
+	}
+}

@@ -381,12 +381,7 @@ type KE struct {
 }
 
 // PayloadType implements Body.
-func (k *KE) PayloadType() PayloadType {
-	if k.V2 {
-		return PayloadKE
-	}
-	return PayloadKEv1
-}
+func (k *KE) PayloadType() PayloadType { return versioned(k.V2, PayloadKE, PayloadKEv1) }
 
 // AppendBody implements Body.
 func (k *KE) AppendBody(b []byte) []byte {
@@ -419,18 +414,21 @@ func (d *Data) AppendBody(b []byte) []byte { return append(b, d.Data...) }
 
 // Nonce, VendorID and NATD return opaque payloads of the right type for the version.
 func Nonce(v2 bool, n []byte) *Data {
-	if v2 {
-		return &Data{Type: PayloadNonce, Data: n}
-	}
-	return &Data{Type: PayloadNonceV1, Data: n}
+	return &Data{Type: versioned(v2, PayloadNonce, PayloadNonceV1), Data: n}
 }
 
 // VendorID returns a vendor ID payload.
 func VendorID(v2 bool, id []byte) *Data {
+	return &Data{Type: versioned(v2, PayloadVendorID, PayloadVendorIDV1), Data: id}
+}
+
+// versioned is the type number of a payload that both IKE versions carry under their own
+// numbers: v2t in IKEv2 (RFC 7296), v1t in IKEv1 (RFC 2408).
+func versioned(v2 bool, v2t, v1t PayloadType) PayloadType {
 	if v2 {
-		return &Data{Type: PayloadVendorID, Data: id}
+		return v2t
 	}
-	return &Data{Type: PayloadVendorIDV1, Data: id}
+	return v1t
 }
 
 // NATD returns an IKEv1 NAT-D payload (RFC 3947) carrying hash. IKEv2 uses Notify
@@ -448,12 +446,7 @@ type Notify struct {
 }
 
 // PayloadType implements Body.
-func (n *Notify) PayloadType() PayloadType {
-	if n.V2 {
-		return PayloadNotify
-	}
-	return PayloadNotifyV1
-}
+func (n *Notify) PayloadType() PayloadType { return versioned(n.V2, PayloadNotify, PayloadNotifyV1) }
 
 // AppendBody implements Body.
 func (n *Notify) AppendBody(b []byte) []byte {
@@ -501,10 +494,7 @@ type CertReq struct {
 
 // PayloadType implements Body.
 func (c *CertReq) PayloadType() PayloadType {
-	if c.V2 {
-		return PayloadCertReq
-	}
-	return PayloadCertReqV1
+	return versioned(c.V2, PayloadCertReq, PayloadCertReqV1)
 }
 
 // AppendBody implements Body.
