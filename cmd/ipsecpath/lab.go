@@ -104,6 +104,15 @@ func labNameError(name string) error {
 	return nil
 }
 
+// labNameRoot refuses a bad lab name, then a run without root: what a lab subcommand that
+// touches namespaces checks before anything runs. exitOK means go on.
+func labNameRoot(e *env, c *command, name string) int {
+	if err := labNameError(name); err != nil {
+		return usageError(e, c, err)
+	}
+	return needRoot(e, c)
+}
+
 func needRoot(e *env, c *command) int {
 	if !isRoot() {
 		return usageError(e, c, errors.New("needs root (network namespaces, strongSwan): run it with sudo"))
@@ -179,10 +188,7 @@ func labDown(ctx context.Context, e *env, c *command, args []string) int {
 	if fs.NArg() == 1 {
 		name = fs.Arg(0)
 	}
-	if err := labNameError(name); err != nil {
-		return usageError(e, c, err)
-	}
-	if code := needRoot(e, c); code != exitOK {
+	if code := labNameRoot(e, c, name); code != exitOK {
 		return code
 	}
 	if err := testlab.Down(ctx, name); err != nil {
@@ -243,10 +249,7 @@ func labExec(ctx context.Context, e *env, c *command, args []string) int {
 	if len(argv) == 0 {
 		return usageError(e, c, errors.New("no command after NODE --"))
 	}
-	if err := labNameError(*name); err != nil {
-		return usageError(e, c, err)
-	}
-	if code := needRoot(e, c); code != exitOK {
+	if code := labNameRoot(e, c, *name); code != exitOK {
 		return code
 	}
 	l, err := testlab.Open(*name)
@@ -275,10 +278,7 @@ func labShow(ctx context.Context, e *env, c *command, args []string) int {
 	if done, code := parse(e, c, fs, args); done {
 		return code
 	}
-	if err := labNameError(*name); err != nil {
-		return usageError(e, c, err)
-	}
-	if code := needRoot(e, c); code != exitOK {
+	if code := labNameRoot(e, c, *name); code != exitOK {
 		return code
 	}
 	l, err := testlab.Open(*name)
@@ -308,10 +308,7 @@ func labDemoCmd(ctx context.Context, e *env, c *command, args []string) int {
 	if done, code := parse(e, c, fs, args); done {
 		return code
 	}
-	if err := labNameError(*name); err != nil {
-		return usageError(e, c, err)
-	}
-	if code := needRoot(e, c); code != exitOK {
+	if code := labNameRoot(e, c, *name); code != exitOK {
 		return code
 	}
 	return labDemo(ctx, e, c, *name)
