@@ -120,6 +120,40 @@ func substructs(data []byte, want byte, max int, fn func(body []byte) error) err
 	return fmt.Errorf("%w: substructures do not end", ErrMalformed)
 }
 
+// parseProposals reads the proposals of an SA body and their transforms, laid out alike in
+// both versions (RFC 2408 §3.5-3.6, RFC 7296 §3.3.1): a proposal is its number, protocol ID,
+// SPI size, transform count and SPI, then its transforms (2 marks "more proposals"); a
+// transform is a 4-byte head and attributes (3 marks "more transforms"). newProposal makes a
+// proposal from its head; addTransform adds a transform (tb: its body, head first) to it.
+// ver ("IKEv1", "IKEv2") names the version in errors. The proposals read before an error
+// are returned with it.
+func parseProposals[P any](body []byte, ver string, newProposal func(num, proto byte, spi []byte) P, addTransform func(p *P, tb []byte, attrs []Attribute)) ([]P, error) {
+	var ps []P
+	err := substructs(body, 2, maxProposals, func(pb []byte) error {
+		if len(pb) < 4 || int(pb[2]) > len(pb)-4 {
+			return fmt.Errorf("%w: %s proposal of %d bytes", ErrMalformed, ver, len(pb))
+		}
+		p := newProposal(pb[0], pb[1], pb[4:4+int(pb[2])])
+		err := substructs(pb[4+int(pb[2]):], 3, maxTransforms, func(tb []byte) error {
+			if len(tb) < 4 {
+				return fmt.Errorf("%w: %s transform of %d bytes", ErrMalformed, ver, len(tb))
+			}
+			attrs, err := parseAttributes(tb[4:])
+			if err != nil {
+				return err
+			}
+			addTransform(&p, tb, attrs)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		ps = append(ps, p)
+		return nil
+	})
+	return ps, err
+}
+
 func appendSubstruct(b []byte, last bool, more byte, body func([]byte) []byte) []byte {
 	start := len(b)
 	m := more
@@ -237,27 +271,11 @@ func ParseSAv1(body []byte) (SAv1, error) {
 	}
 	sa.DOI = binary.BigEndian.Uint32(body)
 	sa.Situation = binary.BigEndian.Uint32(body[4:])
-	err := substructs(body[8:], byte(PayloadProposalV1), maxProposals, func(pb []byte) error {
-		if len(pb) < 4 || int(pb[2]) > len(pb)-4 {
-			return fmt.Errorf("%w: IKEv1 proposal of %d bytes", ErrMalformed, len(pb))
-		}
-		p := ProposalV1{Number: pb[0], ProtocolID: pb[1], SPI: pb[4 : 4+int(pb[2])]}
-		err := substructs(pb[4+int(pb[2]):], byte(PayloadTransformV1), maxTransforms, func(tb []byte) error {
-			if len(tb) < 4 {
-				return fmt.Errorf("%w: IKEv1 transform of %d bytes", ErrMalformed, len(tb))
-			}
-			attrs, err := parseAttributes(tb[4:])
-			if err != nil {
-				return err
-			}
-			p.Transforms = append(p.Transforms, TransformV1{Number: tb[0], ID: tb[1], Attributes: attrs})
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		sa.Proposals = append(sa.Proposals, p)
-		return nil
+	var err error
+	sa.Proposals, err = parseProposals(body[8:], "IKEv1", func(num, proto byte, spi []byte) ProposalV1 {
+		return ProposalV1{Number: num, ProtocolID: proto, SPI: spi}
+	}, func(p *ProposalV1, tb []byte, attrs []Attribute) {
+		p.Transforms = append(p.Transforms, TransformV1{Number: tb[0], ID: tb[1], Attributes: attrs})
 	})
 	return sa, err
 }
@@ -341,33 +359,17 @@ func (sa *SAv2) AppendBody(b []byte) []byte {
 // ParseSAv2 decodes the body of an IKEv2 SA payload.
 func ParseSAv2(body []byte) (SAv2, error) {
 	var sa SAv2
-	err := substructs(body, 2, maxProposals, func(pb []byte) error {
-		if len(pb) < 4 || int(pb[2]) > len(pb)-4 {
-			return fmt.Errorf("%w: IKEv2 proposal of %d bytes", ErrMalformed, len(pb))
+	var err error
+	sa.Proposals, err = parseProposals(body, "IKEv2", func(num, proto byte, spi []byte) ProposalV2 {
+		return ProposalV2{Number: num, ProtocolID: proto, SPI: spi}
+	}, func(p *ProposalV2, tb []byte, attrs []Attribute) {
+		t := TransformV2{Type: TransformType(tb[0]), ID: binary.BigEndian.Uint16(tb[2:])}
+		for _, a := range attrs {
+			if a.Type == AttrKeyLength {
+				t.KeyLength = uint16(a.Uint())
+			}
 		}
-		p := ProposalV2{Number: pb[0], ProtocolID: pb[1], SPI: pb[4 : 4+int(pb[2])]}
-		err := substructs(pb[4+int(pb[2]):], 3, maxTransforms, func(tb []byte) error {
-			if len(tb) < 4 {
-				return fmt.Errorf("%w: IKEv2 transform of %d bytes", ErrMalformed, len(tb))
-			}
-			t := TransformV2{Type: TransformType(tb[0]), ID: binary.BigEndian.Uint16(tb[2:])}
-			attrs, err := parseAttributes(tb[4:])
-			if err != nil {
-				return err
-			}
-			for _, a := range attrs {
-				if a.Type == AttrKeyLength {
-					t.KeyLength = uint16(a.Uint())
-				}
-			}
-			p.Transforms = append(p.Transforms, t)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		sa.Proposals = append(sa.Proposals, p)
-		return nil
+		p.Transforms = append(p.Transforms, t)
 	})
 	return sa, err
 }
