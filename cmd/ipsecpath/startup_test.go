@@ -66,3 +66,26 @@ func TestLabNameRoot(t *testing.T) {
 		t.Errorf("good name without root: exit %d, stderr %q; want %d and a 'needs root' line", code, stderr.String(), exitUsage)
 	}
 }
+
+// TestLabNameArgs: -h stops with exit 0 and help on stdout (no lab opened under an empty
+// name), a bad name stops with exit 2, no --name gives the default.
+func TestLabNameArgs(t *testing.T) {
+	c := &command{name: "lab show"}
+	var stdout, stderr bytes.Buffer
+	e := &env{stdout: &stdout, stderr: &stderr}
+	if name, done, code := labNameArgs(e, c, []string{"-h"}, "default"); !done || code != exitOK || name != "" || !strings.Contains(stdout.String(), "--name") {
+		t.Errorf("-h: name %q done %v code %d stdout %q; want done, exit 0 and the help", name, done, code, stdout.String())
+	}
+	if _, done, code := labNameArgs(e, c, []string{"--name", "Bad_Name"}, "default"); !done || code != exitUsage {
+		t.Errorf("bad name: done %v code %d; want done, exit %d", done, code, exitUsage)
+	}
+	if !isRoot() {
+		return // the root check stops the rest, as TestLabNameRoot shows
+	}
+	if name, done, code := labNameArgs(e, c, nil, "demo"); done || code != exitOK || name != "demo" {
+		t.Errorf("no --name: name %q done %v code %d; want the default %q", name, done, code, "demo")
+	}
+	if name, done, _ := labNameArgs(e, c, []string{"--name", "j1"}, "demo"); done || name != "j1" {
+		t.Errorf("--name j1: name %q done %v", name, done)
+	}
+}
