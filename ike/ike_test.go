@@ -391,3 +391,65 @@ func TestBuildNotifyV1(t *testing.T) {
 		t.Fatalf("notify %+v, %v", n, err)
 	}
 }
+
+// TestVersionedPayloadTypes pins the type number each payload that both versions carry gets
+// per version: IKEv2 numbers from RFC 7296 §3.2, IKEv1 numbers from RFC 2408 §3.1.
+func TestVersionedPayloadTypes(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		typeOf func(v2 bool) PayloadType
+		v2, v1 PayloadType
+	}{
+		{"KE", func(v2 bool) PayloadType { return (&KE{V2: v2}).PayloadType() }, 34, 4},
+		{"Notify", func(v2 bool) PayloadType { return (&Notify{V2: v2}).PayloadType() }, 41, 11},
+		{"CertReq", func(v2 bool) PayloadType { return (&CertReq{V2: v2}).PayloadType() }, 38, 7},
+		{"Nonce", func(v2 bool) PayloadType { return Nonce(v2, nil).PayloadType() }, 40, 10},
+		{"VendorID", func(v2 bool) PayloadType { return VendorID(v2, nil).PayloadType() }, 43, 13},
+	} {
+		if got := c.typeOf(true); got != c.v2 {
+			t.Errorf("%s IKEv2: payload type %d, want %d", c.name, got, c.v2)
+		}
+		if got := c.typeOf(false); got != c.v1 {
+			t.Errorf("%s IKEv1: payload type %d, want %d", c.name, got, c.v1)
+		}
+	}
+}
+
+// TestParseSAMalformed: both versions read proposals and transforms alike: a bad one is
+// ErrMalformed naming the version and the part, and the proposals read before it come back.
+func TestParseSAMalformed(t *testing.T) {
+	// One proposal (number 1, protocol 1, no SPI, one transform) whose transform has a body
+	// of 2 bytes, less than a transform's 4-byte head.
+	shortTransform := []byte{0, 0, 0, 14, 1, 1, 0, 1, 0, 0, 0, 6, 1, 1}
+	if _, err := ParseSAv2(shortTransform); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "IKEv2 transform of 2 bytes") {
+		t.Errorf("IKEv2 short transform: %v", err)
+	}
+	if _, err := ParseSAv1(append([]byte{0, 0, 0, 1, 0, 0, 0, 1}, shortTransform...)); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "IKEv1 transform of 2 bytes") {
+		t.Errorf("IKEv1 short transform: %v", err)
+	}
+
+	p1 := ProposalV2{Number: 1, ProtocolID: 1, Transforms: []TransformV2{{Type: 1, ID: 20, KeyLength: 128}}}
+	p2 := ProposalV2{Number: 2, ProtocolID: 1, Transforms: []TransformV2{{Type: 4, ID: 19}}}
+	body := (&SAv2{Proposals: []ProposalV2{p1, p2}}).AppendBody(nil)
+	second := int(body[2])<<8 | int(body[3])
+	body[second+4+2] = 255 // the second proposal's SPI size runs past its end
+	sa, err := ParseSAv2(body)
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "IKEv2 proposal of") {
+		t.Errorf("IKEv2 bad SPI size: %v", err)
+	}
+	if len(sa.Proposals) != 1 || !reflect.DeepEqual(sa.Proposals[0].Transforms, p1.Transforms) || sa.Proposals[0].Number != 1 {
+		t.Errorf("IKEv2 bad second proposal: got proposals %+v, want the first one alone", sa.Proposals)
+	}
+
+	v1 := ProposalV1{Number: 1, ProtocolID: 1, Transforms: []TransformV1{{Number: 1, ID: 1, Attributes: []Attribute{TV(1, 7)}}}}
+	body = (&SAv1{DOI: 1, Situation: 1, Proposals: []ProposalV1{v1, v1}}).AppendBody(nil)
+	second = 8 + (int(body[10])<<8 | int(body[11]))
+	body[second+4+2] = 255
+	sa1, err := ParseSAv1(body)
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "IKEv1 proposal of") {
+		t.Errorf("IKEv1 bad SPI size: %v", err)
+	}
+	if len(sa1.Proposals) != 1 || !reflect.DeepEqual(sa1.Proposals[0].Transforms, v1.Transforms) {
+		t.Errorf("IKEv1 bad second proposal: got proposals %+v, want the first one alone", sa1.Proposals)
+	}
+}

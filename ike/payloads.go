@@ -120,6 +120,40 @@ func substructs(data []byte, want byte, max int, fn func(body []byte) error) err
 	return fmt.Errorf("%w: substructures do not end", ErrMalformed)
 }
 
+// parseProposals reads the proposals of an SA body and their transforms, laid out alike in
+// both versions (RFC 2408 §3.5-3.6, RFC 7296 §3.3.1): a proposal is its number, protocol ID,
+// SPI size, transform count and SPI, then its transforms (2 marks "more proposals"); a
+// transform is a 4-byte head and attributes (3 marks "more transforms"). newProposal makes a
+// proposal from its head; addTransform adds a transform (tb: its body, head first) to it.
+// ver ("IKEv1", "IKEv2") names the version in errors. The proposals read before an error
+// are returned with it.
+func parseProposals[P any](body []byte, ver string, newProposal func(num, proto byte, spi []byte) P, addTransform func(p *P, tb []byte, attrs []Attribute)) ([]P, error) {
+	var ps []P
+	err := substructs(body, 2, maxProposals, func(pb []byte) error {
+		if len(pb) < 4 || int(pb[2]) > len(pb)-4 {
+			return fmt.Errorf("%w: %s proposal of %d bytes", ErrMalformed, ver, len(pb))
+		}
+		p := newProposal(pb[0], pb[1], pb[4:4+int(pb[2])])
+		err := substructs(pb[4+int(pb[2]):], 3, maxTransforms, func(tb []byte) error {
+			if len(tb) < 4 {
+				return fmt.Errorf("%w: %s transform of %d bytes", ErrMalformed, ver, len(tb))
+			}
+			attrs, err := parseAttributes(tb[4:])
+			if err != nil {
+				return err
+			}
+			addTransform(&p, tb, attrs)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		ps = append(ps, p)
+		return nil
+	})
+	return ps, err
+}
+
 func appendSubstruct(b []byte, last bool, more byte, body func([]byte) []byte) []byte {
 	start := len(b)
 	m := more
@@ -237,27 +271,11 @@ func ParseSAv1(body []byte) (SAv1, error) {
 	}
 	sa.DOI = binary.BigEndian.Uint32(body)
 	sa.Situation = binary.BigEndian.Uint32(body[4:])
-	err := substructs(body[8:], byte(PayloadProposalV1), maxProposals, func(pb []byte) error {
-		if len(pb) < 4 || int(pb[2]) > len(pb)-4 {
-			return fmt.Errorf("%w: IKEv1 proposal of %d bytes", ErrMalformed, len(pb))
-		}
-		p := ProposalV1{Number: pb[0], ProtocolID: pb[1], SPI: pb[4 : 4+int(pb[2])]}
-		err := substructs(pb[4+int(pb[2]):], byte(PayloadTransformV1), maxTransforms, func(tb []byte) error {
-			if len(tb) < 4 {
-				return fmt.Errorf("%w: IKEv1 transform of %d bytes", ErrMalformed, len(tb))
-			}
-			attrs, err := parseAttributes(tb[4:])
-			if err != nil {
-				return err
-			}
-			p.Transforms = append(p.Transforms, TransformV1{Number: tb[0], ID: tb[1], Attributes: attrs})
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		sa.Proposals = append(sa.Proposals, p)
-		return nil
+	var err error
+	sa.Proposals, err = parseProposals(body[8:], "IKEv1", func(num, proto byte, spi []byte) ProposalV1 {
+		return ProposalV1{Number: num, ProtocolID: proto, SPI: spi}
+	}, func(p *ProposalV1, tb []byte, attrs []Attribute) {
+		p.Transforms = append(p.Transforms, TransformV1{Number: tb[0], ID: tb[1], Attributes: attrs})
 	})
 	return sa, err
 }
@@ -341,33 +359,17 @@ func (sa *SAv2) AppendBody(b []byte) []byte {
 // ParseSAv2 decodes the body of an IKEv2 SA payload.
 func ParseSAv2(body []byte) (SAv2, error) {
 	var sa SAv2
-	err := substructs(body, 2, maxProposals, func(pb []byte) error {
-		if len(pb) < 4 || int(pb[2]) > len(pb)-4 {
-			return fmt.Errorf("%w: IKEv2 proposal of %d bytes", ErrMalformed, len(pb))
+	var err error
+	sa.Proposals, err = parseProposals(body, "IKEv2", func(num, proto byte, spi []byte) ProposalV2 {
+		return ProposalV2{Number: num, ProtocolID: proto, SPI: spi}
+	}, func(p *ProposalV2, tb []byte, attrs []Attribute) {
+		t := TransformV2{Type: TransformType(tb[0]), ID: binary.BigEndian.Uint16(tb[2:])}
+		for _, a := range attrs {
+			if a.Type == AttrKeyLength {
+				t.KeyLength = uint16(a.Uint())
+			}
 		}
-		p := ProposalV2{Number: pb[0], ProtocolID: pb[1], SPI: pb[4 : 4+int(pb[2])]}
-		err := substructs(pb[4+int(pb[2]):], 3, maxTransforms, func(tb []byte) error {
-			if len(tb) < 4 {
-				return fmt.Errorf("%w: IKEv2 transform of %d bytes", ErrMalformed, len(tb))
-			}
-			t := TransformV2{Type: TransformType(tb[0]), ID: binary.BigEndian.Uint16(tb[2:])}
-			attrs, err := parseAttributes(tb[4:])
-			if err != nil {
-				return err
-			}
-			for _, a := range attrs {
-				if a.Type == AttrKeyLength {
-					t.KeyLength = uint16(a.Uint())
-				}
-			}
-			p.Transforms = append(p.Transforms, t)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		sa.Proposals = append(sa.Proposals, p)
-		return nil
+		p.Transforms = append(p.Transforms, t)
 	})
 	return sa, err
 }
@@ -381,12 +383,7 @@ type KE struct {
 }
 
 // PayloadType implements Body.
-func (k *KE) PayloadType() PayloadType {
-	if k.V2 {
-		return PayloadKE
-	}
-	return PayloadKEv1
-}
+func (k *KE) PayloadType() PayloadType { return versioned(k.V2, PayloadKE, PayloadKEv1) }
 
 // AppendBody implements Body.
 func (k *KE) AppendBody(b []byte) []byte {
@@ -419,18 +416,21 @@ func (d *Data) AppendBody(b []byte) []byte { return append(b, d.Data...) }
 
 // Nonce, VendorID and NATD return opaque payloads of the right type for the version.
 func Nonce(v2 bool, n []byte) *Data {
-	if v2 {
-		return &Data{Type: PayloadNonce, Data: n}
-	}
-	return &Data{Type: PayloadNonceV1, Data: n}
+	return &Data{Type: versioned(v2, PayloadNonce, PayloadNonceV1), Data: n}
 }
 
 // VendorID returns a vendor ID payload.
 func VendorID(v2 bool, id []byte) *Data {
+	return &Data{Type: versioned(v2, PayloadVendorID, PayloadVendorIDV1), Data: id}
+}
+
+// versioned is the type number of a payload that both IKE versions carry under their own
+// numbers: v2t in IKEv2 (RFC 7296), v1t in IKEv1 (RFC 2408).
+func versioned(v2 bool, v2t, v1t PayloadType) PayloadType {
 	if v2 {
-		return &Data{Type: PayloadVendorID, Data: id}
+		return v2t
 	}
-	return &Data{Type: PayloadVendorIDV1, Data: id}
+	return v1t
 }
 
 // NATD returns an IKEv1 NAT-D payload (RFC 3947) carrying hash. IKEv2 uses Notify
@@ -448,12 +448,7 @@ type Notify struct {
 }
 
 // PayloadType implements Body.
-func (n *Notify) PayloadType() PayloadType {
-	if n.V2 {
-		return PayloadNotify
-	}
-	return PayloadNotifyV1
-}
+func (n *Notify) PayloadType() PayloadType { return versioned(n.V2, PayloadNotify, PayloadNotifyV1) }
 
 // AppendBody implements Body.
 func (n *Notify) AppendBody(b []byte) []byte {
@@ -501,10 +496,7 @@ type CertReq struct {
 
 // PayloadType implements Body.
 func (c *CertReq) PayloadType() PayloadType {
-	if c.V2 {
-		return PayloadCertReq
-	}
-	return PayloadCertReqV1
+	return versioned(c.V2, PayloadCertReq, PayloadCertReqV1)
 }
 
 // AppendBody implements Body.

@@ -2,7 +2,6 @@ package report
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"html/template"
 	"io"
@@ -157,14 +156,7 @@ func (d *DiffResult) WriteHTML(w io.Writer) error {
 	for _, p := range d.PMTU {
 		v.PMTU = append(v.PMTU, pm{string(p.Direction), p.Before.String(), p.After.String(), p.Regression})
 	}
-	var buf bytes.Buffer
-	if err := diffPage.Execute(&buf, v); err != nil {
-		return fmt.Errorf("report: render diff html: %w", err)
-	}
-	if _, err := w.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("report: write diff html: %w", err)
-	}
-	return nil
+	return writePage(w, diffPage, v, "diff html")
 }
 
 var diffPage = template.Must(template.New("diff").Parse(`<!DOCTYPE html>

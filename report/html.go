@@ -49,12 +49,18 @@ func (r *Report) WriteHTML(w io.Writer, opt HTMLOptions) error {
 		return fmt.Errorf("report: render html: no report")
 	}
 	v := buildHTMLView(r, opt)
+	return writePage(w, htmlPage, v, "html")
+}
+
+// writePage renders page with v into memory, then writes it to w in one piece, so a page
+// that fails to render writes nothing. what names the page in errors ("html", "diff html").
+func writePage(w io.Writer, page *template.Template, v any, what string) error {
 	var buf bytes.Buffer
-	if err := htmlPage.Execute(&buf, v); err != nil {
-		return fmt.Errorf("report: render html: %w", err)
+	if err := page.Execute(&buf, v); err != nil {
+		return fmt.Errorf("report: render %s: %w", what, err)
 	}
 	if _, err := w.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("report: write html: %w", err)
+		return fmt.Errorf("report: write %s: %w", what, err)
 	}
 	return nil
 }

@@ -146,14 +146,20 @@ func (r *Report) JUnit() *JUnitSuites {
 // WriteJUnit writes r as a JUnit XML document (see JUnit), with an XML declaration.
 func (r *Report) WriteJUnit(w io.Writer) error {
 	if r.Stateful != nil {
-		return r.writeStatefulJUnit(w)
+		return writeJUnit(w, r.statefulJUnit())
 	}
+	return writeJUnit(w, r.JUnit())
+}
+
+// writeJUnit writes doc as an indented XML document: the XML declaration, the suites, a
+// final newline.
+func writeJUnit(w io.Writer, doc *JUnitSuites) error {
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return fmt.Errorf("report: write junit: %w", err)
 	}
 	enc := xml.NewEncoder(w)
 	enc.Indent("", "  ")
-	if err := enc.Encode(r.JUnit()); err != nil {
+	if err := enc.Encode(doc); err != nil {
 		return fmt.Errorf("report: write junit: %w", err)
 	}
 	if err := enc.Close(); err != nil {

@@ -291,11 +291,8 @@ func (p *Pcap) WriteRecord(point string, ts time.Time, data []byte, wireLen int,
 	wireLen = max(wireLen, len(data))
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.err != nil {
-		return p.err
-	}
-	if err := p.writeHeader(); err != nil {
-		return p.fail(err)
+	if err := p.begin(); err != nil {
+		return err
 	}
 	id, err := p.point(point)
 	if err != nil {
@@ -318,11 +315,8 @@ func (p *Pcap) WriteRecord(point string, ts time.Time, data []byte, wireLen int,
 func (p *Pcap) Flush() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.err != nil {
-		return p.err
-	}
-	if err := p.writeHeader(); err != nil {
-		return p.fail(err)
+	if err := p.begin(); err != nil {
+		return err
 	}
 	if err := p.w.Flush(); err != nil {
 		return p.fail(fmt.Errorf("flush: %w", err))
@@ -360,6 +354,18 @@ func (p *Pcap) Close() error {
 		p.err = errors.New("report: pcap: closed")
 	}
 	return err
+}
+
+// begin starts a write; the caller holds p.mu. A writer that failed stays failed, and the
+// section header goes out before anything else.
+func (p *Pcap) begin() error {
+	if p.err != nil {
+		return p.err
+	}
+	if err := p.writeHeader(); err != nil {
+		return p.fail(err)
+	}
+	return nil
 }
 
 // fail records the first write error: after a partial block the stream cannot continue.

@@ -2,7 +2,6 @@ package report
 
 import (
 	"bufio"
-	"encoding/xml"
 	"fmt"
 	"io"
 	"sort"
@@ -191,20 +190,4 @@ func (r *Report) statefulJUnit() *JUnitSuites {
 		suite.Cases = append(suite.Cases, c)
 	}
 	return &JUnitSuites{Tests: suite.Tests, Failures: suite.Failures, Errors: suite.Errors, Time: secs, Suites: []JUnitSuite{suite}}
-}
-
-func (r *Report) writeStatefulJUnit(w io.Writer) error {
-	if _, err := io.WriteString(w, xml.Header); err != nil {
-		return fmt.Errorf("report: write junit: %w", err)
-	}
-	enc := xml.NewEncoder(w)
-	enc.Indent("", "  ")
-	if err := enc.Encode(r.statefulJUnit()); err != nil {
-		return fmt.Errorf("report: write junit: %w", err)
-	}
-	if err := enc.Close(); err != nil {
-		return fmt.Errorf("report: write junit: %w", err)
-	}
-	_, err := io.WriteString(w, "\n")
-	return err
 }

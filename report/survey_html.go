@@ -1,7 +1,6 @@
 package report
 
 import (
-	"bytes"
 	"fmt"
 	"html/template"
 	"io"
@@ -47,14 +46,7 @@ func (s *Survey) WriteHTML(w io.Writer) error {
 	for i := range s.Targets {
 		v.Failures = append(v.Failures, failureLines(&s.Targets[i])...)
 	}
-	var buf bytes.Buffer
-	if err := surveyPage.Execute(&buf, v); err != nil {
-		return fmt.Errorf("report: render survey html: %w", err)
-	}
-	if _, err := w.Write(buf.Bytes()); err != nil {
-		return fmt.Errorf("report: write survey html: %w", err)
-	}
-	return nil
+	return writePage(w, surveyPage, v, "survey html")
 }
 
 type surveyHTMLView struct {

@@ -69,6 +69,16 @@ func (p pacingFlags) check() error {
 	return nil
 }
 
+// outputTarget is how a command that probes one TARGET and prints a report starts, once its
+// flags are parsed: the output flags resolved, then the one TARGET read (targetArg). Its
+// error is a usage error.
+func outputTarget(fs *pflag.FlagSet, out *output) (netip.Addr, error) {
+	if err := out.resolve(); err != nil {
+		return netip.Addr{}, err
+	}
+	return targetArg(fs)
+}
+
 // targetArg reads the one TARGET argument, an IPv4 address.
 func targetArg(fs *pflag.FlagSet) (netip.Addr, error) {
 	if fs.NArg() != 1 {

@@ -104,6 +104,30 @@ func labNameError(name string) error {
 	return nil
 }
 
+// labNameRoot refuses a bad lab name, then a run without root: what a lab subcommand that
+// touches namespaces checks before anything runs. exitOK means go on.
+func labNameRoot(e *env, c *command, name string) int {
+	if err := labNameError(name); err != nil {
+		return usageError(e, c, err)
+	}
+	return needRoot(e, c)
+}
+
+// labNameArgs parses the flags of a lab subcommand whose one flag is --name (def when not
+// given), then checks the name and root (labNameRoot). It returns the name, or done=true
+// with the exit code when the command must stop here (-h, a bad flag, name or no root).
+func labNameArgs(e *env, c *command, args []string, def string) (name string, done bool, code int) {
+	fs := newFlags(c)
+	n := fs.String("name", def, "lab name")
+	if done, code := parse(e, c, fs, args); done {
+		return "", true, code
+	}
+	if code := labNameRoot(e, c, *n); code != exitOK {
+		return "", true, code
+	}
+	return *n, false, exitOK
+}
+
 func needRoot(e *env, c *command) int {
 	if !isRoot() {
 		return usageError(e, c, errors.New("needs root (network namespaces, strongSwan): run it with sudo"))
@@ -179,10 +203,7 @@ func labDown(ctx context.Context, e *env, c *command, args []string) int {
 	if fs.NArg() == 1 {
 		name = fs.Arg(0)
 	}
-	if err := labNameError(name); err != nil {
-		return usageError(e, c, err)
-	}
-	if code := needRoot(e, c); code != exitOK {
+	if code := labNameRoot(e, c, name); code != exitOK {
 		return code
 	}
 	if err := testlab.Down(ctx, name); err != nil {
@@ -243,10 +264,7 @@ func labExec(ctx context.Context, e *env, c *command, args []string) int {
 	if len(argv) == 0 {
 		return usageError(e, c, errors.New("no command after NODE --"))
 	}
-	if err := labNameError(*name); err != nil {
-		return usageError(e, c, err)
-	}
-	if code := needRoot(e, c); code != exitOK {
+	if code := labNameRoot(e, c, *name); code != exitOK {
 		return code
 	}
 	l, err := testlab.Open(*name)
@@ -270,18 +288,11 @@ func labExec(ctx context.Context, e *env, c *command, args []string) int {
 }
 
 func labShow(ctx context.Context, e *env, c *command, args []string) int {
-	fs := newFlags(c)
-	name := fs.String("name", "default", "lab name")
-	if done, code := parse(e, c, fs, args); done {
+	name, done, code := labNameArgs(e, c, args, "default")
+	if done {
 		return code
 	}
-	if err := labNameError(*name); err != nil {
-		return usageError(e, c, err)
-	}
-	if code := needRoot(e, c); code != exitOK {
-		return code
-	}
-	l, err := testlab.Open(*name)
+	l, err := testlab.Open(name)
 	if err != nil {
 		return labError(e, c, err)
 	}
@@ -303,18 +314,11 @@ func labProfiles(ctx context.Context, e *env, c *command, args []string) int {
 }
 
 func labDemoCmd(ctx context.Context, e *env, c *command, args []string) int {
-	fs := newFlags(c)
-	name := fs.String("name", "demo", "lab name")
-	if done, code := parse(e, c, fs, args); done {
+	name, done, code := labNameArgs(e, c, args, "demo")
+	if done {
 		return code
 	}
-	if err := labNameError(*name); err != nil {
-		return usageError(e, c, err)
-	}
-	if code := needRoot(e, c); code != exitOK {
-		return code
-	}
-	return labDemo(ctx, e, c, *name)
+	return labDemo(ctx, e, c, name)
 }
 
 // labDemo builds a frag-drop lab with strongSwan's IKE fragmentation off, runs the far-end

@@ -60,10 +60,7 @@ func runTrace(ctx context.Context, e *env, args []string) int {
 	if done, code := parse(e, c, fs, args); done {
 		return code
 	}
-	if err := out.resolve(); err != nil {
-		return usageError(e, c, err)
-	}
-	target, err := targetArg(fs)
+	target, err := outputTarget(fs, out)
 	if err != nil {
 		return usageError(e, c, err)
 	}
