@@ -3,7 +3,9 @@
 # scratch path (scripts/m-scratch-path.sh: three routers, other addresses, not the lab), for
 # each fault in $FAULTS (default "clean jitter300 jitter300-frag-fwd") and each binary in
 # $BINS (default bin/ipsecpath; give two to compare, e.g. BINS="bin/ipsecpath /tmp/new"), it
-# runs `check TARGET --agent … --json` $RUNS times (default 5) and prints per fault and binary:
+# runs `check TARGET --agent … --json $ARGS` $RUNS times (default 5; ARGS e.g. "--probes
+# ike,natt,esp,ah,tcp" to leave out the forms that need the agent's announce round trip) and
+# prints per fault and binary:
 #
 #   wall_ms     median, min and max wall time of one check (process start to exit)
 #   false       false drops: probe/direction results that are not "pass" on a path that
@@ -45,7 +47,7 @@ mkdir -p "$OUT"
 RUN='ping -q -c 20 -i 0.1 "$TARGET" | tail -1 >"$OUT/$TAG.ping"
 for i in $(seq "$RUNS"); do
 	s=$(date +%s%N); rc=0
-	"$CHECK" check "$TARGET" --agent "$AGENT" --key-file "$KEY" --json >"$OUT/$TAG.$i.json" || rc=$?
+	"$CHECK" check "$TARGET" --agent "$AGENT" --key-file "$KEY" --json $ARGS >"$OUT/$TAG.$i.json" || rc=$?
 	echo "$(( ($(date +%s%N) - s) / 1000000 )) $rc" >>"$OUT/$TAG.times"
 done'
 
@@ -55,7 +57,7 @@ for fault in $FAULTS; do
 		tag=$fault.$(echo "$b" | tr -c 'A-Za-z0-9\n' _)
 		rm -f "$OUT/$tag".*
 		# the responder in far is the same binary as the check
-		BIN=$b OUT=$OUT TAG=$tag RUNS=$RUNS CHECK=$(realpath "$b") \
+		BIN=$b OUT=$OUT TAG=$tag RUNS=$RUNS ARGS=${ARGS:-} CHECK=$(realpath "$b") \
 			scripts/m-scratch-path.sh "$fault" bash -c "$RUN" >"$OUT/$tag.log" 2>&1 ||
 			{ echo "bench/jitter.sh: $fault with $b failed:" >&2; cat "$OUT/$tag.log" >&2; exit 1; }
 		python3 - "$OUT" "$tag" "$fault" "$b" "$RUNS" <<-'E'
