@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/jitter.sh — does `ipsecpath check` call a probe dropped that was only late? On the
 # scratch path (scripts/m-scratch-path.sh: three routers, other addresses, not the lab), for
-# each fault in $FAULTS (default "clean jitter300 jitter300-frag-fwd") and each binary in
+# each fault in $FAULTS (default "clean jitter300 jitter300-frag-fwd"; lossy works too) and each binary in
 # $BINS (default bin/ipsecpath; give two to compare, e.g. BINS="bin/ipsecpath /tmp/new"), it
 # runs `check TARGET --agent … --json $ARGS` $RUNS times (default 5; ARGS e.g. "--probes
 # ike,natt,esp,ah,tcp" to leave out the forms that need the agent's announce round trip) and
@@ -14,7 +14,8 @@
 #   missed      forward fragmented forms on jitter300-frag-fwd that were not "frag-dropped"
 #               (the fault the path does have, not called), summed over the runs
 #
-# and under each row which probe/direction the false drops were (with their verdicts), and
+# and under each row which probe/direction the false drops were (with their verdicts;
+# "(unsent)" when the JSON records no attempt: the probe never left, it was not lost), and
 # the RTT a ping of 20 saw through the path before the checks. The JSON of every run stays in
 # $OUT (default a fresh /tmp/ipt-bench-jitter.XXXXXX, printed at the end) as evidence.
 #
@@ -78,6 +79,8 @@ for fault in $FAULTS; do
 		        if not dropped_here and r["verdict"] != "pass":
 		            false += 1
 		            k = "%s/%s=%s" % (r["probe"], r["direction"][:3], r["verdict"])
+		            if not r.get("evidence", {}).get("attempts"):
+		                k += "(unsent)"  # no attempt recorded: the probe never left
 		            which[k] = which.get(k, 0) + 1
 		times.sort()
 		wall = "%d/%d/%d" % (times[len(times) // 2], times[0], times[-1])
