@@ -14,7 +14,8 @@ package probe
 //     after the flow went idle and the firewall forgot it. They are not retried later: once
 //     our forward UDP 500/4500 has gone out, a stateful firewall would let a late retry
 //     through as the answer to our flow, and the reverse verdict would lie.
-//  3. Main phase: our forward probes go out (paced, in one sequence), the agent's other
+//  3. Main phase: our forward probes go out (paced, in one sequence, the IP IDs of the
+//     fragmented ones announced to the agent in one request before it), the agent's other
 //     reverse probes at the same time. Probes still without an answer are sent again W/4
 //     after their previous attempt, twice (each attempt with its own nonce): one attempt of
 //     three arriving is loss, all three silent is a drop, and an ICMP error or a reset is a
@@ -29,7 +30,12 @@ package probe
 //     the ICMP errors and resets they draw on the way, and its report brings them here.
 //     The path MTU searches are the exception: each is bounded by its own budget (probe
 //     counts and pmtu.DefaultBudget), not by T, because a search cut off at T reports a size
-//     it did not settle. At T the other probes stop; the run waits for the searches.
+//     it did not settle. At T no retry leaves; first attempts still waiting their turn (a
+//     slow agent session, a long paced sequence) still go, up to the sending phase's own
+//     bound (sendingBound), each with its deadline for silence from when it left; then the
+//     other probes stop, and the run waits for the searches. An attempt counts only once it
+//     is on the wire: a probe that never left is an error that says so, not a verdict on
+//     the path (unsent).
 //  5. Judge (verdict.go) and build the report.
 //
 // With an agent, a forward verdict rests on what the agent captured, never on what answered:
@@ -1083,19 +1089,19 @@ func (r *checkRun) unsent() {
 	defer r.mu.Unlock()
 	for _, p := range r.list {
 		if len(p.out.Attempts) == 0 && p.out.Err == nil && p.out.Skip == "" && p.out.Probe != PMTU {
-			p.out.Err = &NotSentError{Sending: r.sendFor, AgentRTT: r.ctlRTT}
+			p.out.Err = &notSentError{Sending: r.sendFor, AgentRTT: r.ctlRTT}
 		}
 	}
 }
 
-// NotSentError is the error of a probe that never left: the run's time for sending ran
+// notSentError is the error of a probe that never left: the run's time for sending ran
 // out while it waited its turn.
-type NotSentError struct {
+type notSentError struct {
 	Sending  time.Duration // the sending phase's bound
 	AgentRTT time.Duration // the longest round trip of a request to the agent (0: none measured)
 }
 
-func (e *NotSentError) Error() string {
+func (e *notSentError) Error() string {
 	msg := fmt.Sprintf("not sent: the run's time for sending (%s) ran out before this probe left, so it says nothing about the path", e.Sending.Round(time.Millisecond))
 	if e.AgentRTT > 0 {
 		msg += fmt.Sprintf("; requests to the agent took up to %s each, one at a time", e.AgentRTT.Round(time.Millisecond))
