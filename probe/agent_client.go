@@ -125,6 +125,10 @@ type AgentReport struct {
 	Lost      int    // packets captured but not kept because the agent's buffers were full
 	Other     int    // packets from us that belong to no probe (other traffic), counted, not kept
 	Observing bool   // the capture is running
+	// RTT is the round trip of the report's first request on the wire, from our write to
+	// its reply, not counting the time it waited for the session's earlier requests (one
+	// at a time): a sample of the path's round trip (0: not measured).
+	RTT time.Duration
 }
 
 // DialAgent connects to the agent at addr ("host:port", or "host" for ControlPort)
@@ -211,13 +215,18 @@ func (a *AgentClient) Report(ctx context.Context) (*AgentReport, error) {
 	defer a.reportMu.Unlock()
 	var observing bool
 	var other int
+	var rtt time.Duration
 	for {
 		a.mu.Lock()
 		after := a.next
 		a.mu.Unlock()
 		var r reportReply
-		if err := a.roundTrip(ctx, msgReport, reportReq{After: after}, &r); err != nil {
+		took, err := a.timedRoundTrip(ctx, msgReport, reportReq{After: after}, &r)
+		if err != nil {
 			return nil, err
+		}
+		if rtt == 0 {
+			rtt = took
 		}
 		if r.Next < after || r.Next-after != uint64(len(r.Seen)) {
 			return nil, a.fail(fmt.Errorf("agent %s: report: cursor %d→%d with %d packets: %w", a.addr, after, r.Next, len(r.Seen), ErrFrameReply))
@@ -235,7 +244,7 @@ func (a *AgentClient) Report(ctx context.Context) (*AgentReport, error) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return &AgentReport{Seen: append([]Seen(nil), a.seen...), Lost: a.lost, Other: other, Observing: observing}, nil
+	return &AgentReport{Seen: append([]Seen(nil), a.seen...), Lost: a.lost, Other: other, Observing: observing, RTT: rtt}, nil
 }
 
 // SendReverse asks the agent to send probes toward us, paced at pace packets per second
@@ -295,8 +304,22 @@ func (a *AgentClient) fail(err error) error {
 // roundTrip sends one request and reads its reply into out. It honours ctx (its
 // deadline, or RequestTimeout) and marks the client broken on any transport error.
 func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) error {
+	_, err := a.timedRoundTrip(ctx, t, body, out)
+	return err
+}
+
+// timedRoundTrip is roundTrip, and returns the request's own round trip: from writing it
+// to reading its reply, after it had the session (0 when it did not get that far).
+func (a *AgentClient) timedRoundTrip(ctx context.Context, t msgType, body, out any) (rtt time.Duration, err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	err = a.exchange(ctx, t, body, out, &rtt)
+	return rtt, err
+}
+
+// exchange is one request and its reply; the caller holds a.mu. It sets *rtt once the
+// reply was read.
+func (a *AgentClient) exchange(ctx context.Context, t msgType, body, out any, rtt *time.Duration) error {
 	if a.broken != nil {
 		return fmt.Errorf("agent %s: %s: session unusable after an earlier failure: %w", a.addr, t, a.broken)
 	}
@@ -345,6 +368,7 @@ func (a *AgentClient) roundTrip(ctx context.Context, t msgType, body, out any) e
 	if err != nil {
 		return broken(a.transportError(ctx, t, "read reply", err))
 	}
+	*rtt = t1.Sub(t0)
 	a.rbuf = rb
 	var f frame
 	if err := decodeFrame(rb, a.ckey, &f); err != nil {

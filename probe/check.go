@@ -14,7 +14,8 @@ package probe
 //     after the flow went idle and the firewall forgot it. They are not retried later: once
 //     our forward UDP 500/4500 has gone out, a stateful firewall would let a late retry
 //     through as the answer to our flow, and the reverse verdict would lie.
-//  3. Main phase: our forward probes go out (paced, in one sequence), the agent's other
+//  3. Main phase: our forward probes go out (paced, in one sequence, the IP IDs of the
+//     fragmented ones announced to the agent in one request before it), the agent's other
 //     reverse probes at the same time. Probes still without an answer are sent again W/4
 //     after their previous attempt, twice (each attempt with its own nonce): one attempt of
 //     three arriving is loss, all three silent is a drop, and an ICMP error or a reset is a
@@ -29,7 +30,12 @@ package probe
 //     the ICMP errors and resets they draw on the way, and its report brings them here.
 //     The path MTU searches are the exception: each is bounded by its own budget (probe
 //     counts and pmtu.DefaultBudget), not by T, because a search cut off at T reports a size
-//     it did not settle. At T the other probes stop; the run waits for the searches.
+//     it did not settle. At T no retry leaves; first attempts still waiting their turn (a
+//     slow agent session, a long paced sequence) still go, up to the sending phase's own
+//     bound (sendingBound), each with its deadline for silence from when it left; then the
+//     other probes stop, and the run waits for the searches. An attempt counts only once it
+//     is on the wire: a probe that never left is an error that says so, not a verdict on
+//     the path (unsent).
 //  5. Judge (verdict.go) and build the report.
 //
 // With an agent, a forward verdict rests on what the agent captured, never on what answered:
@@ -41,6 +47,7 @@ package probe
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -198,8 +205,11 @@ type checkRun struct {
 
 	sendMu   sync.Mutex // one forward sequence at a time: fwdPk is the buffer on the wire
 	fwdPk    Packets
-	fwdQueue []*pending // waiting for the forward sender (r.mu; see forward)
-	fwdBusy  bool       // a forward sender runs (r.mu)
+	fwdQueue []*pending    // waiting for the forward sender (r.mu; see forward)
+	fwdBusy  bool          // a forward sender runs (r.mu)
+	retryEnd time.Time     // T after the main phase began: no retry leaves after it (r.mu)
+	sendFor  time.Duration // the sending phase's bound (see sendingBound)
+	ctlRTT   time.Duration // the longest round trip of an agent request measured (r.mu)
 
 	pcapMu      sync.Mutex // the records for cfg.Pcap (pcapnote.go)
 	pcapRecs    []pcapRec
@@ -257,6 +267,7 @@ func check(ctx context.Context, cfg CheckConfig, env checkEnv) (*report.Report, 
 		return nil, err
 	}
 	r.unjudgeable()
+	r.unsent()
 	outs := make([]Outcome, len(r.list))
 	for i, p := range r.list {
 		outs[i] = *p.out
@@ -609,56 +620,118 @@ func (r *checkRun) reverseLeft(asked time.Time, res ReverseResult, clock ClockEs
 	return left
 }
 
-// sendForward sends one attempt of each of ps (forward), paced by the sender.
+// sendForward sends one attempt of each of ps (forward), paced by the sender. The IP IDs of
+// the fragmented ones are announced to the agent first, all in one request, so that no
+// probe waits on a round trip of its own on the agent session (which carries one request
+// at a time, the report polls and the reverse requests included). An attempt counts once
+// it is on the wire: one that did not leave (the sending time ran out, the send failed, a
+// retry whose turn came after T) is taken back, and its probe is judged on the attempts
+// that left.
 func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 	r.sendMu.Lock()
 	defer r.sendMu.Unlock()
 	defer func() { r.mu.Lock(); unqueue(ps); r.mu.Unlock() }()
-	pk := &r.fwdPk
-	for _, p := range ps {
-		if ctx.Err() != nil {
-			return
+	pks := make([]Packets, len(ps))
+	r.mu.Lock()
+	var ready []*pending
+	var ipids []uint16
+	for i, p := range ps {
+		if _, err := r.newAttempt(p, &pks[i]); err != nil {
+			p.out.Err, p.decided = err, true
+			continue
 		}
-		r.mu.Lock()
-		_, err := r.newAttempt(p, pk)
-		r.mu.Unlock()
-		if err == nil && r.agent != nil && len(pk.Wire) > 1 {
-			err = r.announce(ctx, pk.IPID)
+		ready = append(ready, p)
+		if len(pks[i].Wire) > 1 {
+			ipids = append(ipids, pks[i].IPID)
 		}
-		var left time.Time // when the first packet went to the kernel: the pcap's send time
-		if err == nil {
-			left, err = r.send.SendStamped(ctx, pk)
-		}
-		now := r.clk.Now()
+		pks[len(ready)-1] = pks[i]
+	}
+	r.mu.Unlock()
+	pks = pks[:len(ready)]
+	var annErr error
+	if r.agent != nil && len(ipids) > 0 {
+		annErr = r.announce(ctx, ipids)
+	}
+	for i, p := range ready {
+		pk := &pks[i]
+		err := r.sendOne(ctx, p, pk, annErr)
 		r.mu.Lock()
 		p.queued = false
-		if err == nil {
-			p.sentAt[len(p.sentAt)-1] = now
-		} else if p.out.Err == nil && ctx.Err() == nil {
-			p.out.Err = err
-			p.decided = true
-		}
-		r.mu.Unlock()
-		if err == nil && r.cfg.Pcap != nil {
-			r.mu.Lock()
-			attempt, nonce := len(p.nonces), p.nonces[len(p.nonces)-1]
-			r.mu.Unlock()
-			for i, w := range pk.Wire {
-				r.record(pointInitiator, left, w, len(w), note("sent", p.out.Probe, report.Forward, attempt, nonce, pk.Frags[i], w, ""), false)
+		if err != nil {
+			r.takeBack(p, pk)
+			if p.out.Err == nil && ctx.Err() == nil && !errors.Is(err, errRetryTooLate) {
+				p.out.Err, p.decided = err, true
 			}
 		}
+		r.mu.Unlock()
 	}
 }
 
-// announce tells the agent the IP ID of a fragmented probe about to leave: it keeps
+// errRetryTooLate is a retry whose turn to leave came after T: no retry goes out after T.
+var errRetryTooLate = errors.New("retry after T")
+
+// sendOne puts one prepared attempt of p on the wire (annErr: the announce of the batch's
+// IP IDs failed) and records when it left.
+func (r *checkRun) sendOne(ctx context.Context, p *pending, pk *Packets, annErr error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if annErr != nil && len(pk.Wire) > 1 {
+		return annErr
+	}
+	r.mu.Lock()
+	late := len(p.out.Attempts) > 1 && !r.clk.Now().Before(r.retryEnd)
+	r.mu.Unlock()
+	if late {
+		return errRetryTooLate
+	}
+	left, err := r.send.SendStamped(ctx, pk) // left: when the first packet went to the kernel
+	if err != nil {
+		return err
+	}
+	now := r.clk.Now()
+	r.mu.Lock()
+	p.sentAt[len(p.sentAt)-1] = now
+	attempt, nonce := len(p.nonces), p.nonces[len(p.nonces)-1]
+	r.mu.Unlock()
+	if r.cfg.Pcap != nil {
+		for i, w := range pk.Wire {
+			r.record(pointInitiator, left, w, len(w), note("sent", p.out.Probe, report.Forward, attempt, nonce, pk.Frags[i], w, ""), false)
+		}
+	}
+	return nil
+}
+
+// takeBack undoes the last attempt of p, built into pk by newAttempt, which did not leave:
+// the probe is judged on the attempts that did. The caller holds r.mu.
+func (r *checkRun) takeBack(p *pending, pk *Packets) {
+	n := len(p.out.Attempts) - 1
+	if n < 0 || n >= len(p.nonces) {
+		return
+	}
+	nonce := p.nonces[n]
+	delete(r.byNonce, nonce)
+	delete(r.byIPID, ipidKey{p.reverse, 0, uint16(nonce)})
+	delete(r.byIPID, ipidKey{p.reverse, pk.Proto, pk.IPID})
+	p.out.Attempts, p.nonces, p.sentAt = p.out.Attempts[:n], p.nonces[:n], p.sentAt[:n]
+	if n == 0 {
+		p.out.Nonce = 0
+	}
+}
+
+// announce tells the agent the IP IDs of the fragmented probes about to leave: it keeps
 // non-first fragments only with an announced IP ID. Like reverse requests it is not cut
 // off when the run ends early (that would leave the session unusable for the last
-// report): it is bounded by RequestTimeout instead, and the probe is then not sent.
-func (r *checkRun) announce(ctx context.Context, ipid uint16) error {
+// report): it is bounded by RequestTimeout instead, and the probes are then not sent.
+func (r *checkRun) announce(ctx context.Context, ipids []uint16) error {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), RequestTimeout)
 	defer cancel()
-	if err := r.agent.Announce(actx, ipid); err != nil {
-		return fmt.Errorf("the agent did not take the probe's IP ID, so it would not keep its fragments: %w", err)
+	for len(ipids) > 0 {
+		n := min(len(ipids), maxAnnounce)
+		if err := r.agent.Announce(actx, ipids[:n]...); err != nil {
+			return fmt.Errorf("the agent did not take the probe's IP ID, so it would not keep its fragments: %w", err)
+		}
+		ipids = ipids[n:]
 	}
 	return nil
 }
@@ -765,7 +838,8 @@ type mainPhase struct {
 	held    []*pending
 	wakes   [2]<-chan struct{} // our captures' (nil: none)
 
-	sending     bool // until the probes are done or T is up: afterwards only the searches run on
+	sending     bool      // until the probes are done, or T is up and every first attempt left: afterwards only the searches run on
+	sendEnd     time.Time // the sending phase's bound: what is still queued then is not sent (sendingBound)
 	lastPoll    time.Time
 	agentErr    error
 	interrupted bool
@@ -799,13 +873,18 @@ func (r *checkRun) partition() (fwd, revUDP, revRest []*pending, pm, pmRev *pend
 // the path MTU searches, each on its own goroutine.
 func (r *checkRun) startMain(ctx context.Context, fwd, revRest []*pending, pm, pmRev *pending) *mainPhase {
 	m := &mainPhase{parent: ctx, start: r.clk.Now(), sending: true}
+	r.sendFor = r.sendingBound(fwd)
+	m.sendEnd = m.start.Add(r.sendFor)
+	r.mu.Lock()
+	r.retryEnd = m.start.Add(r.timeout)
+	r.mu.Unlock()
 	// Reverse requests are not cancelled when the run ends early: a request cut off midway
 	// leaves the control session unusable for the last report. They are bounded instead.
-	m.rctx, m.rcancel = context.WithDeadline(ctx, time.Now().Add(r.timeout+setupTimeout))
+	m.rctx, m.rcancel = context.WithDeadline(ctx, time.Now().Add(r.sendFor+setupTimeout))
 	// The path MTU searches end with the caller (Ctrl-C) or a broken agent session, never at
 	// T: they are bounded by their own budgets.
 	m.pctx, m.pcancel = context.WithCancel(ctx)
-	m.ctx, m.cancel = context.WithDeadline(ctx, time.Now().Add(r.timeout+setupTimeout))
+	m.ctx, m.cancel = context.WithDeadline(ctx, time.Now().Add(r.sendFor+setupTimeout))
 	for i, o := range r.obs[:min(len(r.obs), len(m.wakes))] {
 		m.wakes[i] = o.Wake()
 	}
@@ -864,13 +943,58 @@ func (r *checkRun) step(m *mainPhase) bool {
 	if r.allDecided() || (quiet && !r.searching()) {
 		return true
 	}
-	if m.sending && (quiet || !now.Before(m.start.Add(r.timeout))) {
+	late := !now.Before(m.start.Add(r.timeout))
+	if m.sending && (quiet || (late && !r.forwardQueued()) || !now.Before(m.sendEnd)) {
+		// The probes are done; or T is up and no first attempt still waits to leave (a
+		// slow agent session can hold them past T: they still go, each with its own
+		// deadline for silence from when it left); or the sending phase's bound is up.
+		// Stop the senders; the searches go on.
 		m.sending = false
-		m.cancel() // the probes are done, or T is up: stop the senders; the searches go on
+		m.cancel()
 	}
 	if m.sending {
 		r.release(m, now)
-		r.retry(m, now)
+		if !late {
+			r.retry(m, now) // no retry goes out after T
+		}
+	}
+	return false
+}
+
+// sendingBound is how long the main phase may send: T, plus what the forward probes' first
+// attempts need at the pace, plus, with an agent, T again for the agent session's queue
+// (one request at a time: the announce of the fragmented probes' IP IDs waits behind the
+// report polls and the reverse requests). The senders stop earlier, at T, unless first
+// attempts are still waiting to leave then. The whole run stays bounded: this, then at
+// most W (≤ T) of silence after the last probe left, then the last report.
+func (r *checkRun) sendingBound(fwd []*pending) time.Duration {
+	pace := r.cfg.Pace
+	if pace <= 0 {
+		pace = DefaultRate
+	}
+	packets := 0
+	var pk Packets
+	for _, p := range fwd {
+		id, bp := r.buildParams(p.out.Probe, r.src, r.cfg.Target, 1)
+		if Build(id, bp, &pk) == nil {
+			packets += len(pk.Wire)
+		}
+	}
+	d := r.timeout + time.Duration(packets)*time.Second/time.Duration(pace)
+	if r.agent != nil {
+		d += r.timeout
+	}
+	return d
+}
+
+// forwardQueued reports whether a forward probe waits for the sender or is being sent.
+func (r *checkRun) forwardQueued() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.list {
+		if !p.reverse && p.queued {
+			return true
+		}
 	}
 	return false
 }
@@ -956,6 +1080,33 @@ func (r *checkRun) unjudgeable() {
 		}
 		p.out.Err = fmt.Errorf("the agent's capture lost %d packets (its buffers were full: heavy traffic from this host), so it may have missed this one; run again when the link is quieter", r.agentLost)
 	}
+}
+
+// unsent turns the probes that never left into errors: their silence says nothing about
+// the path, and "dropped" would send the engineer after a device that never saw them.
+func (r *checkRun) unsent() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.list {
+		if len(p.out.Attempts) == 0 && p.out.Err == nil && p.out.Skip == "" && p.out.Probe != PMTU {
+			p.out.Err = &notSentError{Sending: r.sendFor, AgentRTT: r.ctlRTT}
+		}
+	}
+}
+
+// notSentError is the error of a probe that never left: the run's time for sending ran
+// out while it waited its turn.
+type notSentError struct {
+	Sending  time.Duration // the sending phase's bound
+	AgentRTT time.Duration // the longest round trip of a request to the agent (0: none measured)
+}
+
+func (e *notSentError) Error() string {
+	msg := fmt.Sprintf("not sent: the run's time for sending (%s) ran out before this probe left, so it says nothing about the path", e.Sending.Round(time.Millisecond))
+	if e.AgentRTT > 0 {
+		msg += fmt.Sprintf("; requests to the agent took up to %s each, one at a time", e.AgentRTT.Round(time.Millisecond))
+	}
+	return msg + "; raise --timeout"
 }
 
 // collect waits briefly for the reverse burst's packets to land, reading what arrives.
@@ -1064,7 +1215,12 @@ func (r *checkRun) collectAgent(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.rttSample(r.clk.Now().Sub(asked)) // the report crossed the path both ways
+	if rep.RTT > 0 {
+		// The report crossed the path both ways. Its own round trip, not the time it
+		// waited for the session's earlier requests: queueing is not the path.
+		r.rttSample(rep.RTT)
+		r.ctlRTT = max(r.ctlRTT, rep.RTT)
+	}
 	for i := r.agentSeen; i < len(rep.Seen); i++ {
 		s := &rep.Seen[i]
 		ref, ok := r.arrived(s, false)

@@ -317,6 +317,9 @@ func errorDetail(o *Outcome) string {
 	if errors.Is(o.Err, context.Canceled) || errors.Is(o.Err, context.DeadlineExceeded) {
 		return name + " did not finish: the run ended before it had its answer, so nothing was measured; run it again (for the path MTU alone, 'ipsecpath pmtu')."
 	}
+	if ns := (*notSentError)(nil); errors.As(o.Err, &ns) {
+		return fmt.Sprintf("%s was %s.", name, ns)
+	}
 	msg := strings.TrimSuffix(strings.TrimPrefix(o.Err.Error(), "pmtu: "), ".")
 	return fmt.Sprintf("%s could not run: %s.", name, msg)
 }

@@ -54,6 +54,8 @@ type Net struct {
 	CtlRTT       func() time.Duration
 	AgentGone    time.Time
 
+	ctlFree time.Time // when the agent session's last booked request is done
+
 	mu       sync.Mutex
 	sends    []Send
 	attempts map[sendKey]int
@@ -217,6 +219,23 @@ func (a *Agent) gone() error {
 	return nil
 }
 
+// reserve books the session for one request of a CtlRTT from when the session is free, as
+// AgentClient sends one request at a time: it returns how long from now until the request
+// reaches the agent, and how long from then until its reply is back (their sum less the
+// wait for the session is the request's own round trip: rtt).
+func (a *Agent) reserve() (there, back, rtt time.Duration) {
+	rtt = a.n.ctlRTT()
+	a.n.mu.Lock()
+	defer a.n.mu.Unlock()
+	now := a.n.Clock.Now()
+	start := now
+	if a.n.ctlFree.After(start) {
+		start = a.n.ctlFree
+	}
+	a.n.ctlFree = start.Add(rtt)
+	return start.Sub(now) + rtt/2, rtt - rtt/2, rtt
+}
+
 // Hello says the agent captures and sends, and sees us without NAT.
 func (a *Agent) Hello(context.Context) (*probe.AgentHello, error) {
 	if err := a.gone(); err != nil {
@@ -229,26 +248,27 @@ func (a *Agent) Hello(context.Context) (*probe.AgentHello, error) {
 // StartObserving starts the agent's capture.
 func (a *Agent) StartObserving(context.Context) error { return a.gone() }
 
-// Report returns what the agent captured: the request takes a CtlRTT of fake time (the
-// check calls it from its own goroutine), and holds what had arrived half-way.
+// Report returns what the agent captured: the request takes a CtlRTT of fake time after
+// the session's earlier requests (the check calls it from its own goroutine), holds what
+// had arrived half-way, and gives that CtlRTT as its RTT.
 func (a *Agent) Report(context.Context) (*probe.AgentReport, error) {
 	if err := a.gone(); err != nil {
 		return nil, err
 	}
-	rtt := a.n.ctlRTT()
-	if rtt > 0 {
-		a.n.Clock.Sleep(rtt / 2)
+	there, back, rtt := a.reserve()
+	if there > 0 {
+		a.n.Clock.Sleep(there)
 	}
 	a.n.mu.Lock()
 	a.seen = append(a.seen, arrived(&a.n.atAgent, a.n.Clock.Now(), func(*probe.Seen) bool { return true })...)
 	a.n.mu.Unlock()
-	if rtt > 0 {
-		a.n.Clock.Sleep(rtt - rtt/2)
+	if back > 0 {
+		a.n.Clock.Sleep(back)
 	}
 	if err := a.gone(); err != nil {
 		return nil, err
 	}
-	return &probe.AgentReport{Seen: append([]probe.Seen(nil), a.seen...), Observing: true}, nil
+	return &probe.AgentReport{Seen: append([]probe.Seen(nil), a.seen...), Observing: true, RTT: rtt}, nil
 }
 
 // SendReverse has the agent send the reverse probes toward us, all at once half a CtlRTT
@@ -258,10 +278,12 @@ func (a *Agent) SendReverse(_ context.Context, ps []probe.ReverseProbe, _ int) (
 	if err := a.gone(); err != nil {
 		return nil, err
 	}
-	rtt := a.n.ctlRTT()
-	if rtt > 0 {
-		a.n.Clock.Wait(rtt / 2)
-		defer a.n.Clock.Wait(rtt - rtt/2)
+	there, back, _ := a.reserve()
+	if there > 0 {
+		a.n.Clock.Wait(there)
+	}
+	if back > 0 {
+		defer a.n.Clock.Wait(back)
 	}
 	now := a.n.Clock.Now()
 	a.n.mu.Lock()
@@ -281,8 +303,16 @@ func (a *Agent) SendReverse(_ context.Context, ps []probe.ReverseProbe, _ int) (
 	return out, nil
 }
 
-// Announce takes the IP ID of a fragmented probe.
-func (a *Agent) Announce(context.Context, ...uint16) error { return a.gone() }
+// Announce takes the IP IDs of fragmented probes: a request like any other, a CtlRTT.
+func (a *Agent) Announce(context.Context, ...uint16) error {
+	if err := a.gone(); err != nil {
+		return err
+	}
+	if there, back, _ := a.reserve(); there+back > 0 {
+		a.n.Clock.Wait(there + back)
+	}
+	return a.gone()
+}
 
 // Stop ends the agent's capture.
 func (a *Agent) Stop(context.Context) error { return nil }
