@@ -194,6 +194,7 @@ type tracer struct {
 	strict bool
 
 	mu      sync.Mutex
+	rtt     traceRTT // the round trips measured (within a check: the run's first)
 	walks   []*walk
 	byIPID  map[ipidKey]*ttlCopy
 	byNonce map[uint32]*ttlCopy // echo copies' nonces; a reverse walk's nonce: its first copy
@@ -253,7 +254,10 @@ type ttlCopy struct {
 	nonce uint32
 	// packets is how many IP packets (fragments) the copy is.
 	packets int
-	sent    time.Time // zero: not sent
+	sent    time.Time // zero: not sent (reverse: the agent's clock)
+	// left is when a reverse copy left the agent, on our clock (reverseLeft): its deadline
+	// for silence counts from there (trace_wait.go).
+	left time.Time
 	// teFrom answered time-exceeded in transit (code 0) for this copy's first fragment.
 	teFrom netip.Addr
 	teRTT  time.Duration
@@ -468,7 +472,7 @@ func (t *tracer) run(ctx context.Context) error {
 			}
 		}
 		now := time.Now()
-		if (!sending && (!now.Before(deadline) || t.settled())) || !now.Before(hard) {
+		if (!sending && (!now.Before(deadline) || t.settled() || t.quiet(now))) || !now.Before(hard) {
 			break
 		}
 		if ctx.Err() != nil {
@@ -719,6 +723,7 @@ func (t *tracer) sendReverse(stop, ctx context.Context) error {
 				pkts += cs[n].packets
 				n++
 			}
+			asked := r.clk.Now()
 			res, err := r.agent.SendReverse(ctx, req[:n], r.cfg.Pace)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -726,7 +731,9 @@ func (t *tracer) sendReverse(stop, ctx context.Context) error {
 				}
 				return fmt.Errorf("trace: agent did not send the reverse copies: %w", err)
 			}
-			if t.takeResults(req[:n], cs[:n], res) {
+			ignored := t.takeResults(req[:n], cs[:n], res)
+			t.noteLeft(cs[:n], res, asked, r.agent.Clock())
+			if ignored {
 				return nil // the walks cannot be traced: no more copies
 			}
 			req, cs = req[n:], cs[n:]
@@ -756,6 +763,19 @@ func (t *tracer) takeResults(req []ReverseProbe, cs []*ttlCopy, res []ReverseRes
 		}
 	}
 	return t.ignoredIPID
+}
+
+// noteLeft records when the reverse copies cs that the agent sent left it, on our clock, as
+// late as they can have left (as the check's reverse attempts, see reverseLeft): their
+// deadlines for silence count from there.
+func (t *tracer) noteLeft(cs []*ttlCopy, res []ReverseResult, asked time.Time, clock ClockEstimate) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range min(len(cs), len(res)) {
+		if !cs[i].sent.IsZero() {
+			cs[i].left = t.r.reverseLeft(asked, res[i], clock)
+		}
+	}
 }
 
 // reverseRequest builds the reverse copies of TTLs lo to hi of the walks rev (in send
@@ -860,6 +880,9 @@ func (t *tracer) local(s *Seen) {
 		return
 	}
 	if c := t.byNonce[m.Nonce]; c != nil && !c.w.reverse {
+		if !c.sent.IsZero() {
+			t.pathSample(s.At.Sub(c.sent)) // an echo reply: the whole path, both ways
+		}
 		if t.echoTTL[0] == 0 {
 			t.echoTTL[0] = s.TTL // the target's own answers arrive with this TTL
 		}
@@ -891,6 +914,9 @@ func (t *tracer) icmp(c *ttlCopy, e ICMPError, at time.Time, far netip.Addr) {
 	case e.TimeExceeded() && e.Code == wire.CodeTTLExceeded:
 		if !c.teFrom.IsValid() {
 			c.teFrom, c.teRTT = e.From, rtt
+			if !c.sent.IsZero() {
+				t.hopSample(rtt)
+			}
 		}
 	case e.From == far && e.Unreachable() && !e.AdminProhibited():
 		// The far end's own kernel: port or protocol unreachable means it got there whole.
@@ -928,12 +954,14 @@ func (t *tracer) arrived(c *ttlCopy, offset int) {
 // collectAgent reads the agent's capture: forward copies arriving, and the ICMP errors
 // routers sent it for reverse copies.
 func (t *tracer) collectAgent(ctx context.Context) error {
+	asked := time.Now()
 	rep, err := t.r.agent.Report(ctx)
 	if err != nil {
 		return err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.pathSample(time.Since(asked)) // the report crossed the path both ways
 	for i := t.agentSeen; i < len(rep.Seen); i++ {
 	}
 	t.agentSeen = max(t.agentSeen, len(rep.Seen))
@@ -956,6 +984,9 @@ func (t *tracer) collectAgent(ctx context.Context) error {
 				if c := t.byNonce[m.Nonce]; c != nil && c.w.reverse {
 					switch {
 					case c.w.id == smallEcho && s.Proto == ProtoICMP:
+						if !c.sent.IsZero() {
+							t.pathSample(s.At.Sub(c.sent)) // both on the agent's clock
+						}
 						if t.echoTTL[1] == 0 {
 							t.echoTTL[1] = s.TTL
 						}
@@ -991,19 +1022,9 @@ func (t *tracer) settled() bool {
 			return false
 		}
 		for _, c := range w.copies {
-			if c.sent.IsZero() {
-				continue
+			if !c.sent.IsZero() && !t.answered(w, c) {
+				return false
 			}
-			if c.teFrom.IsValid() || c.err != nil || (c.farEnd && c.complete()) {
-				continue
-			}
-			// One-ended, every copy carries the same nonce: an answer of the far end names
-			// no TTL, but copies at or past the far end's TTL (a reference's) are answered.
-			answered := w.answered || (t.r.agent == nil && w.rstTTL != 0 && w.rstTTL == t.echoTTL[0])
-			if f := t.farEnd[dir(w.reverse)]; answered && f > 0 && c.ttl >= f {
-				continue
-			}
-			return false
 		}
 	}
 	return true
@@ -1377,6 +1398,9 @@ func probeName(id ID) string { return "the " + string(id) + " probe" }
 func (r *checkRun) traceFailures(ctx context.Context, results []report.Result) {
 	t := r.tracer(DefaultTraceMaxHops, r.timeout)
 	t.strict = true
+	r.mu.Lock()
+	t.rtt.path = r.rtt // the run's round trips: a copy is silent W after it left (trace_wait.go)
+	r.mu.Unlock()
 	type target struct {
 		i int
 		w *walk
