@@ -717,6 +717,9 @@ func (t *tracer) sendReverse(stop, ctx context.Context) error {
 			if stop.Err() != nil {
 				return nil
 			}
+			if req, cs = t.beyondFarEnd(req, cs); len(req) == 0 {
+				return nil
+			}
 			n, pkts := 0, 0
 			// A companion echo stays in the request of its probe's copy (see hopMap).
 			for n < min(len(req), MaxReverseProbes) && (n == 0 || pkts+cs[n].packets <= budget || cs[n].w.companion) {
@@ -765,17 +768,33 @@ func (t *tracer) takeResults(req []ReverseProbe, cs []*ttlCopy, res []ReverseRes
 	return t.ignoredIPID
 }
 
-// noteLeft records when the reverse copies cs that the agent sent left it, on our clock, as
-// late as they can have left (as the check's reverse attempts, see reverseLeft): their
-// deadlines for silence count from there.
+// noteLeft counts the packets of the reverse copies cs the agent was asked for, and records
+// when those it sent left it, on our clock, as late as they can have left (as the check's
+// reverse attempts, see reverseLeft): their deadlines for silence count from there.
 func (t *tracer) noteLeft(cs []*ttlCopy, res []ReverseResult, asked time.Time, clock ClockEstimate) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for i := range min(len(cs), len(res)) {
-		if !cs[i].sent.IsZero() {
-			cs[i].left = t.r.reverseLeft(asked, res[i], clock)
+	for i, c := range cs {
+		t.sent[1] += c.packets
+		if i < len(res) && !c.sent.IsZero() {
+			c.left = t.r.reverseLeft(asked, res[i], clock)
 		}
 	}
+}
+
+// beyondFarEnd drops from the reverse copies still to ask for (req, cs, in TTL order) those
+// past the far end's margin, once our capture saw a copy arrive (as the forward sender
+// stops there, see limit): a chunk's request of a slow pace would otherwise send TTLs that
+// can only arrive again. They stay unsent.
+func (t *tracer) beyondFarEnd(req []ReverseProbe, cs []*ttlCopy) ([]ReverseProbe, []*ttlCopy) {
+	t.collectLocal()
+	lim := t.limit(true)
+	for i, c := range cs {
+		if c.ttl > lim {
+			return req[:i], cs[:i]
+		}
+	}
+	return req, cs
 }
 
 // reverseRequest builds the reverse copies of TTLs lo to hi of the walks rev (in send
@@ -828,7 +847,6 @@ func (t *tracer) reverseRequest(rev []*walk, lo, hi int) ([]ReverseProbe, []*ttl
 			}
 			req = append(req, ReverseProbe{ID: id, Nonce: n, Size: bp.Size, FragSize: bp.FragSize, TTL: uint8(ttl), IPID: bp.IPID})
 			cs = append(cs, c)
-			t.sent[1] += len(r.revPk.Wire)
 		}
 	}
 	return req, cs, nil
