@@ -38,10 +38,12 @@ package probe
 // matched. An agent that ignores the IP ID asked for (older than ReverseProbe.IPID) says so
 // by the IP ID in its result: the walk is then reported as not traced, never misread.
 //
-// Time: everything is sent at once (paced), then answers are read until Timeout after the
-// first send (and at least Timeout/2 after the last; within a check, strictly Timeout);
-// a trace of a 2–30 hop path takes about one Timeout. TTLs more than traceFarEndMargin
-// beyond the far end, once a reference arrived there, are not sent.
+// Time: everything is sent at once (paced), then answers are read until every copy has its
+// answer or is past its own deadline for silence, W after it left (trace_wait.go: W follows
+// the round trips measured, the check's window), and never longer than Timeout after the
+// first send (and at least Timeout/2 after the last; within a check, strictly Timeout).
+// TTLs more than traceFarEndMargin beyond the far end, once a copy arrived there, are not
+// sent.
 
 import (
 	"context"
