@@ -204,6 +204,10 @@ type tracer struct {
 	nextID  uint16
 	nonces  []uint32
 	farEnd  [2]int // least TTL known to arrive at the far end, per direction (0: not yet)
+	// echoFar is the least TTL of a forward echo copy the far end answered (0: none yet):
+	// with an agent its arrival is what the agent reports, but the reply already says how
+	// far the copies need to go (limit), before the agent's next report.
+	echoFar int
 	sent    [2]int // packets sent per direction
 	// agentFrom is how many packets of the agent's report came before this trace;
 	// agentSeen how many are in the pcap already.
@@ -530,7 +534,11 @@ func dir(reverse bool) int {
 func (t *tracer) limit(reverse bool) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if f := t.farEnd[dir(reverse)]; f > 0 {
+	f := t.farEnd[dir(reverse)]
+	if e := t.echoFar; !reverse && e > 0 && (f == 0 || e < f) {
+		f = e
+	}
+	if f > 0 {
 		return min(t.maxHops, f+traceFarEndMargin)
 	}
 	return t.maxHops
@@ -902,6 +910,9 @@ func (t *tracer) local(s *Seen) {
 	if c := t.byNonce[m.Nonce]; c != nil && !c.w.reverse {
 		if !c.sent.IsZero() {
 			t.pathSample(s.At.Sub(c.sent)) // an echo reply: the whole path, both ways
+		}
+		if t.echoFar == 0 || c.ttl < t.echoFar {
+			t.echoFar = c.ttl
 		}
 		if t.echoTTL[0] == 0 {
 			t.echoTTL[0] = s.TTL // the target's own answers arrive with this TTL
