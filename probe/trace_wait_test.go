@@ -129,3 +129,41 @@ func TestTraceQuietPerCopy(t *testing.T) {
 		t.Error("a trace whose every copy is answered still waits")
 	}
 }
+
+// Once a copy is known to reach the far end (TTL 3 here), TTLs past traceFarEndMargin beyond
+// it are not sent: forward as soon as the far end answers an echo (before the agent's report
+// says the copy arrived), reverse dropped from a chunk's requests still to make.
+func TestTraceFarEndLimit(t *testing.T) {
+	r := &checkRun{src: netip.MustParseAddr("198.51.100.10"), cfg: CheckConfig{Target: netip.MustParseAddr("203.0.113.10")},
+		agentIP: netip.MustParseAddr("203.0.113.10"), peer: netip.MustParseAddr("198.51.100.10"),
+		byNonce: map[uint32]attemptRef{}, byIPID: map[ipidKey]attemptRef{}, agent: &AgentClient{}}
+	tr := r.tracer(8, time.Second)
+	tr.add(ESPFrag, true, false)
+	if tr.limit(false) != 8 || tr.limit(true) != 8 {
+		t.Fatalf("limits %d, %d before any arrival, want 8", tr.limit(false), tr.limit(true))
+	}
+	tr.echoFar = 3
+	if got := tr.limit(false); got != 3+traceFarEndMargin {
+		t.Errorf("forward limit %d after the far end answered the TTL 3 echo, want %d", got, 3+traceFarEndMargin)
+	}
+	if got := tr.limit(true); got != 8 {
+		t.Errorf("reverse limit %d: a forward echo says nothing of the reverse path", got)
+	}
+	req, cs, err := tr.reverseRequest(tr.sendOrder(true), 1, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.farEnd[1] = 3
+	req, cs = tr.beyondFarEnd(req, cs)
+	if len(req) != len(cs) || len(cs) == 0 {
+		t.Fatalf("%d requests for %d copies", len(req), len(cs))
+	}
+	for i, c := range cs {
+		if c.ttl > 3+traceFarEndMargin || int(req[i].TTL) != c.ttl {
+			t.Errorf("copy %d: TTL %d (request %d) past the far end's margin", i, c.ttl, req[i].TTL)
+		}
+	}
+	if cs[len(cs)-1].ttl != 3+traceFarEndMargin {
+		t.Errorf("last TTL asked for %d, want %d", cs[len(cs)-1].ttl, 3+traceFarEndMargin)
+	}
+}
