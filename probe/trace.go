@@ -38,10 +38,12 @@ package probe
 // matched. An agent that ignores the IP ID asked for (older than ReverseProbe.IPID) says so
 // by the IP ID in its result: the walk is then reported as not traced, never misread.
 //
-// Time: everything is sent at once (paced), then answers are read until Timeout after the
-// first send (and at least Timeout/2 after the last; within a check, strictly Timeout);
-// a trace of a 2–30 hop path takes about one Timeout. TTLs more than traceFarEndMargin
-// beyond the far end, once a reference arrived there, are not sent.
+// Time: everything is sent at once (paced), then answers are read until every copy has its
+// answer or is past its own deadline for silence, W after it left (trace_wait.go: W follows
+// the round trips measured, the check's window), and never longer than Timeout after the
+// first send (and at least Timeout/2 after the last; within a check, strictly Timeout).
+// TTLs more than traceFarEndMargin beyond the far end, once a copy arrived there, are not
+// sent.
 
 import (
 	"context"
@@ -194,6 +196,7 @@ type tracer struct {
 	strict bool
 
 	mu      sync.Mutex
+	rtt     traceRTT // the round trips measured (within a check: the run's first)
 	walks   []*walk
 	byIPID  map[ipidKey]*ttlCopy
 	byNonce map[uint32]*ttlCopy // echo copies' nonces; a reverse walk's nonce: its first copy
@@ -201,6 +204,10 @@ type tracer struct {
 	nextID  uint16
 	nonces  []uint32
 	farEnd  [2]int // least TTL known to arrive at the far end, per direction (0: not yet)
+	// echoFar is the least TTL of a forward echo copy the far end answered (0: none yet):
+	// with an agent its arrival is what the agent reports, but the reply already says how
+	// far the copies need to go (limit), before the agent's next report.
+	echoFar int
 	sent    [2]int // packets sent per direction
 	// agentFrom is how many packets of the agent's report came before this trace;
 	// agentSeen how many are in the pcap already.
@@ -253,7 +260,10 @@ type ttlCopy struct {
 	nonce uint32
 	// packets is how many IP packets (fragments) the copy is.
 	packets int
-	sent    time.Time // zero: not sent
+	sent    time.Time // zero: not sent (reverse: the agent's clock)
+	// left is when a reverse copy left the agent, on our clock (reverseLeft): its deadline
+	// for silence counts from there (trace_wait.go).
+	left time.Time
 	// teFrom answered time-exceeded in transit (code 0) for this copy's first fragment.
 	teFrom netip.Addr
 	teRTT  time.Duration
@@ -468,7 +478,7 @@ func (t *tracer) run(ctx context.Context) error {
 			}
 		}
 		now := time.Now()
-		if (!sending && (!now.Before(deadline) || t.settled())) || !now.Before(hard) {
+		if (!sending && (!now.Before(deadline) || t.settled() || t.quiet(now))) || !now.Before(hard) {
 			break
 		}
 		if ctx.Err() != nil {
@@ -524,7 +534,11 @@ func dir(reverse bool) int {
 func (t *tracer) limit(reverse bool) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if f := t.farEnd[dir(reverse)]; f > 0 {
+	f := t.farEnd[dir(reverse)]
+	if e := t.echoFar; !reverse && e > 0 && (f == 0 || e < f) {
+		f = e
+	}
+	if f > 0 {
 		return min(t.maxHops, f+traceFarEndMargin)
 	}
 	return t.maxHops
@@ -713,12 +727,16 @@ func (t *tracer) sendReverse(stop, ctx context.Context) error {
 			if stop.Err() != nil {
 				return nil
 			}
+			if req, cs = t.beyondFarEnd(req, cs); len(req) == 0 {
+				return nil
+			}
 			n, pkts := 0, 0
 			// A companion echo stays in the request of its probe's copy (see hopMap).
 			for n < min(len(req), MaxReverseProbes) && (n == 0 || pkts+cs[n].packets <= budget || cs[n].w.companion) {
 				pkts += cs[n].packets
 				n++
 			}
+			asked := r.clk.Now()
 			res, err := r.agent.SendReverse(ctx, req[:n], r.cfg.Pace)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -726,7 +744,9 @@ func (t *tracer) sendReverse(stop, ctx context.Context) error {
 				}
 				return fmt.Errorf("trace: agent did not send the reverse copies: %w", err)
 			}
-			if t.takeResults(req[:n], cs[:n], res) {
+			ignored := t.takeResults(req[:n], cs[:n], res)
+			t.noteLeft(cs[:n], res, asked, r.agent.Clock())
+			if ignored {
 				return nil // the walks cannot be traced: no more copies
 			}
 			req, cs = req[n:], cs[n:]
@@ -756,6 +776,35 @@ func (t *tracer) takeResults(req []ReverseProbe, cs []*ttlCopy, res []ReverseRes
 		}
 	}
 	return t.ignoredIPID
+}
+
+// noteLeft counts the packets of the reverse copies cs the agent was asked for, and records
+// when those it sent left it, on our clock, as late as they can have left (as the check's
+// reverse attempts, see reverseLeft): their deadlines for silence count from there.
+func (t *tracer) noteLeft(cs []*ttlCopy, res []ReverseResult, asked time.Time, clock ClockEstimate) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, c := range cs {
+		t.sent[1] += c.packets
+		if i < len(res) && !c.sent.IsZero() {
+			c.left = t.r.reverseLeft(asked, res[i], clock)
+		}
+	}
+}
+
+// beyondFarEnd drops from the reverse copies still to ask for (req, cs, in TTL order) those
+// past the far end's margin, once our capture saw a copy arrive (as the forward sender
+// stops there, see limit): a chunk's request of a slow pace would otherwise send TTLs that
+// can only arrive again. They stay unsent.
+func (t *tracer) beyondFarEnd(req []ReverseProbe, cs []*ttlCopy) ([]ReverseProbe, []*ttlCopy) {
+	t.collectLocal()
+	lim := t.limit(true)
+	for i, c := range cs {
+		if c.ttl > lim {
+			return req[:i], cs[:i]
+		}
+	}
+	return req, cs
 }
 
 // reverseRequest builds the reverse copies of TTLs lo to hi of the walks rev (in send
@@ -808,7 +857,6 @@ func (t *tracer) reverseRequest(rev []*walk, lo, hi int) ([]ReverseProbe, []*ttl
 			}
 			req = append(req, ReverseProbe{ID: id, Nonce: n, Size: bp.Size, FragSize: bp.FragSize, TTL: uint8(ttl), IPID: bp.IPID})
 			cs = append(cs, c)
-			t.sent[1] += len(r.revPk.Wire)
 		}
 	}
 	return req, cs, nil
@@ -860,6 +908,12 @@ func (t *tracer) local(s *Seen) {
 		return
 	}
 	if c := t.byNonce[m.Nonce]; c != nil && !c.w.reverse {
+		if !c.sent.IsZero() {
+			t.pathSample(s.At.Sub(c.sent)) // an echo reply: the whole path, both ways
+		}
+		if t.echoFar == 0 || c.ttl < t.echoFar {
+			t.echoFar = c.ttl
+		}
 		if t.echoTTL[0] == 0 {
 			t.echoTTL[0] = s.TTL // the target's own answers arrive with this TTL
 		}
@@ -891,6 +945,9 @@ func (t *tracer) icmp(c *ttlCopy, e ICMPError, at time.Time, far netip.Addr) {
 	case e.TimeExceeded() && e.Code == wire.CodeTTLExceeded:
 		if !c.teFrom.IsValid() {
 			c.teFrom, c.teRTT = e.From, rtt
+			if !c.sent.IsZero() {
+				t.hopSample(rtt)
+			}
 		}
 	case e.From == far && e.Unreachable() && !e.AdminProhibited():
 		// The far end's own kernel: port or protocol unreachable means it got there whole.
@@ -928,12 +985,14 @@ func (t *tracer) arrived(c *ttlCopy, offset int) {
 // collectAgent reads the agent's capture: forward copies arriving, and the ICMP errors
 // routers sent it for reverse copies.
 func (t *tracer) collectAgent(ctx context.Context) error {
+	asked := time.Now()
 	rep, err := t.r.agent.Report(ctx)
 	if err != nil {
 		return err
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.pathSample(time.Since(asked)) // the report crossed the path both ways
 	for i := t.agentSeen; i < len(rep.Seen); i++ {
 	}
 	t.agentSeen = max(t.agentSeen, len(rep.Seen))
@@ -956,6 +1015,9 @@ func (t *tracer) collectAgent(ctx context.Context) error {
 				if c := t.byNonce[m.Nonce]; c != nil && c.w.reverse {
 					switch {
 					case c.w.id == smallEcho && s.Proto == ProtoICMP:
+						if !c.sent.IsZero() {
+							t.pathSample(s.At.Sub(c.sent)) // both on the agent's clock
+						}
 						if t.echoTTL[1] == 0 {
 							t.echoTTL[1] = s.TTL
 						}
@@ -991,19 +1053,9 @@ func (t *tracer) settled() bool {
 			return false
 		}
 		for _, c := range w.copies {
-			if c.sent.IsZero() {
-				continue
+			if !c.sent.IsZero() && !t.answered(w, c) {
+				return false
 			}
-			if c.teFrom.IsValid() || c.err != nil || (c.farEnd && c.complete()) {
-				continue
-			}
-			// One-ended, every copy carries the same nonce: an answer of the far end names
-			// no TTL, but copies at or past the far end's TTL (a reference's) are answered.
-			answered := w.answered || (t.r.agent == nil && w.rstTTL != 0 && w.rstTTL == t.echoTTL[0])
-			if f := t.farEnd[dir(w.reverse)]; answered && f > 0 && c.ttl >= f {
-				continue
-			}
-			return false
 		}
 	}
 	return true
@@ -1377,6 +1429,9 @@ func probeName(id ID) string { return "the " + string(id) + " probe" }
 func (r *checkRun) traceFailures(ctx context.Context, results []report.Result) {
 	t := r.tracer(DefaultTraceMaxHops, r.timeout)
 	t.strict = true
+	r.mu.Lock()
+	t.rtt.path = r.rtt // the run's round trips: a copy is silent W after it left (trace_wait.go)
+	r.mu.Unlock()
 	type target struct {
 		i int
 		w *walk
