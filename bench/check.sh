@@ -7,7 +7,10 @@
 # `ipsecpath responder` on rsp, and then times:
 #
 #   check   `ipsecpath check 203.0.113.10 --agent … --json` from ini: every probe class, both
-#           directions, one verdict each. Run $RUNS times (default 3); the median is kept.
+#           directions, one verdict each, and every failing row traced hop by hop. Run $RUNS
+#           times (default 3); the median is kept.
+#   verdicts the same with --no-trace: the verdicts alone, which is all the manual method
+#           below gives (it does not localise); timed and reported beside the full check.
 #   manual  what the troubleshooting guides have an engineer do, forward (ini → rsp, tcpdump
 #           on rsp) and then reverse (rsp → ini, tcpdump on ini): ping -s 5000 (and a small
 #           ping to compare), hping3 UDP 500 and UDP 4500 small and IP-fragmented (-f -m 1280),
@@ -69,7 +72,7 @@ manual() {
 
 addr() { case $1 in ini) echo $INI ;; rsp) echo $RSP ;; esac; }
 
-printf '%-12s %10s %-22s %10s %8s\n' profile check_ms "verdicts (pass/fail)" manual_ms ratio
+printf '%-12s %10s %-22s %10s %8s %12s %8s\n' profile check_ms "verdicts (pass/fail)" manual_ms ratio no_trace_ms ratio
 for prof in $PROFILES; do
 	LAB=$NAME-${prof//-/}
 	lab_up "$prof" "$W/labup.$prof"
@@ -84,6 +87,15 @@ for prof in $PROFILES; do
 		[ "$rc" -le 1 ] || { echo "check failed (exit $rc)" >&2; exit 1; }
 	done
 	med=$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
+	nt=()
+	for i in $(seq "$RUNS"); do
+		s=$(date +%s%N)
+		rc=0
+		ip netns exec "ipl-$LAB-ini" "$BIN" check "$RSP" --agent "$RSP:7500" --key-file "$W/key" --json --no-trace >"$W/check-nt.$prof.json" || rc=$?
+		nt+=("$(ms "$s")")
+		[ "$rc" -le 1 ] || { echo "check --no-trace failed (exit $rc)" >&2; exit 1; }
+	done
+	ntmed=$(printf '%s\n' "${nt[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")
 	verdicts=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["summary"]; print("%d/%d" % (s["pass"], s["fail"]))' "$W/check.$prof.json")
 
 	s=$(date +%s%N)
@@ -92,8 +104,9 @@ for prof in $PROFILES; do
 	mt=$(ms "$s")
 	fwd=$(cat "$W/fwd") rev=$(cat "$W/rev")
 	ratio=$(python3 -c "print(f'{$mt/$med:.1f}x')")
-	printf '%-12s %10s %-22s %10s %8s\n' "$prof" "$med" "$verdicts" "$mt" "$ratio"
-	echo "    check runs (ms): ${times[*]}"
+	ntratio=$(python3 -c "print(f'{$mt/$ntmed:.1f}x')")
+	printf '%-12s %10s %-22s %10s %8s %12s %8s\n' "$prof" "$med" "$verdicts" "$mt" "$ratio" "$ntmed" "$ntratio"
+	echo "    check runs (ms): ${times[*]}; --no-trace: ${nt[*]}"
 	echo "    manual forward, seen on rsp: $fwd"
 	echo "    manual reverse, seen on ini: $rev"
 	python3 -c 'import json,sys
