@@ -145,6 +145,7 @@ type pending struct {
 	out      *Outcome
 	proto    uint8
 	nonces   []uint32    // per attempt
+	spare    []uint32    // nonces reserved for the later attempts of a fragmented forward probe (their IP IDs announced with the first)
 	sentAt   []time.Time // per attempt
 	reverse  bool
 	udp      bool // ike, ike-frag, natt, natt-frag: sent in the cold reverse burst
@@ -194,6 +195,8 @@ type checkRun struct {
 	list      []*pending
 	byNonce   map[uint32]attemptRef
 	byIPID    map[ipidKey]attemptRef
+	reserved  map[uint16]bool // forward IP IDs held in a pending's spare nonces (r.mu)
+	announced map[uint16]bool // forward IP IDs the agent has taken (the forward sender's)
 	nonces    []uint32
 	agentSeen int     // agent packets already processed
 	agentLost int     // packets the agent's capture lost (its buffers were full)
@@ -518,23 +521,11 @@ func (r *checkRun) buildParams(id ID, src, dst netip.Addr, nonce uint32) (ID, Bu
 // newAttempt prepares attempt n of p: its nonce, the fragments it will be cut into, and
 // the maps that tie what is seen back to it. The probe is built into pk. The caller holds r.mu.
 func (r *checkRun) newAttempt(p *pending, pk *Packets) (nonce uint32, err error) {
-	if len(r.nonces) == 0 {
-		r.nonces, err = NewNonces(256)
-		if err != nil {
-			return 0, err
-		}
-	}
-	nonce, r.nonces = r.nonces[0], r.nonces[1:]
-	for { // distinct IP IDs within the run
-		if _, dup := r.byIPID[ipidKey{p.reverse, 0, uint16(nonce)}]; !dup {
-			break
-		}
-		if len(r.nonces) == 0 {
-			if r.nonces, err = NewNonces(256); err != nil {
-				return 0, err
-			}
-		}
-		nonce, r.nonces = r.nonces[0], r.nonces[1:]
+	if !p.reverse && len(p.spare) > 0 {
+		nonce, p.spare = p.spare[0], p.spare[1:]
+		delete(r.reserved, uint16(nonce))
+	} else if nonce, err = r.drawNonce(p.reverse); err != nil {
+		return 0, err
 	}
 	src, dst := r.src, r.cfg.Target
 	if p.reverse {
@@ -568,6 +559,48 @@ func (r *checkRun) newAttempt(p *pending, pk *Packets) (nonce uint32, err error)
 	r.byIPID[ipidKey{p.reverse, 0, uint16(nonce)}] = ref // reservation
 	r.byIPID[ipidKey{p.reverse, pk.Proto, pk.IPID}] = ref
 	return nonce, nil
+}
+
+// drawNonce takes a fresh nonce whose IP ID (its low 16 bits) no attempt of this run in the
+// same direction uses or holds in reserve. The caller holds r.mu.
+func (r *checkRun) drawNonce(reverse bool) (nonce uint32, err error) {
+	for {
+		if len(r.nonces) == 0 {
+			if r.nonces, err = NewNonces(256); err != nil {
+				return 0, err
+			}
+		}
+		nonce, r.nonces = r.nonces[0], r.nonces[1:]
+		_, used := r.byIPID[ipidKey{reverse, 0, uint16(nonce)}]
+		if !used && (reverse || !r.reserved[uint16(nonce)]) {
+			return nonce, nil
+		}
+	}
+}
+
+// reserveRetries holds the nonces of the later attempts of a fragmented forward probe on its
+// first attempt, so that their IP IDs go to the agent in the first announce: a retry then
+// waits on no announce of its own (one request at a time on the agent session: behind a
+// report poll or a send-reverse request, that wait was up to a few hundred milliseconds per
+// retry batch). The caller holds r.mu.
+func (r *checkRun) reserveRetries(p *pending) ([]uint16, error) {
+	if p.reverse || len(p.out.Attempts) != 1 || p.noReplay {
+		return nil, nil
+	}
+	if r.reserved == nil {
+		r.reserved = map[uint16]bool{}
+	}
+	var ids []uint16
+	for range CheckAttempts - 1 {
+		n, err := r.drawNonce(false)
+		if err != nil {
+			return nil, err
+		}
+		r.reserved[uint16(n)] = true
+		p.spare = append(p.spare, n)
+		ids = append(ids, uint16(n))
+	}
+	return ids, nil
 }
 
 // forward hands ps to the forward sender: one goroutine sends, in order, and takes what was
@@ -641,16 +674,28 @@ func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 			continue
 		}
 		ready = append(ready, p)
-		if len(pks[i].Wire) > 1 {
+		if len(pks[i].Wire) > 1 && r.agent != nil {
 			ipids = append(ipids, pks[i].IPID)
+			later, err := r.reserveRetries(p)
+			if err != nil {
+				r.takeBack(p, &pks[i])
+				p.out.Err, p.decided = err, true
+				ready = ready[:len(ready)-1]
+				continue
+			}
+			ipids = append(ipids, later...)
 		}
 		pks[len(ready)-1] = pks[i]
 	}
 	r.mu.Unlock()
 	pks = pks[:len(ready)]
 	var annErr error
-	if r.agent != nil && len(ipids) > 0 {
-		annErr = r.announce(ctx, ipids)
+	if fresh := r.unannounced(ipids); len(fresh) > 0 {
+		if annErr = r.announce(ctx, fresh); annErr == nil {
+			for _, id := range fresh {
+				r.announced[id] = true
+			}
+		}
 	}
 	for i, p := range ready {
 		pk := &pks[i]
@@ -665,6 +710,21 @@ func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 		}
 		r.mu.Unlock()
 	}
+}
+
+// unannounced returns the IP IDs of ids the agent has not taken yet (only the forward sender
+// reads and writes r.announced).
+func (r *checkRun) unannounced(ids []uint16) []uint16 {
+	if r.announced == nil {
+		r.announced = map[uint16]bool{}
+	}
+	var fresh []uint16
+	for _, id := range ids {
+		if !r.announced[id] {
+			fresh = append(fresh, id)
+		}
+	}
+	return fresh
 }
 
 // errRetryTooLate is a retry whose turn to leave came after T: no retry goes out after T.
@@ -716,6 +776,10 @@ func (r *checkRun) takeBack(p *pending, pk *Packets) {
 	p.out.Attempts, p.nonces, p.sentAt = p.out.Attempts[:n], p.nonces[:n], p.sentAt[:n]
 	if n == 0 {
 		p.out.Nonce = 0
+		for _, s := range p.spare { // a first attempt taken back takes its reserve back too
+			delete(r.reserved, uint16(s))
+		}
+		p.spare = nil
 	}
 }
 

@@ -56,11 +56,13 @@ type Net struct {
 
 	ctlFree time.Time // when the agent session's last booked request is done
 
-	mu       sync.Mutex
-	sends    []Send
-	attempts map[sendKey]int
-	atAgent  []probe.Seen // captured by the agent, At in the future until delivered
-	atUs     []probe.Seen // captured here
+	mu        sync.Mutex
+	sends     []Send
+	attempts  map[sendKey]int
+	atAgent   []probe.Seen    // captured by the agent, At in the future until delivered
+	ipids     map[uint16]bool // IP IDs announced: like the real agent, the fake keeps our non-first fragments only for these
+	announces int             // announce requests taken
+	atUs      []probe.Seen    // captured here
 }
 
 // ctlRTT is the round trip of the next agent request.
@@ -260,7 +262,7 @@ func (a *Agent) Report(context.Context) (*probe.AgentReport, error) {
 		a.n.Clock.Sleep(there)
 	}
 	a.n.mu.Lock()
-	a.seen = append(a.seen, arrived(&a.n.atAgent, a.n.Clock.Now(), func(*probe.Seen) bool { return true })...)
+	a.seen = append(a.seen, arrived(&a.n.atAgent, a.n.Clock.Now(), func(s *probe.Seen) bool { return s.Offset == 0 || a.n.ipids[s.IPID] })...)
 	a.n.mu.Unlock()
 	if back > 0 {
 		a.n.Clock.Sleep(back)
@@ -303,15 +305,37 @@ func (a *Agent) SendReverse(_ context.Context, ps []probe.ReverseProbe, _ int) (
 	return out, nil
 }
 
-// Announce takes the IP IDs of fragmented probes: a request like any other, a CtlRTT.
-func (a *Agent) Announce(context.Context, ...uint16) error {
+// Announce takes the IP IDs of fragmented probes: a request like any other, a CtlRTT; the
+// agent takes them half-way, and from then on keeps the non-first fragments that carry them
+// (a non-first fragment with an IP ID never announced is not reported, as by the real agent).
+func (a *Agent) Announce(_ context.Context, ids ...uint16) error {
 	if err := a.gone(); err != nil {
 		return err
 	}
-	if there, back, _ := a.reserve(); there+back > 0 {
-		a.n.Clock.Wait(there + back)
+	there, back, _ := a.reserve()
+	if there > 0 {
+		a.n.Clock.Wait(there)
+	}
+	a.n.mu.Lock()
+	if a.n.ipids == nil {
+		a.n.ipids = map[uint16]bool{}
+	}
+	for _, id := range ids {
+		a.n.ipids[id] = true
+	}
+	a.n.announces++
+	a.n.mu.Unlock()
+	if back > 0 {
+		a.n.Clock.Wait(back)
 	}
 	return a.gone()
+}
+
+// Announces is how many announce requests the agent took.
+func (n *Net) Announces() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.announces
 }
 
 // Stop ends the agent's capture.
