@@ -965,9 +965,12 @@ func (r *checkRun) step(m *mainPhase) bool {
 // sendingBound is how long the main phase may send: T, plus what the forward probes' first
 // attempts need at the pace, plus, with an agent, T again for the agent session's queue
 // (one request at a time: the announce of the fragmented probes' IP IDs waits behind the
-// report polls and the reverse requests). The senders stop earlier, at T, unless first
-// attempts are still waiting to leave then, or retries are still to go. The whole run stays bounded: this, then at
-// most W (≤ T) of silence after the last probe left, then the last report.
+// report polls and the reverse requests), plus T/2 for each retry of a first attempt that
+// left last (a retry goes retryGap after the attempt before it: W/4 ≤ T/4, or an RTO and
+// the loop's and the agent's intervals on a slow path). The senders stop earlier, at T,
+// unless first attempts are still waiting to leave then, or retries are still to go. The
+// whole run stays bounded: this, then at most W (≤ T) of silence after the last probe
+// left, then the last report.
 func (r *checkRun) sendingBound(fwd []*pending) time.Duration {
 	pace := r.cfg.Pace
 	if pace <= 0 {
@@ -981,7 +984,7 @@ func (r *checkRun) sendingBound(fwd []*pending) time.Duration {
 			packets += len(pk.Wire)
 		}
 	}
-	d := r.timeout + time.Duration(packets)*time.Second/time.Duration(pace)
+	d := r.timeout + time.Duration(packets)*time.Second/time.Duration(pace) + (CheckAttempts-1)*r.timeout/2
 	if r.agent != nil {
 		d += r.timeout
 	}
