@@ -967,7 +967,8 @@ func (r *checkRun) step(m *mainPhase) bool {
 // (one request at a time: the announce of the fragmented probes' IP IDs waits behind the
 // report polls and the reverse requests), plus T/2 for each retry of a first attempt that
 // left last (a retry goes retryGap after the attempt before it: W/4 ≤ T/4, or an RTO and
-// the loop's and the agent's intervals on a slow path). The senders stop earlier, at T,
+// the loop's and the agent's intervals on a slow path), T/2 more each with an agent (a
+// fragmented retry's announce waits in that queue again). The senders stop earlier, at T,
 // unless first attempts are still waiting to leave then, or retries are still to go. The
 // whole run stays bounded: this, then at most W (≤ T) of silence after the last probe
 // left, then the last report.
@@ -986,7 +987,7 @@ func (r *checkRun) sendingBound(fwd []*pending) time.Duration {
 	}
 	d := r.timeout + time.Duration(packets)*time.Second/time.Duration(pace) + (CheckAttempts-1)*r.timeout/2
 	if r.agent != nil {
-		d += r.timeout
+		d += r.timeout + (CheckAttempts-1)*r.timeout/2
 	}
 	return d
 }
