@@ -24,18 +24,20 @@ package probe
 //     agentPollInterval. The run ends as soon as every probe has its answer (every fragment
 //     seen, or the target's own answer without an agent), or its deadline for silence has
 //     passed (W after its first attempt, W/2 after its last): a run where many probes are
-//     dropped takes about W after the last of them left. No retry goes out after T. A probe
+//     dropped takes about W after the last of them left. A probe
 //     that drew an ICMP error or a reset is settled (no retry) once an agent report asked
 //     refusalGrace later still lacks it: a refusal is not loss. Reverse probes alike: the agent's capture keeps
 //     the ICMP errors and resets they draw on the way, and its report brings them here.
 //     The path MTU searches are the exception: each is bounded by its own budget (probe
 //     counts and pmtu.DefaultBudget), not by T, because a search cut off at T reports a size
-//     it did not settle. At T no retry leaves; first attempts still waiting their turn (a
-//     slow agent session, a long paced sequence) still go, up to the sending phase's own
-//     bound (sendingBound), each with its deadline for silence from when it left; then the
-//     other probes stop, and the run waits for the searches. An attempt counts only once it
-//     is on the wire: a probe that never left is an error that says so, not a verdict on
-//     the path (unsent).
+//     it did not settle. On a fast path every retry falls before T. First attempts still
+//     waiting their turn at T (a slow agent session, a long paced sequence) still go, and
+//     so do the retries of probes without an answer, up to the sending phase's own bound
+//     (sendingBound), each with its deadline for silence from when it left: a probe whose
+//     first attempt left late is not called dropped on one packet. Then the other probes
+//     stop, and the run waits for the searches. An attempt counts only once it is on the
+//     wire: a probe that never left is an error that says so, not a verdict on the path
+//     (unsent); one the bound cut short of CheckAttempts says so in its detail (Outcome.Cut).
 //  5. Judge (verdict.go) and build the report.
 //
 // With an agent, a forward verdict rests on what the agent captured, never on what answered:
@@ -222,7 +224,7 @@ type checkRun struct {
 	fwdPk    Packets
 	fwdQueue []*pending    // waiting for the forward sender (r.mu; see forward)
 	fwdBusy  bool          // a forward sender runs (r.mu)
-	retryEnd time.Time     // T after the main phase began: no retry leaves after it (r.mu)
+	retryEnd time.Time     // the sending phase's bound: no retry leaves after it (r.mu)
 	sendFor  time.Duration // the sending phase's bound (see sendingBound)
 	ctlRTT   time.Duration // the longest round trip of an agent request measured (r.mu)
 
@@ -283,6 +285,7 @@ func check(ctx context.Context, cfg CheckConfig, env checkEnv) (*report.Report, 
 	}
 	r.unjudgeable()
 	r.unsent()
+	r.shortOfTime()
 	outs := make([]Outcome, len(r.list))
 	for i, p := range r.list {
 		outs[i] = *p.out
@@ -704,7 +707,7 @@ func (r *checkRun) reverseLeft(asked time.Time, res ReverseResult, clock ClockEs
 // probe waits on a round trip of its own on the agent session (which carries one request
 // at a time, the report polls and the reverse requests included). An attempt counts once
 // it is on the wire: one that did not leave (the sending time ran out, the send failed, a
-// retry whose turn came after T) is taken back, and its probe is judged on the attempts
+// retry whose turn came after the sending phase's bound) is taken back, and its probe is judged on the attempts
 // that left.
 func (r *checkRun) sendForward(ctx context.Context, ps []*pending) {
 	r.sendMu.Lock()
@@ -773,8 +776,8 @@ func (r *checkRun) unannounced(ids []uint16) []uint16 {
 	return fresh
 }
 
-// errRetryTooLate is a retry whose turn to leave came after T: no retry goes out after T.
-var errRetryTooLate = errors.New("retry after T")
+// errRetryTooLate is a retry whose turn to leave came after the sending phase's bound.
+var errRetryTooLate = errors.New("retry after the sending phase's bound")
 
 // sendOne puts one prepared attempt of p on the wire (annErr: the announce of the batch's
 // IP IDs failed) and records when it left.
@@ -995,7 +998,7 @@ func (r *checkRun) startMain(ctx context.Context, fwd, revRest []*pending, pm, p
 	r.sendFor = r.sendingBound(fwd)
 	m.sendEnd = m.start.Add(r.sendFor)
 	r.mu.Lock()
-	r.retryEnd = m.start.Add(r.timeout)
+	r.retryEnd = m.sendEnd
 	r.mu.Unlock()
 	// Reverse requests are not cancelled when the run ends early: a request cut off midway
 	// leaves the control session unusable for the last report. They are bounded instead.
@@ -1063,19 +1066,17 @@ func (r *checkRun) step(m *mainPhase) bool {
 		return true
 	}
 	late := !now.Before(m.start.Add(r.timeout))
-	if m.sending && (quiet || (late && !r.forwardQueued()) || !now.Before(m.sendEnd)) {
-		// The probes are done; or T is up and no first attempt still waits to leave (a
-		// slow agent session can hold them past T: they still go, each with its own
-		// deadline for silence from when it left); or the sending phase's bound is up.
-		// Stop the senders; the searches go on.
+	if m.sending && (quiet || (late && !r.forwardQueued() && !r.retriesLeft()) || !now.Before(m.sendEnd)) {
+		// The probes are done; or T is up and no attempt still waits to leave (a slow agent
+		// session can hold first attempts past T, and their retries then fall after T: they
+		// still go, each with its own deadline for silence from when it left); or the
+		// sending phase's bound is up. Stop the senders; the searches go on.
 		m.sending = false
 		m.cancel()
 	}
 	if m.sending {
 		r.release(m, now)
-		if !late {
-			r.retry(m, now) // no retry goes out after T
-		}
+		r.retry(m, now)
 	}
 	return false
 }
@@ -1083,9 +1084,15 @@ func (r *checkRun) step(m *mainPhase) bool {
 // sendingBound is how long the main phase may send: T, plus what the forward probes' first
 // attempts need at the pace, plus, with an agent, T again for the agent session's queue
 // (one request at a time: the announce of the fragmented probes' IP IDs waits behind the
-// report polls and the reverse requests). The senders stop earlier, at T, unless first
-// attempts are still waiting to leave then. The whole run stays bounded: this, then at
-// most W (≤ T) of silence after the last probe left, then the last report.
+// report polls and the reverse requests), plus T/2 for each retry of a first attempt that
+// left last (a retry goes retryGap after the attempt before it: W/4 ≤ T/4, or an RTO and
+// the loop's and the agent's intervals on a slow path), T/2 more each with an agent (there a
+// retry is due only once the agent's report could show the attempt before it arrived, and
+// that report waits its turn on the session; the retries' IP IDs went with the first
+// announce, so no retry waits on an announce of its own). The senders stop earlier, at T,
+// unless first attempts are still waiting to leave then, or retries are still to go. The
+// whole run stays bounded: this, then at most W (≤ T) of silence after the last probe
+// left, then the last report.
 func (r *checkRun) sendingBound(fwd []*pending) time.Duration {
 	pace := r.cfg.Pace
 	if pace <= 0 {
@@ -1099,9 +1106,9 @@ func (r *checkRun) sendingBound(fwd []*pending) time.Duration {
 			packets += len(pk.Wire)
 		}
 	}
-	d := r.timeout + time.Duration(packets)*time.Second/time.Duration(pace)
+	d := r.timeout + time.Duration(packets)*time.Second/time.Duration(pace) + (CheckAttempts-1)*r.timeout/2
 	if r.agent != nil {
-		d += r.timeout
+		d += r.timeout + (CheckAttempts-1)*r.timeout/2
 	}
 	return d
 }

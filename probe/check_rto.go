@@ -110,9 +110,7 @@ func (r *checkRun) due(now time.Time) (fwd, rev []*pending) {
 	defer r.mu.Unlock()
 	gap := r.retryGap()
 	for _, p := range r.list {
-		n := len(p.sentAt)
-		if p.decided || p.queued || p.noReplay || p.out.Probe == PMTU || n == 0 || n >= CheckAttempts ||
-			!p.answeredAt.IsZero() || now.Before(p.sentAt[n-1].Add(gap)) {
+		if p.decided || p.queued || !p.retryable() || now.Before(p.sentAt[len(p.sentAt)-1].Add(gap)) {
 			continue
 		}
 		p.queued = true
@@ -123,6 +121,40 @@ func (r *checkRun) due(now time.Time) (fwd, rev []*pending) {
 		}
 	}
 	return fwd, rev
+}
+
+// retryable reports whether p, without an answer, has left but fewer than CheckAttempts
+// times and may be sent again (not the reverse UDP burst, nor a path MTU search). The
+// caller holds r.mu.
+func (p *pending) retryable() bool {
+	n := len(p.sentAt)
+	return !p.noReplay && p.out.Probe != PMTU && n > 0 && n < CheckAttempts && p.answeredAt.IsZero()
+}
+
+// retriesLeft reports whether a probe still waits for a retry, or for one on its way: after
+// T the sending phase stays open for them, up to its bound (sendingBound).
+func (r *checkRun) retriesLeft() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.list {
+		if !p.decided && p.retryable() {
+			return true
+		}
+	}
+	return false
+}
+
+// shortOfTime marks the probes the run's time ran out on: left fewer than CheckAttempts
+// times, without an answer, where a retry was due. Their verdict says that it rests on
+// fewer attempts (Outcome.Cut).
+func (r *checkRun) shortOfTime() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.list {
+		if p.out.Err == nil && p.out.Skip == "" && p.retryable() {
+			p.out.Cut = true
+		}
+	}
 }
 
 // silent reports whether every probe still without an answer has passed its deadline (the

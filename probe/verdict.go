@@ -120,6 +120,10 @@ type Outcome struct {
 	// search did not run or found nothing); PathMTU is its report form.
 	Search  *pmtu.Result
 	PathMTU *report.PathMTU
+	// Cut is set when the run's time ran out before this probe, without an answer, had
+	// left CheckAttempts times: a verdict of silence then rests on fewer attempts, and its
+	// detail says so.
+	Cut bool
 	// FarLocalDrop is a rule of the agent host's own firewall that drops this (forward)
 	// probe after the agent's capture saw it arrive, nil when none does.
 	FarLocalDrop *report.FirewallRule
@@ -180,11 +184,47 @@ func Judge(outs []Outcome) []report.Result {
 		if o.Direction == report.Reverse && r.Verdict == report.Dropped && forward[o.Probe] == report.Pass && o.Probe != PMTU {
 			oneWay(&r, o.Probe)
 		}
+		cutShort(&r, o)
 		if !o.Reference {
 			res = append(res, r)
 		}
 	}
 	return res
+}
+
+// cutShort adds to the detail of a probe called dropped or frag-dropped on fewer attempts
+// than CheckAttempts, because the run's time ran out first, that one lost packet may be all
+// it saw: the clause goes after the claim, before its advice.
+func cutShort(r *report.Result, o *Outcome) {
+	n := len(o.Attempts)
+	if !o.Cut || n == 0 || n >= CheckAttempts || (r.Verdict != report.Dropped && r.Verdict != report.FragDropped) {
+		return
+	}
+	clause := fmt.Sprintf(" (only %d of %d attempts left before the run's time ran out, so loss is not ruled out; raise --timeout)", n, CheckAttempts)
+	if o.Direction == report.Reverse {
+		clause = fmt.Sprintf(" (the agent sent only %d of %d attempts before the run's time ran out, so loss is not ruled out; raise --timeout)", n, CheckAttempts)
+	}
+	at := claimEnd(r.Detail)
+	r.Detail = r.Detail[:at] + clause + r.Detail[at:]
+}
+
+// claimEnd is where the claim of a detail ends: at its first "; " or ". " outside
+// parentheses (the advice follows), else at its final full stop.
+func claimEnd(d string) int {
+	depth := 0
+	for i := 0; i < len(d); i++ {
+		switch d[i] {
+		case '(':
+			depth++
+		case ')':
+			depth--
+		case ';', '.':
+			if depth == 0 && (i+1 == len(d) || d[i+1] == ' ') {
+				return i
+			}
+		}
+	}
+	return len(d)
 }
 
 // echoOnly rewrites the detail of a path MTU search that got no answer even to its smallest
