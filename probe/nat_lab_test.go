@@ -1,6 +1,7 @@
 package probe_test
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -128,13 +129,17 @@ func TestCheckNATNone(t *testing.T) {
 // TestCheckNATPortRewrite is a NAT the profiles do not define: r1 of the nat profile is
 // changed by hand to masquerade with random ports (address+port), and its mappings
 // flushed. The reverse UDP probes must still pass: the agent sends them to the public port
-// our forward probe was seen from.
+// our forward probe was seen from. The ports come from 20000-30000: with no range, Linux
+// draws a source port below 512 from 1-511 (nf_nat_l4proto_unique_tuple), so 500 stays 500
+// about once in 511 runs, which is a NAT that rewrites the address only (seen once: the
+// test failed with "192.0.2.65:500").
 func TestCheckNATPortRewrite(t *testing.T) {
 	testlab.RequireRoot(t)
 	t.Parallel()
 	l := testlab.ForTest(t, testlab.Spec{Profile: "nat", NoGateways: true})
 	for _, argv := range [][]string{
 		{"nft", "flush", "chain", "ip", "ipsecpath", "ipl_nat"},
+		{"nft", "add", "rule", "ip", "ipsecpath", "ipl_nat", "oifname", "east0", "ip", "saddr", "198.51.100.0/24", "meta", "l4proto", "{", "tcp,", "udp", "}", "masquerade", "to", ":20000-30000", "fully-random"},
 		{"nft", "add", "rule", "ip", "ipsecpath", "ipl_nat", "oifname", "east0", "ip", "saddr", "198.51.100.0/24", "masquerade", "fully-random"},
 		{"conntrack", "-F"},
 	} {
@@ -146,6 +151,9 @@ func TestCheckNATPortRewrite(t *testing.T) {
 	n := rep.NAT
 	if n == nil || !n.Detected || n.Kind != "address+port" || n.Public != testlab.NATPublic || n.Seen == testlab.NATPublic+":500" {
 		t.Fatalf("nat = %+v, want address+port to %s with another port", n, testlab.NATPublic)
+	}
+	if ap, err := netip.ParseAddrPort(n.Seen); err != nil || ap.Port() < 20000 || ap.Port() > 30000 {
+		t.Errorf("nat seen from %q, want a port from the NAT's 20000-30000", n.Seen)
 	}
 	for _, r := range rep.Results {
 		if r.Verdict != report.Pass {
