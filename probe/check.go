@@ -112,7 +112,7 @@ type CheckConfig struct {
 	Progress func(CheckProgress)
 	// NoTrace skips localising the failures: without it, the probes of every failing
 	// result (dropped, blocked, frag-dropped, partial) are traced hop by hop after the main
-	// run, both directions, for about one Timeout more (trace.go), and each such result's
+	// run, both directions, for at most one Timeout more (trace.go), and each such result's
 	// hop gets its bracket.
 	NoTrace bool
 	// PathMTU turns on the pmtu probe (off: reported skipped) and bounds its searches: the

@@ -112,7 +112,7 @@ packets up to --snaplen, each with a note naming its probe, direction, attempt a
 fragment), which 'ipsecpath pcap explain FILE' reads back per probe.
 
 Every failing probe (dropped, blocked, frag-dropped, partial) is then traced hop by hop, both
-directions, as 'ipsecpath trace' does, for about one --timeout more: its detail names the
+directions, as 'ipsecpath trace' does, for at most one --timeout more: its detail names the
 two hops the probe dies between ("dies between 198.51.100.1 (hop 1) and 192.0.2.66 (hop 2)")
 and its hop object carries last_reached and first_missed. --no-trace skips this.
 
@@ -198,7 +198,7 @@ func addCheckFlags(fs *pflag.FlagSet) *checkFlags {
 	f.tcp = fs.String("tcp", "445,1792", "TCP `PORTS` for the tcp probes")
 	f.pacing = addPacingFlags(fs, probe.DefaultCheckTimeout, "the longest wait for answers (`D`: 2s, 500ms, …); a run waits less when answers come back fast: 4×(SRTT+4·RTTVAR) of the round trips it measured, at least 500ms (retries at a quarter of that)")
 	f.capture = addPcapFlags(fs)
-	f.noTrace = fs.Bool("no-trace", false, "do not trace the failing probes hop by hop after the run (saves about one --timeout)")
+	f.noTrace = fs.Bool("no-trace", false, "do not trace the failing probes hop by hop after the run (saves up to one --timeout)")
 	f.out = addOutputFlags(fs)
 	f.svc = addServiceFlags(fs)
 	return f

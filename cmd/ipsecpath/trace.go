@@ -35,7 +35,10 @@ How to read it, per direction:
 Fragmented probes: routers send time-exceeded for first fragments only (RFC 1812), so TTLs
 localise the first fragment; the agent tells which other fragments arrived. A device that
 passes first fragments and drops the rest is reported as such, with the whole path as its
-bracket. A trace takes about one --timeout (the answers of every TTL are awaited together).
+bracket. The answers of every TTL are awaited together. Once the whole path gave a round trip
+(the far end's echo reply, or the agent's reports), each copy is given up 4×(SRTT+4·RTTVAR)
+after it left (at least 500ms; with an agent, plus its report interval); otherwise, and at
+the longest, the trace waits --timeout after the first send and half of it after the last.
 
 Exit status: 0 the probe reached the far end in every direction traced, 1 it did not,
 2 usage or environment error. Needs root or CAP_NET_RAW.`,
@@ -54,7 +57,7 @@ func runTrace(ctx context.Context, e *env, args []string) int {
 	id := fs.String("probe", "", "the probe `ID` to trace (ike, ike-frag, natt, natt-frag, esp, esp-frag, ah, ah-frag, icmp-large, tcp:PORT)")
 	af := addAgentFlags(fs, "far-end agent `HOST:PORT` ('ipsecpath responder'; port default 7500)")
 	maxHops := fs.Int("max-hops", probe.DefaultTraceMaxHops, fmt.Sprintf("largest TTL sent (`N`, 1-%d)", probe.MaxTraceMaxHops))
-	pacing := addPacingFlags(fs, probe.DefaultTraceTimeout, "how long to wait for answers after the first send (`D`)")
+	pacing := addPacingFlags(fs, probe.DefaultTraceTimeout, "the longest wait for answers after the first send (`D`); a copy is given up sooner when the trace has measured round trips")
 	timeout, pace := pacing.timeout, pacing.pace
 	out := addOutputFlags(fs)
 	if done, code := parse(e, c, fs, args); done {
