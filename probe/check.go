@@ -1230,7 +1230,7 @@ type notSentError struct {
 func (e *notSentError) Error() string {
 	msg := fmt.Sprintf("not sent: the run's time for sending (%s) ran out before this probe left, so it says nothing about the path", e.Sending.Round(time.Millisecond))
 	if e.AgentRTT > 0 {
-		msg += fmt.Sprintf("; requests to the agent took up to %s each, one at a time", e.AgentRTT.Round(time.Millisecond))
+		msg += fmt.Sprintf("; a report from the agent took up to %s to come back, and the agent session carries one request at a time", e.AgentRTT.Round(time.Millisecond))
 	}
 	return msg + "; raise --timeout"
 }
